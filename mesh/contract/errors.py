@@ -1,0 +1,131 @@
+"""The mesh's one root exception and its subclasses.
+
+Code below the transport edge (guards, nodes, routing) raises these; exactly one mapper
+(`mesh.contract.status`) turns them into gRPC statuses, so no module but that one needs to know
+gRPC status codes.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+class Code(enum.Enum):
+    """Transport-neutral status codes; names match google.rpc.Code."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    NOT_FOUND = "NOT_FOUND"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    UNAVAILABLE = "UNAVAILABLE"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    CANCELLED = "CANCELLED"
+    INTERNAL = "INTERNAL"
+    UNIMPLEMENTED = "UNIMPLEMENTED"
+
+
+ERROR_DOMAIN = "mesh.inference"
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One problem with one request field (google.rpc.BadRequest.FieldViolation)."""
+
+    field: str
+    description: str
+
+
+class MeshError(Exception):
+    """An error with a stable machine-readable reason, safe to show to the caller.
+
+    `message` must never contain secrets or prompt text: it goes to clients and logs as is.
+    """
+
+    code: Code = Code.INTERNAL
+    reason: str = "INTERNAL"
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        violations: list[FieldViolation] | None = None,
+        retry_after_s: float | None = None,
+        code: Code | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
+        if code is not None:
+            self.code = code
+        if retryable is not None:
+            self.retryable = retryable
+        self.metadata: dict[str, str] = dict(metadata or {})
+        self.violations: list[FieldViolation] = list(violations or [])
+        self.retry_after_s = retry_after_s
+
+
+class InvalidRequest(MeshError):
+    """The request itself is wrong; retrying it unchanged cannot help."""
+
+    code = Code.INVALID_ARGUMENT
+    reason = "INVALID_REQUEST"
+
+
+class ModelNotFound(MeshError):
+    """No node in the mesh serves the pinned model."""
+
+    code = Code.NOT_FOUND
+    reason = "MODEL_NOT_FOUND"
+
+
+class UpstreamUnavailable(MeshError):
+    """The node (or provider) that should serve the request cannot be reached."""
+
+    code = Code.UNAVAILABLE
+    reason = "UPSTREAM_UNAVAILABLE"
+    retryable = True
+
+
+class Overloaded(MeshError):
+    """Admission control refused the request; the caller may retry after a delay."""
+
+    code = Code.RESOURCE_EXHAUSTED
+    reason = "OVERLOADED"
+    retryable = True
+
+
+class EngineUnavailable(MeshError):
+    """The local engine is dead or unhealthy."""
+
+    code = Code.UNAVAILABLE
+    reason = "ENGINE_UNAVAILABLE"
+    retryable = True
+
+
+class DeadlineExceeded(MeshError):
+    """The caller's deadline passed before the answer was complete."""
+
+    code = Code.DEADLINE_EXCEEDED
+    reason = "DEADLINE_EXCEEDED"
+
+
+@dataclass
+class ErrorDetails:
+    """What a client learns from a failed call, parsed back from google.rpc details."""
+
+    code: str
+    message: str
+    reason: str = ""
+    domain: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    violations: list[FieldViolation] = field(default_factory=list)
+    retry_after_s: float | None = None

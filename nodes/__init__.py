@@ -1,0 +1,1 @@
+"""Nodes that serve mesh.v1.InferenceService: local engines and external-API bridges."""
