@@ -1,0 +1,229 @@
+"""mesh.yaml: one validated document for the router, the nodes and the embedded mesh.
+
+Unknown keys and bad values fail at start with the file, the line, the key path and the reason.
+Secrets are never config values: config names an environment variable or a file instead.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_ROUTER_LISTEN = "127.0.0.1:50051"
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names file, line, key and reason."""
+
+
+class Tier(str, enum.Enum):
+    """Model capability classes, cheapest first."""
+
+    SMALL = "small"
+    MEDIUM = "medium"
+    LARGE = "large"
+    FRONTIER = "frontier"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_address(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not host:port (port 0 picks a free one)")
+    return value
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a listen address stays on this machine."""
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+Address = Annotated[str, Field(min_length=3, description="host:port")]
+
+
+class VllmEngineConfig(_Strict):
+    """Arguments for vLLM's AsyncEngineArgs; the only thing that differs between CPU and GPU."""
+
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto: float32 on CPU (5x faster than bf16 there), bf16/fp16 on GPU"
+    )
+    max_model_len: int = Field(2048, ge=128, description="context length the engine reserves")
+    kv_cache_gib: float = Field(1.0, gt=0, description="KV cache size on CPU (VLLM_CPU_KVCACHE_SPACE)")
+    gpu_memory_utilization: float = Field(0.5, gt=0, le=1, description="share of GPU memory on GPU")
+    max_num_seqs: int = Field(16, ge=1, description="sequences batched together")
+    enforce_eager: bool | None = Field(
+        None, description="skip torch.compile/CUDA graphs; default: True on CPU, False on GPU"
+    )
+    enable_prefix_caching: bool = Field(True, description="reuse KV blocks of shared prefixes")
+
+
+class NodeConfig(_Strict):
+    """One inference node: a local model behind mesh.v1.InferenceService."""
+
+    id: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    engine: Literal["vllm", "transformers", "fake"] = Field(
+        "transformers", description="fake is a deterministic test engine, never for serving"
+    )
+    model: str = Field("smollm2-135m-instruct", description="a known model name (mesh models list)")
+    listen: Address = Field("127.0.0.1:0", description="host:port; port 0 picks a free port")
+    tier: Tier = Tier.SMALL
+    context_window: int | None = Field(None, ge=16, description="default: the model's own")
+    input_price_per_mtok: float = Field(0.0, ge=0, description="USD per 1M prompt tokens (amortised)")
+    output_price_per_mtok: float = Field(0.0, ge=0, description="USD per 1M generated tokens")
+    capabilities: list[str] = Field(default_factory=lambda: ["chat"])
+    aliases: list[str] = Field(default_factory=list)
+    max_inflight: int = Field(32, ge=1, description="admitted requests; above it RESOURCE_EXHAUSTED")
+    default_max_tokens: int = Field(256, ge=1, description="max_tokens when the request sets none")
+    vllm: VllmEngineConfig = Field(default_factory=VllmEngineConfig)
+
+    _check_listen = field_validator("listen")(classmethod(lambda cls, v: _check_address(v)))
+
+
+class UpstreamConfig(_Strict):
+    """A node the router forwards to (an address or a Kubernetes DNS name)."""
+
+    id: str = Field(..., min_length=1)
+    address: Address
+
+    _check = field_validator("address")(classmethod(lambda cls, v: _check_address(v)))
+
+
+class RouterConfig(_Strict):
+    """The router front node."""
+
+    listen: Address = DEFAULT_ROUTER_LISTEN
+    upstreams: list[UpstreamConfig] = Field(default_factory=list)
+    default_timeout_s: float = Field(
+        120.0, gt=0, description="deadline for calls that carry none"
+    )
+    health_interval_s: float = Field(2.0, gt=0, description="how often upstream health is probed")
+    max_message_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="largest request accepted (RESOURCE_EXHAUSTED above)"
+    )
+
+    _check_listen = field_validator("listen")(classmethod(lambda cls, v: _check_address(v)))
+
+    @model_validator(mode="after")
+    def _unique_upstreams(self) -> RouterConfig:
+        ids = [u.id for u in self.upstreams]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate upstream ids: {', '.join(dupes)}")
+        return self
+
+
+class MeshConfig(_Strict):
+    """The whole mesh.yaml."""
+
+    router: RouterConfig = Field(default_factory=RouterConfig)
+    nodes: list[NodeConfig] = Field(
+        default_factory=list, description="nodes that `mesh up` starts in-process"
+    )
+
+    @model_validator(mode="after")
+    def _unique_nodes(self) -> MeshConfig:
+        ids = [n.id for n in self.nodes] + [u.id for u in self.router.upstreams]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"node ids must be unique across nodes and upstreams: {', '.join(dupes)}")
+        return self
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """1-based line of the deepest YAML node on the error's key path."""
+    node, line = root, None
+    for part in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == part), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            node = node.value[part] if part < len(node.value) else None
+        else:
+            node = None
+    if node is not None:
+        line = node.start_mark.line + 1
+    return line
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def parse_config(text: str, source: str = "<string>") -> MeshConfig:
+    """Validate a YAML document; raise ConfigError naming file, line, key and reason."""
+    try:
+        data: Any = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping, not {type(data).__name__}")
+    try:
+        return MeshConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if not str(p).startswith("function-"))
+            line = _line_of(root, loc)
+            where = f"{source}:{line}" if line else source
+            reason = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            lines.append(f"{where}: {_format_loc(loc)}: {reason}")
+        raise ConfigError("invalid config:\n  " + "\n  ".join(lines)) from None
+
+
+def load_config(path: str | Path) -> MeshConfig:
+    """Read and validate mesh.yaml."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
+    return parse_config(text, str(p))
+
+
+def default_config() -> MeshConfig:
+    """The embedded default: one router on 127.0.0.1:50051 and one SmolLM2 node."""
+    return MeshConfig(
+        router=RouterConfig(),
+        nodes=[
+            NodeConfig(
+                id="local-smollm2",
+                engine="vllm" if vllm_available() else "transformers",
+                model="smollm2-135m-instruct",
+                tier=Tier.SMALL,
+                input_price_per_mtok=0.02,
+                output_price_per_mtok=0.04,
+                aliases=["smollm2"],
+            )
+        ],
+    )
+
+
+def vllm_available() -> bool:
+    """Whether vLLM is installed (the default engine then); import-free and cheap."""
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None

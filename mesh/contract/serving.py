@@ -1,0 +1,116 @@
+"""Server wiring every mesh process shares: options, health, reflection, binding.
+
+`create_server` only builds and binds (tests bind port 0 and read the port back); callers
+start and stop it. Every server gets grpc.health.v1 and reflection.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import grpc.aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from mesh.config import is_loopback
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+def server_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[tuple[str, Any]]:
+    return [
+        # Requests above this get RESOURCE_EXHAUSTED from grpc itself, before any handler runs.
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        # Ping idle clients every 30 s so dead peers are noticed on long-lived channels;
+        # a frozen peer is still only caught by deadlines (STACK.md), hence router timeouts.
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        # Accept client pings as often as every 10 s without calling them abusive.
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        # One process per port: never silently share a port with another server.
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+def channel_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        # Reconnect quickly after a node restarts instead of backing off for minutes.
+        ("grpc.initial_reconnect_backoff_ms", 200),
+        ("grpc.max_reconnect_backoff_ms", 2_000),
+    ]
+
+
+@dataclass
+class BoundServer:
+    """A built server, its bound port and its health servicer."""
+
+    server: grpc.aio.Server
+    port: int
+    health: HealthServicer
+    service_names: tuple[str, ...]
+
+    async def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        await self.health.set("", status)
+        for name in self.service_names:
+            await self.health.set(name, status)
+
+    async def stop(self, grace_s: float) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace_s)
+
+
+Registration = tuple[Callable[[Any, grpc.aio.Server], None], Any, str]
+
+
+def create_server(
+    listen: str,
+    registrations: Sequence[Registration],
+    *,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+) -> BoundServer:
+    """Build a grpc.aio server with the given (add_fn, servicer, full service name) triples."""
+    if not is_loopback(listen):
+        log.warning("listening on %s, which is reachable from other machines", listen)
+    server = grpc.aio.server(
+        options=server_options(max_message_bytes), interceptors=list(interceptors)
+    )
+    names = []
+    for add, servicer, name in registrations:
+        add(servicer, server)
+        names.append(name)
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        (*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server,
+    )
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise OSError(f"could not bind {listen}")
+    return BoundServer(server=server, port=port, health=health, service_names=tuple(names))
+
+
+def bound_address(listen: str, port: int) -> str:
+    """host:port with the real port (listen may say port 0)."""
+    host = listen.rpartition(":")[0]
+    return f"{host}:{port}"

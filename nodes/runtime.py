@@ -1,0 +1,77 @@
+"""Run a node in the current event loop: engine start, server, health, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from mesh.config import NodeConfig
+from mesh.contract.errors import MeshError
+from mesh.contract.serving import BoundServer, bound_address, create_server
+from mesh.v1 import inference_pb2, inference_pb2_grpc
+from nodes.engines import create_backend
+from nodes.engines.base import InferenceBackend
+from nodes.server import NodeServicer
+
+log = logging.getLogger(__name__)
+INFERENCE_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
+
+
+class NodeRuntime:
+    """One inference node: starts the engine, then serves; stops in the reverse order."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        backend: InferenceBackend | None = None,
+        *,
+        health_interval_s: float = 2.0,
+    ) -> None:
+        self.config = config
+        self.backend = backend or create_backend(config)
+        self.servicer = NodeServicer(config, self.backend)
+        self._health_interval_s = health_interval_s
+        self._bound: BoundServer | None = None
+        self._health_task: asyncio.Task[None] | None = None
+        self.address = ""
+
+    async def start(self) -> str:
+        """Load the model and start serving; returns the bound host:port."""
+        await self.backend.start()
+        self._bound = create_server(
+            self.config.listen,
+            [(inference_pb2_grpc.add_InferenceServiceServicer_to_server, self.servicer, INFERENCE_SERVICE)],
+        )
+        await self._bound.server.start()
+        self.address = bound_address(self.config.listen, self._bound.port)
+        await self._bound.set_serving(True)
+        self._health_task = asyncio.create_task(self._watch_health(), name=f"health-{self.config.id}")
+        log.info("node %s serving %s on %s", self.config.id, self.backend.info.model_id, self.address)
+        return self.address
+
+    async def _watch_health(self) -> None:
+        """Mirror the engine's health into grpc.health.v1 so routers stop sending to a dead engine."""
+        assert self._bound is not None
+        serving = True
+        while True:
+            await asyncio.sleep(self._health_interval_s)
+            try:
+                await self.backend.check_health()
+                healthy = True
+            except MeshError:
+                healthy = False
+            if healthy != serving:
+                serving = healthy
+                log.warning("node %s engine healthy=%s", self.config.id, healthy)
+                await self._bound.set_serving(healthy)
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Stop accepting, let in-flight requests finish within the grace period, then the engine."""
+        if self._health_task is not None:
+            self._health_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health_task
+        if self._bound is not None:
+            await self._bound.stop(grace_s)
+        await self.backend.close()
