@@ -211,7 +211,7 @@ def default_config() -> MeshConfig:
         nodes=[
             NodeConfig(
                 id="local-smollm2",
-                engine="vllm" if vllm_available() else "transformers",
+                engine=default_engine(),
                 model="smollm2-135m-instruct",
                 tier=Tier.SMALL,
                 input_price_per_mtok=0.02,
@@ -220,6 +220,16 @@ def default_config() -> MeshConfig:
             )
         ],
     )
+
+
+def default_engine() -> Literal["vllm", "transformers", "fake"]:
+    """`$MESH_ENGINE` if set, else vLLM where it is installed, else transformers."""
+    import os
+
+    chosen = os.environ.get("MESH_ENGINE", "")
+    if chosen in ("vllm", "transformers", "fake"):
+        return chosen  # type: ignore[return-value]
+    return "transformers"
 
 
 def vllm_available() -> bool:

@@ -13,7 +13,7 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 import grpc.aio
-from google.protobuf import duration_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -54,7 +54,7 @@ def to_status(error: MeshError) -> grpc.Status:
         details.append(error_details_pb2.RetryInfo(retry_delay=delay))
     packed = []
     for detail in details:
-        any_detail = status_pb2.any_pb2.Any()  # type: ignore[attr-defined]
+        any_detail = any_pb2.Any()
         any_detail.Pack(detail)
         packed.append(any_detail)
     proto = status_pb2.Status(code=_RPC_CODE[error.code], message=error.message, details=packed)
@@ -67,12 +67,28 @@ async def abort_with_error(context: grpc.aio.ServicerContext[Any, Any], error: M
     raise AssertionError("abort_with_status returned")  # pragma: no cover
 
 
+_DETAILS_KEY = "grpc-status-details-bin"
+
+
+def _status_proto(error: grpc.aio.AioRpcError | grpc.RpcError) -> status_pb2.Status | None:
+    """The google.rpc.Status a server attached to a failed call, if any.
+
+    grpc_status.rpc_status.from_call wants a sync Call (or an awaitable aio Call); an
+    AioRpcError already holds its trailing metadata, so read the details key directly.
+    """
+    trailing = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
+    for key, value in trailing or ():
+        if key == _DETAILS_KEY and isinstance(value, bytes):
+            return status_pb2.Status.FromString(value)
+    return None
+
+
 def error_details(error: grpc.aio.AioRpcError | grpc.RpcError) -> ErrorDetails:
     """Parse a failed call's status and google.rpc details into plain data."""
     code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
     message = error.details() if hasattr(error, "details") else str(error)
     parsed = ErrorDetails(code=code.name, message=message or "")
-    status = rpc_status.from_call(error) if isinstance(error, grpc.Call) else None  # type: ignore[arg-type]
+    status = _status_proto(error)
     if status is None:
         return parsed
     for detail in status.details:
@@ -96,7 +112,7 @@ def error_details(error: grpc.aio.AioRpcError | grpc.RpcError) -> ErrorDetails:
 
 def passthrough_status(error: grpc.aio.AioRpcError) -> grpc.Status:
     """Relay an upstream failure unchanged: same code, message and details."""
-    proto = rpc_status.from_call(error)  # type: ignore[arg-type]
+    proto = _status_proto(error)
     if proto is None:
         proto = status_pb2.Status(code=error.code().value[0], message=error.details() or "")
     return rpc_status.to_status(proto)

@@ -1,0 +1,278 @@
+"""The `mesh` command: run nodes, routers and the embedded mesh; talk to them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import grpc
+import grpc.aio
+from google.protobuf import json_format
+
+from mesh.config import (
+    ConfigError,
+    MeshConfig,
+    NodeConfig,
+    Tier,
+    default_config,
+    load_config,
+    vllm_available,
+)
+from mesh.contract.status import error_details
+from mesh.serve_loop import serve_until_signal
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _load(config_path: str | None) -> MeshConfig:
+    if config_path is None:
+        return default_config()
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.version_option(package_name="inference-mesh")
+def cli(verbose: bool) -> None:
+    """Inference Mesh: one typed gRPC endpoint for every LLM, routed by cost, guarded by policy."""
+    _setup_logging(verbose)
+
+
+# --- servers ------------------------------------------------------------------------------
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="mesh.yaml")
+@click.option("--listen", help="Router address (default from config, 127.0.0.1:50051).")
+@click.option("--grace", default=5.0, show_default=True, help="Seconds in-flight requests get on stop.")
+def up(config_path: str | None, listen: str | None, grace: float) -> None:
+    """Run the embedded mesh (router and nodes) in the foreground until Ctrl-C / SIGTERM."""
+    from mesh.embedded import EmbeddedMesh
+
+    mesh = EmbeddedMesh(_load(config_path), listen=listen)
+    asyncio.run(
+        serve_until_signal(
+            mesh.start,
+            mesh.stop,
+            grace_s=grace,
+            on_ready=lambda addr: click.echo(f"mesh ready: router on {addr}", err=True),
+        )
+    )
+
+
+@cli.command()
+@click.option(
+    "--engine",
+    type=click.Choice(["vllm", "transformers", "fake"]),
+    default=None,
+    help="Default: vllm where it is installed, else transformers. fake is for tests only.",
+)
+@click.option("--model", default="smollm2-135m-instruct", show_default=True)
+@click.option("--listen", default="127.0.0.1:50061", show_default=True)
+@click.option("--node-id", default=None, help="Default: local-<model>.")
+@click.option("--tier", type=click.Choice([t.value for t in Tier]), default="small", show_default=True)
+@click.option("--price-in", default=0.0, show_default=True, help="USD per 1M prompt tokens.")
+@click.option("--price-out", default=0.0, show_default=True, help="USD per 1M completion tokens.")
+@click.option("--max-inflight", default=32, show_default=True)
+@click.option("--grace", default=10.0, show_default=True, help="Seconds in-flight requests get on stop.")
+def node(
+    engine: str | None,
+    model: str,
+    listen: str,
+    node_id: str | None,
+    tier: str,
+    price_in: float,
+    price_out: float,
+    max_inflight: int,
+    grace: float,
+) -> None:
+    """Serve one local model as an inference node."""
+    from pydantic import ValidationError
+
+    from nodes.runtime import NodeRuntime
+
+    try:
+        config = NodeConfig(
+            id=node_id or f"local-{model}",
+            engine=engine or ("vllm" if vllm_available() else "transformers"),  # type: ignore[arg-type]
+            model=model,
+            listen=listen,
+            tier=Tier(tier),
+            input_price_per_mtok=price_in,
+            output_price_per_mtok=price_out,
+            max_inflight=max_inflight,
+        )
+    except ValidationError as exc:
+        raise click.ClickException(str(exc)) from None
+    runtime = NodeRuntime(config)
+    asyncio.run(
+        serve_until_signal(
+            runtime.start,
+            runtime.stop,
+            grace_s=grace,
+            on_ready=lambda addr: click.echo(f"node {config.id} ready on {addr}", err=True),
+        )
+    )
+
+
+@cli.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--listen", help="Override router.listen.")
+@click.option("--grace", default=5.0, show_default=True)
+def router(config_path: str, listen: str | None, grace: float) -> None:
+    """Run the router front node over the upstream nodes in its config."""
+    from mesh.router.app import RouterRuntime
+
+    runtime = RouterRuntime(_load(config_path).router)
+    asyncio.run(
+        serve_until_signal(
+            lambda: runtime.start(listen),
+            runtime.stop,
+            grace_s=grace,
+            on_ready=lambda addr: click.echo(f"router ready on {addr}", err=True),
+        )
+    )
+
+
+# --- models -------------------------------------------------------------------------------
+@cli.group()
+def models() -> None:
+    """Models the mesh can serve locally."""
+
+
+@models.command("list")
+def models_list() -> None:
+    """Known local models and whether they are converted yet."""
+    from nodes.assets import KNOWN_MODELS, cache_dir, is_converted
+
+    for name, model in sorted(KNOWN_MODELS.items()):
+        state = "ready" if is_converted(name) else "not converted"
+        click.echo(f"{name:28} {state:14} ctx={model.context_window:<6} {model.description}")
+    click.echo(f"cache: {cache_dir()}")
+
+
+@models.command("path")
+@click.argument("name")
+def models_path(name: str) -> None:
+    """Print the local folder of a model, converting it first (with progress) if needed."""
+    from nodes.assets import UnknownModel, model_path
+
+    try:
+        click.echo(str(model_path(name)))
+    except UnknownModel as exc:
+        raise click.ClickException(str(exc.args[0])) from None
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+# --- client -------------------------------------------------------------------------------
+def _fail_rpc(err: grpc.aio.AioRpcError) -> None:
+    details = error_details(err)
+    line = f"error: {details.code}"
+    if details.reason:
+        line += f" ({details.reason})"
+    click.echo(f"{line}: {details.message}", err=True)
+    for violation in details.violations:
+        click.echo(f"  {violation.field}: {violation.description}", err=True)
+    for key, value in sorted(details.metadata.items()):
+        click.echo(f"  {key}={value}", err=True)
+    if details.retry_after_s is not None:
+        click.echo(f"  retry after {details.retry_after_s:.1f}s", err=True)
+    sys.exit(2)
+
+
+@cli.command()
+@click.argument("prompt")
+@click.option("--target", default=DEFAULT_TARGET, show_default=True, help="Router or node address.")
+@click.option("--model", default="auto", show_default=True, help="'auto' or a model id/alias to pin.")
+@click.option("--stream", is_flag=True, help="Print tokens as they arrive.")
+@click.option("--json", "as_json", is_flag=True, help="Print the response message as JSON.")
+@click.option("--max-tokens", type=int, default=None)
+@click.option("--temperature", type=float, default=None)
+@click.option("--system", default=None, help="A system prompt.")
+@click.option("--timeout", default=120.0, show_default=True, help="Deadline in seconds.")
+@click.option("--api-key", default=None, help="Default: $MESH_API_KEY.")
+def chat(
+    prompt: str,
+    target: str,
+    model: str,
+    stream: bool,
+    as_json: bool,
+    max_tokens: int | None,
+    temperature: float | None,
+    system: str | None,
+    timeout: float,
+    api_key: str | None,
+) -> None:
+    """Send one prompt through the mesh and print the answer and its route."""
+    from mesh.client import ChatOptions
+
+    options = ChatOptions(
+        model=model,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        system=system,
+        timeout_s=timeout,
+        api_key=api_key or os.environ.get("MESH_API_KEY") or None,
+    )
+    try:
+        asyncio.run(_chat(target, prompt, options, stream=stream, as_json=as_json))
+    except grpc.aio.AioRpcError as err:
+        _fail_rpc(err)
+
+
+async def _chat(target: str, prompt: str, options: Any, *, stream: bool, as_json: bool) -> None:
+    from mesh.client import describe_route, generate, generate_stream, open_channel
+
+    async with open_channel(target) as channel:
+        if not stream:
+            reply = await generate(channel, prompt, options)
+            if as_json:
+                click.echo(json_format.MessageToJson(reply, indent=2))
+                return
+            click.echo(reply.text)
+            for line in describe_route(reply.route, reply.usage):
+                click.echo(line, err=True)
+            return
+        async for event in generate_stream(channel, prompt, options):
+            if as_json:
+                click.echo(json_format.MessageToJson(event, indent=None))
+            elif event.HasField("delta"):
+                click.echo(event.delta.text, nl=False)
+                sys.stdout.flush()
+            else:
+                click.echo()
+                for line in describe_route(event.summary.route, event.summary.usage):
+                    click.echo(line, err=True)
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="mesh.yaml")
+def demo(config_path: str | None) -> None:
+    """A real mesh on this machine: three routed prompts, one streamed, then a clean stop."""
+    from mesh.demo import run_demo
+
+    sys.exit(asyncio.run(run_demo(_load(config_path))))
+
+
+def main() -> None:
+    cli(prog_name="mesh")
+
+
+if __name__ == "__main__":
+    main()

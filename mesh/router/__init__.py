@@ -1,0 +1,1 @@
+"""The router front node: routing table, policies, resilience, cache and money."""

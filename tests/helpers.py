@@ -1,0 +1,66 @@
+"""Small helpers for tests that talk to real servers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import grpc.aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from mesh.v1 import inference_pb2, types_pb2
+
+
+def user(text: str) -> types_pb2.ChatMessage:
+    return types_pb2.ChatMessage(role=types_pb2.ROLE_USER, content=text)
+
+
+def request(
+    text: str = "What is the capital of France?",
+    *,
+    max_tokens: int = 16,
+    temperature: float = 0.0,
+    model: str = "",
+    request_id: str = "",
+) -> inference_pb2.GenerateRequest:
+    return inference_pb2.GenerateRequest(
+        messages=[user(text)],
+        sampling=types_pb2.SamplingParams(max_tokens=max_tokens, temperature=temperature),
+        routing=types_pb2.RoutingHints(model=model),
+        request_id=request_id,
+    )
+
+
+def stream_request(text: str = "Count from one to twenty.", **kwargs: object) -> inference_pb2.GenerateStreamRequest:
+    return inference_pb2.GenerateStreamRequest.FromString(
+        request(text, **kwargs).SerializeToString()  # type: ignore[arg-type]
+    )
+
+
+async def health_status(channel: grpc.aio.Channel, service: str = "") -> str:
+    stub = health_pb2_grpc.HealthStub(channel)
+    reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
+
+async def reflected_services(channel: grpc.aio.Channel) -> set[str]:
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    call = stub.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+    )
+    names: set[str] = set()
+    async for reply in call:
+        names.update(s.name for s in reply.list_services_response.service)
+    return names
+
+
+async def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    """Poll a condition (bounded); True once it holds."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout_s
+    while loop.time() < end:
+        if predicate():
+            return True
+        await asyncio.sleep(0.02)
+    return predicate()
