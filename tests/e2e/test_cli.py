@@ -1,0 +1,131 @@
+"""The `mesh` command end to end: `mesh up` as a subprocess, `mesh chat` against it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+pytestmark = pytest.mark.model
+MESH = [sys.executable, "-m", "mesh"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_serving(address: str, proc: subprocess.Popen[str], timeout_s: float = 240) -> None:
+    deadline = time.monotonic() + timeout_s
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise AssertionError(f"mesh up exited early: {proc.stderr.read() if proc.stderr else ''}")
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                time.sleep(0.5)
+    raise AssertionError("mesh up did not become ready")
+
+
+@pytest.fixture(scope="module")
+def mesh_up(tmp_path_factory: pytest.TempPathFactory, smollm2_path: Path) -> Iterator[str]:
+    port = _free_port()
+    config = tmp_path_factory.mktemp("e2e") / "mesh.yaml"
+    config.write_text(
+        f"""
+router:
+  listen: 127.0.0.1:{port}
+nodes:
+  - id: e2e-node
+    engine: transformers
+    model: smollm2-135m-instruct
+    input_price_per_mtok: 0.02
+    output_price_per_mtok: 0.04
+    aliases: [smollm2]
+"""
+    )
+    proc = subprocess.Popen(
+        [*MESH, "up", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    address = f"127.0.0.1:{port}"
+    try:
+        _wait_serving(address, proc)
+        yield address
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        assert code == 0, proc.stderr.read() if proc.stderr else ""
+
+
+def _mesh(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MESH_API_KEY": ""}
+    return subprocess.run([*MESH, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_chat_prints_the_answer_and_route(mesh_up: str) -> None:
+    out = _mesh("chat", "--target", mesh_up, "--temperature", "0", "--max-tokens", "16",
+                "What is the capital of France?")
+    assert out.returncode == 0, out.stderr
+    assert "Paris" in out.stdout
+    assert "node=e2e-node" in out.stderr and "policy=first-healthy" in out.stderr
+    assert "cost $" in out.stderr
+
+
+def test_chat_json_is_the_response_message(mesh_up: str) -> None:
+    out = _mesh("chat", "--target", mesh_up, "--json", "--max-tokens", "8", "--model", "smollm2", "Say hi.")
+    assert out.returncode == 0, out.stderr
+    reply = json.loads(out.stdout)
+    assert reply["route"]["policy"] == "pinned"
+    assert int(reply["usage"]["outputTokens"]) > 0 and reply["text"]
+
+
+def test_chat_stream_prints_tokens_then_route(mesh_up: str) -> None:
+    out = _mesh("chat", "--target", mesh_up, "--stream", "--max-tokens", "12", "Name three colors.")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() and "route:" in out.stderr
+
+
+def test_chat_errors_are_precise_and_have_no_traceback(mesh_up: str) -> None:
+    out = _mesh("chat", "--target", mesh_up, "--model", "gpt-9", "hello")
+    assert out.returncode == 2
+    assert "NOT_FOUND (MODEL_NOT_FOUND)" in out.stderr and "Traceback" not in out.stderr
+    out = _mesh("chat", "--target", mesh_up, "--temperature", "-1", "hello")
+    assert out.returncode == 2 and "sampling.temperature" in out.stderr
+
+
+def test_models_list_and_path(smollm2_path: Path) -> None:
+    out = _mesh("models", "list")
+    assert out.returncode == 0 and "smollm2-135m-instruct" in out.stdout and "ready" in out.stdout
+    out = _mesh("models", "path", "smollm2-135m-instruct")
+    assert out.returncode == 0 and Path(out.stdout.strip()) == smollm2_path
+    out = _mesh("models", "path", "no-such-model")
+    assert out.returncode != 0 and "unknown model" in out.stderr
+
+
+def test_bad_config_fails_at_start_naming_line_and_key(tmp_path: Path) -> None:
+    bad = tmp_path / "mesh.yaml"
+    bad.write_text("router:\n  listen: 127.0.0.1:1\nnodes:\n  - id: x\n    engnie: fake\n")
+    out = _mesh("up", "--config", str(bad), timeout=60)
+    assert out.returncode != 0
+    assert f"{bad}:5: nodes[0].engnie: unknown key" in out.stderr

@@ -1,0 +1,108 @@
+"""The chain: order, every action and mode, on_error, timeouts, thread pool, proto conversion."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from guards.chain import GuardChain
+from guards.hooks import InputCheck
+from guards.proto_convert import verdict_to_proto
+from guards.verdict import Action, Finding, Stage, Verdict
+from mesh.v1 import types_pb2
+from tests.fixtures.guards import RecordingGuard, built
+
+EMAIL = Finding("EMAIL_ADDRESS", 6, 13)
+
+
+async def run(*guards: object, text: str = "hello a@b.com") -> tuple[Action, str, list[str]]:
+    chain = GuardChain(list(guards), Stage.INPUT, "v1")  # type: ignore[arg-type]
+    result = await chain.run(InputCheck(text))
+    return result.action, result.text, [o.verdict.action.value for o in result.outcomes]
+
+
+async def test_chain_order_is_policy_order() -> None:
+    record: list[str] = []
+    guards = [built(RecordingGuard(n, record)) for n in ("first", "second", "third")]
+    await GuardChain(guards, Stage.INPUT, "v1").run(InputCheck("x"))
+    assert record == ["first", "second", "third"]
+
+
+async def test_stage_filter() -> None:
+    record: list[str] = []
+    guards = [built(RecordingGuard("in", record), stage="input"), built(RecordingGuard("out", record), stage="output"),
+              built(RecordingGuard("both", record), stage="both")]
+    await GuardChain(guards, Stage.OUTPUT, "v1").run(InputCheck("x"))
+    assert record == ["out", "both"]
+
+
+async def test_every_action_enforced() -> None:
+    r: list[str] = []
+    assert (await run(built(RecordingGuard("a", r))))[0] is Action.ALLOW
+    flag = built(RecordingGuard("f", r, Verdict.flag([EMAIL])))
+    assert (await run(flag))[:2] == (Action.FLAG, "hello a@b.com")
+    redact = built(RecordingGuard("r", r, Verdict.redact("hello a@b.com", [EMAIL])))
+    assert (await run(redact))[:2] == (Action.REDACT, "hello [EMAIL_ADDRESS]")
+    block = built(RecordingGuard("b", r, Verdict.block([EMAIL])))
+    assert (await run(flag, redact, block))[0] is Action.BLOCK
+
+
+async def test_monitor_mode_records_but_changes_nothing() -> None:
+    r: list[str] = []
+    block = built(RecordingGuard("b", r, Verdict.block([EMAIL])), mode="monitor")
+    redact = built(RecordingGuard("r", r, Verdict.redact("hello a@b.com", [EMAIL])), mode="monitor")
+    action, text, verdicts = await run(block, redact)
+    assert (action, text, verdicts) == (Action.ALLOW, "hello a@b.com", ["block", "redact"])
+
+
+async def test_redactions_applied_in_order_earlier_guard_names_overlap() -> None:
+    r: list[str] = []
+    first = built(RecordingGuard("a", r, Verdict.redact("x", [Finding("FIRST", 6, 10)])))
+    second = built(RecordingGuard("b", r, Verdict.redact("x", [Finding("SECOND", 8, 13), Finding("OTHER", 0, 5)])))
+    assert (await run(first, second))[1] == "[OTHER] [FIRST]"
+
+
+async def test_on_error_open_and_closed() -> None:
+    r: list[str] = []
+    assert (await run(built(RecordingGuard("e", r, fail=True), on_error="open")))[0] is Action.ALLOW
+    assert (await run(built(RecordingGuard("e", r, fail=True), on_error="closed")))[0] is Action.BLOCK
+
+
+async def test_timeout_follows_on_error() -> None:
+    r: list[str] = []
+    slow = RecordingGuard("slow", r, Verdict.allow(), cpu_heavy=True, sleep_s=0.2)
+    assert (await run(built(slow, timeout_ms=20, on_error="closed")))[0] is Action.BLOCK
+    inline_slow = RecordingGuard("inline", r, Verdict.allow(), sleep_s=0.05)
+    assert (await run(built(inline_slow, timeout_ms=10, on_error="closed")))[0] is Action.BLOCK
+
+
+async def test_cpu_heavy_guards_run_in_parallel_off_the_loop() -> None:
+    r: list[str] = []
+    heavy = [built(RecordingGuard(f"h{i}", r, cpu_heavy=True, sleep_s=0.15), timeout_ms=2000) for i in range(3)]
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await GuardChain(heavy, Stage.INPUT, "v").run(InputCheck("x"))
+    elapsed = loop.time() - started
+    task.cancel()
+    assert elapsed < 0.4  # three 0.15 s guards overlapped
+    assert ticks >= 5  # the event loop kept running meanwhile
+    assert threading.current_thread() is threading.main_thread()
+
+
+def test_verdict_to_proto_stamps_policy_version() -> None:
+    from guards.verdict import GuardOutcome, Mode
+
+    proto = verdict_to_proto(GuardOutcome("pii", Stage.INPUT, Mode.MONITOR, Verdict.flag([EMAIL])), "abc123")
+    assert proto.policy_version == "abc123"
+    assert proto.action == types_pb2.GUARD_ACTION_FLAG and proto.mode == types_pb2.GUARD_MODE_MONITOR
+    assert proto.stage == types_pb2.GUARD_STAGE_INPUT
+    assert (proto.findings[0].type, proto.findings[0].start, proto.findings[0].end) == ("EMAIL_ADDRESS", 6, 13)

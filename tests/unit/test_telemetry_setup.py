@@ -1,0 +1,118 @@
+"""setup_telemetry, the settings model, the metrics facade and trace-carrying JSON logs."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from pydantic import ValidationError
+
+from mesh.telemetry.logging import configure_logging
+from mesh.telemetry.settings import TelemetrySettings
+from mesh.telemetry.setup import setup_telemetry
+
+
+def test_settings_are_strict_and_default_to_a_local_store() -> None:
+    settings = TelemetrySettings.model_validate({})
+    assert settings.exporters == ["span_store"] and not settings.capture_content
+    assert settings.resolved_span_store_path().name == "traces.db"
+    assert settings.prometheus_listen == "127.0.0.1:9464"
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        TelemetrySettings.model_validate({"exporter": ["otlp"]})
+    with pytest.raises(ValidationError):
+        TelemetrySettings.model_validate({"sampling_ratio": 2})
+    with pytest.raises(ValidationError, match="host:port"):
+        TelemetrySettings.model_validate({"prometheus_listen": "9464"})
+    with pytest.raises(ValidationError, match="once"):
+        TelemetrySettings.model_validate({"exporters": ["otlp", "otlp"]})
+
+
+def test_private_providers_and_metrics(tmp_path: Path) -> None:
+    reader = InMemoryMetricReader()
+    settings = TelemetrySettings(
+        exporters=["memory", "span_store"],
+        span_store_path=tmp_path / "t.db",
+        prometheus_listen=None,
+    )
+    tel = setup_telemetry("svc", settings, install_global=False, metric_readers=[reader])
+    try:
+        with tel.tracer.start_as_current_span("work"):
+            pass
+        assert tel.memory_exporter is not None
+        [span] = tel.memory_exporter.get_finished_spans()
+        assert span.resource.attributes["service.name"] == "svc"
+        tel.metrics.record_tokens(
+            input_tokens=10, output_tokens=3, provider="openai", request_model="gpt-4o-mini"
+        )
+        tel.metrics.count_request(status="ok", model="m", node="n", policy="cheapest")
+        tel.metrics.count_guard_verdict(guard="secrets", action="block", stage="input")
+        tel.metrics.count_cache_lookup(hit=True, saved_usd=0.01)
+        tel.metrics.add_cost(0.002, model="m", node="n")
+        tel.metrics.set_breaker_state("n", "open")
+        tel.metrics.set_node_load("n", running=2, waiting=1, kv_cache_usage=0.5)
+        tel.metrics.record_time_to_first_token(0.1, provider="self-hosted", model="m")
+        tel.metrics.record_operation_duration(0.3, provider="openai", request_model="m")
+        tel.metrics.set_breaker_state("n", "sideways")  # type: ignore[arg-type]  # never raises
+        data = reader.get_metrics_data()
+        assert data is not None
+        names = {
+            m.name for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+        }
+        assert {
+            "gen_ai.client.token.usage",
+            "gen_ai.client.operation.duration",
+            "gen_ai.server.time_to_first_token",
+            "mesh.requests",
+            "mesh.guard.verdicts",
+            "mesh.cache.lookups",
+            "mesh.cache.savings",
+            "mesh.cost",
+            "mesh.breaker.state",
+            "mesh.node.requests.running",
+            "mesh.node.kv_cache.usage",
+        } <= names
+    finally:
+        tel.shutdown()
+        tel.shutdown()
+
+
+def test_disabled_telemetry_records_nothing(tmp_path: Path) -> None:
+    settings = TelemetrySettings(enabled=False, span_store_path=tmp_path / "t.db")
+    tel = setup_telemetry("svc", settings, install_global=False)
+    with tel.tracer.start_as_current_span("work") as span:
+        assert not span.is_recording()
+    assert tel.metrics_address is None and not (tmp_path / "t.db").exists()
+    tel.shutdown()
+
+
+def test_json_logs_carry_trace_and_span_ids() -> None:
+    tel = setup_telemetry(
+        "svc", TelemetrySettings(exporters=["memory"], prometheus_listen=None), install_global=False
+    )
+    stream = io.StringIO()
+    root = logging.getLogger()
+    level = root.level
+    handler = configure_logging("INFO", service_name="svc", stream=stream)
+    try:
+        assert configure_logging("INFO", stream=stream) is not handler  # replaced, not added
+        handler = configure_logging("INFO", service_name="svc", stream=stream)
+        assert sum(1 for h in root.handlers if getattr(h, "_mesh_telemetry_handler", False)) == 1
+        with tel.tracer.start_as_current_span("work") as span:
+            logging.getLogger("mesh.test").info("hello %s", "world")
+        logging.getLogger("mesh.test").warning("outside")
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        tel.shutdown()
+    inside, outside = (json.loads(line) for line in stream.getvalue().splitlines())
+    ctx = span.get_span_context()
+    assert inside["message"] == "hello world" and inside["level"] == "INFO"
+    assert (
+        inside["trace_id"] == f"{ctx.trace_id:032x}" and inside["span_id"] == f"{ctx.span_id:016x}"
+    )
+    assert inside["service"] == "svc" and inside["logger"] == "mesh.test"
+    assert outside["trace_id"] == ""

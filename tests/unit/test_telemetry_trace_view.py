@@ -1,0 +1,145 @@
+"""`mesh trace` rendering: a tree an SRE reads at a glance, and the --json shape."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from mesh.telemetry import semconv as sc
+from mesh.telemetry.cli import trace_command
+from mesh.telemetry.span_store import StoredSpan
+from mesh.telemetry.trace_view import build_tree, render_trace, spans_json
+
+T = "0af7651916cd43dd8448eb211c80319c"
+MS = 1_000_000
+
+
+def _span(
+    span_id: str, parent: str | None, name: str, start: float, end: float, **kw: object
+) -> StoredSpan:
+    attrs = kw.pop("attributes", {})
+    assert isinstance(attrs, dict)
+    return StoredSpan(
+        trace_id=T,
+        span_id=span_id,
+        parent_id=parent,
+        name=name,
+        kind=str(kw.pop("kind", "INTERNAL")),
+        service=str(kw.pop("service", "router")),
+        start_ns=int(start * MS),
+        end_ns=int(end * MS),
+        status=str(kw.pop("status", "UNSET")),
+        status_message=str(kw.pop("message", "")),
+        attributes=attrs,
+    )
+
+
+SPANS = [
+    _span(
+        "a1",
+        None,
+        "/mesh.v1.InferenceService/Generate",
+        0,
+        42.5,
+        kind="SERVER",
+        attributes={sc.MESH_REQUEST_ID: "req-7"},
+    ),
+    _span(
+        "a2",
+        "a1",
+        "apply_guardrail secrets llm_input",
+        0.5,
+        1.0,
+        attributes={sc.GEN_AI_SECURITY_DECISION_TYPE: "allow", sc.MESH_GUARD_ACTION: "pass"},
+    ),
+    _span(
+        "a3",
+        "a1",
+        "route cheapest",
+        1.0,
+        42.0,
+        attributes={
+            sc.MESH_ROUTE_NODE: "gpu-1",
+            sc.MESH_ROUTE_CANDIDATES: 3,
+            sc.MESH_ROUTE_ACTUAL_COST: 0.000123,
+            sc.MESH_ROUTE_REASON: "lowest cost",
+        },
+    ),
+    _span(
+        "a4",
+        "a3",
+        "chat smollm2",
+        1.5,
+        11.5,
+        kind="CLIENT",
+        status="ERROR",
+        message="UNAVAILABLE: node down",
+        attributes={
+            sc.MESH_ROUTE_ATTEMPT: 1,
+            sc.ERROR_TYPE: "UNAVAILABLE",
+            sc.MESH_ROUTE_NODE: "gpu-1",
+        },
+    ),
+    _span(
+        "a5",
+        "a3",
+        "chat gpt-4o-mini",
+        12.0,
+        41.0,
+        kind="CLIENT",
+        attributes={
+            sc.MESH_ROUTE_ATTEMPT: 2,
+            sc.MESH_ROUTE_NODE: "openai-bridge",
+            sc.GEN_AI_USAGE_INPUT_TOKENS: 31,
+            sc.GEN_AI_USAGE_OUTPUT_TOKENS: 9,
+            sc.GEN_AI_RESPONSE_FINISH_REASONS: ["stop"],
+        },
+    ),
+    _span(
+        "b1",
+        "a5",
+        "/mesh.v1.InferenceService/Generate",
+        13.0,
+        40.0,
+        kind="SERVER",
+        service="bridge",
+        status="OK",
+    ),
+]
+
+
+def test_tree_reads_at_a_glance() -> None:
+    text = render_trace(SPANS)
+    assert text.splitlines() == [
+        f"trace {T}  42.5 ms  6 spans  services: bridge, router  1 error",
+        "/mesh.v1.InferenceService/Generate  [router]  server  +0.00 ms  42.5 ms  request=req-7",
+        "├─ apply_guardrail secrets llm_input  +0.50 ms  0.50 ms  decision=allow  action=pass",
+        "└─ route cheapest  +1.0 ms  41.0 ms  node=gpu-1  candidates=3  cost=$0.000123  "
+        'reason="lowest cost"',
+        "   ├─ chat smollm2  client  +1.5 ms  10.0 ms  ERROR UNAVAILABLE: node down  attempt=1  "
+        "error=UNAVAILABLE",
+        "   └─ chat gpt-4o-mini  client  +12.0 ms  29.0 ms  tokens=31→9  node=openai-bridge  "
+        "attempt=2  finish=stop",
+        "      └─ /mesh.v1.InferenceService/Generate  [bridge]  server  +13.0 ms  27.0 ms  ok",
+    ]
+
+
+def test_orphans_become_roots_and_json_keeps_everything() -> None:
+    orphan = _span("c1", "gone", "late span", 50, 51, service="node")
+    roots = build_tree([*SPANS, orphan])
+    assert [r.span.span_id for r in roots] == ["a1", "c1"]
+    data = spans_json(SPANS)
+    assert [d["span_id"] for d in data] == ["a1", "a2", "a3", "a4", "a5", "b1"]
+    assert data[3]["status"] == {"code": "ERROR", "description": "UNAVAILABLE: node down"}
+    assert data[5]["parent_id"] == "a5" and data[5]["service"] == "bridge"
+
+
+def test_cli_errors_are_plain_sentences(tmp_path: Path) -> None:
+    runner = CliRunner()
+    missing = runner.invoke(trace_command, ["--store", str(tmp_path / "none.db")])
+    assert missing.exit_code == 1 and "no span store" in missing.output
+    both = runner.invoke(trace_command, ["abc", "--last", "2", "--store", str(tmp_path / "x")])
+    assert both.exit_code == 2 and "one of" in both.output
+    json.dumps(spans_json(SPANS))  # serialisable as is
