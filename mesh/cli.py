@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -59,7 +57,9 @@ def cli(verbose: bool) -> None:
 @cli.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="mesh.yaml")
 @click.option("--listen", help="Router address (default from config, 127.0.0.1:50051).")
-@click.option("--grace", default=5.0, show_default=True, help="Seconds in-flight requests get on stop.")
+@click.option(
+    "--grace", default=5.0, show_default=True, help="Seconds in-flight requests get on stop."
+)
 def up(config_path: str | None, listen: str | None, grace: float) -> None:
     """Run the embedded mesh (router and nodes) in the foreground until Ctrl-C / SIGTERM."""
     from mesh.embedded import EmbeddedMesh
@@ -85,11 +85,15 @@ def up(config_path: str | None, listen: str | None, grace: float) -> None:
 @click.option("--model", default="smollm2-135m-instruct", show_default=True)
 @click.option("--listen", default="127.0.0.1:50061", show_default=True)
 @click.option("--node-id", default=None, help="Default: local-<model>.")
-@click.option("--tier", type=click.Choice([t.value for t in Tier]), default="small", show_default=True)
+@click.option(
+    "--tier", type=click.Choice([t.value for t in Tier]), default="small", show_default=True
+)
 @click.option("--price-in", default=0.0, show_default=True, help="USD per 1M prompt tokens.")
 @click.option("--price-out", default=0.0, show_default=True, help="USD per 1M completion tokens.")
 @click.option("--max-inflight", default=32, show_default=True)
-@click.option("--grace", default=10.0, show_default=True, help="Seconds in-flight requests get on stop.")
+@click.option(
+    "--grace", default=10.0, show_default=True, help="Seconds in-flight requests get on stop."
+)
 def node(
     engine: str | None,
     model: str,
@@ -199,7 +203,9 @@ def _fail_rpc(err: grpc.aio.AioRpcError) -> None:
 @cli.command()
 @click.argument("prompt")
 @click.option("--target", default=DEFAULT_TARGET, show_default=True, help="Router or node address.")
-@click.option("--model", default="auto", show_default=True, help="'auto' or a model id/alias to pin.")
+@click.option(
+    "--model", default="auto", show_default=True, help="'auto' or a model id/alias to pin."
+)
 @click.option("--stream", is_flag=True, help="Print tokens as they arrive.")
 @click.option("--json", "as_json", is_flag=True, help="Print the response message as JSON.")
 @click.option("--max-tokens", type=int, default=None)

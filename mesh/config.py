@@ -21,7 +21,7 @@ class ConfigError(ValueError):
     """A config file that cannot be used; the message names file, line, key and reason."""
 
 
-class Tier(str, enum.Enum):
+class Tier(enum.StrEnum):
     """Model capability classes, cheapest first."""
 
     SMALL = "small"
@@ -62,7 +62,9 @@ class VllmEngineConfig(_Strict):
         "auto", description="auto: float32 on CPU (5x faster than bf16 there), bf16/fp16 on GPU"
     )
     max_model_len: int = Field(2048, ge=128, description="context length the engine reserves")
-    kv_cache_gib: float = Field(1.0, gt=0, description="KV cache size on CPU (VLLM_CPU_KVCACHE_SPACE)")
+    kv_cache_gib: float = Field(
+        1.0, gt=0, description="KV cache size on CPU (VLLM_CPU_KVCACHE_SPACE)"
+    )
     gpu_memory_utilization: float = Field(0.5, gt=0, le=1, description="share of GPU memory on GPU")
     max_num_seqs: int = Field(16, ge=1, description="sequences batched together")
     enforce_eager: bool | None = Field(
@@ -82,11 +84,15 @@ class NodeConfig(_Strict):
     listen: Address = Field("127.0.0.1:0", description="host:port; port 0 picks a free port")
     tier: Tier = Tier.SMALL
     context_window: int | None = Field(None, ge=16, description="default: the model's own")
-    input_price_per_mtok: float = Field(0.0, ge=0, description="USD per 1M prompt tokens (amortised)")
+    input_price_per_mtok: float = Field(
+        0.0, ge=0, description="USD per 1M prompt tokens (amortised)"
+    )
     output_price_per_mtok: float = Field(0.0, ge=0, description="USD per 1M generated tokens")
     capabilities: list[str] = Field(default_factory=lambda: ["chat"])
     aliases: list[str] = Field(default_factory=list)
-    max_inflight: int = Field(32, ge=1, description="admitted requests; above it RESOURCE_EXHAUSTED")
+    max_inflight: int = Field(
+        32, ge=1, description="admitted requests; above it RESOURCE_EXHAUSTED"
+    )
     default_max_tokens: int = Field(256, ge=1, description="max_tokens when the request sets none")
     vllm: VllmEngineConfig = Field(default_factory=VllmEngineConfig)
 
@@ -107,9 +113,7 @@ class RouterConfig(_Strict):
 
     listen: Address = DEFAULT_ROUTER_LISTEN
     upstreams: list[UpstreamConfig] = Field(default_factory=list)
-    default_timeout_s: float = Field(
-        120.0, gt=0, description="deadline for calls that carry none"
-    )
+    default_timeout_s: float = Field(120.0, gt=0, description="deadline for calls that carry none")
     health_interval_s: float = Field(2.0, gt=0, description="how often upstream health is probed")
     max_message_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="largest request accepted (RESOURCE_EXHAUSTED above)"
@@ -139,7 +143,9 @@ class MeshConfig(_Strict):
         ids = [n.id for n in self.nodes] + [u.id for u in self.router.upstreams]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
-            raise ValueError(f"node ids must be unique across nodes and upstreams: {', '.join(dupes)}")
+            raise ValueError(
+                f"node ids must be unique across nodes and upstreams: {', '.join(dupes)}"
+            )
         return self
 
 

@@ -46,7 +46,10 @@ async def run_demo(config: MeshConfig) -> int:
     address = await mesh.start()
     click.echo(
         f"router on {address}; nodes: "
-        + ", ".join(f"{n.config.id} ({n.config.engine}, {n.config.model}) on {n.address}" for n in mesh.nodes)
+        + ", ".join(
+            f"{n.config.id} ({n.config.engine}, {n.config.model}) on {n.address}"
+            for n in mesh.nodes
+        )
         + f"  [{time.perf_counter() - started:.1f}s]"
     )
     failures = 0
@@ -55,13 +58,17 @@ async def run_demo(config: MeshConfig) -> int:
             for i, item in enumerate(PROMPTS, start=1):
                 mode = "streamed" if item.stream else "unary"
                 _heading(f"prompt {i} ({mode}, model={item.model}): {item.prompt}")
-                options = ChatOptions(model=item.model, max_tokens=64, temperature=0.0, timeout_s=300)
+                options = ChatOptions(
+                    model=item.model, max_tokens=64, temperature=0.0, timeout_s=300
+                )
                 try:
                     await _ask(channel, item, options)
                 except grpc.aio.AioRpcError as err:
                     failures += 1
                     details = error_details(err)
-                    click.secho(f"failed: {details.code} {details.reason}: {details.message}", fg="red")
+                    click.secho(
+                        f"failed: {details.code} {details.reason}: {details.message}", fg="red"
+                    )
     finally:
         _heading("shutting down")
         await mesh.stop(grace_s=5.0)

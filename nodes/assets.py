@@ -118,9 +118,7 @@ def model_path(name: str, *, show_progress: bool = True) -> Path:
     with FileLock(str(target) + ".lock"):
         if (target / _DONE_MARKER).exists():  # another process converted it meanwhile
             return target
-        progress: Progress = (
-            _TqdmProgress(5, f"converting {name}") if show_progress else Progress()
-        )
+        progress: Progress = _TqdmProgress(5, f"converting {name}") if show_progress else Progress()
         try:
             _convert(model, target, progress)
         finally:

@@ -13,7 +13,9 @@ class Ewma:
         self.value: float | None = None
 
     def add(self, sample: float) -> None:
-        self.value = sample if self.value is None else self.alpha * sample + (1 - self.alpha) * self.value
+        self.value = (
+            sample if self.value is None else self.alpha * sample + (1 - self.alpha) * self.value
+        )
 
 
 class Admission:

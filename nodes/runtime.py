@@ -41,17 +41,27 @@ class NodeRuntime:
         await self.backend.start()
         self._bound = create_server(
             self.config.listen,
-            [(inference_pb2_grpc.add_InferenceServiceServicer_to_server, self.servicer, INFERENCE_SERVICE)],
+            [
+                (
+                    inference_pb2_grpc.add_InferenceServiceServicer_to_server,
+                    self.servicer,
+                    INFERENCE_SERVICE,
+                )
+            ],
         )
         await self._bound.server.start()
         self.address = bound_address(self.config.listen, self._bound.port)
         await self._bound.set_serving(True)
-        self._health_task = asyncio.create_task(self._watch_health(), name=f"health-{self.config.id}")
-        log.info("node %s serving %s on %s", self.config.id, self.backend.info.model_id, self.address)
+        self._health_task = asyncio.create_task(
+            self._watch_health(), name=f"health-{self.config.id}"
+        )
+        log.info(
+            "node %s serving %s on %s", self.config.id, self.backend.info.model_id, self.address
+        )
         return self.address
 
     async def _watch_health(self) -> None:
-        """Mirror the engine's health into grpc.health.v1 so routers stop sending to a dead engine."""
+        """Mirror engine health into grpc.health.v1 so routers stop sending to a dead engine."""
         assert self._bound is not None
         serving = True
         while True:
@@ -67,7 +77,7 @@ class NodeRuntime:
                 await self._bound.set_serving(healthy)
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        """Stop accepting, let in-flight requests finish within the grace period, then the engine."""
+        """Stop accepting, let in-flight requests finish within the grace, then stop the engine."""
         if self._health_task is not None:
             self._health_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

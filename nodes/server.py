@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,7 +103,11 @@ class NodeServicer(inference_pb2_grpc.InferenceServiceServicer):
     def _prepare(self, request: GenerationLike, routing: types_pb2.RoutingHints) -> _Run:
         validate_generation(request)
         pinned = routing.model
-        if pinned and pinned != "auto" and pinned not in (self.backend.info.model_id, *self.config.aliases):
+        if (
+            pinned
+            and pinned != "auto"
+            and pinned not in (self.backend.info.model_id, *self.config.aliases)
+        ):
             raise ModelNotFound(
                 f"this node serves {self.backend.info.model_id!r}, not {pinned!r}",
                 metadata={"model": pinned, "node_id": self.config.id},
@@ -133,7 +137,7 @@ class NodeServicer(inference_pb2_grpc.InferenceServiceServicer):
         engine_id = f"{request_id}-{uuid.uuid4().hex[:8]}"
         return _Run(request_id, GenerationInput(engine_id, messages, sampling))
 
-    async def _stream(self, run: _Run) -> AsyncIterator[str]:
+    async def _stream(self, run: _Run) -> AsyncGenerator[str, None]:
         """Engine output as text; records the end; aborts the engine if closed early."""
         self.admission.enter()
         first = True

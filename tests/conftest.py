@@ -9,6 +9,7 @@ import pytest
 # Fixture modules contributed by each part of the code base.
 pytest_plugins = [
     "tests.fixtures.model",
+    "tests.fixtures.guards",
 ]
 
 # Never let a test reach the network by accident (Hugging Face hub, telemetry endpoints).
@@ -20,4 +21,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Fast tests first: a failure in the unit suite shows before engines start.
     order = {"unit": 0, "integration": 1, "e2e": 2}
-    items.sort(key=lambda item: next((v for k, v in order.items() if f"/{k}/" in str(item.path)), 3))
+    items.sort(
+        key=lambda item: next((v for k, v in order.items() if f"/{k}/" in str(item.path)), 3)
+    )

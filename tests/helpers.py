@@ -32,7 +32,9 @@ def request(
     )
 
 
-def stream_request(text: str = "Count from one to twenty.", **kwargs: object) -> inference_pb2.GenerateStreamRequest:
+def stream_request(
+    text: str = "Count from one to twenty.", **kwargs: object
+) -> inference_pb2.GenerateStreamRequest:
     return inference_pb2.GenerateStreamRequest.FromString(
         request(text, **kwargs).SerializeToString()  # type: ignore[arg-type]
     )

@@ -61,7 +61,9 @@ def to_status(error: MeshError) -> grpc.Status:
     return rpc_status.to_status(proto)
 
 
-async def abort_with_error(context: grpc.aio.ServicerContext[Any, Any], error: MeshError) -> NoReturn:
+async def abort_with_error(
+    context: grpc.aio.ServicerContext[Any, Any], error: MeshError
+) -> NoReturn:
     """End the current call with the error's status (raises, as grpc.aio's abort does)."""
     await context.abort_with_status(to_status(error))
     raise AssertionError("abort_with_status returned")  # pragma: no cover

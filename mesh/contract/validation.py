@@ -6,6 +6,7 @@ rather than one per round trip.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from mesh.contract.errors import FieldViolation, InvalidRequest
@@ -22,7 +23,7 @@ class GenerationLike(Protocol):
     """GenerateRequest and GenerateStreamRequest share these fields (and their wire format)."""
 
     @property
-    def messages(self) -> list[types_pb2.ChatMessage]: ...  # pragma: no cover
+    def messages(self) -> Sequence[types_pb2.ChatMessage]: ...  # pragma: no cover
 
     @property
     def sampling(self) -> types_pb2.SamplingParams: ...  # pragma: no cover
@@ -31,7 +32,7 @@ class GenerationLike(Protocol):
     def request_id(self) -> str: ...  # pragma: no cover
 
 
-def message_violations(messages: list[types_pb2.ChatMessage]) -> list[FieldViolation]:
+def message_violations(messages: Sequence[types_pb2.ChatMessage]) -> list[FieldViolation]:
     if not messages:
         return [FieldViolation("messages", "at least one message is required")]
     if len(messages) > MAX_MESSAGES:
@@ -44,7 +45,9 @@ def message_violations(messages: list[types_pb2.ChatMessage]) -> list[FieldViola
             types_pb2.ROLE_ASSISTANT,
         ):
             problems.append(
-                FieldViolation(f"messages[{i}].role", "must be ROLE_SYSTEM, ROLE_USER or ROLE_ASSISTANT")
+                FieldViolation(
+                    f"messages[{i}].role", "must be ROLE_SYSTEM, ROLE_USER or ROLE_ASSISTANT"
+                )
             )
         if not message.content.strip():
             problems.append(FieldViolation(f"messages[{i}].content", "must not be empty"))
@@ -80,9 +83,7 @@ def validate_generation(request: GenerationLike) -> None:
     problems = message_violations(list(request.messages))
     problems += sampling_violations(request.sampling)
     if len(request.request_id) > MAX_REQUEST_ID_LENGTH:
-        problems.append(
-            FieldViolation("request_id", f"at most {MAX_REQUEST_ID_LENGTH} characters")
-        )
+        problems.append(FieldViolation("request_id", f"at most {MAX_REQUEST_ID_LENGTH} characters"))
     if problems:
         summary = "; ".join(f"{p.field}: {p.description}" for p in problems)
         raise InvalidRequest(f"invalid request: {summary}", violations=problems)

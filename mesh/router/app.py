@@ -47,7 +47,11 @@ class RouterRuntime:
         self._bound = create_server(
             listen,
             [
-                (inference_pb2_grpc.add_InferenceServiceServicer_to_server, self.servicer, INFERENCE_SERVICE),
+                (
+                    inference_pb2_grpc.add_InferenceServiceServicer_to_server,
+                    self.servicer,
+                    INFERENCE_SERVICE,
+                ),
                 # Guard policies are administered here once the guard chain lands; until then
                 # the base servicer answers UNIMPLEMENTED, but reflection already lists it.
                 (

@@ -69,8 +69,7 @@ def plan_route(pool: UpstreamPool, hints: types_pb2.RoutingHints) -> RoutePlan:
         )
     if not chosen:
         raise UpstreamUnavailable(
-            "no healthy node can serve this request"
-            + (f" (model {pinned!r})" if pinned else ""),
+            "no healthy node can serve this request" + (f" (model {pinned!r})" if pinned else ""),
             metadata={"model": pinned or "auto", "nodes": str(len(pool.nodes()))},
         )
     if pinned:
@@ -117,7 +116,9 @@ class RouterServicer(inference_pb2_grpc.InferenceServiceServicer):
             model=card.model_id,
             provider=card.provider,
             policy=plan.policy,
-            reason=plan.reason if attempts == 1 else f"{plan.reason}; fell back after {attempts - 1} failed attempt(s)",
+            reason=plan.reason
+            if attempts == 1
+            else f"{plan.reason}; fell back after {attempts - 1} failed attempt(s)",
             candidates=candidates + list(plan.rejected),
             attempts=attempts,
             tier=card.tier,
@@ -188,7 +189,9 @@ class RouterServicer(inference_pb2_grpc.InferenceServiceServicer):
                 if committed:
                     log.warning(
                         "stream %s from %s failed after the commit point: %s",
-                        request.request_id, node.node_id, err.code().name,
+                        request.request_id,
+                        node.node_id,
+                        err.code().name,
                     )
                 await context.abort_with_status(passthrough_status(err))
                 raise

@@ -61,6 +61,7 @@ class UpstreamPool:
         self._max_message_bytes = max_message_bytes
         self._interceptors = client_interceptors or []
         self._task: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Future[None]] = set()
 
     def add(self, node_id: str, address: str, *, static: bool = True) -> Upstream:
         """Add (or re-point) a node; the channel connects lazily."""
@@ -69,7 +70,7 @@ class UpstreamPool:
             existing.static = existing.static or static
             return existing
         if existing is not None:
-            asyncio.ensure_future(existing.channel.close())
+            self._closing.add(asyncio.ensure_future(existing.channel.close()))
         channel = grpc.aio.insecure_channel(
             address,
             options=channel_options(self._max_message_bytes),

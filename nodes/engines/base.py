@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 
 
@@ -104,7 +104,9 @@ class InferenceBackend(abc.ABC):
         """Release the engine and any worker processes."""
 
     @abc.abstractmethod
-    def generate(self, request: GenerationInput) -> AsyncIterator[TextChunk | GenerationEnd]:
+    def generate(
+        self, request: GenerationInput
+    ) -> AsyncGenerator[TextChunk | GenerationEnd, None]:
         """Stream the answer to `request`."""
 
     @abc.abstractmethod

@@ -8,7 +8,7 @@ a test against the real engines. Behaviour is scripted per instance (fault injec
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
 from mesh.contract.errors import EngineUnavailable
@@ -71,7 +71,7 @@ class FakeEngine(InferenceBackend):
         if request_id in self._running:
             self._aborted.add(request_id)
 
-    async def generate(self, request: GenerationInput) -> AsyncIterator[TextChunk | GenerationEnd]:
+    async def generate(self, request: GenerationInput) -> AsyncGenerator[TextChunk | GenerationEnd, None]:
         await self.check_health()
         script = self.script
         self._running.add(request.request_id)

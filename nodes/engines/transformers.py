@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from mesh.config import NodeConfig
@@ -109,7 +110,7 @@ class TransformersBackend(InferenceBackend):
         if flag is not None:
             flag.set()
 
-    async def generate(self, request: GenerationInput) -> AsyncIterator[TextChunk | GenerationEnd]:
+    async def generate(self, request: GenerationInput) -> AsyncGenerator[TextChunk | GenerationEnd, None]:
         await self.check_health()
         cancel = threading.Event()
         self._cancel_flags[request.request_id] = cancel
@@ -132,7 +133,7 @@ class TransformersBackend(InferenceBackend):
 
     async def _generate_now(
         self, request: GenerationInput, cancel: threading.Event
-    ) -> AsyncIterator[TextChunk | GenerationEnd]:
+    ) -> AsyncGenerator[TextChunk | GenerationEnd, None]:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
@@ -155,7 +156,9 @@ class TransformersBackend(InferenceBackend):
             "pad_token_id": self._tokenizer.eos_token_id,
         }
         if not greedy:
-            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
+            kwargs.update(
+                temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k
+            )
 
         def run() -> None:
             if sampling.seed is not None:
@@ -198,7 +201,5 @@ class TransformersBackend(InferenceBackend):
             cancel.set()
             if not future.done():
                 # Wait for the worker to notice the flag so the next request finds it free.
-                try:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.shield(future)
-                except (asyncio.CancelledError, Exception):
-                    pass

@@ -32,9 +32,14 @@ def _wait_serving(address: str, proc: subprocess.Popen[str], timeout_s: float = 
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise AssertionError(f"mesh up exited early: {proc.stderr.read() if proc.stderr else ''}")
+                raise AssertionError(
+                    f"mesh up exited early: {proc.stderr.read() if proc.stderr else ''}"
+                )
             try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                if (
+                    stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                    == health_pb2.HealthCheckResponse.SERVING
+                ):
                     return
             except grpc.RpcError:
                 time.sleep(0.5)
@@ -84,8 +89,16 @@ def _mesh(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
 
 
 def test_chat_prints_the_answer_and_route(mesh_up: str) -> None:
-    out = _mesh("chat", "--target", mesh_up, "--temperature", "0", "--max-tokens", "16",
-                "What is the capital of France?")
+    out = _mesh(
+        "chat",
+        "--target",
+        mesh_up,
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "16",
+        "What is the capital of France?",
+    )
     assert out.returncode == 0, out.stderr
     assert "Paris" in out.stdout
     assert "node=e2e-node" in out.stderr and "policy=first-healthy" in out.stderr
@@ -93,7 +106,9 @@ def test_chat_prints_the_answer_and_route(mesh_up: str) -> None:
 
 
 def test_chat_json_is_the_response_message(mesh_up: str) -> None:
-    out = _mesh("chat", "--target", mesh_up, "--json", "--max-tokens", "8", "--model", "smollm2", "Say hi.")
+    out = _mesh(
+        "chat", "--target", mesh_up, "--json", "--max-tokens", "8", "--model", "smollm2", "Say hi."
+    )
     assert out.returncode == 0, out.stderr
     reply = json.loads(out.stdout)
     assert reply["route"]["policy"] == "pinned"

@@ -34,7 +34,9 @@ async def test_unary_answer_is_real(stub: inference_pb2_grpc.InferenceServiceStu
     assert reply.model == "smollm2-135m-instruct" and reply.request_id
 
 
-async def test_stream_yields_deltas_then_one_summary(stub: inference_pb2_grpc.InferenceServiceStub) -> None:
+async def test_stream_yields_deltas_then_one_summary(
+    stub: inference_pb2_grpc.InferenceServiceStub,
+) -> None:
     events = [e async for e in stub.GenerateStream(stream_request(max_tokens=24), timeout=60)]
     deltas = [e.delta.text for e in events[:-1]]
     assert len(deltas) > 3 and all(e.HasField("delta") for e in events[:-1])
@@ -64,7 +66,10 @@ async def test_list_models_health_and_reflection(hf_node: NodeRuntime) -> None:
             inference_pb2.ListModelsRequest(), timeout=5
         )
         card = reply.models[0]
-        assert card.model_id == "smollm2-135m-instruct" and card.kind == types_pb2.MODEL_KIND_SELF_HOSTED
+        assert (
+            card.model_id == "smollm2-135m-instruct"
+            and card.kind == types_pb2.MODEL_KIND_SELF_HOSTED
+        )
         assert card.context_window == 8192 and card.input_price_per_mtok == 0.02
         assert await health_status(channel) == "SERVING"
         assert await health_status(channel, "mesh.v1.InferenceService") == "SERVING"
@@ -93,7 +98,9 @@ async def test_bad_input_is_invalid_argument_with_field_violations(
     assert "Traceback" not in (info.value.details() or "")
 
 
-async def test_prompt_over_the_context_window(stub: inference_pb2_grpc.InferenceServiceStub) -> None:
+async def test_prompt_over_the_context_window(
+    stub: inference_pb2_grpc.InferenceServiceStub,
+) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.Generate(request("word " * 9000), timeout=30)
     details = error_details(info.value)
@@ -104,24 +111,34 @@ async def test_prompt_over_the_context_window(stub: inference_pb2_grpc.Inference
     assert "8192" in details.message
 
 
-async def test_pinning_another_model_is_not_found(stub: inference_pb2_grpc.InferenceServiceStub) -> None:
+async def test_pinning_another_model_is_not_found(
+    stub: inference_pb2_grpc.InferenceServiceStub,
+) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.Generate(request(model="gpt-9"), timeout=10)
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
     assert error_details(info.value).reason == "MODEL_NOT_FOUND"
 
 
-async def test_deadline_stops_generation(hf_node: NodeRuntime, stub: inference_pb2_grpc.InferenceServiceStub) -> None:
+async def test_deadline_stops_generation(
+    hf_node: NodeRuntime, stub: inference_pb2_grpc.InferenceServiceStub
+) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await stub.Generate(request("Write a long story about a dragon.", max_tokens=400), timeout=0.5)
+        await stub.Generate(
+            request("Write a long story about a dragon.", max_tokens=400), timeout=0.5
+        )
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert await wait_until(lambda: hf_node.backend.load().running == 0, timeout_s=10)
     # and the node still answers afterwards
     assert (await stub.Generate(request(max_tokens=4), timeout=60)).text
 
 
-async def test_client_cancel_stops_generation(hf_node: NodeRuntime, stub: inference_pb2_grpc.InferenceServiceStub) -> None:
-    call = stub.GenerateStream(stream_request("Write a long story about a dragon.", max_tokens=400), timeout=60)
+async def test_client_cancel_stops_generation(
+    hf_node: NodeRuntime, stub: inference_pb2_grpc.InferenceServiceStub
+) -> None:
+    call = stub.GenerateStream(
+        stream_request("Write a long story about a dragon.", max_tokens=400), timeout=60
+    )
     async for event in call:
         assert event.HasField("delta")
         break  # one token is enough
@@ -131,8 +148,12 @@ async def test_client_cancel_stops_generation(hf_node: NodeRuntime, stub: infere
     assert hf_node.servicer.admission.inflight == 0
 
 
-async def test_concurrent_requests_queue_and_all_complete(stub: inference_pb2_grpc.InferenceServiceStub) -> None:
+async def test_concurrent_requests_queue_and_all_complete(
+    stub: inference_pb2_grpc.InferenceServiceStub,
+) -> None:
     prompts = ["Name a color.", "Name a fruit.", "Name an animal."]
-    replies = await asyncio.gather(*(stub.Generate(request(p, max_tokens=8), timeout=120) for p in prompts))
+    replies = await asyncio.gather(
+        *(stub.Generate(request(p, max_tokens=8), timeout=120) for p in prompts)
+    )
     singles = [await stub.Generate(request(p, max_tokens=8), timeout=60) for p in prompts]
     assert [r.text for r in replies] == [s.text for s in singles]

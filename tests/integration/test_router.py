@@ -59,7 +59,9 @@ async def hf_router(hf_node: NodeRuntime) -> AsyncIterator[inference_pb2_grpc.In
 
 
 @pytest.fixture
-async def two_fakes() -> AsyncIterator[tuple[NodeRuntime, NodeRuntime, RouterRuntime, inference_pb2_grpc.InferenceServiceStub]]:
+async def two_fakes() -> AsyncIterator[
+    tuple[NodeRuntime, NodeRuntime, RouterRuntime, inference_pb2_grpc.InferenceServiceStub]
+]:
     a, b = await _fake_node("a-node"), await _fake_node("b-node")
     router = await _router(("a-node", a.address), ("b-node", b.address))
     async with grpc.aio.insecure_channel(router.address) as channel:
@@ -70,18 +72,31 @@ async def two_fakes() -> AsyncIterator[tuple[NodeRuntime, NodeRuntime, RouterRun
 
 
 @pytest.mark.model
-async def test_unary_through_router_carries_route_info(hf_router: inference_pb2_grpc.InferenceServiceStub) -> None:
+async def test_unary_through_router_carries_route_info(
+    hf_router: inference_pb2_grpc.InferenceServiceStub,
+) -> None:
     reply = await hf_router.Generate(request(max_tokens=16), timeout=60)
     assert "Paris" in reply.text
     route = reply.route
-    assert (route.node_id, route.model, route.provider) == ("hf-node", "smollm2-135m-instruct", "self-hosted")
+    assert (route.node_id, route.model, route.provider) == (
+        "hf-node",
+        "smollm2-135m-instruct",
+        "self-hosted",
+    )
     assert route.policy == "first-healthy" and route.attempts == 1 and route.reason
     assert reply.usage.output_tokens > 0 and reply.usage.cost_usd > 0
 
 
 @pytest.mark.model
-async def test_stream_through_router_pinned_by_alias(hf_router: inference_pb2_grpc.InferenceServiceStub) -> None:
-    events = [e async for e in hf_router.GenerateStream(stream_request(max_tokens=12, model="smollm2"), timeout=60)]
+async def test_stream_through_router_pinned_by_alias(
+    hf_router: inference_pb2_grpc.InferenceServiceStub,
+) -> None:
+    events = [
+        e
+        async for e in hf_router.GenerateStream(
+            stream_request(max_tokens=12, model="smollm2"), timeout=60
+        )
+    ]
     assert all(e.HasField("delta") for e in events[:-1]) and len(events) > 2
     summary = events[-1].summary
     assert summary.route.policy == "pinned" and summary.route.node_id == "hf-node"
@@ -89,16 +104,24 @@ async def test_stream_through_router_pinned_by_alias(hf_router: inference_pb2_gr
 
 
 @pytest.mark.model
-async def test_deadline_through_router_stops_the_node(hf_node: NodeRuntime, hf_router: inference_pb2_grpc.InferenceServiceStub) -> None:
+async def test_deadline_through_router_stops_the_node(
+    hf_node: NodeRuntime, hf_router: inference_pb2_grpc.InferenceServiceStub
+) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await hf_router.Generate(request("Write a long story about a dragon.", max_tokens=400), timeout=0.5)
+        await hf_router.Generate(
+            request("Write a long story about a dragon.", max_tokens=400), timeout=0.5
+        )
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert await wait_until(lambda: hf_node.backend.load().running == 0, timeout_s=10)
 
 
 @pytest.mark.model
-async def test_cancelled_stream_through_router_stops_the_node(hf_node: NodeRuntime, hf_router: inference_pb2_grpc.InferenceServiceStub) -> None:
-    call = hf_router.GenerateStream(stream_request("Write a long story about a dragon.", max_tokens=400), timeout=60)
+async def test_cancelled_stream_through_router_stops_the_node(
+    hf_node: NodeRuntime, hf_router: inference_pb2_grpc.InferenceServiceStub
+) -> None:
+    call = hf_router.GenerateStream(
+        stream_request("Write a long story about a dragon.", max_tokens=400), timeout=60
+    )
     async for _ in call:
         break
     assert hf_node.backend.load().running == 1
@@ -147,7 +170,7 @@ async def test_invalid_request_is_rejected_at_the_router(two_fakes: tuple) -> No
 
 
 async def test_fallback_before_first_token(two_fakes: tuple) -> None:  # type: ignore[type-arg]
-    a, b, router, stub = two_fakes
+    a, _b, router, stub = two_fakes
     _engine(a).script.fail_before_first = True
     reply = await stub.Generate(request("one two three"), timeout=5)
     assert reply.route.node_id == "b-node" and reply.route.attempts == 2
@@ -172,7 +195,7 @@ async def test_no_fallback_after_the_commit_point(two_fakes: tuple) -> None:  # 
 
 
 async def test_dead_node_is_skipped_after_failure(two_fakes: tuple) -> None:  # type: ignore[type-arg]
-    a, b, router, stub = two_fakes
+    a, _b, router, stub = two_fakes
     await a.stop(0)
     replies = [await stub.Generate(request(f"ask {i}"), timeout=5) for i in range(5)]
     assert {r.route.node_id for r in replies} == {"b-node"}
@@ -192,9 +215,15 @@ async def test_router_health_reflection_models_and_unimplemented_policy(two_fake
     async with grpc.aio.insecure_channel(router.address) as channel:
         assert await health_status(channel, "mesh.v1.InferenceService") == "SERVING"
         services = await reflected_services(channel)
-        assert {"mesh.v1.InferenceService", "mesh.v1.PolicyService", "grpc.health.v1.Health"} <= services
+        assert {
+            "mesh.v1.InferenceService",
+            "mesh.v1.PolicyService",
+            "grpc.health.v1.Health",
+        } <= services
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await policy_pb2_grpc.PolicyServiceStub(channel).GetPolicy(policy_pb2.GetPolicyRequest(), timeout=5)
+            await policy_pb2_grpc.PolicyServiceStub(channel).GetPolicy(
+                policy_pb2.GetPolicyRequest(), timeout=5
+            )
         assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
     listed = await stub.ListModels(inference_pb2.ListModelsRequest(), timeout=5)
     assert [m.model_id for m in listed.models] == ["fake-model"]

@@ -46,7 +46,7 @@ GENERATE = f"/{SERVICE}/Generate"
 
 
 class RelayServicer(inference_pb2_grpc.InferenceServiceServicer):
-    """A router in miniature: input guard, route span, one attempt per upstream until one answers."""
+    """A router in miniature: input guard, route span, one attempt per upstream till one answers."""
 
     def __init__(self, telemetry: Telemetry, upstreams: list[str]) -> None:
         self.telemetry = telemetry

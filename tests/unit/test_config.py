@@ -54,7 +54,7 @@ def test_bad_values_are_all_reported_with_their_lines() -> None:
 
 @pytest.mark.parametrize("address", ["nohost", ":50051", "host:port", "host:70000"])
 def test_bad_addresses_are_rejected(address: str) -> None:
-    with pytest.raises(ConfigError, match="router.listen"):
+    with pytest.raises(ConfigError, match=r"router\.listen"):
         parse_config(f"router: {{listen: '{address}'}}")
 
 
@@ -84,7 +84,13 @@ def test_default_config_has_one_loopback_node(monkeypatch: pytest.MonkeyPatch) -
 
 @pytest.mark.parametrize(
     ("address", "loopback"),
-    [("127.0.0.1:1", True), ("localhost:1", True), ("[::1]:1", True), ("0.0.0.0:1", False), ("10.0.0.1:1", False)],
+    [
+        ("127.0.0.1:1", True),
+        ("localhost:1", True),
+        ("[::1]:1", True),
+        ("0.0.0.0:1", False),
+        ("10.0.0.1:1", False),
+    ],
 )
 def test_is_loopback(address: str, loopback: bool) -> None:
     assert is_loopback(address) is loopback

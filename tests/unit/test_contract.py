@@ -36,12 +36,16 @@ def test_stream_and_unary_requests_share_a_wire_format() -> None:
 
 
 def _details(status: grpc.Status) -> status_pb2.Status:
-    (key, value), = [(k, v) for k, v in status.trailing_metadata if k == "grpc-status-details-bin"]
+    ((_key, value),) = [
+        (k, v) for k, v in status.trailing_metadata if k == "grpc-status-details-bin"
+    ]
     return status_pb2.Status.FromString(value)
 
 
 def test_invalid_request_maps_to_bad_request_details() -> None:
-    err = InvalidRequest("bad", violations=[FieldViolation("sampling.top_p", "must be within (0, 1]")])
+    err = InvalidRequest(
+        "bad", violations=[FieldViolation("sampling.top_p", "must be within (0, 1]")]
+    )
     status = to_status(err)
     assert status.code == grpc.StatusCode.INVALID_ARGUMENT
     proto = _details(status)

@@ -16,9 +16,15 @@ def outcome(guard: str, verdict: Verdict, mode: Mode = Mode.ENFORCE) -> GuardOut
 
 async def test_records_non_allow_and_monitor(audit_log: AuditLog) -> None:
     written = await audit_log.record(
-        [outcome("a", Verdict.allow()), outcome("b", Verdict.block([Finding("X", 0, 3)])),
-         outcome("c", Verdict.flag([Finding("Y", 1, 2)]), Mode.MONITOR)],
-        text="secret text", tenant="t1", request_id="r1", policy_version="v1",
+        [
+            outcome("a", Verdict.allow()),
+            outcome("b", Verdict.block([Finding("X", 0, 3)])),
+            outcome("c", Verdict.flag([Finding("Y", 1, 2)]), Mode.MONITOR),
+        ],
+        text="secret text",
+        tenant="t1",
+        request_id="r1",
+        policy_version="v1",
     )
     assert written == 2
     rows, token = await audit_log.query(DecisionQuery())
@@ -30,16 +36,27 @@ async def test_records_non_allow_and_monitor(audit_log: AuditLog) -> None:
 
 
 async def test_content_only_when_opted_in(audit_log: AuditLog) -> None:
-    await audit_log.record([outcome("a", Verdict.flag([]))], text="kept", tenant="t", request_id="r",
-                           policy_version="v", store_content=True)
+    await audit_log.record(
+        [outcome("a", Verdict.flag([]))],
+        text="kept",
+        tenant="t",
+        request_id="r",
+        policy_version="v",
+        store_content=True,
+    )
     rows, _ = await audit_log.query(DecisionQuery(guard="a"))
     assert rows[0].content == "kept"
 
 
 async def test_filters_and_pagination(audit_log: AuditLog) -> None:
     for i in range(7):
-        await audit_log.record([outcome(f"g{i % 2}", Verdict.flag([]))], text=str(i),
-                               tenant="even" if i % 2 == 0 else "odd", request_id=str(i), policy_version="v")
+        await audit_log.record(
+            [outcome(f"g{i % 2}", Verdict.flag([]))],
+            text=str(i),
+            tenant="even" if i % 2 == 0 else "odd",
+            request_id=str(i),
+            policy_version="v",
+        )
     seen: list[str] = []
     token = ""
     while True:
@@ -53,7 +70,9 @@ async def test_filters_and_pagination(audit_log: AuditLog) -> None:
     assert {r.request_id for r in rows} == {"1", "3", "5"}
     rows, _ = await audit_log.query(DecisionQuery(guard="g0"))
     assert len(rows) == 4
-    rows, _ = await audit_log.query(DecisionQuery(since=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)))
+    rows, _ = await audit_log.query(
+        DecisionQuery(since=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5))
+    )
     assert rows == []
     with pytest.raises(ValueError, match="page_token"):
         await audit_log.query(DecisionQuery(page_token="!!"))

@@ -47,12 +47,31 @@ def test_version_is_content_hash_not_formatting() -> None:
 @pytest.mark.parametrize(
     ("text", "line", "field", "reason"),
     [
-        ("guards:\n  - name: a\n    use: pii\n    actoin: block\n", 4, "guards[0].actoin", "Extra inputs"),
-        ("guards:\n  - name: a\n    use: pii\n    mode: loud\n", 4, "guards[0].mode", "'enforce' or 'monitor'"),
+        (
+            "guards:\n  - name: a\n    use: pii\n    actoin: block\n",
+            4,
+            "guards[0].actoin",
+            "Extra inputs",
+        ),
+        (
+            "guards:\n  - name: a\n    use: pii\n    mode: loud\n",
+            4,
+            "guards[0].mode",
+            "'enforce' or 'monitor'",
+        ),
         ("guards:\n  - name: a\n    use: nope\n", 3, "guards[0].use", "unknown guard"),
-        ("guards:\n  - name: a\n    use: pii\n    params:\n      entities: [X]\n", 5, "guards[0].params", "unknown PII"),
-        ("guards:\n  - name: a\n    use: token_limit\n    params:\n      max_tokens: 0\n", 5,
-         "guards[0].params.max_tokens", "greater than or equal"),
+        (
+            "guards:\n  - name: a\n    use: pii\n    params:\n      entities: [X]\n",
+            5,
+            "guards[0].params",
+            "unknown PII",
+        ),
+        (
+            "guards:\n  - name: a\n    use: token_limit\n    params:\n      max_tokens: 0\n",
+            5,
+            "guards[0].params.max_tokens",
+            "greater than or equal",
+        ),
         ("stream:\n  hold_back_chars: -1\n", 2, "stream.hold_back_chars", "greater than"),
         ("guards: [\n", 2, "", "not valid YAML"),
     ],
@@ -99,13 +118,17 @@ async def test_reload_race_every_request_sees_one_whole_policy() -> None:
     async def evaluate() -> None:
         for _ in range(40):
             policy = store.active
-            result = await store.chain(Stage.INPUT, "default", policy).run(InputCheck("mail a@b.io"))
+            result = await store.chain(Stage.INPUT, "default", policy).run(
+                InputCheck("mail a@b.io")
+            )
             assert result.action is expected[result.policy_version]
             await asyncio.sleep(0)
 
     async def flip() -> None:
         for i in range(40):
-            await store.apply_async(BASE if i % 2 else BASE.replace("action: redact", "action: flag"))
+            await store.apply_async(
+                BASE if i % 2 else BASE.replace("action: redact", "action: flag")
+            )
 
     await asyncio.gather(evaluate(), evaluate(), flip())
 
@@ -133,15 +156,42 @@ async def test_hot_reload_from_file_keeps_good_policy_on_broken_file(tmp_path: P
 yaml_scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 100_000), st.text(max_size=12))
 yaml_values = st.recursive(
     yaml_scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(
-        ["guards", "name", "use", "stage", "action", "mode", "params", "tenants", "stream",
-         "hold_back_chars", "timeout_ms", "on_error", "disable", "add", "replace", "words", "pii"]), inner, max_size=5)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "guards",
+                    "name",
+                    "use",
+                    "stage",
+                    "action",
+                    "mode",
+                    "params",
+                    "tenants",
+                    "stream",
+                    "hold_back_chars",
+                    "timeout_ms",
+                    "on_error",
+                    "disable",
+                    "add",
+                    "replace",
+                    "words",
+                    "pii",
+                ]
+            ),
+            inner,
+            max_size=5,
+        ),
+    ),
     max_leaves=15,
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(doc=st.one_of(yaml_values.map(lambda v: __import__("yaml").safe_dump(v)), st.text(max_size=200)))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    doc=st.one_of(yaml_values.map(lambda v: __import__("yaml").safe_dump(v)), st.text(max_size=200))
+)
 def test_malformed_policies_never_crash_nor_drop_the_active_one(doc: str) -> None:
     store = PolicyStore(load_policy(BASE))
     before = store.version

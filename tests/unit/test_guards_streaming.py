@@ -55,7 +55,9 @@ async def test_secret_over_many_small_chunks(size: int) -> None:
     assert released == TEXT.replace(SECRET, "[AWS_ACCESS_KEY]")
     [secrets] = [o for o in guard.outcomes if o.guard == "secrets"]
     assert secrets.verdict.action.value == "redact"
-    assert {(f.start, f.end) for f in secrets.verdict.findings} == {(TEXT.index(SECRET), TEXT.index(SECRET) + 20)}
+    assert {(f.start, f.end) for f in secrets.verdict.findings} == {
+        (TEXT.index(SECRET), TEXT.index(SECRET) + 20)
+    }
 
 
 async def test_text_released_before_stream_ends_when_long() -> None:
@@ -65,7 +67,9 @@ async def test_text_released_before_stream_ends_when_long() -> None:
 
 
 async def test_block_mid_stream_signals_and_stops() -> None:
-    released, blocked, guard = await stream(["all good so far ", "then kab", "oom happens", " more"])
+    released, blocked, guard = await stream(
+        ["all good so far ", "then kab", "oom happens", " more"]
+    )
     assert blocked and guard.blocked
     assert "kaboom" not in released
     assert (await guard.push("later")).blocked

@@ -1,0 +1,197 @@
+"""Click commands for security teams: policy lint/test/apply, audit, guard-eval.
+
+Register on the `mesh` group: `main.add_command(policy)`, `main.add_command(audit)`,
+`main.add_command(guard_eval)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from guards.errors import InvalidPolicy
+from guards.hooks import InputCheck, OutputFinalCheck
+from guards.policy_loader import load_policy
+from guards.policy_store import PolicyStore
+from guards.verdict import Stage
+
+
+@click.group("policy")
+def policy() -> None:
+    """Guard policies: lint, test, apply."""
+
+
+@policy.command("lint")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def lint(file: Path) -> None:
+    """Validate FILE; prints its version, or file:line, field and reason (exit 1)."""
+    try:
+        loaded = load_policy(file.read_text(encoding="utf-8"), str(file))
+    except InvalidPolicy as err:
+        click.echo(err.message, err=True)
+        sys.exit(1)
+    click.echo(f"ok {loaded.version} ({len(loaded.policy.guards)} guards)")
+
+
+@policy.command("test")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("cases", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def test(file: Path, cases: Path) -> None:
+    """Run CASES.jsonl ({"text", "expect": allow|block|redact|flag, "stage"?, "tenant"?,
+    "redacted"?}) against FILE; prints a diff per mismatch and exits 1 if any."""
+    try:
+        store = PolicyStore(load_policy(file.read_text(encoding="utf-8"), str(file)))
+    except InvalidPolicy as err:
+        click.echo(err.message, err=True)
+        sys.exit(1)
+    rows = [
+        json.loads(line) for line in cases.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
+    failures = asyncio.run(_run_cases(store, rows))
+    for line in failures:
+        click.echo(line)
+    click.echo(f"{len(rows) - len(failures)} passed, {len(failures)} failed")
+    if failures:
+        sys.exit(1)
+
+
+async def _run_cases(store: PolicyStore, rows: list[dict[str, Any]]) -> list[str]:
+    failures = []
+    for i, row in enumerate(rows, 1):
+        stage = Stage(row.get("stage", "input"))
+        tenant = row.get("tenant", "default")
+        check = (
+            InputCheck(row["text"], tenant)
+            if stage is Stage.INPUT
+            else OutputFinalCheck(row["text"], tenant)
+        )
+        result = await store.chain(stage, tenant).run(check)
+        got = result.action.value
+        if got != row["expect"]:
+            guards = ",".join(o.guard for o in result.non_allow()) or "-"
+            failures.append(
+                f"case {i}: -expected {row['expect']}\n        +got      {got} (guards: {guards})"
+            )
+        elif "redacted" in row and row["redacted"] != result.text:
+            failures.append(
+                f"case {i}: -expected text {row['redacted']!r}\n"
+                f"        +got           {result.text!r}"
+            )
+    return failures
+
+
+@policy.command("apply")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--address", default="127.0.0.1:50051", show_default=True, help="router host:port")
+@click.option("--admin-key", envvar="MESH_ADMIN_KEY", required=True, help="or MESH_ADMIN_KEY")
+@click.option("--dry-run", is_flag=True, help="validate on the server, do not install")
+def apply(file: Path, address: str, admin_key: str, dry_run: bool) -> None:
+    """Install FILE on a running router through PolicyService.ApplyPolicy."""
+    import grpc.aio
+
+    from mesh.contract.status import error_details
+    from mesh.v1 import policy_pb2, policy_pb2_grpc
+
+    text = file.read_text(encoding="utf-8")
+
+    async def call() -> policy_pb2.ApplyPolicyResponse:
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = policy_pb2_grpc.PolicyServiceStub(channel)  # type: ignore[no-untyped-call]
+            request = policy_pb2.ApplyPolicyRequest(policy_yaml=text, dry_run=dry_run)
+            response: policy_pb2.ApplyPolicyResponse = await stub.ApplyPolicy(
+                request, metadata=(("x-admin-key", admin_key),), timeout=30
+            )
+            return response
+
+    try:
+        response = asyncio.run(call())
+    except grpc.aio.AioRpcError as err:
+        details = error_details(err)
+        click.echo(f"{details.code} {details.reason}: {details.message}", err=True)
+        sys.exit(1)
+    state = "validated (dry run)" if dry_run else "applied"
+    click.echo(f"{state} {response.version} (previous {response.previous_version})")
+
+
+@click.command("audit")
+@click.option(
+    "--db", default="sqlite+aiosqlite:///guard_audit.db", show_default=True, help="SQLAlchemy URL"
+)
+@click.option("--since", type=click.DateTime(), default=None, help="UTC time")
+@click.option("--guard", default="")
+@click.option("--tenant", default="")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--page-token", default="")
+def audit(
+    db: str, since: dt.datetime | None, guard: str, tenant: str, limit: int, page_token: str
+) -> None:
+    """Print audited guard decisions, newest first (one JSON object a line)."""
+    from guards.audit import AuditLog, DecisionQuery
+
+    async def run() -> str:
+        log = AuditLog(db)
+        await log.start()
+        try:
+            when = since.replace(tzinfo=dt.UTC) if since else None
+            rows, token = await log.query(DecisionQuery(tenant, guard, when, limit, page_token))
+        finally:
+            await log.close()
+        for d in rows:
+            click.echo(
+                json.dumps(
+                    {
+                        "time": d.decided_at.isoformat(),
+                        "request_id": d.request_id,
+                        "tenant": d.tenant,
+                        "guard": d.guard,
+                        "stage": d.stage,
+                        "action": d.action,
+                        "mode": d.mode,
+                        "policy_version": d.policy_version,
+                        "content_sha256": d.content_sha256,
+                        "findings": [f.__dict__ for f in d.findings],
+                    }
+                )
+            )
+        return token
+
+    token = asyncio.run(run())
+    if token:
+        click.echo(f"next page: --page-token {token}", err=True)
+
+
+@click.command("guard-eval")
+@click.argument("dataset", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--policy", "policy_file", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="one JSON object keyed by_category, by_source, by_entity",
+)
+def guard_eval(dataset: Path, policy_file: Path | None, as_json: bool) -> None:
+    """Recall per attack category, false positives per benign source, PII recall/precision."""
+    from guards.evaluate import evaluate
+
+    figures = evaluate(dataset, policy_file)
+    if as_json:
+        click.echo(json.dumps(figures, indent=2))
+        return
+    click.echo(f"policy {figures['policy_version']}, {figures['rows']} rows")
+    for key, title in (
+        ("by_category", "attack recall"),
+        ("by_source", "benign false positives"),
+        ("by_entity", "PII"),
+    ):
+        if figures[key]:
+            click.echo(f"{title}:")
+            for name, value in figures[key].items():
+                click.echo(f"  {name:24s} {json.dumps(value)}")

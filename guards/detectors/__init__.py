@@ -1,0 +1,1 @@
+"""Built-in detectors: pure functions from text to findings, fast enough for every request."""

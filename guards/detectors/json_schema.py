@@ -1,0 +1,27 @@
+"""Output JSON schema check: the whole response must parse and validate against the schema."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema  # type: ignore[import-untyped]
+
+from guards.verdict import Finding
+
+
+class JsonSchemaDetector:
+    """Reports INVALID_JSON / SCHEMA_VIOLATION; only meaningful on a whole response."""
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        jsonschema.Draft202012Validator.check_schema(schema)
+        self.validator = jsonschema.Draft202012Validator(schema)
+
+    def find(self, text: str, system_prompt: str = "") -> list[Finding]:
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return [Finding("INVALID_JSON", 0, len(text), 1.0)]
+        if next(iter(self.validator.iter_errors(value)), None) is not None:
+            return [Finding("SCHEMA_VIOLATION", 0, len(text), 1.0)]
+        return []

@@ -1,0 +1,164 @@
+"""PII detector: regex candidates confirmed by checksums (Luhn, IBAN mod-97, SSN rules, IP parse).
+
+Checksums are what keep false positives down on ordinary numbers (prices, dates, math).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterable
+
+from guards.verdict import Finding
+
+EMAIL = re.compile(
+    r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b"
+)
+CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){11,18}(?![\d-])")
+IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
+SSN = re.compile(r"(?<![\d-])(\d{3})([- ]?)(\d{2})\2(\d{4})(?![\d-])")
+IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
+IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
+PHONE = re.compile(
+    r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,5}(?:[ .-]\d{2,5}){0,4}"
+    r"(?:\s?(?:x|ext\.?)\s?\d{1,5})?(?![\w])"
+)
+
+# IBAN lengths per country (ISO 13616) for the countries most seen; others need 15..34.
+IBAN_LENGTHS = {
+    "GB": 22,
+    "DE": 22,
+    "FR": 27,
+    "ES": 24,
+    "IT": 27,
+    "NL": 18,
+    "BE": 16,
+    "CH": 21,
+    "AT": 20,
+    "IE": 22,
+    "PL": 28,
+    "PT": 25,
+    "SE": 24,
+    "NO": 15,
+    "DK": 18,
+    "FI": 18,
+    "LU": 20,
+}
+
+ENTITY_TYPES = ("EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS", "PHONE_NUMBER")
+
+
+def luhn_valid(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def iban_valid(candidate: str) -> bool:
+    iban = candidate.replace(" ", "")
+    expected = IBAN_LENGTHS.get(iban[:2])
+    if (expected is not None and len(iban) != expected) or not 15 <= len(iban) <= 34:
+        return False
+    rearranged = iban[4:] + iban[:4]
+    return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
+
+
+def ssn_valid(area: str, group: str, serial: str) -> bool:
+    """SSA rules: area not 000, 666 or 9xx; group not 00; serial not 0000."""
+    return area not in {"000", "666"} and area[0] != "9" and group != "00" and serial != "0000"
+
+
+def _cards(text: str) -> Iterable[Finding]:
+    for m in CARD.finditer(text):
+        digits = re.sub(r"\D", "", m.group())
+        if 12 <= len(digits) <= 19 and len(set(digits)) > 1 and luhn_valid(digits):
+            yield Finding("CREDIT_CARD", m.start(), m.end())
+
+
+def _ibans(text: str) -> Iterable[Finding]:
+    for m in IBAN.finditer(text):
+        if iban_valid(m.group()):
+            yield Finding("IBAN_CODE", m.start(), m.end())
+
+
+def _ssns(text: str) -> Iterable[Finding]:
+    for m in SSN.finditer(text):
+        area, sep, group, serial = m.groups()
+        # Unseparated nine-digit numbers are too often something else; require a separator.
+        if sep and ssn_valid(area, group, serial):
+            yield Finding("US_SSN", m.start(), m.end())
+
+
+def _ips(text: str) -> Iterable[Finding]:
+    for m in IPV4.finditer(text):
+        if all(int(part) <= 255 for part in m.group().split(".")):
+            yield Finding("IP_ADDRESS", m.start(), m.end())
+    if ":" in text:
+        for m in IPV6.finditer(text):
+            value = m.group()
+            if value.count(":") >= 2 and any(c.isdigit() for c in value):
+                try:
+                    ipaddress.IPv6Address(value)
+                except ValueError:
+                    continue
+                if len(value) >= 6:
+                    yield Finding("IP_ADDRESS", m.start(), m.end())
+
+
+def _emails(text: str) -> Iterable[Finding]:
+    if "@" in text:
+        for m in EMAIL.finditer(text):
+            yield Finding("EMAIL_ADDRESS", m.start(), m.end())
+
+
+def _phones(text: str) -> Iterable[Finding]:
+    for m in PHONE.finditer(text):
+        value = m.group()
+        digits = sum(c.isdigit() for c in value.split("x")[0].split("ext")[0])
+        separated = value.startswith("+") or any(c in value for c in " -.()")
+        if 7 <= digits <= 15 and separated and not _looks_like_number(value):
+            yield Finding("PHONE_NUMBER", m.start(), m.end(), 0.7)
+
+
+def _looks_like_number(value: str) -> bool:
+    """Decimal numbers and dates are not phone numbers."""
+    if re.fullmatch(r"\d{1,4}[.-]\d{1,2}[.-]\d{1,4}", value):
+        return True
+    return bool(re.fullmatch(r"\d+\.\d+", value))
+
+
+SCANNERS: dict[str, Callable[[str], Iterable[Finding]]] = {
+    "EMAIL_ADDRESS": _emails,
+    "CREDIT_CARD": _cards,
+    "IBAN_CODE": _ibans,
+    "US_SSN": _ssns,
+    "IP_ADDRESS": _ips,
+    "PHONE_NUMBER": _phones,
+}
+
+
+class PiiDetector:
+    """Runs the selected scanners; a span claimed by an earlier scanner is not re-reported."""
+
+    def __init__(self, entities: Iterable[str] = ENTITY_TYPES) -> None:
+        unknown = set(entities) - set(SCANNERS)
+        if unknown:
+            raise ValueError(f"unknown PII entities: {sorted(unknown)}; known: {list(SCANNERS)}")
+        # Stronger (checksummed) scanners first, phone last: it is the loosest.
+        self._scanners = [SCANNERS[name] for name in SCANNERS if name in set(entities)]
+
+    def find(self, text: str, system_prompt: str = "") -> list[Finding]:
+        if not any(c.isdigit() for c in text) and "@" not in text:
+            return []
+        found: list[Finding] = []
+        for scan in self._scanners:
+            for f in scan(text):
+                if not any(f.start < g.end and g.start < f.end for g in found):
+                    found.append(f)
+        return sorted(found, key=lambda f: f.start)

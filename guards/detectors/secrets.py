@@ -1,0 +1,130 @@
+"""Secrets detector built on detect-secrets' pattern plugins (never its entropy plugins).
+
+STACK.md: with its default plugins detect-secrets flags every benign prompt (entropy plugins fire
+on ordinary words); its pattern plugins flagged none of 2,001 benign prompts. Calling the plugins'
+`analyze_line` per line costs ~25 µs per plugin per line and gives no character spans, so we
+reuse the plugins' own compiled `denylist` regexes with `finditer`, which yields spans for
+redaction. Measured here on a 1 KB prompt: ~0.06 ms for the default plugin set.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from detect_secrets.plugins import (
+    aws,
+    azure_storage_key,
+    basic_auth,
+    discord,
+    github_token,
+    gitlab_token,
+    jwt,
+    mailchimp,
+    npm,
+    openai,
+    private_key,
+    pypi_token,
+    sendgrid,
+    slack,
+    square_oauth,
+    stripe,
+    telegram_token,
+    twilio,
+)
+from detect_secrets.plugins.base import RegexBasedDetector
+
+from guards.verdict import Finding
+
+# Finding type per plugin; the plugin supplies the regexes.
+PLUGINS: dict[str, type[RegexBasedDetector]] = {
+    "AWS_ACCESS_KEY": aws.AWSKeyDetector,
+    "AZURE_STORAGE_KEY": azure_storage_key.AzureStorageKeyDetector,
+    "BASIC_AUTH_CREDENTIALS": basic_auth.BasicAuthDetector,
+    "DISCORD_BOT_TOKEN": discord.DiscordBotTokenDetector,
+    "GITHUB_TOKEN": github_token.GitHubTokenDetector,
+    "GITLAB_TOKEN": gitlab_token.GitLabTokenDetector,
+    "JWT": jwt.JwtTokenDetector,
+    "MAILCHIMP_KEY": mailchimp.MailchimpDetector,
+    "NPM_TOKEN": npm.NpmDetector,
+    "OPENAI_API_KEY": openai.OpenAIDetector,
+    "PYPI_TOKEN": pypi_token.PypiTokenDetector,
+    "SENDGRID_KEY": sendgrid.SendGridDetector,
+    "SLACK_TOKEN": slack.SlackDetector,
+    "SQUARE_OAUTH_SECRET": square_oauth.SquareOAuthDetector,
+    "STRIPE_KEY": stripe.StripeDetector,
+    "TELEGRAM_BOT_TOKEN": telegram_token.TelegramBotTokenDetector,
+    "TWILIO_KEY": twilio.TwilioKeyDetector,
+}
+
+# detect-secrets only matches the PEM header line; the whole block must be masked, and an
+# unterminated block (still streaming) counts to the end of the text.
+PRIVATE_KEY = re.compile(
+    r"-----BEGIN[A-Z ]{0,30} PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"
+    r"(?:-----END[A-Z ]{0,30} PRIVATE KEY(?: BLOCK)?-----|\Z)"
+)
+assert private_key.PrivateKeyDetector.denylist  # the plugin we replace still exists
+
+# A tighter JWT than the plugin's: three base64url parts, each long enough to be a real token.
+JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
+
+SECRET_TYPES = (*PLUGINS, "PRIVATE_KEY")
+
+# Substrings one of which every match of a plugin's regexes contains. Checking them with `in`
+# (C speed) before running the regex takes the default set from ~385 µs to ~40 µs per 1 KB of
+# benign text (measured here); a plugin with no hint always runs its regexes.
+HINTS: dict[str, tuple[str, ...]] = {
+    "AWS_ACCESS_KEY": ("A3T", "ABIA", "ACCA", "AKIA", "ASIA", "aws", "AWS", "Aws"),
+    "AZURE_STORAGE_KEY": ("AccountKey=",),
+    "BASIC_AUTH_CREDENTIALS": ("://",),
+    "GITHUB_TOKEN": ("gh",),
+    "GITLAB_TOKEN": ("gl", "GR1348941"),
+    "JWT": ("eyJ",),
+    "MAILCHIMP_KEY": ("-us",),
+    "NPM_TOKEN": ("_authToken",),
+    "OPENAI_API_KEY": ("T3BlbkFJ",),
+    "PYPI_TOKEN": ("pypi-",),
+    "SENDGRID_KEY": ("SG.",),
+    "SLACK_TOKEN": ("xox", "hooks.slack.com"),
+    "SQUARE_OAUTH_SECRET": ("sq0csp-",),
+    "STRIPE_KEY": ("k_live_",),
+    "TELEGRAM_BOT_TOKEN": (":",),
+    "TWILIO_KEY": ("AC", "SK"),
+    "PRIVATE_KEY": ("PRIVATE KEY",),
+}
+
+
+class SecretsDetector:
+    """Finds credentials by the detect-secrets pattern plugins' regexes."""
+
+    def __init__(self, types: Iterable[str] = SECRET_TYPES) -> None:
+        selected = set(types)
+        unknown = selected - set(SECRET_TYPES)
+        if unknown:
+            raise ValueError(
+                f"unknown secret types: {sorted(unknown)}; known: {list(SECRET_TYPES)}"
+            )
+        self._patterns: list[tuple[str, re.Pattern[str], bool]] = []
+        for name, plugin in PLUGINS.items():
+            if name not in selected:
+                continue
+            if name == "JWT":
+                self._patterns.append((name, JWT, False))
+                continue
+            for pattern in plugin.denylist:  # type: ignore[attr-defined]  # a class attribute
+                # Basic auth: mask only the password (group 1), keep the URL readable.
+                self._patterns.append((name, pattern, name == "BASIC_AUTH_CREDENTIALS"))
+        if "PRIVATE_KEY" in selected:
+            self._patterns.append(("PRIVATE_KEY", PRIVATE_KEY, False))
+
+    def find(self, text: str, system_prompt: str = "") -> list[Finding]:
+        found: list[Finding] = []
+        for name, pattern, use_group in self._patterns:
+            hints = HINTS.get(name)
+            if hints is not None and not any(h in text for h in hints):
+                continue
+            for m in pattern.finditer(text):
+                start, end = m.span(1) if use_group and m.lastindex else m.span()
+                if end > start:
+                    found.append(Finding(name, start, end))
+        return sorted(found, key=lambda f: f.start)

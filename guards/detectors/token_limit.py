@@ -1,0 +1,33 @@
+"""Input token limit without a tokenizer.
+
+Approximation, documented: tokens ~= max(words * 4/3, characters / 4). Both ratios are the usual
+rules of thumb for English BPE vocabularies; taking the larger errs toward refusing early, which
+is the safe side for a limit. It is a guard, not a bill: the node counts exact tokens.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from guards.verdict import Finding
+
+WORD = re.compile(r"\S+")
+
+
+def approximate_tokens(text: str) -> int:
+    words = len(WORD.findall(text))
+    return max(math.ceil(words * 4 / 3), math.ceil(len(text) / 4))
+
+
+class TokenLimitDetector:
+    def __init__(self, max_tokens: int) -> None:
+        if max_tokens < 1:
+            raise ValueError("max_tokens must be >= 1")
+        self.max_tokens = max_tokens
+
+    def find(self, text: str, system_prompt: str = "") -> list[Finding]:
+        count = approximate_tokens(text)
+        if count > self.max_tokens:
+            return [Finding("TOKEN_LIMIT_EXCEEDED", 0, len(text), 1.0)]
+        return []

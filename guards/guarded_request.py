@@ -1,0 +1,108 @@
+"""Guard steps for one request, independent of gRPC: input check, output check, audit."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from guards.audit import AuditLog
+from guards.chain import GuardChain
+from guards.hooks import InputCheck, OutputFinalCheck
+from guards.policy_loader import LoadedPolicy
+from guards.policy_store import PolicyStore
+from guards.streaming import StreamGuard
+from guards.verdict import ChainResult, Finding, GuardOutcome, Stage, mask_spans
+
+log = logging.getLogger(__name__)
+
+SEPARATOR = "\n\n"
+
+
+@dataclass
+class Segments:
+    """The non-system turns joined into one text, with each turn's offset, so redactions found
+    on the joined text can be written back turn by turn."""
+
+    texts: list[str]
+
+    @property
+    def joined(self) -> str:
+        return SEPARATOR.join(self.texts)
+
+    def rewrite(self, redactions: Sequence[Finding]) -> list[str]:
+        out, offset = [], 0
+        for text in self.texts:
+            local = [
+                Finding(f.type, max(0, f.start - offset), min(len(text), f.end - offset), f.score)
+                for f in redactions
+                if f.start < offset + len(text) and f.end > offset
+            ]
+            out.append(mask_spans(text, local))
+            offset += len(text) + len(SEPARATOR)
+        return out
+
+
+class GuardedRequest:
+    """One request's view of the guards, pinned to the policy snapshot taken at its start."""
+
+    def __init__(
+        self,
+        store: PolicyStore,
+        tenant: str,
+        request_id: str,
+        system_prompt: str,
+        audit: AuditLog | None = None,
+    ) -> None:
+        self.store = store
+        self.policy: LoadedPolicy = store.active
+        self.tenant = tenant
+        self.request_id = request_id
+        self.system_prompt = system_prompt
+        self.audit = audit
+
+    @property
+    def version(self) -> str:
+        return self.policy.version
+
+    def chain(self, stage: Stage) -> GuardChain:
+        return self.store.chain(stage, self.tenant, self.policy)
+
+    async def check_input(self, text: str) -> ChainResult:
+        result = await self.chain(Stage.INPUT).run(
+            InputCheck(text, self.tenant, self.request_id, self.system_prompt)
+        )
+        await self.record(result.outcomes, text)
+        return result
+
+    async def check_output(self, text: str) -> ChainResult:
+        result = await self.chain(Stage.OUTPUT).run(
+            OutputFinalCheck(text, self.tenant, self.request_id, self.system_prompt)
+        )
+        await self.record(result.outcomes, text)
+        return result
+
+    def stream_guard(self) -> StreamGuard:
+        return StreamGuard(
+            self.chain(Stage.OUTPUT),
+            self.policy.policy.stream.hold_back_chars,
+            tenant=self.tenant,
+            request_id=self.request_id,
+            system_prompt=self.system_prompt,
+        )
+
+    async def record(self, outcomes: Sequence[GuardOutcome], text: str) -> None:
+        """Audit non-allow outcomes; a failing audit store is logged, never fails the request."""
+        if self.audit is None:
+            return
+        try:
+            await self.audit.record(
+                outcomes,
+                text=text,
+                tenant=self.tenant,
+                request_id=self.request_id,
+                policy_version=self.version,
+                store_content=self.policy.policy.store_content,
+            )
+        except Exception:
+            log.exception("audit write failed for request %s", self.request_id)

@@ -1,0 +1,116 @@
+"""The policy document a security team writes (YAML), as pydantic models with extra=forbid."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from guards.verdict import Action, Mode, Stage
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GuardSpec(_Strict):
+    """One guard: which detector (`use`), where it runs, what it does with findings."""
+
+    name: str = Field(..., min_length=1, max_length=64, pattern=NAME.pattern)
+    use: str = Field(
+        ...,
+        min_length=1,
+        description="built-in name, or 'module.path:ClassName' of a guardrails-ai validator",
+    )
+    stage: Literal["input", "output", "both"] = "input"
+    params: dict[str, Any] = Field(default_factory=dict)
+    action: Literal["block", "redact", "flag"] = "block"
+    mode: Literal["enforce", "monitor"] = "enforce"
+    on_error: Literal["open", "closed"] = Field(
+        "open", description="open: pass the text; closed: block it"
+    )
+    timeout_ms: int = Field(200, ge=1, le=60_000)
+
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        if self.stage == "both":
+            return (Stage.INPUT, Stage.OUTPUT)
+        return (Stage(self.stage),)
+
+    @property
+    def action_enum(self) -> Action:
+        return Action(self.action)
+
+    @property
+    def mode_enum(self) -> Mode:
+        return Mode(self.mode)
+
+
+class StreamSettings(_Strict):
+    """Streaming output: how much text is held back so findings split over chunks are caught."""
+
+    hold_back_chars: int = Field(64, ge=0, le=65_536)
+
+
+class TenantOverride(_Strict):
+    """Per-tenant changes to the base guard list, applied in order: disable, replace, add."""
+
+    disable: list[str] = Field(default_factory=list)
+    replace: list[GuardSpec] = Field(default_factory=list)
+    add: list[GuardSpec] = Field(default_factory=list)
+
+
+class Policy(_Strict):
+    """A whole guard policy. Its version is a hash of its content, not a number someone bumps."""
+
+    guards: list[GuardSpec] = Field(default_factory=list)
+    stream: StreamSettings = Field(default_factory=lambda: StreamSettings.model_validate({}))
+    parallel_input: bool = Field(
+        False,
+        description="let generation start while input guards run; no token leaves before they pass",
+    )
+    store_content: bool = Field(False, description="store raw checked text in the audit log")
+    tenants: dict[str, TenantOverride] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> Policy:
+        seen: set[str] = set()
+        for spec in self.guards:
+            if spec.name in seen:
+                raise ValueError(f"duplicate guard name {spec.name!r}")
+            seen.add(spec.name)
+        for tenant, override in self.tenants.items():
+            names = set(seen)
+            for name in override.disable:
+                if name not in names:
+                    raise ValueError(f"tenant {tenant!r} disables unknown guard {name!r}")
+            for spec in override.replace:
+                if spec.name not in names:
+                    raise ValueError(f"tenant {tenant!r} replaces unknown guard {spec.name!r}")
+            for spec in override.add:
+                if spec.name in names:
+                    raise ValueError(
+                        f"tenant {tenant!r} adds guard {spec.name!r} that already exists"
+                    )
+                names.add(spec.name)
+        return self
+
+    def version(self) -> str:
+        """sha256 of the canonical JSON of the validated document, first 16 hex digits."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def guards_for(self, tenant: str) -> list[GuardSpec]:
+        """The effective guard list for a tenant (the base list when it has no override)."""
+        override = self.tenants.get(tenant)
+        if override is None:
+            return list(self.guards)
+        replaced = {spec.name: spec for spec in override.replace}
+        disabled = set(override.disable)
+        effective = [replaced.get(s.name, s) for s in self.guards if s.name not in disabled]
+        return effective + list(override.add)

@@ -1,0 +1,168 @@
+"""mesh.v1.PolicyService: read, apply (or dry-run), evaluate and audit guard policies.
+
+Admin-only: every call first passes `authorize(context)`, which the router supplies (its auth
+knows the keys). `admin_key_authorizer` is a ready one for a fixed key from metadata.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeAlias
+
+from google.protobuf import timestamp_pb2
+
+from guards.audit import AuditLog, Decision, DecisionQuery
+from guards.errors import AdminKeyMissing, AdminKeyRejected
+from guards.hooks import InputCheck, OutputFinalCheck
+from guards.policy_loader import load_policy
+from guards.policy_store import PolicyStore
+from guards.proto_convert import ACTION_TO_PROTO, STAGE_FROM_PROTO, verdicts_to_proto
+from guards.verdict import Action, GuardOutcome, Mode, Stage, Verdict
+from mesh.contract.errors import FieldViolation, InvalidRequest, MeshError
+from mesh.contract.status import unary_error_boundary
+from mesh.v1 import policy_pb2, policy_pb2_grpc
+
+# grpc ships no type information here, so the context is typed loosely.
+Context: TypeAlias = Any
+Authorize = Callable[[Context], Awaitable[None] | None]
+ADMIN_KEY_HEADER = "x-admin-key"
+
+
+def admin_key_authorizer(admin_key: str) -> Authorize:
+    """Accept `x-admin-key: KEY` or `authorization: Bearer KEY` metadata equal to admin_key."""
+
+    def authorize(context: Context) -> None:
+        metadata = {k.lower(): v for k, v in (context.invocation_metadata() or ())}
+        given = metadata.get(ADMIN_KEY_HEADER)
+        bearer = metadata.get("authorization", "")
+        if not given and bearer.lower().startswith("bearer "):
+            given = bearer[7:]
+        if not given:
+            raise AdminKeyMissing("this call needs an admin key (x-admin-key metadata)")
+        if not hmac.compare_digest(str(given).encode(), admin_key.encode()):
+            raise AdminKeyRejected("the key given is not an admin key")
+
+    return authorize
+
+
+def _timestamp(value: Any) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
+    """Serves the store's policy and the audit log."""
+
+    def __init__(
+        self, store: PolicyStore, authorize: Authorize, audit: AuditLog | None = None
+    ) -> None:
+        self.store = store
+        self.authorize = authorize
+        self.audit = audit
+
+    async def _check(self, context: Context) -> None:
+        result = self.authorize(context)
+        if inspect.isawaitable(result):
+            await result
+
+    @unary_error_boundary
+    async def GetPolicy(
+        self, request: policy_pb2.GetPolicyRequest, context: Context
+    ) -> policy_pb2.GetPolicyResponse:
+        await self._check(context)
+        active = self.store.active
+        return policy_pb2.GetPolicyResponse(
+            version=active.version,
+            policy_yaml=active.yaml_text,
+            applied_at=_timestamp(active.applied_at),
+            source=active.source,
+        )
+
+    @unary_error_boundary
+    async def ApplyPolicy(
+        self, request: policy_pb2.ApplyPolicyRequest, context: Context
+    ) -> policy_pb2.ApplyPolicyResponse:
+        await self._check(context)
+        loaded, previous = await self.store.apply_async(
+            request.policy_yaml, dry_run=request.dry_run, source="api"
+        )
+        return policy_pb2.ApplyPolicyResponse(
+            version=loaded.version, applied=not request.dry_run, previous_version=previous
+        )
+
+    @unary_error_boundary
+    async def EvaluateGuards(
+        self, request: policy_pb2.EvaluateGuardsRequest, context: Context
+    ) -> policy_pb2.EvaluateGuardsResponse:
+        await self._check(context)
+        stage = STAGE_FROM_PROTO.get(request.stage)
+        if stage is None:
+            raise InvalidRequest(
+                "stage must be GUARD_STAGE_INPUT or GUARD_STAGE_OUTPUT",
+                violations=[FieldViolation("stage", "must be INPUT or OUTPUT")],
+            )
+        policy = (
+            load_policy(request.policy_yaml, "request")
+            if request.policy_yaml
+            else self.store.active
+        )
+        chain = self.store.chain(stage, request.tenant or "default", policy)
+        check = (
+            InputCheck(request.text, request.tenant)
+            if stage is Stage.INPUT
+            else OutputFinalCheck(request.text, request.tenant)
+        )
+        result = await chain.run(check)
+        return policy_pb2.EvaluateGuardsResponse(
+            verdicts=verdicts_to_proto(result.outcomes, result.policy_version),
+            action=ACTION_TO_PROTO[result.action],
+            redacted_text=result.text,
+            policy_version=result.policy_version,
+        )
+
+    @unary_error_boundary
+    async def ListGuardDecisions(
+        self, request: policy_pb2.ListGuardDecisionsRequest, context: Context
+    ) -> policy_pb2.ListGuardDecisionsResponse:
+        await self._check(context)
+        if self.audit is None:
+            raise MeshError("no audit log is configured on this server", reason="AUDIT_DISABLED")
+        if request.page_size < 0:
+            raise InvalidRequest(
+                "page_size must be >= 0", violations=[FieldViolation("page_size", "must be >= 0")]
+            )
+        query = DecisionQuery(
+            tenant=request.tenant,
+            guard=request.guard,
+            since=request.since.ToDatetime(tzinfo=dt.UTC) if request.HasField("since") else None,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        try:
+            decisions, token = await self.audit.query(query)
+        except ValueError as exc:
+            raise InvalidRequest(
+                str(exc), violations=[FieldViolation("page_token", str(exc))]
+            ) from None
+        return policy_pb2.ListGuardDecisionsResponse(
+            decisions=[_decision_proto(d) for d in decisions], next_page_token=token
+        )
+
+
+def _decision_proto(d: Decision) -> policy_pb2.GuardDecision:
+    outcome = GuardOutcome(
+        d.guard, Stage(d.stage), Mode(d.mode), Verdict(Action(d.action), tuple(d.findings))
+    )
+    verdict = verdicts_to_proto([outcome], d.policy_version)[0]
+    return policy_pb2.GuardDecision(
+        decision_id=d.id,
+        decide_time=_timestamp(d.decided_at),
+        request_id=d.request_id,
+        tenant=d.tenant,
+        verdict=verdict,
+        content_sha256=d.content_sha256,
+    )

@@ -1,0 +1,116 @@
+"""Turns a policy's `use` into a Guard: built-in detectors by name, guardrails-ai by import path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from guards.detectors.banned import BannedWordsDetector
+from guards.detectors.base import DetectorGuard
+from guards.detectors.injection import InjectionDetector
+from guards.detectors.json_schema import JsonSchemaDetector
+from guards.detectors.leakage import SystemPromptLeakageDetector
+from guards.detectors.pii import ENTITY_TYPES, PiiDetector
+from guards.detectors.secrets import SECRET_TYPES, SecretsDetector
+from guards.detectors.token_limit import TokenLimitDetector
+from guards.hooks import Guard
+from guards.verdict import Action
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PiiParams(_Params):
+    entities: list[str] = Field(default_factory=lambda: list(ENTITY_TYPES))
+
+
+class SecretsParams(_Params):
+    types: list[str] = Field(default_factory=lambda: list(SECRET_TYPES))
+
+
+class InjectionParams(_Params):
+    threshold: float = Field(0.5, gt=0, lt=1)
+    classifier: bool = True
+    rules: bool = True
+
+
+class BannedWordsParams(_Params):
+    words: list[str] = Field(..., min_length=1)
+    threshold: float = Field(88.0, ge=50, le=100)
+
+
+class TokenLimitParams(_Params):
+    max_tokens: int = Field(..., ge=1)
+
+
+class JsonSchemaParams(_Params):
+    # "schema" shadows a BaseModel attribute, hence the alias.
+    json_schema: dict[str, Any] = Field(..., alias="schema")
+
+
+class LeakageParams(_Params):
+    ngram_words: int = Field(8, ge=3, le=64)
+
+
+def _pii(p: dict[str, Any], action: Action) -> Guard:
+    return DetectorGuard(PiiDetector(PiiParams.model_validate(p).entities), action)
+
+
+def _secrets(p: dict[str, Any], action: Action) -> Guard:
+    return DetectorGuard(SecretsDetector(SecretsParams.model_validate(p).types), action)
+
+
+def _injection(p: dict[str, Any], action: Action) -> Guard:
+    q = InjectionParams.model_validate(p)
+    return DetectorGuard(InjectionDetector(q.threshold, q.classifier, q.rules), action)
+
+
+def _banned(p: dict[str, Any], action: Action) -> Guard:
+    q = BannedWordsParams.model_validate(p)
+    return DetectorGuard(BannedWordsDetector(q.words, q.threshold), action)
+
+
+def _token_limit(p: dict[str, Any], action: Action) -> Guard:
+    return DetectorGuard(TokenLimitDetector(TokenLimitParams.model_validate(p).max_tokens), action)
+
+
+def _json_schema(p: dict[str, Any], action: Action) -> Guard:
+    return DetectorGuard(JsonSchemaDetector(JsonSchemaParams.model_validate(p).json_schema), action)
+
+
+def _leakage(p: dict[str, Any], action: Action) -> Guard:
+    return DetectorGuard(
+        SystemPromptLeakageDetector(LeakageParams.model_validate(p).ngram_words), action
+    )
+
+
+BUILT_INS: dict[str, Callable[[dict[str, Any], Action], Guard]] = {
+    "pii": _pii,
+    "secrets": _secrets,
+    "prompt_injection": _injection,
+    "banned_words": _banned,
+    "token_limit": _token_limit,
+    "json_schema": _json_schema,
+    "system_prompt_leakage": _leakage,
+}
+
+
+class UnknownGuard(ValueError):
+    """`use` names no built-in and no importable validator."""
+
+
+def build_guard(use: str, params: dict[str, Any], action: Action) -> Guard:
+    """Build one guard; raises ValueError (or pydantic's ValidationError) on bad `use`/params."""
+    if ":" in use:
+        from guards.guardrails_adapter import build_guardrails_guard  # slow import, only if used
+
+        return build_guardrails_guard(use, params, action)
+    factory = BUILT_INS.get(use)
+    if factory is None:
+        raise UnknownGuard(
+            f"unknown guard {use!r}; built-ins: {sorted(BUILT_INS)}, or 'module:Class'"
+        )
+    return factory(params, action)

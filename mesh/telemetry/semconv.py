@@ -1,0 +1,469 @@
+"""Every span attribute the mesh writes, and the helpers that write them.
+
+Names follow the OpenTelemetry GenAI conventions where one exists (`gen_ai.*`, including the
+proposed guardrail span, open-telemetry/semantic-conventions#3233, whose names may still move:
+they live here only, so a rename is one line) and `mesh.*` for the mesh's own facts.
+
+The helpers never raise into the request and never put prompt or completion text on a span
+unless the operator turned `capture_content` on; otherwise a hash and the size stand in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.util.types import AttributeValue
+
+from mesh.telemetry.safety import never_raises, safe_invoke
+
+# --- GenAI (stable names in the incubating registry) -----------------------------------------
+GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
+GEN_AI_REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
+GEN_AI_REQUEST_TEMPERATURE = "gen_ai.request.temperature"
+GEN_AI_REQUEST_STREAM = "gen_ai.request.stream"
+GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
+GEN_AI_RESPONSE_ID = "gen_ai.response.id"
+GEN_AI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
+GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"
+GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_TOKEN_TYPE = "gen_ai.token.type"  # noqa: S105 (an attribute name)
+GEN_AI_INPUT_MESSAGES = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"
+OPERATION_CHAT = "chat"
+OPERATION_APPLY_GUARDRAIL = "apply_guardrail"
+TOKEN_TYPE_INPUT = "input"  # noqa: S105
+TOKEN_TYPE_OUTPUT = "output"  # noqa: S105
+
+# --- GenAI guardrail (proposed) ----------------------------------------------------------------
+GEN_AI_GUARDIAN_NAME = "gen_ai.guardian.name"
+GEN_AI_SECURITY_TARGET_TYPE = "gen_ai.security.target.type"
+GEN_AI_SECURITY_DECISION_TYPE = "gen_ai.security.decision.type"
+GEN_AI_SECURITY_POLICY_ID = "gen_ai.security.policy.id"
+GEN_AI_SECURITY_POLICY_VERSION = "gen_ai.security.policy.version"
+GEN_AI_SECURITY_FINDING_CATEGORIES = "gen_ai.security.finding.categories"
+TARGET_LLM_INPUT = "llm_input"
+TARGET_LLM_OUTPUT = "llm_output"
+# The mesh's guard actions in the proposal's decision vocabulary.
+GUARD_ACTION_TO_DECISION: Mapping[str, str] = {
+    "pass": "allow",
+    "allow": "allow",
+    "monitor": "allow",
+    "flag": "warn",
+    "redact": "modify",
+    "rewrite": "modify",
+    "block": "deny",
+    "reject": "deny",
+}
+
+# --- general ---------------------------------------------------------------------------------
+ERROR_TYPE = "error.type"
+RPC_GRPC_STATUS_CODE = "rpc.grpc.status_code"
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
+SERVICE_NAME = "service.name"
+
+# --- the mesh --------------------------------------------------------------------------------
+MESH_REQUEST_ID = "mesh.request_id"
+MESH_TENANT = "mesh.tenant"
+MESH_NODE_ID = "mesh.node.id"
+MESH_STATUS = "mesh.status"
+MESH_ROUTE_POLICY = "mesh.route.policy"
+MESH_ROUTE_POLICY_VERSION = "mesh.route.policy_version"
+MESH_ROUTE_NODE = "mesh.route.node"
+MESH_ROUTE_MODEL = "mesh.route.model"
+MESH_ROUTE_PROVIDER = "mesh.route.provider"
+MESH_ROUTE_CANDIDATES = "mesh.route.candidates"
+MESH_ROUTE_REASON = "mesh.route.reason"
+MESH_ROUTE_CACHE_HIT = "mesh.route.cache_hit"
+MESH_ROUTE_ESTIMATED_COST = "mesh.route.estimated_cost_usd"
+MESH_ROUTE_ACTUAL_COST = "mesh.route.actual_cost_usd"
+MESH_ROUTE_BASELINE_COST = "mesh.route.baseline_cost_usd"
+MESH_ROUTE_ATTEMPT = "mesh.route.attempt"
+MESH_ROUTE_ATTEMPTS = "mesh.route.attempts"
+MESH_GUARD_STAGE = "mesh.guard.stage"
+MESH_GUARD_ACTION = "mesh.guard.action"
+MESH_CACHE_KIND = "mesh.cache.kind"
+MESH_INPUT_SHA256 = "mesh.input.sha256"
+MESH_INPUT_CHARS = "mesh.input.chars"
+MESH_INPUT_MESSAGES = "mesh.input.messages"
+MESH_OUTPUT_SHA256 = "mesh.output.sha256"
+MESH_OUTPUT_CHARS = "mesh.output.chars"
+MESH_ENGINE_PHASE = "mesh.engine.phase"
+
+# Codes that mean "the server failed", per the gRPC semantic conventions for server spans.
+# Client mistakes, guard blocks (PERMISSION_DENIED / INVALID_ARGUMENT), budgets
+# (RESOURCE_EXHAUSTED) and cancellations are outcomes, not errors.
+SERVER_FAULT_CODES = frozenset(
+    {"UNKNOWN", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS"}
+)
+_TRACER_NAME = "mesh"
+
+
+def is_server_fault(code: str) -> bool:
+    """Whether a gRPC status code name marks the span as an error."""
+    return code.upper() in SERVER_FAULT_CODES
+
+
+def code_of(exc: BaseException) -> str:
+    """The gRPC status code name an exception ends a call with."""
+    code = getattr(exc, "code", None)
+    value = code() if callable(code) else code  # grpc.RpcError.code() vs MeshError.code
+    name = getattr(value, "name", None) or getattr(value, "value", None)
+    if isinstance(name, str):
+        return name.upper()
+    if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
+        return "CANCELLED"
+    return "UNKNOWN"
+
+
+@never_raises
+def mark_outcome(span: Span, code: str, description: str = "") -> None:
+    """Record how an operation ended: error.type always, ERROR status only for server faults."""
+    code = code.upper()
+    if code == "OK":
+        return
+    span.set_attribute(ERROR_TYPE, code)
+    if is_server_fault(code):
+        span.set_status(Status(StatusCode.ERROR, f"{code}: {description}" if description else code))
+
+
+def _record_failure(span: Span, exc: BaseException) -> None:
+    code = code_of(exc)
+    # A MeshError message is caller-safe by contract; any other message may quote content.
+    message = getattr(exc, "message", None)
+    attributes: dict[str, AttributeValue] = {"exception.type": type(exc).__qualname__}
+    if isinstance(message, str):
+        attributes["exception.message"] = message
+    if code != "CANCELLED":
+        span.add_event("exception", attributes)
+    mark_outcome(span, code, message if isinstance(message, str) else "")
+
+
+def _clean(attributes: Mapping[str, AttributeValue | None]) -> dict[str, AttributeValue]:
+    return {k: v for k, v in attributes.items() if v is not None}
+
+
+@contextmanager
+def _span(
+    tracer: Tracer | None,
+    name: str,
+    kind: SpanKind,
+    attributes: Mapping[str, AttributeValue | None],
+) -> Iterator[Span]:
+    """A current span that records failures our way and can never raise on its own.
+
+    Built by hand rather than with `start_as_current_span` so that the span's own bookkeeping
+    sits inside safe_invoke, while the request's exceptions pass through untouched.
+    """
+    chosen = tracer if tracer is not None else trace.get_tracer(_TRACER_NAME)
+    span = safe_invoke(chosen.start_span, name, kind=kind, attributes=_clean(attributes))
+    if span is None:
+        span = INVALID_SPAN
+    token = safe_invoke(otel_context.attach, trace.set_span_in_context(span))
+    try:
+        yield span
+    except BaseException as exc:
+        safe_invoke(_record_failure, span, exc)
+        raise
+    finally:
+        if token is not None:
+            safe_invoke(otel_context.detach, token)
+        safe_invoke(span.end)
+
+
+# --- spans -----------------------------------------------------------------------------------
+def route_span(
+    policy: str,
+    *,
+    request_id: str | None = None,
+    tenant: str | None = None,
+    policy_version: str | None = None,
+    tracer: Tracer | None = None,
+) -> AbstractContextManager[Span]:
+    """The route decision and everything forwarded under it (attempt spans are its children).
+
+    Fill in the decision with `record_route` once it is known and the final cost at the end.
+    """
+    return _span(
+        tracer,
+        f"route {policy}",
+        SpanKind.INTERNAL,
+        {
+            MESH_ROUTE_POLICY: policy,
+            MESH_REQUEST_ID: request_id or None,
+            MESH_TENANT: tenant,
+            MESH_ROUTE_POLICY_VERSION: policy_version,
+        },
+    )
+
+
+def attempt_span(
+    model: str,
+    provider: str,
+    *,
+    attempt: int = 1,
+    node: str | None = None,
+    server_address: str | None = None,
+    stream: bool = False,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    tracer: Tracer | None = None,
+) -> AbstractContextManager[Span]:
+    """One CLIENT span per upstream attempt, named `chat {model}` per the GenAI conventions."""
+    host, port = _split_address(server_address)
+    return _span(
+        tracer,
+        f"{OPERATION_CHAT} {model}",
+        SpanKind.CLIENT,
+        {
+            GEN_AI_OPERATION_NAME: OPERATION_CHAT,
+            GEN_AI_PROVIDER_NAME: provider,
+            GEN_AI_REQUEST_MODEL: model,
+            GEN_AI_REQUEST_STREAM: stream,
+            GEN_AI_REQUEST_MAX_TOKENS: max_tokens,
+            GEN_AI_REQUEST_TEMPERATURE: temperature,
+            MESH_ROUTE_ATTEMPT: attempt,
+            MESH_ROUTE_NODE: node,
+            SERVER_ADDRESS: host,
+            SERVER_PORT: port,
+        },
+    )
+
+
+def guard_span(
+    guard: str,
+    stage: str,
+    *,
+    policy_id: str | None = None,
+    policy_version: str | None = None,
+    tracer: Tracer | None = None,
+) -> AbstractContextManager[Span]:
+    """One span per guard run (`apply_guardrail {guard} {target}`); finish with record_verdict.
+
+    stage is "input" or "output" (the proposal's llm_input / llm_output target types).
+    """
+    target = TARGET_LLM_OUTPUT if stage == "output" else TARGET_LLM_INPUT
+    return _span(
+        tracer,
+        f"{OPERATION_APPLY_GUARDRAIL} {guard} {target}",
+        SpanKind.INTERNAL,
+        {
+            GEN_AI_OPERATION_NAME: OPERATION_APPLY_GUARDRAIL,
+            GEN_AI_GUARDIAN_NAME: guard,
+            GEN_AI_SECURITY_TARGET_TYPE: target,
+            MESH_GUARD_STAGE: stage,
+            GEN_AI_SECURITY_POLICY_ID: policy_id,
+            GEN_AI_SECURITY_POLICY_VERSION: policy_version,
+        },
+    )
+
+
+def _split_address(address: str | None) -> tuple[str | None, int | None]:
+    if not address:
+        return None, None
+    host, sep, port = address.rpartition(":")
+    if sep and port.isdigit():
+        return host.strip("[]"), int(port)
+    return address, None
+
+
+# --- attributes on spans ----------------------------------------------------------------------
+@never_raises
+def tag_request(request_id: str, *, tenant: str | None = None, span: Span | None = None) -> None:
+    """Put the request id on a span (default: the current one, e.g. the RPC server span),
+    so `mesh trace --request ID` finds the trace from any process."""
+    target = span if span is not None else trace.get_current_span()
+    target.set_attributes(_clean({MESH_REQUEST_ID: request_id or None, MESH_TENANT: tenant}))
+
+
+@never_raises
+def record_route(
+    span: Span,
+    *,
+    node: str,
+    model: str,
+    provider: str | None = None,
+    candidates: int | None = None,
+    reason: str | None = None,
+    cache_hit: bool | None = None,
+    estimated_cost_usd: float | None = None,
+    baseline_cost_usd: float | None = None,
+) -> None:
+    """The decision: where the request goes and why."""
+    span.set_attributes(
+        _clean(
+            {
+                MESH_ROUTE_NODE: node,
+                MESH_ROUTE_MODEL: model,
+                MESH_ROUTE_PROVIDER: provider,
+                MESH_ROUTE_CANDIDATES: candidates,
+                MESH_ROUTE_REASON: reason,
+                MESH_ROUTE_CACHE_HIT: cache_hit,
+                MESH_ROUTE_ESTIMATED_COST: estimated_cost_usd,
+                MESH_ROUTE_BASELINE_COST: baseline_cost_usd,
+            }
+        )
+    )
+
+
+@never_raises
+def record_route_result(
+    span: Span, *, attempts: int, actual_cost_usd: float | None = None, node: str | None = None
+) -> None:
+    """What happened after the decision: attempts made, the node that answered, real cost."""
+    span.set_attributes(
+        _clean(
+            {
+                MESH_ROUTE_ATTEMPTS: attempts,
+                MESH_ROUTE_ACTUAL_COST: actual_cost_usd,
+                MESH_ROUTE_NODE: node,
+            }
+        )
+    )
+
+
+@never_raises
+def record_usage(
+    span: Span,
+    *,
+    input_tokens: int,
+    output_tokens: int,
+    response_model: str | None = None,
+    finish_reasons: Sequence[str] = (),
+    cached_input_tokens: int | None = None,
+    response_id: str | None = None,
+) -> None:
+    """Token counts and how the generation ended, on an attempt (or node) span."""
+    span.set_attributes(
+        _clean(
+            {
+                GEN_AI_USAGE_INPUT_TOKENS: input_tokens,
+                GEN_AI_USAGE_OUTPUT_TOKENS: output_tokens,
+                GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: cached_input_tokens,
+                GEN_AI_RESPONSE_MODEL: response_model,
+                GEN_AI_RESPONSE_FINISH_REASONS: list(finish_reasons) if finish_reasons else None,
+                GEN_AI_RESPONSE_ID: response_id,
+            }
+        )
+    )
+
+
+@never_raises
+def record_first_chunk(span: Span, seconds: float) -> None:
+    """Time from sending the request to the first chunk (the streaming commit point)."""
+    span.set_attribute(GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, seconds)
+
+
+@never_raises
+def record_verdict(
+    span: Span,
+    *,
+    action: str,
+    categories: Sequence[str] = (),
+    decision: str | None = None,
+) -> None:
+    """A guard's verdict; a block is an outcome (decision "deny"), never a span error."""
+    span.set_attributes(
+        _clean(
+            {
+                MESH_GUARD_ACTION: action,
+                GEN_AI_SECURITY_DECISION_TYPE: decision
+                or GUARD_ACTION_TO_DECISION.get(action.lower(), "allow"),
+                GEN_AI_SECURITY_FINDING_CATEGORIES: sorted(set(categories)) or None,
+            }
+        )
+    )
+
+
+def content_digest(text: str) -> str:
+    """sha256 of the text, first 16 hex digits: lets two spans be compared, reveals nothing."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+@never_raises
+def record_input(
+    span: Span, messages: Sequence[tuple[str, str]], *, capture_content: bool = False
+) -> None:
+    """The prompt: (role, text) pairs, already redacted by the guards when captured.
+
+    Off (the default): only a digest, the character count and the number of messages.
+    """
+    joined = "\n".join(text for _, text in messages)
+    span.set_attributes(
+        {
+            MESH_INPUT_SHA256: content_digest(joined),
+            MESH_INPUT_CHARS: len(joined),
+            MESH_INPUT_MESSAGES: len(messages),
+        }
+    )
+    if capture_content:
+        span.set_attribute(
+            GEN_AI_INPUT_MESSAGES,
+            json.dumps(
+                [{"role": r, "parts": [{"type": "text", "content": t}]} for r, t in messages],
+                ensure_ascii=False,
+            ),
+        )
+
+
+@never_raises
+def record_output(
+    span: Span, text: str, *, finish_reason: str = "", capture_content: bool = False
+) -> None:
+    """The completion, under the same rule as `record_input`."""
+    span.set_attributes({MESH_OUTPUT_SHA256: content_digest(text), MESH_OUTPUT_CHARS: len(text)})
+    if capture_content:
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": text}],
+        }
+        if finish_reason:
+            message["finish_reason"] = finish_reason
+        span.set_attribute(GEN_AI_OUTPUT_MESSAGES, json.dumps([message], ensure_ascii=False))
+
+
+@never_raises
+def record_engine_phases(
+    *,
+    queued_ns: int | None,
+    scheduled_ns: int | None,
+    first_token_ns: int | None,
+    finished_ns: int | None,
+    tracer: Tracer | None = None,
+) -> None:
+    """Child spans `engine queue` / `engine prefill` / `engine decode` of the current span.
+
+    Times are epoch nanoseconds (time.time_ns()) as the engine reports them after the fact;
+    a phase whose ends are unknown is skipped rather than guessed.
+    """
+    chosen = tracer if tracer is not None else trace.get_tracer(_TRACER_NAME)
+    phases = (
+        ("queue", queued_ns, scheduled_ns),
+        ("prefill", scheduled_ns, first_token_ns),
+        ("decode", first_token_ns, finished_ns),
+    )
+    for phase, start, end in phases:
+        if start is None or end is None or end < start:
+            continue
+        span = chosen.start_span(
+            f"engine {phase}", start_time=start, attributes={MESH_ENGINE_PHASE: phase}
+        )
+        span.end(end_time=end)
+
+
+def now_ns() -> int:
+    """Epoch nanoseconds, the clock spans use."""
+    return time.time_ns()

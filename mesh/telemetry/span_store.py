@@ -1,0 +1,277 @@
+"""A local span store in one SQLite file: the embedded `mesh up` backend behind `mesh trace`.
+
+Every process of the mesh (router, nodes) exports into the same file; WAL mode lets them write
+concurrently while `mesh trace` reads. sqlite3 from the standard library is enough here: the
+exporter runs on the BatchSpanProcessor's worker thread and writes plain rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import format_span_id, format_trace_id
+
+from mesh.telemetry import semconv as sc
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spans (
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    parent_id TEXT,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    service TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    status_message TEXT NOT NULL DEFAULT '',
+    attributes TEXT NOT NULL,
+    events TEXT NOT NULL,
+    request_id TEXT,
+    PRIMARY KEY (trace_id, span_id)
+);
+CREATE INDEX IF NOT EXISTS spans_by_request ON spans (request_id) WHERE request_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS spans_by_start ON spans (start_ns);
+"""
+_INSERT = """
+INSERT OR REPLACE INTO spans (trace_id, span_id, parent_id, name, kind, service, start_ns,
+    end_ns, status, status_message, attributes, events, request_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+_COLUMNS = (
+    "trace_id, span_id, parent_id, name, kind, service, start_ns, end_ns, status, "
+    "status_message, attributes, events"
+)
+
+
+@dataclass(frozen=True)
+class StoredSpan:
+    """One finished span as the store keeps it (ids in W3C hex)."""
+
+    trace_id: str
+    span_id: str
+    parent_id: str | None
+    name: str
+    kind: str
+    service: str
+    start_ns: int
+    end_ns: int
+    status: str  # UNSET, OK or ERROR
+    status_message: str = ""
+    attributes: dict[str, Any] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def duration_ms(self) -> float:
+        return max(self.end_ns - self.start_ns, 0) / 1e6
+
+    def to_json(self) -> dict[str, Any]:
+        """The `mesh trace --json` shape of a span."""
+        return {
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+            "parent_id": self.parent_id,
+            "name": self.name,
+            "kind": self.kind,
+            "service": self.service,
+            "start_time_unix_nano": self.start_ns,
+            "duration_ms": round(self.duration_ms, 3),
+            "status": {"code": self.status, "description": self.status_message},
+            "attributes": self.attributes,
+            "events": self.events,
+        }
+
+
+def from_readable(span: ReadableSpan) -> StoredSpan:
+    """Convert an SDK span (what exporters receive) into the stored shape."""
+    ctx = span.get_span_context()
+    assert ctx is not None
+    resource = span.resource.attributes if span.resource else {}
+    status = span.status
+    return StoredSpan(
+        trace_id=format_trace_id(ctx.trace_id),
+        span_id=format_span_id(ctx.span_id),
+        parent_id=format_span_id(span.parent.span_id) if span.parent else None,
+        name=span.name,
+        kind=span.kind.name,
+        service=str(resource.get(sc.SERVICE_NAME, "unknown")),
+        start_ns=span.start_time or 0,
+        end_ns=span.end_time or span.start_time or 0,
+        status=status.status_code.name,
+        status_message=status.description or "",
+        attributes=_jsonable(dict(span.attributes or {})),
+        events=[
+            {
+                "name": e.name,
+                "time_unix_nano": e.timestamp,
+                "attributes": _jsonable(dict(e.attributes or {})),
+            }
+            for e in span.events
+        ],
+    )
+
+
+def _jsonable(attributes: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in attributes.items()}
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open (and create) the store: WAL so several processes write while one reads."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=5.0, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.executescript(_SCHEMA)
+    return conn
+
+
+class SqliteSpanExporter(SpanExporter):
+    """Writes finished spans to the store; a failed write is logged and dropped, never raised."""
+
+    def __init__(self, path: Path, *, retention_hours: float | None = None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = connect(path)
+        if retention_hours is not None:
+            cutoff = time.time_ns() - int(retention_hours * 3600 * 1e9)
+            with self._lock:
+                self._conn.execute("DELETE FROM spans WHERE end_ns < ?", (cutoff,))
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        rows = []
+        for span in spans:
+            s = from_readable(span)
+            request_id = s.attributes.get(sc.MESH_REQUEST_ID)
+            rows.append(
+                (
+                    s.trace_id,
+                    s.span_id,
+                    s.parent_id,
+                    s.name,
+                    s.kind,
+                    s.service,
+                    s.start_ns,
+                    s.end_ns,
+                    s.status,
+                    s.status_message,
+                    json.dumps(s.attributes, default=str),
+                    json.dumps(s.events, default=str),
+                    str(request_id) if request_id else None,
+                )
+            )
+        try:
+            with self._lock:
+                if self._conn is None:
+                    return SpanExportResult.FAILURE
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._conn.executemany(_INSERT, rows)
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            log.warning("span store %s: dropped %d spans: %s", self.path, len(rows), exc)
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True  # every export commits
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+class TraceNotFound(LookupError):
+    """No trace matches the id, prefix or request id."""
+
+
+class SpanStore:
+    """Read side of the store: what `mesh trace` asks."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.exists():
+            raise FileNotFoundError(f"no span store at {path} (has a mesh process run here?)")
+        self.path = path
+
+    @contextmanager
+    def _conn(self) -> Iterator[sqlite3.Connection]:
+        with closing(connect(self.path)) as conn:
+            yield conn
+
+    def trace(self, trace_id: str) -> list[StoredSpan]:
+        """All spans of one trace, by full id or an unambiguous prefix (like a git hash)."""
+        trace_id = trace_id.strip().lower()
+        if not trace_id or len(trace_id) > 32 or set(trace_id) - set("0123456789abcdef"):
+            raise TraceNotFound(f"{trace_id!r} is not a trace id (32 hex digits, or a prefix)")
+        with self._conn() as conn:
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT DISTINCT trace_id FROM spans WHERE trace_id LIKE ? LIMIT 2",
+                    (trace_id + "%",),
+                )
+            ]
+            if not ids:
+                raise TraceNotFound(f"no trace {trace_id}")
+            if len(ids) > 1:
+                raise TraceNotFound(f"trace id prefix {trace_id} is ambiguous")
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM spans WHERE trace_id = ? ORDER BY start_ns",  # noqa: S608
+                (ids[0],),
+            ).fetchall()
+        return [_row_to_span(r) for r in rows]
+
+    def trace_ids_for_request(self, request_id: str) -> list[str]:
+        """Traces that carry mesh.request_id = request_id, newest first."""
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT trace_id, MIN(start_ns) AS t FROM spans WHERE request_id = ? "
+                "GROUP BY trace_id ORDER BY t DESC",
+                (request_id,),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def last_trace_ids(self, n: int) -> list[str]:
+        """The n traces that started last, newest first."""
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT trace_id, MIN(start_ns) AS t FROM spans GROUP BY trace_id "
+                "ORDER BY t DESC LIMIT ?",
+                (n,),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+
+def _row_to_span(row: Sequence[Any]) -> StoredSpan:
+    return StoredSpan(
+        trace_id=row[0],
+        span_id=row[1],
+        parent_id=row[2],
+        name=row[3],
+        kind=row[4],
+        service=row[5],
+        start_ns=row[6],
+        end_ns=row[7],
+        status=row[8],
+        status_message=row[9],
+        attributes=json.loads(row[10]),
+        events=json.loads(row[11]),
+    )
