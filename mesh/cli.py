@@ -36,6 +36,17 @@ def _setup_logging(verbose: bool) -> None:
     )
 
 
+def _server_telemetry(service: str, config: MeshConfig | None = None) -> Any:
+    """Telemetry and JSON logs (with trace ids) for a long-running server process."""
+    from mesh.telemetry import configure_logging, setup_telemetry
+    from mesh.telemetry.settings import TelemetrySettings
+
+    settings = config.telemetry if config else TelemetrySettings.model_validate({})
+    if os.environ.get("MESH_LOG_FORMAT", "json") == "json":
+        configure_logging(logging.getLogger().level, json=True, service_name=service)
+    return setup_telemetry(service, settings)
+
+
 def _load(config_path: str | None) -> MeshConfig:
     if config_path is None:
         return default_config()
@@ -64,7 +75,8 @@ def up(config_path: str | None, listen: str | None, grace: float) -> None:
     """Run the embedded mesh (router and nodes) in the foreground until Ctrl-C / SIGTERM."""
     from mesh.embedded import EmbeddedMesh
 
-    mesh = EmbeddedMesh(_load(config_path), listen=listen)
+    config = _load(config_path)
+    mesh = EmbeddedMesh(config, listen=listen, telemetry=_server_telemetry("mesh", config))
     asyncio.run(
         serve_until_signal(
             mesh.start,
@@ -123,7 +135,7 @@ def node(
         )
     except ValidationError as exc:
         raise click.ClickException(str(exc)) from None
-    runtime = NodeRuntime(config)
+    runtime = NodeRuntime(config, telemetry=_server_telemetry(f"mesh-node-{config.id}"))
     asyncio.run(
         serve_until_signal(
             runtime.start,
@@ -142,7 +154,8 @@ def router(config_path: str, listen: str | None, grace: float) -> None:
     """Run the router front node over the upstream nodes in its config."""
     from mesh.router.app import RouterRuntime
 
-    runtime = RouterRuntime(_load(config_path).router)
+    config = _load(config_path)
+    runtime = RouterRuntime(config.router, telemetry=_server_telemetry("mesh-router", config))
     asyncio.run(
         serve_until_signal(
             lambda: runtime.start(listen),
@@ -243,7 +256,13 @@ def chat(
 
 
 async def _chat(target: str, prompt: str, options: Any, *, stream: bool, as_json: bool) -> None:
-    from mesh.client import describe_route, generate, generate_stream, open_channel
+    from mesh.client import (
+        describe_route,
+        describe_verdicts,
+        generate,
+        generate_stream,
+        open_channel,
+    )
 
     async with open_channel(target) as channel:
         if not stream:
@@ -252,7 +271,9 @@ async def _chat(target: str, prompt: str, options: Any, *, stream: bool, as_json
                 click.echo(json_format.MessageToJson(reply, indent=2))
                 return
             click.echo(reply.text)
-            for line in describe_route(reply.route, reply.usage):
+            for line in describe_route(reply.route, reply.usage) + describe_verdicts(
+                reply.guard_verdicts
+            ):
                 click.echo(line, err=True)
             return
         async for event in generate_stream(channel, prompt, options):
@@ -263,7 +284,10 @@ async def _chat(target: str, prompt: str, options: Any, *, stream: bool, as_json
                 sys.stdout.flush()
             else:
                 click.echo()
-                for line in describe_route(event.summary.route, event.summary.usage):
+                summary = event.summary
+                for line in describe_route(summary.route, summary.usage) + describe_verdicts(
+                    summary.guard_verdicts
+                ):
                     click.echo(line, err=True)
 
 
@@ -274,6 +298,18 @@ def demo(config_path: str | None) -> None:
     from mesh.demo import run_demo
 
     sys.exit(asyncio.run(run_demo(_load(config_path))))
+
+
+def _register_plugins() -> None:
+    """Commands owned by other packages: guard policy tooling and the trace viewer."""
+    from guards.cli import audit, guard_eval, policy
+    from mesh.telemetry.cli import trace_command
+
+    for command in (policy, audit, guard_eval, trace_command):
+        cli.add_command(command)
+
+
+_register_plugins()
 
 
 def main() -> None:

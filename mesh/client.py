@@ -79,6 +79,23 @@ async def generate_stream(
         call.cancel()
 
 
+def describe_verdicts(verdicts: Sequence[types_pb2.GuardVerdict]) -> list[str]:
+    """One line per guard that did something (allow verdicts are omitted)."""
+    lines = []
+    for v in verdicts:
+        if v.action in (types_pb2.GUARD_ACTION_ALLOW, types_pb2.GUARD_ACTION_UNSPECIFIED):
+            continue
+        action = types_pb2.GuardAction.Name(v.action).removeprefix("GUARD_ACTION_").lower()
+        stage = types_pb2.GuardStage.Name(v.stage).removeprefix("GUARD_STAGE_").lower()
+        mode = "monitor" if v.mode == types_pb2.GUARD_MODE_MONITOR else "enforce"
+        found = ", ".join(sorted({f.type for f in v.findings})) or "-"
+        lines.append(
+            f"guard:  {v.guard} ({stage}) -> {action} [{mode}] found {found} "
+            f"(policy {v.policy_version[:12]})"
+        )
+    return lines
+
+
 def describe_route(route: types_pb2.RouteInfo, usage: types_pb2.Usage) -> list[str]:
     """Human lines: where the request ran, why, and what it cost."""
     lines = [

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mesh.telemetry.settings import TelemetrySettings
+
 DEFAULT_ROUTER_LISTEN = "127.0.0.1:50051"
 
 
@@ -108,6 +110,44 @@ class UpstreamConfig(_Strict):
     _check = field_validator("address")(classmethod(lambda cls, v: _check_address(v)))
 
 
+def data_dir() -> Path:
+    """Where the embedded mesh keeps its SQLite files (`$MESH_DATA_DIR`, else the cache dir)."""
+    import os
+
+    root = os.environ.get("MESH_DATA_DIR")
+    return Path(root) if root else Path.home() / ".cache" / "inference-mesh"
+
+
+class GuardSettings(_Strict):
+    """The router's guard chain: which policy, where verdicts are audited, who may change it."""
+
+    enabled: bool = Field(True, description="false: no guards at all (not recommended)")
+    policy_file: str | None = Field(
+        None, description="guard policy YAML; default: the shipped guards/policies/default.yaml"
+    )
+    watch: bool = Field(
+        True, description="reload policy_file when it changes (a broken file is ignored)"
+    )
+    audit_url: str | None = Field(
+        None, description="SQLAlchemy URL; default: sqlite file guard_audit.db in the data dir"
+    )
+    admin_key_env: str = Field(
+        "MESH_ADMIN_KEY", description="environment variable holding the PolicyService admin key"
+    )
+    admin_key_file: str | None = Field(None, description="or a file holding it (wins over env)")
+
+    def admin_key(self) -> str | None:
+        """The admin key, read when needed and never stored in the config object."""
+        import os
+
+        if self.admin_key_file:
+            return Path(self.admin_key_file).read_text(encoding="utf-8").strip() or None
+        return os.environ.get(self.admin_key_env) or None
+
+    def resolved_audit_url(self) -> str:
+        return self.audit_url or f"sqlite+aiosqlite:///{data_dir() / 'guard_audit.db'}"
+
+
 class RouterConfig(_Strict):
     """The router front node."""
 
@@ -118,6 +158,7 @@ class RouterConfig(_Strict):
     max_message_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="largest request accepted (RESOURCE_EXHAUSTED above)"
     )
+    guards: GuardSettings = Field(default_factory=GuardSettings)
 
     _check_listen = field_validator("listen")(classmethod(lambda cls, v: _check_address(v)))
 
@@ -137,6 +178,7 @@ class MeshConfig(_Strict):
     nodes: list[NodeConfig] = Field(
         default_factory=list, description="nodes that `mesh up` starts in-process"
     )
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
 
     @model_validator(mode="after")
     def _unique_nodes(self) -> MeshConfig:
@@ -235,7 +277,7 @@ def default_engine() -> Literal["vllm", "transformers", "fake"]:
     chosen = os.environ.get("MESH_ENGINE", "")
     if chosen in ("vllm", "transformers", "fake"):
         return chosen  # type: ignore[return-value]
-    return "transformers"
+    return "vllm" if vllm_available() else "transformers"
 
 
 def vllm_available() -> bool:

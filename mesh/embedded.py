@@ -7,6 +7,7 @@ import logging
 
 from mesh.config import MeshConfig
 from mesh.router.app import RouterRuntime
+from mesh.telemetry.setup import Telemetry
 from nodes.runtime import NodeRuntime
 
 log = logging.getLogger(__name__)
@@ -15,11 +16,13 @@ log = logging.getLogger(__name__)
 class EmbeddedMesh:
     """Starts every node of the config, then a router that forwards to them (and upstreams)."""
 
-    def __init__(self, config: MeshConfig, *, listen: str | None = None) -> None:
+    def __init__(
+        self, config: MeshConfig, *, listen: str | None = None, telemetry: Telemetry | None = None
+    ) -> None:
         self.config = config
         self.listen = listen or config.router.listen
-        self.nodes = [NodeRuntime(node) for node in config.nodes]
-        self.router = RouterRuntime(config.router)
+        self.nodes = [NodeRuntime(node, telemetry=telemetry) for node in config.nodes]
+        self.router = RouterRuntime(config.router, telemetry=telemetry)
         self.address = ""
 
     async def start(self) -> str:

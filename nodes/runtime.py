@@ -9,6 +9,7 @@ import logging
 from mesh.config import NodeConfig
 from mesh.contract.errors import MeshError
 from mesh.contract.serving import BoundServer, bound_address, create_server
+from mesh.telemetry.setup import Telemetry
 from mesh.v1 import inference_pb2, inference_pb2_grpc
 from nodes.engines import create_backend
 from nodes.engines.base import InferenceBackend
@@ -27,11 +28,13 @@ class NodeRuntime:
         backend: InferenceBackend | None = None,
         *,
         health_interval_s: float = 2.0,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.config = config
         self.backend = backend or create_backend(config)
         self.servicer = NodeServicer(config, self.backend)
         self._health_interval_s = health_interval_s
+        self._telemetry = telemetry
         self._bound: BoundServer | None = None
         self._health_task: asyncio.Task[None] | None = None
         self.address = ""
@@ -48,6 +51,7 @@ class NodeRuntime:
                     INFERENCE_SERVICE,
                 )
             ],
+            interceptors=self._telemetry.server_interceptors() if self._telemetry else (),
         )
         await self._bound.server.start()
         self.address = bound_address(self.config.listen, self._bound.port)

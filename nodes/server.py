@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc.aio
+from opentelemetry import trace
 
 from mesh.config import NodeConfig, Tier
 from mesh.contract.errors import InvalidRequest, ModelNotFound
 from mesh.contract.status import stream_error_boundary, unary_error_boundary
 from mesh.contract.validation import GenerationLike, validate_generation
+from mesh.telemetry import semconv as sc
 from mesh.v1 import inference_pb2, inference_pb2_grpc, types_pb2
 from nodes.engines.base import (
     FinishReason,
@@ -87,7 +89,9 @@ class NodeServicer(inference_pb2_grpc.InferenceServiceServicer):
 
     @property
     def context_window(self) -> int:
-        return self.config.context_window or self.backend.info.context_window
+        # The engine's own limit (vLLM's max_model_len) caps whatever the config claims.
+        engine = self.backend.info.context_window
+        return min(self.config.context_window, engine) if self.config.context_window else engine
 
     def node_load(self) -> types_pb2.NodeLoad:
         load = self.backend.load()
@@ -133,6 +137,7 @@ class NodeServicer(inference_pb2_grpc.InferenceServiceServicer):
             seed=s.seed if s.HasField("seed") else None,
         )
         request_id = request.request_id or uuid.uuid4().hex
+        sc.tag_request(request_id)
         # The engine id is unique even if a caller reuses its request id concurrently.
         engine_id = f"{request_id}-{uuid.uuid4().hex[:8]}"
         return _Run(request_id, GenerationInput(engine_id, messages, sampling))
@@ -182,6 +187,16 @@ class NodeServicer(inference_pb2_grpc.InferenceServiceServicer):
     def _summary_fields(self, run: _Run) -> dict[str, Any]:
         end = run.end
         assert end is not None
+        # gen_ai.* on the node's RPC server span: the engine's own token counts.
+        sc.record_usage(
+            trace.get_current_span(),
+            input_tokens=end.input_tokens,
+            output_tokens=end.output_tokens,
+            cached_input_tokens=end.cached_input_tokens,
+            response_model=self.backend.info.model_id,
+            finish_reasons=[end.finish_reason.value],
+            response_id=run.request_id,
+        )
         return {
             "request_id": run.request_id,
             "finish_reason": _FINISH[end.finish_reason],

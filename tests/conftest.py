@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
@@ -10,12 +11,16 @@ import pytest
 pytest_plugins = [
     "tests.fixtures.model",
     "tests.fixtures.guards",
+    "tests.fixtures.router",
+    "tests.fixtures.vllm",
 ]
 
 # Never let a test reach the network by accident (Hugging Face hub, telemetry endpoints).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Audit logs, ledgers and span stores of the test session go to a throwaway directory.
+os.environ.setdefault("MESH_DATA_DIR", tempfile.mkdtemp(prefix="mesh-test-data-"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
