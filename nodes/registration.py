@@ -1,0 +1,150 @@
+"""A node announcing itself to a router: Register, periodic Heartbeat, Deregister on stop.
+
+The router drops nodes that miss heartbeats, so a node that cannot reach the router keeps
+trying; a router that restarted (and forgot the node) answers `known=false`, and the node
+registers again. Registration never blocks serving: it runs as its own task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import grpc.aio
+
+from mesh.contract.serving import channel_options
+from mesh.v1 import registry_pb2, registry_pb2_grpc
+from nodes.server import NodeServicer
+
+log = logging.getLogger(__name__)
+
+
+class RegistrationLoop:
+    """Keeps one node registered with one router until `stop`.
+
+    `address` is what the router will dial: the node's reachable host:port, not a wildcard
+    listen address. `interval_s` is the heartbeat period until the router states its own.
+    """
+
+    def __init__(
+        self,
+        servicer: NodeServicer,
+        address: str,
+        router_address: str,
+        interval_s: float = 2.0,
+        *,
+        call_timeout_s: float = 5.0,
+        max_backoff_s: float = 10.0,
+    ) -> None:
+        if interval_s <= 0:
+            raise ValueError("interval_s must be positive")
+        self.servicer = servicer
+        self.address = address
+        self.router_address = router_address
+        self.interval_s = interval_s
+        self.call_timeout_s = call_timeout_s
+        self.max_backoff_s = max_backoff_s
+        self.registered = False
+        self.registrations = 0
+        self.heartbeats = 0
+        self._channel: grpc.aio.Channel | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+
+    @property
+    def node_id(self) -> str:
+        return self.servicer.config.id
+
+    async def start(self) -> None:
+        """Begin registering in the background (returns at once)."""
+        if self._task is not None:
+            return
+        self._stopping.clear()
+        self._channel = grpc.aio.insecure_channel(self.router_address, options=channel_options())
+        self._task = asyncio.create_task(self._run(), name=f"registration-{self.node_id}")
+
+    async def stop(self) -> None:
+        """Stop heartbeating and leave the router's table (best effort, bounded)."""
+        self._stopping.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._channel is None:
+            return
+        try:
+            if self.registered:
+                stub = registry_pb2_grpc.RegistryServiceStub(self._channel)  # type: ignore[no-untyped-call]
+                await stub.Deregister(
+                    registry_pb2.DeregisterRequest(node_id=self.node_id),
+                    timeout=self.call_timeout_s,
+                )
+        except grpc.aio.AioRpcError as err:
+            # The router drops us after its TTL anyway; a failed goodbye is not an error.
+            log.info(
+                "deregister of %s from %s failed: %s", self.node_id, self.router_address, err.code()
+            )
+        finally:
+            self.registered = False
+            await self._channel.close()
+            self._channel = None
+
+    async def _run(self) -> None:
+        assert self._channel is not None
+        stub = registry_pb2_grpc.RegistryServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        interval = self.interval_s
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                if not self.registered:
+                    interval = await self._register(stub)
+                else:
+                    reply = await stub.Heartbeat(
+                        registry_pb2.HeartbeatRequest(
+                            node_id=self.node_id, load=self.servicer.node_load()
+                        ),
+                        timeout=self.call_timeout_s,
+                    )
+                    self.heartbeats += 1
+                    if not reply.known:
+                        # The router forgot us (restart, TTL expiry): register again right away.
+                        log.info(
+                            "router %s forgot node %s; registering again",
+                            self.router_address,
+                            self.node_id,
+                        )
+                        self.registered = False
+                        continue
+                failures = 0
+                delay = interval
+            except grpc.aio.AioRpcError as err:
+                failures += 1
+                # Back off while the router is away, but never beyond a few heartbeats.
+                delay = min(interval * (2 ** min(failures, 5)), max(self.max_backoff_s, interval))
+                log.warning(
+                    "registry call to %s failed (%s); retrying in %.1f s",
+                    self.router_address,
+                    err.code(),
+                    delay,
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+
+    async def _register(self, stub: registry_pb2_grpc.RegistryServiceStub) -> float:
+        """Register; returns the heartbeat interval to use (the router's, if it states one)."""
+        reply = await stub.Register(
+            registry_pb2.RegisterRequest(
+                node_id=self.node_id,
+                address=self.address,
+                models=[self.servicer.model_card()],
+                load=self.servicer.node_load(),
+            ),
+            timeout=self.call_timeout_s,
+        )
+        self.registered = True
+        self.registrations += 1
+        log.info("node %s registered with %s", self.node_id, self.router_address)
+        stated = reply.heartbeat_interval.ToNanoseconds() / 1e9
+        return stated if stated > 0 else self.interval_s
