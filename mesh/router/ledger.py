@@ -1,0 +1,281 @@
+"""The cost ledger: one row per request, and the savings report behind `mesh costs`.
+
+SQLAlchemy 2 async, so the same code writes a SQLite file (aiosqlite, the default) or PostgreSQL
+(asyncpg, by URL). Rows are buffered and written in batches by a background task: a per-request
+INSERT + COMMIT on SQLite costs milliseconds, which the request path must not pay.
+
+Savings are measured against a configured premium baseline model: for a routed request the saving
+is baseline minus actual cost ("from routing"); a cache hit costs nothing, so its whole baseline is
+saved ("from cache").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sqlalchemy import Boolean, DateTime, Float, Integer, String, case, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+log = logging.getLogger(__name__)
+
+GroupBy = Literal["tenant", "model"]
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class LedgerEntry(_Base):
+    """Table `mesh_ledger`."""
+
+    __tablename__ = "mesh_ledger"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(128), index=True)
+    tenant: Mapped[str] = mapped_column(String(128), index=True)
+    node_id: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(256), index=True)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    estimated_cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    baseline_cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
+    policy: Mapped[str] = mapped_column(String(64), default="")
+    tier: Mapped[str] = mapped_column(String(16), default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    guard_policy_version: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """What the servicer records for one finished request."""
+
+    request_id: str
+    tenant: str
+    node_id: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    baseline_cost_usd: float
+    cache_hit: bool
+    policy: str
+    attempts: int
+    guard_policy_version: str = ""
+    estimated_cost_usd: float = 0.0
+    tier: str = ""
+    created_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+
+@dataclass(frozen=True)
+class CostSummary:
+    """One line of `mesh costs`: a group (tenant, model or "total") and its money."""
+
+    key: str
+    requests: int
+    cache_hits: int
+    spend_usd: float
+    baseline_usd: float
+    savings_routing_usd: float
+    savings_cache_usd: float
+
+    @property
+    def savings_usd(self) -> float:
+        return self.savings_routing_usd + self.savings_cache_usd
+
+
+def sqlite_url(path: str) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
+class Ledger:
+    """Async ledger; `start()` creates the table, `close()` flushes and disposes."""
+
+    def __init__(self, url: str, flush_interval_s: float = 0.5, max_batch: int = 500) -> None:
+        self.url = url
+        self._engine: AsyncEngine = create_async_engine(url)
+        self._buffer: list[LedgerRow] = []
+        self._flush_interval_s = flush_interval_s
+        self._max_batch = max_batch
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._write_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        async with self._engine.begin() as conn:
+            await conn.run_sync(_Base.metadata.create_all)
+        self._task = asyncio.create_task(self._flusher(), name="ledger-flusher")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+        await self._engine.dispose()
+
+    def record_nowait(self, row: LedgerRow) -> None:
+        """Queue a row; the background task writes it within flush_interval_s."""
+        self._buffer.append(row)
+        if len(self._buffer) >= self._max_batch:
+            self._wake.set()
+
+    async def record(self, row: LedgerRow) -> None:
+        """Write one row now (tests, CLI); the request path uses `record_nowait`."""
+        self._buffer.append(row)
+        await self.flush()
+
+    async def flush(self) -> None:
+        async with self._write_lock:
+            rows, self._buffer = self._buffer, []
+            if not rows:
+                return
+            values = [
+                {**row.__dict__, "created_at": row.created_at.astimezone(dt.UTC)} for row in rows
+            ]
+            async with self._engine.begin() as conn:
+                await conn.execute(insert(LedgerEntry), values)
+
+    async def _flusher(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._flush_interval_s)
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception:  # a broken database must not kill the router; rows are lost
+                log.exception("ledger flush failed")
+
+    async def spent_since(self, tenant: str, since: dt.datetime) -> float:
+        """A tenant's spend since a time (seeds budgets at start)."""
+        stmt = select(func.coalesce(func.sum(LedgerEntry.cost_usd), 0.0)).where(
+            LedgerEntry.tenant == tenant, LedgerEntry.created_at >= since
+        )
+        async with self._engine.connect() as conn:
+            return float((await conn.execute(stmt)).scalar_one())
+
+    async def tenants(self) -> list[str]:
+        async with self._engine.connect() as conn:
+            result = await conn.execute(select(LedgerEntry.tenant).distinct())
+            return sorted(r[0] for r in result)
+
+    async def summary(
+        self, since: dt.datetime | None = None, by: GroupBy | None = None
+    ) -> list[CostSummary]:
+        """Spend, baseline and savings, grouped by tenant or model, or one total row."""
+        saving = LedgerEntry.baseline_cost_usd - LedgerEntry.cost_usd
+        group = {"tenant": LedgerEntry.tenant, "model": LedgerEntry.model}.get(by or "")
+        columns = [
+            func.count(LedgerEntry.id),
+            func.coalesce(func.sum(case((LedgerEntry.cache_hit, 1), else_=0)), 0),
+            func.coalesce(func.sum(LedgerEntry.cost_usd), 0.0),
+            func.coalesce(func.sum(LedgerEntry.baseline_cost_usd), 0.0),
+            func.coalesce(func.sum(case((LedgerEntry.cache_hit, 0.0), else_=saving)), 0.0),
+            func.coalesce(func.sum(case((LedgerEntry.cache_hit, saving), else_=0.0)), 0.0),
+        ]
+        stmt = select(group, *columns) if group is not None else select(*columns)
+        if since is not None:
+            stmt = stmt.where(LedgerEntry.created_at >= since)
+        if group is not None:
+            stmt = stmt.group_by(group).order_by(group)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        out = []
+        for row in rows:
+            values = tuple(row)
+            key = str(values[0]) if group is not None else "total"
+            n, hits, spend, base, s_route, s_cache = values[1:] if group is not None else values
+            if not n:
+                continue
+            out.append(
+                CostSummary(
+                    key,
+                    int(n),
+                    int(hits),
+                    float(spend),
+                    float(base),
+                    float(s_route),
+                    float(s_cache),
+                )
+            )
+        return out
+
+
+_SINCE = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
+    """`--since`: a relative age ("90m", "24h", "7d") or an ISO date/time (UTC if naive)."""
+    now = now or dt.datetime.now(dt.UTC)
+    match = _SINCE.match(text.strip())
+    if match:
+        return now - dt.timedelta(seconds=int(match[1]) * _UNIT_S[match[2]])
+    try:
+        when = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"--since {text!r}: use an age like 24h / 7d or an ISO date") from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def format_costs(rows: Sequence[CostSummary], by: GroupBy | None = None) -> str:
+    """The `mesh costs` table, with a total line when grouped."""
+    header: tuple[str, ...] = (
+        by or "scope",
+        "requests",
+        "cache hits",
+        "spend $",
+        "baseline $",
+        "saved routing $",
+        "saved cache $",
+        "saved %",
+    )
+    lines: list[tuple[str, ...]] = [header]
+    totals = list(rows)
+    if by is not None and rows:
+        totals.append(
+            CostSummary(
+                "total",
+                sum(r.requests for r in rows),
+                sum(r.cache_hits for r in rows),
+                sum(r.spend_usd for r in rows),
+                sum(r.baseline_usd for r in rows),
+                sum(r.savings_routing_usd for r in rows),
+                sum(r.savings_cache_usd for r in rows),
+            )
+        )
+    for r in totals:
+        pct = 100.0 * r.savings_usd / r.baseline_usd if r.baseline_usd else 0.0
+        lines.append(
+            (
+                r.key,
+                str(r.requests),
+                str(r.cache_hits),
+                f"{r.spend_usd:.6f}",
+                f"{r.baseline_usd:.6f}",
+                f"{r.savings_routing_usd:.6f}",
+                f"{r.savings_cache_usd:.6f}",
+                f"{pct:.1f}",
+            )
+        )
+    if len(lines) == 1:
+        return "no requests recorded"
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
+        )
+        for line in lines
+    )

@@ -1,0 +1,249 @@
+"""Router-side config sections (nested into mesh.config.RouterConfig).
+
+Each section is a small frozen pydantic model with extra=forbid, so a typo in mesh.yaml fails at
+start with the key path instead of being ignored. Every field has a default: an empty `router:`
+section gives a working router with no auth, no budgets and the cheapest-capable policy.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+TierName = Literal["small", "medium", "large", "frontier"]
+PolicyKind = Literal["pinned", "cheapest", "latency", "least_load", "prefix_affinity"]
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PolicyConfig(_Strict):
+    """One named routing policy."""
+
+    kind: PolicyKind = Field(default="cheapest", description="which algorithm decides")
+    model: str | None = Field(default=None, description="pinned: the model id or alias to send to")
+    min_tier: TierName | None = Field(default=None, description="never route below this tier")
+    prefix_chars: int = Field(
+        default=256, ge=16, description="prefix_affinity: characters per hashed prefix block"
+    )
+
+    @model_validator(mode="after")
+    def _pinned_needs_model(self) -> PolicyConfig:
+        if self.kind == "pinned" and not self.model:
+            raise ValueError("a pinned policy needs `model`")
+        return self
+
+
+def _default_policies() -> dict[str, PolicyConfig]:
+    return {
+        "cheapest": PolicyConfig(kind="cheapest"),
+        "latency": PolicyConfig(kind="latency"),
+        "least_load": PolicyConfig(kind="least_load"),
+        "prefix_affinity": PolicyConfig(kind="prefix_affinity"),
+    }
+
+
+class BaselineSettings(_Strict):
+    """The premium model every request is compared against in the savings report."""
+
+    model: str = Field(default="frontier-baseline", description="name shown in reports")
+    input_price_per_mtok: float = Field(default=2.5, ge=0, description="USD per 1M prompt tokens")
+    output_price_per_mtok: float = Field(
+        default=10.0, ge=0, description="USD per 1M generated tokens"
+    )
+
+
+class EstimatorSettings(_Strict):
+    """How the tier a request needs is estimated."""
+
+    embeddings: bool = Field(
+        default=True, description="use MiniLM nearest exemplars besides features"
+    )
+    exemplars_path: Path | None = Field(
+        default=None,
+        description="JSONL of {text, tier, kind}; default: the exemplars shipped with mesh",
+    )
+    neighbours: int = Field(default=7, ge=1, le=50, description="exemplars that vote per request")
+    embedding_weight: float = Field(
+        default=0.5,
+        ge=0,
+        le=3,
+        description="log-odds weight of the exemplar vote added to the feature evidence",
+    )
+    underroute_risk: float = Field(
+        default=0.4,
+        gt=0,
+        lt=1,
+        description="pick the smallest tier whose chance of being too small is below this",
+    )
+
+
+class RoutingSettings(_Strict):
+    """Named policies and who uses which."""
+
+    policies: dict[str, PolicyConfig] = Field(
+        default_factory=_default_policies, description="policy name -> definition"
+    )
+    default_policy: str = Field(
+        default="cheapest", description="policy for tenants without their own"
+    )
+    tenant_policies: dict[str, str] = Field(
+        default_factory=dict, description="tenant -> policy name"
+    )
+    default_max_tokens: int = Field(
+        default=256,
+        ge=1,
+        description="completion length assumed for cost when the request sets none",
+    )
+    allow_external: bool = Field(
+        default=True, description="whether external models may be used by default"
+    )
+    unknown_ttft_ms: float = Field(
+        default=1000.0, gt=0, description="TTFT assumed for a node that has not reported one yet"
+    )
+    baseline: BaselineSettings = Field(default_factory=lambda: BaselineSettings())
+    estimator: EstimatorSettings = Field(default_factory=lambda: EstimatorSettings())
+
+    @model_validator(mode="after")
+    def _known_policies(self) -> RoutingSettings:
+        names = set(self.policies)
+        unknown = {self.default_policy} | set(self.tenant_policies.values())
+        missing = sorted(unknown - names)
+        if missing:
+            raise ValueError(
+                f"unknown policy name(s): {', '.join(missing)}; defined: {', '.join(sorted(names))}"
+            )
+        return self
+
+
+class CacheSettings(_Strict):
+    """Response cache: exact tier, then semantic tier."""
+
+    enabled: bool = Field(
+        default=True, description="master switch; RoutingHints.cache can bypass per call"
+    )
+    semantic: bool = Field(default=True, description="enable the MiniLM similarity tier")
+    similarity_threshold: float = Field(
+        default=0.95, gt=0, le=1, description="cosine needed for a semantic hit"
+    )
+    max_entries: int = Field(
+        default=10_000, ge=1, description="size bound; least recently used goes first"
+    )
+    ttl_s: float = Field(
+        default=3600.0, gt=0, description="an entry older than this is never served"
+    )
+    max_semantic_chars: int = Field(
+        default=2000,
+        ge=1,
+        description="longer conversations use only the exact tier (MiniLM truncates at 256 tokens)",
+    )
+
+
+class TenantBudget(_Strict):
+    """Spending limits of one tenant; unset means unlimited."""
+
+    daily_usd: float | None = Field(default=None, gt=0, description="limit per UTC day")
+    monthly_usd: float | None = Field(
+        default=None, gt=0, description="limit per UTC calendar month"
+    )
+
+
+class BudgetSettings(_Strict):
+    """Per-tenant budgets; the tenant `*` applies to tenants not listed."""
+
+    tenants: dict[str, TenantBudget] = Field(default_factory=dict)
+
+
+class ApiKeyConfig(_Strict):
+    """One API key, stored only as its SHA-256 (`mesh keys hash` prints it)."""
+
+    name: str = Field(..., min_length=1, description="label for logs; never the key")
+    sha256: str = Field(..., description="hex SHA-256 of the key")
+    tenant: str = Field(..., min_length=1, description="tenant the key acts as")
+    admin: bool = Field(default=False, description="may call PolicyService")
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        value = value.lower()
+        if not _SHA256.match(value):
+            raise ValueError("must be 64 hex characters (sha256 of the key), never the key itself")
+        return value
+
+
+class AuthSettings(_Strict):
+    """API keys; with none configured every request runs as tenant `default`."""
+
+    api_keys: list[ApiKeyConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> AuthSettings:
+        hashes = [k.sha256 for k in self.api_keys]
+        if len(hashes) != len(set(hashes)):
+            raise ValueError("the same key hash is configured twice")
+        return self
+
+
+class LedgerSettings(_Strict):
+    """Where cost rows go."""
+
+    url: str = Field(
+        default="sqlite+aiosqlite:///mesh-ledger.db",
+        description="SQLAlchemy async URL; postgresql+asyncpg://... for PostgreSQL",
+    )
+    flush_interval_s: float = Field(
+        default=0.5, gt=0, description="buffered rows are written this often"
+    )
+
+
+class BreakerSettings(_Strict):
+    """Per-node circuit breaker and latency-outlier ejection."""
+
+    consecutive_failures: int = Field(
+        default=5, ge=1, description="open after this many failures in a row"
+    )
+    error_rate: float = Field(
+        default=0.5, gt=0, le=1, description="open when this share of calls fails"
+    )
+    window_s: float = Field(
+        default=30.0, gt=0, description="window the error rate is measured over"
+    )
+    min_calls: int = Field(
+        default=10, ge=1, description="calls in the window before the rate counts"
+    )
+    cooldown_s: float = Field(
+        default=10.0, gt=0, description="open state lasts this long, then one probe"
+    )
+    outlier_factor: float = Field(
+        default=3.0, gt=1, description="eject a node whose latency is this many times the median"
+    )
+    outlier_min_nodes: int = Field(
+        default=3, ge=2, description="ejection needs this many nodes to compare"
+    )
+    outlier_ejection_s: float = Field(
+        default=30.0, gt=0, description="how long an outlier stays ejected"
+    )
+    max_ejected_share: float = Field(
+        default=0.5, gt=0, le=1, description="never eject more than this share of the nodes"
+    )
+
+
+class RegistrySettings(_Strict):
+    """Node registration terms."""
+
+    heartbeat_interval_s: float = Field(
+        default=2.0, gt=0, description="how often nodes should report"
+    )
+    ttl_s: float = Field(default=10.0, gt=0, description="a node silent this long leaves the table")
+
+    @model_validator(mode="after")
+    def _ttl_covers_heartbeats(self) -> RegistrySettings:
+        if self.ttl_s < 2 * self.heartbeat_interval_s:
+            raise ValueError("ttl_s must be at least twice heartbeat_interval_s")
+        return self

@@ -1,0 +1,155 @@
+"""Response cache: scoping, TTL, LRU eviction, multi-turn safety, refusal of bad answers.
+
+The semantic tests use the real MiniLM embedder (session fixture).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from mesh.router.cache import CacheScope, Outcome, ResponseCache, sampling_key
+from mesh.router.settings import CacheSettings
+from mesh.router.tier_estimator import MiniLMEmbedder
+from mesh.v1 import types_pb2 as t
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _msgs(*turns: str) -> list[t.ChatMessage]:
+    roles = [t.ROLE_USER, t.ROLE_ASSISTANT]
+    return [t.ChatMessage(role=roles[i % 2], content=c) for i, c in enumerate(turns)]
+
+
+SCOPE = CacheScope.build("acme", "pv1", "tier:small", t.SamplingParams(temperature=0.0))
+USAGE = t.Usage(input_tokens=10, output_tokens=5, cost_usd=0.001)
+
+
+def _put(
+    cache: ResponseCache,
+    scope: CacheScope,
+    msgs: list[t.ChatMessage],
+    text: str,
+    outcome: Outcome = Outcome.COMPLETE,
+    finish: int = t.FINISH_REASON_STOP,
+) -> bool:
+    return cache.put(
+        cache.key(scope, msgs),
+        text,
+        USAGE,
+        outcome=outcome,
+        model="smollm2",
+        node_id="n1",
+        finish_reason=finish,
+    )
+
+
+def test_exact_hit_normalises_whitespace_and_replays_usage() -> None:
+    cache = ResponseCache(CacheSettings(semantic=False))
+    assert _put(cache, SCOPE, _msgs("What is  the capital of France?"), "Paris.")
+    hit = cache.get(cache.key(SCOPE, _msgs("  What is the capital\nof France? ")))
+    assert hit is not None and hit.kind == "exact" and hit.text == "Paris."
+    assert hit.usage.output_tokens == 5 and hit.saved_cost_usd == pytest.approx(0.001)
+    assert cache.get(cache.key(SCOPE, _msgs("What is the capital of Spain?"))) is None
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        CacheScope.build("other-tenant", "pv1", "tier:small", t.SamplingParams(temperature=0.0)),
+        CacheScope.build("acme", "pv2", "tier:small", t.SamplingParams(temperature=0.0)),
+        CacheScope.build("acme", "pv1", "tier:frontier", t.SamplingParams(temperature=0.0)),
+        CacheScope.build("acme", "pv1", "tier:small", t.SamplingParams(temperature=0.7)),
+    ],
+)
+def test_scope_isolates_tenant_policy_target_and_sampling(other: CacheScope) -> None:
+    cache = ResponseCache(CacheSettings(semantic=False))
+    _put(cache, SCOPE, _msgs("hello"), "hi")
+    assert cache.get(cache.key(other, _msgs("hello"))) is None
+
+
+def test_sampling_key_distinguishes_unset_from_zero() -> None:
+    assert sampling_key(t.SamplingParams()) != sampling_key(t.SamplingParams(temperature=0.0))
+
+
+def test_never_stores_blocked_failed_or_incomplete() -> None:
+    cache = ResponseCache(CacheSettings(semantic=False))
+    m = _msgs("q")
+    assert not _put(cache, SCOPE, m, "x", Outcome.BLOCKED)
+    assert not _put(cache, SCOPE, m, "x", Outcome.FAILED)
+    assert not _put(cache, SCOPE, m, "x", Outcome.INCOMPLETE)
+    assert not _put(cache, SCOPE, m, "x", finish=t.FINISH_REASON_ABORTED)
+    assert not _put(cache, SCOPE, m, "x", finish=t.FINISH_REASON_GUARD_BLOCKED)
+    assert len(cache) == 0 and cache.stats.refused == 5
+
+
+def test_ttl_and_lru_eviction() -> None:
+    clock = FakeClock()
+    cache = ResponseCache(CacheSettings(semantic=False, max_entries=2, ttl_s=10), clock=clock)
+    _put(cache, SCOPE, _msgs("a"), "A")
+    _put(cache, SCOPE, _msgs("b"), "B")
+    assert cache.get(cache.key(SCOPE, _msgs("a"))) is not None  # a is now most recent
+    _put(cache, SCOPE, _msgs("c"), "C")  # evicts b
+    assert cache.get(cache.key(SCOPE, _msgs("b"))) is None
+    assert cache.get(cache.key(SCOPE, _msgs("a"))) is not None and cache.stats.evictions == 1
+    clock.now += 11
+    assert cache.get(cache.key(SCOPE, _msgs("c"))) is None and len(cache) == 1
+
+
+def test_exact_key_covers_every_turn() -> None:
+    cache = ResponseCache(CacheSettings(semantic=False))
+    _put(cache, SCOPE, _msgs("Tell me a joke", "Why did the chicken...", "another"), "X")
+    assert (
+        cache.get(cache.key(SCOPE, _msgs("Tell me a fact", "Honey never spoils.", "another")))
+        is None
+    )
+    assert cache.invalidate(policy_version="pv1") == 1 and len(cache) == 0
+
+
+def test_semantic_hit_and_guards(minilm: MiniLMEmbedder) -> None:
+    cache = ResponseCache(CacheSettings(), embedder=minilm)
+    _put(cache, SCOPE, _msgs("What is the capital city of France?"), "Paris.")
+    hit = cache.get(cache.key(SCOPE, _msgs("Which city is the capital of France?")))
+    assert hit is not None and hit.kind == "semantic" and hit.similarity >= 0.95
+    # Unrelated question: miss.
+    assert cache.get(cache.key(SCOPE, _msgs("How do volcanoes form?"))) is None
+    # Near-identical text with different numbers: never the same answer.
+    _put(cache, SCOPE, _msgs("What is 17 times 23?"), "391")
+    assert cache.get(cache.key(SCOPE, _msgs("What is 17 times 24?"))) is None
+    # Another tenant never sees it, even semantically.
+    other = CacheScope.build("globex", "pv1", "tier:small", t.SamplingParams(temperature=0.0))
+    assert cache.get(cache.key(other, _msgs("Which city is the capital of France?"))) is None
+
+
+def test_semantic_is_multi_turn_safe(minilm: MiniLMEmbedder) -> None:
+    cache = ResponseCache(CacheSettings(), embedder=minilm)
+    convo = _msgs(
+        "Let's talk about Python the programming language.", "Sure!", "How do I install it?"
+    )
+    _put(cache, SCOPE, convo, "Use the installer from python.org.")
+    # Same last question after a different context: must miss.
+    snakes = _msgs("Let's talk about keeping pet snakes.", "Sure!", "How do I install it?")
+    assert cache.get(cache.key(SCOPE, snakes)) is None
+    # Same question alone (fewer turns): must miss.
+    assert cache.get(cache.key(SCOPE, _msgs("How do I install it?"))) is None
+    # Same context, trivially reworded: hit.
+    same = _msgs(
+        "Let's talk about Python, the programming language.", "Sure!", "How do I install it?"
+    )
+    assert cache.get(cache.key(SCOPE, same)) is not None
+
+
+async def test_async_api(minilm: MiniLMEmbedder) -> None:
+    cache = ResponseCache(CacheSettings(), embedder=minilm)
+    key = cache.key(SCOPE, _msgs("Name the largest planet in the solar system."))
+    assert await cache.aget(key) is None
+    assert await cache.aput(
+        key, "Jupiter.", USAGE, outcome=Outcome.COMPLETE, model="m", node_id="n"
+    )
+    hit = await cache.aget(cache.key(SCOPE, _msgs("name the largest planet in the solar system")))
+    assert hit is not None and hit.text == "Jupiter."

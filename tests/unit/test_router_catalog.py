@@ -1,0 +1,132 @@
+"""Routing table: TTL expiry, static nodes, pagination, and RegistryService over real gRPC."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from mesh.contract.serving import create_server
+from mesh.contract.status import error_details
+from mesh.router.breaker import OPEN
+from mesh.router.catalog import Catalog, RegistryServicer
+from mesh.v1 import registry_pb2, registry_pb2_grpc
+from mesh.v1 import types_pb2 as t
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+CARD = t.ModelCard(model_id="smollm2", tier=t.MODEL_TIER_SMALL)
+
+
+def test_registered_nodes_expire_static_nodes_stay() -> None:
+    clock = FakeClock()
+    cat = Catalog(ttl_s=10, clock=clock, wall_clock=clock)
+    cat.add_static("static-1", "10.0.0.1:50051", [CARD])
+    cat.register("reg-1", "127.0.0.1:1", [CARD], t.NodeLoad(running=1))
+    assert [e.node_id for e in cat.entries()] == ["reg-1", "static-1"]
+    clock.now += 8
+    assert cat.heartbeat("reg-1", t.NodeLoad(running=3))
+    clock.now += 8
+    assert cat.get("reg-1") is not None and cat.get("reg-1").load.running == 3  # type: ignore[union-attr]
+    clock.now += 3
+    assert [e.node_id for e in cat.entries()] == ["static-1"]
+    assert not cat.heartbeat("reg-1", t.NodeLoad())  # unknown now: must register again
+    assert not cat.deregister("static-1")
+
+
+def test_candidates_combine_health_and_availability() -> None:
+    cat = Catalog()
+    cat.register("a", "h:1", [CARD, t.ModelCard(model_id="other", tier=t.MODEL_TIER_LARGE)])
+    cat.register("b", "h:2", [CARD])
+    cat.set_health("b", False)
+    cands = cat.candidates(available=lambda node: node != "a")
+    assert [(c.node_id, c.model, c.healthy) for c in cands] == [
+        ("a", "smollm2", False),
+        ("a", "other", False),
+        ("b", "smollm2", False),
+    ]
+    assert all(c.healthy for c in Catalog().candidates())
+
+
+def test_pagination_is_ordered_and_complete() -> None:
+    cat = Catalog()
+    for i in range(125):
+        cat.register(f"n{i:03d}", "h:1", [CARD])
+    seen, token, pages = [], "", 0
+    while True:
+        page, token = cat.page(50, token)
+        seen += [e.node_id for e in page]
+        pages += 1
+        if not token:
+            break
+    assert pages == 3 and seen == sorted(seen) and len(set(seen)) == 125
+    assert len(cat.page(0, "")[0]) == 50
+    assert len(cat.page(5000, "")[0]) == 125
+
+
+@pytest.fixture
+async def registry() -> AsyncIterator[tuple[Catalog, registry_pb2_grpc.RegistryServiceStub]]:
+    cat = Catalog(ttl_s=10, heartbeat_interval_s=2)
+    servicer = RegistryServicer(cat, breaker_state=lambda n: OPEN if n == "sick" else 1)
+    bound = create_server(
+        "127.0.0.1:0",
+        [
+            (
+                registry_pb2_grpc.add_RegistryServiceServicer_to_server,
+                servicer,
+                "mesh.v1.RegistryService",
+            )
+        ],
+    )
+    await bound.server.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{bound.port}") as channel:
+        yield cat, registry_pb2_grpc.RegistryServiceStub(channel)  # type: ignore[no-untyped-call]
+    await bound.server.stop(0)
+
+
+async def test_registry_service_round_trip(
+    registry: tuple[Catalog, registry_pb2_grpc.RegistryServiceStub],
+) -> None:
+    cat, stub = registry
+    resp = await stub.Register(
+        registry_pb2.RegisterRequest(node_id="n1", address="127.0.0.1:9", models=[CARD])
+    )
+    assert resp.ttl.seconds == 10 and resp.heartbeat_interval.seconds == 2
+    await stub.Register(
+        registry_pb2.RegisterRequest(node_id="sick", address="127.0.0.1:8", models=[CARD])
+    )
+    hb = await stub.Heartbeat(
+        registry_pb2.HeartbeatRequest(node_id="n1", load=t.NodeLoad(waiting=2))
+    )
+    assert hb.known and cat.get("n1").load.waiting == 2  # type: ignore[union-attr]
+    assert not (await stub.Heartbeat(registry_pb2.HeartbeatRequest(node_id="ghost"))).known
+    page = await stub.ListNodes(registry_pb2.ListNodesRequest(page_size=1))
+    assert [n.node_id for n in page.nodes] == ["n1"] and page.next_page_token
+    page2 = await stub.ListNodes(registry_pb2.ListNodesRequest(page_token=page.next_page_token))
+    sick = page2.nodes[0]
+    assert sick.node_id == "sick" and sick.breaker_state == OPEN and not sick.healthy
+    assert sick.source == registry_pb2.NODE_SOURCE_REGISTERED and not page2.next_page_token
+    await stub.Deregister(registry_pb2.DeregisterRequest(node_id="sick"))
+    assert len(cat) == 1
+
+
+async def test_registry_rejects_bad_input_with_field_violations(
+    registry: tuple[Catalog, registry_pb2_grpc.RegistryServiceStub],
+) -> None:
+    _, stub = registry
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.Register(registry_pb2.RegisterRequest(node_id="", address="nohost"))
+    details = error_details(err.value)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert {v.field for v in details.violations} == {"node_id", "address", "models"}
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.ListNodes(registry_pb2.ListNodesRequest(page_token="garbage!"))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
