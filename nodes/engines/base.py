@@ -104,9 +104,7 @@ class InferenceBackend(abc.ABC):
         """Release the engine and any worker processes."""
 
     @abc.abstractmethod
-    def generate(
-        self, request: GenerationInput
-    ) -> AsyncGenerator[TextChunk | GenerationEnd, None]:
+    def generate(self, request: GenerationInput) -> AsyncGenerator[TextChunk | GenerationEnd, None]:
         """Stream the answer to `request`."""
 
     @abc.abstractmethod

@@ -71,7 +71,9 @@ class FakeEngine(InferenceBackend):
         if request_id in self._running:
             self._aborted.add(request_id)
 
-    async def generate(self, request: GenerationInput) -> AsyncGenerator[TextChunk | GenerationEnd, None]:
+    async def generate(
+        self, request: GenerationInput
+    ) -> AsyncGenerator[TextChunk | GenerationEnd, None]:
         await self.check_health()
         script = self.script
         self._running.add(request.request_id)

@@ -110,7 +110,9 @@ class TransformersBackend(InferenceBackend):
         if flag is not None:
             flag.set()
 
-    async def generate(self, request: GenerationInput) -> AsyncGenerator[TextChunk | GenerationEnd, None]:
+    async def generate(
+        self, request: GenerationInput
+    ) -> AsyncGenerator[TextChunk | GenerationEnd, None]:
         await self.check_health()
         cancel = threading.Event()
         self._cancel_flags[request.request_id] = cancel
