@@ -8,6 +8,7 @@ A policy only orders the eligible candidates; the servicer walks that order on f
 
 from __future__ import annotations
 
+import abc
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -281,7 +282,7 @@ def _decide(
 
 
 # -- policies --------------------------------------------------------------------------------
-class RoutingPolicy:
+class RoutingPolicy(abc.ABC):
     """Base: a named policy ordering candidates for one request."""
 
     kind = "base"
@@ -290,8 +291,9 @@ class RoutingPolicy:
         self.name = name
         self.unknown_ttft_ms = unknown_ttft_ms
 
+    @abc.abstractmethod
     def decide(self, req: RouteRequest, candidates: Sequence[Candidate]) -> RouteDecision:
-        raise NotImplementedError
+        """Order the candidates for this request (chosen first, then fallbacks)."""
 
 
 class CheapestCapablePolicy(RoutingPolicy):

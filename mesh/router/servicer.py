@@ -94,6 +94,19 @@ def plan_route(pool: UpstreamPool, hints: types_pb2.RoutingHints) -> RoutePlan:
     return RoutePlan("first-healthy", reason, chosen, rejected)
 
 
+def _record_plan(route_span: Any, plan: RoutePlan) -> None:
+    """The decision on the route span: first choice, candidate count, reason."""
+    node, card = plan.candidates[0]
+    sc.record_route(
+        route_span,
+        node=node.node_id,
+        model=card.model_id,
+        provider=card.provider,
+        candidates=len(plan.candidates),
+        reason=plan.reason,
+    )
+
+
 class RouterServicer(inference_pb2_grpc.InferenceServiceServicer):
     """Forwards InferenceService calls to the nodes of an UpstreamPool."""
 
@@ -195,15 +208,7 @@ class RouterServicer(inference_pb2_grpc.InferenceServiceServicer):
         deadline = self._deadline(context)
         failures: list[str] = []
         with sc.route_span(plan.policy, request_id=request.request_id) as route_span:
-            first = plan.candidates[0]
-            sc.record_route(
-                route_span,
-                node=first[0].node_id,
-                model=first[1].model_id,
-                provider=first[1].provider,
-                candidates=len(plan.candidates),
-                reason=plan.reason,
-            )
+            _record_plan(route_span, plan)
             for attempt, (node, card) in enumerate(plan.candidates, start=1):
                 with self._attempt_span(node, card, attempt, False, request.sampling) as span:
                     try:
@@ -275,15 +280,7 @@ class RouterServicer(inference_pb2_grpc.InferenceServiceServicer):
         failures: list[str] = []
         try:
             with sc.route_span(plan.policy, request_id=request.request_id) as route_span:
-                first = plan.candidates[0]
-                sc.record_route(
-                    route_span,
-                    node=first[0].node_id,
-                    model=first[1].model_id,
-                    provider=first[1].provider,
-                    candidates=len(plan.candidates),
-                    reason=plan.reason,
-                )
+                _record_plan(route_span, plan)
                 for attempt, (node, card) in enumerate(plan.candidates, start=1):
                     if await self._stream_attempt(
                         request, plan, node, card, attempt, deadline, route_span, events, failures
