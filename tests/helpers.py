@@ -40,6 +40,17 @@ def stream_request(
     )
 
 
+def assert_real_answer(reply: inference_pb2.GenerateResponse, *, node_id: str) -> None:
+    """The capital-of-France answer from SmolLM2 with real usage, priced at 0.02/0.04 per M."""
+    assert "Paris" in reply.text
+    assert reply.finish_reason in (types_pb2.FINISH_REASON_STOP, types_pb2.FINISH_REASON_LENGTH)
+    assert reply.usage.input_tokens > 5 and 0 < reply.usage.output_tokens <= 16
+    expected = (reply.usage.input_tokens * 0.02 + reply.usage.output_tokens * 0.04) / 1e6
+    assert abs(reply.usage.cost_usd - expected) < 1e-12
+    assert reply.route.node_id == node_id and reply.route.provider == "self-hosted"
+    assert reply.model == "smollm2-135m-instruct" and reply.request_id
+
+
 async def health_status(channel: grpc.aio.Channel, service: str = "") -> str:
     stub = health_pb2_grpc.HealthStub(channel)
     reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)

@@ -11,7 +11,14 @@ import pytest
 from mesh.contract.status import error_details
 from mesh.v1 import inference_pb2, inference_pb2_grpc, types_pb2
 from nodes.runtime import NodeRuntime
-from tests.helpers import health_status, reflected_services, request, stream_request, wait_until
+from tests.helpers import (
+    assert_real_answer,
+    health_status,
+    reflected_services,
+    request,
+    stream_request,
+    wait_until,
+)
 
 pytestmark = pytest.mark.model
 
@@ -25,13 +32,7 @@ async def stub(hf_node: NodeRuntime) -> inference_pb2_grpc.InferenceServiceStub:
 
 async def test_unary_answer_is_real(stub: inference_pb2_grpc.InferenceServiceStub) -> None:
     reply = await stub.Generate(request(max_tokens=16), timeout=60)
-    assert "Paris" in reply.text
-    assert reply.finish_reason in (types_pb2.FINISH_REASON_STOP, types_pb2.FINISH_REASON_LENGTH)
-    assert reply.usage.input_tokens > 5 and 0 < reply.usage.output_tokens <= 16
-    expected = (reply.usage.input_tokens * 0.02 + reply.usage.output_tokens * 0.04) / 1e6
-    assert reply.usage.cost_usd == pytest.approx(expected)
-    assert reply.route.node_id == "hf-node" and reply.route.provider == "self-hosted"
-    assert reply.model == "smollm2-135m-instruct" and reply.request_id
+    assert_real_answer(reply, node_id="hf-node")
 
 
 async def test_stream_yields_deltas_then_one_summary(

@@ -33,7 +33,7 @@ from tests.fixtures.vllm import (
     revive_vllm_node,
     vllm_backend,
 )
-from tests.helpers import health_status, request, stream_request, wait_until
+from tests.helpers import assert_real_answer, health_status, request, stream_request, wait_until
 
 pytestmark = [pytest.mark.model, pytest.mark.vllm]
 
@@ -79,13 +79,7 @@ async def assert_engine_core_idle(
 # --- answers ------------------------------------------------------------------------------
 async def test_unary_answer_is_real(stub: inference_pb2_grpc.InferenceServiceStub) -> None:
     reply = await stub.Generate(request(max_tokens=16), timeout=120)
-    assert "Paris" in reply.text
-    assert reply.finish_reason in (types_pb2.FINISH_REASON_STOP, types_pb2.FINISH_REASON_LENGTH)
-    assert reply.usage.input_tokens > 5 and 0 < reply.usage.output_tokens <= 16
-    expected = (reply.usage.input_tokens * 0.02 + reply.usage.output_tokens * 0.04) / 1e6
-    assert reply.usage.cost_usd == pytest.approx(expected)
-    assert reply.route.node_id == "vllm-node" and reply.route.provider == "self-hosted"
-    assert reply.model == "smollm2-135m-instruct" and reply.request_id
+    assert_real_answer(reply, node_id="vllm-node")
 
 
 async def test_stream_yields_deltas_as_produced(
