@@ -14,6 +14,15 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mesh.router.settings import (
+    AuthSettings,
+    BreakerSettings,
+    BudgetSettings,
+    CacheSettings,
+    LedgerSettings,
+    RegistrySettings,
+    RoutingSettings,
+)
 from mesh.telemetry.settings import TelemetrySettings
 
 DEFAULT_ROUTER_LISTEN = "127.0.0.1:50051"
@@ -158,9 +167,26 @@ class RouterConfig(_Strict):
     max_message_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="largest request accepted (RESOURCE_EXHAUSTED above)"
     )
+    first_token_timeout_s: float | None = Field(
+        30.0, gt=0, description="a stream silent this long before its first token: next node"
+    )
+    idle_timeout_s: float | None = Field(
+        60.0, gt=0, description="a committed stream silent this long is ended (UNAVAILABLE)"
+    )
     guards: GuardSettings = Field(default_factory=GuardSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    budgets: BudgetSettings = Field(default_factory=BudgetSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    ledger: LedgerSettings = Field(default_factory=LedgerSettings)
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
 
     _check_listen = field_validator("listen")(classmethod(lambda cls, v: _check_address(v)))
+
+    def ledger_url(self) -> str:
+        """The ledger database: the configured URL, else ledger.db in the data dir."""
+        return self.ledger.url or f"sqlite+aiosqlite:///{data_dir() / 'ledger.db'}"
 
     @model_validator(mode="after")
     def _unique_upstreams(self) -> RouterConfig:

@@ -1,7 +1,9 @@
-"""Run a router in the current event loop: pool, guards, servicers, server, graceful stop."""
+"""Run a router in the current event loop: routing table, guards, servicers, graceful stop."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import logging
 from typing import Any
 
@@ -11,17 +13,37 @@ from guards.audit import AuditLog
 from guards.grpc_adapter import guard_inference_servicer
 from guards.policy_service import PolicyServicer, admin_key_authorizer
 from guards.policy_store import DEFAULT_POLICY_PATH, PolicyStore
-from mesh.config import RouterConfig
+from mesh.config import RouterConfig, is_loopback
 from mesh.contract.errors import Code, MeshError
 from mesh.contract.serving import BoundServer, bound_address, create_server
-from mesh.router.servicer import RouterServicer
+from mesh.router.accounting import Accounting
+from mesh.router.auth import ApiKeyAuth
+from mesh.router.auth_interceptor import ApiKeyInterceptor, principal_of
+from mesh.router.breaker import STATE_NAMES, BreakerBoard
+from mesh.router.budget import BudgetTracker
+from mesh.router.cache import ResponseCache
+from mesh.router.catalog import Catalog, RegistryServicer
+from mesh.router.ledger import Ledger
+from mesh.router.planner import Planner
+from mesh.router.policies import PolicySet
+from mesh.router.servicer import RouterServicer, RouterSettings
+from mesh.router.tier_estimator import TierEstimator, shared_embedder
 from mesh.router.upstream import UpstreamPool
 from mesh.telemetry.setup import Telemetry
-from mesh.v1 import inference_pb2, inference_pb2_grpc, policy_pb2, policy_pb2_grpc
+from mesh.v1 import (
+    inference_pb2,
+    inference_pb2_grpc,
+    policy_pb2,
+    policy_pb2_grpc,
+    registry_pb2,
+    registry_pb2_grpc,
+)
 
 log = logging.getLogger(__name__)
 INFERENCE_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
 POLICY_SERVICE = policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name
+REGISTRY_SERVICE = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
+_BREAKER_METRIC = {"closed": "closed", "open": "open", "half-open": "half_open"}
 
 
 def _admin_disabled(context: Any) -> None:
@@ -33,7 +55,7 @@ def _admin_disabled(context: Any) -> None:
 
 
 class RouterRuntime:
-    """The router front node: guards outside, routing inside, telemetry around both."""
+    """The router front node: auth, then guards, then routing; telemetry around all of it."""
 
     def __init__(
         self,
@@ -44,39 +66,102 @@ class RouterRuntime:
     ) -> None:
         self.config = config
         self.telemetry = telemetry
+        self.catalog = Catalog(
+            ttl_s=config.registry.ttl_s, heartbeat_interval_s=config.registry.heartbeat_interval_s
+        )
         self.pool = UpstreamPool(
+            self.catalog,
             probe_interval_s=config.health_interval_s,
             max_message_bytes=config.max_message_bytes,
             client_interceptors=telemetry.client_interceptors() if telemetry else None,
         )
         for upstream in config.upstreams:
-            self.pool.add(upstream.id, upstream.address, static=True)
-        self.servicer = RouterServicer(
-            self.pool, router_id=router_id, default_timeout_s=config.default_timeout_s
+            self.pool.add_static(upstream.id, upstream.address)
+        self.breakers = BreakerBoard(config.breaker)
+        self.policies = PolicySet(config.routing)
+        self.estimator = TierEstimator(config.routing.estimator)
+        self.planner = Planner(self.catalog, self.breakers, self.policies, self.estimator)
+        self.cache: ResponseCache | None = None
+        if config.cache.enabled:
+            embedder = shared_embedder() if config.cache.semantic else None
+            self.cache = ResponseCache(config.cache, embedder=embedder)
+        self.budgets = BudgetTracker(config.budgets)
+        self.ledger = (
+            Ledger(config.ledger_url(), config.ledger.flush_interval_s)
+            if config.ledger.enabled
+            else None
         )
+        self.accounting = Accounting(self.budgets, config.routing.baseline, self.ledger)
+        self.auth = ApiKeyAuth(config.auth.api_keys, anonymous_admin=is_loopback(config.listen))
         guards = config.guards
         self.policy_store: PolicyStore | None = None
         self.audit: AuditLog | None = None
         if guards.enabled:
             self.policy_store = PolicyStore.from_file(guards.policy_file or DEFAULT_POLICY_PATH)
             self.audit = AuditLog(guards.resolved_audit_url())
+        resolve = principal_of(self.auth)
+        self.tenant_of = lambda context: resolve(context).tenant
+        self.servicer = RouterServicer(
+            self.planner,
+            self.pool,
+            self.accounting,
+            router_id=router_id,
+            settings=RouterSettings(
+                default_timeout_s=config.default_timeout_s,
+                first_token_timeout_s=config.first_token_timeout_s,
+                idle_timeout_s=config.idle_timeout_s,
+            ),
+            cache=self.cache,
+            tenant_of=self.tenant_of,
+            policy_version=self._policy_version,
+            metrics=telemetry.metrics if telemetry else None,
+        )
+        self.pool.after_probe.append(self._after_probe)
         self._bound: BoundServer | None = None
         self.address = ""
 
+    def _policy_version(self) -> str:
+        return self.policy_store.version if self.policy_store is not None else ""
+
     def add_upstream(self, node_id: str, address: str) -> None:
-        self.pool.add(node_id, address, static=True)
+        """A static node (config or embedded mesh); probed before the server starts."""
+        self.pool.add_static(node_id, address)
+
+    def _after_probe(self, catalog: Catalog) -> None:
+        """Outlier ejection and node gauges, refreshed with every probe round."""
+        entries = catalog.entries()
+        ejected = self.breakers.update_latencies(
+            {e.node_id: e.load.ewma_ttft_ms for e in entries if e.healthy}
+        )
+        for node_id in sorted(ejected):
+            log.warning("node %s ejected as a latency outlier", node_id)
+        metrics = self.telemetry.metrics if self.telemetry else None
+        if metrics is None:
+            return
+        for entry in entries:
+            state = STATE_NAMES.get(self.breakers.state(entry.node_id), "closed")  # type: ignore[call-overload]
+            metrics.set_breaker_state(entry.node_id, _BREAKER_METRIC[state])  # type: ignore[arg-type]
+            metrics.set_node_load(
+                entry.node_id,
+                running=entry.load.running,
+                waiting=entry.load.waiting,
+                kv_cache_usage=entry.load.kv_cache_usage,
+            )
 
     def _registrations(self) -> list[tuple[Any, Any, str]]:
         inference: Any = self.servicer
         policy: Any = policy_pb2_grpc.PolicyServiceServicer()  # UNIMPLEMENTED without guards
         if self.policy_store is not None:
-            inference = guard_inference_servicer(self.servicer, self.policy_store, audit=self.audit)
+            inference = guard_inference_servicer(
+                self.servicer, self.policy_store, audit=self.audit, tenant_of=self.tenant_of
+            )
             key = self.config.guards.admin_key()
             policy = PolicyServicer(
                 self.policy_store,
                 admin_key_authorizer(key) if key else _admin_disabled,
                 self.audit,
             )
+        registry = RegistryServicer(self.catalog, breaker_state=self.breakers.state)
         return [
             (
                 inference_pb2_grpc.add_InferenceServiceServicer_to_server,
@@ -84,23 +169,44 @@ class RouterRuntime:
                 INFERENCE_SERVICE,
             ),
             (policy_pb2_grpc.add_PolicyServiceServicer_to_server, policy, POLICY_SERVICE),
+            (registry_pb2_grpc.add_RegistryServiceServicer_to_server, registry, REGISTRY_SERVICE),
         ]
+
+    async def _seed_budgets(self) -> None:
+        """Spend already in the ledger this day and month counts against budgets after a restart."""
+        if self.ledger is None or not self.budgets.settings.tenants:
+            return
+        now = dt.datetime.now(dt.UTC)
+        day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        month = day.replace(day=1)
+        for tenant in await self.ledger.tenants():
+            self.budgets.seed(
+                tenant,
+                await self.ledger.spent_since(tenant, day),
+                await self.ledger.spent_since(tenant, month),
+            )
 
     async def start(self, listen: str | None = None) -> str:
         listen = listen or self.config.listen
         if self.audit is not None:
             await self.audit.start()
+        if self.ledger is not None:
+            await self.ledger.start()
+            await self._seed_budgets()
         if (
             self.policy_store is not None
             and self.config.guards.policy_file
             and self.config.guards.watch
         ):
             self.policy_store.watch(self.config.guards.policy_file)
+        # The embedding model loads once per process; do it now, not on the first request.
+        await asyncio.to_thread(self.estimator.warm_up)
         await self.pool.probe_all()
         self.pool.start()
-        interceptors: list[grpc.aio.ServerInterceptor] = (
+        interceptors: list[grpc.aio.ServerInterceptor] = list(
             self.telemetry.server_interceptors() if self.telemetry else []
         )
+        interceptors.append(ApiKeyInterceptor(self.auth))
         self._bound = create_server(
             listen,
             self._registrations(),
@@ -110,7 +216,7 @@ class RouterRuntime:
         await self._bound.server.start()
         self.address = bound_address(listen, self._bound.port)
         await self._bound.set_serving(True)
-        log.info("router serving on %s with %d upstream(s)", self.address, len(self.pool.nodes()))
+        log.info("router serving on %s with %d node(s)", self.address, len(self.catalog))
         return self.address
 
     async def stop(self, grace_s: float = 5.0) -> None:
@@ -121,3 +227,5 @@ class RouterRuntime:
             await self.policy_store.stop_watching()
         if self.audit is not None:
             await self.audit.close()
+        if self.ledger is not None:
+            await self.ledger.close()

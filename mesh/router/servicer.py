@@ -1,9 +1,11 @@
-"""The router's InferenceService: pick candidates, forward, fall back, explain.
+"""The router's InferenceService: plan, consult the cache, hold budget, forward, fall back, explain.
 
 Fallback happens only before the first event reaches the caller (the commit point): after
 that a failure ends the stream with a clear status, never a silent splice of two models.
 Deadlines travel as the remaining time on every upstream call; a cancelled caller cancels
-the upstream call, which aborts the generation on the node.
+the upstream call, which aborts the generation on the node. A stream that sends nothing within
+`first_token_timeout_s` counts as a failed attempt (gRPC keepalive does not notice a frozen
+node for tens of seconds, measured in DESIGN.md), and one that stalls after committing is ended.
 """
 
 from __future__ import annotations
@@ -13,155 +15,433 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 import grpc
 import grpc.aio
 
-from mesh.contract.errors import DeadlineExceeded, MeshError, ModelNotFound, UpstreamUnavailable
+from mesh.contract.errors import DeadlineExceeded, MeshError, Overloaded, UpstreamUnavailable
 from mesh.contract.status import (
+    error_details,
     passthrough_status,
     stream_error_boundary,
     unary_error_boundary,
 )
 from mesh.contract.validation import validate_generation
-from mesh.router.upstream import Upstream, UpstreamPool
+from mesh.router.accounting import Accounting, Hold
+from mesh.router.budget import BudgetExceeded
+from mesh.router.cache import CacheHit, CacheKey, CacheScope, Outcome, ResponseCache
+from mesh.router.catalog import Candidate, iter_cards
+from mesh.router.ledger import LedgerRow
+from mesh.router.planner import Plan, Planner
+from mesh.router.policies import PrefixAffinityPolicy, RouteDecision
+from mesh.router.tier_estimator import tier_name
+from mesh.router.upstream import UpstreamPool
 from mesh.telemetry import semconv as sc
+from mesh.telemetry.metrics import MeshMetrics
 from mesh.v1 import inference_pb2, inference_pb2_grpc, types_pb2
 
 log = logging.getLogger(__name__)
+Context: TypeAlias = Any  # grpc.aio.ServicerContext; grpc ships no usable generic type here
 _FINISH_NAMES = {
     types_pb2.FINISH_REASON_STOP: "stop",
     types_pb2.FINISH_REASON_LENGTH: "length",
     types_pb2.FINISH_REASON_ABORTED: "aborted",
     types_pb2.FINISH_REASON_GUARD_BLOCKED: "guard_blocked",
 }
+_COMPLETE = (types_pb2.FINISH_REASON_STOP, types_pb2.FINISH_REASON_LENGTH)
 
 # What the stream producer hands the relaying generator: an event, an error, or None (done).
 _StreamItem: TypeAlias = (
     "inference_pb2.GenerateStreamResponse | grpc.aio.AioRpcError | MeshError | None"
 )
 _STREAM_BUFFER = 32
+_REPLAY_CHUNK_CHARS = 48
 
 # Only these mean "this node could not take the request": safe to try the next one.
 _FALLBACK_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
+# These say something about the node itself, so its breaker counts them.
+_NODE_FAULT_CODES = _FALLBACK_CODES | {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 
 
 @dataclass
-class RoutePlan:
-    """Candidates in the order they will be tried, and why."""
+class RouterSettings:
+    """Timeouts of the forwarding path."""
 
-    policy: str
-    reason: str
-    candidates: list[tuple[Upstream, types_pb2.ModelCard]]
-    rejected: list[types_pb2.RouteCandidate] = field(default_factory=list)
+    default_timeout_s: float = 120.0
+    first_token_timeout_s: float | None = 30.0
+    idle_timeout_s: float | None = 30.0
 
 
-def plan_route(pool: UpstreamPool, hints: types_pb2.RoutingHints) -> RoutePlan:
-    """Pinned model, or every healthy node in order (first healthy wins)."""
-    pinned = hints.model if hints.model and hints.model != "auto" else ""
-    chosen: list[tuple[Upstream, types_pb2.ModelCard]] = []
-    rejected: list[types_pb2.RouteCandidate] = []
-    known = False
-    for node in pool.nodes():
-        cards = [c for c in [node.serves(pinned)] if c] if pinned else node.cards[:1]
-        for card in cards:
-            known = True
-            if node.healthy:
-                chosen.append((node, card))
-            else:
-                rejected.append(
-                    types_pb2.RouteCandidate(
-                        node_id=node.node_id, model=card.model_id, rejected_reason="unhealthy"
-                    )
-                )
-    if pinned and not known:
-        raise ModelNotFound(
-            f"no node serves model {pinned!r}",
-            metadata={"model": pinned},
+@dataclass
+class _Attempts:
+    """What happened to the candidates of one request."""
+
+    made: int = 0
+    failures: dict[Candidate, str] = field(default_factory=dict)
+    codes: list[grpc.StatusCode] = field(default_factory=list)
+    retry_after_s: float = 0.0
+
+    def fail(self, cand: Candidate, why: str, code: grpc.StatusCode | None = None) -> None:
+        self.failures[cand] = why
+        if code is not None:
+            self.codes.append(code)
+
+    def exhausted(self, decision: RouteDecision) -> MeshError:
+        summary = "; ".join(f"{c.node_id}: {why}" for c, why in self.failures.items())[:512]
+        metadata = {"attempts": str(self.made), "failures": summary}
+        if self.codes and all(c == grpc.StatusCode.RESOURCE_EXHAUSTED for c in self.codes):
+            return Overloaded(
+                f"all {len(decision.ordered)} candidate node(s) are at capacity",
+                metadata=metadata,
+                retry_after_s=self.retry_after_s or 1.0,
+            )
+        return UpstreamUnavailable(
+            f"all {len(decision.ordered)} candidate node(s) failed", metadata=metadata
         )
-    if not chosen:
-        raise UpstreamUnavailable(
-            "no healthy node can serve this request" + (f" (model {pinned!r})" if pinned else ""),
-            metadata={"model": pinned or "auto", "nodes": str(len(pool.nodes()))},
-        )
-    if pinned:
-        reason = f"pinned {pinned}: first healthy node serving it is {chosen[0][0].node_id}"
-        return RoutePlan("pinned", reason, chosen, rejected)
-    reason = f"first healthy node: {chosen[0][0].node_id} ({chosen[0][1].model_id})"
-    return RoutePlan("first-healthy", reason, chosen, rejected)
 
 
-def _record_plan(route_span: Any, plan: RoutePlan) -> None:
-    """The decision on the route span: first choice, candidate count, reason."""
-    node, card = plan.candidates[0]
-    sc.record_route(
-        route_span,
-        node=node.node_id,
-        model=card.model_id,
-        provider=card.provider,
-        candidates=len(plan.candidates),
-        reason=plan.reason,
-    )
+class _Stalled(Exception):
+    """An upstream stream sent nothing within the first-token or idle timeout."""
+
+
+@dataclass(frozen=True)
+class _StreamEnd:
+    """How one committed (or finally failed) upstream stream ended."""
+
+    status: str
+    committed: bool
+    route: types_pb2.RouteInfo | None = None
+
+
+@dataclass
+class _Request:
+    """One request in flight: the plan, then the decision, cache key and budget hold."""
+
+    request_id: str
+    plan: Plan
+    deadline: float
+    cache_key: CacheKey | None = None
+    decision: RouteDecision | None = None
+    hold: Hold | None = None
+    started: float = field(default_factory=time.perf_counter)
 
 
 class RouterServicer(inference_pb2_grpc.InferenceServiceServicer):
-    """Forwards InferenceService calls to the nodes of an UpstreamPool."""
+    """Routes InferenceService calls over the nodes of the routing table."""
 
-    def __init__(self, pool: UpstreamPool, *, router_id: str, default_timeout_s: float) -> None:
+    def __init__(
+        self,
+        planner: Planner,
+        pool: UpstreamPool,
+        accounting: Accounting,
+        *,
+        router_id: str,
+        settings: RouterSettings | None = None,
+        cache: ResponseCache | None = None,
+        tenant_of: Callable[[Context], str] = lambda _context: "default",
+        policy_version: Callable[[], str] = lambda: "",
+        metrics: MeshMetrics | None = None,
+        defer_cache_writes: bool = False,
+    ) -> None:
+        self.planner = planner
         self.pool = pool
+        self.accounting = accounting
         self.router_id = router_id
-        self.default_timeout_s = default_timeout_s
+        self.settings = settings or RouterSettings()
+        self.cache = cache
+        self.tenant_of = tenant_of
+        self.policy_version = policy_version
+        self.metrics = metrics
+        # With output guards outside this servicer, an answer is cached only once they let it
+        # through: `release(request_id, allowed)` is their call.
+        self.defer_cache_writes = defer_cache_writes
+        self._pending_writes: dict[str, Callable[[], None]] = {}
 
-    def _deadline(self, context: grpc.aio.ServicerContext[Any, Any]) -> float:
+    # -- request set-up ---------------------------------------------------------------------
+    async def _begin(self, request: Any, context: Context) -> _Request:
+        validate_generation(request)
+        if not request.request_id:
+            request.request_id = uuid.uuid4().hex
+        tenant = self.tenant_of(context)
+        sc.tag_request(request.request_id, tenant=tenant)
+        plan = await self.planner.plan(tenant, request.messages, request.sampling, request.routing)
         remaining = context.time_remaining()
-        budget = self.default_timeout_s if remaining is None else min(remaining, 1e6)
-        return time.monotonic() + budget
+        budget = self.settings.default_timeout_s if remaining is None else min(remaining, 1e6)
+        state = _Request(request.request_id, plan, time.monotonic() + budget)
+        if self.cache is not None and request.routing.cache != types_pb2.CACHE_MODE_BYPASS:
+            scope = CacheScope.build(
+                tenant, self.policy_version(), plan.cache_target, request.sampling
+            )
+            state.cache_key = self.cache.key(scope, request.messages)
+        return state
 
-    @staticmethod
-    def _remaining(deadline: float) -> float:
-        left = deadline - time.monotonic()
+    async def _cached(self, state: _Request, request: Any) -> CacheHit | None:
+        if self.cache is None or state.cache_key is None:
+            return None
+        if request.routing.cache == types_pb2.CACHE_MODE_REFRESH:
+            return None
+        hit = await self.cache.aget(state.cache_key)
+        if self.metrics is not None:
+            self.metrics.count_cache_lookup(
+                hit=hit is not None,
+                kind=hit.kind if hit else "miss",
+                saved_usd=hit.saved_cost_usd if hit else None,
+            )
+        return hit
+
+    def _decide(self, state: _Request) -> RouteDecision:
+        decision = self.planner.decide(state.plan)
+        state.decision = decision
+        state.hold = self.accounting.hold(state.plan.tenant, decision.estimated_cost_usd)
+        return decision
+
+    def _remaining(self, state: _Request) -> float:
+        left = state.deadline - time.monotonic()
         if left <= 0:
             raise DeadlineExceeded("the deadline passed before an upstream answered")
         return left
 
+    def _claim(self, state: _Request, cand: Candidate, attempts: _Attempts) -> bool:
+        """Whether `cand` may be tried now: its breaker admits a call and the budget covers it."""
+        assert state.decision is not None and state.hold is not None
+        if not self.planner.breakers.allow_request(cand.node_id):
+            attempts.fail(cand, "breaker open")
+            return False
+        try:
+            self.accounting.raise_to(state.hold, state.decision.estimated_cost_for(cand))
+        except BudgetExceeded:
+            attempts.fail(cand, "over budget")
+            return False
+        return True
+
+    def _node_failed(
+        self, cand: Candidate, code: grpc.StatusCode, why: str, attempts: _Attempts
+    ) -> None:
+        attempts.fail(cand, why, code)
+        if code in _NODE_FAULT_CODES:
+            self.planner.breakers.record_failure(cand.node_id)
+        if code == grpc.StatusCode.UNAVAILABLE:
+            self.pool.mark_failed(cand.node_id)
+
+    # -- results ----------------------------------------------------------------------------
     def _route_info(
-        self, plan: RoutePlan, node: Upstream, card: types_pb2.ModelCard, attempts: int
+        self,
+        state: _Request,
+        used: Candidate,
+        attempts: _Attempts,
+        usage: types_pb2.Usage,
     ) -> types_pb2.RouteInfo:
-        candidates = [
-            types_pb2.RouteCandidate(
-                node_id=n.node_id,
-                model=c.model_id,
-                chosen=n is node,
-                rejected_reason="" if n is node else ("failed" if i < attempts else "not needed"),
-            )
-            for i, (n, c) in enumerate(plan.candidates)
-        ]
+        decision = state.decision
+        assert decision is not None
+        candidates = decision.route_candidates(used)
+        for info, scored in zip(candidates, decision.scored, strict=True):
+            failed = attempts.failures.get(scored.candidate)
+            if failed and not info.chosen:
+                info.rejected_reason = failed
+        reason = decision.reason
+        if used is not decision.chosen:
+            reason += f"; fell back to {used.node_id} after {len(attempts.failures)} failure(s)"
         return types_pb2.RouteInfo(
-            node_id=node.node_id,
-            model=card.model_id,
-            provider=card.provider,
-            policy=plan.policy,
-            reason=plan.reason
-            if attempts == 1
-            else f"{plan.reason}; fell back after {attempts - 1} failed attempt(s)",
-            candidates=candidates + list(plan.rejected),
-            attempts=attempts,
-            tier=card.tier,
+            node_id=used.node_id,
+            model=used.model,
+            provider=used.card.provider,
+            policy=decision.policy,
+            reason=reason,
+            candidates=candidates,
+            attempts=attempts.made,
+            cache_hit=False,
+            estimated_cost_usd=decision.estimated_cost_for(used),
+            baseline_cost_usd=self.accounting.baseline_cost(usage),
+            tier=used.card.tier,
         )
 
-    def _exhausted(self, plan: RoutePlan, failures: list[str]) -> UpstreamUnavailable:
-        return UpstreamUnavailable(
-            f"all {len(plan.candidates)} candidate node(s) failed",
-            metadata={"attempts": str(len(failures)), "failures": "; ".join(failures)[:512]},
+    def _finish(
+        self,
+        state: _Request,
+        used: Candidate,
+        attempts: _Attempts,
+        usage: types_pb2.Usage,
+        text: str,
+        finish_reason: int,
+        route_span: Any,
+    ) -> types_pb2.RouteInfo:
+        """Cost, budget, ledger, cache, affinity and metrics for an answered request."""
+        usage.cost_usd = self.accounting.cost(used.card, usage)
+        route = self._route_info(state, used, attempts, usage)
+        if state.hold is not None:
+            self.accounting.settle(state.hold, usage.cost_usd)
+            state.hold = None
+        self._ledger(state, route, usage)
+        policy = state.plan.policy
+        served_elsewhere = state.decision is not None and used is not state.decision.chosen
+        if isinstance(policy, PrefixAffinityPolicy) and served_elsewhere:
+            policy.remember(state.plan.route_request.messages, used.node_id)
+        if finish_reason in _COMPLETE:
+            self._cache_answer(state, text, usage, used, finish_reason)
+        sc.record_route(
+            route_span,
+            node=used.node_id,
+            model=used.model,
+            provider=used.card.provider,
+            estimated_cost_usd=route.estimated_cost_usd,
+            baseline_cost_usd=route.baseline_cost_usd,
+            cache_hit=False,
+        )
+        sc.record_route_result(
+            route_span, attempts=attempts.made, actual_cost_usd=usage.cost_usd, node=used.node_id
+        )
+        if self.metrics is not None:
+            self.metrics.add_cost(
+                usage.cost_usd, model=used.model, node=used.node_id, provider=used.card.provider
+            )
+        return route
+
+    def _ledger(self, state: _Request, route: types_pb2.RouteInfo, usage: types_pb2.Usage) -> None:
+        self.accounting.record(
+            LedgerRow(
+                request_id=state.request_id,
+                tenant=state.plan.tenant,
+                node_id=route.node_id,
+                model=route.model,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cost_usd=usage.cost_usd,
+                baseline_cost_usd=route.baseline_cost_usd,
+                cache_hit=route.cache_hit,
+                policy=route.policy,
+                attempts=route.attempts,
+                guard_policy_version=self.policy_version(),
+                estimated_cost_usd=route.estimated_cost_usd,
+                tier=tier_name(state.plan.route_request.needed_tier),
+            )
         )
 
-    def _note_failure(self, node: Upstream, err: grpc.aio.AioRpcError, failures: list[str]) -> None:
-        failures.append(f"{node.node_id}: {err.code().name}")
-        if err.code() == grpc.StatusCode.UNAVAILABLE:
-            self.pool.mark_failed(node)
+    def _cache_answer(
+        self,
+        state: _Request,
+        text: str,
+        usage: types_pb2.Usage,
+        used: Candidate,
+        finish_reason: int,
+    ) -> None:
+        cache, key = self.cache, state.cache_key
+        if cache is None or key is None:
+            return
+
+        def write() -> None:
+            task = asyncio.ensure_future(
+                cache.aput(
+                    key,
+                    text,
+                    usage,
+                    outcome=Outcome.COMPLETE,
+                    model=used.model,
+                    node_id=used.node_id,
+                    finish_reason=finish_reason,
+                )
+            )
+            task.add_done_callback(_log_cache_failure)
+
+        if self.defer_cache_writes:
+            self._pending_writes[state.request_id] = write
+        else:
+            write()
+
+    def release(self, request_id: str, allowed: bool) -> None:
+        """The output guards' verdict on a response: cache it only if it was let through."""
+        write = self._pending_writes.pop(request_id, None)
+        if write is not None and allowed:
+            write()
+
+    def _abandon(self, state: _Request, committed: bool) -> None:
+        """A request that ended without an answer: give back or keep its budget hold."""
+        self._pending_writes.pop(state.request_id, None)
+        if state.hold is not None:
+            # Tokens were generated after the commit point: charge the hold, never less.
+            self.accounting.settle(state.hold, state.hold.amount_usd if committed else 0.0)
+            state.hold = None
+
+    def _hit_route(self, state: _Request, hit: CacheHit) -> types_pb2.RouteInfo:
+        return types_pb2.RouteInfo(
+            node_id=hit.node_id,
+            model=hit.model,
+            provider="cache",
+            policy=state.plan.policy.name,
+            reason=(
+                f"cache hit ({hit.kind}, similarity {hit.similarity:.3f}, age {hit.age_s:.0f}s): "
+                f"answer first generated by {hit.model} on {hit.node_id}"
+            ),
+            attempts=0,
+            cache_hit=True,
+            estimated_cost_usd=0.0,
+            baseline_cost_usd=self.accounting.baseline_cost(hit.usage),
+            tier=state.plan.route_request.needed_tier,  # type: ignore[arg-type]
+        )
+
+    def _serve_hit(self, state: _Request, hit: CacheHit) -> tuple[types_pb2.RouteInfo, Any]:
+        usage = types_pb2.Usage()
+        usage.CopyFrom(hit.usage)
+        usage.cost_usd = 0.0
+        with sc.route_span(state.plan.policy.name, request_id=state.request_id) as span:
+            route = self._hit_route(state, hit)
+            sc.record_route(
+                span,
+                node=hit.node_id,
+                model=hit.model,
+                provider="cache",
+                reason=route.reason,
+                cache_hit=True,
+                baseline_cost_usd=route.baseline_cost_usd,
+            )
+        self._ledger(state, route, usage)
+        return route, usage
+
+    def _count(self, status: str, state: _Request | None, route: Any = None) -> None:
+        if self.metrics is None:
+            return
+        self.metrics.count_request(
+            status=status,
+            model=route.model if route is not None else None,
+            node=route.node_id if route is not None else None,
+            policy=state.plan.policy.name if state is not None else None,
+        )
+
+    @staticmethod
+    def _status_of(exc: BaseException, context: Context) -> str:
+        """The code a failed call ends with (an abort has already set it on the context)."""
+        code = context.code() if hasattr(context, "code") else None
+        if isinstance(exc, grpc.aio.AbortError) and isinstance(code, grpc.StatusCode):
+            return str(code.name)
+        return sc.code_of(exc)
+
+    def _record_decision(self, span: Any, decision: RouteDecision) -> None:
+        chosen = decision.chosen
+        sc.record_route(
+            span,
+            node=chosen.node_id,
+            model=chosen.model,
+            provider=chosen.card.provider,
+            candidates=len(decision.scored),
+            reason=decision.reason,
+            estimated_cost_usd=decision.estimated_cost_usd,
+        )
+
+    def _attempt_span(
+        self, cand: Candidate, attempt: int, stream: bool, sampling: types_pb2.SamplingParams
+    ) -> Any:
+        return sc.attempt_span(
+            cand.model,
+            cand.card.provider,
+            attempt=attempt,
+            node=cand.node_id,
+            server_address=cand.address,
+            stream=stream,
+            max_tokens=sampling.max_tokens if sampling.HasField("max_tokens") else None,
+            temperature=sampling.temperature if sampling.HasField("temperature") else None,
+        )
 
     @staticmethod
     def _record_reply(
@@ -177,81 +457,125 @@ class RouterServicer(inference_pb2_grpc.InferenceServiceServicer):
             response_id=reply.request_id,
         )
 
-    def _attempt_span(
-        self,
-        node: Upstream,
-        card: types_pb2.ModelCard,
-        attempt: int,
-        stream: bool,
-        sampling: types_pb2.SamplingParams,
-    ) -> Any:
-        return sc.attempt_span(
-            card.model_id,
-            card.provider,
-            attempt=attempt,
-            node=node.node_id,
-            server_address=node.address,
-            stream=stream,
-            max_tokens=sampling.max_tokens if sampling.HasField("max_tokens") else None,
-            temperature=sampling.temperature if sampling.HasField("temperature") else None,
-        )
-
+    # -- unary ------------------------------------------------------------------------------
     @unary_error_boundary
     async def Generate(
-        self, request: inference_pb2.GenerateRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, request: inference_pb2.GenerateRequest, context: Context
     ) -> inference_pb2.GenerateResponse:
-        validate_generation(request)
-        if not request.request_id:
-            request.request_id = uuid.uuid4().hex
-        sc.tag_request(request.request_id)
-        plan = plan_route(self.pool, request.routing)
-        deadline = self._deadline(context)
-        failures: list[str] = []
-        with sc.route_span(plan.policy, request_id=request.request_id) as route_span:
-            _record_plan(route_span, plan)
-            for attempt, (node, card) in enumerate(plan.candidates, start=1):
-                with self._attempt_span(node, card, attempt, False, request.sampling) as span:
+        state: _Request | None = None
+        try:
+            state = await self._begin(request, context)
+            hit = await self._cached(state, request)
+            if hit is not None:
+                route, usage = self._serve_hit(state, hit)
+                self._count("OK", state, route)
+                return inference_pb2.GenerateResponse(
+                    request_id=request.request_id,
+                    text=hit.text,
+                    finish_reason=hit.finish_reason,  # type: ignore[arg-type]
+                    usage=usage,
+                    route=route,
+                    model=hit.model,
+                )
+            reply = await self._forward_unary(state, request, context)
+            self._count("OK", state, reply.route)
+            return reply
+        except BaseException as exc:
+            if state is not None:
+                self._abandon(state, committed=False)
+            self._count(self._status_of(exc, context), state)
+            raise
+
+    async def _forward_unary(
+        self, state: _Request, request: inference_pb2.GenerateRequest, context: Context
+    ) -> inference_pb2.GenerateResponse:
+        decision = self._decide(state)
+        attempts = _Attempts()
+        with sc.route_span(decision.policy, request_id=state.request_id) as route_span:
+            self._record_decision(route_span, decision)
+            for cand in decision.ordered:
+                if not self._claim(state, cand, attempts):
+                    continue
+                attempts.made += 1
+                stub = self.pool.stub(cand.node_id, cand.address)
+                with self._attempt_span(cand, attempts.made, False, request.sampling) as span:
+                    started = time.perf_counter()
                     try:
-                        reply: inference_pb2.GenerateResponse = await node.stub.Generate(
-                            request, timeout=self._remaining(deadline)
+                        reply: inference_pb2.GenerateResponse = await stub.Generate(
+                            request, timeout=self._remaining(state)
                         )
                     except grpc.aio.AioRpcError as err:
                         sc.mark_outcome(span, err.code().name, err.details() or "")
                         if err.code() in _FALLBACK_CODES:
-                            self._note_failure(node, err, failures)
+                            self._node_failed(cand, err.code(), err.code().name, attempts)
+                            attempts.retry_after_s = max(attempts.retry_after_s, _retry_after(err))
                             continue
+                        if err.code() in _NODE_FAULT_CODES:
+                            self.planner.breakers.record_failure(cand.node_id)
+                        self._abandon(state, committed=False)
                         await context.abort_with_status(passthrough_status(err))
                         raise  # unreachable: abort raises
                     self._record_reply(span, reply)
-                reply.route.CopyFrom(self._route_info(plan, node, card, attempt))
-                sc.record_route_result(
-                    route_span,
-                    attempts=attempt,
-                    actual_cost_usd=reply.usage.cost_usd,
-                    node=node.node_id,
+                    self._observe(cand, reply, time.perf_counter() - started, None)
+                self.planner.breakers.record_success(cand.node_id)
+                reply.route.CopyFrom(
+                    self._finish(
+                        state,
+                        cand,
+                        attempts,
+                        reply.usage,
+                        reply.text,
+                        reply.finish_reason,
+                        route_span,
+                    )
                 )
                 return reply
-            sc.record_route_result(route_span, attempts=len(failures))
-        raise self._exhausted(plan, failures)
+            sc.record_route_result(route_span, attempts=attempts.made)
+        raise attempts.exhausted(decision)
 
+    def _observe(
+        self, cand: Candidate, reply: Any, seconds: float, first_chunk_s: float | None
+    ) -> None:
+        if self.metrics is None:
+            return
+        provider = cand.card.provider or "self-hosted"
+        self.metrics.record_tokens(
+            input_tokens=reply.usage.input_tokens,
+            output_tokens=reply.usage.output_tokens,
+            provider=provider,
+            request_model=cand.model,
+            response_model=reply.model or cand.model,
+        )
+        self.metrics.record_operation_duration(
+            seconds, provider=provider, request_model=cand.model, response_model=reply.model
+        )
+
+    # -- streaming --------------------------------------------------------------------------
     @stream_error_boundary
     async def GenerateStream(
         self,
         request: inference_pb2.GenerateStreamRequest,
-        context: grpc.aio.ServicerContext[Any, Any],
+        context: Context,
     ) -> AsyncIterator[inference_pb2.GenerateStreamResponse]:
-        validate_generation(request)
-        if not request.request_id:
-            request.request_id = uuid.uuid4().hex
-        sc.tag_request(request.request_id)
-        plan = plan_route(self.pool, request.routing)
+        state: _Request | None = None
+        try:
+            state = await self._begin(request, context)
+            hit = await self._cached(state, request)
+        except BaseException as exc:
+            self._count(sc.code_of(exc), state)
+            raise
+        if hit is not None:
+            route, usage = self._serve_hit(state, hit)
+            self._count("OK", state, route)
+            for event in _replay(request.request_id, hit, route, usage):
+                yield event
+            return
         # grpc.aio may resume a response generator in a fresh context copy, so spans cannot
         # stay attached across `yield`: a producer task owns the upstream call and its spans,
         # and this generator only relays what it queues (bounded, so backpressure holds).
         events: asyncio.Queue[_StreamItem] = asyncio.Queue(maxsize=_STREAM_BUFFER)
         producer = asyncio.create_task(
-            self._produce_stream(request, plan, self._deadline(context), events),
-            name=f"stream-{request.request_id}",
+            self._produce_stream(request, state, events), name=f"stream-{request.request_id}"
         )
         try:
             while True:
@@ -272,90 +596,187 @@ class RouterServicer(inference_pb2_grpc.InferenceServiceServicer):
     async def _produce_stream(
         self,
         request: inference_pb2.GenerateStreamRequest,
-        plan: RoutePlan,
-        deadline: float,
+        state: _Request,
         events: asyncio.Queue[_StreamItem],
     ) -> None:
         """Try candidates until one commits (sends its first event), queueing what it sends."""
-        failures: list[str] = []
+        attempts = _Attempts()
+        end = _StreamEnd("UNKNOWN", committed=False)
         try:
-            with sc.route_span(plan.policy, request_id=request.request_id) as route_span:
-                _record_plan(route_span, plan)
-                for attempt, (node, card) in enumerate(plan.candidates, start=1):
-                    if await self._stream_attempt(
-                        request, plan, node, card, attempt, deadline, route_span, events, failures
-                    ):
-                        return
-            await events.put(self._exhausted(plan, failures))
+            decision = self._decide(state)
+            with sc.route_span(decision.policy, request_id=state.request_id) as route_span:
+                self._record_decision(route_span, decision)
+                for cand in decision.ordered:
+                    if not self._claim(state, cand, attempts):
+                        continue
+                    attempts.made += 1
+                    outcome = await self._stream_attempt(
+                        request, state, cand, attempts, route_span, events
+                    )
+                    if outcome is None:
+                        continue  # fell back before committing
+                    end = outcome
+                    return
+                sc.record_route_result(route_span, attempts=attempts.made)
+            raise attempts.exhausted(decision)
         except MeshError as err:
+            end = _StreamEnd(err.code.name, committed=False)
             await events.put(err)
+        except asyncio.CancelledError:
+            end = _StreamEnd("CANCELLED", committed=end.committed)
+            raise
         finally:
+            self._abandon(state, committed=end.committed)
+            self._count(end.status, state, end.route)
             with contextlib.suppress(asyncio.QueueFull):
                 events.put_nowait(None)
 
     async def _stream_attempt(
         self,
         request: inference_pb2.GenerateStreamRequest,
-        plan: RoutePlan,
-        node: Upstream,
-        card: types_pb2.ModelCard,
-        attempt: int,
-        deadline: float,
+        state: _Request,
+        cand: Candidate,
+        attempts: _Attempts,
         route_span: Any,
         events: asyncio.Queue[_StreamItem],
-        failures: list[str],
-    ) -> bool:
-        """One upstream attempt; False means "fell back before committing, try the next"."""
-        with self._attempt_span(node, card, attempt, True, request.sampling) as span:
+    ) -> _StreamEnd | None:
+        """One upstream attempt; None means "fell back before committing, try the next"."""
+        stub = self.pool.stub(cand.node_id, cand.address)
+        with self._attempt_span(cand, attempts.made, True, request.sampling) as span:
             started = time.perf_counter()
-            call = node.stub.GenerateStream(request, timeout=self._remaining(deadline))
+            call = stub.GenerateStream(request, timeout=self._remaining(state))
             committed = False
+            first_chunk_s: float | None = None
+            text: list[str] = []
             try:
-                async for event in call:
-                    if event.HasField("summary"):
-                        event.summary.route.CopyFrom(self._route_info(plan, node, card, attempt))
-                        self._record_reply(span, event.summary)
-                        sc.record_route_result(
-                            route_span,
-                            attempts=attempt,
-                            actual_cost_usd=event.summary.usage.cost_usd,
-                            node=node.node_id,
+                while True:
+                    event = await self._next_event(call, state, committed)
+                    if event is None:  # ended without a summary: the node broke the contract
+                        raise UpstreamUnavailable(
+                            f"{cand.node_id} ended its stream without a summary",
+                            metadata={"node": cand.node_id, "model": cand.model},
                         )
-                    elif not committed:
-                        sc.record_first_chunk(span, time.perf_counter() - started)
-                    committed = True
+                    if event.HasField("summary"):
+                        summary = event.summary
+                        self._record_reply(span, summary)
+                        self._observe(cand, summary, time.perf_counter() - started, first_chunk_s)
+                        self.planner.breakers.record_success(cand.node_id)
+                        route = self._finish(
+                            state,
+                            cand,
+                            attempts,
+                            summary.usage,
+                            "".join(text),
+                            summary.finish_reason,
+                            route_span,
+                        )
+                        summary.route.CopyFrom(route)
+                        await events.put(event)
+                        return _StreamEnd("OK", committed=True, route=route)
+                    if not committed:
+                        first_chunk_s = time.perf_counter() - started
+                        sc.record_first_chunk(span, first_chunk_s)
+                        committed = True
+                    text.append(event.delta.text)
                     await events.put(event)
-                return True
+            except _Stalled as stall:
+                sc.mark_outcome(span, "DEADLINE_EXCEEDED", str(stall))
+                self.planner.breakers.record_failure(cand.node_id)
+                if not committed:
+                    attempts.fail(cand, str(stall), grpc.StatusCode.UNAVAILABLE)
+                    return None
+                log.warning("stream %s from %s: %s", state.request_id, cand.node_id, stall)
+                await events.put(
+                    UpstreamUnavailable(
+                        f"the upstream stream from {cand.node_id} stalled after the first token",
+                        metadata={"node": cand.node_id, "model": cand.model},
+                    )
+                )
+                return _StreamEnd("UNAVAILABLE", committed=True)
             except grpc.aio.AioRpcError as err:
                 sc.mark_outcome(span, err.code().name, err.details() or "")
                 if not committed and err.code() in _FALLBACK_CODES:
-                    self._note_failure(node, err, failures)
-                    return False
+                    self._node_failed(cand, err.code(), err.code().name, attempts)
+                    attempts.retry_after_s = max(attempts.retry_after_s, _retry_after(err))
+                    return None
+                if err.code() in _NODE_FAULT_CODES:
+                    self.planner.breakers.record_failure(cand.node_id)
                 if committed:
                     log.warning(
                         "stream %s from %s failed after the commit point: %s",
-                        request.request_id,
-                        node.node_id,
+                        state.request_id,
+                        cand.node_id,
                         err.code().name,
                     )
                 await events.put(err)
-                return True
+                return _StreamEnd(err.code().name, committed=committed)
             finally:
                 call.cancel()  # no-op when finished; aborts the node's generation otherwise
 
+    async def _next_event(
+        self, call: Any, state: _Request, committed: bool
+    ) -> inference_pb2.GenerateStreamResponse | None:
+        """The next upstream event (None at the end), within the first-token or idle timeout."""
+        limit = self.settings.idle_timeout_s if committed else self.settings.first_token_timeout_s
+        remaining = self._remaining(state)
+        if limit is None or limit >= remaining:
+            event = await call.read()
+        else:
+            try:
+                event = await asyncio.wait_for(call.read(), limit)
+            except TimeoutError:
+                what = "no event" if committed else "no first token"
+                raise _Stalled(f"{what} within {limit:g}s") from None
+        if event is grpc.aio.EOF:
+            return None
+        return event  # type: ignore[no-any-return]
+
     async def ListModels(
-        self, request: inference_pb2.ListModelsRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, request: inference_pb2.ListModelsRequest, context: Context
     ) -> inference_pb2.ListModelsResponse:
-        seen: dict[str, types_pb2.ModelCard] = {}
         load = types_pb2.NodeLoad()
-        for node in self.pool.nodes():
-            if not node.healthy:
-                continue
-            load.running += node.load.running
-            load.waiting += node.load.waiting
-            load.max_inflight += node.load.max_inflight
-            for card in node.cards:
-                seen.setdefault(card.model_id, card)
+        for entry in self.planner.catalog.entries():
+            if entry.healthy:
+                load.running += entry.load.running
+                load.waiting += entry.load.waiting
+                load.max_inflight += entry.load.max_inflight
+        healthy = [c for c in self.planner.candidates() if c.healthy]
         return inference_pb2.ListModelsResponse(
-            node_id=self.router_id, models=list(seen.values()), load=load
+            node_id=self.router_id, models=iter_cards(healthy), load=load
         )
+
+
+def _retry_after(err: grpc.aio.AioRpcError) -> float:
+    """RetryInfo's delay from an upstream error, 0 when it carries none."""
+    return error_details(err).retry_after_s or 0.0
+
+
+def _replay(
+    request_id: str, hit: CacheHit, route: types_pb2.RouteInfo, usage: types_pb2.Usage
+) -> list[inference_pb2.GenerateStreamResponse]:
+    """A cached answer as a stream: word-aligned chunks, then the summary."""
+    events, text, start = [], hit.text, 0
+    while start < len(text):
+        end = min(start + _REPLAY_CHUNK_CHARS, len(text))
+        space = text.rfind(" ", start + 1, end) if end < len(text) else -1
+        end = space if space > start else end
+        events.append(
+            inference_pb2.GenerateStreamResponse(
+                delta=inference_pb2.TextDelta(text=text[start:end])
+            )
+        )
+        start = end
+    summary = inference_pb2.GenerationSummary(
+        request_id=request_id,
+        finish_reason=hit.finish_reason,  # type: ignore[arg-type]
+        usage=usage,
+        route=route,
+        model=hit.model,
+    )
+    events.append(inference_pb2.GenerateStreamResponse(summary=summary))
+    return events
+
+
+def _log_cache_failure(task: asyncio.Future[bool]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("cache write failed: %s", task.exception())

@@ -193,10 +193,14 @@ class AuthSettings(_Strict):
 class LedgerSettings(_Strict):
     """Where cost rows go."""
 
-    url: str = Field(
-        default="sqlite+aiosqlite:///mesh-ledger.db",
-        description="SQLAlchemy async URL; postgresql+asyncpg://... for PostgreSQL",
+    url: str | None = Field(
+        default=None,
+        description=(
+            "SQLAlchemy async URL (postgresql+asyncpg://... for PostgreSQL); "
+            "default: ledger.db in the data dir"
+        ),
     )
+    enabled: bool = Field(default=True, description="false: no ledger rows are written")
     flush_interval_s: float = Field(
         default=0.5, gt=0, description="buffered rows are written this often"
     )

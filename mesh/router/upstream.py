@@ -1,8 +1,9 @@
-"""Connections to the nodes a router forwards to, and what it last learned about each.
+"""Connections to the nodes in the routing table, and the probe that keeps the table fresh.
 
-One long-lived channel per node. A background probe (ListModels, which also returns load)
-keeps each node's model cards and health fresh; a failed call marks a node unhealthy at once
-so the next request does not wait for the probe to notice.
+One long-lived channel per node, created on first use and re-pointed when a node re-registers
+at another address. A background probe (ListModels, which also returns load) refreshes every
+node's health and load, and the model cards of static nodes (registered nodes send theirs);
+a failed call marks a node unhealthy at once so the next request does not wait for the probe.
 """
 
 from __future__ import annotations
@@ -10,120 +11,103 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 import grpc
 import grpc.aio
 
 from mesh.contract.serving import channel_options
-from mesh.v1 import inference_pb2, inference_pb2_grpc, types_pb2
+from mesh.router.catalog import Catalog, NodeEntry
+from mesh.v1 import inference_pb2, inference_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class Upstream:
-    """One node as the router sees it."""
-
-    node_id: str
-    address: str
-    channel: grpc.aio.Channel
-    stub: inference_pb2_grpc.InferenceServiceStub
-    cards: list[types_pb2.ModelCard] = field(default_factory=list)
-    load: types_pb2.NodeLoad = field(default_factory=types_pb2.NodeLoad)
-    healthy: bool = False
-    last_seen: float = 0.0
-    static: bool = True
-
-    def serves(self, model: str) -> types_pb2.ModelCard | None:
-        """The card of `model` (id or alias) on this node, if it serves it."""
-        for card in self.cards:
-            if model == card.model_id or model in card.aliases:
-                return card
-        return None
+ProbeListener = Callable[[Catalog], None]
 
 
 class UpstreamPool:
-    """All upstream nodes, probed in the background."""
+    """Channels keyed by node id, over the nodes a Catalog lists."""
 
     def __init__(
         self,
+        catalog: Catalog,
         *,
         probe_interval_s: float = 2.0,
         probe_timeout_s: float = 1.0,
         max_message_bytes: int = 4 * 1024 * 1024,
         client_interceptors: list[grpc.aio.ClientInterceptor] | None = None,
     ) -> None:
-        self._nodes: dict[str, Upstream] = {}
+        self.catalog = catalog
+        self._channels: dict[str, tuple[str, grpc.aio.Channel]] = {}
         self._probe_interval_s = probe_interval_s
         self._probe_timeout_s = probe_timeout_s
         self._max_message_bytes = max_message_bytes
         self._interceptors = client_interceptors or []
         self._task: asyncio.Task[None] | None = None
-        self._closing: set[asyncio.Future[None]] = set()
+        self._closing: set[asyncio.Task[None]] = set()
+        self.after_probe: list[ProbeListener] = []
 
-    def add(self, node_id: str, address: str, *, static: bool = True) -> Upstream:
-        """Add (or re-point) a node; the channel connects lazily."""
-        existing = self._nodes.get(node_id)
-        if existing is not None and existing.address == address:
-            existing.static = existing.static or static
-            return existing
-        if existing is not None:
-            self._closing.add(asyncio.ensure_future(existing.channel.close()))
-        channel = grpc.aio.insecure_channel(
-            address,
-            options=channel_options(self._max_message_bytes),
-            interceptors=self._interceptors or None,
-        )
-        node = Upstream(
-            node_id=node_id,
-            address=address,
-            channel=channel,
-            stub=inference_pb2_grpc.InferenceServiceStub(channel),
-            static=static,
-        )
-        self._nodes[node_id] = node
-        return node
+    def add_static(self, node_id: str, address: str) -> None:
+        """A node from config (or a test); its cards arrive with the first probe."""
+        self.catalog.add_static(node_id, address)
+        self.catalog.set_health(node_id, False)  # unknown until probed
 
-    async def remove(self, node_id: str) -> None:
-        node = self._nodes.pop(node_id, None)
-        if node is not None:
-            await node.channel.close()
+    def stub(self, node_id: str, address: str) -> inference_pb2_grpc.InferenceServiceStub:
+        """The stub for a node, (re)connecting when its address changed."""
+        known = self._channels.get(node_id)
+        if known is not None and known[0] == address:
+            channel = known[1]
+        else:
+            if known is not None:
+                self._close_later(known[1])
+            channel = grpc.aio.insecure_channel(
+                address,
+                options=channel_options(self._max_message_bytes),
+                interceptors=self._interceptors or None,
+            )
+            self._channels[node_id] = (address, channel)
+        return inference_pb2_grpc.InferenceServiceStub(channel)
 
-    def nodes(self) -> list[Upstream]:
-        """All nodes in a stable order (by id)."""
-        return [self._nodes[k] for k in sorted(self._nodes)]
+    def _close_later(self, channel: grpc.aio.Channel) -> None:
+        task = asyncio.ensure_future(channel.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
-    def get(self, node_id: str) -> Upstream | None:
-        return self._nodes.get(node_id)
+    def mark_failed(self, node_id: str) -> None:
+        """A call found the node unreachable: stop routing to it until it answers again."""
+        entry = self.catalog.get(node_id)
+        if entry is not None and entry.healthy:
+            log.warning("upstream %s (%s) marked unhealthy", node_id, entry.address)
+        self.catalog.set_health(node_id, False)
 
-    def mark_failed(self, node: Upstream) -> None:
-        if node.healthy:
-            log.warning("upstream %s (%s) marked unhealthy", node.node_id, node.address)
-        node.healthy = False
-
-    async def probe(self, node: Upstream) -> bool:
-        """Refresh one node's cards and load; returns its health."""
+    async def probe(self, entry: NodeEntry) -> bool:
+        """Refresh one node's load (and cards, for static nodes); returns its health."""
+        stub = self.stub(entry.node_id, entry.address)
         try:
-            reply: inference_pb2.ListModelsResponse = await node.stub.ListModels(
+            reply: inference_pb2.ListModelsResponse = await stub.ListModels(
                 inference_pb2.ListModelsRequest(), timeout=self._probe_timeout_s
             )
         except grpc.aio.AioRpcError as err:
-            if node.healthy:
-                log.warning("upstream %s probe failed: %s", node.node_id, err.code().name)
-            node.healthy = False
+            if entry.healthy:
+                log.warning("upstream %s probe failed: %s", entry.node_id, err.code().name)
+            self.catalog.set_health(entry.node_id, False)
             return False
-        node.cards = list(reply.models)
-        node.load = reply.load
-        node.last_seen = time.time()
-        if not node.healthy:
-            log.info("upstream %s (%s) is healthy", node.node_id, node.address)
-        node.healthy = True
+        if entry.static or not entry.cards:
+            self.catalog.set_cards(entry.node_id, reply.models)
+        self.catalog.set_load(entry.node_id, reply.load)
+        if not entry.healthy:
+            log.info("upstream %s (%s) is healthy", entry.node_id, entry.address)
+        self.catalog.set_health(entry.node_id, True)
         return True
 
     async def probe_all(self) -> None:
-        await asyncio.gather(*(self.probe(n) for n in self.nodes()))
+        entries = self.catalog.entries()
+        await asyncio.gather(*(self.probe(e) for e in entries))
+        live = {e.node_id for e in self.catalog.entries()}
+        for node_id in [n for n in self._channels if n not in live]:  # expired or deregistered
+            self._close_later(self._channels.pop(node_id)[1])
+        for listener in self.after_probe:
+            listener(self.catalog)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._probe_loop(), name="upstream-probe")
@@ -141,5 +125,6 @@ class UpstreamPool:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await asyncio.gather(*(n.channel.close() for n in self._nodes.values()))
-        self._nodes.clear()
+        await asyncio.gather(*(ch.close() for _, ch in self._channels.values()))
+        await asyncio.gather(*self._closing, return_exceptions=True)
+        self._channels.clear()

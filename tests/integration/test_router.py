@@ -16,6 +16,7 @@ import pytest
 from mesh.config import GuardSettings, NodeConfig, RouterConfig
 from mesh.contract.status import error_details
 from mesh.router.app import RouterRuntime
+from mesh.router.settings import CacheSettings
 from mesh.v1 import inference_pb2, inference_pb2_grpc, policy_pb2, policy_pb2_grpc
 from nodes.engines.fake import FakeEngine
 from nodes.runtime import NodeRuntime
@@ -23,11 +24,15 @@ from tests.helpers import health_status, reflected_services, request, stream_req
 
 
 async def _router(*nodes: tuple[str, str], guards: bool = False) -> RouterRuntime:
-    # Routing mechanics are tested without guards (the hold-back window would merge deltas);
+    # Routing mechanics are tested without guards (the hold-back window would merge deltas)
+    # and without the response cache (a repeated prompt would never reach a node);
     # the real-model router runs the default guard policy, as a deployment does.
     runtime = RouterRuntime(
         RouterConfig(
-            listen="127.0.0.1:0", health_interval_s=0.2, guards=GuardSettings(enabled=guards)
+            listen="127.0.0.1:0",
+            health_interval_s=0.2,
+            guards=GuardSettings(enabled=guards),
+            cache=CacheSettings(enabled=guards),
         )
     )
     for node_id, address in nodes:
@@ -89,7 +94,8 @@ async def test_unary_through_router_carries_route_info(
         "smollm2-135m-instruct",
         "self-hosted",
     )
-    assert route.policy == "first-healthy" and route.attempts == 1 and route.reason
+    assert route.policy == "cheapest" and route.attempts == 1
+    assert route.reason.startswith("tier small") and "cheapest healthy" in route.reason
     assert reply.usage.output_tokens > 0 and reply.usage.cost_usd > 0
 
 
@@ -184,8 +190,12 @@ async def test_fallback_before_first_token(two_fakes: tuple) -> None:  # type: i
     assert reply.route.node_id == "b-node" and reply.route.attempts == 2
     assert "fell back" in reply.route.reason
     # the failed node is skipped until the next probe finds it answering again
-    assert await wait_until(lambda: router.pool.get("a-node").healthy, timeout_s=5)
-    events = [e async for e in stub.GenerateStream(stream_request("one two three"), timeout=5)]
+    assert await wait_until(lambda: router.catalog.get("a-node").healthy, timeout_s=5)
+    # b-node now has a measured time to first token, so cheapest-capable prefers it; a pin
+    # orders equally loaded nodes by id, which sends the stream to the failing a-node first.
+    pinned = stream_request("one two three")
+    pinned.routing.model = "fake-model"
+    events = [e async for e in stub.GenerateStream(pinned, timeout=5)]
     assert events[-1].summary.route.attempts == 2
     assert "".join(e.delta.text for e in events[:-1]) == reply.text
 
@@ -208,7 +218,7 @@ async def test_dead_node_is_skipped_after_failure(two_fakes: tuple) -> None:  # 
     replies = [await stub.Generate(request(f"ask {i}"), timeout=5) for i in range(5)]
     assert {r.route.node_id for r in replies} == {"b-node"}
     assert replies[0].route.attempts <= 2 and replies[-1].route.attempts == 1
-    assert not router.pool.get("a-node").healthy  # type: ignore[union-attr]
+    assert not router.catalog.get("a-node").healthy  # type: ignore[union-attr]
 
 
 async def test_oversize_payload_is_resource_exhausted(two_fakes: tuple) -> None:  # type: ignore[type-arg]
