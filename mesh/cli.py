@@ -303,9 +303,10 @@ def demo(config_path: str | None) -> None:
 def _register_plugins() -> None:
     """Commands owned by other packages: guard policy tooling and the trace viewer."""
     from guards.cli import audit, guard_eval, policy
+    from mesh.router.cli import COMMANDS as ROUTER_COMMANDS
     from mesh.telemetry.cli import trace_command
 
-    for command in (policy, audit, guard_eval, trace_command):
+    for command in (policy, audit, guard_eval, trace_command, *ROUTER_COMMANDS):
         cli.add_command(command)
 
 

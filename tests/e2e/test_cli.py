@@ -101,7 +101,7 @@ def test_chat_prints_the_answer_and_route(mesh_up: str) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "Paris" in out.stdout
-    assert "node=e2e-node" in out.stderr and "policy=first-healthy" in out.stderr
+    assert "node=e2e-node" in out.stderr and "policy=cheapest" in out.stderr
     assert "cost $" in out.stderr
 
 
@@ -144,3 +144,65 @@ def test_bad_config_fails_at_start_naming_line_and_key(tmp_path: Path) -> None:
     out = _mesh("up", "--config", str(bad), timeout=60)
     assert out.returncode != 0
     assert f"{bad}:5: nodes[0].engnie: unknown key" in out.stderr
+
+
+def test_nodes_shows_the_routing_table(mesh_up: str) -> None:
+    out = _mesh("nodes", "--router", mesh_up)
+    assert out.returncode == 0, out.stderr
+    header, row = out.stdout.splitlines()[:2]
+    assert header.split()[:4] == ["node", "source", "health", "breaker"]
+    assert row.split()[:4] == ["e2e-node", "static", "up", "closed"]
+    assert "serves smollm2-135m-instruct (self-hosted, $0.02/$0.04 per M)" in out.stdout
+    out = _mesh("nodes", "--router", mesh_up, "--json")
+    assert json.loads(out.stdout.splitlines()[0])["node_id"] == "e2e-node"
+
+
+def test_costs_reports_spend_baseline_and_savings(mesh_up: str) -> None:
+    for _ in range(2):  # the second is answered from the cache
+        out = _mesh("chat", "--target", mesh_up, "--max-tokens", "8", "Name a primary color.")
+        assert out.returncode == 0, out.stderr
+    out = _mesh("costs", "--by", "model", "--since", "1h")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0].split()[:2] == ["model", "requests"]
+    row = next(line for line in out.stdout.splitlines() if line.startswith("smollm2"))
+    requests, hits = (int(v) for v in row.split()[1:3])
+    assert requests >= 2 and hits >= 1
+    (total,) = json.loads(_mesh("costs", "--json").stdout)
+    assert total["baseline_usd"] > total["spend_usd"] > 0 and total["savings_cache_usd"] > 0
+    out = _mesh("costs", "--since", "yesterday-ish")
+    assert out.returncode == 2 and "--since" in out.stderr
+
+
+def test_route_eval_reports_cost_and_misrouting(tmp_path: Path) -> None:
+    labelled = tmp_path / "labelled.jsonl"
+    labelled.write_text(
+        json.dumps({"text": "What is the capital of Italy?", "tier": "small"})
+        + "\n"
+        + json.dumps(
+            {
+                "text": "Prove step by step that the square root of 2 is irrational, then "
+                "generalise the argument to every non-square integer.",
+                "tier": "frontier",
+            }
+        )
+        + "\n"
+    )
+    out = _mesh("route-eval", str(labelled), "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert {"cost_ratio", "under_routing_rate", "over_routing_rate", "tier_share"} <= set(report)
+    assert report["n"] == 2 and 0 < report["cost_ratio"] < 1
+    assert report["under_routing_rate"] == 0
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"text": "hi", "tier": "huge"}\n')
+    out = _mesh("route-eval", str(broken))
+    assert out.returncode == 1 and "broken.jsonl:1" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_keys_hash_reads_the_key_from_stdin() -> None:
+    out = subprocess.run(
+        [*MESH, "keys", "hash"], input="s3cret\n", capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    # sha256("s3cret"), the value that goes into router.auth.api_keys[].sha256
+    assert out.stdout.strip() == "1ec1c26b50d5d3c58d9583181af8076655fe00756bf7285940ba3670f99fcba0"

@@ -1,0 +1,251 @@
+"""Router commands for operators: `mesh nodes`, `mesh costs`, `mesh route-eval`, `mesh keys`.
+
+Heavy imports (grpc stubs, SQLAlchemy, the embedding model) happen inside the commands so the
+rest of the CLI stays quick to start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+import click
+
+from mesh.config import DEFAULT_ROUTER_LISTEN, MeshConfig, NodeConfig, default_config, load_config
+
+_TIER_NUMBER = {"small": 1, "medium": 2, "large": 3, "frontier": 4}
+
+
+def _config(path: str | None) -> MeshConfig:
+    from mesh.config import ConfigError
+
+    try:
+        return load_config(path) if path else default_config()
+    except ConfigError as err:
+        raise click.ClickException(str(err)) from None
+
+
+def card_of(node: NodeConfig) -> Any:
+    """The ModelCard a configured node will publish (context window as configured, or 8192)."""
+    from mesh.v1 import types_pb2
+
+    return types_pb2.ModelCard(
+        model_id=node.model,
+        provider="self-hosted",
+        kind=types_pb2.MODEL_KIND_SELF_HOSTED,
+        tier=_TIER_NUMBER[node.tier.value],  # type: ignore[arg-type]
+        context_window=node.context_window or 8192,
+        input_price_per_mtok=node.input_price_per_mtok,
+        output_price_per_mtok=node.output_price_per_mtok,
+        capabilities=node.capabilities,
+        aliases=node.aliases,
+    )
+
+
+# -- mesh nodes ----------------------------------------------------------------------------
+@click.command("nodes")
+@click.option("--router", "target", default=DEFAULT_ROUTER_LISTEN, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per node.")
+def nodes_command(target: str, as_json: bool) -> None:
+    """The router's routing table: health, circuit breaker, load and models of every node."""
+    import grpc
+
+    try:
+        nodes = asyncio.run(_list_nodes(target))
+    except grpc.RpcError as err:
+        raise click.ClickException(f"{err.code().name}: {err.details()}") from None  # type: ignore[attr-defined]
+    if as_json:
+        from google.protobuf.json_format import MessageToDict
+
+        for node in nodes:
+            click.echo(json.dumps(MessageToDict(node, preserving_proto_field_name=True)))
+        return
+    click.echo(format_nodes(nodes))
+
+
+async def _list_nodes(target: str) -> list[Any]:
+    import grpc.aio
+
+    from mesh.v1 import registry_pb2, registry_pb2_grpc
+
+    out: list[Any] = []
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = registry_pb2_grpc.RegistryServiceStub(channel)
+        token = ""
+        while True:
+            page = await stub.ListNodes(
+                registry_pb2.ListNodesRequest(page_size=200, page_token=token), timeout=10
+            )
+            out.extend(page.nodes)
+            token = page.next_page_token
+            if not token:
+                return out
+
+
+def format_nodes(nodes: list[Any]) -> str:
+    """A fixed-width table an operator reads at a glance."""
+    from mesh.v1 import registry_pb2
+
+    if not nodes:
+        return "no nodes in the routing table"
+    header = ("node", "source", "health", "breaker", "running", "waiting", "kv", "ttft ms", "seen")
+    rows = [header]
+    now = time.time()
+    for n in nodes:
+        source = registry_pb2.NodeSource.Name(n.source).removeprefix("NODE_SOURCE_").lower()
+        breaker = registry_pb2.BreakerState.Name(n.breaker_state).removeprefix("BREAKER_STATE_")
+        seen = now - n.last_seen.ToNanoseconds() / 1e9 if n.last_seen.seconds else None
+        rows.append(
+            (
+                n.node_id,
+                source,
+                "up" if n.healthy else "DOWN",
+                breaker.lower().replace("_", "-"),
+                str(n.load.running),
+                str(n.load.waiting),
+                f"{n.load.kv_cache_usage:.0%}",
+                f"{n.load.ewma_ttft_ms:.0f}" if n.load.ewma_ttft_ms else "-",
+                f"{seen:.0f}s ago" if seen is not None else "-",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    for n in nodes:
+        models = ", ".join(
+            f"{m.model_id} ({m.provider}, ${m.input_price_per_mtok:g}/${m.output_price_per_mtok:g}"
+            " per M)"
+            for m in n.models
+        )
+        lines.append(f"  {n.node_id}: {n.address} serves {models or 'nothing yet'}")
+    return "\n".join(lines)
+
+
+# -- mesh costs ----------------------------------------------------------------------------
+@click.command("costs")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None)
+@click.option("--since", default=None, help='"24h", "7d", "90m" or an ISO date/time (UTC).')
+@click.option("--by", type=click.Choice(["tenant", "model"]), default=None)
+@click.option("--json", "as_json", is_flag=True)
+def costs_command(
+    config_path: str | None, since: str | None, by: str | None, as_json: bool
+) -> None:
+    """Spend, baseline, and savings from routing and from the cache, from the router's ledger."""
+    from mesh.router.ledger import format_costs, parse_since
+
+    config = _config(config_path)
+    try:
+        start = parse_since(since) if since else None
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--since") from None
+    rows = asyncio.run(_summary(config.router.ledger_url(), start, by))
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {**r.__dict__, "savings_usd": r.savings_usd, "group": by or "total"}
+                    for r in rows
+                ]
+            )
+        )
+        return
+    click.echo(format_costs(rows, by))  # type: ignore[arg-type]
+
+
+async def _summary(url: str, since: Any, by: str | None) -> list[Any]:
+    from mesh.router.ledger import Ledger
+
+    ledger = Ledger(url)
+    try:
+        await ledger.start()
+        return await ledger.summary(since=since, by=by)  # type: ignore[arg-type]
+    finally:
+        await ledger.close()
+
+
+# -- mesh route-eval ---------------------------------------------------------------------
+@click.command("route-eval")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Catalogue from this mesh.yaml's nodes. Default: the demo catalogue.",
+)
+@click.option("--max-tokens", default=256, show_default=True, help="Completion length priced.")
+@click.option("--no-embeddings", is_flag=True, help="Features only (no MiniLM exemplars).")
+@click.option("--json", "as_json", is_flag=True)
+def route_eval_command(
+    file: str, config_path: str | None, max_tokens: int, no_embeddings: bool, as_json: bool
+) -> None:
+    """Route a labelled JSONL file and report cost vs always-frontier and mis-routing rates."""
+    from mesh.router.policies import PolicySet
+    from mesh.router.route_eval import demo_cards, evaluate, load_labelled
+    from mesh.router.settings import EstimatorSettings
+    from mesh.router.tier_estimator import TierEstimator
+
+    try:
+        rows = load_labelled(file)
+    except (ValueError, json.JSONDecodeError) as err:
+        raise click.ClickException(str(err)) from None
+    if config_path:
+        config = _config(config_path)
+        cards = [card_of(n) for n in config.nodes]
+        if not cards:
+            raise click.ClickException(f"{config_path} configures no nodes to route to")
+        settings = config.router.routing
+    else:
+        cards = demo_cards()
+        settings = default_config().router.routing
+    estimator_settings = settings.estimator
+    if no_embeddings:
+        estimator_settings = EstimatorSettings(
+            **{**estimator_settings.model_dump(), "embeddings": False}
+        )
+    estimator = TierEstimator(estimator_settings)
+    policy = PolicySet(settings).get(settings.default_policy)
+    report = evaluate(rows, cards, estimator, policy, max_tokens=max_tokens)
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    click.echo(f"{report['n']} prompts, policy {report['policy']}, catalogue:")
+    for card in cards:
+        click.echo(
+            f"  {card.model_id:<28} tier {card.tier}  "
+            f"${card.input_price_per_mtok:g}/${card.output_price_per_mtok:g} per M"
+        )
+    click.echo(f"cost vs always-frontier   {report['cost_ratio']:.3f}")
+    click.echo(f"under-routing rate        {report['under_routing_rate']:.3f}")
+    click.echo(f"over-routing rate         {report['over_routing_rate']:.3f}")
+    shares = ", ".join(f"{k} {v:.0%}" for k, v in report["tier_share"].items())
+    click.echo(f"tier share                {shares}")
+    for kind, counts in report["by_kind"].items():
+        click.echo(
+            f"  {kind:<22} n={counts['n']:<4} under={counts['under']:<4} over={counts['over']}"
+        )
+
+
+# -- mesh keys -----------------------------------------------------------------------------
+@click.group("keys")
+def keys_command() -> None:
+    """API keys for mesh.yaml (stored only as SHA-256 hashes)."""
+
+
+@keys_command.command("hash")
+def keys_hash() -> None:
+    """Print the SHA-256 of a key read from stdin (never from argv, which `ps` shows)."""
+    from mesh.router.auth import hash_api_key
+
+    if sys.stdin.isatty():
+        key = click.prompt("API key", hide_input=True)
+    else:
+        key = sys.stdin.readline().strip()
+    if not key:
+        raise click.ClickException("no key given on stdin")
+    click.echo(hash_api_key(key))
+
+
+COMMANDS = (nodes_command, costs_command, route_eval_command, keys_command)
