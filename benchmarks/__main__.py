@@ -9,7 +9,7 @@ import sys
 
 import grpc
 
-SUITES = ("benchmarks.guards", "benchmarks.cache", "benchmarks.vllm_node")
+SUITES = ("benchmarks.guards", "benchmarks.cache", "benchmarks.router", "benchmarks.vllm_node")
 
 
 def main() -> int:
