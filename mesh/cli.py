@@ -18,6 +18,7 @@ from mesh.config import (
     MeshConfig,
     NodeConfig,
     Tier,
+    VllmEngineConfig,
     default_config,
     load_config,
     vllm_available,
@@ -106,6 +107,30 @@ def up(config_path: str | None, listen: str | None, grace: float) -> None:
 @click.option(
     "--grace", default=10.0, show_default=True, help="Seconds in-flight requests get on stop."
 )
+@click.option(
+    "--router", "router_address", metavar="ADDR", default=None, help="Router to Register with."
+)
+@click.option(
+    "--advertise",
+    metavar="ADDR",
+    default=None,
+    help="Address the router dials. Default: the bound address.",
+)
+@click.option(
+    "--heartbeat-interval",
+    default=2.0,
+    show_default=True,
+    help="Seconds between load reports, until the router states its own.",
+)
+@click.option("--max-model-len", type=int, default=None, help="vLLM: context length reserved.")
+@click.option("--kv-cache-gib", type=float, default=None, help="vLLM: KV cache size on CPU.")
+@click.option("--max-num-seqs", type=int, default=None, help="vLLM: sequences batched together.")
+@click.option(
+    "--dtype",
+    type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+    default=None,
+    help="vLLM: weights dtype; auto is float32 on CPU.",
+)
 def node(
     engine: str | None,
     model: str,
@@ -116,12 +141,25 @@ def node(
     price_out: float,
     max_inflight: int,
     grace: float,
+    router_address: str | None,
+    advertise: str | None,
+    heartbeat_interval: float,
+    max_model_len: int | None,
+    kv_cache_gib: float | None,
+    max_num_seqs: int | None,
+    dtype: str | None,
 ) -> None:
-    """Serve one local model as an inference node."""
+    """Serve one local model as an inference node, registered with a router if one is given."""
     from pydantic import ValidationError
 
     from nodes.runtime import NodeRuntime
 
+    vllm_flags = {
+        "max_model_len": max_model_len,
+        "kv_cache_gib": kv_cache_gib,
+        "max_num_seqs": max_num_seqs,
+        "dtype": dtype,
+    }
     try:
         config = NodeConfig(
             id=node_id or f"local-{model}",
@@ -132,6 +170,13 @@ def node(
             input_price_per_mtok=price_in,
             output_price_per_mtok=price_out,
             max_inflight=max_inflight,
+            router_address=router_address,
+            advertise_address=advertise,
+            heartbeat_interval_s=heartbeat_interval,
+            # Unset flags keep VllmEngineConfig's defaults.
+            vllm=VllmEngineConfig.model_validate(
+                {k: v for k, v in vllm_flags.items() if v is not None}
+            ),
         )
     except ValidationError as exc:
         raise click.ClickException(str(exc)) from None
@@ -311,6 +356,10 @@ def _register_plugins() -> None:
 
 
 _register_plugins()
+
+from mesh.bridge_cli import bridge  # noqa: E402 (registered after the group exists)
+
+cli.add_command(bridge)
 
 
 def main() -> None:

@@ -88,8 +88,10 @@ class NodeConfig(_Strict):
     """One inference node: a local model behind mesh.v1.InferenceService."""
 
     id: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    engine: Literal["vllm", "transformers", "fake"] = Field(
-        "transformers", description="fake is a deterministic test engine, never for serving"
+    engine: Literal["vllm", "transformers", "fake", "bridge"] = Field(
+        "transformers",
+        description="fake is a deterministic test engine, never for serving; bridge: an "
+        "external API, built by nodes.bridges (`mesh bridge`), not by create_backend",
     )
     model: str = Field("smollm2-135m-instruct", description="a known model name (mesh models list)")
     listen: Address = Field("127.0.0.1:0", description="host:port; port 0 picks a free port")
@@ -106,8 +108,42 @@ class NodeConfig(_Strict):
     )
     default_max_tokens: int = Field(256, ge=1, description="max_tokens when the request sets none")
     vllm: VllmEngineConfig = Field(default_factory=VllmEngineConfig)
+    router_address: Address | None = Field(
+        None, description="router whose RegistryService the node joins; none: static lists only"
+    )
+    advertise_address: Address | None = Field(
+        None, description="host:port the router dials; default: the bound listen address"
+    )
+    heartbeat_interval_s: float = Field(
+        2.0, gt=0, description="load report period until the router states its own"
+    )
 
     _check_listen = field_validator("listen")(classmethod(lambda cls, v: _check_address(v)))
+    _check_dialable = field_validator("router_address", "advertise_address")(
+        classmethod(lambda cls, v: None if v is None else _check_dialable(v))
+    )
+
+    @model_validator(mode="after")
+    def _advertise_when_wildcard(self) -> NodeConfig:
+        # The bound address of a wildcard listen is not one a router can dial.
+        if self.router_address and not self.advertise_address and _is_wildcard(self.listen):
+            raise ValueError(
+                f"advertise_address is required: listen {self.listen!r} is a wildcard the "
+                f"router at {self.router_address!r} cannot dial"
+            )
+        return self
+
+
+def _is_wildcard(address: str) -> bool:
+    return address.rpartition(":")[0].strip("[]") in ("", "0.0.0.0", "::", "*")
+
+
+def _check_dialable(value: str) -> str:
+    """An address another process connects to: host:port, no wildcard host, no port 0."""
+    _check_address(value)
+    if _is_wildcard(value) or int(value.rpartition(":")[2]) == 0:
+        raise ValueError(f"{value!r} cannot be dialled (wildcard host or port 0)")
+    return value
 
 
 class UpstreamConfig(_Strict):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import click
 import grpc.aio
@@ -25,6 +26,10 @@ from mesh.telemetry.settings import default_span_store_path
 from mesh.telemetry.span_store import SpanStore, TraceNotFound
 from mesh.telemetry.trace_view import render_trace
 from nodes.assets import model_path
+from nodes.bridges.config import BridgeConfig, BridgeLimits, Provider
+from nodes.bridges.local_openai_server import LocalOpenAIServer
+from nodes.bridges.prices import load_price_table
+from nodes.engines.vllm import VllmBackend
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,99 @@ PROMPTS = (
 )
 
 
+# Prompts for the bridge node (pinned by its alias), shown when the demo runs one.
+EXTERNAL_PROMPTS = (
+    DemoPrompt("Name three primary colours.", stream=False, model="external"),
+    DemoPrompt("Write one sentence about rain.", stream=True, model="external"),
+)
+# Models the demo bridges to when a provider key is set (override: MESH_DEMO_<PROVIDER>_MODEL).
+DEMO_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5"}
+STAND_IN_FOR = "gpt-4o-mini"
+# A demo must not run up a bill: a few requests at a time, a few per minute.
+DEMO_LIMITS = BridgeLimits(max_concurrent=4, requests_per_minute=30)
+
+
+@dataclass
+class ExternalPlan:
+    """Which external API the demo's bridge node reaches, and what to tell the user about it."""
+
+    bridge: BridgeConfig | None = None
+    stand_in: LocalOpenAIServer | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def plan_external(config: MeshConfig) -> ExternalPlan:
+    """A real provider when its key is set; else a local vLLM server standing in for one."""
+    keys: tuple[tuple[Provider, str], ...] = (
+        ("openai", "OPENAI_API_KEY"),
+        ("anthropic", "ANTHROPIC_API_KEY"),
+    )
+    for provider, env in keys:
+        if os.environ.get(env):
+            model = os.environ.get(f"MESH_DEMO_{provider.upper()}_MODEL", DEMO_MODELS[provider])
+            bridge = BridgeConfig(
+                id=f"external-{provider}",
+                provider=provider,
+                model=model,
+                aliases=["external"],
+                limits=DEMO_LIMITS,
+            )
+            return ExternalPlan(
+                bridge,
+                notes=[
+                    f"{env} is set: bridge node {bridge.id} calls the real {provider} API at "
+                    f"{bridge.resolved_base_url} with model {model} (real provider, real cost)"
+                ],
+            )
+    node = next((n for n in config.nodes if n.engine == "vllm"), None)
+    if node is None:
+        return ExternalPlan(
+            notes=[
+                "no OPENAI_API_KEY / ANTHROPIC_API_KEY set and no vLLM node to stand in for an "
+                "external API: the demo runs without a bridge node"
+            ]
+        )
+    table = load_price_table()
+    price = table.lookup(STAND_IN_FOR)
+    assert price is not None
+    stand_in = LocalOpenAIServer(model_path=str(model_path(node.model)), served_name=node.model)
+    bridge = BridgeConfig(
+        id="external-stand-in",
+        provider="openai-compatible",
+        base_url=stand_in.base_url + "/v1",
+        model=node.model,
+        price=price,
+        tier=price.tier,
+        context_window=node.vllm.max_model_len,
+        aliases=["external"],
+        limits=DEMO_LIMITS,
+    )
+    return ExternalPlan(
+        bridge,
+        stand_in,
+        notes=[
+            "no OPENAI_API_KEY / ANTHROPIC_API_KEY set: the bridge node "
+            f"{bridge.id} STANDS IN for an external API.",
+            f"It calls {bridge.resolved_base_url} with the official openai SDK: vLLM's own "
+            f"OpenAI-compatible server, run by this demo over the {node.id} engine, answering "
+            f"with {node.model} (not a paid model).",
+            f"It is priced and tiered like {STAND_IN_FOR} (list prices as of "
+            f"{table.prices_as_of}), so costs look like an external API's. Set "
+            "OPENAI_API_KEY or ANTHROPIC_API_KEY to bridge to the real provider.",
+        ],
+    )
+
+
+async def _start_mesh(mesh: EmbeddedMesh, plan: ExternalPlan) -> str:
+    """Nodes, then the stand-in API over a node's engine (if any), then bridges and router."""
+    await mesh.start_nodes()
+    if plan.stand_in is not None:
+        engine = next(n.backend.engine for n in mesh.nodes if isinstance(n.backend, VllmBackend))
+        await plan.stand_in.start(engine)
+    await mesh.start_bridges()
+    return await mesh.start_router()
+
+
 def _heading(text: str) -> None:
     click.secho(f"\n== {text}", bold=True)
 
@@ -62,25 +160,40 @@ async def run_demo(config: MeshConfig) -> int:
     for node in config.nodes:
         if node.engine != "fake":
             click.echo(f"{node.model}: {model_path(node.model)}")
-    mesh = EmbeddedMesh(config, listen="127.0.0.1:0", telemetry=telemetry)
+    plan = plan_external(config)
+    mesh = EmbeddedMesh(
+        config,
+        listen="127.0.0.1:0",
+        telemetry=telemetry,
+        bridges=[plan.bridge] if plan.bridge else [],
+    )
     _heading("starting the embedded mesh")
     started = time.perf_counter()
-    address = await mesh.start()
+    try:
+        address = await _start_mesh(mesh, plan)
+    except BaseException:
+        if plan.stand_in is not None:
+            await plan.stand_in.stop()
+        raise
     click.echo(
         f"router on {address}; nodes: "
         + ", ".join(
             f"{n.config.id} ({n.config.engine}, {n.config.model}) on {n.address}"
-            for n in mesh.nodes
+            for n in [*mesh.nodes, *mesh.bridges]
         )
         + f"  [{time.perf_counter() - started:.1f}s]"
     )
+    _heading("external API (bridge node)")
+    for note in plan.notes:
+        click.secho(note, fg="cyan")
     if mesh.router.policy_store is not None:
         click.echo(f"guard policy version {mesh.router.policy_store.active.version}")
     failures = 0
     traced_request = ""
     try:
         async with open_channel(address) as channel:
-            for i, item in enumerate(PROMPTS, start=1):
+            prompts = PROMPTS + (EXTERNAL_PROMPTS if mesh.bridges else ())
+            for i, item in enumerate(prompts, start=1):
                 mode = "streamed" if item.stream else "unary"
                 _heading(f"prompt {i} ({mode}, model={item.model}): {item.prompt}")
                 options = ChatOptions(
@@ -106,6 +219,8 @@ async def run_demo(config: MeshConfig) -> int:
     finally:
         _heading("shutting down")
         await mesh.stop(grace_s=5.0)
+        if plan.stand_in is not None:
+            await plan.stand_in.stop()
         click.echo("stopped cleanly")
     _show_trace(telemetry, traced_request)
     return 1 if failures else 0

@@ -48,6 +48,7 @@ class RegistrationLoop:
         self.registered = False
         self.registrations = 0
         self.heartbeats = 0
+        self.consecutive_failures = 0
         self._channel: grpc.aio.Channel | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -95,42 +96,59 @@ class RegistrationLoop:
         assert self._channel is not None
         stub = registry_pb2_grpc.RegistryServiceStub(self._channel)  # type: ignore[no-untyped-call]
         interval = self.interval_s
-        failures = 0
         while not self._stopping.is_set():
             try:
                 if not self.registered:
                     interval = await self._register(stub)
-                else:
-                    reply = await stub.Heartbeat(
-                        registry_pb2.HeartbeatRequest(
-                            node_id=self.node_id, load=self.servicer.node_load()
-                        ),
-                        timeout=self.call_timeout_s,
-                    )
-                    self.heartbeats += 1
-                    if not reply.known:
-                        # The router forgot us (restart, TTL expiry): register again right away.
-                        log.info(
-                            "router %s forgot node %s; registering again",
-                            self.router_address,
-                            self.node_id,
-                        )
-                        self.registered = False
-                        continue
-                failures = 0
+                elif not await self._heartbeat(stub):
+                    continue  # forgotten by the router: register again right away
+                self._recovered()
                 delay = interval
             except grpc.aio.AioRpcError as err:
-                failures += 1
-                # Back off while the router is away, but never beyond a few heartbeats.
-                delay = min(interval * (2 ** min(failures, 5)), max(self.max_backoff_s, interval))
-                log.warning(
-                    "registry call to %s failed (%s); retrying in %.1f s",
-                    self.router_address,
-                    err.code(),
-                    delay,
-                )
+                delay = self._failed(interval, err.code().name)
+            except Exception as err:  # a bug here must not end registration for good
+                delay = self._failed(interval, type(err).__name__)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
+
+    async def _heartbeat(self, stub: registry_pb2_grpc.RegistryServiceStub) -> bool:
+        """Report load; False when the router no longer knows this node."""
+        reply = await stub.Heartbeat(
+            registry_pb2.HeartbeatRequest(node_id=self.node_id, load=self.servicer.node_load()),
+            timeout=self.call_timeout_s,
+        )
+        self.heartbeats += 1
+        if not reply.known:
+            # The router forgot us (restart, TTL expiry).
+            log.info(
+                "router %s forgot node %s; registering again", self.router_address, self.node_id
+            )
+            self.registered = False
+        return bool(reply.known)
+
+    def _failed(self, interval: float, why: str) -> float:
+        """Count a failed call; returns the back-off delay. Logs only when the state changes."""
+        self.consecutive_failures += 1
+        if self.consecutive_failures == 1:
+            log.warning(
+                "router %s unreachable for node %s (%s); retrying with back-off",
+                self.router_address,
+                self.node_id,
+                why,
+            )
+        # Back off while the router is away, but never beyond a few heartbeats.
+        exponent = min(self.consecutive_failures, 5)
+        return min(interval * 2.0**exponent, max(self.max_backoff_s, interval))
+
+    def _recovered(self) -> None:
+        if self.consecutive_failures:
+            log.info(
+                "router %s reachable again for node %s after %d failed calls",
+                self.router_address,
+                self.node_id,
+                self.consecutive_failures,
+            )
+        self.consecutive_failures = 0
 
     async def _register(self, stub: registry_pb2_grpc.RegistryServiceStub) -> float:
         """Register; returns the heartbeat interval to use (the router's, if it states one)."""

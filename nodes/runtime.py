@@ -13,6 +13,7 @@ from mesh.telemetry.setup import Telemetry
 from mesh.v1 import inference_pb2, inference_pb2_grpc
 from nodes.engines import create_backend
 from nodes.engines.base import InferenceBackend
+from nodes.registration import RegistrationLoop
 from nodes.server import NodeServicer
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,11 @@ INFERENCE_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"
 
 
 class NodeRuntime:
-    """One inference node: starts the engine, then serves; stops in the reverse order."""
+    """One inference node: starts the engine, then serves, then joins the router's registry.
+
+    It stops in the reverse order: leaving the registry first means the router stops sending
+    new work before the server drains what is in flight.
+    """
 
     def __init__(
         self,
@@ -32,11 +37,12 @@ class NodeRuntime:
     ) -> None:
         self.config = config
         self.backend = backend or create_backend(config)
-        self.servicer = NodeServicer(config, self.backend)
+        self.servicer = NodeServicer(config, self.backend, telemetry=telemetry)
         self._health_interval_s = health_interval_s
         self._telemetry = telemetry
         self._bound: BoundServer | None = None
         self._health_task: asyncio.Task[None] | None = None
+        self.registration: RegistrationLoop | None = None
         self.address = ""
 
     async def start(self) -> str:
@@ -62,7 +68,20 @@ class NodeRuntime:
         log.info(
             "node %s serving %s on %s", self.config.id, self.backend.info.model_id, self.address
         )
+        await self._start_registration()
         return self.address
+
+    async def _start_registration(self) -> None:
+        """Announce the node when a router is configured; never waits for the router."""
+        if not self.config.router_address:
+            return
+        self.registration = RegistrationLoop(
+            self.servicer,
+            self.config.advertise_address or self.address,
+            self.config.router_address,
+            self.config.heartbeat_interval_s,
+        )
+        await self.registration.start()
 
     async def _watch_health(self) -> None:
         """Mirror engine health into grpc.health.v1 so routers stop sending to a dead engine."""
@@ -81,7 +100,10 @@ class NodeRuntime:
                 await self._bound.set_serving(healthy)
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        """Stop accepting, let in-flight requests finish within the grace, then stop the engine."""
+        """Leave the registry, stop accepting, let in-flight requests finish, stop the engine."""
+        if self.registration is not None:
+            await self.registration.stop()
+            self.registration = None
         if self._health_task is not None:
             self._health_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

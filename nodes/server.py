@@ -2,6 +2,9 @@
 
 Each request is a short sequence of steps over a context (validate -> prepare -> admit ->
 stream -> build); every exception becomes a status in exactly one place (the error boundary).
+With telemetry, each RPC also feeds the process's metrics (tokens, duration, time to first
+token, requests by status), the node's load gauges, and engine phase spans where the engine
+reports them; none of that can fail a request.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +25,12 @@ from mesh.contract.errors import InvalidRequest, ModelNotFound
 from mesh.contract.status import stream_error_boundary, unary_error_boundary
 from mesh.contract.validation import GenerationLike, validate_generation
 from mesh.telemetry import semconv as sc
+from mesh.telemetry.generation_metrics import GenerationRecorder, observe_generation
+from mesh.telemetry.metrics import NodeLoadSample
+from mesh.telemetry.setup import Telemetry
 from mesh.v1 import inference_pb2, inference_pb2_grpc, types_pb2
 from nodes.engines.base import (
+    EngineTimings,
     FinishReason,
     GenerationEnd,
     GenerationInput,
@@ -58,6 +66,7 @@ class _Run:
 
     request_id: str
     engine_input: GenerationInput
+    recorder: GenerationRecorder
     started: float = field(default_factory=time.perf_counter)
     end: GenerationEnd | None = None
 
@@ -65,11 +74,16 @@ class _Run:
 class NodeServicer(inference_pb2_grpc.InferenceServiceServicer):
     """Serves one local model."""
 
-    def __init__(self, config: NodeConfig, backend: InferenceBackend) -> None:
+    def __init__(
+        self, config: NodeConfig, backend: InferenceBackend, *, telemetry: Telemetry | None = None
+    ) -> None:
         self.config = config
         self.backend = backend
         self.admission = Admission(config.max_inflight)
         self.ttft_ms = Ewma()
+        self.telemetry = telemetry
+        if telemetry is not None:
+            telemetry.metrics.watch_node_load(config.id, self.load_sample)
 
     # --- the model card -------------------------------------------------------------------
     def model_card(self) -> types_pb2.ModelCard:
@@ -103,8 +117,26 @@ class NodeServicer(inference_pb2_grpc.InferenceServiceServicer):
             max_inflight=self.admission.max_inflight,
         )
 
+    def load_sample(self) -> NodeLoadSample:
+        """The engine's load for the node gauges, read when metrics are collected."""
+        load = self.backend.load()
+        return NodeLoadSample(load.running, load.waiting, load.kv_cache_usage)
+
     # --- steps ----------------------------------------------------------------------------
-    def _prepare(self, request: GenerationLike, routing: types_pb2.RoutingHints) -> _Run:
+    def _observe(self) -> AbstractContextManager[GenerationRecorder]:
+        return observe_generation(
+            self.telemetry.metrics if self.telemetry is not None else None,
+            provider=SELF_HOSTED,
+            model=self.backend.info.model_id,
+            node=self.config.id,
+        )
+
+    def _prepare(
+        self,
+        request: GenerationLike,
+        routing: types_pb2.RoutingHints,
+        recorder: GenerationRecorder,
+    ) -> _Run:
         validate_generation(request)
         pinned = routing.model
         if (
@@ -138,9 +170,10 @@ class NodeServicer(inference_pb2_grpc.InferenceServiceServicer):
         )
         request_id = request.request_id or uuid.uuid4().hex
         sc.tag_request(request_id)
+        recorder.request_id = request_id
         # The engine id is unique even if a caller reuses its request id concurrently.
         engine_id = f"{request_id}-{uuid.uuid4().hex[:8]}"
-        return _Run(request_id, GenerationInput(engine_id, messages, sampling))
+        return _Run(request_id, GenerationInput(engine_id, messages, sampling), recorder)
 
     async def _stream(self, run: _Run) -> AsyncGenerator[str, None]:
         """Engine output as text; records the end; aborts the engine if closed early."""
@@ -152,14 +185,30 @@ class NodeServicer(inference_pb2_grpc.InferenceServiceServicer):
                     if isinstance(item, TextChunk):
                         if first:
                             self.ttft_ms.add((time.perf_counter() - run.started) * 1000)
+                            run.recorder.first_token()
                             first = False
                         yield item.text
                     else:
                         run.end = item
+                        run.recorder.usage(
+                            input_tokens=item.input_tokens, output_tokens=item.output_tokens
+                        )
+                        if item.timings is not None:
+                            self._engine_spans(item.timings)
         finally:
             self.admission.leave()
             if run.end is None:  # cancelled, deadline passed or failed: free the engine
                 await self.backend.abort(run.engine_input.request_id)
+
+    def _engine_spans(self, timings: EngineTimings) -> None:
+        """Queue / prefill / decode as children of the current (RPC server) span."""
+        sc.record_engine_phases(
+            queued_ns=timings.queued_ns,
+            scheduled_ns=timings.scheduled_ns,
+            first_token_ns=timings.first_token_ns,
+            finished_ns=timings.last_token_ns,
+            tracer=self.telemetry.tracer if self.telemetry is not None else None,
+        )
 
     def _usage(self, end: GenerationEnd) -> types_pb2.Usage:
         cost = (
@@ -210,9 +259,10 @@ class NodeServicer(inference_pb2_grpc.InferenceServiceServicer):
     async def Generate(
         self, request: inference_pb2.GenerateRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> inference_pb2.GenerateResponse:
-        run = self._prepare(request, request.routing)
-        parts = [text async for text in self._stream(run)]
-        return inference_pb2.GenerateResponse(text="".join(parts), **self._summary_fields(run))
+        with self._observe() as recorder:
+            run = self._prepare(request, request.routing, recorder)
+            parts = [text async for text in self._stream(run)]
+            return inference_pb2.GenerateResponse(text="".join(parts), **self._summary_fields(run))
 
     @stream_error_boundary
     async def GenerateStream(
@@ -220,13 +270,16 @@ class NodeServicer(inference_pb2_grpc.InferenceServiceServicer):
         request: inference_pb2.GenerateStreamRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[inference_pb2.GenerateStreamResponse]:
-        run = self._prepare(request, request.routing)
-        async with contextlib.aclosing(self._stream(run)) as texts:
-            async for text in texts:
-                yield inference_pb2.GenerateStreamResponse(delta=inference_pb2.TextDelta(text=text))
-        yield inference_pb2.GenerateStreamResponse(
-            summary=inference_pb2.GenerationSummary(**self._summary_fields(run))
-        )
+        with self._observe() as recorder:
+            run = self._prepare(request, request.routing, recorder)
+            async with contextlib.aclosing(self._stream(run)) as texts:
+                async for text in texts:
+                    yield inference_pb2.GenerateStreamResponse(
+                        delta=inference_pb2.TextDelta(text=text)
+                    )
+            yield inference_pb2.GenerateStreamResponse(
+                summary=inference_pb2.GenerationSummary(**self._summary_fields(run))
+            )
 
     async def ListModels(
         self, request: inference_pb2.ListModelsRequest, context: grpc.aio.ServicerContext[Any, Any]

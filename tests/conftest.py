@@ -13,6 +13,8 @@ pytest_plugins = [
     "tests.fixtures.guards",
     "tests.fixtures.router",
     "tests.fixtures.vllm",
+    "tests.fixtures.openai_server",
+    "tests.fixtures.fault_injector",
 ]
 
 # Never let a test reach the network by accident (Hugging Face hub, telemetry endpoints).

@@ -40,7 +40,7 @@ from mesh.router.policies import PrefixAffinityPolicy, RouteDecision
 from mesh.router.tier_estimator import tier_name
 from mesh.router.upstream import UpstreamPool
 from mesh.telemetry import semconv as sc
-from mesh.telemetry.metrics import MeshMetrics
+from mesh.telemetry.metrics import ROLE_ROUTER, MeshMetrics
 from mesh.v1 import inference_pb2, inference_pb2_grpc, types_pb2
 
 log = logging.getLogger(__name__)
@@ -407,6 +407,7 @@ class RouterServicer(inference_pb2_grpc.InferenceServiceServicer):
             model=route.model if route is not None else None,
             node=route.node_id if route is not None else None,
             policy=state.plan.policy.name if state is not None else None,
+            role=ROLE_ROUTER,
         )
 
     @staticmethod
@@ -545,9 +546,16 @@ class RouterServicer(inference_pb2_grpc.InferenceServiceServicer):
             provider=provider,
             request_model=cand.model,
             response_model=reply.model or cand.model,
+            node=cand.node_id,
+            role=ROLE_ROUTER,
         )
         self.metrics.record_operation_duration(
-            seconds, provider=provider, request_model=cand.model, response_model=reply.model
+            seconds,
+            provider=provider,
+            request_model=cand.model,
+            response_model=reply.model,
+            node=cand.node_id,
+            role=ROLE_ROUTER,
         )
 
     # -- streaming --------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from mesh.telemetry.trace_view import render_trace, spans_json
     "--store",
     type=click.Path(dir_okay=False, path_type=Path),
     envvar="MESH_TRACE_STORE",
-    help="Span store file (default: ~/.cache/inference-mesh/traces.db).",
+    help="Span store file (default: traces.db in $MESH_DATA_DIR, else ~/.cache/inference-mesh).",
 )
 def trace_command(
     trace_id: str | None,

@@ -5,7 +5,8 @@ and client interceptors (client spans, context injected) do the work; this modul
 what is traced and adds one thing the package misses: handlers that end a call with
 `abort_with_status` (every mesh error does, via mesh.contract.status) bypass the package's
 context wrapper, so its server span would say OK. `_StatusRecorder` reads the final code back
-from the context and applies the server-fault rule. Health checks and reflection are not traced.
+from the context and applies the server-fault rule. Health checks, reflection and the mesh's
+periodic probes (ListModels polls, registry heartbeats) are not traced.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from opentelemetry.instrumentation.grpc import (  # type: ignore[import-untyped]
 )
 from opentelemetry.instrumentation.grpc.filters import (  # type: ignore[import-untyped]
     any_of,
+    full_method_name,
     health_check,
     negate,
     service_prefix,
@@ -34,13 +36,24 @@ from mesh.telemetry import semconv as sc
 from mesh.telemetry.safety import safe_invoke
 
 REFLECTION_PREFIX = "grpc.reflection."
+# Calls a router or node makes every few seconds on its own (a router polls each static node's
+# ListModels for cards and load; a registered node heartbeats). Traced, each would be a trace
+# of its own, burying the request traces an SRE looks for (`mesh trace --last N`).
+PROBE_METHODS = (
+    "/mesh.v1.InferenceService/ListModels",
+    "/mesh.v1.RegistryService/Heartbeat",
+)
 
 Filter = Callable[[Any], bool]
 
 
 def traced_calls() -> Filter:
-    """True for calls that get spans: everything but grpc.health.v1 and reflection."""
-    untraced: Filter = any_of(health_check(), service_prefix(REFLECTION_PREFIX))
+    """True for calls that get spans: everything but health, reflection and periodic probes."""
+    untraced: Filter = any_of(
+        health_check(),
+        service_prefix(REFLECTION_PREFIX),
+        *(full_method_name(method) for method in PROBE_METHODS),
+    )
     traced: Filter = negate(untraced)
     return traced
 

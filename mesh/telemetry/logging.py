@@ -1,7 +1,9 @@
 """Structured logs that carry the current trace and span ids, so a log line leads to its trace.
 
 JSON lines by default (python-json-logger); a readable text form for a terminal. Calling
-`configure_logging` again replaces the handler it installed instead of adding a second one.
+`configure_logging` again replaces the handler it installed instead of adding a second one, and
+a plain stderr handler (`logging.basicConfig`, as the CLI sets up before a server starts) gives
+way too: otherwise every line would reach stderr twice, once without its trace ids.
 """
 
 from __future__ import annotations
@@ -36,6 +38,17 @@ class TraceContextFilter(logging.Filter):
         return True
 
 
+def _replaced_by(old: logging.Handler, new: logging.StreamHandler[TextIO]) -> bool:
+    if getattr(old, _MARK, False):
+        return True
+    # Exactly a StreamHandler (not a subclass such as a test's capture handler) on our stream.
+    return (
+        type(old) is logging.StreamHandler
+        and new.stream in (sys.stderr, sys.__stderr__)
+        and getattr(old, "stream", None) in (sys.stderr, sys.__stderr__)
+    )
+
+
 def configure_logging(
     level: str | int = "INFO",
     *,
@@ -58,9 +71,10 @@ def configure_logging(
         handler.setFormatter(logging.Formatter(_TEXT_FORMAT))
     setattr(handler, _MARK, True)
     root = logging.getLogger()
-    for old in [h for h in root.handlers if getattr(h, _MARK, False)]:
+    for old in [h for h in root.handlers if _replaced_by(h, handler)]:
         root.removeHandler(old)
-        old.close()
+        if getattr(old, _MARK, False):
+            old.close()  # ours; a basicConfig handler's stream is stderr itself: left open
     root.addHandler(handler)
     root.setLevel(level)
     return handler

@@ -7,13 +7,18 @@ raise. The GenAI histograms use the bucket boundaries the GenAI conventions reco
 
 from __future__ import annotations
 
+import inspect
+import threading
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Literal
 
-from opentelemetry.metrics import Meter
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.util.types import AttributeValue
 
 from mesh.telemetry import semconv as sc
-from mesh.telemetry.safety import never_raises
+from mesh.telemetry.safety import never_raises, safe_invoke
 
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
 DURATION_BUCKETS = (
@@ -62,10 +67,75 @@ _GUARD = "mesh.guard"
 _STAGE = "mesh.guard.stage"
 _ACTION = "mesh.guard.action"
 _HIT = "mesh.cache.hit"
+# Who observed a GenAI measurement: "node" (where the model ran) or "router" (its upstream
+# attempt). In `mesh up` both live in one process; without it their series would merge.
+_ROLE = "mesh.role"
+ROLE_NODE = "node"
+ROLE_ROUTER = "router"
 
 
 def _attrs(**values: AttributeValue | None) -> dict[str, AttributeValue]:
     return {k: v for k, v in values.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class NodeLoadSample:
+    """One node's load at one moment: what the load gauges report for it."""
+
+    running: int
+    waiting: int
+    kv_cache_usage: float | None = None
+
+
+LoadSource = Callable[[], NodeLoadSample]
+
+
+def _strong(source: LoadSource) -> Callable[[], LoadSource]:
+    """A strong reference with WeakMethod's call shape."""
+    return lambda: source
+
+
+class _NodeLoads:
+    """Load per node for the observable gauges: pushed samples, or live sources read at scrape.
+
+    A live source that is a bound method is held weakly, so a node that is gone stops being
+    reported instead of being kept alive by its gauges.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pushed: dict[str, NodeLoadSample] = {}
+        self._sources: dict[str, Callable[[], LoadSource | None]] = {}
+
+    def push(self, node: str, sample: NodeLoadSample) -> None:
+        with self._lock:
+            self._pushed[node] = sample
+
+    def watch(self, node: str, source: LoadSource) -> None:
+        ref: Callable[[], LoadSource | None] = (
+            weakref.WeakMethod(source) if inspect.ismethod(source) else _strong(source)
+        )
+        with self._lock:
+            self._sources[node] = ref
+
+    def unwatch(self, node: str) -> None:
+        with self._lock:
+            self._sources.pop(node, None)
+
+    def samples(self) -> dict[str, NodeLoadSample]:
+        """Pushed samples, overridden by live sources (a source that fails is skipped)."""
+        with self._lock:
+            result = dict(self._pushed)
+            sources = dict(self._sources)
+        for node, ref in sources.items():
+            source = ref()
+            if source is None:
+                self.unwatch(node)
+                continue
+            sample = safe_invoke(source)
+            if sample is not None:
+                result[node] = sample
+        return result
 
 
 class MeshMetrics:
@@ -112,14 +182,26 @@ class MeshMetrics:
             unit="1",
             description="Circuit breaker per node: 0 closed, 1 half-open, 2 open",
         )
-        self.node_running = meter.create_gauge(
-            "mesh.node.requests.running", unit="{request}", description="Requests being generated"
+        # Load gauges are observed when metrics are collected (a scrape), so they show the
+        # engine's queue as it is then, not as it was at the last request.
+        self._loads = _NodeLoads()
+        self.node_running = meter.create_observable_gauge(
+            "mesh.node.requests.running",
+            callbacks=[self._observe_running],
+            unit="{request}",
+            description="Requests being generated",
         )
-        self.node_waiting = meter.create_gauge(
-            "mesh.node.requests.waiting", unit="{request}", description="Requests queued"
+        self.node_waiting = meter.create_observable_gauge(
+            "mesh.node.requests.waiting",
+            callbacks=[self._observe_waiting],
+            unit="{request}",
+            description="Requests queued",
         )
-        self.node_kv_cache = meter.create_gauge(
-            "mesh.node.kv_cache.usage", unit="1", description="Share of KV cache in use (0..1)"
+        self.node_kv_cache = meter.create_observable_gauge(
+            "mesh.node.kv_cache.usage",
+            callbacks=[self._observe_kv_cache],
+            unit="1",
+            description="Share of KV cache in use (0..1)",
         )
 
     @never_raises
@@ -132,14 +214,21 @@ class MeshMetrics:
         request_model: str,
         response_model: str | None = None,
         operation: str = sc.OPERATION_CHAT,
+        node: str | None = None,
+        role: str | None = None,
     ) -> None:
-        """gen_ai.client.token.usage: one observation per token type."""
+        """gen_ai.client.token.usage: one observation per token type.
+
+        node: the node that ran the model; role: ROLE_NODE or ROLE_ROUTER (who observed it).
+        """
         base = _attrs(
             **{
                 sc.GEN_AI_OPERATION_NAME: operation,
                 sc.GEN_AI_PROVIDER_NAME: provider,
                 sc.GEN_AI_REQUEST_MODEL: request_model,
                 sc.GEN_AI_RESPONSE_MODEL: response_model,
+                _NODE: node,
+                _ROLE: role,
             }
         )
         self.token_usage.record(input_tokens, {**base, sc.GEN_AI_TOKEN_TYPE: sc.TOKEN_TYPE_INPUT})
@@ -155,6 +244,8 @@ class MeshMetrics:
         response_model: str | None = None,
         error_type: str | None = None,
         operation: str = sc.OPERATION_CHAT,
+        node: str | None = None,
+        role: str | None = None,
     ) -> None:
         """gen_ai.client.operation.duration; error_type is the status code name on failure."""
         self.operation_duration.record(
@@ -166,20 +257,27 @@ class MeshMetrics:
                     sc.GEN_AI_REQUEST_MODEL: request_model,
                     sc.GEN_AI_RESPONSE_MODEL: response_model,
                     sc.ERROR_TYPE: error_type,
+                    _NODE: node,
+                    _ROLE: role,
                 }
             ),
         )
 
     @never_raises
-    def record_time_to_first_token(self, seconds: float, *, provider: str, model: str) -> None:
+    def record_time_to_first_token(
+        self, seconds: float, *, provider: str, model: str, node: str | None = None
+    ) -> None:
         """gen_ai.server.time_to_first_token, measured where the model runs."""
         self.time_to_first_token.record(
             seconds,
-            {
-                sc.GEN_AI_OPERATION_NAME: sc.OPERATION_CHAT,
-                sc.GEN_AI_PROVIDER_NAME: provider,
-                sc.GEN_AI_REQUEST_MODEL: model,
-            },
+            _attrs(
+                **{
+                    sc.GEN_AI_OPERATION_NAME: sc.OPERATION_CHAT,
+                    sc.GEN_AI_PROVIDER_NAME: provider,
+                    sc.GEN_AI_REQUEST_MODEL: model,
+                    _NODE: node,
+                }
+            ),
         )
 
     @never_raises
@@ -190,11 +288,23 @@ class MeshMetrics:
         model: str | None = None,
         node: str | None = None,
         policy: str | None = None,
+        role: str | None = None,
     ) -> None:
-        """One finished request; status is the gRPC code name ("OK", "PERMISSION_DENIED", ...)."""
+        """One finished request; status is the gRPC code name ("OK", "PERMISSION_DENIED", ...).
+
+        role: ROLE_NODE or ROLE_ROUTER, so one request through `mesh up` is not one series.
+        """
         self.requests.add(
             1,
-            _attrs(**{sc.MESH_STATUS: status.upper(), _MODEL: model, _NODE: node, _POLICY: policy}),
+            _attrs(
+                **{
+                    sc.MESH_STATUS: status.upper(),
+                    _MODEL: model,
+                    _NODE: node,
+                    _POLICY: policy,
+                    _ROLE: role,
+                }
+            ),
         )
 
     @never_raises
@@ -230,8 +340,33 @@ class MeshMetrics:
     def set_node_load(
         self, node: str, *, running: int, waiting: int, kv_cache_usage: float | None = None
     ) -> None:
-        """Load of a node, as it reports it (its own gauges, or heartbeats seen by the router)."""
-        self.node_running.set(running, {_NODE: node})
-        self.node_waiting.set(waiting, {_NODE: node})
-        if kv_cache_usage is not None:
-            self.node_kv_cache.set(kv_cache_usage, {_NODE: node})
+        """Load of a node as last reported (e.g. a heartbeat the router received)."""
+        self._loads.push(node, NodeLoadSample(running, waiting, kv_cache_usage))
+
+    @never_raises
+    def watch_node_load(self, node: str, source: LoadSource) -> None:
+        """Read a node's load from `source` at every collection (a node reporting itself)."""
+        self._loads.watch(node, source)
+
+    @never_raises
+    def unwatch_node_load(self, node: str) -> None:
+        """Stop reading a live source (the node stopped)."""
+        self._loads.unwatch(node)
+
+    def _observe(self, value: Callable[[NodeLoadSample], float | None]) -> Iterable[Observation]:
+        samples = safe_invoke(self._loads.samples) or {}
+        observations = []
+        for node, sample in samples.items():
+            observed = value(sample)
+            if observed is not None:
+                observations.append(Observation(observed, {_NODE: node}))
+        return observations
+
+    def _observe_running(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._observe(lambda s: s.running)
+
+    def _observe_waiting(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._observe(lambda s: s.waiting)
+
+    def _observe_kv_cache(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._observe(lambda s: s.kv_cache_usage)

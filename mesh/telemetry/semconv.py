@@ -95,6 +95,7 @@ MESH_ROUTE_ATTEMPT = "mesh.route.attempt"
 MESH_ROUTE_ATTEMPTS = "mesh.route.attempts"
 MESH_GUARD_STAGE = "mesh.guard.stage"
 MESH_GUARD_ACTION = "mesh.guard.action"
+MESH_GUARD_MODE = "mesh.guard.mode"
 MESH_CACHE_KIND = "mesh.cache.kind"
 MESH_INPUT_SHA256 = "mesh.input.sha256"
 MESH_INPUT_CHARS = "mesh.input.chars"
@@ -388,6 +389,73 @@ def record_verdict(
     )
 
 
+@never_raises
+def record_guard_run(
+    guard: str,
+    stage: str,
+    *,
+    start_ns: int,
+    end_ns: int,
+    action: str,
+    categories: Sequence[str] = (),
+    decision: str | None = None,
+    mode: str | None = None,
+    error_type: str | None = None,
+    policy_id: str | None = None,
+    policy_version: str | None = None,
+    tracer: Tracer | None = None,
+) -> None:
+    """A finished guard span from its start and end times, for guard runs only worth a span
+    once their verdict is known (a stream's per-chunk checks: a span each would flood)."""
+    chosen = tracer if tracer is not None else trace.get_tracer(_TRACER_NAME)
+    target = TARGET_LLM_OUTPUT if stage == "output" else TARGET_LLM_INPUT
+    span = chosen.start_span(
+        f"{OPERATION_APPLY_GUARDRAIL} {guard} {target}",
+        kind=SpanKind.INTERNAL,
+        start_time=start_ns,
+        attributes=_clean(
+            {
+                GEN_AI_OPERATION_NAME: OPERATION_APPLY_GUARDRAIL,
+                GEN_AI_GUARDIAN_NAME: guard,
+                GEN_AI_SECURITY_TARGET_TYPE: target,
+                MESH_GUARD_STAGE: stage,
+                GEN_AI_SECURITY_POLICY_ID: policy_id,
+                GEN_AI_SECURITY_POLICY_VERSION: policy_version,
+            }
+        ),
+    )
+    record_guard_outcome(
+        span,
+        action=action,
+        categories=categories,
+        decision=decision,
+        mode=mode,
+        error_type=error_type,
+    )
+    span.end(end_time=end_ns)
+
+
+@never_raises
+def record_guard_outcome(
+    span: Span,
+    *,
+    action: str,
+    categories: Sequence[str] = (),
+    decision: str | None = None,
+    mode: str | None = None,
+    error_type: str | None = None,
+) -> None:
+    """`record_verdict` plus the guard's mode and, when the guard itself failed, error.type and
+    an ERROR status (a failing guard is a fault; its message may quote content, so only the
+    type is recorded)."""
+    record_verdict(span, action=action, categories=categories, decision=decision)
+    if mode:
+        span.set_attribute(MESH_GUARD_MODE, mode)
+    if error_type:
+        span.set_attribute(ERROR_TYPE, error_type)
+        span.set_status(Status(StatusCode.ERROR, f"guard failed: {error_type}"))
+
+
 def content_digest(text: str) -> str:
     """sha256 of the text, first 16 hex digits: lets two spans be compared, reveals nothing."""
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
@@ -456,8 +524,8 @@ def record_engine_phases(
         ("decode", first_token_ns, finished_ns),
     )
     for phase, start, end in phases:
-        if start is None or end is None or end < start:
-            continue
+        if start is None or end is None or end <= start:
+            continue  # unreported, or no such phase (a one-token answer has no decode)
         span = chosen.start_span(
             f"engine {phase}", start_time=start, attributes={MESH_ENGINE_PHASE: phase}
         )

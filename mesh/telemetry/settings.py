@@ -17,7 +17,14 @@ Exporter = Literal["otlp", "console", "span_store", "memory"]
 
 
 def default_span_store_path() -> Path:
-    """~/.cache/inference-mesh/traces.db (XDG_CACHE_HOME respected): one file per machine."""
+    """traces.db in $MESH_DATA_DIR, else ~/.cache/inference-mesh (XDG_CACHE_HOME respected).
+
+    MESH_DATA_DIR is where the mesh keeps all its SQLite files: every process started with
+    the same value (router, nodes, `mesh trace`) meets in the same store.
+    """
+    data_dir = os.environ.get("MESH_DATA_DIR")
+    if data_dir:
+        return Path(data_dir) / "traces.db"
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache) / "inference-mesh" / "traces.db"
 
@@ -59,7 +66,9 @@ class TelemetrySettings(BaseModel):
         1.0, ge=0.0, le=1.0, description="share of new traces kept; children follow their parent"
     )
     span_store_path: Path | None = Field(
-        None, description="SQLite file every process writes to; default ~/.cache/inference-mesh"
+        None,
+        description="SQLite file every process writes to; default traces.db in "
+        "$MESH_DATA_DIR, else ~/.cache/inference-mesh",
     )
     span_store_retention_hours: float = Field(
         72.0, gt=0, description="spans older than this are pruned when a process starts"

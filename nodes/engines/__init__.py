@@ -16,6 +16,9 @@ def create_backend(config: NodeConfig) -> InferenceBackend:
         from nodes.engines.transformers import TransformersBackend
 
         return TransformersBackend(config)
+    if config.engine == "bridge":
+        # A bridge needs its provider, key source and prices: nodes.bridges builds it.
+        raise ValueError(f"node {config.id}: bridge nodes are built by nodes.bridges")
     from nodes.engines.fake import FakeEngine
 
     return FakeEngine(model_id=config.model, context_window=config.context_window or 8192)

@@ -55,6 +55,19 @@ class TextChunk:
 
 
 @dataclass(frozen=True)
+class EngineTimings:
+    """When the engine queued, scheduled and produced a request (epoch ns, as spans use).
+
+    Filled in only by engines that measure these (vLLM); None means the engine did not say.
+    """
+
+    queued_ns: int | None = None
+    scheduled_ns: int | None = None
+    first_token_ns: int | None = None
+    last_token_ns: int | None = None
+
+
+@dataclass(frozen=True)
 class GenerationEnd:
     """The last item of every generation: why it ended and real token counts."""
 
@@ -62,6 +75,7 @@ class GenerationEnd:
     input_tokens: int
     output_tokens: int
     cached_input_tokens: int = 0
+    timings: EngineTimings | None = None
 
 
 @dataclass(frozen=True)

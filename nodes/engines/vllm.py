@@ -12,6 +12,7 @@ import contextlib
 import gc
 import logging
 import multiprocessing
+import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from nodes.assets import known_model, model_path
 from nodes.engines.base import (
     EngineInfo,
     EngineLoad,
+    EngineTimings,
     FinishReason,
     GenerationEnd,
     GenerationInput,
@@ -122,6 +124,36 @@ def _stat_logger_factory(snapshot: SchedulerSnapshot) -> Any:
         return _LoadRecorder(vllm_config, engine_index)
 
     return factory
+
+
+def _epoch_ns(monotonic_s: float, offset_ns: int) -> int | None:
+    # vLLM leaves a timestamp at 0.0 when it did not record the event.
+    return int(monotonic_s * 1e9) + offset_ns if monotonic_s > 0 else None
+
+
+def engine_timings(stats: Any) -> EngineTimings | None:
+    """Phase timestamps from vLLM's RequestStateStats (`RequestOutput.metrics`), or None.
+
+    The engine core stamps queued / scheduled / first / last token with time.monotonic() in
+    its own process; on one host that is the same clock as ours, so a fixed offset turns them
+    into the epoch nanoseconds spans use. Stamps that fall outside the request's lifetime
+    (the core on another clock) are dropped rather than shown wrongly.
+    """
+    if stats is None:
+        return None
+    now_ns, offset_ns = time.time_ns(), time.time_ns() - time.monotonic_ns()
+    stamps = [
+        _epoch_ns(float(getattr(stats, name, 0.0) or 0.0), offset_ns)
+        for name in ("queued_ts", "scheduled_ts", "first_token_ts", "last_token_ts")
+    ]
+    arrival = float(getattr(stats, "arrival_time", 0.0) or 0.0)
+    # Allow for clock granularity and the hop from the engine core to this process.
+    earliest = int(arrival * 1e9) - 50_000_000 if arrival > 0 else now_ns - 3_600 * 10**9
+    latest = now_ns + 50_000_000
+    checked = [t if t is not None and earliest <= t <= latest else None for t in stamps]
+    if all(t is None for t in checked):
+        return None
+    return EngineTimings(*checked)
 
 
 def sampling_params(sampling: Sampling) -> Any:
@@ -269,6 +301,7 @@ class VllmBackend(InferenceBackend):
             raise InvalidRequest(f"the engine refused the request: {exc}") from None
         input_tokens, output_tokens, cached = len(ids), 0, 0
         finish: FinishReason | None = None
+        timings: EngineTimings | None = None
         try:
             async with contextlib.aclosing(
                 engine.generate(prompt, params, request.request_id)
@@ -282,6 +315,9 @@ class VllmBackend(InferenceBackend):
                         input_tokens = len(out.prompt_token_ids)
                     if out.finished:
                         finish = _FINISH.get(completion.finish_reason or "", FinishReason.STOP)
+                        # For the node's engine spans; a stats glitch must not cost the answer.
+                        with contextlib.suppress(Exception):
+                            timings = engine_timings(out.metrics)
                     if completion.text:
                         yield TextChunk(completion.text)
         except EngineDeadError:
@@ -304,4 +340,5 @@ class VllmBackend(InferenceBackend):
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             cached_input_tokens=cached,
+            timings=timings,
         )

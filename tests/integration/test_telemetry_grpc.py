@@ -268,7 +268,7 @@ async def test_one_trace_across_two_servers_with_fallback(mesh: Mesh) -> None:
     guard = _one(spans, "apply_guardrail ban-list llm_input")
     attempts = sorted(
         (s for s in spans if s.name == "chat fake-model"),
-        key=lambda s: s.attributes[sc.MESH_ROUTE_ATTEMPT] if s.attributes else 0,
+        key=lambda s: int(str((s.attributes or {}).get(sc.MESH_ROUTE_ATTEMPT, 0))),
     )
 
     # Parents: A server -> guard, route -> attempts -> client RPC -> (wire) -> B server.
@@ -356,14 +356,26 @@ async def test_server_fault_marks_the_server_span(mesh: Mesh) -> None:
     assert dict(server.attributes or {})[sc.RPC_GRPC_STATUS_CODE] == 13
 
 
-async def test_health_checks_are_not_traced(mesh: Mesh) -> None:
+async def test_health_checks_and_periodic_probes_are_not_traced(mesh: Mesh) -> None:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+    from mesh.telemetry.grpc_instrumentation import PROBE_METHODS
+    from mesh.v1 import registry_pb2
+
+    registry = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
+    assert set(PROBE_METHODS) == {f"/{SERVICE}/ListModels", f"/{registry}/Heartbeat"}
     async with grpc.aio.insecure_channel(
         mesh.address, interceptors=mesh.router.client_interceptors()
     ) as channel:
         await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        # A router polls ListModels on every node every few seconds: no trace each time.
+        with pytest.raises(grpc.aio.AioRpcError):  # the relay does not implement it
+            await inference_pb2_grpc.InferenceServiceStub(channel).ListModels(
+                inference_pb2.ListModelsRequest(), timeout=5
+            )
     assert _spans(mesh) == []
+    await _generate(mesh.address, "hello", "req-traced")
+    assert _spans(mesh), "a request is still traced"
 
 
 async def test_prometheus_endpoint_counters_move(mesh: Mesh) -> None:

@@ -94,3 +94,48 @@ def test_default_config_has_one_loopback_node(monkeypatch: pytest.MonkeyPatch) -
 )
 def test_is_loopback(address: str, loopback: bool) -> None:
     assert is_loopback(address) is loopback
+
+
+def test_node_registration_fields_default_to_no_router() -> None:
+    node = parse_config("nodes: [{id: n1}]").nodes[0]
+    assert node.router_address is None and node.advertise_address is None
+    assert node.heartbeat_interval_s == 2.0
+
+
+def test_node_registration_fields_parse() -> None:
+    node = parse_config(
+        """
+nodes:
+  - id: n1
+    listen: 0.0.0.0:50061
+    router_address: router.mesh.svc.cluster.local:50051
+    advertise_address: "[fd00::5]:50061"
+    heartbeat_interval_s: 0.5
+"""
+    ).nodes[0]
+    assert node.router_address == "router.mesh.svc.cluster.local:50051"
+    assert node.advertise_address == "[fd00::5]:50061" and node.heartbeat_interval_s == 0.5
+
+
+@pytest.mark.parametrize("field", ["router_address", "advertise_address"])
+@pytest.mark.parametrize(
+    "address", ["nohost", "host:port", "h:70000", "0.0.0.0:1", "[::]:1", "h:0"]
+)
+def test_node_dial_addresses_are_validated(field: str, address: str) -> None:
+    # A router or a node must be able to dial it: no wildcard host, no port 0.
+    with pytest.raises(ConfigError, match=rf"nodes\[0\]\.{field}"):
+        parse_config(f"nodes: [{{id: n1, {field}: '{address}'}}]")
+
+
+def test_wildcard_listen_with_a_router_needs_an_advertise_address() -> None:
+    text = "nodes: [{id: n1, listen: '0.0.0.0:50061', router_address: 'r:50051'}]"
+    with pytest.raises(ConfigError, match="advertise_address is required"):
+        parse_config(text, "m.yaml")
+    # Without a router nobody dials the advertised address: a wildcard listen is fine.
+    assert parse_config("nodes: [{id: n1, listen: '0.0.0.0:50061'}]").nodes[0].listen
+
+
+@pytest.mark.parametrize("interval", [0, -1])
+def test_heartbeat_interval_must_be_positive(interval: float) -> None:
+    with pytest.raises(ConfigError, match=r"nodes\[0\]\.heartbeat_interval_s"):
+        parse_config(f"nodes: [{{id: n1, heartbeat_interval_s: {interval}}}]")

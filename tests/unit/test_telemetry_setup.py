@@ -116,3 +116,22 @@ def test_json_logs_carry_trace_and_span_ids() -> None:
     )
     assert inside["service"] == "svc" and inside["logger"] == "mesh.test"
     assert outside["trace_id"] == ""
+
+
+def test_json_logging_replaces_a_plain_stderr_handler_but_no_other() -> None:
+    import sys
+
+    root = logging.getLogger()
+    level = root.level
+    plain = logging.StreamHandler(sys.stderr)  # what logging.basicConfig installs
+    other = logging.StreamHandler(io.StringIO())  # someone else's sink: kept
+    root.addHandler(plain)
+    root.addHandler(other)
+    handler = configure_logging("INFO", service_name="svc")
+    try:
+        assert plain not in root.handlers, "each line would reach stderr twice"
+        assert other in root.handlers and handler in root.handlers
+    finally:
+        for h in (handler, other, plain):
+            root.removeHandler(h)
+        root.setLevel(level)

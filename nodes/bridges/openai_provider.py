@@ -1,0 +1,132 @@
+"""OpenAI's Chat Completions API (and any server speaking it) through the official SDK."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import openai
+
+from mesh.contract.errors import FieldViolation, InvalidRequest
+from nodes.bridges.prices import ProviderUsage
+from nodes.bridges.provider import ProviderClient, ProviderReply, ProviderRequest
+from nodes.engines.base import FinishReason
+
+_FINISH = {
+    "stop": FinishReason.STOP,
+    "length": FinishReason.LENGTH,
+    "tool_calls": FinishReason.STOP,
+    "function_call": FinishReason.STOP,
+    # The provider cut the answer off: the caller did not get what the model would have said.
+    "content_filter": FinishReason.ABORTED,
+}
+
+
+def finish_reason(value: str | None) -> FinishReason:
+    return _FINISH.get(value or "stop", FinishReason.STOP)
+
+
+def usage_of(usage: Any) -> ProviderUsage:
+    """prompt_tokens already includes the cached ones (prompt_tokens_details.cached_tokens)."""
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None) or 0
+    return ProviderUsage(
+        input_tokens=usage.prompt_tokens or 0,
+        output_tokens=usage.completion_tokens or 0,
+        cached_input_tokens=cached,
+    )
+
+
+async def _no_key() -> str:
+    """The key of a server that needs none (the SDK refuses a plain empty key)."""
+    return ""
+
+
+class OpenAIClient(ProviderClient):
+    """`openai` is api.openai.com; `openai-compatible` is any server speaking the same API."""
+
+    def __init__(self, *, provider: str, base_url: str, api_key: str | None) -> None:
+        self.name = provider
+        # Retries are the bridge's (deadline-aware, only before output): none in the SDK.
+        # A server without auth gets no Authorization header at all (explicitly omitted:
+        # the SDK refuses a missing key otherwise).
+        self._sdk = openai.AsyncOpenAI(
+            base_url=base_url,
+            api_key=api_key or _no_key,
+            max_retries=0,
+        )
+        self._headers: dict[str, Any] = {} if api_key else {"Authorization": openai.Omit()}
+
+    def _arguments(self, request: ProviderRequest) -> dict[str, Any]:
+        s = request.sampling
+        args: dict[str, Any] = {
+            "model": request.model,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+        }
+        # api.openai.com wants max_completion_tokens (reasoning models reject max_tokens);
+        # compatible servers may know only the older name.
+        if self.name == "openai":
+            args["max_completion_tokens"] = s.max_tokens
+        else:
+            args["max_tokens"] = s.max_tokens
+        if s.stop:
+            args["stop"] = list(s.stop)
+        if s.seed is not None:
+            args["seed"] = s.seed
+        if s.top_k > 0:
+            if self.name == "openai":
+                raise InvalidRequest(
+                    "top_k is not supported by the OpenAI API",
+                    violations=[FieldViolation("sampling.top_k", "not supported by openai")],
+                    metadata={"provider": self.name, "model": request.model},
+                )
+            args["extra_body"] = {"top_k": s.top_k}
+        return args
+
+    async def complete(self, request: ProviderRequest, timeout_s: float) -> ProviderReply:
+        reply = await self._sdk.chat.completions.create(
+            **self._arguments(request), stream=False, timeout=timeout_s, extra_headers=self._headers
+        )
+        choice = reply.choices[0]
+        usage = usage_of(reply.usage) if reply.usage is not None else ProviderUsage(0, 0)
+        return ProviderReply(
+            finish_reason=finish_reason(choice.finish_reason),
+            usage=usage,
+            text=choice.message.content or "",
+            usage_reported=reply.usage is not None,
+        )
+
+    async def stream(
+        self, request: ProviderRequest, timeout_s: float
+    ) -> AsyncGenerator[str | ProviderReply, None]:
+        events = await self._sdk.chat.completions.create(
+            **self._arguments(request),
+            stream=True,
+            stream_options={"include_usage": True},
+            timeout=timeout_s,
+            extra_headers=self._headers,
+        )
+        finish: str | None = None
+        usage: ProviderUsage | None = None
+        async with events:  # leaving the block closes the HTTP response
+            async for chunk in events:
+                if chunk.usage is not None:
+                    usage = usage_of(chunk.usage)
+                for choice in chunk.choices:
+                    if choice.delta.content:
+                        yield choice.delta.content
+                    if choice.finish_reason:
+                        finish = choice.finish_reason
+        yield ProviderReply(
+            finish_reason=finish_reason(finish),
+            usage=usage or ProviderUsage(0, 0),
+            usage_reported=usage is not None,
+        )
+
+    async def probe(self, timeout_s: float) -> None:
+        await self._sdk.models.list(timeout=timeout_s, extra_headers=self._headers)
+
+    async def close(self) -> None:
+        await self._sdk.close()
