@@ -1,15 +1,27 @@
 """Guard cost: per-guard µs on a 1 KB prompt and the default input chain's µs per KB (p50).
 
-Run: .venv/bin/python -m benchmarks.guards [--repeat N]
+Method (BENCH.md): these machines are shared and noisy, so the chain is timed in interleaved
+short rounds against a baseline measured in the same run: a naive six-regex chain (the
+BENCH.md floor). The figure to compare across runs is the ratio. The baseline took 340-355 µs
+per KB on this project's 2-core machines, so the issue's target "default chain <= 1 ms p50 on
+a 1 KB prompt" reads as <= 2.8x the baseline.
+
+Run: .venv/bin/python -m benchmarks.guards [--rounds N] [--per-round N]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import platform
+import re
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 
+import grpc
+
+from guards.chain import GuardChain
 from guards.hooks import InputCheck
 from guards.policy_store import PolicyStore
 from guards.verdict import Stage
@@ -21,42 +33,85 @@ PROMPT_1KB = (
     "hire 14 engineers in 2025. Contact me at the usual address if anything is unclear. "
 ) * 4
 
+# Benchmark baseline only: what a first attempt at a guard looks like (no checksums, no spans
+# merged, no classifier). Its cost tracks the machine's speed in this run.
+NAIVE_REGEXES = [
+    re.compile(p, re.IGNORECASE)
+    for p in (
+        r"[\w.+-]+@[\w-]+\.[\w.]+",
+        r"\b(?:\d[ -]?){13,19}\b",
+        r"\b\d{3}-\d{2}-\d{4}\b",
+        r"\b(?:\d{1,3}\.){3}\d{1,3}\b",
+        r"\+?\d[\d ().-]{7,}\d",
+        r"ignore (?:all )?previous instructions",
+    )
+]
+TARGET_RATIO = 2.8
 
-def p50_us(fn: object, repeat: int) -> float:
+
+async def naive_chain(text: str) -> int:
+    return sum(len(p.findall(text)) for p in NAIVE_REGEXES)
+
+
+def p50_us(fn: Callable[[], object], repeat: int) -> float:
     samples = []
     for _ in range(repeat):
         start = time.perf_counter()
-        fn()  # type: ignore[operator]
+        fn()
         samples.append((time.perf_counter() - start) * 1e6)
     return statistics.median(samples)
 
 
-async def chain_p50_us(store: PolicyStore, text: str, repeat: int) -> float:
-    chain = store.chain(Stage.INPUT)
+async def interleaved_p50_us(
+    paths: dict[str, Callable[[], Awaitable[object]]], rounds: int, per_round: int
+) -> dict[str, float]:
+    """Median of round medians per path, the paths alternating round by round."""
+    medians: dict[str, list[float]] = {name: [] for name in paths}
+    for _ in range(rounds):
+        for name, call in paths.items():
+            samples = []
+            for _ in range(per_round):
+                start = time.perf_counter()
+                await call()
+                samples.append((time.perf_counter() - start) * 1e6)
+            medians[name].append(statistics.median(samples))
+    return {name: statistics.median(values) for name, values in medians.items()}
+
+
+async def chain_vs_baseline(
+    chain: GuardChain, text: str, rounds: int, per_round: int
+) -> tuple[float, float]:
     check = InputCheck(text)
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        await chain.run(check)
-        samples.append((time.perf_counter() - start) * 1e6)
-    return statistics.median(samples)
+    result = await interleaved_p50_us(
+        {"chain": lambda: chain.run(check), "baseline": lambda: naive_chain(text)},
+        rounds,
+        per_round,
+    )
+    return result["chain"], result["baseline"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeat", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--per-round", type=int, default=40)
     args = parser.parse_args()
     text = PROMPT_1KB[:1024]
     store = PolicyStore.from_file()
-    print(f"policy {store.version}; prompt {len(text)} chars; p50 over {args.repeat} runs")
+    print(f"python {platform.python_version()}  grpcio {grpc.__version__}")
+    print(f"policy {store.version}; prompt {len(text)} chars")
     check = InputCheck(text)
     for built in store.active.guards_for(""):
-        us = p50_us(lambda b=built: b.guard.check_input(check), args.repeat)
+        us = p50_us(lambda b=built: b.guard.check_input(check), args.rounds * args.per_round)
         print(f"  {built.spec.name:24s} {us:8.1f} µs")
+    chain = store.chain(Stage.INPUT)
     for kb in (1, 4):
         body = (PROMPT_1KB * kb * 2)[: 1024 * kb]
-        us = asyncio.run(chain_p50_us(store, body, args.repeat))
-        print(f"default input chain, {kb} KB: {us:8.1f} µs p50 = {us / kb:8.1f} µs/KB")
+        us, base = asyncio.run(chain_vs_baseline(chain, body, args.rounds, args.per_round))
+        print(
+            f"default input chain, {kb} KB: {us:8.1f} µs p50 = {us / kb:7.1f} µs/KB; "
+            f"naive 6-regex baseline {base:7.1f} µs; ratio {us / base:4.2f}x "
+            f"(target <= {TARGET_RATIO}x at 1 KB)"
+        )
 
 
 if __name__ == "__main__":

@@ -44,4 +44,12 @@ class AdminKeyRejected(MeshError):
 
 
 class GuardFailure(Exception):
-    """A guard raised or timed out; the chain applies the guard's `on_error`."""
+    """A guard raised or timed out; the chain applies the guard's `on_error`.
+
+    `error_type` ("timeout" or the exception's class name) is what telemetry may record: the
+    message can quote the checked text.
+    """
+
+    def __init__(self, message: str, error_type: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type

@@ -138,10 +138,22 @@ class GuardedInferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         upstream = self.inner.GenerateStream(request, context)
         window = guarded.stream_guard()
         awaiting_input = parallel
+        first: asyncio.Future[Any] | None = None
         try:
+            if parallel:
+                # Generation runs while the input guards do; a block must not wait for the
+                # first token (a long prefill), so whichever finishes first decides.
+                first = asyncio.ensure_future(anext(upstream))
+                await asyncio.wait({first, input_task}, return_when=asyncio.FIRST_COMPLETED)
+                if input_task.done() and input_task.result().blocked:
+                    raise _blocked(input_task.result(), "request")
             while True:
                 try:
-                    event = await anext(upstream)
+                    if first is not None:
+                        step_event, first = first, None
+                        event = await step_event
+                    else:
+                        event = await anext(upstream)
                 except StopAsyncIteration:
                     break
                 if awaiting_input:
@@ -162,6 +174,8 @@ class GuardedInferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                     if step.text:
                         yield _delta(step.text)
                     if step.blocked:
+                        # Abort first: when the caller sees the end, nothing runs upstream.
+                        await _close(upstream)
                         yield await self._summary(window, guarded, None, input_task)
                         return
                 else:
@@ -178,6 +192,13 @@ class GuardedInferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                 yield _delta(step.text)
             yield await self._summary(window, guarded, None, input_task)
         finally:
+            if first is not None:
+                # A pending read is cancelled, which ends the upstream generator (its `finally`
+                # aborts the engine request); a finished one is collected. Closing is then a
+                # no-op.
+                first.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
+                    await first
             await _close(upstream)
             if not input_task.done():
                 input_task.cancel()

@@ -2,7 +2,10 @@
 
 guardrails-ai phones home by default (settings.rc.enable_metrics, read from ~/.guardrailsrc) and
 its import tries an NLTK download. `offline_guardrails()` switches both off in code, before any
-validator is built, whatever the user's rc file says.
+validator is built, whatever the user's rc file says. Setting `settings.rc` once is not enough:
+every `Guard()` re-reads the rc file (Guard._load_rc) and, with metrics on, exports spans to
+guardrails' hub endpoint (seen here: DNS lookups of *.execute-api.us-east-1.amazonaws.com). So
+`RC.load` itself is wrapped to return the file's values with metrics and remote inference off.
 """
 
 from __future__ import annotations
@@ -40,7 +43,16 @@ def offline_guardrails() -> None:
         from guardrails.classes.rc import RC  # type: ignore[import-untyped]
         from guardrails.settings import settings  # type: ignore[import-untyped]
 
-        settings.rc = RC(enable_metrics=False, use_remote_inferencing=False)
+        load_from_file = RC.load
+
+        def load_offline(logger: Any = None) -> Any:
+            rc = load_from_file(logger)
+            rc.enable_metrics = False
+            rc.use_remote_inferencing = False
+            return rc
+
+        RC.load = staticmethod(load_offline)
+        settings.rc = RC.load()
         settings.disable_tracing = True
         _ready = True
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any
 
 import yaml
@@ -37,6 +38,12 @@ class LoadedPolicy:
 
     def guards_for(self, tenant: str) -> list[BuiltGuard]:
         return self.guards_by_tenant.get(tenant) or self.guards_by_tenant[""]
+
+    @property
+    def policy_id(self) -> str:
+        """A stable name for spans and logs: the file's stem ("default"), else the source."""
+        name = PurePath(self.source).stem if self.source.endswith((".yaml", ".yml")) else ""
+        return name or self.source
 
 
 def _line_of(root: yaml.Node | None, loc: Sequence[int | str]) -> int | None:

@@ -11,6 +11,8 @@ import contextlib
 import logging
 from pathlib import Path
 
+from opentelemetry.trace import Tracer
+
 from guards.chain import GuardChain
 from guards.errors import InvalidPolicy
 from guards.policy_loader import LoadedPolicy, load_policy
@@ -24,16 +26,19 @@ DEFAULT_POLICY_PATH = Path(__file__).resolve().parent / "policies" / "default.ya
 class PolicyStore:
     """The one place the active policy lives; swapped by reference, never mutated."""
 
-    def __init__(self, initial: LoadedPolicy) -> None:
+    def __init__(self, initial: LoadedPolicy, *, tracer: Tracer | None = None) -> None:
         self._active = initial
+        self.tracer = tracer  # for guard spans; None: the process's global tracer provider
         self._chains: dict[tuple[str, str, Stage], GuardChain] = {}
         self._watch_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
     @classmethod
-    def from_file(cls, path: str | Path = DEFAULT_POLICY_PATH) -> PolicyStore:
+    def from_file(
+        cls, path: str | Path = DEFAULT_POLICY_PATH, *, tracer: Tracer | None = None
+    ) -> PolicyStore:
         p = Path(path)
-        return cls(load_policy(p.read_text(encoding="utf-8"), str(p)))
+        return cls(load_policy(p.read_text(encoding="utf-8"), str(p)), tracer=tracer)
 
     @property
     def active(self) -> LoadedPolicy:
@@ -51,7 +56,13 @@ class PolicyStore:
         key = (snapshot.version, tenant if tenant in snapshot.policy.tenants else "", stage)
         chain = self._chains.get(key)
         if chain is None:
-            chain = GuardChain(snapshot.guards_for(key[1]), stage, snapshot.version)
+            chain = GuardChain(
+                snapshot.guards_for(key[1]),
+                stage,
+                snapshot.version,
+                policy_id=snapshot.policy_id,
+                tracer=self.tracer,
+            )
             if len(self._chains) > 256:  # old versions' chains; cheap to rebuild
                 self._chains.clear()
             self._chains[key] = chain

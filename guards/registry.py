@@ -55,6 +55,11 @@ class LeakageParams(_Params):
     ngram_words: int = Field(8, ge=3, le=64)
 
 
+class PresidioParams(_Params):
+    entities: list[str] = Field(default_factory=lambda: ["PERSON", "LOCATION", "NRP"])
+    score_threshold: float = Field(0.5, ge=0, le=1)
+
+
 def _pii(p: dict[str, Any], action: Action) -> Guard:
     return DetectorGuard(PiiDetector(PiiParams.model_validate(p).entities), action)
 
@@ -87,6 +92,14 @@ def _leakage(p: dict[str, Any], action: Action) -> Guard:
     )
 
 
+def _presidio(p: dict[str, Any], action: Action) -> Guard:
+    # Imported here: the `presidio` extra is optional and loading it takes about a second.
+    from guards.detectors.presidio import PresidioDetector
+
+    q = PresidioParams.model_validate(p)
+    return DetectorGuard(PresidioDetector(q.entities, q.score_threshold), action, cpu_heavy=True)
+
+
 BUILT_INS: dict[str, Callable[[dict[str, Any], Action], Guard]] = {
     "pii": _pii,
     "secrets": _secrets,
@@ -95,6 +108,7 @@ BUILT_INS: dict[str, Callable[[dict[str, Any], Action], Guard]] = {
     "token_limit": _token_limit,
     "json_schema": _json_schema,
     "system_prompt_leakage": _leakage,
+    "presidio": _presidio,  # the optional `presidio` extra
 }
 
 

@@ -118,6 +118,7 @@ class GuardOutcome:
     verdict: Verdict
     error: str = ""
     findings_offset: int = 0
+    error_type: str = ""
 
     @property
     def enforced(self) -> bool:

