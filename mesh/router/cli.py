@@ -16,8 +16,6 @@ import click
 
 from mesh.config import DEFAULT_ROUTER_LISTEN, MeshConfig, NodeConfig, default_config, load_config
 
-_TIER_NUMBER = {"small": 1, "medium": 2, "large": 3, "frontier": 4}
-
 
 def _config(path: str | None) -> MeshConfig:
     from mesh.config import ConfigError
@@ -30,13 +28,14 @@ def _config(path: str | None) -> MeshConfig:
 
 def card_of(node: NodeConfig) -> Any:
     """The ModelCard a configured node will publish (context window as configured, or 8192)."""
+    from mesh.router.tier_estimator import TIER_BY_NAME
     from mesh.v1 import types_pb2
 
     return types_pb2.ModelCard(
         model_id=node.model,
         provider="self-hosted",
         kind=types_pb2.MODEL_KIND_SELF_HOSTED,
-        tier=_TIER_NUMBER[node.tier.value],  # type: ignore[arg-type]
+        tier=TIER_BY_NAME[node.tier.value],  # type: ignore[arg-type]
         context_window=node.context_window or 8192,
         input_price_per_mtok=node.input_price_per_mtok,
         output_price_per_mtok=node.output_price_per_mtok,
@@ -144,10 +143,7 @@ def costs_command(
     if as_json:
         click.echo(
             json.dumps(
-                [
-                    {**r.__dict__, "savings_usd": r.savings_usd, "group": by or "total"}
-                    for r in rows
-                ]
+                [{**r.__dict__, "savings_usd": r.savings_usd, "group": by or "total"} for r in rows]
             )
         )
         return

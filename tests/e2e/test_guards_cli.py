@@ -26,6 +26,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from guards.policy_store import DEFAULT_POLICY_PATH
+from tests.fixtures.guards import EVAL_DIR
 
 _BIN = Path(sys.executable).parent / "mesh"
 MESH = [str(_BIN)] if _BIN.exists() else [sys.executable, "-m", "mesh"]
@@ -166,14 +167,11 @@ def test_guard_eval_json_has_the_three_keys(tmp_path: Path) -> None:
     assert figures["by_entity"]["EMAIL_ADDRESS"]["survived_redaction"] == 0
 
 
-SHARED_EVAL = Path(__file__).resolve().parents[3] / "shared" / "eval" / "guards"
-
-
 @pytest.mark.parametrize("name", ["injection_dev.jsonl", "pii_dev.jsonl"])
 def test_guard_eval_on_the_shared_dev_sets(name: str) -> None:
-    dataset = SHARED_EVAL / name
-    if not dataset.exists():
-        pytest.skip(f"{dataset} not present (development data lives outside the repository)")
+    dataset = EVAL_DIR / name
+    # ../shared lies beside the project in development and in CI: missing data is a failure.
+    assert dataset.exists(), f"{dataset} is missing: ../shared/eval must sit beside the project"
     out = mesh("guard-eval", str(dataset), "--json")
     assert out.returncode == 0, out.stderr
     figures = json.loads(out.stdout)
