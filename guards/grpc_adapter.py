@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeAlias
 
@@ -27,6 +28,9 @@ from mesh.v1 import inference_pb2, inference_pb2_grpc, types_pb2
 # grpc ships no type information here, so the context is typed loosely.
 Context: TypeAlias = Any
 TenantOf = Callable[[Context], str]
+# Told once per request whether the output guards let the response through (request id, allowed):
+# the router caches an answer only then.
+ResponseVerdictHook = Callable[[str, bool], None]
 
 
 def default_tenant(context: Context) -> str:
@@ -55,13 +59,22 @@ class GuardedInferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         *,
         tenant_of: TenantOf = default_tenant,
         audit: AuditLog | None = None,
+        on_response_verdict: ResponseVerdictHook | None = None,
     ) -> None:
         self.inner: Any = inner  # any InferenceService servicer (generated base is untyped)
         self.store = store
         self.tenant_of = tenant_of
         self.audit = audit
+        self.on_response_verdict = on_response_verdict
+
+    def _verdict(self, request_id: str, allowed: bool) -> None:
+        if self.on_response_verdict is not None:
+            self.on_response_verdict(request_id, allowed)
 
     def _request(self, request: Any, context: Context) -> tuple[GuardedRequest, Segments]:
+        if not request.request_id:
+            # Named here, not by the inner servicer: the verdict hook and the audit need it too.
+            request.request_id = uuid.uuid4().hex
         system = "\n".join(m.content for m in request.messages if m.role == types_pb2.ROLE_SYSTEM)
         segments = Segments(
             [m.content for m in request.messages if m.role != types_pb2.ROLE_SYSTEM]
@@ -88,6 +101,21 @@ class GuardedInferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         self, request: inference_pb2.GenerateRequest, context: Context
     ) -> inference_pb2.GenerateResponse:
         guarded, segments = self._request(request, context)
+        allowed = False
+        try:
+            result = await self._generate(request, context, guarded, segments)
+            allowed = True
+            return result
+        finally:
+            self._verdict(guarded.request_id, allowed)
+
+    async def _generate(
+        self,
+        request: inference_pb2.GenerateRequest,
+        context: Context,
+        guarded: GuardedRequest,
+        segments: Segments,
+    ) -> inference_pb2.GenerateResponse:
         if guarded.policy.policy.parallel_input:
             # Start generation now; nothing is returned before the input verdict.
             upstream = asyncio.ensure_future(self.inner.Generate(request, context))
@@ -139,6 +167,7 @@ class GuardedInferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         window = guarded.stream_guard()
         awaiting_input = parallel
         first: asyncio.Future[Any] | None = None
+        summarised = False  # the final summary was built: the whole response was seen
         try:
             if parallel:
                 # Generation runs while the input guards do; a block must not wait for the
@@ -182,7 +211,9 @@ class GuardedInferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                     step = await window.finish()
                     if step.text:
                         yield _delta(step.text)
-                    yield await self._summary(window, guarded, event.summary, input_task)
+                    summary = await self._summary(window, guarded, event.summary, input_task)
+                    summarised = True
+                    yield summary
                     return
             checked = await input_task
             if checked.blocked:
@@ -190,8 +221,11 @@ class GuardedInferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             step = await window.finish()
             if step.text:
                 yield _delta(step.text)
-            yield await self._summary(window, guarded, None, input_task)
+            summary = await self._summary(window, guarded, None, input_task)
+            summarised = True
+            yield summary
         finally:
+            self._verdict(guarded.request_id, summarised and not window.blocked)
             if first is not None:
                 # A pending read is cancelled, which ends the upstream generator (its `finally`
                 # aborts the engine request); a finished one is collected. Closing is then a
@@ -248,6 +282,9 @@ def guard_inference_servicer(
     *,
     tenant_of: TenantOf = default_tenant,
     audit: AuditLog | None = None,
+    on_response_verdict: ResponseVerdictHook | None = None,
 ) -> GuardedInferenceServicer:
     """The servicer to register instead of `inner`: same RPCs, guarded."""
-    return GuardedInferenceServicer(inner, store, tenant_of=tenant_of, audit=audit)
+    return GuardedInferenceServicer(
+        inner, store, tenant_of=tenant_of, audit=audit, on_response_verdict=on_response_verdict
+    )

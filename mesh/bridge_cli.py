@@ -16,19 +16,19 @@ import click
 from pydantic import ValidationError
 
 from mesh.config import Tier
+from mesh.metrics_flag import describe_metrics, metrics_listen_option, telemetry_settings
 from mesh.serve_loop import serve_until_signal
 
 DEFAULT_BRIDGE_LISTEN = "127.0.0.1:50071"
 
 
-def _telemetry(service: str) -> Any:
+def _telemetry(service: str, metrics_listen: str | None) -> Any:
     """Telemetry and JSON logs for a long-running server, as every `mesh` server has."""
     from mesh.telemetry import configure_logging, setup_telemetry
-    from mesh.telemetry.settings import TelemetrySettings
 
     if os.environ.get("MESH_LOG_FORMAT", "json") == "json":
         configure_logging(logging.getLogger().level, json=True, service_name=service)
-    return setup_telemetry(service, TelemetrySettings.model_validate({}))
+    return setup_telemetry(service, telemetry_settings(metrics_listen))
 
 
 @click.command("bridge")
@@ -50,6 +50,19 @@ def _telemetry(service: str) -> Any:
 @click.option("--node-id", default=None, help="Default: bridge-<provider>-<model>.")
 @click.option("--router", "router_address", default=None, metavar="ADDR", help="Register here.")
 @click.option("--advertise", default=None, metavar="ADDR", help="Address the router dials.")
+@click.option(
+    "--router-token-env",
+    default=None,
+    metavar="VAR",
+    help="Variable holding the router's registration token (default MESH_REGISTRY_TOKEN).",
+)
+@click.option(
+    "--router-token-file",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File holding the router's registration token.",
+)
+@metrics_listen_option
 @click.option("--tier", type=click.Choice([t.value for t in Tier]), default=None)
 @click.option("--context-window", type=int, default=None)
 @click.option("--alias", "aliases", multiple=True, help="Another name to pin the model by.")
@@ -71,7 +84,8 @@ def bridge(**options: Any) -> None:
 
     try:
         config = BridgeConfig.model_validate(_config_fields(options))
-        runtime = BridgeRuntime(config, telemetry=_telemetry(f"mesh-bridge-{config.id}"))
+        telemetry = _telemetry(f"mesh-bridge-{config.id}", options["metrics_listen"])
+        runtime = BridgeRuntime(config, telemetry=telemetry)
     except ValidationError as exc:
         raise click.ClickException(describe_errors(exc)) from None
     except (PriceTableError, ValueError) as exc:
@@ -80,7 +94,8 @@ def bridge(**options: Any) -> None:
     def ready(address: str) -> None:
         click.echo(
             f"bridge {config.id} ready on {address}: {config.provider} {config.model} at "
-            f"{config.resolved_base_url} (key from {config.key_source})",
+            f"{config.resolved_base_url} (key from {config.key_source}; "
+            f"{describe_metrics(telemetry)})",
             err=True,
         )
 
@@ -90,7 +105,7 @@ def bridge(**options: Any) -> None:
                 runtime.start, runtime.stop, grace_s=options["grace"], on_ready=ready
             )
         )
-    except ValueError as exc:  # a missing key, found when the bridge starts
+    except ValueError as exc:  # a missing API key or registration token, found at start
         raise click.ClickException(str(exc)) from None
 
 
@@ -116,6 +131,8 @@ def _config_fields(options: dict[str, Any]) -> dict[str, Any]:
         ("api_key_file", "api_key_file"),
         ("router_address", "router_address"),
         ("advertise", "advertise_address"),
+        ("router_token_env", "router_token_env"),
+        ("router_token_file", "router_token_file"),
         ("tier", "tier"),
         ("context_window", "context_window"),
         ("price_table", "price_table"),

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -23,8 +24,12 @@ from mesh.config import (
     load_config,
     vllm_available,
 )
+from mesh.contract.errors import MeshError
+from mesh.contract.node_token import TokenUnavailable
 from mesh.contract.status import error_details
+from mesh.metrics_flag import describe_metrics, metrics_listen_option, telemetry_settings
 from mesh.serve_loop import serve_until_signal
+from mesh.telemetry.settings import TelemetrySettings
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 
@@ -37,12 +42,17 @@ def _setup_logging(verbose: bool) -> None:
     )
 
 
-def _server_telemetry(service: str, config: MeshConfig | None = None) -> Any:
-    """Telemetry and JSON logs (with trace ids) for a long-running server process."""
-    from mesh.telemetry import configure_logging, setup_telemetry
-    from mesh.telemetry.settings import TelemetrySettings
+def _server_telemetry(
+    service: str, config: MeshConfig | None = None, settings: TelemetrySettings | None = None
+) -> Any:
+    """Telemetry and JSON logs (with trace ids) for a long-running server process.
 
-    settings = config.telemetry if config else TelemetrySettings.model_validate({})
+    `settings` (from flags) wins over the config's telemetry section.
+    """
+    from mesh.telemetry import configure_logging, setup_telemetry
+
+    if settings is None:
+        settings = config.telemetry if config else TelemetrySettings.model_validate({})
     if os.environ.get("MESH_LOG_FORMAT", "json") == "json":
         configure_logging(logging.getLogger().level, json=True, service_name=service)
     return setup_telemetry(service, settings)
@@ -77,15 +87,18 @@ def up(config_path: str | None, listen: str | None, grace: float) -> None:
     from mesh.embedded import EmbeddedMesh
 
     config = _load(config_path)
-    mesh = EmbeddedMesh(config, listen=listen, telemetry=_server_telemetry("mesh", config))
-    asyncio.run(
-        serve_until_signal(
-            mesh.start,
-            mesh.stop,
-            grace_s=grace,
-            on_ready=lambda addr: click.echo(f"mesh ready: router on {addr}", err=True),
+    try:
+        mesh = EmbeddedMesh(config, listen=listen, telemetry=_server_telemetry("mesh", config))
+        asyncio.run(
+            serve_until_signal(
+                mesh.start,
+                mesh.stop,
+                grace_s=grace,
+                on_ready=lambda addr: click.echo(f"mesh ready: router on {addr}", err=True),
+            )
         )
-    )
+    except MeshError as exc:  # e.g. an unusable ledger or audit database: the message says which
+        raise click.ClickException(exc.message) from None
 
 
 @cli.command()
@@ -122,6 +135,20 @@ def up(config_path: str | None, listen: str | None, grace: float) -> None:
     show_default=True,
     help="Seconds between load reports, until the router states its own.",
 )
+@click.option(
+    "--router-token-env",
+    metavar="VAR",
+    default=None,
+    help="Variable holding the router's registration token. Default: MESH_REGISTRY_TOKEN, "
+    "sent only when set.",
+)
+@click.option(
+    "--router-token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File holding the router's registration token.",
+)
+@metrics_listen_option
 @click.option("--max-model-len", type=int, default=None, help="vLLM: context length reserved.")
 @click.option("--kv-cache-gib", type=float, default=None, help="vLLM: KV cache size on CPU.")
 @click.option("--max-num-seqs", type=int, default=None, help="vLLM: sequences batched together.")
@@ -144,6 +171,9 @@ def node(
     router_address: str | None,
     advertise: str | None,
     heartbeat_interval: float,
+    router_token_env: str | None,
+    router_token_file: Path | None,
+    metrics_listen: str | None,
     max_model_len: int | None,
     kv_cache_gib: float | None,
     max_num_seqs: int | None,
@@ -154,6 +184,8 @@ def node(
 
     from nodes.runtime import NodeRuntime
 
+    # Unset token flags stay unset: NodeConfig then tries its default variable, optionally.
+    token_flags = {"router_token_env": router_token_env, "router_token_file": router_token_file}
     vllm_flags = {
         "max_model_len": max_model_len,
         "kv_cache_gib": kv_cache_gib,
@@ -173,6 +205,7 @@ def node(
             router_address=router_address,
             advertise_address=advertise,
             heartbeat_interval_s=heartbeat_interval,
+            **{k: v for k, v in token_flags.items() if v is not None},
             # Unset flags keep VllmEngineConfig's defaults.
             vllm=VllmEngineConfig.model_validate(
                 {k: v for k, v in vllm_flags.items() if v is not None}
@@ -180,15 +213,18 @@ def node(
         )
     except ValidationError as exc:
         raise click.ClickException(str(exc)) from None
-    runtime = NodeRuntime(config, telemetry=_server_telemetry(f"mesh-node-{config.id}"))
-    asyncio.run(
-        serve_until_signal(
-            runtime.start,
-            runtime.stop,
-            grace_s=grace,
-            on_ready=lambda addr: click.echo(f"node {config.id} ready on {addr}", err=True),
-        )
+    telemetry = _server_telemetry(
+        f"mesh-node-{config.id}", settings=telemetry_settings(metrics_listen)
     )
+    runtime = NodeRuntime(config, telemetry=telemetry)
+
+    def ready(address: str) -> None:
+        click.echo(f"node {config.id} ready on {address} ({describe_metrics(telemetry)})", err=True)
+
+    try:
+        asyncio.run(serve_until_signal(runtime.start, runtime.stop, grace_s=grace, on_ready=ready))
+    except TokenUnavailable as exc:  # read before the engine starts; names the source only
+        raise click.ClickException(str(exc)) from None
 
 
 @cli.command()
@@ -200,15 +236,20 @@ def router(config_path: str, listen: str | None, grace: float) -> None:
     from mesh.router.app import RouterRuntime
 
     config = _load(config_path)
-    runtime = RouterRuntime(config.router, telemetry=_server_telemetry("mesh-router", config))
-    asyncio.run(
-        serve_until_signal(
-            lambda: runtime.start(listen),
-            runtime.stop,
-            grace_s=grace,
-            on_ready=lambda addr: click.echo(f"router ready on {addr}", err=True),
+    try:
+        runtime = RouterRuntime(config.router, telemetry=_server_telemetry("mesh-router", config))
+        asyncio.run(
+            serve_until_signal(
+                lambda: runtime.start(listen),
+                runtime.stop,
+                grace_s=grace,
+                on_ready=lambda addr: click.echo(f"router ready on {addr}", err=True),
+            )
         )
-    )
+    except TokenUnavailable as exc:  # router.registry names a token source that yields none
+        raise click.ClickException(str(exc)) from None
+    except MeshError as exc:  # e.g. an unusable ledger or audit database: the message says which
+        raise click.ClickException(exc.message) from None
 
 
 # --- models -------------------------------------------------------------------------------

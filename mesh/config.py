@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mesh.contract.node_token import DEFAULT_TOKEN_ENV, NodeToken, read_token
 from mesh.router.settings import (
     AuthSettings,
     BreakerSettings,
@@ -117,11 +118,35 @@ class NodeConfig(_Strict):
     heartbeat_interval_s: float = Field(
         2.0, gt=0, description="load report period until the router states its own"
     )
+    router_token_env: str = Field(
+        DEFAULT_TOKEN_ENV,
+        min_length=1,
+        description="environment variable holding the router's registration token (sent as "
+        "x-mesh-node-token); unset default variable: none is sent",
+    )
+    router_token_file: Path | None = Field(
+        None, description="or a file holding the token (wins over router_token_env)"
+    )
 
     _check_listen = field_validator("listen")(classmethod(lambda cls, v: _check_address(v)))
     _check_dialable = field_validator("router_address", "advertise_address")(
         classmethod(lambda cls, v: None if v is None else _check_dialable(v))
     )
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> NodeConfig:
+        if self.router_token_file is not None and "router_token_env" in self.model_fields_set:
+            raise ValueError("set router_token_env or router_token_file, not both")
+        return self
+
+    def router_token(self) -> NodeToken | None:
+        """The registration token, read now (TokenUnavailable names a broken source)."""
+        return read_token(
+            f"node {self.id}",
+            env=self.router_token_env,
+            file=self.router_token_file,
+            env_required="router_token_env" in self.model_fields_set,
+        )
 
     @model_validator(mode="after")
     def _advertise_when_wildcard(self) -> NodeConfig:

@@ -3,6 +3,10 @@
 The router drops nodes that miss heartbeats, so a node that cannot reach the router keeps
 trying; a router that restarted (and forgot the node) answers `known=false`, and the node
 registers again. Registration never blocks serving: it runs as its own task.
+
+With a registration token every call carries it as `x-mesh-node-token` metadata. A router that
+refuses the token (UNAUTHENTICATED) is treated like one that is away: one log line when that
+starts, back-off, retries, one line when it ends; the token itself is never logged.
 """
 
 from __future__ import annotations
@@ -10,14 +14,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Literal
 
+import grpc
 import grpc.aio
 
+from mesh.contract.node_token import DEFAULT_TOKEN_ENV, NodeToken
 from mesh.contract.serving import channel_options
+from mesh.contract.status import error_details
 from mesh.v1 import registry_pb2, registry_pb2_grpc
 from nodes.server import NodeServicer
 
 log = logging.getLogger(__name__)
+
+# Why registration calls fail: the router cannot be reached, or it refuses this node's token.
+FailureState = Literal["unreachable", "refused"]
 
 
 class RegistrationLoop:
@@ -25,6 +36,7 @@ class RegistrationLoop:
 
     `address` is what the router will dial: the node's reachable host:port, not a wildcard
     listen address. `interval_s` is the heartbeat period until the router states its own.
+    `token` is the router's registration token, if it wants one.
     """
 
     def __init__(
@@ -34,6 +46,7 @@ class RegistrationLoop:
         router_address: str,
         interval_s: float = 2.0,
         *,
+        token: NodeToken | None = None,
         call_timeout_s: float = 5.0,
         max_backoff_s: float = 10.0,
     ) -> None:
@@ -45,10 +58,12 @@ class RegistrationLoop:
         self.interval_s = interval_s
         self.call_timeout_s = call_timeout_s
         self.max_backoff_s = max_backoff_s
+        self._token = token
         self.registered = False
         self.registrations = 0
         self.heartbeats = 0
         self.consecutive_failures = 0
+        self.failure: FailureState | None = None
         self._channel: grpc.aio.Channel | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -81,6 +96,7 @@ class RegistrationLoop:
                 await stub.Deregister(
                     registry_pb2.DeregisterRequest(node_id=self.node_id),
                     timeout=self.call_timeout_s,
+                    metadata=self._metadata(),
                 )
         except grpc.aio.AioRpcError as err:
             # The router drops us after its TTL anyway; a failed goodbye is not an error.
@@ -105,17 +121,27 @@ class RegistrationLoop:
                 self._recovered()
                 delay = interval
             except grpc.aio.AioRpcError as err:
-                delay = self._failed(interval, err.code().name)
+                if err.code() == grpc.StatusCode.UNAUTHENTICATED:
+                    # Not in the table as far as this router is concerned: start over.
+                    self.registered = False
+                    why = error_details(err).reason or err.code().name
+                    delay = self._failed(interval, "refused", why)
+                else:
+                    delay = self._failed(interval, "unreachable", err.code().name)
             except Exception as err:  # a bug here must not end registration for good
-                delay = self._failed(interval, type(err).__name__)
+                delay = self._failed(interval, "unreachable", type(err).__name__)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
+
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._token.metadata() if self._token is not None else ()
 
     async def _heartbeat(self, stub: registry_pb2_grpc.RegistryServiceStub) -> bool:
         """Report load; False when the router no longer knows this node."""
         reply = await stub.Heartbeat(
             registry_pb2.HeartbeatRequest(node_id=self.node_id, load=self.servicer.node_load()),
             timeout=self.call_timeout_s,
+            metadata=self._metadata(),
         )
         self.heartbeats += 1
         if not reply.known:
@@ -126,29 +152,47 @@ class RegistrationLoop:
             self.registered = False
         return bool(reply.known)
 
-    def _failed(self, interval: float, why: str) -> float:
+    def _failed(self, interval: float, state: FailureState, why: str) -> float:
         """Count a failed call; returns the back-off delay. Logs only when the state changes."""
         self.consecutive_failures += 1
-        if self.consecutive_failures == 1:
-            log.warning(
-                "router %s unreachable for node %s (%s); retrying with back-off",
-                self.router_address,
-                self.node_id,
-                why,
-            )
-        # Back off while the router is away, but never beyond a few heartbeats.
+        if state != self.failure:
+            self.failure = state
+            if state == "refused":
+                hint = (
+                    "the router does not accept this node's registration token"
+                    if self._token is not None
+                    else "the router wants a registration token and this node has none "
+                    f"(--router-token-env / --router-token-file; default ${DEFAULT_TOKEN_ENV})"
+                )
+                log.warning(
+                    "router %s refused node %s (%s): %s; retrying with back-off",
+                    self.router_address,
+                    self.node_id,
+                    why,
+                    hint,
+                )
+            else:
+                log.warning(
+                    "router %s unreachable for node %s (%s); retrying with back-off",
+                    self.router_address,
+                    self.node_id,
+                    why,
+                )
+        # Back off while the router is away or refuses, but never beyond a few heartbeats.
         exponent = min(self.consecutive_failures, 5)
         return min(interval * 2.0**exponent, max(self.max_backoff_s, interval))
 
     def _recovered(self) -> None:
         if self.consecutive_failures:
             log.info(
-                "router %s reachable again for node %s after %d failed calls",
+                "router %s %s node %s after %d failed calls",
                 self.router_address,
+                "accepted" if self.failure == "refused" else "reachable again for",
                 self.node_id,
                 self.consecutive_failures,
             )
         self.consecutive_failures = 0
+        self.failure = None
 
     async def _register(self, stub: registry_pb2_grpc.RegistryServiceStub) -> float:
         """Register; returns the heartbeat interval to use (the router's, if it states one)."""
@@ -160,6 +204,7 @@ class RegistrationLoop:
                 load=self.servicer.node_load(),
             ),
             timeout=self.call_timeout_s,
+            metadata=self._metadata(),
         )
         self.registered = True
         self.registrations += 1

@@ -8,6 +8,7 @@ import logging
 
 from mesh.config import NodeConfig
 from mesh.contract.errors import MeshError
+from mesh.contract.node_token import NodeToken
 from mesh.contract.serving import BoundServer, bound_address, create_server
 from mesh.telemetry.setup import Telemetry
 from mesh.v1 import inference_pb2, inference_pb2_grpc
@@ -46,7 +47,12 @@ class NodeRuntime:
         self.address = ""
 
     async def start(self) -> str:
-        """Load the model and start serving; returns the bound host:port."""
+        """Load the model and start serving; returns the bound host:port.
+
+        The registration token is read first: a broken token source (TokenUnavailable) fails
+        the start before any model loads or port opens.
+        """
+        token = self.config.router_token() if self.config.router_address else None
         await self.backend.start()
         self._bound = create_server(
             self.config.listen,
@@ -68,10 +74,10 @@ class NodeRuntime:
         log.info(
             "node %s serving %s on %s", self.config.id, self.backend.info.model_id, self.address
         )
-        await self._start_registration()
+        await self._start_registration(token)
         return self.address
 
-    async def _start_registration(self) -> None:
+    async def _start_registration(self, token: NodeToken | None) -> None:
         """Announce the node when a router is configured; never waits for the router."""
         if not self.config.router_address:
             return
@@ -80,6 +86,7 @@ class NodeRuntime:
             self.config.advertise_address or self.address,
             self.config.router_address,
             self.config.heartbeat_interval_s,
+            token=token,
         )
         await self.registration.start()
 

@@ -82,6 +82,7 @@ class NodeServicer(inference_pb2_grpc.InferenceServiceServicer):
         self.admission = Admission(config.max_inflight)
         self.ttft_ms = Ewma()
         self.telemetry = telemetry
+        self._card_provider: str | None = None
         if telemetry is not None:
             telemetry.metrics.watch_node_load(config.id, self.load_sample)
 
@@ -100,6 +101,17 @@ class NodeServicer(inference_pb2_grpc.InferenceServiceServicer):
             capabilities=self.config.capabilities,
             aliases=self.config.aliases,
         )
+
+    @property
+    def card_provider(self) -> str:
+        """The provider this node's model card names; metrics and routes carry the same one.
+
+        Read from the card (which a bridge's servicer overrides), so a bridge node's requests
+        are never counted as self-hosted ones.
+        """
+        if self._card_provider is None:
+            self._card_provider = self.model_card().provider or SELF_HOSTED
+        return self._card_provider
 
     @property
     def context_window(self) -> int:
@@ -126,7 +138,7 @@ class NodeServicer(inference_pb2_grpc.InferenceServiceServicer):
     def _observe(self) -> AbstractContextManager[GenerationRecorder]:
         return observe_generation(
             self.telemetry.metrics if self.telemetry is not None else None,
-            provider=SELF_HOSTED,
+            provider=self.card_provider,
             model=self.backend.info.model_id,
             node=self.config.id,
         )
@@ -226,7 +238,7 @@ class NodeServicer(inference_pb2_grpc.InferenceServiceServicer):
         return types_pb2.RouteInfo(
             node_id=self.config.id,
             model=self.backend.info.model_id,
-            provider=SELF_HOSTED,
+            provider=self.card_provider,
             policy="direct",
             reason=f"served directly by node {self.config.id}",
             attempts=1,

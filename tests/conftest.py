@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.fixtures.vllm",
     "tests.fixtures.openai_server",
     "tests.fixtures.fault_injector",
+    "tests.fixtures.postgres",
 ]
 
 # Never let a test reach the network by accident (Hugging Face hub, telemetry endpoints).

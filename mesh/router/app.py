@@ -23,11 +23,13 @@ from mesh.router.breaker import STATE_NAMES, BreakerBoard
 from mesh.router.budget import BudgetTracker
 from mesh.router.cache import ResponseCache
 from mesh.router.catalog import Catalog, RegistryServicer
+from mesh.router.embeddings import shared_embedder
 from mesh.router.ledger import Ledger
 from mesh.router.planner import Planner
 from mesh.router.policies import PolicySet
+from mesh.router.registry_auth import warn_if_registration_open
 from mesh.router.servicer import RouterServicer, RouterSettings
-from mesh.router.tier_estimator import TierEstimator, shared_embedder
+from mesh.router.tier_estimator import TierEstimator
 from mesh.router.upstream import UpstreamPool
 from mesh.telemetry.setup import Telemetry
 from mesh.v1 import (
@@ -97,7 +99,10 @@ class RouterRuntime:
         self.policy_store: PolicyStore | None = None
         self.audit: AuditLog | None = None
         if guards.enabled:
-            self.policy_store = PolicyStore.from_file(guards.policy_file or DEFAULT_POLICY_PATH)
+            self.policy_store = PolicyStore.from_file(
+                guards.policy_file or DEFAULT_POLICY_PATH,
+                tracer=telemetry.tracer if telemetry else None,
+            )
             self.audit = AuditLog(guards.resolved_audit_url())
         resolve = principal_of(self.auth)
         self.tenant_of = lambda context: resolve(context).tenant
@@ -115,6 +120,9 @@ class RouterRuntime:
             tenant_of=self.tenant_of,
             policy_version=self._policy_version,
             metrics=telemetry.metrics if telemetry else None,
+            tracer=telemetry.tracer if telemetry else None,
+            # The output guards run outside the servicer: an answer is cached once they pass it.
+            defer_cache_writes=self.policy_store is not None,
         )
         self.pool.after_probe.append(self._after_probe)
         self._bound: BoundServer | None = None
@@ -153,7 +161,11 @@ class RouterRuntime:
         policy: Any = policy_pb2_grpc.PolicyServiceServicer()  # UNIMPLEMENTED without guards
         if self.policy_store is not None:
             inference = guard_inference_servicer(
-                self.servicer, self.policy_store, audit=self.audit, tenant_of=self.tenant_of
+                self.servicer,
+                self.policy_store,
+                audit=self.audit,
+                tenant_of=self.tenant_of,
+                on_response_verdict=self.servicer.release,
             )
             key = self.config.guards.admin_key()
             policy = PolicyServicer(
@@ -161,7 +173,9 @@ class RouterRuntime:
                 admin_key_authorizer(key) if key else _admin_disabled,
                 self.audit,
             )
-        registry = RegistryServicer(self.catalog, breaker_state=self.breakers.state)
+        registry = RegistryServicer(
+            self.catalog, breaker_state=self.breakers.state, token=self.config.registry.token()
+        )
         return [
             (
                 inference_pb2_grpc.add_InferenceServiceServicer_to_server,
@@ -215,6 +229,7 @@ class RouterRuntime:
         )
         await self._bound.server.start()
         self.address = bound_address(listen, self._bound.port)
+        warn_if_registration_open(listen, self.config.registry)
         await self._bound.set_serving(True)
         log.info("router serving on %s with %d node(s)", self.address, len(self.catalog))
         return self.address

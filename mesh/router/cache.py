@@ -22,7 +22,6 @@ import hashlib
 import re
 import threading
 import time
-import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,12 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from mesh.router.embeddings import Embedder, Vector, aembed, embedding_text, normalise
 from mesh.router.settings import CacheSettings
-from mesh.router.tier_estimator import Embedder, Vector
 from mesh.v1 import types_pb2
 
 Clock = Callable[[], float]
-_WS = re.compile(r"\s+")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
 
@@ -83,11 +81,6 @@ def sampling_key(sampling: types_pb2.SamplingParams | None) -> str:
     if sampling.stop:
         parts.append("stop=" + "\x1e".join(sampling.stop))
     return ",".join(parts)
-
-
-def normalise(text: str) -> str:
-    """Unicode NFC, whitespace collapsed, trimmed: formatting noise must not miss the cache."""
-    return _WS.sub(" ", unicodedata.normalize("NFC", text)).strip()
 
 
 def _numbers(text: str) -> str:
@@ -217,15 +210,26 @@ class ResponseCache:
             norm=norm,
         )
 
+    @staticmethod
+    def _texts(key: CacheKey) -> list[str]:
+        # The task text is the tier estimator's too: the shared embedder's memo answers it.
+        task = embedding_text(key.task)
+        return [task, key.context] if key.context else [task]
+
+    @staticmethod
+    def _pair(rows: Vector) -> tuple[Vector, Vector]:
+        return (rows[0], rows[1]) if len(rows) > 1 else (rows[0], np.zeros_like(rows[0]))
+
     def _vectors(self, key: CacheKey) -> tuple[Vector, Vector]:
         if key.vectors is None:
             assert self._embedder is not None
-            if key.context:
-                both = self._embedder.embed([key.task, key.context])
-                key.vectors = (both[0], both[1])
-            else:
-                task = self._embedder.embed([key.task])[0]
-                key.vectors = (task, np.zeros_like(task))
+            key.vectors = self._pair(self._embedder.embed(self._texts(key)))
+        return key.vectors
+
+    async def _avectors(self, key: CacheKey) -> tuple[Vector, Vector]:
+        if key.vectors is None:
+            assert self._embedder is not None
+            key.vectors = self._pair(await aembed(self._embedder, self._texts(key)))
         return key.vectors
 
     def _semantic_scope(self, key: CacheKey) -> int:
@@ -261,13 +265,16 @@ class ResponseCache:
         return hit
 
     async def aget(self, key: CacheKey) -> CacheHit | None:
-        """`get` with the exact tier inline and embedding in a worker thread."""
+        """`get` with the exact tier inline; embedding and vector search off the event loop."""
         hit = self.get_exact(key)
-        if hit is not None or not key.semantic_ok:
-            if hit is None:
-                self.stats.misses += 1
-            return hit
-        return await asyncio.to_thread(self.get, key)
+        if hit is None and key.semantic_ok:
+            vectors = await self._avectors(key)
+            if self._entries:
+                # ~1 ms at 1e4 entries: worth a thread hop, an empty cache is not.
+                hit = await asyncio.to_thread(self._get_semantic, key, vectors)
+        if hit is None:
+            self.stats.misses += 1
+        return hit
 
     def _get_semantic(self, key: CacheKey, vectors: tuple[Vector, Vector]) -> CacheHit | None:
         task_vec, ctx_vec = vectors
@@ -358,18 +365,9 @@ class ResponseCache:
         node_id: str,
         finish_reason: int = types_pb2.FINISH_REASON_STOP,
     ) -> bool:
-        """`put` in a worker thread when embeddings are still to be computed."""
-        if key.semantic_ok and key.vectors is None and outcome is Outcome.COMPLETE:
-            return await asyncio.to_thread(
-                self.put,
-                key,
-                text,
-                usage,
-                outcome=outcome,
-                model=model,
-                node_id=node_id,
-                finish_reason=finish_reason,
-            )
+        """`put` with any embedding still to compute done off the event loop."""
+        if key.semantic_ok and outcome is Outcome.COMPLETE:
+            await self._avectors(key)
         return self.put(
             key,
             text,

@@ -3,6 +3,8 @@
 Registered nodes must keep sending heartbeats; one silent past the TTL leaves the table so the
 router stops sending it traffic. Static nodes never expire (their health comes from probes).
 The table is plain in-process state touched only from the event loop, so it needs no lock.
+Writes through RegistryService need the registration token when one is configured
+(`mesh.router.registry_auth`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import grpc.aio
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from mesh.contract.errors import FieldViolation, InvalidRequest
+from mesh.contract.node_token import NodeToken
 from mesh.contract.status import unary_error_boundary
+from mesh.router.registry_auth import NodeTokenCheck
 from mesh.v1 import registry_pb2, registry_pb2_grpc, types_pb2
 
 DEFAULT_PAGE_SIZE = 50
@@ -290,11 +294,26 @@ def _register_violations(request: registry_pb2.RegisterRequest) -> list[FieldVio
 
 
 class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
-    """mesh.v1.RegistryService over a Catalog."""
+    """mesh.v1.RegistryService over a Catalog.
 
-    def __init__(self, catalog: Catalog, breaker_state: Callable[[str], int] | None = None) -> None:
+    With a `token`, Register, Heartbeat and Deregister are UNAUTHENTICATED unless the call
+    carries it; the check runs before the request is looked at, so a stranger learns nothing
+    about the table (not even whether its registration would be valid).
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        breaker_state: Callable[[str], int] | None = None,
+        *,
+        token: NodeToken | None = None,
+    ) -> None:
         self._catalog = catalog
         self._breaker_state = breaker_state or (lambda _node: registry_pb2.BREAKER_STATE_CLOSED)
+        self.token_check = NodeTokenCheck(token)
+
+    def _authorize(self, context: grpc.aio.ServicerContext[object, object]) -> None:
+        self.token_check.verify(context.invocation_metadata())
 
     @unary_error_boundary
     async def Register(
@@ -302,6 +321,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         request: registry_pb2.RegisterRequest,
         context: grpc.aio.ServicerContext[object, object],
     ) -> registry_pb2.RegisterResponse:
+        self._authorize(context)
         problems = _register_violations(request)
         if problems:
             raise InvalidRequest("invalid registration", violations=problems)
@@ -317,6 +337,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         request: registry_pb2.HeartbeatRequest,
         context: grpc.aio.ServicerContext[object, object],
     ) -> registry_pb2.HeartbeatResponse:
+        self._authorize(context)
         return registry_pb2.HeartbeatResponse(
             known=self._catalog.heartbeat(request.node_id, request.load)
         )
@@ -327,6 +348,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         request: registry_pb2.DeregisterRequest,
         context: grpc.aio.ServicerContext[object, object],
     ) -> registry_pb2.DeregisterResponse:
+        self._authorize(context)
         self._catalog.deregister(request.node_id)
         return registry_pb2.DeregisterResponse()
 

@@ -139,7 +139,12 @@ def costs_command(
         start = parse_since(since) if since else None
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--since") from None
-    rows = asyncio.run(_summary(config.router.ledger_url(), start, by))
+    from mesh.contract.errors import MeshError
+
+    try:
+        rows = asyncio.run(_summary(config.router.ledger_url(), start, by))
+    except MeshError as err:  # an unusable ledger URL or database: its message says which
+        raise click.ClickException(err.message) from None
     if as_json:
         click.echo(
             json.dumps(

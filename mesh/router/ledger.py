@@ -7,6 +7,11 @@ INSERT + COMMIT on SQLite costs milliseconds, which the request path must not pa
 Savings are measured against a configured premium baseline model: for a routed request the saving
 is baseline minus actual cost ("from routing"); a cache hit costs nothing, so its whole baseline is
 saved ("from cache").
+
+On PostgreSQL several router replicas may share one ledger: table creation is serialised with an
+advisory lock, pooled connections are pinged before use (a server restart costs no batch), and
+strings are clipped to their column sizes (PostgreSQL refuses longer ones, SQLite stores them).
+Database failures surface as `LedgerError`, naming the database without its password.
 """
 
 from __future__ import annotations
@@ -16,13 +21,28 @@ import contextlib
 import datetime as dt
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sqlalchemy import Boolean, DateTime, Float, Integer, String, case, func, insert, select
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    Integer,
+    String,
+    case,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from mesh.contract.errors import Code, MeshError
 
 log = logging.getLogger(__name__)
 
@@ -98,32 +118,128 @@ def sqlite_url(path: str) -> str:
     return f"sqlite+aiosqlite:///{path}"
 
 
+class LedgerError(MeshError):
+    """The ledger database cannot be used; the message names it (never its password) and why."""
+
+    code = Code.UNAVAILABLE
+    reason = "LEDGER_UNAVAILABLE"
+
+
+# Any constant works: it only has to be the same in every replica creating the table.
+_DDL_LOCK_KEY = 0x6D65_7368_6C65_6467
+_STOP_WAIT_S = 30.0  # close() waits this long for a write in progress
+_URL_HINT = (
+    "use sqlite+aiosqlite:///PATH, or postgresql+asyncpg://USER@HOST:PORT/DB "
+    "with the postgres extra installed (pip install 'inference-mesh[postgres]')"
+)
+_STRING_LIMITS = {
+    column.name: column.type.length
+    for column in LedgerEntry.__table__.columns
+    if isinstance(column.type, String) and column.type.length
+}
+
+
+def display_url(url: str) -> str:
+    """The URL as it may appear in errors and logs: no password, no query (it may hold one)."""
+    try:
+        return make_url(url).set(query={}).render_as_string(hide_password=True)
+    except (SQLAlchemyError, ValueError):
+        return "<not a SQLAlchemy URL>"
+
+
+def _why(err: BaseException, timeout_s: float) -> str:
+    """The driver's own first line (`database "x" does not exist`), not SQLAlchemy's SQL dump."""
+    inner: BaseException = err
+    if isinstance(err, DBAPIError) and err.orig is not None:
+        inner = err.orig.__cause__ or err.orig
+    if isinstance(inner, TimeoutError):
+        return f"no answer within {timeout_s:g}s"
+    lines = str(inner).strip().splitlines()
+    detail = lines[0] if lines else ""
+    if detail.startswith("<class "):  # the asyncpg adapter prefixes the exception class
+        detail = detail.split(": ", 1)[-1]
+    return f"{type(inner).__name__}: {detail}" if detail else type(inner).__name__
+
+
 class Ledger:
     """Async ledger; `start()` creates the table, `close()` flushes and disposes."""
 
-    def __init__(self, url: str, flush_interval_s: float = 0.5, max_batch: int = 500) -> None:
+    def __init__(
+        self,
+        url: str,
+        flush_interval_s: float = 0.5,
+        max_batch: int = 500,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
         self.url = url
-        self._engine: AsyncEngine = create_async_engine(url)
+        self.where = display_url(url)
+        self._connect_timeout_s = connect_timeout_s
+        try:
+            parsed = make_url(url)
+            # asyncpg waits 60 s for an unresponsive server by default; the router's start and
+            # `mesh costs` should say what is wrong sooner.
+            connect_args = (
+                {"timeout": connect_timeout_s} if parsed.get_driver_name() == "asyncpg" else {}
+            )
+            self._engine: AsyncEngine = create_async_engine(
+                parsed, pool_pre_ping=True, connect_args=connect_args
+            )
+        except (SQLAlchemyError, ImportError, ValueError) as err:
+            raise LedgerError(
+                f"ledger url {self.where} is not usable ({_why(err, connect_timeout_s)}): "
+                f"{_URL_HINT}",
+                reason="INVALID_LEDGER_URL",
+                code=Code.FAILED_PRECONDITION,
+                metadata={"database": self.where},
+            ) from None
         self._buffer: list[LedgerRow] = []
         self._flush_interval_s = flush_interval_s
         self._max_batch = max_batch
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._stopping = False
         self._write_lock = asyncio.Lock()
 
+    @contextlib.contextmanager
+    def _failures(self, action: str) -> Iterator[None]:
+        """Driver and connection errors become one LedgerError saying what failed where."""
+        try:
+            yield
+        except (OSError, SQLAlchemyError) as err:
+            raise LedgerError(
+                f"ledger database {self.where}: cannot {action}: "
+                f"{_why(err, self._connect_timeout_s)}",
+                metadata={"database": self.where},
+            ) from err
+
     async def start(self) -> None:
-        async with self._engine.begin() as conn:
-            await conn.run_sync(_Base.metadata.create_all)
+        with self._failures("open (create table mesh_ledger)"):
+            async with self._engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    # Replicas starting together would race on CREATE TABLE; one at a time.
+                    await conn.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _DDL_LOCK_KEY}
+                    )
+                await conn.run_sync(_Base.metadata.create_all)
         self._task = asyncio.create_task(self._flusher(), name="ledger-flusher")
 
     async def close(self) -> None:
+        """Write what is buffered; a broken database is logged, never raised at shutdown."""
         if self._task is not None:
-            self._task.cancel()
+            # Cancelling the flusher mid-write would lose the batch in its hands: let it finish.
+            self._stopping = True
+            self._wake.set()
+            await asyncio.wait({self._task}, timeout=_STOP_WAIT_S)
+            self._task.cancel()  # only still running if its write outlived the wait
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self.flush()
-        await self._engine.dispose()
+        try:
+            await self.flush()
+        except LedgerError as err:
+            log.error("%s", err)
+        finally:
+            await self._engine.dispose()
 
     def record_nowait(self, row: LedgerRow) -> None:
         """Queue a row; the background task writes it within flush_interval_s."""
@@ -141,20 +257,23 @@ class Ledger:
             rows, self._buffer = self._buffer, []
             if not rows:
                 return
-            values = [
-                {**row.__dict__, "created_at": row.created_at.astimezone(dt.UTC)} for row in rows
-            ]
-            async with self._engine.begin() as conn:
-                await conn.execute(insert(LedgerEntry), values)
+            values = [_values(row) for row in rows]
+            with self._failures(f"write {len(rows)} row(s), which are lost"):
+                async with self._engine.begin() as conn:
+                    await conn.execute(insert(LedgerEntry), values)
 
     async def _flusher(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._flush_interval_s)
             self._wake.clear()
+            if self._stopping:
+                return  # close() writes what is left
             try:
                 await self.flush()
-            except Exception:  # a broken database must not kill the router; rows are lost
+            except LedgerError as err:  # a broken database must not kill the router
+                log.error("%s", err)
+            except Exception:
                 log.exception("ledger flush failed")
 
     async def spent_since(self, tenant: str, since: dt.datetime) -> float:
@@ -162,13 +281,15 @@ class Ledger:
         stmt = select(func.coalesce(func.sum(LedgerEntry.cost_usd), 0.0)).where(
             LedgerEntry.tenant == tenant, LedgerEntry.created_at >= since
         )
-        async with self._engine.connect() as conn:
-            return float((await conn.execute(stmt)).scalar_one())
+        with self._failures("read spend"):
+            async with self._engine.connect() as conn:
+                return float((await conn.execute(stmt)).scalar_one())
 
     async def tenants(self) -> list[str]:
-        async with self._engine.connect() as conn:
-            result = await conn.execute(select(LedgerEntry.tenant).distinct())
-            return sorted(r[0] for r in result)
+        with self._failures("read tenants"):
+            async with self._engine.connect() as conn:
+                result = await conn.execute(select(LedgerEntry.tenant).distinct())
+                return sorted(r[0] for r in result)
 
     async def summary(
         self, since: dt.datetime | None = None, by: GroupBy | None = None
@@ -189,8 +310,9 @@ class Ledger:
             stmt = stmt.where(LedgerEntry.created_at >= since)
         if group is not None:
             stmt = stmt.group_by(group).order_by(group)
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
+        with self._failures("read the cost summary"):
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(stmt)).all()
         out = []
         for row in rows:
             values = tuple(row)
@@ -210,6 +332,16 @@ class Ledger:
                 )
             )
         return out
+
+
+def _values(row: LedgerRow) -> dict[str, object]:
+    """One INSERT's parameters: UTC time, strings clipped so one long name never fails a batch."""
+    values: dict[str, object] = {**row.__dict__, "created_at": row.created_at.astimezone(dt.UTC)}
+    for name, limit in _STRING_LIMITS.items():
+        value = values[name]
+        if isinstance(value, str) and len(value) > limit:
+            values[name] = value[:limit]
+    return values
 
 
 _SINCE = re.compile(r"^(\d+)\s*([smhdw])$")

@@ -1,12 +1,12 @@
 """From one request to a route: which policy, which tier, which candidates in which order.
 
-The tier estimate (features plus nearest exemplars in MiniLM space) runs in a worker thread so
-the event loop never waits on an embedding. A pin skips the estimate: the caller chose.
+The tier estimate (features plus nearest exemplars in MiniLM space) embeds on the shared
+embedder's worker thread, so the event loop never waits on MiniLM. A pin skips the estimate:
+the caller chose.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -77,7 +77,7 @@ class Planner:
         min_tier = max(int(hints.min_tier), self.policies.min_tier(policy))
         estimate: TierEstimate | None = None
         if not isinstance(policy, PinnedPolicy) and self.estimator is not None:
-            estimate = await asyncio.to_thread(self.estimator.estimate, messages, min_tier)
+            estimate = await self.estimator.aestimate(messages, min_tier)
         route_hints = hints
         if min_tier != int(hints.min_tier):
             route_hints = types_pb2.RoutingHints()

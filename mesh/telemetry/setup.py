@@ -143,7 +143,17 @@ def _span_processors(
                     settings.resolved_span_store_path(),
                     retention_hours=settings.span_store_retention_hours,
                 )
-                processors.append(BatchSpanProcessor(store, schedule_delay_millis=500))
+                # The SDK's default queue (2,048) overflowed at ~170 requests/s x ~11 spans
+                # (benchmarks/router.py logged "Queue full, dropping Span"); one transaction
+                # per 512 spans keeps the store's writer ahead.
+                processors.append(
+                    BatchSpanProcessor(
+                        store,
+                        schedule_delay_millis=500,
+                        max_queue_size=16384,
+                        max_export_batch_size=512,
+                    )
+                )
         except Exception:
             log.warning(
                 "span exporter %s unavailable; spans will not go there", name, exc_info=True

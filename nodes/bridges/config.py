@@ -108,6 +108,10 @@ class BridgeConfig(_Strict):
     router_address: str | None = Field(None, description="router to register with")
     advertise_address: str | None = Field(None, description="address the router dials")
     heartbeat_interval_s: float = Field(2.0, gt=0)
+    router_token_env: str | None = Field(
+        None, description="variable holding the router's registration token (default: the node's)"
+    )
+    router_token_file: Path | None = Field(None, description="or a file holding the token")
 
     @field_validator("base_url")
     @classmethod
@@ -120,6 +124,8 @@ class BridgeConfig(_Strict):
     def _consistent(self) -> BridgeConfig:
         if self.api_key_env and self.api_key_file:
             raise ValueError("set api_key_env or api_key_file, not both")
+        if self.router_token_env and self.router_token_file:
+            raise ValueError("set router_token_env or router_token_file, not both")
         if self.provider == "openai-compatible" and not self.base_url:
             raise ValueError("provider openai-compatible needs base_url")
         return self
@@ -194,4 +200,13 @@ class BridgeConfig(_Strict):
             router_address=self.router_address,
             advertise_address=self.advertise_address,
             heartbeat_interval_s=self.heartbeat_interval_s,
+            # Only what was set: an unset variable keeps NodeConfig's default and its meaning.
+            **{
+                name: value
+                for name, value in (
+                    ("router_token_env", self.router_token_env),
+                    ("router_token_file", self.router_token_file),
+                )
+                if value is not None
+            },
         )

@@ -206,3 +206,21 @@ def test_keys_hash_reads_the_key_from_stdin() -> None:
     assert out.returncode == 0, out.stderr
     # sha256("s3cret"), the value that goes into router.auth.api_keys[].sha256
     assert out.stdout.strip() == "1ec1c26b50d5d3c58d9583181af8076655fe00756bf7285940ba3670f99fcba0"
+
+
+@pytest.mark.parametrize("command", ["router", "up"])
+def test_an_unusable_ledger_url_stops_the_server_with_one_clear_line(
+    command: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "mesh.yaml"
+    secret = "s3cr3t-password"
+    config.write_text(
+        "router:\n"
+        f"  listen: 127.0.0.1:{_free_port()}\n"
+        f"  ledger: {{url: 'postgresql://mesh:{secret}@127.0.0.1:1/ledger'}}\n"
+        "nodes: []\n"
+    )
+    out = _mesh(command, "--config", str(config), timeout=120)
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr and secret not in out.stderr
+    assert "Error:" in out.stderr and "ledger" in out.stderr.lower()

@@ -1,26 +1,35 @@
 """`mesh node --router` as a subprocess against an in-test RegistryService in this process.
 
 The node is the real SmolLM2 on the transformers engine; the registry is the minimal recorder
-of the registration tests, served with grpc.aio on loopback.
+of the registration tests, served with grpc.aio on loopback. The registration-token tests run
+`mesh node --engine fake` against the router's real RegistryServicer: what they test is the
+CLI's token flags and who gets into the routing table, not a model.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import grpc
 import grpc.aio
 import pytest
 from click.testing import CliRunner
 
+from mesh.bridge_cli import bridge
 from mesh.cli import cli
-from mesh.contract.serving import BoundServer
-from mesh.v1 import inference_pb2_grpc
+from mesh.contract.node_token import NodeToken
+from mesh.contract.serving import BoundServer, create_server
+from mesh.router.catalog import Catalog, RegistryServicer
+from mesh.v1 import inference_pb2_grpc, registry_pb2_grpc
 from tests.helpers import assert_real_answer, request, wait_until
 from tests.integration.test_registration import RecordingRegistry, start_registry
 
@@ -115,6 +124,10 @@ async def test_node_registers_serves_and_deregisters_on_sigterm(
         (["--kv-cache-gib", "0"], "kv_cache_gib"),
         (["--dtype", "int3"], "--dtype"),
         (["--heartbeat-interval", "0"], "heartbeat_interval_s"),
+        (["--router-token-env", "A", "--router-token-file", "/t"], "not both"),
+        (["--router-token-env", ""], "router_token_env"),
+        (["--metrics-listen", "9464"], "--metrics-listen"),
+        (["--metrics-listen", "127.0.0.1:http"], "--metrics-listen"),
     ],
 )
 def test_bad_node_flags_fail_before_loading_a_model(flags: list[str], named: str) -> None:
@@ -133,3 +146,249 @@ def test_a_bad_flag_is_one_message_without_traceback() -> None:
     )
     assert out.returncode == 1 and "router_address" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+# --- the registration token (fake engine: the CLI's flags are under test, not a model) -------
+TOKEN = "cli-node-token-5e8b2a7d9c1f"
+WRONG = "cli-node-token-000000000000"
+
+
+class CallRecorder(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Records every method called, refused or not."""
+
+    def __init__(self) -> None:
+        self.methods: list[str] = []
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        self.methods.append(details.method.rsplit("/", 1)[-1])  # type: ignore[attr-defined]
+        return await continuation(details)
+
+
+TokenRegistry = tuple[Catalog, CallRecorder, str]
+
+
+@pytest.fixture
+async def token_registry() -> AsyncIterator[TokenRegistry]:
+    """The router's real RegistryServicer, wanting TOKEN, on loopback."""
+    catalog, calls = Catalog(ttl_s=5, heartbeat_interval_s=0.1), CallRecorder()
+    bound = create_server(
+        "127.0.0.1:0",
+        [
+            (
+                registry_pb2_grpc.add_RegistryServiceServicer_to_server,
+                RegistryServicer(catalog, token=NodeToken(TOKEN)),
+                "mesh.v1.RegistryService",
+            )
+        ],
+        interceptors=[calls],
+    )
+    await bound.server.start()
+    yield catalog, calls, f"127.0.0.1:{bound.port}"
+    await bound.server.stop(0)
+
+
+async def _fake_node(
+    node_id: str, router_address: str, *flags: str, env: dict[str, str] | None = None
+) -> asyncio.subprocess.Process:
+    child_env = {k: v for k, v in os.environ.items() if k != "MESH_REGISTRY_TOKEN"}
+    child_env |= {"MESH_LOG_FORMAT": "text", **(env or {})}  # plain log lines
+    return await asyncio.create_subprocess_exec(
+        *MESH,
+        "node",
+        "--engine",
+        "fake",
+        "--node-id",
+        node_id,
+        "--listen",
+        f"127.0.0.1:{_free_port()}",
+        "--router",
+        router_address,
+        "--heartbeat-interval",
+        "0.1",  # short back-off: several refused attempts within a few seconds
+        *flags,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env=child_env,
+    )
+
+
+async def _sigterm(proc: asyncio.subprocess.Process) -> tuple[int, str]:
+    proc.send_signal(signal.SIGTERM)
+    code = await asyncio.wait_for(proc.wait(), timeout=60)
+    return code, await _stderr_of(proc)
+
+
+async def test_node_cli_registers_with_the_token_from_env_and_deregisters(
+    token_registry: TokenRegistry,
+) -> None:
+    catalog, _, router_address = token_registry
+    proc = await _fake_node(
+        "cli-token",
+        router_address,
+        "--router-token-env",
+        "TEST_CLI_NODE_TOKEN",
+        env={"TEST_CLI_NODE_TOKEN": TOKEN},
+    )
+    try:
+        joined = await wait_until(
+            lambda: catalog.get("cli-token") is not None or proc.returncode is not None,
+            timeout_s=120,
+        )
+        assert joined and proc.returncode is None, await _stderr_of(proc)
+        code, stderr = await _sigterm(proc)
+        assert code == 0, stderr
+        assert len(catalog) == 0  # Deregister carried the token
+        assert TOKEN not in stderr and "Traceback" not in stderr
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_node_cli_with_a_wrong_token_stays_out_keeps_serving_and_says_so_once(
+    token_registry: TokenRegistry, tmp_path: Path
+) -> None:
+    catalog, calls, router_address = token_registry
+    token_file = tmp_path / "token"
+    token_file.write_text(WRONG)
+    proc = await _fake_node("cli-wrong", router_address, "--router-token-file", str(token_file))
+    try:
+        # Several refused attempts with back-off (0.2 s, 0.4 s, 0.8 s, ...), and still running.
+        assert await wait_until(lambda: calls.methods.count("Register") >= 4, timeout_s=60)
+        assert proc.returncode is None and len(catalog) == 0
+        code, stderr = await _sigterm(proc)
+        assert code == 0, stderr
+        refusals = [line for line in stderr.splitlines() if "refused node cli-wrong" in line]
+        assert len(refusals) == 1, stderr
+        assert "NODE_TOKEN_REJECTED" in refusals[0]
+        assert WRONG not in stderr and TOKEN not in stderr and "Traceback" not in stderr
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def test_an_unreadable_token_file_is_one_message_before_the_engine(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-token"
+    env = {**os.environ, "MESH_LOG_FORMAT": "text"}
+    out = subprocess.run(
+        [*MESH, "node", "--engine", "fake", "--listen", "127.0.0.1:0", "--router",
+         "127.0.0.1:1", "--router-token-file", str(missing)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )  # fmt: skip
+    assert out.returncode == 1 and "cannot read token file" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and "ready on" not in out.stderr
+
+
+async def test_bridge_cli_registers_with_the_token_from_a_file(
+    token_registry: TokenRegistry, tmp_path: Path
+) -> None:
+    # Registration needs no provider call: the base URL is never dialled in this test.
+    catalog, _, router_address = token_registry
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    env = {k: v for k, v in os.environ.items() if k != "MESH_REGISTRY_TOKEN"}
+    proc = await asyncio.create_subprocess_exec(
+        *MESH, "bridge",
+        "--provider", "openai-compatible",
+        "--base-url", "http://127.0.0.1:9/v1",
+        "--model", "cli-bridge-model",
+        "--price-in", "0.1", "--price-out", "0.2",
+        "--context-window", "1024",
+        "--node-id", "cli-bridge",
+        "--listen", f"127.0.0.1:{_free_port()}",
+        "--router", router_address,
+        "--router-token-file", str(token_file),
+        "--metrics-listen", "off",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env={**env, "MESH_LOG_FORMAT": "text"},
+    )  # fmt: skip
+    try:
+        joined = await wait_until(
+            lambda: catalog.get("cli-bridge") is not None or proc.returncode is not None,
+            timeout_s=120,
+        )
+        assert joined and proc.returncode is None, await _stderr_of(proc)
+        entry = catalog.get("cli-bridge")
+        assert entry is not None and entry.cards[0].model_id == "cli-bridge-model"
+        code, stderr = await _sigterm(proc)
+        assert code == 0, stderr
+        assert len(catalog) == 0 and TOKEN not in stderr
+        assert "metrics off" in stderr and "metrics endpoint" not in stderr
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def test_bridge_cli_refuses_two_token_sources() -> None:
+    # In-process: the node config is checked before anything starts.
+    result = CliRunner().invoke(
+        bridge,
+        ["--provider", "openai-compatible", "--base-url", "http://127.0.0.1:9/v1",
+         "--model", "m", "--price-in", "0", "--price-out", "0", "--context-window", "1024",
+         "--router", "127.0.0.1:1", "--router-token-env", "A", "--router-token-file", "/t"],
+    )  # fmt: skip
+    assert result.exit_code != 0 and "not both" in result.stderr, result.stderr
+
+
+# --- --metrics-listen (fake engine: the flag is under test, not a model) ------------------
+async def _ready_node(node_id: str, metrics_listen: str) -> tuple[asyncio.subprocess.Process, str]:
+    """A fake-engine node without a router, and its ready line."""
+    proc = await asyncio.create_subprocess_exec(
+        *MESH, "node", "--engine", "fake", "--node-id", node_id,
+        "--listen", f"127.0.0.1:{_free_port()}", "--metrics-listen", metrics_listen,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "MESH_LOG_FORMAT": "text"},
+    )  # fmt: skip
+    assert proc.stderr is not None
+    seen: list[str] = []
+    while not any("ready on" in line for line in seen):
+        line = await asyncio.wait_for(proc.stderr.readline(), timeout=120)
+        assert line, "mesh node exited: " + "".join(seen)
+        seen.append(line.decode())
+    return proc, seen[-1]
+
+
+def _scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        return str(reply.read().decode())
+
+
+async def test_nodes_on_one_machine_each_get_their_own_metrics_endpoint_or_none() -> None:
+    port = _free_port()
+    started = await asyncio.gather(
+        _ready_node("metrics-a", f"127.0.0.1:{port}"),
+        _ready_node("metrics-b", "127.0.0.1:0"),  # a free port, named in the ready line
+        _ready_node("metrics-off", "off"),
+    )
+    procs = [proc for proc, _ in started]
+    try:
+        (_, ready_a), (_, ready_b), (_, ready_off) = started
+        url_a = f"http://127.0.0.1:{port}/metrics"
+        assert url_a in ready_a, ready_a
+        url_b = re.search(r"metrics on (http://127\.0\.0\.1:\d+/metrics)", ready_b)
+        assert url_b is not None and url_b.group(1) != url_a, ready_b
+        assert "metrics off" in ready_off, ready_off
+        # Each endpoint is its own node's: the node gauges carry its id.
+        body_a = await asyncio.to_thread(_scrape, url_a)
+        body_b = await asyncio.to_thread(_scrape, url_b.group(1))
+        assert 'mesh_node="metrics-a"' in body_a and "metrics-b" not in body_a
+        assert 'mesh_node="metrics-b"' in body_b and "metrics-a" not in body_b
+        for proc in procs:
+            code, stderr = await _sigterm(proc)
+            assert code == 0 and "metrics endpoint" not in stderr, stderr
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()

@@ -3,6 +3,8 @@
 The loop tests run the fake engine: what they test is the registration protocol (register,
 heartbeat with load, re-register when forgotten, deregister), not a model. The NodeRuntime
 tests run the real SmolLM2 on the transformers engine: the node a `mesh node --router` starts.
+The registration-token tests run fake-engine nodes against a real RouterRuntime (or its real
+RegistryServicer): who gets into the routing table is the mesh's own logic.
 """
 
 from __future__ import annotations
@@ -19,8 +21,21 @@ import grpc.aio
 import pytest
 from google.protobuf import duration_pb2
 
-from mesh.config import NodeConfig
+from mesh.config import GuardSettings, NodeConfig, RouterConfig
+from mesh.contract.node_token import NodeToken, TokenUnavailable
 from mesh.contract.serving import BoundServer, create_server
+from mesh.router.app import RouterRuntime
+from mesh.router.catalog import Catalog, RegistryServicer
+from mesh.router.registry_auth import NodeTokenCheck
+from mesh.router.settings import (
+    CacheSettings,
+    EstimatorSettings,
+    LedgerSettings,
+    RegistrySettings,
+    RoutingSettings,
+)
+from mesh.telemetry.settings import TelemetrySettings
+from mesh.telemetry.setup import setup_telemetry
 from mesh.v1 import inference_pb2_grpc, registry_pb2, registry_pb2_grpc
 from nodes.engines.fake import FakeEngine
 from nodes.registration import RegistrationLoop
@@ -309,3 +324,198 @@ async def test_runtime_without_router_address_does_not_register() -> None:
         assert runtime.registration is None
     finally:
         await runtime.stop(grace_s=0.5)
+
+
+# --- the registration token (fake engine: who gets into the routing table is under test) ----
+TOKEN = "node-token-3c9e1f7a5b2d4e6f"
+WRONG = "node-token-0000000000000000"
+
+
+def _token_file(tmp_path: Path, name: str, value: str) -> Path:
+    path = tmp_path / name
+    path.write_text(value + "\n")
+    return path
+
+
+async def _token_router(token_file: Path, listen: str = "127.0.0.1:0") -> RouterRuntime:
+    """A real router that wants the token; no guards, cache, ledger or MiniLM (not under test)."""
+    router = RouterRuntime(
+        RouterConfig(
+            listen=listen,
+            guards=GuardSettings(enabled=False),
+            cache=CacheSettings(enabled=False),
+            ledger=LedgerSettings(enabled=False),
+            routing=RoutingSettings(estimator=EstimatorSettings(embeddings=False)),
+            registry=RegistrySettings(heartbeat_interval_s=0.1, ttl_s=5, token_file=token_file),
+        ),
+        telemetry=setup_telemetry(
+            "router",
+            TelemetrySettings(exporters=["memory"], prometheus_listen=None),
+            install_global=False,
+        ),
+    )
+    await router.start(listen)
+    return router
+
+
+def _token_node(node_id: str, router: str, **token_source: Any) -> NodeRuntime:
+    config = NodeConfig(
+        id=node_id,
+        engine="fake",
+        model=f"{node_id}-model",
+        router_address=router,
+        heartbeat_interval_s=0.05,
+        **token_source,
+    )
+    return NodeRuntime(config, FakeEngine(model_id=f"{node_id}-model"))
+
+
+def _registration_lines(caplog: pytest.LogCaptureFixture, node_id: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "nodes.registration" and node_id in r.getMessage()
+    ]
+
+
+async def test_a_node_with_the_token_joins_and_one_with_a_wrong_token_stays_out(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_NODE_TOKEN", TOKEN)
+    caplog.set_level(logging.DEBUG)
+    router = await _token_router(_token_file(tmp_path, "router-token", TOKEN))
+    good = _token_node("good", router.address, router_token_env="TEST_NODE_TOKEN")
+    bad = _token_node(
+        "bad", router.address, router_token_file=_token_file(tmp_path, "bad-token", WRONG)
+    )
+    await good.start()
+    await bad.start()
+    try:
+        assert good.registration is not None and bad.registration is not None
+        assert await wait_until(lambda: router.catalog.get("good") is not None, timeout_s=10)
+        assert await wait_until(lambda: bad.registration.consecutive_failures >= 3, timeout_s=10)  # type: ignore[union-attr]
+        assert [e.node_id for e in router.catalog.entries()] == ["good"]
+        assert not bad.registration.registered and bad.registration.failure == "refused"
+        assert bad.registration._task is not None and not bad.registration._task.done()
+
+        async with grpc.aio.insecure_channel(router.address) as channel:
+            # The registered node gets traffic; the refused one's model is unknown to the router.
+            stub = inference_pb2_grpc.InferenceServiceStub(channel)
+            reply = await stub.Generate(request(model="good-model"), timeout=10)
+            assert reply.route.node_id == "good"
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.Generate(request(model="bad-model"), timeout=10)
+            assert info.value.code() == grpc.StatusCode.NOT_FOUND
+            # `mesh nodes` reads the table without a token.
+            listed = await registry_pb2_grpc.RegistryServiceStub(channel).ListNodes(  # type: ignore[no-untyped-call]
+                registry_pb2.ListNodesRequest(), timeout=5
+            )
+            assert [n.node_id for n in listed.nodes] == ["good"]
+    finally:
+        await bad.stop(grace_s=0.5)
+        await good.stop(grace_s=0.5)
+    assert await wait_until(lambda: len(router.catalog) == 0, timeout_s=5)  # good deregistered
+    await router.stop(0)
+
+    # One clear line for the refusal, however many retries; the token is nowhere.
+    bad_lines = _registration_lines(caplog, "bad")
+    assert sum("refused" in line for line in bad_lines) == 1, bad_lines
+    assert "does not accept this node's registration token" in bad_lines[0]
+    assert not any("refused" in line for line in _registration_lines(caplog, "good"))
+    telemetry = router.telemetry
+    assert telemetry is not None and telemetry.memory_exporter is not None
+    spans = [span.to_json() for span in telemetry.memory_exporter.get_finished_spans()]
+    assert any("RegistryService/Register" in span for span in spans)
+    for text in [caplog.text, *spans, repr(bad.registration), repr(bad.config)]:
+        assert TOKEN not in text and WRONG not in text
+
+
+async def test_a_node_without_a_token_says_so_once_per_state_change(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MESH_REGISTRY_TOKEN", raising=False)
+    caplog.set_level(logging.INFO, logger="nodes.registration")
+    port = _free_port()
+    node = _token_node("tokenless", f"127.0.0.1:{port}")
+    await node.start()
+    router: RouterRuntime | None = None
+    try:
+        loop = node.registration
+        assert loop is not None
+        assert await wait_until(lambda: loop.failure == "unreachable", timeout_s=10)
+        # The router comes up, but wants a token this node does not have.
+        router = await _token_router(
+            _token_file(tmp_path, "router-token", TOKEN), f"127.0.0.1:{port}"
+        )
+        assert await wait_until(lambda: loop.failure == "refused", timeout_s=15)
+        failures = loop.consecutive_failures
+        assert await wait_until(lambda: loop.consecutive_failures >= failures + 2, timeout_s=15)
+        assert len(router.catalog) == 0
+    finally:
+        await node.stop(grace_s=0.5)
+        if router is not None:
+            await router.stop(0)
+    lines = _registration_lines(caplog, "tokenless")
+    assert len(lines) == 2, lines
+    assert "unreachable" in lines[0]
+    assert "refused" in lines[1] and "NODE_TOKEN_MISSING" in lines[1] and "has none" in lines[1]
+
+
+async def test_a_refused_node_is_accepted_once_the_router_takes_its_token(
+    fake_node: NodeRuntime, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="nodes.registration")
+    catalog = Catalog(ttl_s=5, heartbeat_interval_s=0.05)
+    servicer = RegistryServicer(catalog, token=NodeToken(WRONG))
+    bound = create_server(
+        "127.0.0.1:0",
+        [(registry_pb2_grpc.add_RegistryServiceServicer_to_server, servicer, REGISTRY_SERVICE)],
+    )
+    await bound.server.start()
+    loop = RegistrationLoop(
+        fake_node.servicer,
+        fake_node.address,
+        f"127.0.0.1:{bound.port}",
+        interval_s=0.05,
+        token=NodeToken(TOKEN),
+        max_backoff_s=0.2,
+    )
+    await loop.start()
+    try:
+        assert await wait_until(lambda: loop.consecutive_failures >= 3, timeout_s=10)
+        assert catalog.get("reg-node") is None
+        servicer.token_check = NodeTokenCheck(NodeToken(TOKEN))  # the operator fixes the router
+        assert await wait_until(lambda: catalog.get("reg-node") is not None, timeout_s=10)
+        assert await wait_until(lambda: loop.heartbeats >= 2, timeout_s=10)
+        assert loop.failure is None and loop.consecutive_failures == 0
+    finally:
+        await loop.stop()
+        await bound.server.stop(0)
+    assert catalog.get("reg-node") is None  # the Deregister carried the token too
+    lines = _registration_lines(caplog, "reg-node")
+    assert sum("refused" in line for line in lines) == 1
+    assert sum("accepted node reg-node" in line for line in lines) == 1
+
+
+class _StartCountingEngine(FakeEngine):
+    starts = 0
+
+    async def start(self) -> None:
+        self.starts += 1
+
+
+async def test_a_broken_token_file_fails_the_start_before_the_engine(tmp_path: Path) -> None:
+    engine = _StartCountingEngine(model_id="m")
+    runtime = NodeRuntime(
+        NodeConfig(
+            id="broken",
+            engine="fake",
+            model="m",
+            router_address="127.0.0.1:1",
+            router_token_file=tmp_path / "missing-token",
+        ),
+        engine,
+    )
+    with pytest.raises(TokenUnavailable, match="cannot read token file"):
+        await runtime.start()
+    assert engine.starts == 0 and runtime.address == "" and runtime.registration is None

@@ -257,6 +257,48 @@ async def test_cache_serves_repeats_unary_and_streamed_and_respects_scope() -> N
         assert total.requests == 6 and total.cache_hits == 2 and total.savings_cache_usd > 0
 
 
+# Only the output stage blocks: the fake engine echoes the prompt, so the secret comes back.
+OUTPUT_ONLY_POLICY = """
+guards:
+  - name: secrets
+    use: secrets
+    stage: output
+    action: block
+"""
+LEAKY = "Repeat after me: AKIAIOSFODNN7EXAMPLE please"
+
+
+async def test_answers_blocked_by_output_guards_are_never_cached(tmp_path: Any) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(OUTPUT_ONLY_POLICY)
+    guards = GuardSettings(
+        policy_file=str(policy), watch=False, audit_url=f"sqlite+aiosqlite:///{tmp_path}/a.db"
+    )
+    async with mesh([fake_node_config("a")], cache=CacheSettings(enabled=True), guards=guards) as m:
+        engine = m.engine("a")
+        for _ in range(2):
+            error = await rpc_error(m.stub.Generate(request(LEAKY), timeout=10))
+            assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+            events = [e async for e in m.stub.GenerateStream(stream_request(LEAKY), timeout=10)]
+            summary = events[-1].summary
+            assert summary.finish_reason == types_pb2.FINISH_REASON_GUARD_BLOCKED
+            assert not summary.route.cache_hit
+        # Every blocked call reached the node again: nothing blocked was stored or replayed.
+        assert engine.completed == 4
+        assert m.router.cache is not None and len(m.router.cache) == 0
+        assert not m.router.servicer._pending_writes
+        # An answer the guards let through is cached as before, unary and streamed.
+        first = await m.stub.Generate(request(EASY), timeout=10)
+        again = await m.stub.Generate(request(EASY), timeout=10)
+        assert not first.route.cache_hit and again.route.cache_hit
+        river = stream_request("Name a river in Spain.")
+        streamed = [e async for e in m.stub.GenerateStream(river, timeout=10)]
+        replay = [e async for e in m.stub.GenerateStream(river, timeout=10)]
+        assert not streamed[-1].summary.route.cache_hit and replay[-1].summary.route.cache_hit
+        assert engine.completed == 6 and len(m.router.cache) == 2
+        assert not m.router.servicer._pending_writes
+
+
 async def test_a_failing_node_opens_its_breaker_and_list_nodes_shows_it() -> None:
     breaker = BreakerSettings(consecutive_failures=2, cooldown_s=60)
     nodes = [fake_node_config("a-node"), fake_node_config("b-node")]

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from mesh.router.cache import CacheScope, Outcome, ResponseCache, sampling_key
+from mesh.router.embeddings import BatchingEmbedder
 from mesh.router.settings import CacheSettings
-from mesh.router.tier_estimator import MiniLMEmbedder
 from mesh.v1 import types_pb2 as t
 
 
@@ -111,7 +111,7 @@ def test_exact_key_covers_every_turn() -> None:
     assert cache.invalidate(policy_version="pv1") == 1 and len(cache) == 0
 
 
-def test_semantic_hit_and_guards(minilm: MiniLMEmbedder) -> None:
+def test_semantic_hit_and_guards(minilm: BatchingEmbedder) -> None:
     cache = ResponseCache(CacheSettings(), embedder=minilm)
     _put(cache, SCOPE, _msgs("What is the capital city of France?"), "Paris.")
     hit = cache.get(cache.key(SCOPE, _msgs("Which city is the capital of France?")))
@@ -126,7 +126,7 @@ def test_semantic_hit_and_guards(minilm: MiniLMEmbedder) -> None:
     assert cache.get(cache.key(other, _msgs("Which city is the capital of France?"))) is None
 
 
-def test_semantic_is_multi_turn_safe(minilm: MiniLMEmbedder) -> None:
+def test_semantic_is_multi_turn_safe(minilm: BatchingEmbedder) -> None:
     cache = ResponseCache(CacheSettings(), embedder=minilm)
     convo = _msgs(
         "Let's talk about Python the programming language.", "Sure!", "How do I install it?"
@@ -144,7 +144,7 @@ def test_semantic_is_multi_turn_safe(minilm: MiniLMEmbedder) -> None:
     assert cache.get(cache.key(SCOPE, same)) is not None
 
 
-async def test_async_api(minilm: MiniLMEmbedder) -> None:
+async def test_async_api(minilm: BatchingEmbedder) -> None:
     cache = ResponseCache(CacheSettings(), embedder=minilm)
     key = cache.key(SCOPE, _msgs("Name the largest planet in the solar system."))
     assert await cache.aget(key) is None

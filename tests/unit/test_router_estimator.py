@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from mesh.router.embeddings import BatchingEmbedder
 from mesh.router.settings import EstimatorSettings
 from mesh.router.tier_estimator import (
     DEFAULT_EXEMPLARS,
-    MiniLMEmbedder,
     TierEstimator,
     extract_features,
     load_exemplars,
@@ -68,7 +68,7 @@ def test_shipped_exemplars_cover_every_tier() -> None:
     assert tiers == {1, 2, 3, 4}
 
 
-def test_with_embeddings(minilm: MiniLMEmbedder) -> None:
+def test_with_embeddings(minilm: BatchingEmbedder) -> None:
     est = TierEstimator(EstimatorSettings(), embedder=minilm)
     assert est.uses_embeddings
     for text in EASY:

@@ -135,3 +135,23 @@ def test_json_logging_replaces_a_plain_stderr_handler_but_no_other() -> None:
         for h in (handler, other, plain):
             root.removeHandler(h)
         root.setLevel(level)
+
+
+def test_traced_calls_skips_health_reflection_and_probes_for_str_and_bytes_names() -> None:
+    from types import SimpleNamespace
+
+    from mesh.telemetry.grpc_instrumentation import traced_calls
+
+    traced = traced_calls()
+    for name in (
+        "/grpc.health.v1.Health/Check",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        "/mesh.v1.InferenceService/ListModels",
+        "/mesh.v1.RegistryService/Heartbeat",
+    ):
+        for method in (name, name.encode()):
+            assert not traced(SimpleNamespace(method=method)), method
+    for name in ("/mesh.v1.InferenceService/Generate", "/mesh.v1.RegistryService/Register"):
+        assert traced(SimpleNamespace(method=name)) and traced(
+            SimpleNamespace(method=name.encode())
+        )

