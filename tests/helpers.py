@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Callable
 
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from mesh.router.ledger import LedgerRow
 from mesh.v1 import inference_pb2, types_pb2
+
+LEDGER_NOW = dt.datetime(2026, 5, 10, 12, 0, tzinfo=dt.UTC)
 
 
 def user(text: str) -> types_pb2.ChatMessage:
@@ -77,3 +81,30 @@ async def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> 
             return True
         await asyncio.sleep(0.02)
     return predicate()
+
+
+def ledger_row(
+    i: int,
+    tenant: str = "acme",
+    model: str = "smollm2",
+    cost: float = 0.001,
+    base: float = 0.01,
+    hit: bool = False,
+    when: dt.datetime = LEDGER_NOW,
+) -> LedgerRow:
+    """Ledger row number `i` of a routed (or, with `hit`, cached) request on node n1."""
+    return LedgerRow(
+        f"r{i}",
+        tenant,
+        "n1",
+        model,
+        100,
+        50,
+        cost,
+        base,
+        hit,
+        "cheapest",
+        1,
+        "pv1",
+        created_at=when,
+    )

@@ -34,39 +34,14 @@ from mesh.router.settings import (
     TenantBudget,
 )
 from tests.fixtures.postgres import PostgresServer, running_postgres
+from tests.helpers import LEDGER_NOW as NOW
+from tests.helpers import ledger_row as _row
 from tests.helpers import request, stream_request
 from tests.integration.test_router_features import EASY, fake_node_config, mesh
 
 # The fixtures are used only here; tests/conftest.py's pytest_plugins may list them instead.
 
-NOW = dt.datetime(2026, 5, 10, 12, 0, tzinfo=dt.UTC)
 CEST = dt.timezone(dt.timedelta(hours=2))
-
-
-def _row(
-    i: int,
-    tenant: str = "acme",
-    model: str = "smollm2",
-    cost: float = 0.001,
-    base: float = 0.01,
-    hit: bool = False,
-    when: dt.datetime = NOW,
-) -> LedgerRow:
-    return LedgerRow(
-        f"r{i}",
-        tenant,
-        "n1",
-        model,
-        100,
-        50,
-        cost,
-        base,
-        hit,
-        "cheapest",
-        1,
-        "pv1",
-        created_at=when,
-    )
 
 
 async def _table(url: str) -> list[dict[str, Any]]:

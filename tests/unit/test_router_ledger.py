@@ -7,35 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mesh.router.ledger import Ledger, LedgerRow, format_costs, parse_since, sqlite_url
-
-NOW = dt.datetime(2026, 5, 10, 12, 0, tzinfo=dt.UTC)
-
-
-def _row(
-    i: int,
-    tenant: str,
-    model: str,
-    cost: float,
-    base: float,
-    hit: bool = False,
-    when: dt.datetime = NOW,
-) -> LedgerRow:
-    return LedgerRow(
-        f"r{i}",
-        tenant,
-        "n1",
-        model,
-        100,
-        50,
-        cost,
-        base,
-        hit,
-        "cheapest",
-        1,
-        "pv1",
-        created_at=when,
-    )
+from mesh.router.ledger import Ledger, format_costs, parse_since, sqlite_url
+from tests.helpers import LEDGER_NOW as NOW
+from tests.helpers import ledger_row as _row
 
 
 async def test_summary_by_tenant_and_model(tmp_path: Path) -> None:
