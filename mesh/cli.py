@@ -83,12 +83,15 @@ def cli(verbose: bool) -> None:
     "--grace", default=5.0, show_default=True, help="Seconds in-flight requests get on stop."
 )
 def up(config_path: str | None, listen: str | None, grace: float) -> None:
-    """Run the embedded mesh (router and nodes) in the foreground until Ctrl-C / SIGTERM."""
-    from mesh.embedded import EmbeddedMesh
+    """Run the embedded mesh (router, nodes, bridges) in the foreground until Ctrl-C / SIGTERM."""
+    from mesh.embedded import BridgeSetupError, EmbeddedMesh
+    from nodes.bridges.config import MissingApiKey
 
     config = _load(config_path)
     try:
         mesh = EmbeddedMesh(config, listen=listen, telemetry=_server_telemetry("mesh", config))
+        # Before any engine loads: a missing bridge key fails in a second, not after a minute.
+        mesh.check_bridge_keys()
         asyncio.run(
             serve_until_signal(
                 mesh.start,
@@ -99,6 +102,9 @@ def up(config_path: str | None, listen: str | None, grace: float) -> None:
         )
     except MeshError as exc:  # e.g. an unusable ledger or audit database: the message says which
         raise click.ClickException(exc.message) from None
+    except (MissingApiKey, TokenUnavailable, BridgeSetupError) as exc:
+        # Each names the bridge and the variable, file or price at fault, never a key value.
+        raise click.ClickException(str(exc)) from None
 
 
 @cli.command()

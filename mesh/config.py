@@ -2,6 +2,12 @@
 
 Unknown keys and bad values fail at start with the file, the line, the key path and the reason.
 Secrets are never config values: config names an environment variable or a file instead.
+
+`bridges:` entries are `nodes.bridges.config.BridgeConfig`, which itself builds on this module
+(`NodeConfig`, `Tier`), so it cannot be imported here at module level. `MeshConfig` is therefore
+built lazily (`defer_build`): its schema, and with it the import of `BridgeConfig`, happens on
+first validation, when both modules are complete whichever was imported first. Bridge entries
+thus get the same strict validation, key paths and line numbers as the rest of the file.
 """
 
 from __future__ import annotations
@@ -9,10 +15,20 @@ from __future__ import annotations
 import enum
 import ipaddress
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetPydanticSchema,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import CoreSchema
 
 from mesh.contract.node_token import DEFAULT_TOKEN_ENV, NodeToken, read_token
 from mesh.router.settings import (
@@ -258,22 +274,45 @@ class RouterConfig(_Strict):
         return self
 
 
+def _bridge_schema(_source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+    # Runs when MeshConfig's deferred schema is built, after both modules are complete.
+    from nodes.bridges.config import BridgeConfig
+
+    return handler(BridgeConfig)
+
+
+if TYPE_CHECKING:
+    from nodes.bridges.config import BridgeConfig as BridgeEntry
+else:
+    BridgeEntry = Annotated[object, GetPydanticSchema(_bridge_schema)]
+
+
 class MeshConfig(_Strict):
     """The whole mesh.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     router: RouterConfig = Field(default_factory=RouterConfig)
     nodes: list[NodeConfig] = Field(
         default_factory=list, description="nodes that `mesh up` starts in-process"
     )
+    bridges: list[BridgeEntry] = Field(
+        default_factory=list,
+        description="bridge nodes (external APIs) that `mesh up` starts in-process",
+    )
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
 
     @model_validator(mode="after")
     def _unique_nodes(self) -> MeshConfig:
-        ids = [n.id for n in self.nodes] + [u.id for u in self.router.upstreams]
+        ids = (
+            [n.id for n in self.nodes]
+            + [b.id for b in self.bridges]
+            + [u.id for u in self.router.upstreams]
+        )
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(
-                f"node ids must be unique across nodes and upstreams: {', '.join(dupes)}"
+                "node ids must be unique across nodes, bridges and upstreams: " + ", ".join(dupes)
             )
         return self
 

@@ -1,4 +1,8 @@
-"""The embedded mesh behind `mesh up` and the demo: nodes, bridges and a router in one process."""
+"""The embedded mesh behind `mesh up` and the demo: nodes, bridges and a router in one process.
+
+Bridges come from mesh.yaml (`bridges:`) and from the caller (the demo's stand-in); both are
+static upstreams of the embedded router, as nodes are.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class BridgeSetupError(ValueError):
+    """A bridge that cannot be built (no price for its model, an id taken twice); names it."""
+
+
 class EmbeddedMesh:
     """Starts every node of the config, then bridge nodes, then a router over all of them.
 
@@ -37,17 +45,30 @@ class EmbeddedMesh:
         self.config = config
         self.listen = listen or config.router.listen
         self.nodes = [NodeRuntime(node, telemetry=telemetry) for node in config.nodes]
+        self.bridge_configs: list[BridgeConfig] = [*config.bridges, *bridges]
         self.bridges: list[BridgeRuntime] = []
-        if bridges:
-            from nodes.bridges.runtime import BridgeRuntime
-
-            self.bridges = [BridgeRuntime(b, telemetry=telemetry) for b in bridges]
+        if self.bridge_configs:
+            self.bridges = _bridge_runtimes(self.bridge_configs, config, telemetry)
         self.router = RouterRuntime(config.router, telemetry=telemetry)
         self.address = ""
         self._started: list[NodeRuntime] = []
 
+    def check_bridge_keys(self) -> None:
+        """Read every bridge's API key now, so a missing one fails before any engine loads.
+
+        Raises MissingApiKey naming the bridge and the variable or file, never a key value.
+        """
+        from nodes.bridges.config import MissingApiKey
+
+        for bridge in self.bridge_configs:
+            try:
+                bridge.read_api_key()
+            except MissingApiKey as exc:
+                raise MissingApiKey(f"bridge {bridge.id}: {exc}") from None
+
     async def start(self) -> str:
         """Start nodes (engines load in turn), bridges, then the router; returns its address."""
+        self.check_bridge_keys()
         await self.start_nodes()
         await self.start_bridges()
         return await self.start_router()
@@ -85,3 +106,22 @@ class EmbeddedMesh:
         await self.router.stop(grace_s)
         await asyncio.gather(*(b.stop(grace_s) for b in self.bridges), return_exceptions=True)
         await asyncio.gather(*(n.stop(grace_s) for n in self.nodes), return_exceptions=True)
+
+
+def _bridge_runtimes(
+    bridges: Sequence[BridgeConfig], config: MeshConfig, telemetry: Telemetry | None
+) -> list[BridgeRuntime]:
+    """One runtime per bridge; an id taken twice or a model without a price: BridgeSetupError."""
+    from nodes.bridges.runtime import BridgeRuntime
+
+    taken = {n.id for n in config.nodes} | {u.id for u in config.router.upstreams}
+    runtimes = []
+    for bridge in bridges:
+        if bridge.id in taken:
+            raise BridgeSetupError(f"bridge {bridge.id}: the id is already taken by another node")
+        taken.add(bridge.id)
+        try:
+            runtimes.append(BridgeRuntime(bridge, telemetry=telemetry))
+        except ValueError as exc:  # no price for the model, or an unusable price table
+            raise BridgeSetupError(f"bridge {bridge.id}: {exc}") from None
+    return runtimes

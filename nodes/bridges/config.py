@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from mesh.config import NodeConfig, Tier
+from mesh.config import NodeConfig, Tier, _check_address, _check_dialable
 from nodes.bridges.prices import ModelPrice, PriceTable, load_price_table
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,12 @@ class BridgeConfig(_Strict):
             raise ValueError(f"{value!r} is not an http(s) URL")
         return value.rstrip("/") if value else value
 
+    # The same address rules as a node's, so mesh.yaml reports a bad one at load, with its line.
+    _check_listen = field_validator("listen")(classmethod(lambda cls, v: _check_address(v)))
+    _check_dialable = field_validator("router_address", "advertise_address")(
+        classmethod(lambda cls, v: None if v is None else _check_dialable(v))
+    )
+
     @model_validator(mode="after")
     def _consistent(self) -> BridgeConfig:
         if self.api_key_env and self.api_key_file:
@@ -149,7 +155,9 @@ class BridgeConfig(_Strict):
             try:
                 key = self.api_key_file.read_text(encoding="utf-8").strip()
             except OSError as exc:
-                raise MissingApiKey(f"cannot read API key file: {exc.strerror}") from None
+                raise MissingApiKey(
+                    f"cannot read API key file {self.api_key_file}: {exc.strerror}"
+                ) from None
             if not key:
                 raise MissingApiKey(f"API key file {self.api_key_file} is empty")
             return key

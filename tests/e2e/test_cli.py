@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -15,6 +16,8 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.fixtures.fault_injector import FaultInjector, Reply
 
 pytestmark = pytest.mark.model
 MESH = [sys.executable, "-m", "mesh"]
@@ -224,3 +227,94 @@ def test_an_unusable_ledger_url_stops_the_server_with_one_clear_line(
     assert out.returncode == 1, out.stderr
     assert "Traceback" not in out.stderr and secret not in out.stderr
     assert "Error:" in out.stderr and "ledger" in out.stderr.lower()
+
+
+# --- bridges declared in mesh.yaml ----------------------------------------------------------
+BRIDGE_KEY = "sk-e2e-yaml-bridge-1a2b3c4d"
+
+
+def _bridge_yaml(path: Path, port: int, base_url: str, key_env: str) -> Path:
+    path.write_text(
+        f"""
+router:
+  listen: 127.0.0.1:{port}
+nodes: []
+bridges:
+  - id: e2e-bridge
+    provider: openai-compatible
+    model: fault-model
+    base_url: {base_url}/v1
+    api_key_env: {key_env}
+    price: {{input: 0.5, output: 1.5}}
+    retry: {{max_attempts: 1}}
+"""
+    )
+    return path
+
+
+async def test_up_starts_a_bridge_from_mesh_yaml(
+    tmp_path: Path, fault_injector: FaultInjector
+) -> None:
+    # The external API is the scripted fault injector, answering like an OpenAI server.
+    completion = {
+        "id": "chatcmpl-e2e",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "fault-model",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Paris."},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
+    }
+    fault_injector.play(Reply(200, body=completion))
+    port = _free_port()
+    config = _bridge_yaml(tmp_path / "mesh.yaml", port, fault_injector.base_url, "E2E_BRIDGE_KEY")
+    env = {**os.environ, "E2E_BRIDGE_KEY": BRIDGE_KEY, "MESH_API_KEY": ""}
+    up = await asyncio.create_subprocess_exec(
+        *MESH, "up", "--config", str(config), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        address = f"127.0.0.1:{port}"
+        async with grpc.aio.insecure_channel(address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            for _ in range(600):  # bounded: a broken start fails the test, not hangs it
+                if up.returncode is not None:
+                    break
+                try:
+                    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        break
+                except grpc.aio.AioRpcError:
+                    await asyncio.sleep(0.2)
+        assert up.returncode is None, "mesh up exited early"
+        chat = await asyncio.create_subprocess_exec(
+            *MESH, "chat", "--target", address, "--max-tokens", "8", "Capital of France?", env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(chat.communicate(), timeout=120)
+        assert chat.returncode == 0, err.decode()
+        assert out.decode().strip() == "Paris."
+        assert "node=e2e-bridge" in err.decode() and "provider=openai-compatible" in err.decode()
+    finally:
+        if up.returncode is None:
+            up.send_signal(signal.SIGTERM)
+        _, up_err = await asyncio.wait_for(up.communicate(), timeout=60)
+    assert up.returncode == 0, up_err.decode()
+    assert BRIDGE_KEY not in up_err.decode()
+    headers = {k.lower(): v for k, v in fault_injector.received[0].headers.items()}
+    assert headers["authorization"] == f"Bearer {BRIDGE_KEY}"
+
+
+def test_up_with_a_bridge_key_unset_fails_with_one_clear_line(tmp_path: Path) -> None:
+    config = _bridge_yaml(tmp_path / "mesh.yaml", _free_port(), "http://127.0.0.1:9", "E2E_UNSET")
+    env = {k: v for k, v in os.environ.items() if k != "E2E_UNSET"}
+    out = subprocess.run(
+        [*MESH, "up", "--config", str(config)], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "Error: bridge e2e-bridge: environment variable E2E_UNSET is not set" in out.stderr

@@ -112,3 +112,21 @@ def test_limits_become_the_admission_limit() -> None:
         }
     )
     assert config.node_config(config.resolved_price()).max_inflight == 3
+
+
+def test_an_unreadable_key_file_is_named(tmp_path: Path) -> None:
+    absent = tmp_path / "absent-key"
+    config = BridgeConfig(id="b", provider="openai", model="m", api_key_file=absent)
+    with pytest.raises(MissingApiKey, match=f"cannot read API key file {absent}"):
+        config.read_api_key()
+
+
+@pytest.mark.parametrize(
+    ("field", "address"),
+    [("listen", "nohost"), ("listen", "h:70000"), ("router_address", "0.0.0.0:1"),
+     ("advertise_address", "h:0")],
+)  # fmt: skip
+def test_addresses_follow_the_node_rules(field: str, address: str) -> None:
+    with pytest.raises(ValidationError, match=field):
+        BridgeConfig.model_validate({"id": "b", "provider": "openai", "model": "m", field: address})
+    assert BridgeConfig(id="b", provider="openai", model="m", listen="0.0.0.0:0").listen

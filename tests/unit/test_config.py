@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -139,3 +142,112 @@ def test_wildcard_listen_with_a_router_needs_an_advertise_address() -> None:
 def test_heartbeat_interval_must_be_positive(interval: float) -> None:
     with pytest.raises(ConfigError, match=r"nodes\[0\]\.heartbeat_interval_s"):
         parse_config(f"nodes: [{{id: n1, heartbeat_interval_s: {interval}}}]")
+
+
+# --- bridges: external APIs that `mesh up` starts beside the nodes -------------------------
+
+BRIDGES_YAML = """\
+router:
+  upstreams: [{id: remote, address: "node-a:50061"}]
+nodes:
+  - id: local
+    engine: fake
+bridges:
+  - id: gpt
+    provider: openai
+    model: gpt-4o-mini
+    api_key_env: TEAM_OPENAI_KEY
+    limits: {max_concurrent: 4, requests_per_minute: 60}
+  - id: claude
+    provider: anthropic
+    model: claude-haiku-4-5
+    api_key_file: /run/secrets/anthropic
+    tier: large
+  - id: in-house
+    provider: openai-compatible
+    model: my-llama
+    base_url: http://127.0.0.1:8000/v1/
+    price: {input: 0.1, output: 0.2}
+    aliases: [llama]
+"""
+
+
+def test_bridges_parse_into_bridge_configs() -> None:
+    from nodes.bridges.config import BridgeConfig
+
+    config = parse_config(BRIDGES_YAML)
+    gpt, claude, in_house = config.bridges
+    assert all(isinstance(b, BridgeConfig) for b in config.bridges)
+    assert (gpt.provider, gpt.key_source) == ("openai", "env TEAM_OPENAI_KEY")
+    assert gpt.limits.max_concurrent == 4 and gpt.limits.requests_per_minute == 60
+    assert claude.key_source == "file /run/secrets/anthropic" and claude.tier is Tier.LARGE
+    assert in_house.resolved_base_url == "http://127.0.0.1:8000/v1"
+    assert in_house.price is not None and in_house.price.output == 0.2
+    assert parse_config("").bridges == []
+
+
+def test_bridge_unknown_key_names_file_line_and_path(tmp_path: Path) -> None:
+    path = tmp_path / "mesh.yaml"
+    path.write_text(BRIDGES_YAML.replace("    tier: large\n", "    teir: large\n"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert f"{path}:16: bridges[1].teir: unknown key" in str(info.value)
+
+
+def test_a_key_value_in_mesh_yaml_is_refused_and_never_echoed() -> None:
+    key = "sk-pasted-into-config-4b9e"
+    text = f"bridges:\n  - id: b\n    provider: openai\n    model: m\n    api_key: {key}\n"
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "m.yaml")
+    assert "m.yaml:5: bridges[0].api_key: unknown key" in str(info.value)
+    assert key not in str(info.value)
+
+
+def test_bridge_with_both_key_sources_is_rejected_at_its_line() -> None:
+    text = BRIDGES_YAML.replace(
+        "    api_key_env: TEAM_OPENAI_KEY\n",
+        "    api_key_env: TEAM_OPENAI_KEY\n    api_key_file: /k\n",
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "m.yaml")
+    assert "m.yaml:7: bridges[0]: Value error, set api_key_env or api_key_file, not both" in str(
+        info.value
+    )
+
+
+@pytest.mark.parametrize("taken", ["local", "remote", "claude"])
+def test_bridge_ids_are_unique_across_nodes_bridges_and_upstreams(taken: str) -> None:
+    with pytest.raises(ConfigError, match=rf"unique across nodes, bridges and upstreams: {taken}"):
+        parse_config(BRIDGES_YAML.replace("id: gpt", f"id: {taken}"))
+
+
+@pytest.mark.parametrize(
+    ("line", "path"),
+    [
+        ("    listen: nohost", "bridges[0].listen"),
+        ("    router_address: 0.0.0.0:50051", "bridges[0].router_address"),
+        ("    provider: cohere", "bridges[0].provider"),
+        ("    default_max_tokens: 0", "bridges[0].default_max_tokens"),
+    ],
+)
+def test_bad_bridge_values_name_their_key(line: str, path: str) -> None:
+    text = BRIDGES_YAML.replace("    model: gpt-4o-mini\n", f"    model: gpt-4o-mini\n{line}\n")
+    if "provider:" in line:
+        text = text.replace("    provider: openai\n", "", 1)
+    with pytest.raises(ConfigError, match=re.escape("m.yaml:") + r"\d+: " + re.escape(path)):
+        parse_config(text, "m.yaml")
+
+
+def test_bridges_validate_whichever_module_is_imported_first() -> None:
+    # mesh.config and nodes.bridges.config import each other lazily; a fresh interpreter
+    # starting from the bridge side must still validate `bridges:`.
+    code = (
+        "import nodes.bridges.config\n"
+        "from mesh.config import parse_config\n"
+        "print(type(parse_config('bridges: [{id: b, provider: openai, model: m}]')"
+        ".bridges[0]).__name__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.strip() == "BridgeConfig"
