@@ -240,10 +240,14 @@ class NodeServicer(inference_pb2_grpc.InferenceServiceServicer):
             model=self.backend.info.model_id,
             provider=self.card_provider,
             policy="direct",
-            reason=f"served directly by node {self.config.id}",
+            reason=self._direct_reason(),
             attempts=1,
             tier=TIER_TO_PROTO[self.config.tier],
         )
+
+    def _direct_reason(self) -> str:
+        """RouteInfo.reason when a client calls this node without a router."""
+        return f"served directly by node {self.config.id}"
 
     def _summary_fields(self, run: _Run) -> dict[str, Any]:
         end = run.end

@@ -28,7 +28,7 @@ from nodes.bridges.backend import (
 )
 from nodes.bridges.prices import ModelPrice, ProviderUsage
 from nodes.engines.base import GenerationEnd
-from nodes.server import TIER_TO_PROTO, NodeServicer
+from nodes.server import NodeServicer
 
 BRIDGE_ATTEMPTS = "mesh.bridge.attempts"
 
@@ -82,16 +82,8 @@ class BridgeServicer(NodeServicer):
             cost_usd=cost,
         )
 
-    def _route(self) -> types_pb2.RouteInfo:
-        return types_pb2.RouteInfo(
-            node_id=self.config.id,
-            model=self.backend.info.model_id,
-            provider=self.provider,
-            policy="direct",
-            reason=f"served directly by bridge {self.config.id} ({self.provider})",
-            attempts=1,
-            tier=TIER_TO_PROTO[self.config.tier],
-        )
+    def _direct_reason(self) -> str:
+        return f"served directly by bridge {self.config.id} ({self.provider})"
 
     def _summary_fields(self, run: Any) -> dict[str, Any]:
         fields = super()._summary_fields(run)
