@@ -8,15 +8,29 @@ from dataclasses import dataclass
 
 from guards.audit import AuditLog
 from guards.chain import GuardChain
+from guards.errors import GuardBlocked
 from guards.hooks import InputCheck, OutputFinalCheck
 from guards.policy_loader import LoadedPolicy
 from guards.policy_store import PolicyStore
 from guards.streaming import StreamGuard
-from guards.verdict import ChainResult, Finding, GuardOutcome, Stage, mask_spans
+from guards.verdict import Action, ChainResult, Finding, GuardOutcome, Stage, mask_spans
 
 log = logging.getLogger(__name__)
 
 SEPARATOR = "\n\n"
+
+
+def blocked_error(result: ChainResult, stage: str) -> GuardBlocked:
+    """The error for a blocked request or response: names the guards, never the finding."""
+    guards = [o.guard for o in result.outcomes if o.enforced and o.verdict.action is Action.BLOCK]
+    return GuardBlocked(
+        f"the {stage} was blocked by guard policy",
+        metadata={
+            "guards": ",".join(guards),
+            "stage": stage,
+            "policy_version": result.policy_version,
+        },
+    )
 
 
 @dataclass

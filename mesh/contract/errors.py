@@ -26,6 +26,12 @@ class Code(enum.Enum):
     CANCELLED = "CANCELLED"
     INTERNAL = "INTERNAL"
     UNIMPLEMENTED = "UNIMPLEMENTED"
+    # Only relayed from upstreams (mesh.contract.status.relayed_error); the mesh raises none.
+    UNKNOWN = "UNKNOWN"
+    ABORTED = "ABORTED"
+    OUT_OF_RANGE = "OUT_OF_RANGE"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    DATA_LOSS = "DATA_LOSS"
 
 
 ERROR_DOMAIN = "mesh.inference"
@@ -43,6 +49,8 @@ class MeshError(Exception):
     """An error with a stable machine-readable reason, safe to show to the caller.
 
     `message` must never contain secrets or prompt text: it goes to clients and logs as is.
+    `retryable` travels on the wire as a google.rpc.RetryInfo (AIP-194), so a router decides
+    whether to try the next node from what the node said, not from a guess about status codes.
     """
 
     code: Code = Code.INTERNAL
@@ -129,3 +137,4 @@ class ErrorDetails:
     metadata: dict[str, str] = field(default_factory=dict)
     violations: list[FieldViolation] = field(default_factory=list)
     retry_after_s: float | None = None
+    retryable: bool = False  # the server attached RetryInfo: trying again (elsewhere) may work

@@ -48,9 +48,9 @@ def to_status(error: MeshError) -> grpc.Status:
                 ]
             )
         )
-    if error.retry_after_s is not None:
+    if error.retry_after_s is not None or error.retryable:
         delay = duration_pb2.Duration()
-        delay.FromNanoseconds(int(error.retry_after_s * 1e9))
+        delay.FromNanoseconds(int((error.retry_after_s or 0.0) * 1e9))
         details.append(error_details_pb2.RetryInfo(retry_delay=delay))
     packed = []
     for detail in details:
@@ -109,7 +109,24 @@ def error_details(error: grpc.aio.AioRpcError | grpc.RpcError) -> ErrorDetails:
             retry = error_details_pb2.RetryInfo()
             detail.Unpack(retry)
             parsed.retry_after_s = retry.retry_delay.ToNanoseconds() / 1e9
+            parsed.retryable = True
     return parsed
+
+
+_CODE_BY_NAME = {code.value: code for code in Code}
+
+
+def relayed_error(details: ErrorDetails) -> MeshError:
+    """An upstream's failure as this process's own error: same code, message and details."""
+    return MeshError(
+        details.message,
+        code=_CODE_BY_NAME.get(details.code, Code.UNKNOWN),
+        reason=details.reason or details.code,
+        metadata=details.metadata,
+        violations=details.violations,
+        retry_after_s=details.retry_after_s,
+        retryable=details.retryable,
+    )
 
 
 def passthrough_status(error: grpc.aio.AioRpcError) -> grpc.Status:

@@ -10,7 +10,6 @@ from typing import Any
 import grpc
 
 from guards.audit import AuditLog
-from guards.grpc_adapter import guard_inference_servicer
 from guards.policy_service import PolicyServicer, admin_key_authorizer
 from guards.policy_store import DEFAULT_POLICY_PATH, PolicyStore
 from mesh.config import RouterConfig, is_loopback
@@ -18,17 +17,22 @@ from mesh.contract.errors import Code, MeshError
 from mesh.contract.serving import BoundServer, bound_address, create_server
 from mesh.router.accounting import Accounting
 from mesh.router.auth import ApiKeyAuth
-from mesh.router.auth_interceptor import ApiKeyInterceptor, principal_of
 from mesh.router.breaker import STATE_NAMES, BreakerBoard
 from mesh.router.budget import BudgetTracker
 from mesh.router.cache import ResponseCache
 from mesh.router.catalog import Catalog, RegistryServicer
+from mesh.router.edge import EdgeInterceptor
 from mesh.router.embeddings import shared_embedder
 from mesh.router.ledger import Ledger
-from mesh.router.planner import Planner
+from mesh.router.pipeline.cache_lookup import CacheLookup
+from mesh.router.pipeline.forward import Forwarder
+from mesh.router.pipeline.input_guards import InputGuards
+from mesh.router.pipeline.plan import Planner
+from mesh.router.pipeline.run import Pipeline
+from mesh.router.pipeline.settle import Settle
 from mesh.router.policies import PolicySet
 from mesh.router.registry_auth import warn_if_registration_open
-from mesh.router.servicer import RouterServicer, RouterSettings
+from mesh.router.servicer import RouterServicer
 from mesh.router.tier_estimator import TierEstimator
 from mesh.router.upstream import UpstreamPool
 from mesh.telemetry.setup import Telemetry
@@ -65,17 +69,21 @@ class RouterRuntime:
         *,
         router_id: str = "router",
         telemetry: Telemetry | None = None,
+        policy_store: PolicyStore | None = None,
     ) -> None:
+        """`policy_store`: a store built by the caller (an embedding program, a test's custom
+        guards) instead of the one `config.guards.policy_file` names; ignored without guards."""
         self.config = config
         self.telemetry = telemetry
         self.catalog = Catalog(
             ttl_s=config.registry.ttl_s, heartbeat_interval_s=config.registry.heartbeat_interval_s
         )
+        # No tracing interceptor on node channels: each attempt is one CLIENT span of the
+        # forward stage, which also propagates its context (mesh/router/pipeline/forward.py).
         self.pool = UpstreamPool(
             self.catalog,
             probe_interval_s=config.health_interval_s,
             max_message_bytes=config.max_message_bytes,
-            client_interceptors=telemetry.client_interceptors() if telemetry else None,
         )
         for upstream in config.upstreams:
             self.pool.add_static(upstream.id, upstream.address)
@@ -99,37 +107,34 @@ class RouterRuntime:
         self.policy_store: PolicyStore | None = None
         self.audit: AuditLog | None = None
         if guards.enabled:
-            self.policy_store = PolicyStore.from_file(
+            self.policy_store = policy_store or PolicyStore.from_file(
                 guards.policy_file or DEFAULT_POLICY_PATH,
                 tracer=telemetry.tracer if telemetry else None,
             )
             self.audit = AuditLog(guards.resolved_audit_url())
-        resolve = principal_of(self.auth)
-        self.tenant_of = lambda context: resolve(context).tenant
-        self.servicer = RouterServicer(
-            self.planner,
-            self.pool,
-            self.accounting,
-            router_id=router_id,
-            settings=RouterSettings(
-                default_timeout_s=config.default_timeout_s,
+        metrics = telemetry.metrics if telemetry else None
+        tracer = telemetry.tracer if telemetry else None
+        self.settle = Settle(self.accounting, self.cache, metrics)
+        self.pipeline = Pipeline(
+            input_guards=InputGuards(self.policy_store, self.audit),
+            planner=self.planner,
+            cache=CacheLookup(self.cache, metrics),
+            forwarder=Forwarder(
+                self.pool,
+                self.breakers,
+                self.accounting,
                 first_token_timeout_s=config.first_token_timeout_s,
                 idle_timeout_s=config.idle_timeout_s,
+                tracer=tracer,
             ),
-            cache=self.cache,
-            tenant_of=self.tenant_of,
-            policy_version=self._policy_version,
-            metrics=telemetry.metrics if telemetry else None,
-            tracer=telemetry.tracer if telemetry else None,
-            # The output guards run outside the servicer: an answer is cached once they pass it.
-            defer_cache_writes=self.policy_store is not None,
+            settle=self.settle,
+            accounting=self.accounting,
+            tracer=tracer,
         )
+        self.servicer = RouterServicer(self.pipeline, self.planner, router_id=router_id)
         self.pool.after_probe.append(self._after_probe)
         self._bound: BoundServer | None = None
         self.address = ""
-
-    def _policy_version(self) -> str:
-        return self.policy_store.version if self.policy_store is not None else ""
 
     def add_upstream(self, node_id: str, address: str) -> None:
         """A static node (config or embedded mesh); probed before the server starts."""
@@ -157,16 +162,8 @@ class RouterRuntime:
             )
 
     def _registrations(self) -> list[tuple[Any, Any, str]]:
-        inference: Any = self.servicer
         policy: Any = policy_pb2_grpc.PolicyServiceServicer()  # UNIMPLEMENTED without guards
         if self.policy_store is not None:
-            inference = guard_inference_servicer(
-                self.servicer,
-                self.policy_store,
-                audit=self.audit,
-                tenant_of=self.tenant_of,
-                on_response_verdict=self.servicer.release,
-            )
             key = self.config.guards.admin_key()
             policy = PolicyServicer(
                 self.policy_store,
@@ -179,7 +176,7 @@ class RouterRuntime:
         return [
             (
                 inference_pb2_grpc.add_InferenceServiceServicer_to_server,
-                inference,
+                self.servicer,
                 INFERENCE_SERVICE,
             ),
             (policy_pb2_grpc.add_PolicyServiceServicer_to_server, policy, POLICY_SERVICE),
@@ -220,7 +217,7 @@ class RouterRuntime:
         interceptors: list[grpc.aio.ServerInterceptor] = list(
             self.telemetry.server_interceptors() if self.telemetry else []
         )
-        interceptors.append(ApiKeyInterceptor(self.auth))
+        interceptors.append(EdgeInterceptor(self.auth, self.config.default_timeout_s))
         self._bound = create_server(
             listen,
             self._registrations(),
@@ -237,6 +234,7 @@ class RouterRuntime:
     async def stop(self, grace_s: float = 5.0) -> None:
         if self._bound is not None:
             await self._bound.stop(grace_s)
+        await self.settle.drain()
         await self.pool.close()
         if self.policy_store is not None:
             await self.policy_store.stop_watching()

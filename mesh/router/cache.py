@@ -101,6 +101,10 @@ class CacheKey:
     semantic_ok: bool
     norm: list[tuple[int, str]]
     vectors: tuple[Vector, Vector] | None = None
+    # Set once the tier is estimated: a paraphrase may only reuse an answer routed to the same
+    # tier (or pinned model). The exact tier needs no such field: the same conversation under
+    # the same policy and hints is always estimated the same.
+    semantic_target: str = ""
 
     @functools.cached_property
     def _last_user(self) -> int:
@@ -137,6 +141,7 @@ class CacheHit:
     kind: str  # "exact" or "semantic"
     similarity: float
     age_s: float
+    tier: int = 0  # the tier of the model that generated it (types_pb2.ModelTier)
 
     @property
     def saved_cost_usd(self) -> float:
@@ -155,6 +160,7 @@ class _Entry:
     finish_reason: int
     stored_at: float
     slot: int = -1
+    tier: int = 0
 
 
 @dataclass
@@ -234,7 +240,8 @@ class ResponseCache:
 
     def _semantic_scope(self, key: CacheKey) -> int:
         digest = hashlib.blake2b(
-            f"{key.scope.key}\x1d{key.turns}\x1d{key.fingerprint}".encode(), digest_size=8
+            f"{key.scope.key}\x1d{key.semantic_target}\x1d{key.turns}\x1d{key.fingerprint}".encode(),
+            digest_size=8,
         ).digest()
         return int.from_bytes(digest, signed=True)
 
@@ -266,12 +273,15 @@ class ResponseCache:
 
     async def aget(self, key: CacheKey) -> CacheHit | None:
         """`get` with the exact tier inline; embedding and vector search off the event loop."""
-        hit = self.get_exact(key)
-        if hit is None and key.semantic_ok:
+        return self.get_exact(key) or await self.aget_semantic(key)
+
+    async def aget_semantic(self, key: CacheKey) -> CacheHit | None:
+        """The semantic tier alone (after a missed `get_exact`); counts the miss."""
+        hit = None
+        if key.semantic_ok and self._entries:
             vectors = await self._avectors(key)
-            if self._entries:
-                # ~1 ms at 1e4 entries: worth a thread hop, an empty cache is not.
-                hit = await asyncio.to_thread(self._get_semantic, key, vectors)
+            # ~1 ms at 1e4 entries: worth a thread hop, an empty cache is not.
+            hit = await asyncio.to_thread(self._get_semantic, key, vectors)
         if hit is None:
             self.stats.misses += 1
         return hit
@@ -312,6 +322,7 @@ class ResponseCache:
         model: str,
         node_id: str,
         finish_reason: int = types_pb2.FINISH_REASON_STOP,
+        tier: int = 0,
     ) -> bool:
         """Store a response; returns False (and stores nothing) unless it is complete."""
         storable = outcome is Outcome.COMPLETE and finish_reason in (
@@ -342,6 +353,7 @@ class ResponseCache:
                 node_id,
                 finish_reason,
                 self._clock(),
+                tier=tier,
             )
             if vectors is not None:
                 slot = self._free.pop()
@@ -364,6 +376,7 @@ class ResponseCache:
         model: str,
         node_id: str,
         finish_reason: int = types_pb2.FINISH_REASON_STOP,
+        tier: int = 0,
     ) -> bool:
         """`put` with any embedding still to compute done off the event loop."""
         if key.semantic_ok and outcome is Outcome.COMPLETE:
@@ -376,6 +389,7 @@ class ResponseCache:
             model=model,
             node_id=node_id,
             finish_reason=finish_reason,
+            tier=tier,
         )
 
     def invalidate(self, *, tenant: str | None = None, policy_version: str | None = None) -> int:
@@ -420,6 +434,7 @@ class ResponseCache:
             kind,
             similarity,
             self._clock() - entry.stored_at,
+            entry.tier,
         )
 
 

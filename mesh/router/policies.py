@@ -13,6 +13,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from mesh.contract.errors import Code, MeshError, ModelNotFound
 from mesh.router.catalog import Candidate
@@ -282,10 +283,33 @@ def _decide(
 
 
 # -- policies --------------------------------------------------------------------------------
-class RoutingPolicy(abc.ABC):
-    """Base: a named policy ordering candidates for one request."""
+class RoutingPolicy(Protocol):
+    """What the pipeline asks of a routing policy; no stage looks at its class."""
+
+    name: str
+    kind: str
+
+    @property
+    def needs_estimate(self) -> bool:
+        """Whether the tier estimate informs the decision (a pin ignores it: skip the work)."""
+
+    @property
+    def pinned_model(self) -> str:
+        """The one model this policy sends to, "" when it chooses among models."""
+
+    def decide(self, req: RouteRequest, candidates: Sequence[Candidate]) -> RouteDecision:
+        """Order the candidates for this request (chosen first, then fallbacks)."""
+
+    def served(self, req: RouteRequest, node_id: str, fell_back: bool) -> None:
+        """Told which node answered (after a fallback, not the one `decide` chose first)."""
+
+
+class _Policy(abc.ABC):
+    """Shared defaults of the built-in policies: they use the estimate and learn nothing."""
 
     kind = "base"
+    needs_estimate = True
+    pinned_model = ""
 
     def __init__(self, name: str, unknown_ttft_ms: float = 1000.0) -> None:
         self.name = name
@@ -295,8 +319,11 @@ class RoutingPolicy(abc.ABC):
     def decide(self, req: RouteRequest, candidates: Sequence[Candidate]) -> RouteDecision:
         """Order the candidates for this request (chosen first, then fallbacks)."""
 
+    def served(self, req: RouteRequest, node_id: str, fell_back: bool) -> None:
+        return None
 
-class CheapestCapablePolicy(RoutingPolicy):
+
+class CheapestCapablePolicy(_Policy):
     """Cheapest eligible candidate of the needed tier or above; ties go to the faster node."""
 
     kind = "cheapest"
@@ -327,14 +354,19 @@ class CheapestCapablePolicy(RoutingPolicy):
         return _decide(self.name, req, ranked, rejected, why)
 
 
-class PinnedPolicy(RoutingPolicy):
+class PinnedPolicy(_Policy):
     """Only the named model (id or alias); among its nodes the least loaded first."""
 
     kind = "pinned"
+    needs_estimate = False  # the caller chose the model: no tier to estimate
 
     def __init__(self, name: str, model: str, unknown_ttft_ms: float = 1000.0) -> None:
         super().__init__(name, unknown_ttft_ms)
         self.model = model
+
+    @property
+    def pinned_model(self) -> str:  # type: ignore[override]
+        return self.model
 
     def decide(self, req: RouteRequest, candidates: Sequence[Candidate]) -> RouteDecision:
         serving = [c for c in candidates if c.serves(self.model)]
@@ -351,7 +383,7 @@ class PinnedPolicy(RoutingPolicy):
         return _decide(self.name, req, ranked, rejected, why)
 
 
-class LatencyPolicy(RoutingPolicy):
+class LatencyPolicy(_Policy):
     """Lowest EWMA time-to-first-token among capable candidates."""
 
     kind = "latency"
@@ -366,7 +398,7 @@ class LatencyPolicy(RoutingPolicy):
         return _decide(self.name, req, ranked, rejected, why)
 
 
-class LeastLoadPolicy(RoutingPolicy):
+class LeastLoadPolicy(_Policy):
     """Fewest running/waiting requests and least KV-cache use, from heartbeats."""
 
     kind = "least_load"
@@ -408,7 +440,7 @@ def _rendezvous(key: str, node_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(f"{key}|{node_id}".encode(), digest_size=8).digest())
 
 
-class PrefixAffinityPolicy(RoutingPolicy):
+class PrefixAffinityPolicy(_Policy):
     """Same conversation prefix -> same self-hosted node of the chosen model (KV-cache reuse).
 
     The model comes from cheapest-capable. Among the self-hosted nodes serving it, the node that
@@ -431,6 +463,10 @@ class PrefixAffinityPolicy(RoutingPolicy):
         self.max_entries = max_entries
         self._owner: OrderedDict[str, str] = OrderedDict()
         self._base = CheapestCapablePolicy(name, unknown_ttft_ms)
+
+    def served(self, req: RouteRequest, node_id: str, fell_back: bool) -> None:
+        if fell_back:  # `decide` remembered its first choice; the fallback owns the KV now
+            self.remember(req.messages, node_id)
 
     def remember(self, messages: Sequence[types_pb2.ChatMessage], node_id: str) -> None:
         """Record who served a conversation (call it when a fallback served instead)."""

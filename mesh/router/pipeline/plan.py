@@ -1,29 +1,23 @@
-"""From one request to a route: which policy, which tier, which candidates in which order.
+"""Plan stage: which policy, which tier, then which candidates in which order.
 
-The tier estimate (features plus nearest exemplars in MiniLM space) embeds on the shared
-embedder's worker thread, so the event loop never waits on MiniLM. A pin skips the estimate:
-the caller chose.
+`plan` picks the policy and, only when the policy uses it, estimates the tier (features plus
+nearest exemplars; the embedding runs on the shared embedder's worker thread, so the event loop
+never waits on it). `decide` orders the routing table's candidates. They are apart because the
+exact cache tier is consulted between them: a repeated prompt is served before any estimate.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from mesh.contract.errors import UpstreamUnavailable
+from mesh.contract.errors import FieldViolation, InvalidRequest, UpstreamUnavailable
 from mesh.router.breaker import BreakerBoard
 from mesh.router.catalog import Candidate, Catalog
-from mesh.router.policies import (
-    PinnedPolicy,
-    PolicySet,
-    RouteDecision,
-    RouteRequest,
-    RoutingPolicy,
-)
+from mesh.router.policies import PolicySet, RouteDecision, RouteRequest, RoutingPolicy
 from mesh.router.tier_estimator import TierEstimate, TierEstimator, tier_name
 from mesh.v1 import types_pb2
 
-CandidateFilter = Callable[[str], bool]
+_KNOWN_TIERS = frozenset(types_pb2.ModelTier.values())
 
 
 @dataclass(frozen=True)
@@ -35,19 +29,15 @@ class Plan:
     route_request: RouteRequest
 
     @property
-    def pinned(self) -> str:
-        return self.policy.model if isinstance(self.policy, PinnedPolicy) else ""
-
-    @property
     def cache_target(self) -> str:
         """What a cached answer must have been routed to: the pinned model, or the tier."""
-        if self.pinned:
-            return f"model:{self.pinned}"
+        if self.policy.pinned_model:
+            return f"model:{self.policy.pinned_model}"
         return f"tier:{tier_name(self.route_request.needed_tier)}"
 
 
 class Planner:
-    """Policies, the tier estimator and the routing table, behind two calls."""
+    """Policies, the tier estimator and the routing table, behind three calls."""
 
     def __init__(
         self,
@@ -61,30 +51,39 @@ class Planner:
         self.policies = policies
         self.estimator = estimator
 
+    def policy_for(self, tenant: str, hints: types_pb2.RoutingHints) -> RoutingPolicy:
+        """The policy a request runs under (cheap: no estimate); checks the hints first."""
+        if int(hints.min_tier) not in _KNOWN_TIERS:
+            raise InvalidRequest(
+                f"routing.min_tier {int(hints.min_tier)} is not a known tier",
+                violations=[FieldViolation("routing.min_tier", "must be a ModelTier value")],
+            )
+        return self.policies.for_request(tenant, hints)
+
     async def plan(
         self,
         tenant: str,
-        messages: Sequence[types_pb2.ChatMessage],
+        policy: RoutingPolicy,
+        messages: list[types_pb2.ChatMessage] | object,
         sampling: types_pb2.SamplingParams,
         hints: types_pb2.RoutingHints,
     ) -> Plan:
-        """Choose the policy and estimate the tier (no candidate is looked at yet)."""
-        policy = self.policies.for_request(tenant, hints)
+        """Estimate the tier when the policy needs it (no candidate is looked at yet)."""
         settings = self.policies.settings
         max_tokens = (
             sampling.max_tokens if sampling.HasField("max_tokens") else settings.default_max_tokens
         )
         min_tier = max(int(hints.min_tier), self.policies.min_tier(policy))
         estimate: TierEstimate | None = None
-        if not isinstance(policy, PinnedPolicy) and self.estimator is not None:
-            estimate = await self.estimator.aestimate(messages, min_tier)
+        if policy.needs_estimate and self.estimator is not None:
+            estimate = await self.estimator.aestimate(messages, min_tier)  # type: ignore[arg-type]
         route_hints = hints
         if min_tier != int(hints.min_tier):
             route_hints = types_pb2.RoutingHints()
             route_hints.CopyFrom(hints)
             route_hints.min_tier = min_tier  # type: ignore[assignment]
         request = RouteRequest(
-            messages=messages,
+            messages=messages,  # type: ignore[arg-type]
             max_tokens=max_tokens,
             hints=route_hints,
             estimate=estimate,
