@@ -78,7 +78,7 @@ def _telemetry(service: str, metrics_listen: str | None) -> Any:
 @click.option("--grace", default=10.0, show_default=True, help="Seconds in-flight requests get.")
 def bridge(**options: Any) -> None:
     """Serve an external model behind mesh.v1.InferenceService."""
-    from nodes.bridges.config import BridgeConfig, describe_errors
+    from mesh.config import BridgeConfig, describe_errors
     from nodes.bridges.prices import PriceTableError
     from nodes.bridges.runtime import BridgeRuntime
 

@@ -18,6 +18,7 @@ from mesh.config import (
     ConfigError,
     MeshConfig,
     NodeConfig,
+    TelemetrySettings,
     Tier,
     VllmEngineConfig,
     default_config,
@@ -29,7 +30,6 @@ from mesh.contract.node_token import TokenUnavailable
 from mesh.contract.status import error_details
 from mesh.metrics_flag import describe_metrics, metrics_listen_option, telemetry_settings
 from mesh.serve_loop import serve_until_signal
-from mesh.telemetry.settings import TelemetrySettings
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 
@@ -84,8 +84,8 @@ def cli(verbose: bool) -> None:
 )
 def up(config_path: str | None, listen: str | None, grace: float) -> None:
     """Run the embedded mesh (router, nodes, bridges) in the foreground until Ctrl-C / SIGTERM."""
+    from mesh.config import MissingApiKey
     from mesh.embedded import BridgeSetupError, EmbeddedMesh
-    from nodes.bridges.config import MissingApiKey
 
     config = _load(config_path)
     try:

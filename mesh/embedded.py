@@ -17,7 +17,7 @@ from mesh.telemetry.setup import Telemetry
 from nodes.runtime import NodeRuntime
 
 if TYPE_CHECKING:
-    from nodes.bridges.config import BridgeConfig
+    from mesh.config import BridgeConfig
     from nodes.bridges.runtime import BridgeRuntime
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class EmbeddedMesh:
 
         Raises MissingApiKey naming the bridge and the variable or file, never a key value.
         """
-        from nodes.bridges.config import MissingApiKey
+        from mesh.config import MissingApiKey
 
         for bridge in self.bridge_configs:
             try:

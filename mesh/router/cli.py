@@ -28,14 +28,13 @@ def _config(path: str | None) -> MeshConfig:
 
 def card_of(node: NodeConfig) -> Any:
     """The ModelCard a configured node will publish (context window as configured, or 8192)."""
-    from mesh.router.tier_estimator import TIER_BY_NAME
     from mesh.v1 import types_pb2
 
     return types_pb2.ModelCard(
         model_id=node.model,
         provider="self-hosted",
         kind=types_pb2.MODEL_KIND_SELF_HOSTED,
-        tier=TIER_BY_NAME[node.tier.value],  # type: ignore[arg-type]
+        tier=node.tier.proto,
         context_window=node.context_window or 8192,
         input_price_per_mtok=node.input_price_per_mtok,
         output_price_per_mtok=node.output_price_per_mtok,
@@ -183,9 +182,9 @@ def route_eval_command(
     file: str, config_path: str | None, max_tokens: int, no_embeddings: bool, as_json: bool
 ) -> None:
     """Route a labelled JSONL file and report cost vs always-frontier and mis-routing rates."""
+    from mesh.config import EstimatorSettings
     from mesh.router.policies import PolicySet
     from mesh.router.route_eval import demo_cards, evaluate, load_labelled
-    from mesh.router.settings import EstimatorSettings
     from mesh.router.tier_estimator import TierEstimator
 
     try:

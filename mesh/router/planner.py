@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from mesh.config import tier_name
 from mesh.contract.errors import UpstreamUnavailable
 from mesh.router.breaker import BreakerBoard
 from mesh.router.catalog import Candidate, Catalog
@@ -20,7 +21,7 @@ from mesh.router.policies import (
     RouteRequest,
     RoutingPolicy,
 )
-from mesh.router.tier_estimator import TierEstimate, TierEstimator, tier_name
+from mesh.router.tier_estimator import TierEstimate, TierEstimator
 from mesh.v1 import types_pb2
 
 CandidateFilter = Callable[[str], bool]

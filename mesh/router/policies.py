@@ -14,10 +14,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from mesh.config import BaselineSettings, PolicyConfig, RoutingSettings, tier_name
 from mesh.contract.errors import Code, MeshError, ModelNotFound
 from mesh.router.catalog import Candidate
-from mesh.router.settings import BaselineSettings, PolicyConfig, RoutingSettings
-from mesh.router.tier_estimator import TIER_BY_NAME, TierEstimate, tier_name
+from mesh.router.tier_estimator import TierEstimate
 from mesh.v1 import types_pb2
 
 CHARS_PER_TOKEN = 4  # English averages ~4 characters per token; no tokenizer on the hot path
@@ -505,9 +505,7 @@ class PolicySet:
             name: build_policy(name, cfg, ttft) for name, cfg in self.settings.policies.items()
         }
         self._min_tier = {
-            name: TIER_BY_NAME[cfg.min_tier]
-            for name, cfg in self.settings.policies.items()
-            if cfg.min_tier
+            name: cfg.min_tier.proto for name, cfg in self.settings.policies.items() if cfg.min_tier
         }
 
     def get(self, name: str) -> RoutingPolicy:

@@ -23,6 +23,7 @@ import grpc
 import grpc.aio
 from opentelemetry.trace import Tracer
 
+from mesh.config import tier_name
 from mesh.contract.errors import DeadlineExceeded, MeshError, Overloaded, UpstreamUnavailable
 from mesh.contract.status import (
     error_details,
@@ -38,7 +39,6 @@ from mesh.router.catalog import Candidate, iter_cards
 from mesh.router.ledger import LedgerRow
 from mesh.router.planner import Plan, Planner
 from mesh.router.policies import PrefixAffinityPolicy, RouteDecision
-from mesh.router.tier_estimator import tier_name
 from mesh.router.upstream import UpstreamPool
 from mesh.telemetry import semconv as sc
 from mesh.telemetry.metrics import ROLE_ROUTER, MeshMetrics

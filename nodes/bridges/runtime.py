@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from mesh.config import BridgeConfig
 from mesh.telemetry.setup import Telemetry
 from nodes.bridges.backend import BridgeBackend
-from nodes.bridges.config import BridgeConfig
-from nodes.bridges.prices import PriceTable
+from nodes.bridges.prices import PriceTable, bridge_price
 from nodes.bridges.provider import ProviderClient
 from nodes.bridges.servicer import BridgeServicer
 from nodes.runtime import NodeRuntime
@@ -24,7 +24,7 @@ class BridgeRuntime(NodeRuntime):
         telemetry: Telemetry | None = None,
     ) -> None:
         self.bridge = bridge
-        self.price = bridge.resolved_price(price_table)
+        self.price = bridge_price(bridge, price_table)
         node = bridge.node_config(self.price)
         assert node.context_window is not None
         backend = BridgeBackend(bridge, node.context_window, client)
