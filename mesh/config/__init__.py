@@ -20,6 +20,8 @@ from mesh.config.bridges import (
     describe_errors,
 )
 from mesh.config.common import (
+    DEFAULT_HEARTBEAT_INTERVAL_S,
+    DEFAULT_MAX_MESSAGE_BYTES,
     Address,
     ConfigError,
     StrictModel,
@@ -27,6 +29,7 @@ from mesh.config.common import (
     check_address,
     check_dialable,
     data_dir,
+    field_default,
     is_loopback,
     is_wildcard,
     tier_name,
@@ -42,6 +45,7 @@ from mesh.config.loader import (
 from mesh.config.nodes import NodeConfig, UpstreamConfig, VllmEngineConfig
 from mesh.config.router import (
     DEFAULT_ROUTER_LISTEN,
+    DEFAULT_TENANT,
     ApiKeyConfig,
     AuthSettings,
     BaselineSettings,
@@ -62,8 +66,11 @@ from mesh.config.telemetry import Exporter, TelemetrySettings, default_span_stor
 
 __all__ = [
     "DEFAULT_BASE_URLS",
+    "DEFAULT_HEARTBEAT_INTERVAL_S",
     "DEFAULT_KEY_ENVS",
+    "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_ROUTER_LISTEN",
+    "DEFAULT_TENANT",
     "FALLBACK_CONTEXT_WINDOW",
     "PROVIDERS",
     "Address",
@@ -104,6 +111,7 @@ __all__ = [
     "default_engine",
     "default_span_store_path",
     "describe_errors",
+    "field_default",
     "is_loopback",
     "is_wildcard",
     "load_config",

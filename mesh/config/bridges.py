@@ -13,11 +13,11 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from mesh.config.common import StrictModel, Tier, check_address, check_dialable
+from mesh.config.common import StrictModel, Tier, check_address, check_dialable, field_default
 from mesh.config.nodes import NodeConfig
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,11 @@ class RetryPolicy(StrictModel):
     max_delay_s: float = Field(8.0, gt=0, description="cap of one backoff (Retry-After wins)")
 
 
+def _node_default(name: str) -> Any:
+    # A bridge is a node: a setting both have takes NodeConfig's default.
+    return field_default(NodeConfig, name)
+
+
 class BridgeConfig(StrictModel):
     """One bridge node: an external model behind mesh.v1.InferenceService."""
 
@@ -105,12 +110,16 @@ class BridgeConfig(StrictModel):
         None, description="variable holding the key; default OPENAI_API_KEY / ANTHROPIC_API_KEY"
     )
     api_key_file: Path | None = Field(None, description="or a file holding the key")
-    listen: str = Field("127.0.0.1:0", description="host:port; port 0 picks a free port")
+    listen: str = Field(_node_default("listen"), description="host:port; port 0: a free port")
     tier: Tier | None = Field(None, description="default: the price table's, else medium")
     context_window: int | None = Field(None, ge=16, description="default: the price table's")
     aliases: list[str] = Field(default_factory=list)
-    capabilities: list[str] = Field(default_factory=lambda: ["chat"])
-    default_max_tokens: int = Field(256, ge=1, description="max_tokens when the request sets none")
+    capabilities: list[str] = Field(default_factory=lambda: _node_default("capabilities"))
+    default_max_tokens: int = Field(
+        _node_default("default_max_tokens"),
+        ge=1,
+        description="max_tokens when the request sets none",
+    )
     price: ModelPrice | None = Field(None, description="overrides the price table for this model")
     price_table: Path | None = Field(None, description="a price table file replacing the default")
     limits: BridgeLimits = Field(default_factory=BridgeLimits)
@@ -123,7 +132,7 @@ class BridgeConfig(StrictModel):
     )
     router_address: str | None = Field(None, description="router to register with")
     advertise_address: str | None = Field(None, description="address the router dials")
-    heartbeat_interval_s: float = Field(2.0, gt=0)
+    heartbeat_interval_s: float = Field(_node_default("heartbeat_interval_s"), gt=0)
     router_token_env: str | None = Field(
         None, description="variable holding the router's registration token (default: the node's)"
     )

@@ -10,7 +10,7 @@ import enum
 import ipaddress
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,6 +25,21 @@ class StrictModel(BaseModel):
     """Base of every config section: unknown keys fail (a typo is never ignored), immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def field_default(model: type[BaseModel], name: str) -> Any:
+    """A config field's default, for a CLI flag or constructor that must agree with the config.
+
+    Reading it from the model keeps one default per setting instead of a copy that drifts.
+    """
+    return model.model_fields[name].get_default(call_default_factory=True)
+
+
+DEFAULT_HEARTBEAT_INTERVAL_S = 2.0
+"""How often nodes report load: the router's stated term, and a node's own until it hears it."""
+
+DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+"""Largest gRPC message a mesh server accepts or a channel sends (RESOURCE_EXHAUSTED above)."""
 
 
 class Tier(enum.StrEnum):

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from mesh.config.common import (
+    DEFAULT_HEARTBEAT_INTERVAL_S,
     Address,
     StrictModel,
     Tier,
@@ -67,7 +68,9 @@ class NodeConfig(StrictModel):
         None, description="host:port the router dials; default: the bound listen address"
     )
     heartbeat_interval_s: float = Field(
-        2.0, gt=0, description="load report period until the router states its own"
+        DEFAULT_HEARTBEAT_INTERVAL_S,
+        gt=0,
+        description="load report period until the router states its own",
     )
     router_token_env: str = Field(
         DEFAULT_TOKEN_ENV,

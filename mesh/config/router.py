@@ -14,7 +14,15 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from mesh.config.common import Address, StrictModel, Tier, check_address, data_dir
+from mesh.config.common import (
+    DEFAULT_HEARTBEAT_INTERVAL_S,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    Address,
+    StrictModel,
+    Tier,
+    check_address,
+    data_dir,
+)
 from mesh.config.nodes import UpstreamConfig
 from mesh.contract.node_token import DEFAULT_TOKEN_ENV, NodeToken, read_token
 
@@ -179,8 +187,12 @@ class ApiKeyConfig(StrictModel):
         return value
 
 
+DEFAULT_TENANT = "default"
+"""The tenant of a request when no API keys are configured (guards and policies key on it)."""
+
+
 class AuthSettings(StrictModel):
-    """API keys; with none configured every request runs as tenant `default`."""
+    """API keys; with none configured every request runs as tenant DEFAULT_TENANT."""
 
     api_keys: list[ApiKeyConfig] = Field(default_factory=list)
 
@@ -248,7 +260,7 @@ class RegistrySettings(StrictModel):
     """
 
     heartbeat_interval_s: float = Field(
-        default=2.0, gt=0, description="how often nodes should report"
+        default=DEFAULT_HEARTBEAT_INTERVAL_S, gt=0, description="how often nodes should report"
     )
     ttl_s: float = Field(default=10.0, gt=0, description="a node silent this long leaves the table")
     token_env: str = Field(
@@ -319,7 +331,9 @@ class RouterConfig(StrictModel):
     default_timeout_s: float = Field(120.0, gt=0, description="deadline for calls that carry none")
     health_interval_s: float = Field(2.0, gt=0, description="how often upstream health is probed")
     max_message_bytes: int = Field(
-        4 * 1024 * 1024, ge=1024, description="largest request accepted (RESOURCE_EXHAUSTED above)"
+        DEFAULT_MAX_MESSAGE_BYTES,
+        ge=1024,
+        description="largest request accepted (RESOURCE_EXHAUSTED above)",
     )
     first_token_timeout_s: float | None = Field(
         30.0, gt=0, description="a stream silent this long before its first token: next node"

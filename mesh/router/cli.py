@@ -14,7 +14,15 @@ from typing import Any
 
 import click
 
-from mesh.config import DEFAULT_ROUTER_LISTEN, MeshConfig, NodeConfig, default_config, load_config
+from mesh.config import (
+    DEFAULT_ROUTER_LISTEN,
+    MeshConfig,
+    NodeConfig,
+    RoutingSettings,
+    default_config,
+    field_default,
+    load_config,
+)
 
 
 def _config(path: str | None) -> MeshConfig:
@@ -175,7 +183,12 @@ async def _summary(url: str, since: Any, by: str | None) -> list[Any]:
     default=None,
     help="Catalogue from this mesh.yaml's nodes. Default: the demo catalogue.",
 )
-@click.option("--max-tokens", default=256, show_default=True, help="Completion length priced.")
+@click.option(
+    "--max-tokens",
+    default=field_default(RoutingSettings, "default_max_tokens"),
+    show_default=True,
+    help="Completion length priced.",
+)
 @click.option("--no-embeddings", is_flag=True, help="Features only (no MiniLM exemplars).")
 @click.option("--json", "as_json", is_flag=True)
 def route_eval_command(

@@ -14,11 +14,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from mesh.config import BaselineSettings, PolicyConfig, RoutingSettings, tier_name
+from mesh.config import BaselineSettings, PolicyConfig, RoutingSettings, field_default, tier_name
 from mesh.contract.errors import Code, MeshError, ModelNotFound
 from mesh.router.catalog import Candidate
 from mesh.router.tier_estimator import TierEstimate
 from mesh.v1 import types_pb2
+
+_UNKNOWN_TTFT_MS: float = field_default(RoutingSettings, "unknown_ttft_ms")
 
 CHARS_PER_TOKEN = 4  # English averages ~4 characters per token; no tokenizer on the hot path
 TOKENS_PER_MESSAGE = 4  # chat-template overhead per turn
@@ -287,7 +289,7 @@ class RoutingPolicy(abc.ABC):
 
     kind = "base"
 
-    def __init__(self, name: str, unknown_ttft_ms: float = 1000.0) -> None:
+    def __init__(self, name: str, unknown_ttft_ms: float = _UNKNOWN_TTFT_MS) -> None:
         self.name = name
         self.unknown_ttft_ms = unknown_ttft_ms
 
@@ -332,7 +334,7 @@ class PinnedPolicy(RoutingPolicy):
 
     kind = "pinned"
 
-    def __init__(self, name: str, model: str, unknown_ttft_ms: float = 1000.0) -> None:
+    def __init__(self, name: str, model: str, unknown_ttft_ms: float = _UNKNOWN_TTFT_MS) -> None:
         super().__init__(name, unknown_ttft_ms)
         self.model = model
 
@@ -424,7 +426,7 @@ class PrefixAffinityPolicy(RoutingPolicy):
         name: str,
         block_chars: int = 256,
         max_entries: int = 100_000,
-        unknown_ttft_ms: float = 1000.0,
+        unknown_ttft_ms: float = _UNKNOWN_TTFT_MS,
     ) -> None:
         super().__init__(name, unknown_ttft_ms)
         self.block_chars = block_chars
@@ -481,7 +483,9 @@ class PrefixAffinityPolicy(RoutingPolicy):
 PolicyFactory = Callable[[str, PolicyConfig, float], RoutingPolicy]
 
 
-def build_policy(name: str, config: PolicyConfig, unknown_ttft_ms: float = 1000.0) -> RoutingPolicy:
+def build_policy(
+    name: str, config: PolicyConfig, unknown_ttft_ms: float = _UNKNOWN_TTFT_MS
+) -> RoutingPolicy:
     """One policy object from its config entry."""
     if config.kind == "pinned":
         assert config.model is not None  # checked by PolicyConfig

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mesh.config import Tier, tier_name
+from mesh.config import RoutingSettings, Tier, field_default, tier_name
 from mesh.router.catalog import Candidate
 from mesh.router.policies import (
     CheapestCapablePolicy,
@@ -94,7 +94,7 @@ def evaluate(
     cards: Sequence[types_pb2.ModelCard],
     estimator: TierEstimator,
     policy: RoutingPolicy | None = None,
-    max_tokens: int = 256,
+    max_tokens: int = field_default(RoutingSettings, "default_max_tokens"),
 ) -> dict[str, Any]:
     """cost_ratio, under_routing_rate, over_routing_rate, tier_share (+ n, by_kind)."""
     if not rows:

@@ -8,7 +8,7 @@ from nodes.bridges.backend import BridgeBackend
 from nodes.bridges.prices import PriceTable, bridge_price
 from nodes.bridges.provider import ProviderClient
 from nodes.bridges.servicer import BridgeServicer
-from nodes.runtime import NodeRuntime
+from nodes.runtime import ENGINE_HEALTH_INTERVAL_S, NodeRuntime
 
 
 class BridgeRuntime(NodeRuntime):
@@ -20,7 +20,7 @@ class BridgeRuntime(NodeRuntime):
         *,
         price_table: PriceTable | None = None,
         client: ProviderClient | None = None,
-        health_interval_s: float = 2.0,
+        health_interval_s: float = ENGINE_HEALTH_INTERVAL_S,
         telemetry: Telemetry | None = None,
     ) -> None:
         self.bridge = bridge
