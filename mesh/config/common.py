@@ -1,4 +1,4 @@
-"""What every config section shares: the strict base model, address rules, Tier, the data dir.
+"""What every config section shares: strict base model, address rules, Tier, shared defaults.
 
 This module sits at the bottom of mesh.config: the section modules import it, it imports no
 other part of the mesh than the generated contract types (for Tier's wire value).
