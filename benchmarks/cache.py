@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mesh.config import CacheSettings
 from mesh.router.cache import CacheScope, Outcome, ResponseCache
-from mesh.router.settings import CacheSettings
 from mesh.router.tier_estimator import Vector
 from mesh.v1 import types_pb2 as t
 

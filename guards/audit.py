@@ -104,7 +104,7 @@ def _utc(value: dt.datetime) -> dt.datetime:
 class AuditLog:
     """Writes and pages through guard decisions."""
 
-    def __init__(self, url: str = "sqlite+aiosqlite:///guard_audit.db") -> None:
+    def __init__(self, url: str) -> None:
         self.engine: AsyncEngine = create_async_engine(url)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 

@@ -20,6 +20,7 @@ from guards.hooks import InputCheck, OutputFinalCheck
 from guards.policy_loader import load_policy
 from guards.policy_store import PolicyStore
 from guards.verdict import Stage
+from mesh.config import DEFAULT_ROUTER_LISTEN, DEFAULT_TENANT, GuardSettings, field_default
 
 
 @click.group("policy")
@@ -65,7 +66,7 @@ async def _run_cases(store: PolicyStore, rows: list[dict[str, Any]]) -> list[str
     failures = []
     for i, row in enumerate(rows, 1):
         stage = Stage(row.get("stage", "input"))
-        tenant = row.get("tenant", "default")
+        tenant = row.get("tenant", DEFAULT_TENANT)
         check = (
             InputCheck(row["text"], tenant)
             if stage is Stage.INPUT
@@ -88,8 +89,15 @@ async def _run_cases(store: PolicyStore, rows: list[dict[str, Any]]) -> list[str
 
 @policy.command("apply")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--address", default="127.0.0.1:50051", show_default=True, help="router host:port")
-@click.option("--admin-key", envvar="MESH_ADMIN_KEY", required=True, help="or MESH_ADMIN_KEY")
+@click.option(
+    "--address", default=DEFAULT_ROUTER_LISTEN, show_default=True, help="router host:port"
+)
+@click.option(
+    "--admin-key",
+    envvar=field_default(GuardSettings, "admin_key_env"),
+    required=True,
+    help=f"or {field_default(GuardSettings, 'admin_key_env')}",
+)
 @click.option("--dry-run", is_flag=True, help="validate on the server, do not install")
 def apply(file: Path, address: str, admin_key: str, dry_run: bool) -> None:
     """Install FILE on a running router through PolicyService.ApplyPolicy."""
@@ -121,7 +129,9 @@ def apply(file: Path, address: str, admin_key: str, dry_run: bool) -> None:
 
 @click.command("audit")
 @click.option(
-    "--db", default="sqlite+aiosqlite:///guard_audit.db", show_default=True, help="SQLAlchemy URL"
+    "--db",
+    default=None,
+    help="SQLAlchemy URL. Default: guard_audit.db in the data dir, where the router writes.",
 )
 @click.option("--since", type=click.DateTime(), default=None, help="UTC time")
 @click.option("--guard", default="")
@@ -129,13 +139,13 @@ def apply(file: Path, address: str, admin_key: str, dry_run: bool) -> None:
 @click.option("--limit", default=50, show_default=True)
 @click.option("--page-token", default="")
 def audit(
-    db: str, since: dt.datetime | None, guard: str, tenant: str, limit: int, page_token: str
+    db: str | None, since: dt.datetime | None, guard: str, tenant: str, limit: int, page_token: str
 ) -> None:
     """Print audited guard decisions, newest first (one JSON object a line)."""
     from guards.audit import AuditLog, DecisionQuery
 
     async def run() -> str:
-        log = AuditLog(db)
+        log = AuditLog(db or GuardSettings().resolved_audit_url())
         await log.start()
         try:
             when = since.replace(tzinfo=dt.UTC) if since else None

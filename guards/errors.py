@@ -22,6 +22,13 @@ class InvalidPolicy(MeshError):
         )
 
 
+class UnknownGuard(ValueError):
+    """A policy's `use` names no built-in guard and no importable validator.
+
+    Raised while a policy is built, before any request, and turned into InvalidPolicy there.
+    """
+
+
 class GuardBlocked(MeshError):
     """An enforced guard refused the request or stopped the response."""
 

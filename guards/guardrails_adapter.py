@@ -17,8 +17,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from guards.errors import UnknownGuard
 from guards.hooks import InputCheck, OutputChunkCheck, OutputFinalCheck
-from guards.registry import UnknownGuard
 from guards.verdict import Action, Finding, Verdict
 
 _lock = threading.Lock()

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from guards.verdict import Verdict
+from mesh.config import DEFAULT_TENANT
 
 
 @dataclass(frozen=True)
@@ -13,7 +14,7 @@ class InputCheck:
     """Input for `Guard.check_input`: the caller's text (system turns excluded) and context."""
 
     text: str
-    tenant: str = "default"
+    tenant: str = DEFAULT_TENANT
     request_id: str = ""
     system_prompt: str = ""
 
@@ -23,7 +24,7 @@ class OutputChunkCheck:
     """Input for `Guard.check_output_chunk`: the hold-back window (held tail plus new chunk)."""
 
     text: str
-    tenant: str = "default"
+    tenant: str = DEFAULT_TENANT
     request_id: str = ""
     system_prompt: str = ""
     offset: int = 0
@@ -34,7 +35,7 @@ class OutputFinalCheck:
     """Input for `Guard.check_output_final`: the whole response text."""
 
     text: str
-    tenant: str = "default"
+    tenant: str = DEFAULT_TENANT
     request_id: str = ""
     system_prompt: str = ""
 

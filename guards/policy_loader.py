@@ -11,10 +11,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from guards.errors import InvalidPolicy
+from guards.errors import InvalidPolicy, UnknownGuard
 from guards.hooks import Guard
 from guards.policy_model import GuardSpec, Policy
-from guards.registry import UnknownGuard, build_guard
+from guards.registry import build_guard
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from guards.policy_loader import load_policy
 from guards.policy_store import PolicyStore
 from guards.proto_convert import ACTION_TO_PROTO, STAGE_FROM_PROTO, verdicts_to_proto
 from guards.verdict import Action, GuardOutcome, Mode, Stage, Verdict
+from mesh.config import DEFAULT_TENANT
 from mesh.contract.errors import FieldViolation, InvalidRequest, MeshError
 from mesh.contract.status import unary_error_boundary
 from mesh.v1 import policy_pb2, policy_pb2_grpc
@@ -110,7 +111,7 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
             if request.policy_yaml
             else self.store.active
         )
-        chain = self.store.chain(stage, request.tenant or "default", policy)
+        chain = self.store.chain(stage, request.tenant or DEFAULT_TENANT, policy)
         check = (
             InputCheck(request.text, request.tenant)
             if stage is Stage.INPUT

@@ -17,6 +17,7 @@ from guards.chain import GuardChain
 from guards.errors import InvalidPolicy
 from guards.policy_loader import LoadedPolicy, load_policy
 from guards.verdict import Stage
+from mesh.config import DEFAULT_TENANT
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class PolicyStore:
         return self._active.version
 
     def chain(
-        self, stage: Stage, tenant: str = "default", policy: LoadedPolicy | None = None
+        self, stage: Stage, tenant: str = DEFAULT_TENANT, policy: LoadedPolicy | None = None
     ) -> GuardChain:
         """The cached chain for a stage and tenant of a snapshot (default: the active one)."""
         snapshot = policy or self._active

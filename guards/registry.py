@@ -15,6 +15,7 @@ from guards.detectors.leakage import SystemPromptLeakageDetector
 from guards.detectors.pii import ENTITY_TYPES, PiiDetector
 from guards.detectors.secrets import SECRET_TYPES, SecretsDetector
 from guards.detectors.token_limit import TokenLimitDetector
+from guards.errors import UnknownGuard
 from guards.hooks import Guard
 from guards.verdict import Action
 
@@ -110,10 +111,6 @@ BUILT_INS: dict[str, Callable[[dict[str, Any], Action], Guard]] = {
     "system_prompt_leakage": _leakage,
     "presidio": _presidio,  # the optional `presidio` extra
 }
-
-
-class UnknownGuard(ValueError):
-    """`use` names no built-in and no importable validator."""
 
 
 def build_guard(use: str, params: dict[str, Any], action: Action) -> Guard:

@@ -20,6 +20,7 @@ from guards.verdict import (
     mask_spans,
     merge_spans,
 )
+from mesh.config import DEFAULT_TENANT
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class StreamGuard:
         chain: GuardChain,
         hold_back: int,
         *,
-        tenant: str = "default",
+        tenant: str = DEFAULT_TENANT,
         request_id: str = "",
         system_prompt: str = "",
     ) -> None:

@@ -15,7 +15,14 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from mesh.config import Tier
+from mesh.config import (
+    BridgeConfig,
+    BridgeLimits,
+    RetryPolicy,
+    Tier,
+    describe_errors,
+    field_default,
+)
 from mesh.metrics_flag import describe_metrics, metrics_listen_option, telemetry_settings
 from mesh.serve_loop import serve_until_signal
 
@@ -71,14 +78,23 @@ def _telemetry(service: str, metrics_listen: str | None) -> Any:
 @click.option("--price-in", type=float, default=None, help="USD per 1M prompt tokens.")
 @click.option("--price-out", type=float, default=None, help="USD per 1M completion tokens.")
 @click.option("--price-cached", type=float, default=None, help="USD per 1M cached tokens.")
-@click.option("--max-concurrent", type=int, default=16, show_default=True)
+@click.option(
+    "--max-concurrent",
+    type=int,
+    default=field_default(BridgeLimits, "max_concurrent"),
+    show_default=True,
+)
 @click.option("--rpm", type=int, default=None, help="Requests per minute.")
 @click.option("--tpm", type=int, default=None, help="Tokens per minute.")
-@click.option("--max-attempts", type=int, default=3, show_default=True)
+@click.option(
+    "--max-attempts",
+    type=int,
+    default=field_default(RetryPolicy, "max_attempts"),
+    show_default=True,
+)
 @click.option("--grace", default=10.0, show_default=True, help="Seconds in-flight requests get.")
 def bridge(**options: Any) -> None:
     """Serve an external model behind mesh.v1.InferenceService."""
-    from nodes.bridges.config import BridgeConfig, describe_errors
     from nodes.bridges.prices import PriceTableError
     from nodes.bridges.runtime import BridgeRuntime
 

@@ -15,23 +15,26 @@ import grpc.aio
 from google.protobuf import json_format
 
 from mesh.config import (
+    DEFAULT_ROUTER_LISTEN,
     ConfigError,
     MeshConfig,
+    MissingApiKey,
     NodeConfig,
+    TelemetrySettings,
     Tier,
     VllmEngineConfig,
     default_config,
+    default_engine,
+    field_default,
     load_config,
-    vllm_available,
 )
 from mesh.contract.errors import MeshError
 from mesh.contract.node_token import TokenUnavailable
 from mesh.contract.status import error_details
 from mesh.metrics_flag import describe_metrics, metrics_listen_option, telemetry_settings
 from mesh.serve_loop import serve_until_signal
-from mesh.telemetry.settings import TelemetrySettings
 
-DEFAULT_TARGET = "127.0.0.1:50051"
+DEFAULT_TARGET = DEFAULT_ROUTER_LISTEN
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -78,14 +81,13 @@ def cli(verbose: bool) -> None:
 # --- servers ------------------------------------------------------------------------------
 @cli.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="mesh.yaml")
-@click.option("--listen", help="Router address (default from config, 127.0.0.1:50051).")
+@click.option("--listen", help=f"Router address (default from config, {DEFAULT_ROUTER_LISTEN}).")
 @click.option(
     "--grace", default=5.0, show_default=True, help="Seconds in-flight requests get on stop."
 )
 def up(config_path: str | None, listen: str | None, grace: float) -> None:
     """Run the embedded mesh (router, nodes, bridges) in the foreground until Ctrl-C / SIGTERM."""
     from mesh.embedded import BridgeSetupError, EmbeddedMesh
-    from nodes.bridges.config import MissingApiKey
 
     config = _load(config_path)
     try:
@@ -112,17 +114,33 @@ def up(config_path: str | None, listen: str | None, grace: float) -> None:
     "--engine",
     type=click.Choice(["vllm", "transformers", "fake"]),
     default=None,
-    help="Default: vllm where it is installed, else transformers. fake is for tests only.",
+    help="Default: $MESH_ENGINE if set, else vllm where it is installed, else transformers. "
+    "fake is for tests only.",
 )
-@click.option("--model", default="smollm2-135m-instruct", show_default=True)
+@click.option("--model", default=field_default(NodeConfig, "model"), show_default=True)
 @click.option("--listen", default="127.0.0.1:50061", show_default=True)
 @click.option("--node-id", default=None, help="Default: local-<model>.")
 @click.option(
-    "--tier", type=click.Choice([t.value for t in Tier]), default="small", show_default=True
+    "--tier",
+    type=click.Choice([t.value for t in Tier]),
+    default=field_default(NodeConfig, "tier").value,
+    show_default=True,
 )
-@click.option("--price-in", default=0.0, show_default=True, help="USD per 1M prompt tokens.")
-@click.option("--price-out", default=0.0, show_default=True, help="USD per 1M completion tokens.")
-@click.option("--max-inflight", default=32, show_default=True)
+@click.option(
+    "--price-in",
+    default=field_default(NodeConfig, "input_price_per_mtok"),
+    show_default=True,
+    help="USD per 1M prompt tokens.",
+)
+@click.option(
+    "--price-out",
+    default=field_default(NodeConfig, "output_price_per_mtok"),
+    show_default=True,
+    help="USD per 1M completion tokens.",
+)
+@click.option(
+    "--max-inflight", default=field_default(NodeConfig, "max_inflight"), show_default=True
+)
 @click.option(
     "--grace", default=10.0, show_default=True, help="Seconds in-flight requests get on stop."
 )
@@ -137,7 +155,7 @@ def up(config_path: str | None, listen: str | None, grace: float) -> None:
 )
 @click.option(
     "--heartbeat-interval",
-    default=2.0,
+    default=field_default(NodeConfig, "heartbeat_interval_s"),
     show_default=True,
     help="Seconds between load reports, until the router states its own.",
 )
@@ -201,7 +219,7 @@ def node(
     try:
         config = NodeConfig(
             id=node_id or f"local-{model}",
-            engine=engine or ("vllm" if vllm_available() else "transformers"),  # type: ignore[arg-type]
+            engine=engine or default_engine(),  # type: ignore[arg-type]
             model=model,
             listen=listen,
             tier=Tier(tier),

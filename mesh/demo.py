@@ -18,15 +18,13 @@ from mesh.client import (
     generate_stream,
     open_channel,
 )
-from mesh.config import MeshConfig
+from mesh.config import BridgeConfig, BridgeLimits, MeshConfig, Provider, default_span_store_path
 from mesh.contract.status import error_details
 from mesh.embedded import EmbeddedMesh
 from mesh.telemetry import setup_telemetry
-from mesh.telemetry.settings import default_span_store_path
 from mesh.telemetry.span_store import SpanStore, TraceNotFound
 from mesh.telemetry.trace_view import render_trace
 from nodes.assets import model_path
-from nodes.bridges.config import BridgeConfig, BridgeLimits, Provider
 from nodes.bridges.local_openai_server import LocalOpenAIServer
 from nodes.bridges.prices import load_price_table
 from nodes.engines.vllm import VllmBackend

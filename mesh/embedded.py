@@ -11,13 +11,12 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from mesh.config import MeshConfig
+from mesh.config import BridgeConfig, MeshConfig, MissingApiKey
 from mesh.router.app import RouterRuntime
 from mesh.telemetry.setup import Telemetry
 from nodes.runtime import NodeRuntime
 
 if TYPE_CHECKING:
-    from nodes.bridges.config import BridgeConfig
     from nodes.bridges.runtime import BridgeRuntime
 
 log = logging.getLogger(__name__)
@@ -58,8 +57,6 @@ class EmbeddedMesh:
 
         Raises MissingApiKey naming the bridge and the variable or file, never a key value.
         """
-        from nodes.bridges.config import MissingApiKey
-
         for bridge in self.bridge_configs:
             try:
                 bridge.read_api_key()

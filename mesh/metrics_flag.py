@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import click
 from pydantic import ValidationError
 
-from mesh.telemetry.settings import TelemetrySettings
+from mesh.config import TelemetrySettings
 
 if TYPE_CHECKING:
     from mesh.telemetry.setup import Telemetry

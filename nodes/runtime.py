@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 INFERENCE_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
 
 
+ENGINE_HEALTH_INTERVAL_S = 2.0
+"""How often a node checks its engine and mirrors the answer into grpc.health.v1."""
+
+
 class NodeRuntime:
     """One inference node: starts the engine, then serves, then joins the router's registry.
 
@@ -33,7 +37,7 @@ class NodeRuntime:
         config: NodeConfig,
         backend: InferenceBackend | None = None,
         *,
-        health_interval_s: float = 2.0,
+        health_interval_s: float = ENGINE_HEALTH_INTERVAL_S,
         telemetry: Telemetry | None = None,
     ) -> None:
         self.config = config

@@ -20,7 +20,7 @@ from typing import Any
 import grpc.aio
 from opentelemetry import trace
 
-from mesh.config import NodeConfig, Tier
+from mesh.config import NodeConfig
 from mesh.contract.errors import InvalidRequest, ModelNotFound
 from mesh.contract.status import stream_error_boundary, unary_error_boundary
 from mesh.contract.validation import GenerationLike, validate_generation
@@ -51,12 +51,6 @@ _FINISH = {
     FinishReason.STOP: types_pb2.FINISH_REASON_STOP,
     FinishReason.LENGTH: types_pb2.FINISH_REASON_LENGTH,
     FinishReason.ABORTED: types_pb2.FINISH_REASON_ABORTED,
-}
-TIER_TO_PROTO = {
-    Tier.SMALL: types_pb2.MODEL_TIER_SMALL,
-    Tier.MEDIUM: types_pb2.MODEL_TIER_MEDIUM,
-    Tier.LARGE: types_pb2.MODEL_TIER_LARGE,
-    Tier.FRONTIER: types_pb2.MODEL_TIER_FRONTIER,
 }
 
 
@@ -93,7 +87,7 @@ class NodeServicer(inference_pb2_grpc.InferenceServiceServicer):
             model_id=info.model_id,
             provider=SELF_HOSTED,
             kind=types_pb2.MODEL_KIND_SELF_HOSTED,
-            tier=TIER_TO_PROTO[self.config.tier],
+            tier=self.config.tier.proto,
             context_window=self.context_window,
             input_price_per_mtok=self.config.input_price_per_mtok,
             output_price_per_mtok=self.config.output_price_per_mtok,
@@ -242,7 +236,7 @@ class NodeServicer(inference_pb2_grpc.InferenceServiceServicer):
             policy="direct",
             reason=self._direct_reason(),
             attempts=1,
-            tier=TIER_TO_PROTO[self.config.tier],
+            tier=self.config.tier.proto,
         )
 
     def _direct_reason(self) -> str:

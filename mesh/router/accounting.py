@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from mesh.config import BaselineSettings
 from mesh.router.budget import BudgetTracker, Reservation
 from mesh.router.ledger import Ledger, LedgerRow
 from mesh.router.policies import actual_cost, baseline_cost
-from mesh.router.settings import BaselineSettings
 from mesh.v1 import types_pb2
 
 log = logging.getLogger(__name__)

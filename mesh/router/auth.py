@@ -13,10 +13,9 @@ import hmac
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from mesh.config import DEFAULT_TENANT, ApiKeyConfig
 from mesh.contract.errors import Code, MeshError
-from mesh.router.settings import ApiKeyConfig
 
-DEFAULT_TENANT = "default"
 API_KEY_HEADER = "x-api-key"
 
 

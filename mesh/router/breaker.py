@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 
-from mesh.router.settings import BreakerSettings
+from mesh.config import BreakerSettings
 from mesh.v1 import registry_pb2
 
 Clock = Callable[[], float]

@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from mesh.config import BudgetSettings, TenantBudget
 from mesh.contract.errors import Code, MeshError
-from mesh.router.settings import BudgetSettings, TenantBudget
 
 Clock = Callable[[], float]
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from mesh.config import CacheSettings
 from mesh.router.embeddings import Embedder, Vector, aembed, embedding_text, normalise
-from mesh.router.settings import CacheSettings
 from mesh.v1 import types_pb2
 
 Clock = Callable[[], float]

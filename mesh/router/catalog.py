@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import grpc.aio
 from google.protobuf import duration_pb2, timestamp_pb2
 
+from mesh.config import RegistrySettings, field_default
 from mesh.contract.errors import FieldViolation, InvalidRequest
 from mesh.contract.node_token import NodeToken
 from mesh.contract.status import unary_error_boundary
@@ -84,8 +85,8 @@ class Catalog:
     def __init__(
         self,
         *,
-        ttl_s: float = 10.0,
-        heartbeat_interval_s: float = 2.0,
+        ttl_s: float = field_default(RegistrySettings, "ttl_s"),
+        heartbeat_interval_s: float = field_default(RegistrySettings, "heartbeat_interval_s"),
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
     ) -> None:

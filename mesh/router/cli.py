@@ -14,7 +14,15 @@ from typing import Any
 
 import click
 
-from mesh.config import DEFAULT_ROUTER_LISTEN, MeshConfig, NodeConfig, default_config, load_config
+from mesh.config import (
+    DEFAULT_ROUTER_LISTEN,
+    MeshConfig,
+    NodeConfig,
+    RoutingSettings,
+    default_config,
+    field_default,
+    load_config,
+)
 
 
 def _config(path: str | None) -> MeshConfig:
@@ -28,14 +36,13 @@ def _config(path: str | None) -> MeshConfig:
 
 def card_of(node: NodeConfig) -> Any:
     """The ModelCard a configured node will publish (context window as configured, or 8192)."""
-    from mesh.router.tier_estimator import TIER_BY_NAME
     from mesh.v1 import types_pb2
 
     return types_pb2.ModelCard(
         model_id=node.model,
         provider="self-hosted",
         kind=types_pb2.MODEL_KIND_SELF_HOSTED,
-        tier=TIER_BY_NAME[node.tier.value],  # type: ignore[arg-type]
+        tier=node.tier.proto,
         context_window=node.context_window or 8192,
         input_price_per_mtok=node.input_price_per_mtok,
         output_price_per_mtok=node.output_price_per_mtok,
@@ -176,16 +183,21 @@ async def _summary(url: str, since: Any, by: str | None) -> list[Any]:
     default=None,
     help="Catalogue from this mesh.yaml's nodes. Default: the demo catalogue.",
 )
-@click.option("--max-tokens", default=256, show_default=True, help="Completion length priced.")
+@click.option(
+    "--max-tokens",
+    default=field_default(RoutingSettings, "default_max_tokens"),
+    show_default=True,
+    help="Completion length priced.",
+)
 @click.option("--no-embeddings", is_flag=True, help="Features only (no MiniLM exemplars).")
 @click.option("--json", "as_json", is_flag=True)
 def route_eval_command(
     file: str, config_path: str | None, max_tokens: int, no_embeddings: bool, as_json: bool
 ) -> None:
     """Route a labelled JSONL file and report cost vs always-frontier and mis-routing rates."""
+    from mesh.config import EstimatorSettings
     from mesh.router.policies import PolicySet
     from mesh.router.route_eval import demo_cards, evaluate, load_labelled
-    from mesh.router.settings import EstimatorSettings
     from mesh.router.tier_estimator import TierEstimator
 
     try:

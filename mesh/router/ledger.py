@@ -42,6 +42,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from mesh.config import LedgerSettings, field_default
 from mesh.contract.errors import Code, MeshError
 
 log = logging.getLogger(__name__)
@@ -167,7 +168,7 @@ class Ledger:
     def __init__(
         self,
         url: str,
-        flush_interval_s: float = 0.5,
+        flush_interval_s: float = field_default(LedgerSettings, "flush_interval_s"),
         max_batch: int = 500,
         connect_timeout_s: float = 10.0,
     ) -> None:

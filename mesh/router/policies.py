@@ -15,11 +15,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from mesh.config import BaselineSettings, PolicyConfig, RoutingSettings, field_default, tier_name
 from mesh.contract.errors import Code, MeshError, ModelNotFound
 from mesh.router.catalog import Candidate
-from mesh.router.settings import BaselineSettings, PolicyConfig, RoutingSettings
-from mesh.router.tier_estimator import TIER_BY_NAME, TierEstimate, tier_name
+from mesh.router.tier_estimator import TierEstimate
 from mesh.v1 import types_pb2
+
+_UNKNOWN_TTFT_MS: float = field_default(RoutingSettings, "unknown_ttft_ms")
 
 CHARS_PER_TOKEN = 4  # English averages ~4 characters per token; no tokenizer on the hot path
 TOKENS_PER_MESSAGE = 4  # chat-template overhead per turn
@@ -311,7 +313,7 @@ class _Policy(abc.ABC):
     needs_estimate = True
     pinned_model = ""
 
-    def __init__(self, name: str, unknown_ttft_ms: float = 1000.0) -> None:
+    def __init__(self, name: str, unknown_ttft_ms: float = _UNKNOWN_TTFT_MS) -> None:
         self.name = name
         self.unknown_ttft_ms = unknown_ttft_ms
 
@@ -360,7 +362,7 @@ class PinnedPolicy(_Policy):
     kind = "pinned"
     needs_estimate = False  # the caller chose the model: no tier to estimate
 
-    def __init__(self, name: str, model: str, unknown_ttft_ms: float = 1000.0) -> None:
+    def __init__(self, name: str, model: str, unknown_ttft_ms: float = _UNKNOWN_TTFT_MS) -> None:
         super().__init__(name, unknown_ttft_ms)
         self.model = model
 
@@ -456,7 +458,7 @@ class PrefixAffinityPolicy(_Policy):
         name: str,
         block_chars: int = 256,
         max_entries: int = 100_000,
-        unknown_ttft_ms: float = 1000.0,
+        unknown_ttft_ms: float = _UNKNOWN_TTFT_MS,
     ) -> None:
         super().__init__(name, unknown_ttft_ms)
         self.block_chars = block_chars
@@ -517,7 +519,9 @@ class PrefixAffinityPolicy(_Policy):
 PolicyFactory = Callable[[str, PolicyConfig, float], RoutingPolicy]
 
 
-def build_policy(name: str, config: PolicyConfig, unknown_ttft_ms: float = 1000.0) -> RoutingPolicy:
+def build_policy(
+    name: str, config: PolicyConfig, unknown_ttft_ms: float = _UNKNOWN_TTFT_MS
+) -> RoutingPolicy:
     """One policy object from its config entry."""
     if config.kind == "pinned":
         assert config.model is not None  # checked by PolicyConfig
@@ -541,9 +545,7 @@ class PolicySet:
             name: build_policy(name, cfg, ttft) for name, cfg in self.settings.policies.items()
         }
         self._min_tier = {
-            name: TIER_BY_NAME[cfg.min_tier]
-            for name, cfg in self.settings.policies.items()
-            if cfg.min_tier
+            name: cfg.min_tier.proto for name, cfg in self.settings.policies.items() if cfg.min_tier
         }
 
     def get(self, name: str) -> RoutingPolicy:

@@ -13,10 +13,9 @@ import hmac
 import logging
 from collections.abc import Iterable
 
-from mesh.config import is_loopback
+from mesh.config import RegistrySettings, is_loopback
 from mesh.contract.errors import Code, MeshError
 from mesh.contract.node_token import NODE_TOKEN_HEADER, NodeToken
-from mesh.router.settings import RegistrySettings
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mesh.config import RoutingSettings, Tier, field_default, tier_name
 from mesh.router.catalog import Candidate
 from mesh.router.policies import (
     CheapestCapablePolicy,
@@ -23,7 +24,7 @@ from mesh.router.policies import (
     estimate_cost,
     estimate_prompt_tokens,
 )
-from mesh.router.tier_estimator import TIER_BY_NAME, TierEstimator, tier_name
+from mesh.router.tier_estimator import TierEstimator
 from mesh.v1 import types_pb2
 
 
@@ -43,14 +44,12 @@ def load_labelled(path: str | Path) -> list[LabelledPrompt]:
         if not line.strip():
             continue
         row = json.loads(line)
-        if row.get("tier") not in TIER_BY_NAME or not isinstance(row.get("text"), str):
-            raise ValueError(f"{p}:{lineno}: needs text and tier in {sorted(TIER_BY_NAME)}")
+        tier = Tier.named(row.get("tier"))
+        if tier is None or not isinstance(row.get("text"), str):
+            raise ValueError(f"{p}:{lineno}: needs text and tier in {[t.value for t in Tier]}")
         out.append(
             LabelledPrompt(
-                str(row.get("id", lineno)),
-                row["text"],
-                TIER_BY_NAME[row["tier"]],
-                str(row.get("kind", "")),
+                str(row.get("id", lineno)), row["text"], tier.proto, str(row.get("kind", ""))
             )
         )
     return out
@@ -63,7 +62,7 @@ def demo_cards() -> list[types_pb2.ModelCard]:
             model_id="smollm2-135m-instruct",
             provider="self-hosted",
             kind=types_pb2.MODEL_KIND_SELF_HOSTED,
-            tier=types_pb2.MODEL_TIER_SMALL,
+            tier=Tier.SMALL.proto,
             context_window=8192,
             input_price_per_mtok=0.02,
             output_price_per_mtok=0.04,
@@ -74,7 +73,7 @@ def demo_cards() -> list[types_pb2.ModelCard]:
             model_id="frontier-api",
             provider="openai",
             kind=types_pb2.MODEL_KIND_EXTERNAL,
-            tier=types_pb2.MODEL_TIER_FRONTIER,
+            tier=Tier.FRONTIER.proto,
             context_window=128000,
             input_price_per_mtok=2.5,
             output_price_per_mtok=10.0,
@@ -95,7 +94,7 @@ def evaluate(
     cards: Sequence[types_pb2.ModelCard],
     estimator: TierEstimator,
     policy: RoutingPolicy | None = None,
-    max_tokens: int = 256,
+    max_tokens: int = field_default(RoutingSettings, "default_max_tokens"),
 ) -> dict[str, Any]:
     """cost_ratio, under_routing_rate, over_routing_rate, tier_share (+ n, by_kind)."""
     if not rows:

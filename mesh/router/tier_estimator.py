@@ -25,28 +25,11 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from mesh.config import EstimatorSettings, Tier, tier_name
 from mesh.router.embeddings import Embedder, Vector, aembed, embedding_text, shared_embedder
-from mesh.router.settings import EstimatorSettings
 from mesh.v1 import types_pb2
 
-TIERS = (
-    types_pb2.MODEL_TIER_SMALL,
-    types_pb2.MODEL_TIER_MEDIUM,
-    types_pb2.MODEL_TIER_LARGE,
-    types_pb2.MODEL_TIER_FRONTIER,
-)
-TIER_NAMES: dict[int, str] = {
-    types_pb2.MODEL_TIER_SMALL: "small",
-    types_pb2.MODEL_TIER_MEDIUM: "medium",
-    types_pb2.MODEL_TIER_LARGE: "large",
-    types_pb2.MODEL_TIER_FRONTIER: "frontier",
-}
-TIER_BY_NAME = {name: tier for tier, name in TIER_NAMES.items()}
 DEFAULT_EXEMPLARS = Path(__file__).with_name("data") / "tier_exemplars.jsonl"
-
-
-def tier_name(tier: int) -> str:
-    return TIER_NAMES.get(tier, "unspecified")
 
 
 # -- features --------------------------------------------------------------------------------
@@ -233,9 +216,10 @@ def load_exemplars(path: Path) -> list[Exemplar]:
         if not line.strip():
             continue
         row = json.loads(line)
-        if row.get("tier") not in TIER_BY_NAME or not row.get("text"):
-            raise ValueError(f"{path}:{lineno}: needs text and tier in {sorted(TIER_BY_NAME)}")
-        out.append(Exemplar(row["text"], TIER_BY_NAME[row["tier"]], str(row.get("kind", ""))))
+        tier = Tier.named(row.get("tier"))
+        if tier is None or not row.get("text"):
+            raise ValueError(f"{path}:{lineno}: needs text and tier in {[t.value for t in Tier]}")
+        out.append(Exemplar(row["text"], tier.proto, str(row.get("kind", ""))))
     return out
 
 
@@ -340,7 +324,7 @@ class TierEstimator:
         index = 0
         while index < 3 and above[index + 1] > self.settings.underroute_risk:
             index += 1
-        tier = TIERS[max(index, (min_tier or 1) - 1)]
+        tier = Tier.ordered_protos()[max(index, (min_tier or 1) - 1)]
         reason = _feature_reason(features, tier)
         if nearest is not None and nearest.kind and nearest.tier == tier:
             reason = f"{reason}; like '{nearest.kind}' examples"

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import grpc
 import grpc.aio
 
+from mesh.config import DEFAULT_MAX_MESSAGE_BYTES
 from mesh.contract.serving import channel_options
 from mesh.router.catalog import Catalog, NodeEntry
 from mesh.v1 import inference_pb2, inference_pb2_grpc
@@ -34,7 +35,7 @@ class UpstreamPool:
         *,
         probe_interval_s: float = 2.0,
         probe_timeout_s: float = 1.0,
-        max_message_bytes: int = 4 * 1024 * 1024,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         client_interceptors: list[grpc.aio.ClientInterceptor] | None = None,
     ) -> None:
         self.catalog = catalog

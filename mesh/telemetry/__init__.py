@@ -7,6 +7,7 @@
 - `mesh trace` (cli.trace_command) reads the local SQLite span store.
 """
 
+from mesh.config import TelemetrySettings
 from mesh.telemetry.grpc_instrumentation import (
     client_interceptors,
     instrumented_channel,
@@ -27,7 +28,6 @@ from mesh.telemetry.semconv import (
     route_span,
     tag_request,
 )
-from mesh.telemetry.settings import TelemetrySettings
 from mesh.telemetry.setup import Telemetry, setup_telemetry
 
 __all__ = [

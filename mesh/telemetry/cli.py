@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from mesh.telemetry.settings import default_span_store_path
+from mesh.config import default_span_store_path
 from mesh.telemetry.span_store import SpanStore, TraceNotFound
 from mesh.telemetry.trace_view import render_trace, spans_json
 

@@ -34,9 +34,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Tracer
 
+from mesh.config import TelemetrySettings
 from mesh.telemetry import grpc_instrumentation
 from mesh.telemetry.metrics import MeshMetrics
-from mesh.telemetry.settings import TelemetrySettings
 from mesh.telemetry.span_store import SqliteSpanExporter
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ import time
 from collections.abc import AsyncGenerator, Iterator, Sequence
 from dataclasses import dataclass
 
+from mesh.config import BridgeConfig
 from mesh.contract.errors import DeadlineExceeded, EngineUnavailable, MeshError
-from nodes.bridges.config import BridgeConfig
 from nodes.bridges.errors import is_provider_error, map_provider_error
 from nodes.bridges.limits import RateLimiter, Reservation
 from nodes.bridges.prices import ProviderUsage

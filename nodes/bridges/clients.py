@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nodes.bridges.config import BridgeConfig
+from mesh.config import BridgeConfig
 from nodes.bridges.provider import ProviderClient
 
 

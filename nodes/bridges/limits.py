@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mesh.config import BridgeLimits
 from mesh.contract.errors import Overloaded
-from nodes.bridges.config import BridgeLimits
 
 Clock = Callable[[], float]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mesh.config import Tier
+from mesh.config import BridgeConfig, ModelPrice
 
 DEFAULT_PRICE_TABLE = Path(__file__).resolve().parents[1] / "data" / "prices.yaml"
 _PER_TOKEN = 1e-6  # prices are per million tokens
@@ -38,42 +38,17 @@ class ProviderUsage:
     cache_write_input_tokens: int = 0
 
 
-class ModelPrice(BaseModel):
-    """USD per million tokens for one model."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    input: float = Field(..., ge=0, description="prompt tokens not served from cache")
-    output: float = Field(..., ge=0, description="generated tokens")
-    cached_input: float | None = Field(
-        None, ge=0, description="prompt tokens read from the provider cache; default: input"
-    )
-    cache_write: float | None = Field(
-        None, ge=0, description="prompt tokens written to the provider cache; default: input"
-    )
-    provider: str | None = Field(None, description="whose list price this is")
-    context_window: int | None = Field(None, ge=16, description="the model's context window")
-    tier: Tier | None = Field(None, description="capability class the mesh routes by")
-
-    @property
-    def cached_input_rate(self) -> float:
-        return self.input if self.cached_input is None else self.cached_input
-
-    @property
-    def cache_write_rate(self) -> float:
-        return self.input if self.cache_write is None else self.cache_write
-
-    def cost_usd(self, usage: ProviderUsage) -> float:
-        """Cost of one request: each kind of prompt token at its own rate, plus the output."""
-        cached = min(usage.cached_input_tokens, usage.input_tokens)
-        written = min(usage.cache_write_input_tokens, usage.input_tokens - cached)
-        plain = usage.input_tokens - cached - written
-        return (
-            plain * self.input
-            + cached * self.cached_input_rate
-            + written * self.cache_write_rate
-            + usage.output_tokens * self.output
-        ) * _PER_TOKEN
+def request_cost_usd(price: ModelPrice, usage: ProviderUsage) -> float:
+    """Cost of one request: each kind of prompt token at its own rate, plus the output."""
+    cached = min(usage.cached_input_tokens, usage.input_tokens)
+    written = min(usage.cache_write_input_tokens, usage.input_tokens - cached)
+    plain = usage.input_tokens - cached - written
+    return (
+        plain * price.input
+        + cached * price.cached_input_rate
+        + written * price.cache_write_rate
+        + usage.output_tokens * price.output
+    ) * _PER_TOKEN
 
 
 class PriceTable(BaseModel):
@@ -114,3 +89,20 @@ def load_price_table(path: str | Path | None = None) -> PriceTable:
             for err in exc.errors()
         )
         raise PriceTableError(f"{source}: {problems}") from None
+
+
+def bridge_price(bridge: BridgeConfig, table: PriceTable | None = None) -> ModelPrice:
+    """The bridge's model price: its own `price:`, else the table's; ValueError if neither.
+
+    `table` defaults to the bridge's `price_table` file, else the shipped table.
+    """
+    if bridge.price is not None:
+        return bridge.price
+    table = table or load_price_table(bridge.price_table)
+    price = table.lookup(bridge.model)
+    if price is None:
+        raise ValueError(
+            f"no price for model {bridge.model!r} in the price table "
+            f"(as of {table.prices_as_of}): set a price for this bridge"
+        )
+    return price

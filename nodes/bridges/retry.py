@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from mesh.config import RetryPolicy
 from mesh.contract.errors import MeshError
-from nodes.bridges.config import RetryPolicy
 
 # An attempt that cannot get at least this long before the deadline is not worth starting.
 MIN_ATTEMPT_S = 0.25

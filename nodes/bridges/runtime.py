@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from mesh.config import BridgeConfig
 from mesh.telemetry.setup import Telemetry
 from nodes.bridges.backend import BridgeBackend
-from nodes.bridges.config import BridgeConfig
-from nodes.bridges.prices import PriceTable
+from nodes.bridges.prices import PriceTable, bridge_price
 from nodes.bridges.provider import ProviderClient
 from nodes.bridges.servicer import BridgeServicer
-from nodes.runtime import NodeRuntime
+from nodes.runtime import ENGINE_HEALTH_INTERVAL_S, NodeRuntime
 
 
 class BridgeRuntime(NodeRuntime):
@@ -20,11 +20,11 @@ class BridgeRuntime(NodeRuntime):
         *,
         price_table: PriceTable | None = None,
         client: ProviderClient | None = None,
-        health_interval_s: float = 2.0,
+        health_interval_s: float = ENGINE_HEALTH_INTERVAL_S,
         telemetry: Telemetry | None = None,
     ) -> None:
         self.bridge = bridge
-        self.price = bridge.resolved_price(price_table)
+        self.price = bridge_price(bridge, price_table)
         node = bridge.node_config(self.price)
         assert node.context_window is not None
         backend = BridgeBackend(bridge, node.context_window, client)

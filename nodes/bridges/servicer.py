@@ -15,7 +15,7 @@ from typing import Any
 import grpc.aio
 from opentelemetry import trace
 
-from mesh.config import NodeConfig
+from mesh.config import ModelPrice, NodeConfig
 from mesh.telemetry import semconv as sc
 from mesh.telemetry.setup import Telemetry
 from mesh.v1 import inference_pb2, types_pb2
@@ -26,7 +26,7 @@ from nodes.bridges.backend import (
     call_scope,
     set_call_options,
 )
-from nodes.bridges.prices import ModelPrice, ProviderUsage
+from nodes.bridges.prices import ProviderUsage, request_cost_usd
 from nodes.engines.base import GenerationEnd
 from nodes.server import NodeServicer
 
@@ -67,13 +67,14 @@ class BridgeServicer(NodeServicer):
 
     def _usage(self, end: GenerationEnd) -> types_pb2.Usage:
         written = end.cache_write_input_tokens if isinstance(end, BridgeEnd) else 0
-        cost = self.price.cost_usd(
+        cost = request_cost_usd(
+            self.price,
             ProviderUsage(
                 input_tokens=end.input_tokens,
                 output_tokens=end.output_tokens,
                 cached_input_tokens=end.cached_input_tokens,
                 cache_write_input_tokens=written,
-            )
+            ),
         )
         return types_pb2.Usage(
             input_tokens=end.input_tokens,

@@ -21,15 +21,20 @@ import grpc
 import grpc.aio
 import pytest
 
-from mesh.config import GuardSettings, RouterConfig
+from mesh.config import (
+    BridgeConfig,
+    BridgeLimits,
+    GuardSettings,
+    ModelPrice,
+    RetryPolicy,
+    RouterConfig,
+    TelemetrySettings,
+)
 from mesh.contract.status import error_details
 from mesh.router.app import RouterRuntime
-from mesh.telemetry.settings import TelemetrySettings
 from mesh.telemetry.setup import Telemetry, setup_telemetry
 from mesh.v1 import inference_pb2, inference_pb2_grpc, types_pb2
 from nodes.bridges.backend import BridgeBackend
-from nodes.bridges.config import BridgeConfig, BridgeLimits, RetryPolicy
-from nodes.bridges.prices import ModelPrice
 from nodes.bridges.runtime import BridgeRuntime
 from tests.fixtures.fault_injector import (
     FaultInjector,

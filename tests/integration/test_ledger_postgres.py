@@ -23,16 +23,16 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from mesh.cli import cli
-from mesh.router.auth import hash_api_key
-from mesh.router.cli import _summary
-from mesh.router.ledger import Ledger, LedgerEntry, LedgerError, LedgerRow, format_costs
-from mesh.router.settings import (
+from mesh.config import (
     ApiKeyConfig,
     AuthSettings,
     BudgetSettings,
     LedgerSettings,
     TenantBudget,
 )
+from mesh.router.auth import hash_api_key
+from mesh.router.cli import _summary
+from mesh.router.ledger import Ledger, LedgerEntry, LedgerError, LedgerRow, format_costs
 from tests.fixtures.postgres import PostgresServer, running_postgres
 from tests.helpers import LEDGER_NOW as NOW
 from tests.helpers import ledger_row as _row

@@ -12,10 +12,9 @@ from typing import Any
 import grpc.aio
 import pytest
 
-from mesh.config import MeshConfig, parse_config
+from mesh.config import MeshConfig, MissingApiKey, parse_config
 from mesh.embedded import BridgeSetupError, EmbeddedMesh
 from mesh.v1 import inference_pb2_grpc
-from nodes.bridges.config import MissingApiKey
 from tests.fixtures.fault_injector import FaultInjector, Reply, Stream, openai_chunk
 from tests.helpers import request, stream_request
 

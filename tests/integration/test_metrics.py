@@ -21,9 +21,8 @@ import grpc.aio
 import pytest
 from opentelemetry.trace import SpanKind
 
-from mesh.config import NodeConfig
+from mesh.config import NodeConfig, TelemetrySettings
 from mesh.telemetry.logging import configure_logging
-from mesh.telemetry.settings import TelemetrySettings
 from mesh.telemetry.setup import Telemetry, setup_telemetry
 from mesh.v1 import inference_pb2, inference_pb2_grpc
 from nodes.runtime import NodeRuntime

@@ -14,12 +14,10 @@ import grpc.aio
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from mesh.config import NodeConfig
+from mesh.config import BridgeConfig, NodeConfig, TelemetrySettings
 from mesh.telemetry import semconv as sc
-from mesh.telemetry.settings import TelemetrySettings
 from mesh.telemetry.setup import Telemetry, setup_telemetry
 from mesh.v1 import inference_pb2_grpc
-from nodes.bridges.config import BridgeConfig
 from nodes.bridges.runtime import BridgeRuntime
 from nodes.engines.fake import FakeEngine
 from nodes.runtime import NodeRuntime

@@ -21,20 +21,22 @@ import grpc.aio
 import pytest
 from google.protobuf import duration_pb2
 
-from mesh.config import GuardSettings, NodeConfig, RouterConfig
+from mesh.config import (
+    CacheSettings,
+    EstimatorSettings,
+    GuardSettings,
+    LedgerSettings,
+    NodeConfig,
+    RegistrySettings,
+    RouterConfig,
+    RoutingSettings,
+    TelemetrySettings,
+)
 from mesh.contract.node_token import NodeToken, TokenUnavailable
 from mesh.contract.serving import BoundServer, create_server
 from mesh.router.app import RouterRuntime
 from mesh.router.catalog import Catalog, RegistryServicer
 from mesh.router.registry_auth import NodeTokenCheck
-from mesh.router.settings import (
-    CacheSettings,
-    EstimatorSettings,
-    LedgerSettings,
-    RegistrySettings,
-    RoutingSettings,
-)
-from mesh.telemetry.settings import TelemetrySettings
 from mesh.telemetry.setup import setup_telemetry
 from mesh.v1 import inference_pb2_grpc, registry_pb2, registry_pb2_grpc
 from nodes.engines.fake import FakeEngine

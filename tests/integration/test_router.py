@@ -13,10 +13,9 @@ import grpc
 import grpc.aio
 import pytest
 
-from mesh.config import GuardSettings, NodeConfig, RouterConfig
+from mesh.config import CacheSettings, GuardSettings, NodeConfig, RouterConfig
 from mesh.contract.status import error_details
 from mesh.router.app import RouterRuntime
-from mesh.router.settings import CacheSettings
 from mesh.v1 import inference_pb2, inference_pb2_grpc, policy_pb2, policy_pb2_grpc
 from nodes.engines.fake import FakeEngine
 from nodes.runtime import NodeRuntime

@@ -18,20 +18,23 @@ import grpc
 import grpc.aio
 import pytest
 
-from mesh.config import GuardSettings, NodeConfig, RouterConfig, Tier
-from mesh.contract.status import error_details
-from mesh.router.app import RouterRuntime
-from mesh.router.auth import hash_api_key
-from mesh.router.settings import (
+from mesh.config import (
     ApiKeyConfig,
     AuthSettings,
     BreakerSettings,
     BudgetSettings,
     CacheSettings,
+    GuardSettings,
     LedgerSettings,
+    NodeConfig,
     RegistrySettings,
+    RouterConfig,
     TenantBudget,
+    Tier,
 )
+from mesh.contract.status import error_details
+from mesh.router.app import RouterRuntime
+from mesh.router.auth import hash_api_key
 from mesh.v1 import inference_pb2, inference_pb2_grpc, registry_pb2, registry_pb2_grpc, types_pb2
 from nodes.engines.fake import FakeEngine
 from nodes.runtime import NodeRuntime

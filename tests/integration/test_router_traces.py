@@ -20,13 +20,20 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
-from mesh.config import GuardSettings, NodeConfig, RouterConfig
+from mesh.config import (
+    ApiKeyConfig,
+    AuthSettings,
+    CacheSettings,
+    GuardSettings,
+    LedgerSettings,
+    NodeConfig,
+    RouterConfig,
+    TelemetrySettings,
+)
 from mesh.contract.status import error_details
 from mesh.router.app import RouterRuntime
 from mesh.router.auth import hash_api_key
-from mesh.router.settings import ApiKeyConfig, AuthSettings, CacheSettings, LedgerSettings
 from mesh.telemetry import semconv as sc
-from mesh.telemetry.settings import TelemetrySettings
 from mesh.telemetry.setup import Telemetry, setup_telemetry
 from mesh.v1 import inference_pb2, inference_pb2_grpc
 from nodes.engines.fake import FakeEngine

@@ -24,13 +24,12 @@ from click.testing import CliRunner
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
-from mesh.config import NodeConfig
+from mesh.config import NodeConfig, TelemetrySettings
 from mesh.contract.errors import Code, MeshError, UpstreamUnavailable
 from mesh.contract.serving import BoundServer, bound_address, create_server
 from mesh.contract.status import unary_error_boundary
 from mesh.telemetry import semconv as sc
 from mesh.telemetry.cli import trace_command
-from mesh.telemetry.settings import TelemetrySettings
 from mesh.telemetry.setup import Telemetry, setup_telemetry
 from mesh.telemetry.span_store import SpanStore
 from mesh.telemetry.trace_view import render_trace

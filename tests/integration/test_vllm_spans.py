@@ -16,9 +16,9 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
+from mesh.config import TelemetrySettings
 from mesh.contract.serving import create_server
 from mesh.telemetry import semconv as sc
-from mesh.telemetry.settings import TelemetrySettings
 from mesh.telemetry.setup import Telemetry, setup_telemetry
 from mesh.v1 import inference_pb2_grpc
 from nodes.engines.vllm import engine_timings

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from mesh.config import Tier
-from nodes.bridges.config import BridgeConfig, MissingApiKey, describe_errors
-from nodes.bridges.prices import ModelPrice, load_price_table
+from mesh.config import BridgeConfig, MissingApiKey, ModelPrice, Tier, describe_errors
+from nodes.bridges.prices import bridge_price, load_price_table
 
 KEY = "sk-unit-test-key-7f3a9c2e1b"
 
@@ -81,7 +80,7 @@ def test_invalid_configs(fields: dict[str, object], problem: str) -> None:
 def test_prices_tier_and_window_come_from_the_table_unless_configured() -> None:
     table = load_price_table()
     config = BridgeConfig(id="b", provider="anthropic", model="claude-haiku-4-5-20251001")
-    price = config.resolved_price(table)
+    price = bridge_price(config, table)
     assert price == table.models["claude-haiku-4-5"]
     node = config.node_config(price)
     assert node.engine == "bridge" and node.tier is Tier.LARGE
@@ -90,7 +89,7 @@ def test_prices_tier_and_window_come_from_the_table_unless_configured() -> None:
     config = BridgeConfig(
         id="b", provider="openai", model="gpt-4o", price=own, tier=Tier.SMALL, context_window=999
     )
-    node = config.node_config(config.resolved_price(table))
+    node = config.node_config(bridge_price(config, table))
     assert (node.output_price_per_mtok, node.tier, node.context_window) == (1.0, Tier.SMALL, 999)
 
 
@@ -99,7 +98,7 @@ def test_a_model_without_a_price_is_refused() -> None:
         id="b", provider="openai-compatible", model="my-llama", base_url="http://127.0.0.1:1/v1"
     )
     with pytest.raises(ValueError, match="no price for model 'my-llama'"):
-        config.resolved_price()
+        bridge_price(config)
 
 
 def test_limits_become_the_admission_limit() -> None:
@@ -111,7 +110,7 @@ def test_limits_become_the_admission_limit() -> None:
             "limits": {"max_concurrent": 3, "requests_per_minute": 60},
         }
     )
-    assert config.node_config(config.resolved_price()).max_inflight == 3
+    assert config.node_config(bridge_price(config)).max_inflight == 3
 
 
 def test_an_unreadable_key_file_is_named(tmp_path: Path) -> None:

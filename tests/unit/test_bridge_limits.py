@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from mesh.config import BridgeLimits
 from mesh.contract.errors import Code, Overloaded
-from nodes.bridges.config import BridgeLimits
 from nodes.bridges.limits import RateLimiter, TokenBucket
 
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from mesh.config import Tier
+from mesh.config import ModelPrice, Tier
 from nodes.bridges.prices import (
-    ModelPrice,
     PriceTable,
     PriceTableError,
     ProviderUsage,
     load_price_table,
+    request_cost_usd,
 )
 
 
@@ -46,19 +46,19 @@ def test_cost_prices_each_kind_of_token_at_its_rate() -> None:
         input_tokens=1_000, output_tokens=200, cached_input_tokens=600, cache_write_input_tokens=300
     )
     expected = (100 * 3.0 + 600 * 0.3 + 300 * 3.75 + 200 * 15.0) / 1e6
-    assert price.cost_usd(usage) == pytest.approx(expected, rel=1e-12)
+    assert request_cost_usd(price, usage) == pytest.approx(expected, rel=1e-12)
 
 
 def test_cache_rates_default_to_the_input_price() -> None:
     price = ModelPrice(input=2.0, output=8.0)
     usage = ProviderUsage(input_tokens=500, output_tokens=50, cached_input_tokens=500)
-    assert price.cost_usd(usage) == pytest.approx((500 * 2.0 + 50 * 8.0) / 1e6)
+    assert request_cost_usd(price, usage) == pytest.approx((500 * 2.0 + 50 * 8.0) / 1e6)
 
 
 def test_inconsistent_usage_never_prices_more_cached_tokens_than_input() -> None:
     price = ModelPrice(input=1.0, output=1.0, cached_input=0.0)
     usage = ProviderUsage(input_tokens=10, output_tokens=0, cached_input_tokens=50)
-    assert price.cost_usd(usage) == 0.0
+    assert request_cost_usd(price, usage) == 0.0
 
 
 def test_custom_table_file(tmp_path: Path) -> None:

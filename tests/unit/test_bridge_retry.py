@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from mesh.config import RetryPolicy
 from mesh.contract.errors import Code, MeshError
-from nodes.bridges.config import RetryPolicy
 from nodes.bridges.retry import MIN_ATTEMPT_S, backoff_s, next_delay
 
 POLICY = RetryPolicy(max_attempts=4, base_delay_s=0.5, max_delay_s=3.0)

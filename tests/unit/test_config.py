@@ -173,7 +173,7 @@ bridges:
 
 
 def test_bridges_parse_into_bridge_configs() -> None:
-    from nodes.bridges.config import BridgeConfig
+    from mesh.config import BridgeConfig
 
     config = parse_config(BRIDGES_YAML)
     gpt, claude, in_house = config.bridges
@@ -239,10 +239,9 @@ def test_bad_bridge_values_name_their_key(line: str, path: str) -> None:
 
 
 def test_bridges_validate_whichever_module_is_imported_first() -> None:
-    # mesh.config and nodes.bridges.config import each other lazily; a fresh interpreter
-    # starting from the bridge side must still validate `bridges:`.
+    # A fresh interpreter starting from the bridge side must still validate `bridges:`.
     code = (
-        "import nodes.bridges.config\n"
+        "import nodes.bridges.runtime\n"
         "from mesh.config import parse_config\n"
         "print(type(parse_config('bridges: [{id: b, provider: openai, model: m}]')"
         ".bridges[0]).__name__)\n"
@@ -251,3 +250,35 @@ def test_bridges_validate_whichever_module_is_imported_first() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert out.stdout.strip() == "BridgeConfig"
+
+
+def test_tier_is_one_definition_for_config_and_wire() -> None:
+    from mesh.config import tier_name
+    from mesh.v1 import types_pb2
+
+    wire = [v for v in types_pb2.ModelTier.values() if v != types_pb2.MODEL_TIER_UNSPECIFIED]
+    # Every wire tier has exactly one config tier, in the same order (cheapest first).
+    assert [Tier.from_proto(v) for v in wire] == list(Tier)
+    assert Tier.ordered_protos() == tuple(wire)
+    assert all(Tier.from_proto(t.proto) is t for t in Tier)
+    assert tier_name(types_pb2.MODEL_TIER_LARGE) == "large"
+    assert tier_name(types_pb2.MODEL_TIER_UNSPECIFIED) == "unspecified"
+    with pytest.raises(ValueError, match="not a model tier"):
+        Tier.from_proto(types_pb2.MODEL_TIER_UNSPECIFIED)
+    assert Tier.named("frontier") is Tier.FRONTIER
+    assert Tier.named("huge") is None and Tier.named(None) is None
+
+
+def test_every_sqlite_file_lives_in_one_data_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from mesh.config import GuardSettings, RouterConfig, TelemetrySettings, data_dir
+
+    monkeypatch.delenv("MESH_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert data_dir() == tmp_path / "cache" / "inference-mesh"
+    monkeypatch.setenv("MESH_DATA_DIR", str(tmp_path / "data"))
+    root = tmp_path / "data"
+    assert TelemetrySettings().resolved_span_store_path() == root / "traces.db"
+    assert RouterConfig().ledger_url().endswith(str(root / "ledger.db"))
+    assert GuardSettings().resolved_audit_url().endswith(str(root / "guard_audit.db"))

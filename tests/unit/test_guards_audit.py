@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +78,34 @@ async def test_filters_and_pagination(audit_log: AuditLog) -> None:
     assert rows == []
     with pytest.raises(ValueError, match="page_token"):
         await audit_log.query(DecisionQuery(page_token="!!"))
+
+
+def test_mesh_audit_reads_where_the_router_writes_by_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The router's audit file is GuardSettings' default; `mesh audit` without --db reads it.
+    from click.testing import CliRunner
+
+    from guards.cli import audit
+    from mesh.config import GuardSettings
+
+    monkeypatch.setenv("MESH_DATA_DIR", str(tmp_path))
+
+    async def write() -> None:
+        log = AuditLog(GuardSettings().resolved_audit_url())
+        await log.start()
+        try:
+            await log.record(
+                [outcome("pii", Verdict.block([]))],
+                text="t",
+                tenant="acme",
+                request_id="r-default-db",
+                policy_version="v",
+            )
+        finally:
+            await log.close()
+
+    asyncio.run(write())
+    result = CliRunner().invoke(audit, [])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "guard_audit.db").exists() and "r-default-db" in result.output

@@ -16,7 +16,7 @@ import grpc.aio
 import pytest
 from pydantic import ValidationError
 
-from mesh.config import NodeConfig, RouterConfig
+from mesh.config import NodeConfig, RegistrySettings, RouterConfig
 from mesh.contract.errors import ERROR_DOMAIN
 from mesh.contract.node_token import (
     NODE_TOKEN_HEADER,
@@ -28,7 +28,6 @@ from mesh.contract.serving import create_server
 from mesh.contract.status import error_details
 from mesh.router.catalog import Catalog, RegistryServicer
 from mesh.router.registry_auth import NodeTokenCheck, warn_if_registration_open
-from mesh.router.settings import RegistrySettings
 from mesh.v1 import registry_pb2, registry_pb2_grpc
 from mesh.v1 import types_pb2 as t
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from mesh.config import ApiKeyConfig, AuthSettings
 from mesh.contract.errors import Code, MeshError
 from mesh.router.auth import ApiKeyAuth, api_key_from_metadata, hash_api_key
-from mesh.router.settings import ApiKeyConfig, AuthSettings
 
 
 def _auth() -> ApiKeyAuth:

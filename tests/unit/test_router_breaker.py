@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mesh.config import BreakerSettings
 from mesh.router.breaker import (
     CLOSED,
     HALF_OPEN,
@@ -10,7 +11,6 @@ from mesh.router.breaker import (
     CircuitBreaker,
     latency_outliers,
 )
-from mesh.router.settings import BreakerSettings
 
 
 class FakeClock:

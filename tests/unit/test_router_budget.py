@@ -8,9 +8,9 @@ import random
 
 import pytest
 
+from mesh.config import BudgetSettings, TenantBudget
 from mesh.contract.errors import Code
 from mesh.router.budget import BudgetExceeded, BudgetTracker
-from mesh.router.settings import BudgetSettings, TenantBudget
 
 
 class FakeClock:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
+from mesh.config import CacheSettings
 from mesh.router.cache import CacheScope, Outcome, ResponseCache, sampling_key
 from mesh.router.embeddings import BatchingEmbedder
-from mesh.router.settings import CacheSettings
 from mesh.v1 import types_pb2 as t
 
 

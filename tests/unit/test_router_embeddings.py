@@ -12,9 +12,9 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
+from mesh.config import CacheSettings, EstimatorSettings
 from mesh.router.cache import CacheScope, ResponseCache, as_vector
 from mesh.router.embeddings import BatchingEmbedder, Vector, embedding_text
-from mesh.router.settings import CacheSettings, EstimatorSettings
 from mesh.router.tier_estimator import TierEstimator
 from mesh.v1 import types_pb2 as t
 

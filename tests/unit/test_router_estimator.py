@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from mesh.config import EstimatorSettings
 from mesh.router.embeddings import BatchingEmbedder
-from mesh.router.settings import EstimatorSettings
 from mesh.router.tier_estimator import (
     DEFAULT_EXEMPLARS,
     TierEstimator,

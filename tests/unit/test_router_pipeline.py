@@ -14,13 +14,20 @@ from opentelemetry.trace import INVALID_SPAN
 from guards.errors import GuardBlocked
 from guards.policy_loader import load_policy
 from guards.policy_store import PolicyStore
+from mesh.config import (
+    BaselineSettings,
+    BudgetSettings,
+    CacheSettings,
+    EstimatorSettings,
+    TenantBudget,
+)
 from mesh.contract.errors import Code, InvalidRequest, MeshError, Overloaded, UpstreamUnavailable
 from mesh.contract.status import error_details, relayed_error, to_status
 from mesh.router.accounting import Accounting
 from mesh.router.auth import Principal
 from mesh.router.breaker import BreakerBoard
 from mesh.router.budget import BudgetTracker
-from mesh.router.cache import CacheSettings, Outcome, ResponseCache
+from mesh.router.cache import Outcome, ResponseCache
 from mesh.router.catalog import Catalog
 from mesh.router.edge import begin
 from mesh.router.pipeline.attempts import Attempts
@@ -32,12 +39,6 @@ from mesh.router.pipeline.plan import Planner
 from mesh.router.pipeline.run import _gated
 from mesh.router.pipeline.settle import Settle
 from mesh.router.policies import PolicySet
-from mesh.router.settings import (
-    BaselineSettings,
-    BudgetSettings,
-    EstimatorSettings,
-    TenantBudget,
-)
 from mesh.router.tier_estimator import TierEstimator
 from mesh.v1 import inference_pb2
 from mesh.v1 import types_pb2 as t

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from google.protobuf import duration_pb2
 
+from mesh.config import BaselineSettings, PolicyConfig, RoutingSettings
 from mesh.contract.errors import Code, MeshError
 from mesh.router.catalog import Candidate
 from mesh.router.policies import (
@@ -22,7 +23,6 @@ from mesh.router.policies import (
     estimate_prompt_tokens,
     prefix_blocks,
 )
-from mesh.router.settings import BaselineSettings, PolicyConfig, RoutingSettings
 from mesh.router.tier_estimator import TierEstimate
 from mesh.v1 import types_pb2 as t
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from mesh.config import EstimatorSettings
 from mesh.router.route_eval import demo_cards, evaluate, load_labelled
-from mesh.router.settings import EstimatorSettings
 from mesh.router.tier_estimator import TierEstimator
 
 ROWS = [

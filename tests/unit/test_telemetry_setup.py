@@ -11,8 +11,8 @@ import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from pydantic import ValidationError
 
+from mesh.config import TelemetrySettings
 from mesh.telemetry.logging import configure_logging
-from mesh.telemetry.settings import TelemetrySettings
 from mesh.telemetry.setup import setup_telemetry
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mesh.config import tier_name
 from mesh.contract.errors import FieldViolation, InvalidRequest, UpstreamUnavailable
 from mesh.router.breaker import BreakerBoard
 from mesh.router.catalog import Candidate, Catalog
 from mesh.router.policies import PolicySet, RouteDecision, RouteRequest, RoutingPolicy
-from mesh.router.tier_estimator import TierEstimate, TierEstimator, tier_name
+from mesh.router.tier_estimator import TierEstimate, TierEstimator
 from mesh.v1 import types_pb2
 
 _KNOWN_TIERS = frozenset(types_pb2.ModelTier.values())

@@ -16,13 +16,13 @@ from typing import Any
 
 from opentelemetry.trace import Span
 
+from mesh.config import tier_name
 from mesh.router.accounting import Accounting
 from mesh.router.cache import CacheHit, Outcome, ResponseCache
 from mesh.router.catalog import Candidate
 from mesh.router.ledger import LedgerRow
 from mesh.router.pipeline.context import RequestContext
 from mesh.router.pipeline.forward import Upstream
-from mesh.router.tier_estimator import tier_name
 from mesh.telemetry import semconv as sc
 from mesh.telemetry.metrics import ROLE_ROUTER, MeshMetrics
 from mesh.v1 import types_pb2

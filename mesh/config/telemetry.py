@@ -1,51 +1,33 @@
 """The `telemetry:` section of mesh.yaml.
 
-Kept apart from the OTel wiring so that `mesh.config` can nest it without importing the SDK.
+Kept apart from the OTel wiring (mesh.telemetry) so that config loads without the SDK.
 Every field has a default that works on a laptop with nothing else running: spans go to a local
 SQLite store that `mesh trace` reads, metrics to a loopback Prometheus endpoint.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from mesh.config.common import StrictModel, check_address, data_dir
 
 Exporter = Literal["otlp", "console", "span_store", "memory"]
 
 
 def default_span_store_path() -> Path:
-    """traces.db in $MESH_DATA_DIR, else ~/.cache/inference-mesh (XDG_CACHE_HOME respected).
-
-    MESH_DATA_DIR is where the mesh keeps all its SQLite files: every process started with
-    the same value (router, nodes, `mesh trace`) meets in the same store.
-    """
-    data_dir = os.environ.get("MESH_DATA_DIR")
-    if data_dir:
-        return Path(data_dir) / "traces.db"
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "inference-mesh" / "traces.db"
+    """traces.db in the data dir, where every process (router, nodes, `mesh trace`) meets."""
+    return data_dir() / "traces.db"
 
 
 def _default_exporters() -> list[Exporter]:
     return ["span_store"]
 
 
-def _check_listen(value: str | None) -> str | None:
-    if value is None:
-        return None
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{value!r} is not host:port (port 0 picks a free one)")
-    return value
-
-
-class TelemetrySettings(BaseModel):
+class TelemetrySettings(StrictModel):
     """Where spans, metrics and logs go, and what they may contain."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(True, description="false: no-op providers, no endpoint, no files")
     exporters: list[Exporter] = Field(
@@ -86,7 +68,7 @@ class TelemetrySettings(BaseModel):
     log_json: bool = Field(True, description="JSON lines with trace_id and span_id")
 
     _check_prometheus = field_validator("prometheus_listen")(
-        classmethod(lambda cls, v: _check_listen(v))
+        classmethod(lambda cls, v: None if v is None else check_address(v))
     )
 
     @field_validator("exporters")

@@ -3,6 +3,9 @@
 The API key itself is never a config value: the config names an environment variable or a
 file, and `read_api_key` reads it once, when the SDK client is built. So `repr`, logs and
 `model_dump` of a config can never contain the key.
+
+Prices here are data only (a bridge's own `price:`); looking the model up in a price table
+happens where the bridge is built (`nodes.bridges.prices.bridge_price`).
 """
 
 from __future__ import annotations
@@ -10,19 +13,12 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from mesh.config import NodeConfig, Tier, _check_address, _check_dialable
-from nodes.bridges.prices import ModelPrice, PriceTable, load_price_table
+from mesh.config.common import StrictModel, Tier, check_address, check_dialable, field_default
+from mesh.config.nodes import NodeConfig
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +50,31 @@ def describe_errors(exc: ValidationError) -> str:
     return "; ".join(lines)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class ModelPrice(StrictModel):
+    """USD per million tokens for one model (a price table row, or a bridge's own `price:`)."""
+
+    input: float = Field(..., ge=0, description="prompt tokens not served from cache")
+    output: float = Field(..., ge=0, description="generated tokens")
+    cached_input: float | None = Field(
+        None, ge=0, description="prompt tokens read from the provider cache; default: input"
+    )
+    cache_write: float | None = Field(
+        None, ge=0, description="prompt tokens written to the provider cache; default: input"
+    )
+    provider: str | None = Field(None, description="whose list price this is")
+    context_window: int | None = Field(None, ge=16, description="the model's context window")
+    tier: Tier | None = Field(None, description="capability class the mesh routes by")
+
+    @property
+    def cached_input_rate(self) -> float:
+        return self.input if self.cached_input is None else self.cached_input
+
+    @property
+    def cache_write_rate(self) -> float:
+        return self.input if self.cache_write is None else self.cache_write
 
 
-class BridgeLimits(_Strict):
+class BridgeLimits(StrictModel):
     """Per-bridge limits, enforced before the provider is called."""
 
     max_concurrent: int = Field(16, ge=1, description="requests in flight to the provider")
@@ -68,7 +84,7 @@ class BridgeLimits(_Strict):
     )
 
 
-class RetryPolicy(_Strict):
+class RetryPolicy(StrictModel):
     """Retries of 429 / 5xx / connection errors, only before any output was sent."""
 
     max_attempts: int = Field(3, ge=1, le=10, description="attempts in all, the first included")
@@ -76,7 +92,12 @@ class RetryPolicy(_Strict):
     max_delay_s: float = Field(8.0, gt=0, description="cap of one backoff (Retry-After wins)")
 
 
-class BridgeConfig(_Strict):
+def _node_default(name: str) -> Any:
+    # A bridge is a node: a setting both have takes NodeConfig's default.
+    return field_default(NodeConfig, name)
+
+
+class BridgeConfig(StrictModel):
     """One bridge node: an external model behind mesh.v1.InferenceService."""
 
     id: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -89,12 +110,16 @@ class BridgeConfig(_Strict):
         None, description="variable holding the key; default OPENAI_API_KEY / ANTHROPIC_API_KEY"
     )
     api_key_file: Path | None = Field(None, description="or a file holding the key")
-    listen: str = Field("127.0.0.1:0", description="host:port; port 0 picks a free port")
+    listen: str = Field(_node_default("listen"), description="host:port; port 0: a free port")
     tier: Tier | None = Field(None, description="default: the price table's, else medium")
     context_window: int | None = Field(None, ge=16, description="default: the price table's")
     aliases: list[str] = Field(default_factory=list)
-    capabilities: list[str] = Field(default_factory=lambda: ["chat"])
-    default_max_tokens: int = Field(256, ge=1, description="max_tokens when the request sets none")
+    capabilities: list[str] = Field(default_factory=lambda: _node_default("capabilities"))
+    default_max_tokens: int = Field(
+        _node_default("default_max_tokens"),
+        ge=1,
+        description="max_tokens when the request sets none",
+    )
     price: ModelPrice | None = Field(None, description="overrides the price table for this model")
     price_table: Path | None = Field(None, description="a price table file replacing the default")
     limits: BridgeLimits = Field(default_factory=BridgeLimits)
@@ -107,7 +132,7 @@ class BridgeConfig(_Strict):
     )
     router_address: str | None = Field(None, description="router to register with")
     advertise_address: str | None = Field(None, description="address the router dials")
-    heartbeat_interval_s: float = Field(2.0, gt=0)
+    heartbeat_interval_s: float = Field(_node_default("heartbeat_interval_s"), gt=0)
     router_token_env: str | None = Field(
         None, description="variable holding the router's registration token (default: the node's)"
     )
@@ -121,9 +146,9 @@ class BridgeConfig(_Strict):
         return value.rstrip("/") if value else value
 
     # The same address rules as a node's, so mesh.yaml reports a bad one at load, with its line.
-    _check_listen = field_validator("listen")(classmethod(lambda cls, v: _check_address(v)))
+    _check_listen = field_validator("listen")(classmethod(lambda cls, v: check_address(v)))
     _check_dialable = field_validator("router_address", "advertise_address")(
-        classmethod(lambda cls, v: None if v is None else _check_dialable(v))
+        classmethod(lambda cls, v: None if v is None else check_dialable(v))
     )
 
     @model_validator(mode="after")
@@ -168,19 +193,6 @@ class BridgeConfig(_Strict):
         if not key:
             raise MissingApiKey(f"environment variable {env} is not set")
         return key
-
-    def resolved_price(self, table: PriceTable | None = None) -> ModelPrice:
-        """This model's price: the config's own, else the table's; an error if neither."""
-        if self.price is not None:
-            return self.price
-        table = table or load_price_table(self.price_table)
-        price = table.lookup(self.model)
-        if price is None:
-            raise ValueError(
-                f"no price for model {self.model!r} in the price table "
-                f"(as of {table.prices_as_of}): set a price for this bridge"
-            )
-        return price
 
     def node_config(self, price: ModelPrice) -> NodeConfig:
         """The node-level settings the shared node servicer and runtime work from."""

@@ -1,4 +1,4 @@
-"""Router-side config sections (nested into mesh.config.RouterConfig).
+"""The `router:` section of mesh.yaml and its subsections.
 
 Each section is a small frozen pydantic model with extra=forbid, so a typo in mesh.yaml fails at
 start with the key path instead of being ignored. Every field has a default: an empty `router:`
@@ -7,30 +7,38 @@ section gives a working router with no auth, no budgets and the cheapest-capable
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from mesh.config.common import (
+    DEFAULT_HEARTBEAT_INTERVAL_S,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    Address,
+    StrictModel,
+    Tier,
+    check_address,
+    data_dir,
+)
+from mesh.config.nodes import UpstreamConfig
 from mesh.contract.node_token import DEFAULT_TOKEN_ENV, NodeToken, read_token
 
-TierName = Literal["small", "medium", "large", "frontier"]
+DEFAULT_ROUTER_LISTEN = "127.0.0.1:50051"
+
 PolicyKind = Literal["pinned", "cheapest", "latency", "least_load", "prefix_affinity"]
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PolicyConfig(_Strict):
+class PolicyConfig(StrictModel):
     """One named routing policy."""
 
     kind: PolicyKind = Field(default="cheapest", description="which algorithm decides")
     model: str | None = Field(default=None, description="pinned: the model id or alias to send to")
-    min_tier: TierName | None = Field(default=None, description="never route below this tier")
+    min_tier: Tier | None = Field(default=None, description="never route below this tier")
     prefix_chars: int = Field(
         default=256, ge=16, description="prefix_affinity: characters per hashed prefix block"
     )
@@ -51,7 +59,7 @@ def _default_policies() -> dict[str, PolicyConfig]:
     }
 
 
-class BaselineSettings(_Strict):
+class BaselineSettings(StrictModel):
     """The premium model every request is compared against in the savings report."""
 
     model: str = Field(default="frontier-baseline", description="name shown in reports")
@@ -61,7 +69,7 @@ class BaselineSettings(_Strict):
     )
 
 
-class EstimatorSettings(_Strict):
+class EstimatorSettings(StrictModel):
     """How the tier a request needs is estimated."""
 
     embeddings: bool = Field(
@@ -86,7 +94,7 @@ class EstimatorSettings(_Strict):
     )
 
 
-class RoutingSettings(_Strict):
+class RoutingSettings(StrictModel):
     """Named policies and who uses which."""
 
     policies: dict[str, PolicyConfig] = Field(
@@ -124,7 +132,7 @@ class RoutingSettings(_Strict):
         return self
 
 
-class CacheSettings(_Strict):
+class CacheSettings(StrictModel):
     """Response cache: exact tier, then semantic tier."""
 
     enabled: bool = Field(
@@ -147,7 +155,7 @@ class CacheSettings(_Strict):
     )
 
 
-class TenantBudget(_Strict):
+class TenantBudget(StrictModel):
     """Spending limits of one tenant; unset means unlimited."""
 
     daily_usd: float | None = Field(default=None, gt=0, description="limit per UTC day")
@@ -156,13 +164,13 @@ class TenantBudget(_Strict):
     )
 
 
-class BudgetSettings(_Strict):
+class BudgetSettings(StrictModel):
     """Per-tenant budgets; the tenant `*` applies to tenants not listed."""
 
     tenants: dict[str, TenantBudget] = Field(default_factory=dict)
 
 
-class ApiKeyConfig(_Strict):
+class ApiKeyConfig(StrictModel):
     """One API key, stored only as its SHA-256 (`mesh keys hash` prints it)."""
 
     name: str = Field(..., min_length=1, description="label for logs; never the key")
@@ -179,8 +187,12 @@ class ApiKeyConfig(_Strict):
         return value
 
 
-class AuthSettings(_Strict):
-    """API keys; with none configured every request runs as tenant `default`."""
+DEFAULT_TENANT = "default"
+"""The tenant of a request when no API keys are configured (guards and policies key on it)."""
+
+
+class AuthSettings(StrictModel):
+    """API keys; with none configured every request runs as tenant DEFAULT_TENANT."""
 
     api_keys: list[ApiKeyConfig] = Field(default_factory=list)
 
@@ -192,7 +204,7 @@ class AuthSettings(_Strict):
         return self
 
 
-class LedgerSettings(_Strict):
+class LedgerSettings(StrictModel):
     """Where cost rows go."""
 
     url: str | None = Field(
@@ -208,7 +220,7 @@ class LedgerSettings(_Strict):
     )
 
 
-class BreakerSettings(_Strict):
+class BreakerSettings(StrictModel):
     """Per-node circuit breaker and latency-outlier ejection."""
 
     consecutive_failures: int = Field(
@@ -240,7 +252,7 @@ class BreakerSettings(_Strict):
     )
 
 
-class RegistrySettings(_Strict):
+class RegistrySettings(StrictModel):
     """Node registration terms, and the token nodes need to change the routing table.
 
     The token is never a config value: `token_file` (wins) or the variable `token_env` holds it.
@@ -248,7 +260,7 @@ class RegistrySettings(_Strict):
     """
 
     heartbeat_interval_s: float = Field(
-        default=2.0, gt=0, description="how often nodes should report"
+        default=DEFAULT_HEARTBEAT_INTERVAL_S, gt=0, description="how often nodes should report"
     )
     ttl_s: float = Field(default=10.0, gt=0, description="a node silent this long leaves the table")
     token_env: str = Field(
@@ -281,3 +293,73 @@ class RegistrySettings(_Strict):
             file=self.token_file,
             env_required="token_env" in self.model_fields_set,
         )
+
+
+class GuardSettings(StrictModel):
+    """The router's guard chain: which policy, where verdicts are audited, who may change it."""
+
+    enabled: bool = Field(True, description="false: no guards at all (not recommended)")
+    policy_file: str | None = Field(
+        None, description="guard policy YAML; default: the shipped guards/policies/default.yaml"
+    )
+    watch: bool = Field(
+        True, description="reload policy_file when it changes (a broken file is ignored)"
+    )
+    audit_url: str | None = Field(
+        None, description="SQLAlchemy URL; default: sqlite file guard_audit.db in the data dir"
+    )
+    admin_key_env: str = Field(
+        "MESH_ADMIN_KEY", description="environment variable holding the PolicyService admin key"
+    )
+    admin_key_file: str | None = Field(None, description="or a file holding it (wins over env)")
+
+    def admin_key(self) -> str | None:
+        """The admin key, read when needed and never stored in the config object."""
+        if self.admin_key_file:
+            return Path(self.admin_key_file).read_text(encoding="utf-8").strip() or None
+        return os.environ.get(self.admin_key_env) or None
+
+    def resolved_audit_url(self) -> str:
+        return self.audit_url or f"sqlite+aiosqlite:///{data_dir() / 'guard_audit.db'}"
+
+
+class RouterConfig(StrictModel):
+    """The router front node."""
+
+    listen: Address = DEFAULT_ROUTER_LISTEN
+    upstreams: list[UpstreamConfig] = Field(default_factory=list)
+    default_timeout_s: float = Field(120.0, gt=0, description="deadline for calls that carry none")
+    health_interval_s: float = Field(2.0, gt=0, description="how often upstream health is probed")
+    max_message_bytes: int = Field(
+        DEFAULT_MAX_MESSAGE_BYTES,
+        ge=1024,
+        description="largest request accepted (RESOURCE_EXHAUSTED above)",
+    )
+    first_token_timeout_s: float | None = Field(
+        30.0, gt=0, description="a stream silent this long before its first token: next node"
+    )
+    idle_timeout_s: float | None = Field(
+        60.0, gt=0, description="a committed stream silent this long is ended (UNAVAILABLE)"
+    )
+    guards: GuardSettings = Field(default_factory=GuardSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    budgets: BudgetSettings = Field(default_factory=BudgetSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    ledger: LedgerSettings = Field(default_factory=LedgerSettings)
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+
+    _check_listen = field_validator("listen")(classmethod(lambda cls, v: check_address(v)))
+
+    def ledger_url(self) -> str:
+        """The ledger database: the configured URL, else ledger.db in the data dir."""
+        return self.ledger.url or f"sqlite+aiosqlite:///{data_dir() / 'ledger.db'}"
+
+    @model_validator(mode="after")
+    def _unique_upstreams(self) -> RouterConfig:
+        ids = [u.id for u in self.upstreams]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate upstream ids: {', '.join(dupes)}")
+        return self
