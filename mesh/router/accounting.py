@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 from mesh.config import BaselineSettings
 from mesh.router.budget import BudgetTracker, Reservation
+from mesh.router.costs import actual_cost, baseline_cost
 from mesh.router.ledger import Ledger, LedgerRow
-from mesh.router.policies import actual_cost, baseline_cost
 from mesh.v1 import types_pb2
 
 log = logging.getLogger(__name__)

@@ -1,9 +1,9 @@
 """Routing policies: which candidate serves a request, in what fallback order, and why.
 
-Every policy shares one eligibility filter (health, tier, context window, capabilities, external
-allowed, max cost, latency SLO) so a candidate is rejected for the same reason whatever the
-policy, and every rejection is written down: RouteInfo shows the caller why the others lost.
-A policy only orders the eligible candidates; the servicer walks that order on failure.
+A policy only orders the eligible candidates (mesh.router.decision screens them); the forward
+stage walks that order on failure. The pipeline sees a policy only through the RoutingPolicy
+protocol: whether it uses the tier estimate, the model it is pinned to, and a hook told who
+served.
 """
 
 from __future__ import annotations
@@ -12,279 +12,29 @@ import abc
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Protocol
 
-from mesh.config import BaselineSettings, PolicyConfig, RoutingSettings, field_default, tier_name
-from mesh.contract.errors import Code, MeshError, ModelNotFound
+from mesh.config import PolicyConfig, RoutingSettings, field_default
+from mesh.contract.errors import ModelNotFound
 from mesh.router.catalog import Candidate
-from mesh.router.tier_estimator import TierEstimate
+from mesh.router.costs import estimate_cost, price_label
+from mesh.router.decision import (
+    RouteDecision,
+    RouteRequest,
+    ScoredCandidate,
+    decided,
+    is_full,
+    load_score,
+    no_route,
+    screen,
+    ttft,
+)
 from mesh.v1 import types_pb2
 
 _UNKNOWN_TTFT_MS: float = field_default(RoutingSettings, "unknown_ttft_ms")
 
-CHARS_PER_TOKEN = 4  # English averages ~4 characters per token; no tokenizer on the hot path
-TOKENS_PER_MESSAGE = 4  # chat-template overhead per turn
 
-
-# -- money -----------------------------------------------------------------------------------
-def estimate_prompt_tokens(messages: Sequence[types_pb2.ChatMessage]) -> int:
-    """Cheap prompt-size estimate, deliberately rounded up so budgets err on the safe side."""
-    return sum(-(-len(m.content) // CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE for m in messages)
-
-
-def price_cost(
-    input_price_per_mtok: float, output_price_per_mtok: float, input_tokens: int, output_tokens: int
-) -> float:
-    return (input_tokens * input_price_per_mtok + output_tokens * output_price_per_mtok) / 1e6
-
-
-def estimate_cost(card: types_pb2.ModelCard, prompt_tokens: int, max_tokens: int) -> float:
-    """Pre-call estimate: the whole prompt plus max_tokens of output at the card's price."""
-    return price_cost(
-        card.input_price_per_mtok, card.output_price_per_mtok, prompt_tokens, max_tokens
-    )
-
-
-def actual_cost(card: types_pb2.ModelCard, usage: types_pb2.Usage) -> float:
-    """Cost from reported usage; cached prompt tokens at the cached price when one is set."""
-    cached = min(usage.cached_input_tokens, usage.input_tokens)
-    cached_price = card.cached_input_price_per_mtok or card.input_price_per_mtok
-    return (
-        (usage.input_tokens - cached) * card.input_price_per_mtok
-        + cached * cached_price
-        + usage.output_tokens * card.output_price_per_mtok
-    ) / 1e6
-
-
-def baseline_cost(baseline: BaselineSettings, input_tokens: int, output_tokens: int) -> float:
-    """What the configured premium baseline model would have charged."""
-    return price_cost(
-        baseline.input_price_per_mtok, baseline.output_price_per_mtok, input_tokens, output_tokens
-    )
-
-
-def _price_label(card: types_pb2.ModelCard) -> str:
-    return f"${card.input_price_per_mtok:g}/M"
-
-
-# -- request and decision --------------------------------------------------------------------
-@dataclass(frozen=True)
-class RouteRequest:
-    """What a policy needs to know about one request."""
-
-    messages: Sequence[types_pb2.ChatMessage]
-    max_tokens: int
-    hints: types_pb2.RoutingHints = field(default_factory=types_pb2.RoutingHints)
-    estimate: TierEstimate | None = None
-    allow_external_default: bool = True
-    prompt_tokens: int = -1  # -1: estimated from messages
-
-    @property
-    def prompt_token_estimate(self) -> int:
-        if self.prompt_tokens >= 0:
-            return self.prompt_tokens
-        return estimate_prompt_tokens(self.messages)
-
-    @property
-    def needed_tier(self) -> int:
-        estimated = self.estimate.tier if self.estimate else types_pb2.MODEL_TIER_SMALL
-        return max(int(estimated), int(self.hints.min_tier))
-
-    @property
-    def allow_external(self) -> bool:
-        if self.hints.HasField("allow_external"):
-            return self.hints.allow_external
-        return self.allow_external_default
-
-    @property
-    def latency_slo_ms(self) -> float:
-        slo = self.hints.latency_slo
-        return slo.seconds * 1000.0 + slo.nanos / 1e6
-
-
-@dataclass(frozen=True)
-class ScoredCandidate:
-    """A candidate with its policy score (lower is better) and why it lost, if it did."""
-
-    candidate: Candidate
-    score: float
-    estimated_cost_usd: float
-    rejected_reason: str = ""
-
-    @property
-    def eligible(self) -> bool:
-        return not self.rejected_reason
-
-
-@dataclass(frozen=True)
-class RouteDecision:
-    """The chosen candidate, the fallback order, every candidate's score, and a reason line."""
-
-    policy: str
-    tier: int
-    chosen: Candidate
-    fallbacks: tuple[Candidate, ...]
-    scored: tuple[ScoredCandidate, ...]  # eligible in order first, then the rejected
-    reason: str
-    estimated_cost_usd: float
-    prompt_tokens: int
-
-    @property
-    def ordered(self) -> list[Candidate]:
-        """Chosen first, then fallbacks: the order the servicer tries."""
-        return [self.chosen, *self.fallbacks]
-
-    def estimated_cost_for(self, candidate: Candidate) -> float:
-        for sc in self.scored:
-            if sc.candidate == candidate:
-                return sc.estimated_cost_usd
-        return self.estimated_cost_usd
-
-    def route_candidates(self, used: Candidate | None = None) -> list[types_pb2.RouteCandidate]:
-        """RouteInfo.candidates, marking `used` (default: the first choice) as chosen."""
-        used = used or self.chosen
-        out = []
-        for sc in self.scored:
-            chosen = sc.candidate == used
-            reason = sc.rejected_reason
-            if not chosen and not reason:
-                reason = "fallback (lower priority)"
-            out.append(
-                types_pb2.RouteCandidate(
-                    node_id=sc.candidate.node_id,
-                    model=sc.candidate.model,
-                    score=sc.score,
-                    estimated_cost_usd=sc.estimated_cost_usd,
-                    chosen=chosen,
-                    rejected_reason="" if chosen else reason,
-                )
-            )
-        return out
-
-
-class NoRoute(MeshError):
-    """No candidate can serve the request; metadata says why each one was rejected."""
-
-    code = Code.FAILED_PRECONDITION
-    reason = "NO_ROUTE"
-
-
-# -- eligibility -----------------------------------------------------------------------------
-def rejection(req: RouteRequest, cand: Candidate, *, check_tier: bool = True) -> str:
-    """Why `cand` cannot serve `req`, or "" when it can (the latency SLO is checked apart)."""
-    card = cand.card
-    if not cand.healthy:
-        return "unhealthy"
-    if check_tier and cand.tier < req.needed_tier:
-        return f"tier {tier_name(cand.tier)} below needed {tier_name(req.needed_tier)}"
-    need = req.prompt_token_estimate + req.max_tokens
-    if card.context_window and need > card.context_window:
-        return f"context window {card.context_window} < {need} tokens"
-    missing = sorted(set(req.hints.require_capabilities) - set(card.capabilities))
-    if missing:
-        return f"lacks {', '.join(missing)}"
-    if cand.external and not req.allow_external:
-        return "external models not allowed"
-    cost = estimate_cost(card, req.prompt_token_estimate, req.max_tokens)
-    if req.hints.max_cost_usd > 0 and cost > req.hints.max_cost_usd:
-        return f"estimated ${cost:.6f} over max_cost ${req.hints.max_cost_usd:g}"
-    return ""
-
-
-def _ttft(cand: Candidate, unknown_ttft_ms: float) -> float:
-    return cand.load.ewma_ttft_ms if cand.load.ewma_ttft_ms > 0 else unknown_ttft_ms
-
-
-def load_score(load: types_pb2.NodeLoad) -> float:
-    """Queue pressure: running and (heavier) waiting requests per admitted slot, plus KV use."""
-    slots = max(load.max_inflight, 1) if load.max_inflight else 32
-    return (load.running + 2.0 * load.waiting) / slots + load.kv_cache_usage
-
-
-def is_full(load: types_pb2.NodeLoad) -> bool:
-    """A node that would queue or evict: prefix reuse is not worth waiting for."""
-    at_limit = load.max_inflight > 0 and load.running + load.waiting >= load.max_inflight
-    return at_limit or load.kv_cache_usage >= 0.95
-
-
-def _screen(
-    req: RouteRequest,
-    candidates: Sequence[Candidate],
-    unknown_ttft_ms: float,
-    check_tier: bool = True,
-) -> tuple[list[Candidate], list[ScoredCandidate]]:
-    """Eligible candidates and the rejected ones (with reasons), the latency SLO included."""
-    eligible, rejected = [], []
-    for cand in candidates:
-        why = rejection(req, cand, check_tier=check_tier)
-        if why:
-            cost = estimate_cost(cand.card, req.prompt_token_estimate, req.max_tokens)
-            rejected.append(ScoredCandidate(cand, float("inf"), cost, why))
-        else:
-            eligible.append(cand)
-    slo = req.latency_slo_ms
-    if slo > 0:
-        fast = [c for c in eligible if _ttft(c, unknown_ttft_ms) <= slo]
-        if fast:  # the SLO is a preference: with nobody fast enough, the slow still serve
-            for cand in eligible:
-                if cand not in fast:
-                    cost = estimate_cost(cand.card, req.prompt_token_estimate, req.max_tokens)
-                    why = f"ttft {_ttft(cand, unknown_ttft_ms):.0f} ms over SLO {slo:.0f} ms"
-                    rejected.append(ScoredCandidate(cand, float("inf"), cost, why))
-            eligible = fast
-    return eligible, rejected
-
-
-def _no_route(req: RouteRequest, rejected: Sequence[ScoredCandidate]) -> NoRoute:
-    if not rejected:
-        return NoRoute("no nodes are registered", code=Code.UNAVAILABLE)
-    all_unhealthy = all(r.rejected_reason == "unhealthy" for r in rejected)
-    summary = "; ".join(
-        f"{r.candidate.node_id}/{r.candidate.model}: {r.rejected_reason}" for r in rejected[:8]
-    )
-    return NoRoute(
-        "no candidate can serve this request",
-        code=Code.UNAVAILABLE if all_unhealthy else Code.FAILED_PRECONDITION,
-        retryable=all_unhealthy,
-        metadata={"needed_tier": tier_name(req.needed_tier), "rejected": summary[:1000]},
-    )
-
-
-def _tier_clause(req: RouteRequest) -> str:
-    if req.estimate is None:
-        return f"tier {tier_name(req.needed_tier)}"
-    return f"tier {tier_name(req.needed_tier)}: {req.estimate.reason}"
-
-
-def _decide(
-    name: str,
-    req: RouteRequest,
-    ranked: Sequence[tuple[Candidate, float]],
-    rejected: Sequence[ScoredCandidate],
-    why_chosen: str,
-) -> RouteDecision:
-    if not ranked:
-        raise _no_route(req, rejected)
-    prompt = req.prompt_token_estimate
-    scored = [
-        ScoredCandidate(c, score, estimate_cost(c.card, prompt, req.max_tokens))
-        for c, score in ranked
-    ]
-    chosen = scored[0]
-    return RouteDecision(
-        policy=name,
-        tier=req.needed_tier,
-        chosen=chosen.candidate,
-        fallbacks=tuple(sc.candidate for sc in scored[1:]),
-        scored=(*scored, *rejected),
-        reason=f"{_tier_clause(req)}; {why_chosen}",
-        estimated_cost_usd=chosen.estimated_cost_usd,
-        prompt_tokens=prompt,
-    )
-
-
-# -- policies --------------------------------------------------------------------------------
 class RoutingPolicy(Protocol):
     """What the pipeline asks of a routing policy; no stage looks at its class."""
 
@@ -333,14 +83,14 @@ class CheapestCapablePolicy(_Policy):
     def rank(
         self, req: RouteRequest, candidates: Sequence[Candidate]
     ) -> tuple[list[tuple[Candidate, float]], list[ScoredCandidate]]:
-        eligible, rejected = _screen(req, candidates, self.unknown_ttft_ms)
+        eligible, rejected = screen(req, candidates, self.unknown_ttft_ms)
         prompt = req.prompt_token_estimate
         costed = [(c, estimate_cost(c.card, prompt, req.max_tokens)) for c in eligible]
         costed.sort(
             key=lambda cc: (
                 cc[1],
                 cc[0].tier,
-                _ttft(cc[0], self.unknown_ttft_ms),
+                ttft(cc[0], self.unknown_ttft_ms),
                 load_score(cc[0].load),
                 cc[0].node_id,
             )
@@ -352,8 +102,8 @@ class CheapestCapablePolicy(_Policy):
         why = ""
         if ranked:
             card = ranked[0][0].card
-            why = f"cheapest healthy: {card.model_id} @ {_price_label(card)}"
-        return _decide(self.name, req, ranked, rejected, why)
+            why = f"cheapest healthy: {card.model_id} @ {price_label(card)}"
+        return decided(self.name, req, ranked, rejected, why)
 
 
 class PinnedPolicy(_Policy):
@@ -377,12 +127,12 @@ class PinnedPolicy(_Policy):
                 f"no node serves model {self.model!r}", metadata={"model": self.model}
             )
         # A pin overrides the tier estimate: the caller asked for this model explicitly.
-        eligible, rejected = _screen(req, serving, self.unknown_ttft_ms, check_tier=False)
+        eligible, rejected = screen(req, serving, self.unknown_ttft_ms, check_tier=False)
         ranked = sorted(((c, load_score(c.load)) for c in eligible), key=lambda cs: cs[1])
         why = f"pinned to {self.model}"
         if ranked:
             why += f" on {ranked[0][0].node_id}"
-        return _decide(self.name, req, ranked, rejected, why)
+        return decided(self.name, req, ranked, rejected, why)
 
 
 class LatencyPolicy(_Policy):
@@ -391,13 +141,13 @@ class LatencyPolicy(_Policy):
     kind = "latency"
 
     def decide(self, req: RouteRequest, candidates: Sequence[Candidate]) -> RouteDecision:
-        eligible, rejected = _screen(req, candidates, self.unknown_ttft_ms)
+        eligible, rejected = screen(req, candidates, self.unknown_ttft_ms)
         ranked = sorted(
-            ((c, _ttft(c, self.unknown_ttft_ms)) for c in eligible),
+            ((c, ttft(c, self.unknown_ttft_ms)) for c in eligible),
             key=lambda cs: (cs[1], load_score(cs[0].load), cs[0].node_id),
         )
         why = f"lowest ttft: {ranked[0][0].node_id} @ {ranked[0][1]:.0f} ms" if ranked else ""
-        return _decide(self.name, req, ranked, rejected, why)
+        return decided(self.name, req, ranked, rejected, why)
 
 
 class LeastLoadPolicy(_Policy):
@@ -406,7 +156,7 @@ class LeastLoadPolicy(_Policy):
     kind = "least_load"
 
     def decide(self, req: RouteRequest, candidates: Sequence[Candidate]) -> RouteDecision:
-        eligible, rejected = _screen(req, candidates, self.unknown_ttft_ms)
+        eligible, rejected = screen(req, candidates, self.unknown_ttft_ms)
         ranked = sorted(
             ((c, load_score(c.load)) for c in eligible),
             key=lambda cs: (cs[1], estimate_cost(cs[0].card, 1, 1), cs[0].node_id),
@@ -418,7 +168,7 @@ class LeastLoadPolicy(_Policy):
                 f"least loaded: {ranked[0][0].node_id} "
                 f"({load.running} running, {load.waiting} waiting, kv {load.kv_cache_usage:.0%})"
             )
-        return _decide(self.name, req, ranked, rejected, why)
+        return decided(self.name, req, ranked, rejected, why)
 
 
 def prefix_blocks(messages: Sequence[types_pb2.ChatMessage], block_chars: int) -> list[str]:
@@ -481,7 +231,7 @@ class PrefixAffinityPolicy(_Policy):
     def decide(self, req: RouteRequest, candidates: Sequence[Candidate]) -> RouteDecision:
         ranked, rejected = self._base.rank(req, candidates)
         if not ranked:
-            raise _no_route(req, rejected)
+            raise no_route(req, rejected)
         model = ranked[0][0].model
         same = [c for c, _ in ranked if c.model == model and not c.external]
         if not same:  # an external model has no KV cache of ours to reuse
@@ -506,7 +256,7 @@ class PrefixAffinityPolicy(_Policy):
         order = [first] + [c for c in by_load if c is not first]
         order += [c for c, _ in ranked if c not in order]
         self.remember(req.messages, first.node_id)
-        return _decide(
+        return decided(
             self.name,
             req,
             [(c, float(i)) for i, c in enumerate(order)],

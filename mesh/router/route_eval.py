@@ -17,13 +17,9 @@ from typing import Any
 
 from mesh.config import RoutingSettings, Tier, field_default, tier_name
 from mesh.router.catalog import Candidate
-from mesh.router.policies import (
-    CheapestCapablePolicy,
-    RouteRequest,
-    RoutingPolicy,
-    estimate_cost,
-    estimate_prompt_tokens,
-)
+from mesh.router.costs import estimate_cost, estimate_prompt_tokens
+from mesh.router.decision import RouteRequest
+from mesh.router.policies import CheapestCapablePolicy, RoutingPolicy
 from mesh.router.tier_estimator import TierEstimator
 from mesh.v1 import types_pb2
 

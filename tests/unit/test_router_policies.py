@@ -8,19 +8,15 @@ from google.protobuf import duration_pb2
 from mesh.config import BaselineSettings, PolicyConfig, RoutingSettings
 from mesh.contract.errors import Code, MeshError
 from mesh.router.catalog import Candidate
+from mesh.router.costs import actual_cost, baseline_cost, estimate_cost, estimate_prompt_tokens
+from mesh.router.decision import NoRoute, RouteRequest
 from mesh.router.policies import (
     CheapestCapablePolicy,
     LatencyPolicy,
     LeastLoadPolicy,
-    NoRoute,
     PinnedPolicy,
     PolicySet,
     PrefixAffinityPolicy,
-    RouteRequest,
-    actual_cost,
-    baseline_cost,
-    estimate_cost,
-    estimate_prompt_tokens,
     prefix_blocks,
 )
 from mesh.router.tier_estimator import TierEstimate

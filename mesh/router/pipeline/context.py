@@ -21,9 +21,9 @@ if TYPE_CHECKING:
     from guards.verdict import ChainResult
     from mesh.router.accounting import Hold
     from mesh.router.cache import CacheKey
+    from mesh.router.decision import RouteDecision
     from mesh.router.pipeline.attempts import Attempts
     from mesh.router.pipeline.plan import Plan
-    from mesh.router.policies import RouteDecision
 
 GenerationRequest: TypeAlias = "inference_pb2.GenerateRequest | inference_pb2.GenerateStreamRequest"
 

@@ -14,7 +14,8 @@ from mesh.config import tier_name
 from mesh.contract.errors import FieldViolation, InvalidRequest, UpstreamUnavailable
 from mesh.router.breaker import BreakerBoard
 from mesh.router.catalog import Candidate, Catalog
-from mesh.router.policies import PolicySet, RouteDecision, RouteRequest, RoutingPolicy
+from mesh.router.decision import RouteDecision, RouteRequest
+from mesh.router.policies import PolicySet, RoutingPolicy
 from mesh.router.tier_estimator import TierEstimate, TierEstimator
 from mesh.v1 import types_pb2
 
