@@ -160,6 +160,43 @@ def mark_outcome(span: Span, code: str, description: str = "") -> None:
         span.set_status(Status(StatusCode.ERROR, f"{code}: {description}" if description else code))
 
 
+# gRPC status codes by name (fixed by the gRPC spec), for rpc.grpc.status_code without grpc here.
+GRPC_STATUS_CODES: Mapping[str, int] = {
+    name: number
+    for number, name in enumerate(
+        (
+            "OK",
+            "CANCELLED",
+            "UNKNOWN",
+            "INVALID_ARGUMENT",
+            "DEADLINE_EXCEEDED",
+            "NOT_FOUND",
+            "ALREADY_EXISTS",
+            "PERMISSION_DENIED",
+            "RESOURCE_EXHAUSTED",
+            "FAILED_PRECONDITION",
+            "ABORTED",
+            "OUT_OF_RANGE",
+            "UNIMPLEMENTED",
+            "INTERNAL",
+            "UNAVAILABLE",
+            "DATA_LOSS",
+            "UNAUTHENTICATED",
+        )
+    )
+}
+
+
+@never_raises
+def mark_rpc_outcome(span: Span, code: str, description: str = "") -> None:
+    """`mark_outcome` for a span that stands for a gRPC call (an attempt span made with
+    rpc_method), plus the call's rpc.grpc.status_code, as the client interceptor's span had."""
+    number = GRPC_STATUS_CODES.get(code.upper())
+    if number is not None:
+        span.set_attribute(RPC_GRPC_STATUS_CODE, number)
+    mark_outcome(span, code, description)
+
+
 def _record_failure(span: Span, exc: BaseException) -> None:
     code = code_of(exc)
     # A MeshError message is caller-safe by contract; any other message may quote content.
@@ -249,7 +286,8 @@ def attempt_span(
     metadata and the node's server span becomes its child, with no client interceptor on the
     channel (that interceptor made a second CLIENT span for the same call). `rpc_method`, the
     full gRPC method (`/mesh.v1.InferenceService/Generate`), adds the rpc.* attributes that
-    interceptor's span carried.
+    interceptor's span carried; end a failed call with `mark_rpc_outcome(span, code.name, ...)`
+    so rpc.grpc.status_code says how.
     """
     host, port = _split_address(server_address)
     service, method = _split_method(rpc_method)
@@ -271,6 +309,7 @@ def attempt_span(
             RPC_SYSTEM: "grpc" if method else None,
             RPC_SERVICE: service,
             RPC_METHOD: method,
+            RPC_GRPC_STATUS_CODE: 0 if method else None,  # until mark_rpc_outcome says otherwise
         },
     )
 

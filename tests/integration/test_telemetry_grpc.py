@@ -118,7 +118,7 @@ class RelayServicer(inference_pb2_grpc.InferenceServiceServicer):
                             )
                         )
                     except grpc.aio.AioRpcError as err:
-                        sc.mark_outcome(span, err.code().name, err.details() or "")
+                        sc.mark_rpc_outcome(span, err.code().name, err.details() or "")
                         continue
                     sc.record_usage(
                         span,
@@ -291,6 +291,9 @@ async def test_one_trace_across_two_servers_with_fallback(mesh: Mesh) -> None:
     # The failed first attempt is a server fault; the second carries real usage.
     assert attempts[0].status.status_code == StatusCode.ERROR
     assert attempts[0].kind == SpanKind.CLIENT
+    unavailable = grpc.StatusCode.UNAVAILABLE.value[0]
+    assert dict(attempts[0].attributes or {})[sc.RPC_GRPC_STATUS_CODE] == unavailable
+    assert dict(attempts[1].attributes or {})[sc.RPC_GRPC_STATUS_CODE] == 0
     assert attempts[1].status.status_code == StatusCode.UNSET
     attrs = dict(attempts[1].attributes or {})
     assert attrs[sc.GEN_AI_OPERATION_NAME] == "chat"

@@ -162,6 +162,19 @@ def test_outgoing_metadata_carries_the_span_and_keeps_the_callers(
     assert _attrs(_only(exporter))[sc.RPC_SERVICE] == "pkg.Svc"
 
 
+def test_rpc_outcome_on_an_attempt_span(tracer: Tracer, exporter: InMemorySpanExporter) -> None:
+    import grpc
+
+    assert dict(sc.GRPC_STATUS_CODES) == {
+        code.name: code.value[0] for code in grpc.StatusCode
+    }
+    with sc.attempt_span("m", "p", rpc_method="/pkg.Svc/Do", tracer=tracer) as span:
+        sc.mark_rpc_outcome(span, "UNAVAILABLE", "node down")
+    attrs = _attrs(_only(exporter))
+    assert attrs[sc.RPC_GRPC_STATUS_CODE] == 14 and attrs[sc.ERROR_TYPE] == "UNAVAILABLE"
+    assert _only(exporter).status.status_code == StatusCode.ERROR
+
+
 def test_outgoing_metadata_never_fails_the_call(monkeypatch: pytest.MonkeyPatch) -> None:
     from opentelemetry import propagate
 
