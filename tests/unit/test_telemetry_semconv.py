@@ -165,9 +165,7 @@ def test_outgoing_metadata_carries_the_span_and_keeps_the_callers(
 def test_rpc_outcome_on_an_attempt_span(tracer: Tracer, exporter: InMemorySpanExporter) -> None:
     import grpc
 
-    assert dict(sc.GRPC_STATUS_CODES) == {
-        code.name: code.value[0] for code in grpc.StatusCode
-    }
+    assert dict(sc.GRPC_STATUS_CODES) == {code.name: code.value[0] for code in grpc.StatusCode}
     with sc.attempt_span("m", "p", rpc_method="/pkg.Svc/Do", tracer=tracer) as span:
         sc.mark_rpc_outcome(span, "UNAVAILABLE", "node down")
     attrs = _attrs(_only(exporter))

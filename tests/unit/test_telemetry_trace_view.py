@@ -171,8 +171,8 @@ def test_tree_reads_at_a_glance() -> None:
         "/mesh.v1.InferenceService/Generate  [router]  server  +0.00 ms  42.5 ms  request=req-7",
         "│  · secrets  0.20 ms  decision=modify  findings=AWS_ACCESS_KEY  stage=output  "
         "chunk_offset=128",
-        "├─ apply_guardrail llm_input  +0.50 ms  0.50 ms  guards=3  decision=modify  action=redact  "
-        "findings=EMAIL_ADDRESS",
+        "├─ apply_guardrail llm_input  +0.50 ms  0.50 ms  guards=3  decision=modify  "
+        "action=redact  findings=EMAIL_ADDRESS",
         "│     · pii  0.12 ms  decision=modify  findings=EMAIL_ADDRESS",
         "│     · topics  0.03 ms  decision=allow  action=block  mode=monitor  findings=TOPIC",
         "│     · toxicity  2.5 ms  decision=allow  error=timeout",
