@@ -4,14 +4,15 @@ Guards run concurrently: fast ones inline (a thread hop costs more than they do)
 ones in a thread so the event loop never blocks. Each call has its guard's timeout; an error
 or timeout follows the guard's `on_error`. Monitor-mode verdicts are recorded, never applied.
 
-Inside a recorded trace, every guard run on an input or a whole output gets one
-`apply_guardrail` span (the proposed GenAI guardrail convention, mesh.telemetry.semconv):
-decision, policy id and version, finding categories, never the text. A stream's per-chunk runs
-get a span only when the verdict is not "allow" or the guard failed: a span per guard per chunk
-would flood the trace. Fast guards get their span after the fact from measured times (a
-current-span context costs more than the guard here); CPU-heavy ones run inside a current
-`guard_span`, so a validator's own spans nest under it. Outside a recorded trace no span is
-made at all: ~50 µs per guard on these machines even with no SDK installed.
+Inside a recorded trace, a chain run on an input or a whole output is ONE `apply_guardrail
+{target}` span (mesh.telemetry.semconv.guard_chain_span: the combined decision, policy id and
+version) with one `mesh.guard.run` event per guard (decision, action, mode, finding
+categories, error type, duration), never the text. A span per guard was ~7 spans per request,
+each exported and stored; an event is a small record on a span that exists anyway. The chain
+span is current while the guards run, so a CPU-heavy guard's own spans in its worker thread
+nest under it. A stream's per-chunk runs make no span: only a notable guard run (not "allow",
+or failed) becomes an event on the current span, since a span or event per guard per chunk
+would flood the trace. Outside a recorded trace nothing is recorded at all.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from opentelemetry import trace
-from opentelemetry.trace import Tracer
+from opentelemetry.trace import Span, Tracer
 
 from guards.errors import GuardFailure
 from guards.hooks import InputCheck, OutputChunkCheck, OutputFinalCheck
@@ -126,6 +128,26 @@ def _decision(outcome: GuardOutcome) -> str | None:
     return "allow" if outcome.mode is Mode.MONITOR else None
 
 
+@dataclass(frozen=True)
+class _Timed:
+    """A guard's outcome with when its run ended and how long it took (epoch / ns)."""
+
+    outcome: GuardOutcome
+    end_ns: int
+    duration_ns: int
+
+    @property
+    def notable(self) -> bool:
+        return self.outcome.verdict.action is not Action.ALLOW or bool(self.outcome.error_type)
+
+
+async def _timed(built: BuiltGuard, stage: Stage, check: Check) -> _Timed:
+    start_ns = time.time_ns()
+    outcome = await _outcome(built, stage, check)
+    end_ns = time.time_ns()
+    return _Timed(outcome, end_ns, end_ns - start_ns)
+
+
 class GuardChain:
     """The guards of one stage for one tenant under one policy version."""
 
@@ -143,66 +165,72 @@ class GuardChain:
         self.policy_version = policy_version
         self.policy_id = policy_id
         self.tracer = tracer  # None: the process's global tracer provider
+        # All inline: gather would only add task overhead, the result is the same.
+        self._sequential = len(self.guards) == 1 or not any(g.guard.cpu_heavy for g in self.guards)
 
-    async def _in_span(self, built: BuiltGuard, check: Check) -> GuardOutcome:
-        """A CPU-heavy guard run inside its current span."""
-        with semconv.guard_span(
-            built.spec.name,
+    async def _outcomes(self, check: Check) -> list[GuardOutcome]:
+        if self._sequential:
+            return [await _outcome(g, self.stage, check) for g in self.guards]
+        return list(await asyncio.gather(*(_outcome(g, self.stage, check) for g in self.guards)))
+
+    async def _timed_outcomes(self, check: Check) -> list[_Timed]:
+        if self._sequential:
+            return [await _timed(g, self.stage, check) for g in self.guards]
+        return list(await asyncio.gather(*(_timed(g, self.stage, check) for g in self.guards)))
+
+    def _event(self, span: Span, run: _Timed, *, chunk_offset: int | None = None) -> None:
+        outcome = run.outcome
+        outside_chain = chunk_offset is not None
+        semconv.record_guard_event(
+            span,
+            outcome.guard,
+            action=outcome.verdict.action.value,
+            end_ns=run.end_ns,
+            duration_ns=run.duration_ns,
+            categories=_categories(outcome),
+            decision=_decision(outcome),
+            mode=outcome.mode.value,
+            error_type=outcome.error_type or None,
+            stage=self.stage.value if outside_chain else None,
+            chunk_offset=chunk_offset,
+            policy_version=self.policy_version if outside_chain else None,
+        )
+
+    async def _run_chunk_traced(self, check: OutputChunkCheck, current: Span) -> ChainResult:
+        runs = await self._timed_outcomes(check)
+        for run in runs:
+            if run.notable:
+                self._event(current, run, chunk_offset=check.offset)
+        return combine(check.text, [r.outcome for r in runs], self.policy_version)
+
+    async def _run_in_chain_span(self, check: Check) -> ChainResult:
+        with semconv.guard_chain_span(
             self.stage.value,
+            guards=len(self.guards),
             policy_id=self.policy_id or None,
             policy_version=self.policy_version,
             tracer=self.tracer,
         ) as span:
-            outcome = await _outcome(built, self.stage, check)
-            semconv.record_guard_outcome(
+            runs = await self._timed_outcomes(check)
+            result = combine(check.text, [r.outcome for r in runs], self.policy_version)
+            for run in runs:
+                self._event(span, run)
+            failed = next((r.outcome for r in runs if r.outcome.error_type), None)
+            semconv.record_chain_verdict(
                 span,
-                action=outcome.verdict.action.value,
-                categories=_categories(outcome),
-                decision=_decision(outcome),
-                mode=outcome.mode.value,
-                error_type=outcome.error_type or None,
+                action=result.action.value,
+                categories=[c for o in result.outcomes if o.enforced for c in _categories(o)],
+                failed_guard=failed.guard if failed else None,
+                error_type=failed.error_type if failed else None,
             )
-        return outcome
-
-    async def _timed(self, built: BuiltGuard, check: Check, *, always: bool) -> GuardOutcome:
-        """A guard run whose span is made afterwards from its times (if `always` or notable)."""
-        start_ns = time.time_ns()
-        outcome = await _outcome(built, self.stage, check)
-        if always or outcome.verdict.action is not Action.ALLOW or outcome.error_type:
-            semconv.record_guard_run(
-                built.spec.name,
-                self.stage.value,
-                start_ns=start_ns,
-                end_ns=time.time_ns(),
-                policy_id=self.policy_id or None,
-                policy_version=self.policy_version,
-                action=outcome.verdict.action.value,
-                categories=_categories(outcome),
-                decision=_decision(outcome),
-                mode=outcome.mode.value,
-                error_type=outcome.error_type or None,
-                tracer=self.tracer,
-            )
-        return outcome
-
-    async def _run_guard(self, built: BuiltGuard, check: Check, traced: bool) -> GuardOutcome:
-        if not traced:
-            return await _outcome(built, self.stage, check)
-        if isinstance(check, OutputChunkCheck):
-            return await self._timed(built, check, always=False)
-        if built.guard.cpu_heavy:
-            return await self._in_span(built, check)
-        return await self._timed(built, check, always=True)
+        return result
 
     async def run(self, check: Check) -> ChainResult:
         if not self.guards:
             return ChainResult(Action.ALLOW, check.text, (), self.policy_version)
-        traced = trace.get_current_span().is_recording()
-        if len(self.guards) == 1 or not any(g.guard.cpu_heavy for g in self.guards):
-            # All inline: gather would only add task overhead, the result is the same.
-            outcomes = [await self._run_guard(g, check, traced) for g in self.guards]
-        else:
-            outcomes = list(
-                await asyncio.gather(*(self._run_guard(g, check, traced) for g in self.guards))
-            )
-        return combine(check.text, outcomes, self.policy_version)
+        current = trace.get_current_span()
+        if not current.is_recording():
+            return combine(check.text, await self._outcomes(check), self.policy_version)
+        if isinstance(check, OutputChunkCheck):
+            return await self._run_chunk_traced(check, current)
+        return await self._run_in_chain_span(check)

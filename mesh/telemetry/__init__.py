@@ -2,7 +2,8 @@
 
 - `setup_telemetry(service, settings)` once per process -> `Telemetry` (providers, interceptors,
   `metrics: MeshMetrics`, `tracer`).
-- `semconv`: attribute names and the route / attempt / guard span helpers.
+- `semconv`: attribute names and the route / attempt / guard-chain span helpers, and
+  `outgoing_metadata` (W3C trace context for an attempt's gRPC call).
 - `configure_logging`: JSON logs carrying trace and span ids.
 - `mesh trace` (cli.trace_command) reads the local SQLite span store.
 """
@@ -17,7 +18,8 @@ from mesh.telemetry.logging import configure_logging
 from mesh.telemetry.metrics import MeshMetrics
 from mesh.telemetry.semconv import (
     attempt_span,
-    guard_span,
+    guard_chain_span,
+    outgoing_metadata,
     record_first_chunk,
     record_input,
     record_output,
@@ -37,8 +39,9 @@ __all__ = [
     "attempt_span",
     "client_interceptors",
     "configure_logging",
-    "guard_span",
+    "guard_chain_span",
     "instrumented_channel",
+    "outgoing_metadata",
     "record_first_chunk",
     "record_input",
     "record_output",

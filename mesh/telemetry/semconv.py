@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.util.types import AttributeValue
 
@@ -75,6 +75,9 @@ RPC_GRPC_STATUS_CODE = "rpc.grpc.status_code"
 SERVER_ADDRESS = "server.address"
 SERVER_PORT = "server.port"
 SERVICE_NAME = "service.name"
+RPC_SYSTEM = "rpc.system"
+RPC_SERVICE = "rpc.service"
+RPC_METHOD = "rpc.method"
 
 # --- the mesh --------------------------------------------------------------------------------
 MESH_REQUEST_ID = "mesh.request_id"
@@ -97,6 +100,13 @@ MESH_ROUTE_ATTEMPTS = "mesh.route.attempts"
 MESH_GUARD_STAGE = "mesh.guard.stage"
 MESH_GUARD_ACTION = "mesh.guard.action"
 MESH_GUARD_MODE = "mesh.guard.mode"
+MESH_GUARD_COUNT = "mesh.guard.count"
+MESH_GUARD_DURATION_MS = "mesh.guard.duration_ms"
+MESH_GUARD_CHUNK_OFFSET = "mesh.guard.chunk_offset"
+# The event a guard-chain span carries per guard (and a stream's current span per notable
+# chunk check). The proposal has no per-guard event (its gen_ai.security.finding event is per
+# finding and may carry content), hence a mesh name.
+GUARD_EVENT = "mesh.guard.run"
 MESH_CACHE_KIND = "mesh.cache.kind"
 MESH_INPUT_SHA256 = "mesh.input.sha256"
 MESH_INPUT_CHARS = "mesh.input.chars"
@@ -148,6 +158,43 @@ def mark_outcome(span: Span, code: str, description: str = "") -> None:
     span.set_attribute(ERROR_TYPE, code)
     if is_server_fault(code):
         span.set_status(Status(StatusCode.ERROR, f"{code}: {description}" if description else code))
+
+
+# gRPC status codes by name (fixed by the gRPC spec), for rpc.grpc.status_code without grpc here.
+GRPC_STATUS_CODES: Mapping[str, int] = {
+    name: number
+    for number, name in enumerate(
+        (
+            "OK",
+            "CANCELLED",
+            "UNKNOWN",
+            "INVALID_ARGUMENT",
+            "DEADLINE_EXCEEDED",
+            "NOT_FOUND",
+            "ALREADY_EXISTS",
+            "PERMISSION_DENIED",
+            "RESOURCE_EXHAUSTED",
+            "FAILED_PRECONDITION",
+            "ABORTED",
+            "OUT_OF_RANGE",
+            "UNIMPLEMENTED",
+            "INTERNAL",
+            "UNAVAILABLE",
+            "DATA_LOSS",
+            "UNAUTHENTICATED",
+        )
+    )
+}
+
+
+@never_raises
+def mark_rpc_outcome(span: Span, code: str, description: str = "") -> None:
+    """`mark_outcome` for a span that stands for a gRPC call (an attempt span made with
+    rpc_method), plus the call's rpc.grpc.status_code, as the client interceptor's span had."""
+    number = GRPC_STATUS_CODES.get(code.upper())
+    if number is not None:
+        span.set_attribute(RPC_GRPC_STATUS_CODE, number)
+    mark_outcome(span, code, description)
 
 
 def _record_failure(span: Span, exc: BaseException) -> None:
@@ -227,30 +274,56 @@ def attempt_span(
     attempt: int = 1,
     node: str | None = None,
     server_address: str | None = None,
+    rpc_method: str | None = None,
     stream: bool = False,
     max_tokens: int | None = None,
     temperature: float | None = None,
     tracer: Tracer | None = None,
 ) -> AbstractContextManager[Span]:
-    """One CLIENT span per upstream attempt, named `chat {model}` per the GenAI conventions."""
-    host, port = _split_address(server_address)
-    return _span(
-        tracer,
-        f"{OPERATION_CHAT} {model}",
-        SpanKind.CLIENT,
-        {
-            GEN_AI_OPERATION_NAME: OPERATION_CHAT,
-            GEN_AI_PROVIDER_NAME: provider,
-            GEN_AI_REQUEST_MODEL: model,
-            GEN_AI_REQUEST_STREAM: stream,
-            GEN_AI_REQUEST_MAX_TOKENS: max_tokens,
-            GEN_AI_REQUEST_TEMPERATURE: temperature,
-            MESH_ROUTE_ATTEMPT: attempt,
-            MESH_ROUTE_NODE: node,
-            SERVER_ADDRESS: host,
-            SERVER_PORT: port,
-        },
+    """One CLIENT span per upstream attempt, named `chat {model}` per the GenAI conventions.
+
+    It is the only client span of the call: pass `outgoing_metadata(span)` as the stub call's
+    metadata and the node's server span becomes its child, with no client interceptor on the
+    channel (that interceptor made a second CLIENT span for the same call). `rpc_method`, the
+    full gRPC method (`/mesh.v1.InferenceService/Generate`), adds the rpc.* attributes that
+    interceptor's span carried; end a failed call with `mark_rpc_outcome(span, code.name, ...)`
+    so rpc.grpc.status_code says how.
+    """
+    attributes = _attempt_attributes(
+        model, provider, attempt, node, server_address, rpc_method, stream, max_tokens, temperature
     )
+    return _span(tracer, f"{OPERATION_CHAT} {model}", SpanKind.CLIENT, attributes)
+
+
+def _attempt_attributes(
+    model: str,
+    provider: str,
+    attempt: int,
+    node: str | None,
+    server_address: str | None,
+    rpc_method: str | None,
+    stream: bool,
+    max_tokens: int | None,
+    temperature: float | None,
+) -> dict[str, AttributeValue | None]:
+    host, port = _split_address(server_address)
+    service, method = _split_method(rpc_method)
+    return {
+        GEN_AI_OPERATION_NAME: OPERATION_CHAT,
+        GEN_AI_PROVIDER_NAME: provider,
+        GEN_AI_REQUEST_MODEL: model,
+        GEN_AI_REQUEST_STREAM: stream,
+        GEN_AI_REQUEST_MAX_TOKENS: max_tokens,
+        GEN_AI_REQUEST_TEMPERATURE: temperature,
+        MESH_ROUTE_ATTEMPT: attempt,
+        MESH_ROUTE_NODE: node,
+        SERVER_ADDRESS: host,
+        SERVER_PORT: port,
+        RPC_SYSTEM: "grpc" if method else None,
+        RPC_SERVICE: service,
+        RPC_METHOD: method,
+        RPC_GRPC_STATUS_CODE: 0 if method else None,  # until mark_rpc_outcome says otherwise
+    }
 
 
 def start_route_span(
@@ -283,32 +356,24 @@ def start_attempt_span(
     attempt: int = 1,
     node: str | None = None,
     server_address: str | None = None,
+    rpc_method: str | None = None,
     stream: bool = False,
     max_tokens: int | None = None,
     temperature: float | None = None,
 ) -> Span:
-    """One CLIENT span per upstream attempt (`chat {model}`), child of `parent`, not current."""
-    host, port = _split_address(server_address)
+    """`attempt_span`, started as a child of `parent` and NOT made current (the router's
+    forward stage ends it itself, across a stream's `yield`s); propagate it with
+    `outgoing_metadata(span)` and end a failed call with `mark_rpc_outcome`."""
     chosen = tracer if tracer is not None else _default_tracer()
+    attributes = _attempt_attributes(
+        model, provider, attempt, node, server_address, rpc_method, stream, max_tokens, temperature
+    )
     span = safe_invoke(
         chosen.start_span,
         f"{OPERATION_CHAT} {model}",
         context=trace.set_span_in_context(parent),
         kind=SpanKind.CLIENT,
-        attributes=_clean(
-            {
-                GEN_AI_OPERATION_NAME: OPERATION_CHAT,
-                GEN_AI_PROVIDER_NAME: provider,
-                GEN_AI_REQUEST_MODEL: model,
-                GEN_AI_REQUEST_STREAM: stream,
-                GEN_AI_REQUEST_MAX_TOKENS: max_tokens,
-                GEN_AI_REQUEST_TEMPERATURE: temperature,
-                MESH_ROUTE_ATTEMPT: attempt,
-                MESH_ROUTE_NODE: node,
-                SERVER_ADDRESS: host,
-                SERVER_PORT: port,
-            }
-        ),
+        attributes=_clean(attributes),
     )
     return span if span is not None else INVALID_SPAN
 
@@ -321,32 +386,63 @@ def end_span(span: Span, exc: BaseException | None = None) -> None:
     span.end()
 
 
-def guard_span(
-    guard: str,
+def outgoing_metadata(
+    span: Span, base: Sequence[tuple[str, str]] = ()
+) -> tuple[tuple[str, str], ...]:
+    """`base` plus the W3C trace context of `span` (traceparent, tracestate, baggage), as gRPC
+    metadata pairs for the call the span stands for.
+
+    Uses the process's global propagator (OTEL_PROPAGATORS; default tracecontext + baggage),
+    as the client interceptor did. A span that is not sampled still propagates its context
+    (flag 00), so the node follows the router's sampling decision. Keys are lower-cased, as gRPC
+    requires; a propagator failure costs the trace link, never the call.
+    """
+    carrier: dict[str, str] = {}
+    safe_invoke(propagate.inject, carrier, trace.set_span_in_context(span))
+    if not carrier:
+        return tuple(base)
+    return (*base, *((key.lower(), value) for key, value in carrier.items()))
+
+
+def guard_chain_span(
     stage: str,
     *,
+    guards: int,
     policy_id: str | None = None,
     policy_version: str | None = None,
     tracer: Tracer | None = None,
 ) -> AbstractContextManager[Span]:
-    """One span per guard run (`apply_guardrail {guard} {target}`); finish with record_verdict.
+    """One span per guard-chain run on an input or a whole output: `apply_guardrail {target}`.
 
-    stage is "input" or "output" (the proposal's llm_input / llm_output target types).
+    The proposal (open-telemetry/semantic-conventions#3233) names a span
+    `apply_guardrail {guardian} {target}` and falls back to `apply_guardrail {target}` when no
+    single guardian applies, as for a chain of them. Each guard is an event on it
+    (`record_guard_event`); the combined decision comes last (`record_chain_verdict`). The span
+    is current while the guards run, so a CPU-heavy guard's own spans (in its worker thread,
+    which copies the context) nest under it. stage is "input" or "output".
     """
     target = TARGET_LLM_OUTPUT if stage == "output" else TARGET_LLM_INPUT
     return _span(
         tracer,
-        f"{OPERATION_APPLY_GUARDRAIL} {guard} {target}",
+        f"{OPERATION_APPLY_GUARDRAIL} {target}",
         SpanKind.INTERNAL,
         {
             GEN_AI_OPERATION_NAME: OPERATION_APPLY_GUARDRAIL,
-            GEN_AI_GUARDIAN_NAME: guard,
             GEN_AI_SECURITY_TARGET_TYPE: target,
             MESH_GUARD_STAGE: stage,
+            MESH_GUARD_COUNT: guards,
             GEN_AI_SECURITY_POLICY_ID: policy_id,
             GEN_AI_SECURITY_POLICY_VERSION: policy_version,
         },
     )
+
+
+def _split_method(full_method: str | None) -> tuple[str | None, str | None]:
+    """`/package.Service/Method` -> (package.Service, Method)."""
+    if not full_method:
+        return None, None
+    service, _, method = full_method.lstrip("/").rpartition("/")
+    return service or None, method or None
 
 
 def _split_address(address: str | None) -> tuple[str | None, int | None]:
@@ -445,6 +541,11 @@ def record_first_chunk(span: Span, seconds: float) -> None:
     span.set_attribute(GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, seconds)
 
 
+def decision_of(action: str) -> str:
+    """The proposal's decision type for one of the mesh's guard actions."""
+    return GUARD_ACTION_TO_DECISION.get(action.lower(), "allow")
+
+
 @never_raises
 def record_verdict(
     span: Span,
@@ -453,13 +554,13 @@ def record_verdict(
     categories: Sequence[str] = (),
     decision: str | None = None,
 ) -> None:
-    """A guard's verdict; a block is an outcome (decision "deny"), never a span error."""
+    """A guard's or a chain's verdict; a block is an outcome (decision "deny"), never a span
+    error."""
     span.set_attributes(
         _clean(
             {
                 MESH_GUARD_ACTION: action,
-                GEN_AI_SECURITY_DECISION_TYPE: decision
-                or GUARD_ACTION_TO_DECISION.get(action.lower(), "allow"),
+                GEN_AI_SECURITY_DECISION_TYPE: decision or decision_of(action),
                 GEN_AI_SECURITY_FINDING_CATEGORIES: sorted(set(categories)) or None,
             }
         )
@@ -467,70 +568,76 @@ def record_verdict(
 
 
 @never_raises
-def record_guard_run(
+def record_guard_event(
+    span: Span,
     guard: str,
-    stage: str,
     *,
-    start_ns: int,
-    end_ns: int,
     action: str,
+    end_ns: int,
+    duration_ns: int,
     categories: Sequence[str] = (),
     decision: str | None = None,
     mode: str | None = None,
     error_type: str | None = None,
-    policy_id: str | None = None,
+    stage: str | None = None,
+    chunk_offset: int | None = None,
     policy_version: str | None = None,
-    tracer: Tracer | None = None,
 ) -> None:
-    """A finished guard span from its start and end times, for guard runs only worth a span
-    once their verdict is known (a stream's per-chunk checks: a span each would flood)."""
-    chosen = tracer if tracer is not None else _default_tracer()
-    target = TARGET_LLM_OUTPUT if stage == "output" else TARGET_LLM_INPUT
-    span = chosen.start_span(
-        f"{OPERATION_APPLY_GUARDRAIL} {guard} {target}",
-        kind=SpanKind.INTERNAL,
-        start_time=start_ns,
-        attributes=_clean(
-            {
-                GEN_AI_OPERATION_NAME: OPERATION_APPLY_GUARDRAIL,
-                GEN_AI_GUARDIAN_NAME: guard,
-                GEN_AI_SECURITY_TARGET_TYPE: target,
-                MESH_GUARD_STAGE: stage,
-                GEN_AI_SECURITY_POLICY_ID: policy_id,
-                GEN_AI_SECURITY_POLICY_VERSION: policy_version,
-            }
-        ),
-    )
-    record_guard_outcome(
-        span,
-        action=action,
-        categories=categories,
-        decision=decision,
-        mode=mode,
-        error_type=error_type,
-    )
-    span.end(end_time=end_ns)
+    """One guard's run as a `mesh.guard.run` event on `span`, stamped at its end (when the
+    decision was made). Never text.
+
+    Always: the guard's name, its decision, its duration. Only when they say something the
+    decision does not: the mesh action (a monitored guard's would-be action beside decision
+    "allow"; an enforced action follows from its decision), a mode other than enforce, finding
+    categories, error.type. Each attribute is validated by the SDK on the request's thread
+    (~2 µs here), and a chain has an event per guard on every request.
+    stage, chunk_offset and policy_version are for events outside a chain span (a stream's
+    notable chunk checks, put on whatever span is current), which has none of them.
+    """
+    decided = decision or decision_of(action)
+    attributes: dict[str, AttributeValue] = {
+        GEN_AI_GUARDIAN_NAME: guard,
+        GEN_AI_SECURITY_DECISION_TYPE: decided,
+        MESH_GUARD_DURATION_MS: duration_ns / 1e6,
+    }
+    if decided != decision_of(action):
+        attributes[MESH_GUARD_ACTION] = action
+    if mode and mode != "enforce":
+        attributes[MESH_GUARD_MODE] = mode
+    if categories:
+        attributes[GEN_AI_SECURITY_FINDING_CATEGORIES] = sorted(set(categories))
+    if error_type:
+        attributes[ERROR_TYPE] = error_type
+    if stage is not None:
+        attributes[MESH_GUARD_STAGE] = stage
+        attributes[GEN_AI_SECURITY_TARGET_TYPE] = (
+            TARGET_LLM_OUTPUT if stage == "output" else TARGET_LLM_INPUT
+        )
+    if chunk_offset is not None:
+        attributes[MESH_GUARD_CHUNK_OFFSET] = chunk_offset
+    if policy_version:
+        attributes[GEN_AI_SECURITY_POLICY_VERSION] = policy_version
+    span.add_event(GUARD_EVENT, attributes, timestamp=end_ns)
 
 
 @never_raises
-def record_guard_outcome(
+def record_chain_verdict(
     span: Span,
     *,
     action: str,
     categories: Sequence[str] = (),
-    decision: str | None = None,
-    mode: str | None = None,
+    failed_guard: str | None = None,
     error_type: str | None = None,
 ) -> None:
-    """`record_verdict` plus the guard's mode and, when the guard itself failed, error.type and
-    an ERROR status (a failing guard is a fault; its message may quote content, so only the
-    type is recorded)."""
-    record_verdict(span, action=action, categories=categories, decision=decision)
-    if mode:
-        span.set_attribute(MESH_GUARD_MODE, mode)
+    """The chain's combined decision on its span. A guard that failed is a fault of the mesh:
+    error.type and an ERROR status naming the guard (its message may quote content, so only
+    the type is recorded); a block is an outcome, never an error."""
+    record_verdict(span, action=action, categories=categories)
     if error_type:
         span.set_attribute(ERROR_TYPE, error_type)
-        span.set_status(Status(StatusCode.ERROR, f"guard failed: {error_type}"))
+        span.set_status(
+            Status(StatusCode.ERROR, f"guard {failed_guard or '?'} failed: {error_type}")
+        )
 
 
 def content_digest(text: str) -> str:

@@ -15,6 +15,7 @@ import socket
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc.aio
@@ -42,6 +43,9 @@ from mesh.telemetry.span_store import SqliteSpanExporter
 log = logging.getLogger(__name__)
 
 INSTRUMENTATION_NAME = "mesh"
+SPAN_STORE_SCHEDULE_DELAY_MS = 500
+SPAN_STORE_QUEUE = 16384
+SPAN_STORE_EXPORT_BATCH = 512
 _lock = threading.Lock()
 _installed: Telemetry | None = None
 
@@ -124,6 +128,22 @@ def _otlp_exporter(settings: TelemetrySettings) -> SpanExporter:
     return OTLPSpanExporter(endpoint=endpoint, insecure=settings.otlp_insecure)
 
 
+def span_store_processor(path: Path, *, retention_hours: float | None) -> SpanProcessor:
+    """The SQLite store behind a BatchSpanProcessor: the request only queues the span; rows are
+    built and written on the processor's thread, one transaction per batch.
+
+    The SDK's default queue (2,048) overflowed at ~170 requests/s x ~11 spans
+    (benchmarks/router.py logged "Queue full, dropping Span"). A batch goes out every
+    SCHEDULE_DELAY_MS or as soon as EXPORT_BATCH spans wait, whichever comes first.
+    """
+    return BatchSpanProcessor(
+        SqliteSpanExporter(path, retention_hours=retention_hours),
+        schedule_delay_millis=SPAN_STORE_SCHEDULE_DELAY_MS,
+        max_queue_size=SPAN_STORE_QUEUE,
+        max_export_batch_size=SPAN_STORE_EXPORT_BATCH,
+    )
+
+
 def _span_processors(
     settings: TelemetrySettings, extra: Sequence[SpanExporter]
 ) -> tuple[list[SpanProcessor], InMemorySpanExporter | None]:
@@ -139,19 +159,10 @@ def _span_processors(
             elif name == "otlp":
                 processors.append(BatchSpanProcessor(_otlp_exporter(settings)))
             elif name == "span_store":
-                store = SqliteSpanExporter(
-                    settings.resolved_span_store_path(),
-                    retention_hours=settings.span_store_retention_hours,
-                )
-                # The SDK's default queue (2,048) overflowed at ~170 requests/s x ~11 spans
-                # (benchmarks/router.py logged "Queue full, dropping Span"); one transaction
-                # per 512 spans keeps the store's writer ahead.
                 processors.append(
-                    BatchSpanProcessor(
-                        store,
-                        schedule_delay_millis=500,
-                        max_queue_size=16384,
-                        max_export_batch_size=512,
+                    span_store_processor(
+                        settings.resolved_span_store_path(),
+                        retention_hours=settings.span_store_retention_hours,
                     )
                 )
         except Exception:

@@ -2,8 +2,10 @@
 
 One line per span: name, service (when it changes, i.e. at a process hop), kind for RPC hops,
 start offset from the trace start, duration, status, then the few attributes that explain the
-request (route decision, model, tokens, cost, guard decision). `spans_json` is the
-machine-readable form behind `mesh trace --json`.
+request (route decision, model, tokens, cost, guard decision). A guard-chain span's per-guard
+events follow it, one `· guard` line each (a stream's notable chunk checks likewise under the
+span they were recorded on). `spans_json` is the machine-readable form behind
+`mesh trace --json`.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ _KEY_ATTRIBUTES: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
     (sc.MESH_ROUTE_ESTIMATED_COST, "est", _money),
     (sc.MESH_ROUTE_ACTUAL_COST, "cost", _money),
     (sc.MESH_ROUTE_BASELINE_COST, "baseline", _money),
+    (sc.MESH_GUARD_COUNT, "guards", _plain),
     (sc.GEN_AI_SECURITY_DECISION_TYPE, "decision", _plain),
     (sc.MESH_GUARD_ACTION, "action", _plain),
     (sc.GEN_AI_SECURITY_FINDING_CATEGORIES, "findings", _plain),
@@ -113,6 +116,43 @@ def _attributes(span: StoredSpan, parent: StoredSpan | None) -> str:
     return "  ".join(parts)
 
 
+def _guard_event(attributes: dict[str, Any]) -> str:
+    """`· pii  0.05 ms  decision=modify  action=redact  findings=EMAIL_ADDRESS`: the mesh's
+    action only where the decision does not already say it (redact, flag, monitor mode)."""
+    name = attributes.get(sc.GEN_AI_GUARDIAN_NAME, "?")
+    parts = [f"· {name}"]
+    duration = attributes.get(sc.MESH_GUARD_DURATION_MS)
+    if duration is not None:
+        parts.append(_duration(float(duration)))
+    decision = attributes.get(sc.GEN_AI_SECURITY_DECISION_TYPE)
+    action = attributes.get(sc.MESH_GUARD_ACTION)
+    if decision is not None:
+        parts.append(f"decision={decision}")
+    if action is not None and action != decision:
+        parts.append(f"action={action}")
+    mode = attributes.get(sc.MESH_GUARD_MODE)
+    if mode and mode != "enforce":
+        parts.append(f"mode={mode}")
+    for key, label in (
+        (sc.GEN_AI_SECURITY_FINDING_CATEGORIES, "findings"),
+        (sc.ERROR_TYPE, "error"),
+        (sc.MESH_GUARD_STAGE, "stage"),
+        (sc.MESH_GUARD_CHUNK_OFFSET, "chunk_offset"),
+    ):
+        if key in attributes:
+            parts.append(f"{label}={_plain(attributes[key])}")
+    return "  ".join(parts)
+
+
+def _event_lines(span: StoredSpan, color: bool) -> list[str]:
+    lines = []
+    for event in span.events:
+        if event.get("name") == sc.GUARD_EVENT:
+            text = _guard_event(event.get("attributes") or {})
+            lines.append(click.style(text, dim=True) if color else text)
+    return lines
+
+
 def _status(span: StoredSpan, color: bool) -> str:
     if span.status == "ERROR":
         message = span.status_message
@@ -166,6 +206,8 @@ def render_trace(spans: Sequence[StoredSpan], *, color: bool = False) -> str:
         branch = "" if root else ("└─ " if last else "├─ ")
         lines.append(prefix + branch + _line(node.span, parent, origin, color))
         child_prefix = prefix if root else prefix + ("   " if last else "│  ")
+        event_prefix = child_prefix + ("│  " if node.children else "   ")
+        lines.extend(event_prefix + text for text in _event_lines(node.span, color))
         for i, child in enumerate(node.children):
             walk(child, node.span, child_prefix, i == len(node.children) - 1, False)
 

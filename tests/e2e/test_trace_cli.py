@@ -2,8 +2,10 @@
 
 1. Router and node in separate processes (`mesh router`, `mesh node`), both writing to the
    span store in one MESH_DATA_DIR: one request is one trace, the node's server span hangs
-   under the router's attempt span across the process boundary, the gen_ai attributes hold the
-   real token counts, and the prompt (with a fake AWS key in it) is nowhere in the store.
+   under the router's attempt span across the process boundary (the attempt span is the only
+   CLIENT span of the hop: it carries the trace context itself), each guard chain is one span
+   with an event per guard, the gen_ai attributes hold the real token counts, and the prompt
+   (with a fake AWS key in it) is nowhere in the store.
 2. `mesh up`, `mesh chat`, then `mesh trace --last 1` and `mesh trace --request ID --json`.
 
 Both use the transformers engine (real SmolLM2) so they start in seconds.
@@ -209,7 +211,7 @@ def test_one_trace_across_router_and_node_processes(split_mesh: SplitMesh) -> No
     assert {s.service for s in spans} == {"mesh-router", node_service}
 
     # Parents across the process boundary:
-    # router server -> ... -> route -> chat {model} -> client RPC ~~wire~~> node server.
+    # router server -> ... -> route -> chat {model} ~~wire~~> node server.
     router_server = _only(
         spans, "router server span", service="mesh-router", kind="SERVER", name=GENERATE
     )
@@ -217,11 +219,27 @@ def test_one_trace_across_router_and_node_processes(split_mesh: SplitMesh) -> No
     route = _only([s for s in spans if s.name.startswith("route ")], "route span")
     assert router_server.span_id in _ancestors(route, spans)
     node_server = _only(spans, "node server span", service=node_service, kind="SERVER")
-    client = _only(spans, "client RPC under the node", span_id=node_server.parent_id)
-    assert client.service == "mesh-router" and client.kind == "CLIENT" and client.name == GENERATE
-    attempt = _only(spans, "the answering attempt", span_id=client.parent_id)
-    assert attempt.name == f"chat {MODEL}" and attempt.kind == "CLIENT"
+    attempt = _only(spans, "the answering attempt", span_id=node_server.parent_id)
+    assert attempt.service == "mesh-router" and attempt.kind == "CLIENT"
+    assert attempt.name == f"chat {MODEL}"
     assert attempt.parent_id == route.span_id
+    assert [s.name for s in spans if s.kind == "CLIENT"] == [attempt.name], "one per attempt"
+
+    # Guards: one span per chain run, an event per guard; the key was redacted on input.
+    guard_input = _only(spans, "input guard chain", name="apply_guardrail llm_input")
+    assert router_server.span_id in _ancestors(guard_input, spans)
+    assert guard_input.attributes[sc.GEN_AI_SECURITY_DECISION_TYPE] == "modify"
+    guard_events = {
+        e["attributes"][sc.GEN_AI_GUARDIAN_NAME]: e["attributes"]
+        for e in guard_input.events
+        if e["name"] == sc.GUARD_EVENT
+    }
+    assert guard_events["secrets"][sc.GEN_AI_SECURITY_FINDING_CATEGORIES] == ["AWS_ACCESS_KEY"]
+    assert len(guard_events) == guard_input.attributes[sc.MESH_GUARD_COUNT] >= 4
+    assert {s.name for s in spans if s.name.startswith("apply_guardrail")} <= {
+        "apply_guardrail llm_input",
+        "apply_guardrail llm_output",
+    }, "no span per guard"
 
     # gen_ai attributes hold the engine's real token counts, on both sides of the hop.
     for span in (attempt, node_server):
@@ -309,10 +327,8 @@ def test_mesh_trace_shows_the_request_tree(mesh_up: Embedded) -> None:
     servers = [s for s in spans if s["kind"] == "SERVER" and s["name"] == GENERATE]
     [router_server] = [s for s in servers if s["parent_id"] is None]
     [node_server] = [s for s in servers if s["parent_id"] is not None]
-    client = by_id[node_server["parent_id"]]
-    attempt = by_id[client["parent_id"]]
+    attempt = by_id[node_server["parent_id"]]
     route = by_id[attempt["parent_id"]]
-    assert client["kind"] == "CLIENT" and client["name"] == GENERATE
     assert attempt["name"] == f"chat {MODEL}" and attempt["kind"] == "CLIENT"
     assert route["name"].startswith("route ")
     assert attempt["attributes"][sc.GEN_AI_USAGE_OUTPUT_TOKENS] == usage_out
@@ -342,4 +358,7 @@ def test_mesh_trace_shows_the_request_tree(mesh_up: Embedded) -> None:
     assert depth(root) < depth(route_line) < depth(attempt_line) < depth(node_line)
     assert f"tokens={usage_in}→{usage_out}" in lines[attempt_line]
     assert f"request={request_id}" in lines[root]
+    guard_line = line_of("apply_guardrail llm_input", root)
+    assert "decision=allow" in lines[guard_line]
+    assert lines[guard_line + 1].lstrip(" │").startswith("· "), "the chain's guards follow it"
     assert "ERROR" not in out.stdout

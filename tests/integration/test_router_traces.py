@@ -235,9 +235,9 @@ async def test_fallback_is_two_attempt_spans_in_one_trace(streaming: bool) -> No
     assert sc.ERROR_TYPE not in _attrs(answered)
     assert _attrs(answered)[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == summary.usage.output_tokens > 0
 
-    # Each attempt span carries its context over the wire: a node's server span is its child,
-    # with no second (interceptor) client span per attempt.
-    assert not [s for s in spans if s.kind == SpanKind.CLIENT and s.name == router_server.name]
+    # Each attempt span is the only CLIENT span of its call and carries the context over the
+    # wire itself, so each node's server span is the child of its attempt (and only of it).
+    assert [s for s in spans if s.kind == SpanKind.CLIENT] == attempts
     unavailable = grpc.StatusCode.UNAVAILABLE.value[0]
     assert _attrs(failed)[sc.RPC_GRPC_STATUS_CODE] == unavailable
     assert _attrs(answered)[sc.RPC_GRPC_STATUS_CODE] == 0
@@ -246,13 +246,18 @@ async def test_fallback_is_two_attempt_spans_in_one_trace(streaming: bool) -> No
     assert _parent(preferred_server) == _id(failed)
     assert preferred_server.status.status_code == StatusCode.ERROR
 
-    # The input guards ran on the router, under its server span, and let the prompt through.
+    # The input guards ran on the router, under its server span, as ONE chain span with an
+    # event per guard, and let the prompt through.
     guard_spans = _guard_spans(spans)
     assert guard_spans, "guard spans belong to the router's trace (PolicyStore tracer)"
     assert {_service(g) for g in guard_spans} == {"router"}
-    inputs = [g for g in guard_spans if _attrs(g)[sc.MESH_GUARD_STAGE] == "input"]
-    assert inputs and {_parent(g) for g in inputs} == {_id(router_server)}
-    assert {_attrs(g)[sc.GEN_AI_SECURITY_DECISION_TYPE] for g in inputs} == {"allow"}
+    [chain] = [g for g in guard_spans if _attrs(g)[sc.MESH_GUARD_STAGE] == "input"]
+    assert chain.name == f"{sc.OPERATION_APPLY_GUARDRAIL} {sc.TARGET_LLM_INPUT}"
+    assert _parent(chain) == _id(router_server)
+    assert _attrs(chain)[sc.GEN_AI_SECURITY_DECISION_TYPE] == "allow"
+    events = [dict(e.attributes or {}) for e in chain.events if e.name == sc.GUARD_EVENT]
+    assert len(events) == _attrs(chain)[sc.MESH_GUARD_COUNT] > 0
+    assert {e[sc.GEN_AI_SECURITY_DECISION_TYPE] for e in events} == {"allow"}
 
     _assert_no_content(spans)
 
@@ -276,11 +281,16 @@ async def test_a_guard_block_has_guard_spans_and_no_attempt() -> None:
     server = _server(spans, "router", "Generate")
     assert _attrs(server)[sc.ERROR_TYPE] == "PERMISSION_DENIED"
     assert server.status.status_code == StatusCode.UNSET  # a block is an outcome, not a fault
-    guard_spans = _guard_spans(spans)
-    assert guard_spans and {_parent(g) for g in guard_spans} == {_id(server)}
-    denied = [g for g in guard_spans if _attrs(g)[sc.GEN_AI_SECURITY_DECISION_TYPE] == "deny"]
-    assert [_attrs(g)[sc.GEN_AI_GUARDIAN_NAME] for g in denied] == ["prompt_injection"]
-    assert _attrs(denied[0])[sc.GEN_AI_SECURITY_POLICY_VERSION] == version
-    assert _attrs(denied[0])[sc.GEN_AI_SECURITY_TARGET_TYPE] == sc.TARGET_LLM_INPUT
+    [chain] = _guard_spans(spans)  # the input chain; a blocked request has no output chain
+    assert _parent(chain) == _id(server)
+    assert _attrs(chain)[sc.GEN_AI_SECURITY_DECISION_TYPE] == "deny"
+    assert _attrs(chain)[sc.GEN_AI_SECURITY_POLICY_VERSION] == version
+    assert _attrs(chain)[sc.GEN_AI_SECURITY_TARGET_TYPE] == sc.TARGET_LLM_INPUT
+    denied = [
+        dict(e.attributes or {})
+        for e in chain.events
+        if (e.attributes or {}).get(sc.GEN_AI_SECURITY_DECISION_TYPE) == "deny"
+    ]
+    assert [e[sc.GEN_AI_GUARDIAN_NAME] for e in denied] == ["prompt_injection"]
 
     _assert_no_content(spans)

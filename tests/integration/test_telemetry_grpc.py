@@ -1,7 +1,9 @@
 """One request across two real grpc.aio servers yields one trace with the right parents.
 
-Server A is a small relay (standing in for the router: guard, route decision, fallback over two
-upstream attempts) with an instrumented client channel; server B is an inference node over the
+Server A is a small relay (standing in for the router: a guard chain, route decision, fallback
+over two upstream attempts) whose attempt spans carry the trace context themselves
+(`outgoing_metadata`, no client interceptor: one CLIENT span per attempt, as the router makes
+them); server B is an inference node over the
 deterministic fake engine — the mesh's own telemetry is under test here, not the model. Each
 server has its own tracer provider (as two processes would), so the only way B's spans join A's
 trace is the `traceparent` header on the wire.
@@ -50,10 +52,7 @@ class RelayServicer(inference_pb2_grpc.InferenceServiceServicer):
     def __init__(self, telemetry: Telemetry, upstreams: list[str]) -> None:
         self.telemetry = telemetry
         self.upstreams = upstreams
-        self.channels = [
-            grpc.aio.insecure_channel(a, interceptors=telemetry.client_interceptors())
-            for a in upstreams
-        ]
+        self.channels = [grpc.aio.insecure_channel(a) for a in upstreams]
 
     @unary_error_boundary
     async def Generate(
@@ -62,13 +61,19 @@ class RelayServicer(inference_pb2_grpc.InferenceServiceServicer):
         tracer, metrics = self.telemetry.tracer, self.telemetry.metrics
         sc.tag_request(request.request_id)
         prompt = request.messages[-1].content
-        with sc.guard_span("ban-list", "input", policy_version="v3", tracer=tracer) as guard:
+        with sc.guard_chain_span("input", guards=1, policy_version="v3", tracer=tracer) as guard:
             blocked = "forbidden" in prompt
-            sc.record_verdict(
+            action = "block" if blocked else "allow"
+            categories = ["banned_word"] if blocked else []
+            sc.record_guard_event(
                 guard,
-                action="block" if blocked else "pass",
-                categories=["banned_word"] if blocked else (),
+                "ban-list",
+                action=action,
+                categories=categories,
+                end_ns=sc.now_ns(),
+                duration_ns=1000,
             )
+            sc.record_chain_verdict(guard, action=action, categories=categories)
             metrics.count_guard_verdict(
                 guard="ban-list", action="block" if blocked else "pass", stage="input"
             )
@@ -97,6 +102,7 @@ class RelayServicer(inference_pb2_grpc.InferenceServiceServicer):
                     attempt=attempt,
                     node="n",
                     server_address=self.upstreams[attempt - 1],
+                    rpc_method=GENERATE,
                     tracer=tracer,
                 ) as span:
                     sc.record_input(
@@ -107,11 +113,11 @@ class RelayServicer(inference_pb2_grpc.InferenceServiceServicer):
                     try:
                         response: inference_pb2.GenerateResponse = await (
                             inference_pb2_grpc.InferenceServiceStub(channel).Generate(
-                                request, timeout=5
+                                request, metadata=sc.outgoing_metadata(span), timeout=5
                             )
                         )
                     except grpc.aio.AioRpcError as err:
-                        sc.mark_outcome(span, err.code().name, err.details() or "")
+                        sc.mark_rpc_outcome(span, err.code().name, err.details() or "")
                         continue
                     sc.record_usage(
                         span,
@@ -262,27 +268,31 @@ async def test_one_trace_across_two_servers_with_fallback(mesh: Mesh) -> None:
         and s.kind == SpanKind.SERVER
         and s.resource.attributes["service.name"] == "node-n"
     )
-    clients = [s for s in spans if s.name == GENERATE and s.kind == SpanKind.CLIENT]
+    clients = [s for s in spans if s.kind == SpanKind.CLIENT]
     route = _one(spans, "route test")
-    guard = _one(spans, "apply_guardrail ban-list llm_input")
+    guard = _one(spans, "apply_guardrail llm_input")
     attempts = sorted(
         (s for s in spans if s.name == "chat fake-model"),
         key=lambda s: int(str((s.attributes or {}).get(sc.MESH_ROUTE_ATTEMPT, 0))),
     )
 
-    # Parents: A server -> guard, route -> attempts -> client RPC -> (wire) -> B server.
+    # Parents: A server -> guard chain, route -> attempts -> (wire) -> B server.
     assert _parent(server_a) is None
     assert _parent(guard) == _id(server_a) and _parent(route) == _id(server_a)
     assert [_parent(a) for a in attempts] == [_id(route), _id(route)]
-    # One client RPC span per attempt; only the second reached the node.
-    assert sorted(_parent(c) or 0 for c in clients) == sorted(_id(a) for a in attempts)
-    client = next(c for c in clients if _parent(c) == _id(attempts[1]))
+    # The attempt spans are the only CLIENT spans; only the second reached the node.
+    assert sorted(map(_id, clients)) == sorted(map(_id, attempts))
     assert server_b.parent is not None and server_b.parent.is_remote
-    assert _parent(server_b) == _id(client)
+    assert _parent(server_b) == _id(attempts[1])
+    # server A, guard chain, route, two attempts, server B (the interceptor added one per attempt)
+    assert len(spans) == 6, [s.name for s in spans]
 
     # The failed first attempt is a server fault; the second carries real usage.
     assert attempts[0].status.status_code == StatusCode.ERROR
     assert attempts[0].kind == SpanKind.CLIENT
+    unavailable = grpc.StatusCode.UNAVAILABLE.value[0]
+    assert dict(attempts[0].attributes or {})[sc.RPC_GRPC_STATUS_CODE] == unavailable
+    assert dict(attempts[1].attributes or {})[sc.RPC_GRPC_STATUS_CODE] == 0
     assert attempts[1].status.status_code == StatusCode.UNSET
     attrs = dict(attempts[1].attributes or {})
     assert attrs[sc.GEN_AI_OPERATION_NAME] == "chat"
@@ -293,6 +303,8 @@ async def test_one_trace_across_two_servers_with_fallback(mesh: Mesh) -> None:
     assert dict(route.attributes or {})[sc.MESH_ROUTE_ATTEMPTS] == 2
     assert dict(server_a.attributes or {})[sc.MESH_REQUEST_ID] == "req-1"
     assert dict(guard.attributes or {})[sc.GEN_AI_SECURITY_DECISION_TYPE] == "allow"
+    [guard_event] = guard.events
+    assert dict(guard_event.attributes or {})[sc.GEN_AI_GUARDIAN_NAME] == "ban-list"
 
     # Content stays out of telemetry by default: not in spans, not in the store file.
     dumped = json.dumps([json.loads(s.to_json()) for s in spans])
@@ -310,6 +322,7 @@ async def test_one_trace_across_two_servers_with_fallback(mesh: Mesh) -> None:
     assert tree.splitlines()[1].startswith(GENERATE + "  [router]  server")
     assert f"└─ {GENERATE}  [node-n]  server" in tree
     assert "chat fake-model" in tree and "attempt=2" in tree and "ERROR" in tree
+    assert "· ban-list" in tree and "decision=allow" in tree
 
     result = CliRunner().invoke(trace_command, ["--request", "req-1", "--store", str(mesh.store)])
     assert result.exit_code == 0, result.output
@@ -332,12 +345,14 @@ async def test_guard_block_is_an_outcome_not_an_error(mesh: Mesh) -> None:
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     spans = _spans(mesh)
     server = _one(spans, GENERATE, SpanKind.SERVER)
-    guard = _one(spans, "apply_guardrail ban-list llm_input")
+    guard = _one(spans, "apply_guardrail llm_input")
     assert _parent(guard) == _id(server)
     guard_attrs = dict(guard.attributes or {})
     assert guard_attrs[sc.GEN_AI_SECURITY_DECISION_TYPE] == "deny"
     assert guard_attrs[sc.GEN_AI_SECURITY_FINDING_CATEGORIES] == ("banned_word",)
     assert guard_attrs[sc.GEN_AI_SECURITY_POLICY_VERSION] == "v3"
+    [event] = guard.events
+    assert dict(event.attributes or {})[sc.GEN_AI_SECURITY_DECISION_TYPE] == "deny"
     assert not [s for s in spans if s.name.startswith("chat ")], "no upstream attempt"
     # abort_with_status bypasses the package's context wrapper; the recorder still sees the code.
     server_attrs = dict(server.attributes or {})

@@ -97,22 +97,91 @@ def test_only_server_faults_are_errors(
     assert SECRET not in span.to_json()
 
 
-def test_guard_span_follows_the_guardrail_proposal(
+def test_guard_chain_span_follows_the_guardrail_proposal(
     tracer: Tracer, exporter: InMemorySpanExporter
 ) -> None:
-    with sc.guard_span(
-        "secrets", "output", policy_id="default", policy_version="7", tracer=tracer
+    with sc.guard_chain_span(
+        "output", guards=2, policy_id="default", policy_version="7", tracer=tracer
     ) as span:
-        sc.record_verdict(span, action="redact", categories=["aws_key", "aws_key", "jwt"])
+        end = sc.now_ns()
+        sc.record_guard_event(
+            span,
+            "secrets",
+            action="redact",
+            categories=["aws_key", "aws_key", "jwt"],
+            end_ns=end,
+            duration_ns=1_500_000,
+        )
+        sc.record_guard_event(
+            span,
+            "pii",
+            action="block",
+            decision="allow",
+            mode="monitor",
+            categories=["EMAIL_ADDRESS"],
+            end_ns=end,
+            duration_ns=0,
+        )
+        sc.record_chain_verdict(span, action="redact", categories=["jwt", "aws_key"])
     done = _only(exporter)
-    assert done.name == "apply_guardrail secrets llm_output"
+    # No single guardian: the proposal's fallback name, `apply_guardrail {target}`.
+    assert done.name == "apply_guardrail llm_output"
     attrs = _attrs(done)
     assert attrs[sc.GEN_AI_OPERATION_NAME] == "apply_guardrail"
+    assert attrs[sc.GEN_AI_SECURITY_TARGET_TYPE] == "llm_output"
+    assert attrs[sc.MESH_GUARD_COUNT] == 2
     assert attrs[sc.GEN_AI_SECURITY_DECISION_TYPE] == "modify"
     assert attrs[sc.GEN_AI_SECURITY_FINDING_CATEGORIES] == ("aws_key", "jwt")
     assert attrs[sc.GEN_AI_SECURITY_POLICY_ID] == "default"
     assert attrs[sc.GEN_AI_SECURITY_POLICY_VERSION] == "7"
     assert done.status.status_code == StatusCode.UNSET
+    secrets, pii = done.events
+    assert secrets.name == pii.name == sc.GUARD_EVENT and secrets.timestamp == end
+    # An enforced action follows from its decision; only a monitored guard's is recorded.
+    assert dict(secrets.attributes or {}) == {
+        sc.GEN_AI_GUARDIAN_NAME: "secrets",
+        sc.GEN_AI_SECURITY_DECISION_TYPE: "modify",
+        sc.MESH_GUARD_DURATION_MS: 1.5,
+        sc.GEN_AI_SECURITY_FINDING_CATEGORIES: ("aws_key", "jwt"),
+    }
+    assert dict(pii.attributes or {})[sc.MESH_GUARD_ACTION] == "block"
+    assert dict(pii.attributes or {})[sc.MESH_GUARD_MODE] == "monitor"
+    assert dict(pii.attributes or {})[sc.GEN_AI_SECURITY_DECISION_TYPE] == "allow"
+
+
+def test_outgoing_metadata_carries_the_span_and_keeps_the_callers(
+    tracer: Tracer, exporter: InMemorySpanExporter
+) -> None:
+    with sc.attempt_span("m", "p", rpc_method="/pkg.Svc/Do", tracer=tracer) as span:
+        metadata = sc.outgoing_metadata(span, (("x-request-id", "r1"),))
+    ctx = _only(exporter).context
+    assert metadata == (
+        ("x-request-id", "r1"),
+        ("traceparent", f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"),
+    )
+    assert _attrs(_only(exporter))[sc.RPC_SERVICE] == "pkg.Svc"
+
+
+def test_rpc_outcome_on_an_attempt_span(tracer: Tracer, exporter: InMemorySpanExporter) -> None:
+    import grpc
+
+    assert dict(sc.GRPC_STATUS_CODES) == {code.name: code.value[0] for code in grpc.StatusCode}
+    with sc.attempt_span("m", "p", rpc_method="/pkg.Svc/Do", tracer=tracer) as span:
+        sc.mark_rpc_outcome(span, "UNAVAILABLE", "node down")
+    attrs = _attrs(_only(exporter))
+    assert attrs[sc.RPC_GRPC_STATUS_CODE] == 14 and attrs[sc.ERROR_TYPE] == "UNAVAILABLE"
+    assert _only(exporter).status.status_code == StatusCode.ERROR
+
+
+def test_outgoing_metadata_never_fails_the_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry import propagate
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("propagator on fire")
+
+    monkeypatch.setattr(propagate, "inject", broken)
+    with sc.attempt_span("m", "p") as span:
+        assert sc.outgoing_metadata(span, (("k", "v"),)) == (("k", "v"),)
 
 
 def test_content_is_hashed_unless_capture_is_on(

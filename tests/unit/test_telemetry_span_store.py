@@ -8,10 +8,19 @@ import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.trace import format_trace_id
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, format_trace_id
 
+from mesh.contract.errors import UpstreamUnavailable
 from mesh.telemetry import semconv as sc
-from mesh.telemetry.span_store import SpanStore, SqliteSpanExporter, TraceNotFound
+from mesh.telemetry.setup import span_store_processor
+from mesh.telemetry.span_store import (
+    SpanStore,
+    SqliteSpanExporter,
+    StoredSpan,
+    TraceNotFound,
+    from_readable,
+)
 
 
 def _provider(service: str, store: Path) -> tuple[TracerProvider, SqliteSpanExporter]:
@@ -72,3 +81,45 @@ def test_retention_prunes_old_spans_and_failed_writes_do_not_raise(tmp_path: Pat
     assert SpanStore(store).last_trace_ids(5) == []
     # After shutdown the exporter reports failure instead of raising into the span processor.
     assert exporter.export([]).name == "FAILURE"
+
+
+def test_stored_rows_read_back_as_the_sdk_spans(tmp_path: Path) -> None:
+    """row_of builds rows straight from SDK spans; reading them back gives what from_readable
+    (the plain conversion) says, for every column: ids, parent, kind, status, service,
+    attributes with arrays and non-ASCII, events with their own attributes."""
+    store = tmp_path / "t.db"
+    provider = TracerProvider(resource=Resource.create({"service.name": "router"}))
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    provider.add_span_processor(span_store_processor(store, retention_hours=None))
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("rpc", kind=SpanKind.SERVER) as root:
+        sc.tag_request("req-ü", tenant="acme")
+        with sc.guard_chain_span("input", guards=1, policy_version="v1", tracer=tracer) as chain:
+            sc.record_guard_event(
+                chain,
+                "pii",
+                action="redact",
+                categories=["EMAIL_ADDRESS", "PHONE"],
+                end_ns=sc.now_ns(),
+                duration_ns=42_000,
+            )
+            sc.record_chain_verdict(chain, action="redact", categories=["EMAIL_ADDRESS"])
+        with pytest.raises(UpstreamUnavailable), sc.attempt_span("m", "p", tracer=tracer):
+            raise UpstreamUnavailable("node n1 is down")
+    provider.force_flush()
+    expected = sorted((from_readable(s) for s in memory.get_finished_spans()), key=_start)
+    stored = SpanStore(store).trace(format_trace_id(root.get_span_context().trace_id))
+    provider.shutdown()
+    assert [s.name for s in stored] == ["rpc", "apply_guardrail llm_input", "chat m"]
+    assert sorted(stored, key=_start) == expected
+    assert stored[2].status == "ERROR" and stored[2].kind == "CLIENT"
+    assert stored[1].events[0]["attributes"][sc.GEN_AI_SECURITY_FINDING_CATEGORIES] == [
+        "EMAIL_ADDRESS",
+        "PHONE",
+    ]
+    assert SpanStore(store).trace_ids_for_request("req-ü") == [stored[0].trace_id]
+
+
+def _start(span: StoredSpan) -> int:
+    return span.start_ns

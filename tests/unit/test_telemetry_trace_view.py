@@ -20,7 +20,8 @@ def _span(
     span_id: str, parent: str | None, name: str, start: float, end: float, **kw: object
 ) -> StoredSpan:
     attrs = kw.pop("attributes", {})
-    assert isinstance(attrs, dict)
+    events = kw.pop("events", [])
+    assert isinstance(attrs, dict) and isinstance(events, list)
     return StoredSpan(
         trace_id=T,
         span_id=span_id,
@@ -33,7 +34,16 @@ def _span(
         status=str(kw.pop("status", "UNSET")),
         status_message=str(kw.pop("message", "")),
         attributes=attrs,
+        events=events,
     )
+
+
+def _guard_event(guard: str, ms: float, **attributes: object) -> dict[str, object]:
+    return {
+        "name": sc.GUARD_EVENT,
+        "time_unix_nano": 0,
+        "attributes": {sc.GEN_AI_GUARDIAN_NAME: guard, sc.MESH_GUARD_DURATION_MS: ms, **attributes},
+    }
 
 
 SPANS = [
@@ -45,14 +55,58 @@ SPANS = [
         42.5,
         kind="SERVER",
         attributes={sc.MESH_REQUEST_ID: "req-7"},
+        # A stream's notable chunk check, recorded on the span current at the time.
+        events=[
+            _guard_event(
+                "secrets",
+                0.2,
+                **{
+                    sc.GEN_AI_SECURITY_DECISION_TYPE: "modify",
+                    sc.GEN_AI_SECURITY_FINDING_CATEGORIES: ["AWS_ACCESS_KEY"],
+                    sc.MESH_GUARD_STAGE: "output",
+                    sc.MESH_GUARD_CHUNK_OFFSET: 128,
+                },
+            )
+        ],
     ),
     _span(
         "a2",
         "a1",
-        "apply_guardrail secrets llm_input",
+        "apply_guardrail llm_input",
         0.5,
         1.0,
-        attributes={sc.GEN_AI_SECURITY_DECISION_TYPE: "allow", sc.MESH_GUARD_ACTION: "pass"},
+        attributes={
+            sc.MESH_GUARD_COUNT: 3,
+            sc.GEN_AI_SECURITY_DECISION_TYPE: "modify",
+            sc.MESH_GUARD_ACTION: "redact",
+            sc.GEN_AI_SECURITY_FINDING_CATEGORIES: ["EMAIL_ADDRESS"],
+        },
+        events=[
+            _guard_event(
+                "pii",
+                0.12,
+                **{
+                    sc.GEN_AI_SECURITY_DECISION_TYPE: "modify",
+                    sc.GEN_AI_SECURITY_FINDING_CATEGORIES: ["EMAIL_ADDRESS"],
+                },
+            ),
+            _guard_event(
+                "topics",
+                0.03,
+                **{
+                    sc.GEN_AI_SECURITY_DECISION_TYPE: "allow",
+                    sc.MESH_GUARD_ACTION: "block",
+                    sc.MESH_GUARD_MODE: "monitor",
+                    sc.GEN_AI_SECURITY_FINDING_CATEGORIES: ["TOPIC"],
+                },
+            ),
+            _guard_event(
+                "toxicity",
+                2.5,
+                **{sc.GEN_AI_SECURITY_DECISION_TYPE: "allow", sc.ERROR_TYPE: "timeout"},
+            ),
+            {"name": "exception", "time_unix_nano": 0, "attributes": {"exception.type": "X"}},
+        ],
     ),
     _span(
         "a3",
@@ -115,7 +169,13 @@ def test_tree_reads_at_a_glance() -> None:
     assert text.splitlines() == [
         f"trace {T}  42.5 ms  6 spans  services: bridge, router  1 error",
         "/mesh.v1.InferenceService/Generate  [router]  server  +0.00 ms  42.5 ms  request=req-7",
-        "├─ apply_guardrail secrets llm_input  +0.50 ms  0.50 ms  decision=allow  action=pass",
+        "│  · secrets  0.20 ms  decision=modify  findings=AWS_ACCESS_KEY  stage=output  "
+        "chunk_offset=128",
+        "├─ apply_guardrail llm_input  +0.50 ms  0.50 ms  guards=3  decision=modify  "
+        "action=redact  findings=EMAIL_ADDRESS",
+        "│     · pii  0.12 ms  decision=modify  findings=EMAIL_ADDRESS",
+        "│     · topics  0.03 ms  decision=allow  action=block  mode=monitor  findings=TOPIC",
+        "│     · toxicity  2.5 ms  decision=allow  error=timeout",
         "└─ route cheapest  +1.0 ms  41.0 ms  node=gpu-1  candidates=3  cost=$0.000123  "
         'reason="lowest cost"',
         "   ├─ chat smollm2  client  +1.5 ms  10.0 ms  ERROR UNAVAILABLE: node down  attempt=1  "

@@ -23,7 +23,6 @@ from typing import Any
 import grpc
 import grpc.aio
 from opentelemetry import trace
-from opentelemetry.propagate import inject
 from opentelemetry.trace import Span, Tracer
 
 from mesh.contract.errors import UpstreamUnavailable
@@ -54,6 +53,8 @@ _TRANSPORT_RETRY_CODES = frozenset(
 
 
 _FINISH_TIMEOUT_S = 1.0
+_UNARY_METHOD = "/mesh.v1.InferenceService/Generate"
+_STREAM_METHOD = "/mesh.v1.InferenceService/GenerateStream"
 
 
 class Stalled(Exception):
@@ -160,12 +161,11 @@ class Forwarder:
             span = self._attempt_span(ctx, cand, attempts.made, route_span)
             try:
                 upstream = await attempt(
-                    cand, _for_node(ctx, cand), ctx.remaining(), _trace_metadata(span)
+                    cand, _for_node(ctx, cand), ctx.remaining(), sc.outgoing_metadata(span)
                 )
             except grpc.aio.AioRpcError as err:
                 code = err.code()
-                span.set_attribute(sc.RPC_GRPC_STATUS_CODE, code.value[0])
-                sc.mark_outcome(span, code.name, err.details() or "")
+                sc.mark_rpc_outcome(span, code.name, err.details() or "")
                 span.end()
                 if code in _NODE_FAULT_CODES:
                     self.breakers.record_failure(cand.node_id)
@@ -212,8 +212,7 @@ class Forwarder:
                 metadata={"node": upstream.cand.node_id, "model": upstream.cand.model},
             ) from None
         except grpc.aio.AioRpcError as err:
-            upstream.span.set_attribute(sc.RPC_GRPC_STATUS_CODE, err.code().value[0])
-            sc.mark_outcome(upstream.span, err.code().name, err.details() or "")
+            sc.mark_rpc_outcome(upstream.span, err.code().name, err.details() or "")
             if err.code() in _NODE_FAULT_CODES:
                 self.breakers.record_failure(upstream.cand.node_id)
             raise relayed_error(error_details(err)) from None
@@ -259,19 +258,11 @@ class Forwarder:
             attempt=attempt,
             node=cand.node_id,
             server_address=cand.address,
+            rpc_method=_STREAM_METHOD if ctx.stream else _UNARY_METHOD,
             stream=ctx.stream,
             max_tokens=sampling.max_tokens if sampling.HasField("max_tokens") else None,
             temperature=sampling.temperature if sampling.HasField("temperature") else None,
         )
-
-
-def _trace_metadata(span: Span) -> tuple[tuple[str, str], ...] | None:
-    """W3C trace context of the attempt span, as gRPC metadata for the node."""
-    if not span.get_span_context().is_valid:
-        return None
-    carrier: dict[str, str] = {}
-    inject(carrier, context=trace.set_span_in_context(span))
-    return tuple(carrier.items()) or None
 
 
 def _for_node(ctx: RequestContext, cand: Candidate) -> Any:

@@ -64,7 +64,6 @@ class Settle:
     ) -> types_pb2.RouteInfo:
         """Settle a request a node answered; returns its RouteInfo (also set on `result`)."""
         used, usage = upstream.cand, result.usage
-        upstream.span.set_attribute(sc.RPC_GRPC_STATUS_CODE, 0)  # the node answered OK
         sc.record_usage(
             upstream.span,
             input_tokens=usage.input_tokens,
