@@ -1,7 +1,9 @@
 """Click commands for security teams: policy lint/test/apply, audit, guard-eval.
 
-Register on the `mesh` group: `main.add_command(policy)`, `main.add_command(audit)`,
-`main.add_command(guard_eval)`.
+The `mesh` group loads them lazily by import path (mesh.cli.COMMANDS), so this module imports
+only click at the top: the policy loader pulls jsonschema, the audit log SQLAlchemy. An invalid
+policy (InvalidPolicy), a refused call or an unreadable file is reported by the `mesh`
+command's one error boundary (mesh.cli.errors) as one line.
 """
 
 from __future__ import annotations
@@ -11,16 +13,15 @@ import datetime as dt
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from guards.errors import InvalidPolicy
-from guards.hooks import InputCheck, OutputFinalCheck
-from guards.policy_loader import load_policy
-from guards.policy_store import PolicyStore
-from guards.verdict import Stage
-from mesh.config import DEFAULT_ROUTER_LISTEN, DEFAULT_TENANT, GuardSettings, field_default
+from mesh.cli.options import json_option, target_option
+from mesh.cli.since import since_option
+
+if TYPE_CHECKING:
+    from guards.policy_store import PolicyStore
 
 
 @click.group("policy")
@@ -31,12 +32,10 @@ def policy() -> None:
 @policy.command("lint")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def lint(file: Path) -> None:
-    """Validate FILE; prints its version, or file:line, field and reason (exit 1)."""
-    try:
-        loaded = load_policy(file.read_text(encoding="utf-8"), str(file))
-    except InvalidPolicy as err:
-        click.echo(err.message, err=True)
-        sys.exit(1)
+    """Validate FILE; prints its version, or file:line, field and reason (exit 2)."""
+    from guards.policy_loader import load_policy
+
+    loaded = load_policy(file.read_text(encoding="utf-8"), str(file))
     click.echo(f"ok {loaded.version} ({len(loaded.policy.guards)} guards)")
 
 
@@ -46,11 +45,10 @@ def lint(file: Path) -> None:
 def test(file: Path, cases: Path) -> None:
     """Run CASES.jsonl ({"text", "expect": allow|block|redact|flag, "stage"?, "tenant"?,
     "redacted"?}) against FILE; prints a diff per mismatch and exits 1 if any."""
-    try:
-        store = PolicyStore(load_policy(file.read_text(encoding="utf-8"), str(file)))
-    except InvalidPolicy as err:
-        click.echo(err.message, err=True)
-        sys.exit(1)
+    from guards.policy_loader import load_policy
+    from guards.policy_store import PolicyStore
+
+    store = PolicyStore(load_policy(file.read_text(encoding="utf-8"), str(file)))
     rows = [
         json.loads(line) for line in cases.read_text(encoding="utf-8").splitlines() if line.strip()
     ]
@@ -63,10 +61,13 @@ def test(file: Path, cases: Path) -> None:
 
 
 async def _run_cases(store: PolicyStore, rows: list[dict[str, Any]]) -> list[str]:
+    from guards.hooks import InputCheck, OutputFinalCheck
+    from guards.verdict import Stage
+
     failures = []
     for i, row in enumerate(rows, 1):
         stage = Stage(row.get("stage", "input"))
-        tenant = row.get("tenant", DEFAULT_TENANT)
+        tenant = row.get("tenant", "default")
         check = (
             InputCheck(row["text"], tenant)
             if stage is Stage.INPUT
@@ -89,27 +90,19 @@ async def _run_cases(store: PolicyStore, rows: list[dict[str, Any]]) -> list[str
 
 @policy.command("apply")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--address", default=DEFAULT_ROUTER_LISTEN, show_default=True, help="router host:port"
-)
-@click.option(
-    "--admin-key",
-    envvar=field_default(GuardSettings, "admin_key_env"),
-    required=True,
-    help=f"or {field_default(GuardSettings, 'admin_key_env')}",
-)
+@target_option("--address")
+@click.option("--admin-key", envvar="MESH_ADMIN_KEY", required=True, help="or MESH_ADMIN_KEY")
 @click.option("--dry-run", is_flag=True, help="validate on the server, do not install")
-def apply(file: Path, address: str, admin_key: str, dry_run: bool) -> None:
+def apply(file: Path, target: str, admin_key: str, dry_run: bool) -> None:
     """Install FILE on a running router through PolicyService.ApplyPolicy."""
     import grpc.aio
 
-    from mesh.contract.status import error_details
     from mesh.v1 import policy_pb2, policy_pb2_grpc
 
     text = file.read_text(encoding="utf-8")
 
     async def call() -> policy_pb2.ApplyPolicyResponse:
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with grpc.aio.insecure_channel(target) as channel:
             stub = policy_pb2_grpc.PolicyServiceStub(channel)  # type: ignore[no-untyped-call]
             request = policy_pb2.ApplyPolicyRequest(policy_yaml=text, dry_run=dry_run)
             response: policy_pb2.ApplyPolicyResponse = await stub.ApplyPolicy(
@@ -117,12 +110,7 @@ def apply(file: Path, address: str, admin_key: str, dry_run: bool) -> None:
             )
             return response
 
-    try:
-        response = asyncio.run(call())
-    except grpc.aio.AioRpcError as err:
-        details = error_details(err)
-        click.echo(f"{details.code} {details.reason}: {details.message}", err=True)
-        sys.exit(1)
+    response = asyncio.run(call())
     state = "validated (dry run)" if dry_run else "applied"
     click.echo(f"{state} {response.version} (previous {response.previous_version})")
 
@@ -133,7 +121,7 @@ def apply(file: Path, address: str, admin_key: str, dry_run: bool) -> None:
     default=None,
     help="SQLAlchemy URL. Default: guard_audit.db in the data dir, where the router writes.",
 )
-@click.option("--since", type=click.DateTime(), default=None, help="UTC time")
+@since_option
 @click.option("--guard", default="")
 @click.option("--tenant", default="")
 @click.option("--limit", default=50, show_default=True)
@@ -145,11 +133,12 @@ def audit(
     from guards.audit import AuditLog, DecisionQuery
 
     async def run() -> str:
+        from mesh.config import GuardSettings
+
         log = AuditLog(db or GuardSettings().resolved_audit_url())
         await log.start()
         try:
-            when = since.replace(tzinfo=dt.UTC) if since else None
-            rows, token = await log.query(DecisionQuery(tenant, guard, when, limit, page_token))
+            rows, token = await log.query(DecisionQuery(tenant, guard, since, limit, page_token))
         finally:
             await log.close()
         for d in rows:
@@ -181,12 +170,7 @@ def audit(
 @click.option(
     "--policy", "policy_file", type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="one JSON object keyed by_category, by_source, by_entity",
-)
+@json_option("one JSON object keyed by_category, by_source, by_entity")
 def guard_eval(dataset: Path, policy_file: Path | None, as_json: bool) -> None:
     """Recall per attack category, false positives per benign source, PII recall/precision."""
     from guards.evaluate import evaluate

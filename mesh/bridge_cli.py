@@ -7,41 +7,36 @@ the command line (shell history, `ps`).
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import ValidationError
 
-from mesh.config import (
-    BridgeConfig,
-    BridgeLimits,
-    RetryPolicy,
-    Tier,
-    describe_errors,
-    field_default,
+from mesh.cli.options import (
+    NODE_GRACE_S,
+    FieldDefault,
+    config_from_flags,
+    grace_option,
+    listen_option,
+    metrics_listen_option,
+    node_id_option,
+    price_options,
+    registration_options,
+    tier_option,
 )
-from mesh.metrics_flag import describe_metrics, metrics_listen_option, telemetry_settings
+from mesh.cli.server_telemetry import describe_metrics, flag_settings, server_telemetry
+from mesh.config import ConfigError
+from mesh.config.bridges import PROVIDERS, BridgeConfig
 from mesh.serve_loop import serve_until_signal
 
+# A fixed port beside `mesh node`'s, unlike BridgeConfig's 0: the address examples dial.
 DEFAULT_BRIDGE_LISTEN = "127.0.0.1:50071"
-
-
-def _telemetry(service: str, metrics_listen: str | None) -> Any:
-    """Telemetry and JSON logs for a long-running server, as every `mesh` server has."""
-    from mesh.telemetry import configure_logging, setup_telemetry
-
-    if os.environ.get("MESH_LOG_FORMAT", "json") == "json":
-        configure_logging(logging.getLogger().level, json=True, service_name=service)
-    return setup_telemetry(service, telemetry_settings(metrics_listen))
 
 
 @click.command("bridge")
 @click.option(
     "--provider",
-    type=click.Choice(["openai", "anthropic", "openai-compatible"]),
+    type=click.Choice(PROVIDERS),
     required=True,
 )
 @click.option("--model", required=True, help="The provider's model name.")
@@ -53,59 +48,46 @@ def _telemetry(service: str, metrics_listen: str | None) -> Any:
     type=click.Path(dir_okay=False, path_type=Path),
     help="File holding the key.",
 )
-@click.option("--listen", default=DEFAULT_BRIDGE_LISTEN, show_default=True)
-@click.option("--node-id", default=None, help="Default: bridge-<provider>-<model>.")
-@click.option("--router", "router_address", default=None, metavar="ADDR", help="Register here.")
-@click.option("--advertise", default=None, metavar="ADDR", help="Address the router dials.")
-@click.option(
-    "--router-token-env",
-    default=None,
-    metavar="VAR",
-    help="Variable holding the router's registration token (default MESH_REGISTRY_TOKEN).",
-)
-@click.option(
-    "--router-token-file",
-    default=None,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="File holding the router's registration token.",
-)
+@listen_option(default=DEFAULT_BRIDGE_LISTEN, help="Address the bridge serves on.")
+@node_id_option("bridge-<provider>-<model>")
+@registration_options
 @metrics_listen_option
-@click.option("--tier", type=click.Choice([t.value for t in Tier]), default=None)
+@tier_option(default=None, help="Default: the price table's, else medium.")
 @click.option("--context-window", type=int, default=None)
 @click.option("--alias", "aliases", multiple=True, help="Another name to pin the model by.")
 @click.option("--prices", "price_table", default=None, type=click.Path(path_type=Path),
               help="A price table replacing the shipped one.")  # fmt: skip
-@click.option("--price-in", type=float, default=None, help="USD per 1M prompt tokens.")
-@click.option("--price-out", type=float, default=None, help="USD per 1M completion tokens.")
+@price_options(input_default=None, output_default=None)
 @click.option("--price-cached", type=float, default=None, help="USD per 1M cached tokens.")
 @click.option(
     "--max-concurrent",
     type=int,
-    default=field_default(BridgeLimits, "max_concurrent"),
+    default=FieldDefault("mesh.config.bridges:BridgeLimits", "max_concurrent"),
     show_default=True,
+    help="Requests in flight to the provider.",
 )
 @click.option("--rpm", type=int, default=None, help="Requests per minute.")
 @click.option("--tpm", type=int, default=None, help="Tokens per minute.")
 @click.option(
     "--max-attempts",
     type=int,
-    default=field_default(RetryPolicy, "max_attempts"),
+    default=FieldDefault("mesh.config.bridges:RetryPolicy", "max_attempts"),
     show_default=True,
+    help="Attempts in all on 429 / 5xx / connection errors, before any output.",
 )
-@click.option("--grace", default=10.0, show_default=True, help="Seconds in-flight requests get.")
+@grace_option(NODE_GRACE_S)
 def bridge(**options: Any) -> None:
     """Serve an external model behind mesh.v1.InferenceService."""
-    from nodes.bridges.prices import PriceTableError
     from nodes.bridges.runtime import BridgeRuntime
 
+    config = config_from_flags(BridgeConfig, _config_fields(options))
+    telemetry = server_telemetry(
+        f"mesh-bridge-{config.id}", flag_settings(options["metrics_listen"])
+    )
     try:
-        config = BridgeConfig.model_validate(_config_fields(options))
-        telemetry = _telemetry(f"mesh-bridge-{config.id}", options["metrics_listen"])
         runtime = BridgeRuntime(config, telemetry=telemetry)
-    except ValidationError as exc:
-        raise click.ClickException(describe_errors(exc)) from None
-    except (PriceTableError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
+    except ValueError as exc:  # no price for the model, or an unusable price table
+        raise ConfigError(f"bridge {config.id}: {exc}") from None
 
     def ready(address: str) -> None:
         click.echo(
@@ -115,14 +97,9 @@ def bridge(**options: Any) -> None:
             err=True,
         )
 
-    try:
-        asyncio.run(
-            serve_until_signal(
-                runtime.start, runtime.stop, grace_s=options["grace"], on_ready=ready
-            )
-        )
-    except ValueError as exc:  # a missing API key or registration token, found at start
-        raise click.ClickException(str(exc)) from None
+    asyncio.run(
+        serve_until_signal(runtime.start, runtime.stop, grace_s=options["grace"], on_ready=ready)
+    )
 
 
 def _config_fields(options: dict[str, Any]) -> dict[str, Any]:
@@ -133,6 +110,7 @@ def _config_fields(options: dict[str, Any]) -> dict[str, Any]:
         "provider": provider,
         "model": model,
         "listen": options["listen"],
+        "heartbeat_interval_s": options["heartbeat_interval"],
         "aliases": list(options["aliases"]),
         "limits": {
             "max_concurrent": options["max_concurrent"],

@@ -1,37 +1,32 @@
 """Router commands for operators: `mesh nodes`, `mesh costs`, `mesh route-eval`, `mesh keys`.
 
 Heavy imports (grpc stubs, SQLAlchemy, the embedding model) happen inside the commands so the
-rest of the CLI stays quick to start.
+rest of the CLI stays quick to start. Failures (a bad config, an unusable ledger, a refused
+call) are reported by the `mesh` command's one error boundary (mesh.cli.errors).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from mesh.config import (
-    DEFAULT_ROUTER_LISTEN,
-    MeshConfig,
-    NodeConfig,
-    RoutingSettings,
-    default_config,
-    field_default,
-    load_config,
+from mesh.cli.options import (
+    FieldDefault,
+    config_option,
+    json_option,
+    load_mesh_config,
+    target_option,
 )
+from mesh.cli.since import since_option
 
-
-def _config(path: str | None) -> MeshConfig:
-    from mesh.config import ConfigError
-
-    try:
-        return load_config(path) if path else default_config()
-    except ConfigError as err:
-        raise click.ClickException(str(err)) from None
+if TYPE_CHECKING:
+    from mesh.config import NodeConfig
 
 
 def card_of(node: NodeConfig) -> Any:
@@ -53,16 +48,11 @@ def card_of(node: NodeConfig) -> Any:
 
 # -- mesh nodes ----------------------------------------------------------------------------
 @click.command("nodes")
-@click.option("--router", "target", default=DEFAULT_ROUTER_LISTEN, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per node.")
+@target_option("--router")
+@json_option("One JSON object per node.")
 def nodes_command(target: str, as_json: bool) -> None:
     """The router's routing table: health, circuit breaker, load and models of every node."""
-    import grpc
-
-    try:
-        nodes = asyncio.run(_list_nodes(target))
-    except grpc.RpcError as err:
-        raise click.ClickException(f"{err.code().name}: {err.details()}") from None  # type: ignore[attr-defined]
+    nodes = asyncio.run(_list_nodes(target))
     if as_json:
         from google.protobuf.json_format import MessageToDict
 
@@ -131,27 +121,18 @@ def format_nodes(nodes: list[Any]) -> str:
 
 # -- mesh costs ----------------------------------------------------------------------------
 @click.command("costs")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None)
-@click.option("--since", default=None, help='"24h", "7d", "90m" or an ISO date/time (UTC).')
+@config_option(help="mesh.yaml whose router.ledger to read. Default: ledger.db in the data dir.")
+@since_option
 @click.option("--by", type=click.Choice(["tenant", "model"]), default=None)
-@click.option("--json", "as_json", is_flag=True)
+@json_option("One JSON list of the rows.")
 def costs_command(
-    config_path: str | None, since: str | None, by: str | None, as_json: bool
+    config_path: str | None, since: dt.datetime | None, by: str | None, as_json: bool
 ) -> None:
     """Spend, baseline, and savings from routing and from the cache, from the router's ledger."""
-    from mesh.router.ledger import format_costs, parse_since
+    from mesh.router.ledger import format_costs
 
-    config = _config(config_path)
-    try:
-        start = parse_since(since) if since else None
-    except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="--since") from None
-    from mesh.contract.errors import MeshError
-
-    try:
-        rows = asyncio.run(_summary(config.router.ledger_url(), start, by))
-    except MeshError as err:  # an unusable ledger URL or database: its message says which
-        raise click.ClickException(err.message) from None
+    config = load_mesh_config(config_path)
+    rows = asyncio.run(_summary(config.router.ledger_url(), since, by))
     if as_json:
         click.echo(
             json.dumps(
@@ -162,7 +143,7 @@ def costs_command(
     click.echo(format_costs(rows, by))  # type: ignore[arg-type]
 
 
-async def _summary(url: str, since: Any, by: str | None) -> list[Any]:
+async def _summary(url: str, since: dt.datetime | None, by: str | None) -> list[Any]:
     from mesh.router.ledger import Ledger
 
     ledger = Ledger(url)
@@ -176,21 +157,16 @@ async def _summary(url: str, since: Any, by: str | None) -> list[Any]:
 # -- mesh route-eval ---------------------------------------------------------------------
 @click.command("route-eval")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Catalogue from this mesh.yaml's nodes. Default: the demo catalogue.",
-)
+@config_option(help="Catalogue from this mesh.yaml's nodes. Default: the demo catalogue.")
 @click.option(
     "--max-tokens",
-    default=field_default(RoutingSettings, "default_max_tokens"),
+    type=int,
+    default=FieldDefault("mesh.config:RoutingSettings", "default_max_tokens"),
     show_default=True,
     help="Completion length priced.",
 )
 @click.option("--no-embeddings", is_flag=True, help="Features only (no MiniLM exemplars).")
-@click.option("--json", "as_json", is_flag=True)
+@json_option("One JSON object: the report.")
 def route_eval_command(
     file: str, config_path: str | None, max_tokens: int, no_embeddings: bool, as_json: bool
 ) -> None:
@@ -205,14 +181,14 @@ def route_eval_command(
     except (ValueError, json.JSONDecodeError) as err:
         raise click.ClickException(str(err)) from None
     if config_path:
-        config = _config(config_path)
+        config = load_mesh_config(config_path)
         cards = [card_of(n) for n in config.nodes]
         if not cards:
             raise click.ClickException(f"{config_path} configures no nodes to route to")
         settings = config.router.routing
     else:
         cards = demo_cards()
-        settings = default_config().router.routing
+        settings = load_mesh_config(None).router.routing
     estimator_settings = settings.estimator
     if no_embeddings:
         estimator_settings = EstimatorSettings(

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -343,23 +342,6 @@ def _values(row: LedgerRow) -> dict[str, object]:
         if isinstance(value, str) and len(value) > limit:
             values[name] = value[:limit]
     return values
-
-
-_SINCE = re.compile(r"^(\d+)\s*([smhdw])$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
-    """`--since`: a relative age ("90m", "24h", "7d") or an ISO date/time (UTC if naive)."""
-    now = now or dt.datetime.now(dt.UTC)
-    match = _SINCE.match(text.strip())
-    if match:
-        return now - dt.timedelta(seconds=int(match[1]) * _UNIT_S[match[2]])
-    try:
-        when = dt.datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(f"--since {text!r}: use an age like 24h / 7d or an ISO date") from None
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def format_costs(rows: Sequence[CostSummary], by: GroupBy | None = None) -> str:

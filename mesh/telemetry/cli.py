@@ -1,7 +1,8 @@
 """`mesh trace`: read the local span store and show one or more traces.
 
-Registered by the main CLI group (`cli.add_command(trace_command)`); it needs no running mesh,
-only the SQLite file that the mesh's processes write to.
+Loaded lazily by the `mesh` group (mesh.cli.COMMANDS); it needs no running mesh, only the
+SQLite file that the mesh's processes write to. A missing store or trace (FileNotFoundError,
+TraceNotFound) is reported by the `mesh` command's error boundary as one line.
 """
 
 from __future__ import annotations
@@ -11,10 +12,6 @@ import sys
 from pathlib import Path
 
 import click
-
-from mesh.config import default_span_store_path
-from mesh.telemetry.span_store import SpanStore, TraceNotFound
-from mesh.telemetry.trace_view import render_trace, spans_json
 
 
 @click.command("trace")
@@ -41,24 +38,25 @@ def trace_command(
 
     With none of them, the most recent trace is shown.
     """
+    from mesh.config.telemetry import default_span_store_path
+    from mesh.telemetry.span_store import SpanStore, TraceNotFound
+    from mesh.telemetry.trace_view import render_trace, spans_json
+
     chosen = sum(x is not None for x in (trace_id, request_id, last))
     if chosen > 1:
         raise click.UsageError("give one of TRACE_ID, --request or --last")
-    try:
-        spans_store = SpanStore(store or default_span_store_path())
-        if trace_id is not None:
-            trace_ids = [trace_id]
-        elif request_id is not None:
-            trace_ids = spans_store.trace_ids_for_request(request_id)
-            if not trace_ids:
-                raise TraceNotFound(f"no trace carries request id {request_id!r}")
-        else:
-            trace_ids = spans_store.last_trace_ids(last or 1)
-            if not trace_ids:
-                raise TraceNotFound(f"the span store {spans_store.path} holds no traces yet")
-        traces = [spans_store.trace(t) for t in trace_ids]
-    except (FileNotFoundError, TraceNotFound) as exc:
-        raise click.ClickException(str(exc.args[0] if exc.args else exc)) from None
+    spans_store = SpanStore(store or default_span_store_path())
+    if trace_id is not None:
+        trace_ids = [trace_id]
+    elif request_id is not None:
+        trace_ids = spans_store.trace_ids_for_request(request_id)
+        if not trace_ids:
+            raise TraceNotFound(f"no trace carries request id {request_id!r}")
+    else:
+        trace_ids = spans_store.last_trace_ids(last or 1)
+        if not trace_ids:
+            raise TraceNotFound(f"the span store {spans_store.path} holds no traces yet")
+    traces = [spans_store.trace(t) for t in trace_ids]
 
     if as_json:
         payload = [{"trace_id": spans[0].trace_id, "spans": spans_json(spans)} for spans in traces]

@@ -145,7 +145,8 @@ def test_bad_config_fails_at_start_naming_line_and_key(tmp_path: Path) -> None:
     bad = tmp_path / "mesh.yaml"
     bad.write_text("router:\n  listen: 127.0.0.1:1\nnodes:\n  - id: x\n    engnie: fake\n")
     out = _mesh("up", "--config", str(bad), timeout=60)
-    assert out.returncode != 0
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("mesh: invalid config:")
     assert f"{bad}:5: nodes[0].engnie: unknown key" in out.stderr
 
 
@@ -224,9 +225,10 @@ def test_an_unusable_ledger_url_stops_the_server_with_one_clear_line(
         "nodes: []\n"
     )
     out = _mesh(command, "--config", str(config), timeout=120)
-    assert out.returncode == 1, out.stderr
+    assert out.returncode == 2, out.stderr  # 2: no driver serves this URL, the config must change
     assert "Traceback" not in out.stderr and secret not in out.stderr
-    assert "Error:" in out.stderr and "ledger" in out.stderr.lower()
+    (line,) = [line for line in out.stderr.splitlines() if line.startswith("mesh: ")]
+    assert line.startswith("mesh: FAILED_PRECONDITION (INVALID_LEDGER_URL): ledger url ")
 
 
 # --- bridges declared in mesh.yaml ----------------------------------------------------------
@@ -316,5 +318,5 @@ def test_up_with_a_bridge_key_unset_fails_with_one_clear_line(tmp_path: Path) ->
     out = subprocess.run(
         [*MESH, "up", "--config", str(config)], capture_output=True, text=True, timeout=120, env=env
     )
-    assert out.returncode == 1 and "Traceback" not in out.stderr
-    assert "Error: bridge e2e-bridge: environment variable E2E_UNSET is not set" in out.stderr
+    assert out.returncode == 2 and "Traceback" not in out.stderr  # 2: the setup must change
+    assert "mesh: bridge e2e-bridge: environment variable E2E_UNSET is not set" in out.stderr

@@ -8,6 +8,7 @@ audit database.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -25,8 +26,11 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy import update
 
+from guards.audit import AuditLog, GuardDecisionRow
 from guards.policy_store import DEFAULT_POLICY_PATH
+from guards.verdict import Action, Finding, GuardOutcome, Mode, Stage, Verdict
 from tests.fixtures.guards import EVAL_DIR
 
 _BIN = Path(sys.executable).parent / "mesh"
@@ -86,14 +90,16 @@ def test_lint_accepts_the_shipped_policy() -> None:
 def test_lint_names_file_line_and_field_of_a_broken_policy(tmp_path: Path) -> None:
     bad = write(tmp_path / "bad.yaml", BROKEN_POLICY)
     out = mesh("policy", "lint", str(bad))
-    assert out.returncode == 1
-    assert f"{bad}:6: invalid policy at guards[0].action:" in out.stderr
+    assert out.returncode == 2  # an invalid policy is a config error
+    assert out.stderr.startswith(
+        f"mesh: INVALID_ARGUMENT (INVALID_POLICY): {bad}:6: invalid policy at guards[0].action:"
+    )
     assert "'block', 'redact' or 'flag'" in out.stderr
-    assert "Traceback" not in out.stderr
+    assert len(out.stderr.splitlines()) == 1 and "Traceback" not in out.stderr
 
     unknown = write(tmp_path / "unknown.yaml", "guards:\n  - name: x\n    use: nope\n")
     out = mesh("policy", "lint", str(unknown))
-    assert out.returncode == 1
+    assert out.returncode == 2
     assert f"{unknown}:3: invalid policy at guards[0].use: unknown guard 'nope'" in out.stderr
 
 
@@ -182,6 +188,55 @@ def test_guard_eval_on_the_shared_dev_sets(name: str) -> None:
     else:
         assert figures["by_entity"]["EMAIL_ADDRESS"]["recall"] >= 0.9
         assert figures["by_entity"]["CREDIT_CARD"]["recall"] >= 0.9
+
+
+# --- audit --since -------------------------------------------------------------------------
+def _audit_db(path: Path, now: dt.datetime) -> str:
+    """A real audit database: a block decided now and a redaction decided three days ago."""
+    url = f"sqlite+aiosqlite:///{path}"
+
+    async def fill() -> None:
+        log = AuditLog(url)
+        await log.start()
+        try:
+            for guard, action in (("prompt_injection", Action.BLOCK), ("pii", Action.REDACT)):
+                verdict = Verdict(action, (Finding("X", 0, 1),))
+                outcome = GuardOutcome(guard, Stage.INPUT, Mode.ENFORCE, verdict)
+                await log.record(
+                    [outcome], text=guard, tenant="acme", request_id=guard, policy_version="v1"
+                )
+            async with log.engine.begin() as conn:  # age one row: the log stamps rows "now"
+                await conn.execute(
+                    update(GuardDecisionRow)
+                    .where(GuardDecisionRow.guard == "pii")
+                    .values(decided_at=now - dt.timedelta(days=3))
+                )
+        finally:
+            await log.close()
+
+    asyncio.run(fill())
+    return url
+
+
+def test_audit_since_takes_an_age_like_costs_or_an_iso_date(tmp_path: Path) -> None:
+    now = dt.datetime.now(dt.UTC)
+    url = _audit_db(tmp_path / "audit.db", now)
+
+    def guards_since(since: str) -> list[str]:
+        out = mesh("audit", "--db", url, "--since", since)
+        assert out.returncode == 0, out.stderr
+        return [json.loads(line)["guard"] for line in out.stdout.splitlines() if line.strip()]
+
+    assert guards_since("24h") == ["prompt_injection"]
+    assert guards_since("30m") == ["prompt_injection"]
+    assert guards_since("7d") == ["prompt_injection", "pii"]  # newest first
+    four_days_ago = (now - dt.timedelta(days=4)).strftime("%Y-%m-%d")
+    assert guards_since(four_days_ago) == ["prompt_injection", "pii"]
+    assert guards_since((now - dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")) == [
+        "prompt_injection"
+    ]
+    bad = mesh("audit", "--db", url, "--since", "yesterday-ish")
+    assert bad.returncode == 2 and "--since" in bad.stderr and "Traceback" not in bad.stderr
 
 
 # --- against a running router --------------------------------------------------------------
@@ -303,13 +358,13 @@ def test_apply_needs_the_admin_key(router: Router, tmp_path: Path) -> None:
     policy = write(tmp_path / "banned.yaml", BANNED_POLICY)
     active = _active_version(router, policy)
     missing = mesh("policy", "apply", str(policy), "--address", router.address, "--admin-key", "")
-    assert missing.returncode == 1
-    assert "UNAUTHENTICATED ADMIN_KEY_MISSING" in missing.stderr
+    assert missing.returncode == 2  # refused as it stands: retrying unchanged cannot help
+    assert missing.stderr.startswith("mesh: UNAUTHENTICATED (ADMIN_KEY_MISSING): ")
     wrong = mesh(
         "policy", "apply", str(policy), "--address", router.address, "--admin-key", "guess"
     )
-    assert wrong.returncode == 1
-    assert "PERMISSION_DENIED ADMIN_KEY_REJECTED" in wrong.stderr
+    assert wrong.returncode == 2
+    assert wrong.stderr.startswith("mesh: PERMISSION_DENIED (ADMIN_KEY_REJECTED): ")
     assert ADMIN_KEY not in wrong.stderr + wrong.stdout
     assert _active_version(router, policy) == active  # neither call changed anything
 
@@ -325,8 +380,8 @@ def test_apply_installs_a_policy_on_the_running_router(router: Router, tmp_path:
 
     broken = write(tmp_path / "broken.yaml", BROKEN_POLICY)
     bad = mesh("policy", "apply", str(broken), "--address", router.address, env=env)
-    assert bad.returncode == 1
-    assert "INVALID_ARGUMENT INVALID_POLICY: api:6: invalid policy at guards[0].action" in (
+    assert bad.returncode == 2
+    assert "INVALID_ARGUMENT (INVALID_POLICY): api:6: invalid policy at guards[0].action" in (
         bad.stderr
     )
 

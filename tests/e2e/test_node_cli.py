@@ -24,7 +24,6 @@ import grpc.aio
 import pytest
 from click.testing import CliRunner
 
-from mesh.bridge_cli import bridge
 from mesh.cli import cli
 from mesh.contract.node_token import NodeToken
 from mesh.contract.serving import BoundServer, create_server
@@ -133,7 +132,7 @@ async def test_node_registers_serves_and_deregisters_on_sigterm(
 def test_bad_node_flags_fail_before_loading_a_model(flags: list[str], named: str) -> None:
     # In-process: validation happens before any engine or server starts.
     result = CliRunner().invoke(cli, ["node", "--engine", "fake", *flags])
-    assert result.exit_code != 0 and named in result.stderr, result.stderr
+    assert result.exit_code == 2 and named in result.stderr, result.stderr
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
@@ -144,8 +143,8 @@ def test_a_bad_flag_is_one_message_without_traceback() -> None:
         text=True,
         timeout=120,
     )
-    assert out.returncode == 1 and "router_address" in out.stderr
-    assert "Traceback" not in out.stderr
+    assert out.returncode == 2 and "router_address" in out.stderr  # 2: the flags must change
+    assert out.stderr.startswith("mesh: ") and len(out.stderr.splitlines()) == 1, out.stderr
 
 
 # --- the registration token (fake engine: the CLI's flags are under test, not a model) -------
@@ -283,8 +282,11 @@ def test_an_unreadable_token_file_is_one_message_before_the_engine(tmp_path: Pat
         timeout=120,
         env=env,
     )  # fmt: skip
-    assert out.returncode == 1 and "cannot read token file" in out.stderr, out.stderr
+    assert out.returncode == 2 and "cannot read token file" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr and "ready on" not in out.stderr
+    assert [line for line in out.stderr.splitlines() if line.startswith("mesh: ")] == [
+        next(line for line in out.stderr.splitlines() if "cannot read token file" in line)
+    ]
 
 
 async def test_bridge_cli_registers_with_the_token_from_a_file(
@@ -332,12 +334,12 @@ async def test_bridge_cli_registers_with_the_token_from_a_file(
 def test_bridge_cli_refuses_two_token_sources() -> None:
     # In-process: the node config is checked before anything starts.
     result = CliRunner().invoke(
-        bridge,
-        ["--provider", "openai-compatible", "--base-url", "http://127.0.0.1:9/v1",
+        cli,
+        ["bridge", "--provider", "openai-compatible", "--base-url", "http://127.0.0.1:9/v1",
          "--model", "m", "--price-in", "0", "--price-out", "0", "--context-window", "1024",
          "--router", "127.0.0.1:1", "--router-token-env", "A", "--router-token-file", "/t"],
     )  # fmt: skip
-    assert result.exit_code != 0 and "not both" in result.stderr, result.stderr
+    assert result.exit_code == 2 and "not both" in result.stderr, result.stderr
 
 
 # --- --metrics-listen (fake engine: the flag is under test, not a model) ------------------

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mesh.router.ledger import Ledger, format_costs, parse_since, sqlite_url
+from mesh.router.ledger import Ledger, format_costs, sqlite_url
 from tests.helpers import LEDGER_NOW as NOW
 from tests.helpers import ledger_row as _row
 
@@ -44,10 +44,5 @@ async def test_summary_by_tenant_and_model(tmp_path: Path) -> None:
         await reopened.close()
 
 
-def test_parse_since() -> None:
-    assert parse_since("24h", NOW) == NOW - dt.timedelta(hours=24)
-    assert parse_since("7d", NOW) == NOW - dt.timedelta(days=7)
-    assert parse_since("2026-05-01", NOW) == dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
-    with pytest.raises(ValueError, match="--since"):
-        parse_since("yesterday", NOW)
+def test_format_costs_without_rows() -> None:
     assert format_costs([]) == "no requests recorded"
