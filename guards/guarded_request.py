@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from guards.audit import AuditLog
 from guards.chain import GuardChain
 from guards.errors import GuardBlocked
-from guards.hooks import InputCheck, OutputFinalCheck
+from guards.hooks import InputCheck, OutputFinalCheck, Turn
 from guards.policy_loader import LoadedPolicy
 from guards.policy_store import PolicyStore
 from guards.streaming import StreamGuard
@@ -35,14 +35,24 @@ def blocked_error(result: ChainResult, stage: str) -> GuardBlocked:
 
 @dataclass
 class Segments:
-    """The non-system turns joined into one text, with each turn's offset, so redactions found
-    on the joined text can be written back turn by turn."""
+    """The conversation's turns joined into one text, with each turn's role and offset, so
+    guards can read the roles they are scoped to and redactions found on the joined text can be
+    written back turn by turn."""
 
     texts: list[str]
+    roles: list[str] = field(default_factory=list)  # per text; empty: untyped
 
     @property
     def joined(self) -> str:
         return SEPARATOR.join(self.texts)
+
+    @property
+    def turns(self) -> tuple[Turn, ...]:
+        out, offset = [], 0
+        for text, role in zip(self.texts, self.roles, strict=False):
+            out.append(Turn(role, offset, offset + len(text)))
+            offset += len(text) + len(SEPARATOR)
+        return tuple(out)
 
     def rewrite(self, redactions: Sequence[Finding]) -> list[str]:
         out, offset = [], 0
@@ -82,11 +92,17 @@ class GuardedRequest:
     def chain(self, stage: Stage) -> GuardChain:
         return self.store.chain(stage, self.tenant, self.policy)
 
-    async def check_input(self, text: str) -> ChainResult:
+    async def check_input(self, text: str | Segments) -> ChainResult:
+        """The input chain on a plain text, or on a conversation's turns (each guard then
+        reads only the roles its spec names)."""
+        if isinstance(text, Segments):
+            joined, turns = text.joined, text.turns
+        else:
+            joined, turns = text, ()
         result = await self.chain(Stage.INPUT).run(
-            InputCheck(text, self.tenant, self.request_id, self.system_prompt)
+            InputCheck(joined, self.tenant, self.request_id, self.system_prompt, turns)
         )
-        await self.record(result.outcomes, text)
+        await self.record(result.outcomes, joined)
         return result
 
     async def check_output(self, text: str) -> ChainResult:

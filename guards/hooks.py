@@ -2,21 +2,57 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from guards.verdict import Verdict
 from mesh.config import DEFAULT_TENANT
 
 
+class Turn(NamedTuple):
+    """Where one conversation turn lies in an InputCheck's text."""
+
+    role: str  # "system", "user" or "assistant"
+    start: int
+    end: int
+
+
 @dataclass(frozen=True)
 class InputCheck:
-    """Input for `Guard.check_input`: the caller's text (system turns excluded) and context."""
+    """Input for `Guard.check_input`: the conversation as one text, and its context.
+
+    `turns` says which role wrote which part (empty: one untyped text, e.g. `mesh policy test`).
+    A guard reads only the roles its spec names: `view` blanks the other turns, keeping every
+    offset, so findings still point into `text` and redaction needs no mapping.
+    """
 
     text: str
     tenant: str = DEFAULT_TENANT
     request_id: str = ""
     system_prompt: str = ""
+    turns: tuple[Turn, ...] = ()
+    _views: dict[frozenset[str], InputCheck] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def view(self, roles: Collection[str]) -> InputCheck:
+        """This check as seen by a guard reading only `roles` (self when nothing is hidden)."""
+        hidden = [t for t in self.turns if t.role not in roles]
+        if not hidden:
+            return self
+        key = frozenset(roles)
+        seen = self._views.get(key)
+        if seen is None:
+            parts, at = [], 0
+            for turn in hidden:
+                parts += [self.text[at : turn.start], " " * (turn.end - turn.start)]
+                at = turn.end
+            parts.append(self.text[at:])
+            text = "".join(parts)
+            seen = InputCheck(text, self.tenant, self.request_id, self.system_prompt, self.turns)
+            self._views[key] = seen
+        return seen
 
 
 @dataclass(frozen=True)

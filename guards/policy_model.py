@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from guards.verdict import Action, Mode, Stage
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+Role = Literal["system", "user", "assistant"]
+ROLES: tuple[Role, ...] = ("system", "user", "assistant")
 
 
 class _Strict(BaseModel):
@@ -35,6 +37,12 @@ class GuardSpec(_Strict):
         "open", description="open: pass the text; closed: block it"
     )
     timeout_ms: int = Field(200, ge=1, le=60_000)
+    roles: list[Role] = Field(
+        default_factory=lambda: list(ROLES),
+        min_length=1,
+        description="input stage: the conversation turns this guard reads (default: every turn, "
+        "so a secret in a system prompt is redacted before any provider sees it)",
+    )
 
     @property
     def stages(self) -> tuple[Stage, ...]:

@@ -153,6 +153,12 @@ class CacheSettings(StrictModel):
         ge=1,
         description="longer conversations use only the exact tier (MiniLM truncates at 256 tokens)",
     )
+    max_exact_chars: int = Field(
+        default=65_536,
+        ge=1,
+        description="longer conversations are not cached at all (normalising and hashing them "
+        "would cost more on the event loop than a repeat of them is likely to save)",
+    )
 
 
 class TenantBudget(StrictModel):
@@ -330,6 +336,13 @@ class RouterConfig(StrictModel):
     upstreams: list[UpstreamConfig] = Field(default_factory=list)
     default_timeout_s: float = Field(120.0, gt=0, description="deadline for calls that carry none")
     health_interval_s: float = Field(2.0, gt=0, description="how often upstream health is probed")
+    max_prompt_chars: int = Field(
+        262_144,
+        ge=1,
+        description="characters of message content a request may carry; above it "
+        "INVALID_ARGUMENT before any guard runs (the default token_limit guard allows ~32k "
+        "tokens, ~128k characters)",
+    )
     max_message_bytes: int = Field(
         DEFAULT_MAX_MESSAGE_BYTES,
         ge=1024,

@@ -21,7 +21,7 @@ from mesh.router.breaker import STATE_NAMES, BreakerBoard
 from mesh.router.budget import BudgetTracker
 from mesh.router.cache import ResponseCache
 from mesh.router.catalog import Catalog, RegistryServicer
-from mesh.router.edge import EdgeInterceptor
+from mesh.router.edge import EdgeInterceptor, EdgeLimits
 from mesh.router.embeddings import shared_embedder
 from mesh.router.ledger import Ledger
 from mesh.router.pipeline.cache_lookup import CacheLookup
@@ -217,7 +217,7 @@ class RouterRuntime:
         interceptors: list[grpc.aio.ServerInterceptor] = list(
             self.telemetry.server_interceptors() if self.telemetry else []
         )
-        interceptors.append(EdgeInterceptor(self.auth, self.config.default_timeout_s))
+        interceptors.append(EdgeInterceptor(self.auth, EdgeLimits.of(self.config)))
         self._bound = create_server(
             listen,
             self._registrations(),

@@ -13,12 +13,14 @@ import contextvars
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import grpc.aio
 
-from mesh.contract.errors import MeshError
+from mesh.config import RouterConfig
+from mesh.contract.errors import FieldViolation, InvalidRequest, MeshError
 from mesh.contract.status import abort_with_error, to_status
 from mesh.contract.validation import validate_generation
 from mesh.router.auth import ApiKeyAuth, Principal
@@ -43,19 +45,47 @@ def current_request() -> RequestContext:
         ) from None
 
 
+@dataclass(frozen=True)
+class EdgeLimits:
+    """What the edge enforces before any stage runs (from RouterConfig)."""
+
+    default_timeout_s: float
+    max_prompt_chars: int
+
+    @classmethod
+    def of(cls, config: RouterConfig) -> EdgeLimits:
+        return cls(config.default_timeout_s, config.max_prompt_chars)
+
+
 def begin(
     request: GenerationRequest,
     principal: Principal,
     *,
     stream: bool,
     time_remaining: float | None,
-    default_timeout_s: float,
+    limits: EdgeLimits,
 ) -> RequestContext:
-    """Validate and name a request; the same for every door (gRPC, HTTP)."""
+    """Validate and name a request; the same for every door (gRPC, HTTP).
+
+    The size bound comes first: everything after it (validation, guards, cache keys, the tier
+    estimate) runs on the event loop or holds the GIL, so a huge prompt must cost no more than
+    this sum before it is refused.
+    """
+    chars = sum(len(m.content) for m in request.messages)
+    if chars > limits.max_prompt_chars:
+        raise InvalidRequest(
+            f"the messages hold {chars} characters, over this router's limit of "
+            f"{limits.max_prompt_chars}",
+            reason="PROMPT_TOO_LARGE",
+            metadata={"chars": str(chars), "limit": str(limits.max_prompt_chars)},
+            violations=[
+                FieldViolation("messages", f"at most {limits.max_prompt_chars} characters")
+            ],
+        )
     validate_generation(request)
     if not request.request_id:
         request.request_id = uuid.uuid4().hex
-    budget = default_timeout_s if time_remaining is None else min(time_remaining, 1e6)
+    budget = limits.default_timeout_s if time_remaining is None else min(time_remaining, 1e6)
     # On the door's server span, so `mesh trace --request ID` finds the trace.
     sc.tag_request(request.request_id, tenant=principal.tenant)
     return RequestContext(
@@ -93,9 +123,9 @@ def _rejecting(handler: grpc.RpcMethodHandler, error: MeshError) -> grpc.RpcMeth
 class EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Authenticate every InferenceService call, then build its RequestContext."""
 
-    def __init__(self, auth: ApiKeyAuth, default_timeout_s: float) -> None:
+    def __init__(self, auth: ApiKeyAuth, limits: EdgeLimits) -> None:
         self.auth = auth
-        self.default_timeout_s = default_timeout_s
+        self.limits = limits
 
     async def intercept_service(
         self,
@@ -124,7 +154,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 principal,
                 stream=stream,
                 time_remaining=context.time_remaining(),
-                default_timeout_s=self.default_timeout_s,
+                limits=self.limits,
             )
         )
 

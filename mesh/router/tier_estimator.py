@@ -118,6 +118,9 @@ def _clip(x: float) -> float:
     return max(0.0, min(1.0, x))
 
 
+FEATURE_CHARS = 8000
+
+
 def _task(messages: Sequence[types_pb2.ChatMessage]) -> str:
     """The last user turn: what the request asks for."""
     return next(
@@ -127,8 +130,14 @@ def _task(messages: Sequence[types_pb2.ChatMessage]) -> str:
 
 
 def extract_features(messages: Sequence[types_pb2.ChatMessage]) -> Features:
-    """Feature view of the conversation; the last user turn (the task) weighs most."""
+    """Feature view of the conversation; the last user turn (the task) weighs most.
+
+    The regexes read at most the first and last FEATURE_CHARS / 2 characters of the task: the
+    request's ask sits at its ends, and this runs on the event loop.
+    """
     task = _task(messages)
+    if len(task) > FEATURE_CHARS:
+        task = task[: FEATURE_CHARS // 2] + "\n" + task[-FEATURE_CHARS // 2 :]
     total_chars = sum(len(m.content) for m in messages)
     fences = len(_CODE_FENCE.findall(task))
     syntax = len(_CODE_SYNTAX.findall(task))

@@ -126,3 +126,15 @@ def test_verdict_to_proto_stamps_policy_version() -> None:
         6,
         13,
     )
+
+
+def test_a_view_blanks_other_roles_and_keeps_every_offset() -> None:
+    from guards.hooks import InputCheck, Turn
+
+    text = "SYS secret\n\nuser words"
+    check = InputCheck(text, turns=(Turn("system", 0, 10), Turn("user", 12, 22)))
+    user_only = check.view(["user"])
+    assert user_only.text == " " * 10 + "\n\nuser words" and len(user_only.text) == len(text)
+    assert check.view(["system", "user"]) is check  # nothing hidden: no copy
+    assert check.view(["user"]) is user_only  # one view per role set, reused by every guard
+    assert InputCheck("untyped").view(["user"]).text == "untyped"

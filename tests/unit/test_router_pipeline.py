@@ -29,7 +29,7 @@ from mesh.router.breaker import BreakerBoard
 from mesh.router.budget import BudgetTracker
 from mesh.router.cache import Outcome, ResponseCache
 from mesh.router.catalog import Catalog
-from mesh.router.edge import begin
+from mesh.router.edge import EdgeLimits, begin
 from mesh.router.pipeline.attempts import Attempts
 from mesh.router.pipeline.cache_lookup import CacheLookup
 from mesh.router.pipeline.context import RequestContext
@@ -45,6 +45,7 @@ from mesh.v1 import types_pb2 as t
 from tests.unit.test_router_policies import BIG, SMOL, cand
 
 ALICE = Principal("alice", admin=False, key_name="k1")
+LIMITS = EdgeLimits(default_timeout_s=30, max_prompt_chars=10_000)
 POLICY = """
 guards:
   - {name: pii, use: pii, stage: input, action: redact}
@@ -70,7 +71,7 @@ def context(request: inference_pb2.GenerateRequest | None = None) -> RequestCont
         ALICE,
         stream=False,
         time_remaining=None,
-        default_timeout_s=30,
+        limits=LIMITS,
     )
 
 
@@ -90,7 +91,7 @@ def test_the_edge_validates_before_anything_and_names_the_request_once() -> None
             ALICE,
             stream=False,
             time_remaining=None,
-            default_timeout_s=30,
+            limits=LIMITS,
         )
     assert [v.field for v in info.value.violations] == ["messages"]
     minted = context()
@@ -102,13 +103,10 @@ def test_the_edge_validates_before_anything_and_names_the_request_once() -> None
 
 
 def test_the_deadline_is_the_callers_or_the_default() -> None:
-    ctx = begin(
-        generate_request("hi"), ALICE, stream=True, time_remaining=2.0, default_timeout_s=99
-    )
+    limits = EdgeLimits(default_timeout_s=7, max_prompt_chars=100)
+    ctx = begin(generate_request("hi"), ALICE, stream=True, time_remaining=2.0, limits=limits)
     assert 1.5 < ctx.remaining() <= 2.0
-    ctx = begin(
-        generate_request("hi"), ALICE, stream=True, time_remaining=None, default_timeout_s=7
-    )
+    ctx = begin(generate_request("hi"), ALICE, stream=True, time_remaining=None, limits=limits)
     assert 6.5 < ctx.remaining() <= 7.0
     ctx.deadline = time.monotonic() - 1
     with pytest.raises(MeshError) as info:
@@ -117,16 +115,16 @@ def test_the_deadline_is_the_callers_or_the_default() -> None:
 
 
 # -- input guards ----------------------------------------------------------------------------
-async def test_input_guards_redact_user_turns_and_leave_the_system_turn() -> None:
+async def test_input_guards_redact_every_turn_the_policy_scopes() -> None:
     stage = InputGuards(PolicyStore(load_policy(POLICY)), audit=None)
-    ctx = context(generate_request("mail a@b.io now", system="You are terse."))
+    ctx = context(generate_request("mail a@b.io now", system="Terse. Escalate to ops@x.io."))
     stage.open(ctx)
     original = ctx.request
     result = await InputGuards.check(ctx)
     assert ctx.request is original  # checking never rewrites
     assert InputGuards.apply(ctx, result) is True
     assert [m.content for m in ctx.request.messages] == [
-        "You are terse.",
+        "Terse. Escalate to [EMAIL_ADDRESS].",
         "mail [EMAIL_ADDRESS] now",
     ]
     assert original.messages[1].content == "mail a@b.io now"  # the caller's message is untouched
@@ -387,3 +385,21 @@ async def test_a_redaction_discards_the_first_work_and_runs_it_again() -> None:
 
     got = await _gated(verdict(), work, lambda v: True, discarded.append)
     assert got == "answer-2" and discarded == ["answer-1"] and runs == [0, 1]
+
+
+def test_a_prompt_over_the_size_bound_is_refused_before_anything_else() -> None:
+    limits = EdgeLimits(default_timeout_s=30, max_prompt_chars=100)
+    big = generate_request("x" * 60, "y" * 60)
+    big.sampling.temperature = 9  # also invalid: the size is what the caller hears first
+    with pytest.raises(InvalidRequest) as info:
+        begin(big, ALICE, stream=False, time_remaining=None, limits=limits)
+    assert info.value.reason == "PROMPT_TOO_LARGE" and info.value.metadata["chars"] == "120"
+    assert not big.request_id  # refused before it was even named
+    begin(generate_request("x" * 100), ALICE, stream=False, time_remaining=None, limits=limits)
+
+
+def test_a_conversation_over_the_cache_bound_is_never_keyed() -> None:
+    cache = ResponseCache(CacheSettings(semantic=False, max_exact_chars=50))
+    policy = planner().policy_for("alice", t.RoutingHints())
+    ctx = context(generate_request("z" * 51))
+    assert CacheLookup(cache, None).exact(ctx, policy, "v1") is None and ctx.cache_key is None

@@ -37,6 +37,8 @@ class CacheLookup:
         mode = request.routing.cache
         if cache is None or mode == _BYPASS:
             return None
+        if sum(len(m.content) for m in request.messages) > cache.settings.max_exact_chars:
+            return None  # not cached at all: keying it would cost more than a repeat saves
         target = f"policy:{policy.name}|{policy.pinned_model}|{int(request.routing.min_tier)}"
         scope = CacheScope.build(ctx.tenant, policy_version, target, request.sampling)
         ctx.cache_key = cache.key(scope, request.messages)

@@ -1,5 +1,9 @@
 """Input-guard stage: the policy's input chain over the conversation, before anything is routed.
 
+Every turn is checked, the system prompt included (a secret there would otherwise reach an
+external provider); which guard reads which roles, and so what may be rewritten, is the
+policy's choice (`roles` per guard), never a skip written here.
+
 Checking and applying are apart so the policy's `parallel_input` mode can run the check while
 generation starts: `check` never touches the context's request, `apply` rewrites it (redaction)
 or raises GuardBlocked once the verdict is known.
@@ -15,10 +19,16 @@ from mesh.router.pipeline.context import RequestContext
 from mesh.v1 import types_pb2
 
 _SYSTEM = types_pb2.ROLE_SYSTEM
+_ROLE_NAMES = {
+    types_pb2.ROLE_SYSTEM: "system",
+    types_pb2.ROLE_USER: "user",
+    types_pb2.ROLE_ASSISTANT: "assistant",
+}
 
 
 def _segments(ctx: RequestContext) -> Segments:
-    return Segments([m.content for m in ctx.request.messages if m.role != _SYSTEM])
+    messages = ctx.request.messages
+    return Segments([m.content for m in messages], [_ROLE_NAMES[m.role] for m in messages])
 
 
 class InputGuards:
@@ -53,7 +63,7 @@ class InputGuards:
         """The input verdict (audited); the request is left as it is."""
         if ctx.guards is None:
             return None
-        return await ctx.guards.check_input(_segments(ctx).joined)
+        return await ctx.guards.check_input(_segments(ctx))
 
     @staticmethod
     def apply(ctx: RequestContext, result: ChainResult | None) -> bool:
@@ -67,9 +77,9 @@ class InputGuards:
             return False
         rewritten = type(ctx.request)()
         rewritten.CopyFrom(ctx.request)  # type: ignore[arg-type]
-        texts = iter(_segments(ctx).rewrite(result.redactions))
-        for message in rewritten.messages:
-            if message.role != _SYSTEM:
-                message.content = next(texts)
+        for message, text in zip(
+            rewritten.messages, _segments(ctx).rewrite(result.redactions), strict=True
+        ):
+            message.content = text
         ctx.request = rewritten
         return True
