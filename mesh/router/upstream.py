@@ -4,6 +4,12 @@ One long-lived channel per node, created on first use and re-pointed when a node
 at another address. A background probe (ListModels, which also returns load) refreshes every
 node's health and load, and the model cards of static nodes (registered nodes send theirs);
 a failed call marks a node unhealthy at once so the next request does not wait for the probe.
+
+A frozen node (SIGSTOPped, a hung event loop) accepts connections and never answers, and gRPC
+keepalive took 25-45 s to notice one (STACK.md). So calls that have not committed yet are
+tracked per node, and when the node misses FROZEN_AFTER_MISSES probes in a row they are
+cancelled, marked abandoned, so the router tries the next candidate. A unary call commits only
+with its reply, so this, not a time limit on the whole generation, is what rescues it.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -24,6 +31,7 @@ from mesh.v1 import inference_pb2, inference_pb2_grpc
 log = logging.getLogger(__name__)
 
 ProbeListener = Callable[[Catalog], None]
+FROZEN_AFTER_MISSES = 2  # probe timeouts in a row before a node's uncommitted calls are given up
 
 
 class UpstreamPool:
@@ -47,6 +55,9 @@ class UpstreamPool:
         self._task: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self.after_probe: list[ProbeListener] = []
+        self._pending: dict[str, set[Any]] = {}  # node id -> calls not yet committed
+        self._abandoned: set[Any] = set()
+        self._misses: dict[str, int] = {}
 
     def add_static(self, node_id: str, address: str) -> None:
         """A node from config (or a test); its cards arrive with the first probe."""
@@ -81,6 +92,30 @@ class UpstreamPool:
             log.warning("upstream %s (%s) marked unhealthy", node_id, entry.address)
         self.catalog.set_health(node_id, False)
 
+    # -- calls not yet committed -------------------------------------------------------------
+    def track(self, node_id: str, call: Any) -> None:
+        """A call sent to `node_id` that has not committed (no reply, no first event) yet."""
+        self._pending.setdefault(node_id, set()).add(call)
+
+    def untrack(self, node_id: str, call: Any) -> bool:
+        """Forget a call; True when it was given up because its node froze."""
+        pending = self._pending.get(node_id)
+        if pending is not None:
+            pending.discard(call)
+        if call in self._abandoned:
+            self._abandoned.discard(call)
+            return True
+        return False
+
+    def _give_up(self, node_id: str) -> None:
+        calls = self._pending.pop(node_id, set())
+        if calls:
+            log.warning("upstream %s froze: giving up %d pending call(s)", node_id, len(calls))
+        for call in calls:
+            self._abandoned.add(call)
+            call.cancel()
+
+    # -- probes -------------------------------------------------------------------------------
     async def probe(self, entry: NodeEntry) -> bool:
         """Refresh one node's load (and cards, for static nodes); returns its health."""
         stub = self.stub(entry.node_id, entry.address)
@@ -92,7 +127,12 @@ class UpstreamPool:
             if entry.healthy:
                 log.warning("upstream %s probe failed: %s", entry.node_id, err.code().name)
             self.catalog.set_health(entry.node_id, False)
+            if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:  # connected, silent: frozen?
+                misses = self._misses[entry.node_id] = self._misses.get(entry.node_id, 0) + 1
+                if misses >= FROZEN_AFTER_MISSES:
+                    self._give_up(entry.node_id)
             return False
+        self._misses.pop(entry.node_id, None)
         if entry.static or not entry.cards:
             self.catalog.set_cards(entry.node_id, reply.models)
         self.catalog.set_load(entry.node_id, reply.load)

@@ -18,7 +18,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
@@ -53,6 +53,7 @@ _TRANSPORT_RETRY_CODES = frozenset(
 
 
 _FINISH_TIMEOUT_S = 1.0
+_T = TypeVar("_T")
 _UNARY_METHOD = "/mesh.v1.InferenceService/Generate"
 _STREAM_METHOD = "/mesh.v1.InferenceService/GenerateStream"
 
@@ -117,7 +118,8 @@ class Forwarder:
         async def attempt(cand: Candidate, request: Any, remaining_s: float, md: Any) -> Upstream:
             stub = self.pool.stub(cand.node_id, cand.address)
             started = time.perf_counter()
-            reply = await stub.Generate(request, timeout=remaining_s, metadata=md)
+            call = stub.Generate(request, timeout=remaining_s, metadata=md)
+            reply = await self._uncommitted(cand, call, call)
             return Upstream(cand, reply, trace.INVALID_SPAN, started)
 
         return await self._commit(ctx, route_span, attempt)
@@ -130,7 +132,9 @@ class Forwarder:
             started = time.perf_counter()
             call = stub.GenerateStream(request, timeout=remaining_s, metadata=md)
             try:
-                first = await self._read(call, self.first_token_timeout_s, ctx, "no first token")
+                first = await self._uncommitted(
+                    cand, call, self._read(call, self.first_token_timeout_s, ctx, "no first token")
+                )
             except BaseException:
                 call.cancel()
                 raise
@@ -196,6 +200,20 @@ class Forwarder:
             upstream.span = span
             return upstream
         raise attempts.exhausted(len(decision.ordered))
+
+    async def _uncommitted(self, cand: Candidate, call: Any, first: Awaitable[_T]) -> _T:
+        """Await a call's reply or first event while the pool may give it up (its node froze:
+        missed probes); a given-up call becomes Stalled, so the loop tries the next node."""
+        self.pool.track(cand.node_id, call)
+        try:
+            return await first
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self.pool.untrack(cand.node_id, call) and not (task and task.cancelling()):
+                raise Stalled(f"{cand.node_id} stopped answering its health probes") from None
+            raise
+        finally:
+            self.pool.untrack(cand.node_id, call)
 
     # -- after the commit point -------------------------------------------------------------
     async def next_event(
