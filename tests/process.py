@@ -137,6 +137,12 @@ class ServerProcess:
         last = self.output().splitlines()[-lines:]
         return f"--- last {len(last)} lines of {self.log} ---\n" + "\n".join(last)
 
+    def wait_for(
+        self, predicate: Callable[[], bool], what: str, *, timeout_s: float = START_TIMEOUT_S
+    ) -> None:
+        """Until `predicate` holds (say, an HTTP health check); fails if the process exits."""
+        wait_for(predicate, what, timeout_s=timeout_s, process=self)
+
     def wait_for_output(self, pattern: str, *, timeout_s: float = START_TIMEOUT_S) -> re.Match[str]:
         """The first match of `pattern` (re.MULTILINE) in the output, once it is there."""
         regex = re.compile(pattern, re.MULTILINE)
