@@ -1,7 +1,8 @@
 """Server wiring every mesh process shares: options, health, reflection, binding.
 
 `create_server` only builds and binds (tests bind port 0 and read the port back); callers
-start and stop it. Every server gets grpc.health.v1 and reflection.
+start and stop it. Every server gets grpc.health.v1 and reflection (grpc.reflection.v1 and
+v1alpha).
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
 
 from mesh.config import DEFAULT_MAX_MESSAGE_BYTES, is_loopback
+from mesh.contract.reflection import enable_reflection
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +99,7 @@ def create_server(
         names.append(name)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        (
-            *names,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
-    )
+    enable_reflection(server, (*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
     port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"could not bind {listen}")
