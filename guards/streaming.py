@@ -162,7 +162,8 @@ class StreamGuard:
                     )
             if wanted is None:
                 wanted = self.hold_back
-            hold = max(hold, wanted)
+            if wanted > hold:
+                hold = wanted
         return hold
 
     def _context(self) -> str:
@@ -201,6 +202,8 @@ class StreamGuard:
             agg = self._aggregates.get(outcome.guard)
             if agg is None:
                 agg = self._aggregates[outcome.guard] = _Aggregate(outcome)
+            elif outcome.verdict.action is Action.ALLOW:
+                continue  # the common case: nothing to add
             elif _SEVERITY[outcome.verdict.action] > _SEVERITY[agg.outcome.verdict.action]:
                 agg.outcome = outcome
             for f in outcome.verdict.findings:

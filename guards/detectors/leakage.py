@@ -47,11 +47,21 @@ class SystemPromptLeakageDetector:
         if ngram_words < 3:
             raise ValueError("ngram_words must be >= 3")
         self.n = ngram_words
+        self._last: tuple[str, PromptIndex] | None = None
+
+    def _index(self, system_prompt: str) -> PromptIndex:
+        """A stream asks once per chunk with the same prompt: the last one answers first."""
+        last = self._last
+        if last is not None and last[0] is system_prompt:
+            return last[1]
+        index = prompt_index(system_prompt, self.n)
+        self._last = (system_prompt, index)
+        return index
 
     def find(self, text: str, system_prompt: str = "") -> list[Finding]:
         if not system_prompt:
             return []
-        grams = prompt_index(system_prompt, self.n).grams
+        grams = self._index(system_prompt).grams
         if not grams:
             return []
         matches = list(WORD.finditer(text))
@@ -76,7 +86,7 @@ class SystemPromptLeakageDetector:
         """
         if not system_prompt or not text:
             return 0
-        index = prompt_index(system_prompt, self.n)
+        index = self._index(system_prompt)
         if not index.runs:
             return 0
         matches = list(WORD.finditer(text))[-self.n :]

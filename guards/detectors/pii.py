@@ -188,8 +188,14 @@ def _email_hold(text: str) -> int:
 
 
 def _number_hold(text: str) -> int:
-    ext = EXTENSION.search(text[-16:])
-    head = text if ext is None else text[: len(text) - 16 + ext.start() + 1]
+    last = text[-1:]
+    if not (last in NUMBER_CHARS or last in "xet" or last.isdecimal() or last.isspace()):
+        return 0  # most often a letter: no number, and no extension, ends in one
+    if DIGIT.search(text, max(0, len(text) - NUMBER_MAX)) is None:
+        return 1 if last and last in "+(" else 0  # "+" or "(" opens one before any digit
+    tail = text[-16:]
+    ext = EXTENSION.search(tail)
+    head = text if ext is None else text[: len(text) - len(tail) + ext.start() + 1]
     start = max(trailing_run_start(head, NUMBER_CHARS), len(text) - NUMBER_MAX)
     for i in range(start, len(head)):
         ch = head[i]
@@ -199,6 +205,8 @@ def _number_hold(text: str) -> int:
 
 
 def _iban_hold(text: str) -> int:
+    if text[-1:] not in IBAN_CHARS and not text[-1:].isdecimal():
+        return 0
     start = max(trailing_run_start(text, IBAN_CHARS), len(text) - IBAN_MAX)
     for i in range(start, len(text)):
         if (i == 0 or text[i - 1] == " " or i == start) and IBAN_PREFIX.match(text, i):
@@ -207,6 +215,8 @@ def _iban_hold(text: str) -> int:
 
 
 def _ipv6_hold(text: str) -> int:
+    if text[-1:] not in IPV6_CHARS:
+        return 0
     start = trailing_run_start(text, IPV6_CHARS, _never)
     if 0 < len(text) - start <= IPV6_MAX and IPV6_PREFIX.fullmatch(text, start):
         return len(text) - start

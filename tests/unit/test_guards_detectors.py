@@ -182,6 +182,12 @@ def test_holdback_releases_finished_words() -> None:
         assert detector.holdback("The capital of Fra") == 3  # an unfinished word may go on
 
 
+def test_pii_holdback_keeps_a_phone_number_whose_extension_is_being_written() -> None:
+    for text in ("tel 5 ext", "5551234 ext", "(602)272-9781 x", "call 555-123-4567 ext. 1"):
+        start = next(i for i, c in enumerate(text) if c in "(0123456789")
+        assert PiiDetector().holdback(text) == len(text) - start, text
+
+
 def test_npm_token_found_inside_its_npmrc_entry() -> None:
     text = "set //registry.npmjs.org/:_authToken=npm_abcDEF123456 in .npmrc"
     assert types_of(SecretsDetector().find(text), text) == [
