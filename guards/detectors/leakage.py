@@ -4,40 +4,75 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
 
 from guards.verdict import Finding
 
 WORD = re.compile(r"\w+")
 
 
-@dataclass(frozen=True)
 class PromptIndex:
-    """A system prompt's word runs: the n-grams a leak is made of, and for streams every
-    shorter run (and what may follow it) that a leak still being written could be."""
+    """A system prompt's words as the detector needs them: the n-grams a leak is made of and,
+    built on a stream's first ask (a unary check never needs them), its words, pairs and
+    triples of words (with where each triple ends) and every prefix of every word: linear in
+    the prompt's length, where a set of every shorter run would be n times its size."""
 
-    grams: frozenset[tuple[str, ...]]
-    runs: frozenset[tuple[str, ...]]  # every run of 1 .. n-1 consecutive words
-    # run of 0 .. n-1 words -> the words that follow it, case-folded: an unfinished word is
-    # compared by prefix, and only folding keeps a prefix a prefix (a final "Σ" lowers to "ς")
-    followers: dict[tuple[str, ...], frozenset[str]]
-    prefixes: frozenset[str]  # every prefix of every word, case-folded (the run of 0 words)
+    def __init__(self, system_prompt: str, n: int) -> None:
+        self.words = [w.lower() for w in WORD.findall(system_prompt)]
+        self.grams = frozenset(tuple(self.words[i : i + n]) for i in range(len(self.words) - n + 1))
+
+    @functools.cached_property
+    def vocabulary(self) -> set[str]:
+        return set(self.words)
+
+    @functools.cached_property
+    def pairs(self) -> set[tuple[str, str]]:
+        """Every two consecutive words."""
+        return set(zip(self.words, self.words[1:], strict=False))
+
+    @functools.cached_property
+    def triples_at(self) -> dict[tuple[str, str, str], list[int]]:
+        """Three consecutive words -> where the last of them occurs (few places even for the
+        commonest three, so extending each match backwards stays cheap)."""
+        out: dict[tuple[str, str, str], list[int]] = {}
+        for i, triple in enumerate(zip(self.words, self.words[1:], self.words[2:], strict=False)):
+            out.setdefault(triple, []).append(i + 2)
+        return out
+
+    @functools.cached_property
+    def prefixes(self) -> frozenset[str]:
+        """Every prefix of every word, case-folded: an unfinished word is compared by prefix,
+        and only folding keeps a prefix a prefix (Greek capital sigma lowers to the final form
+        at a word's end, to the medial one inside it)."""
+        return frozenset(
+            w[:i] for w in {w.casefold() for w in self.vocabulary} for i in range(1, len(w) + 1)
+        )
+
+    def run_before(self, words: list[str], most: int) -> int:
+        """How many of `words`' last words (at most `most`) the prompt holds in that order."""
+        most = min(most, len(words))
+        if most == 0 or words[-1] not in self.vocabulary:
+            return 0
+        if most == 1 or (words[-2], words[-1]) not in self.pairs:
+            return 1
+        ends = self.triples_at.get((words[-3], words[-2], words[-1])) if most > 2 else None
+        if ends is None:
+            return 2
+        best = 3
+        for q in ends:
+            k = 3
+            while k < most and k <= q and self.words[q - k] == words[-k - 1]:
+                k += 1
+            if k > best:
+                best = k
+                if best == most:
+                    break
+        return best
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=16)
 def prompt_index(system_prompt: str, n: int) -> PromptIndex:
     """Built once per prompt (requests reuse a handful of system prompts)."""
-    words = [w.lower() for w in WORD.findall(system_prompt)]
-    grams = frozenset(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
-    runs = frozenset(
-        tuple(words[i : i + k]) for k in range(1, n) for i in range(len(words) - k + 1)
-    )
-    following: dict[tuple[str, ...], set[str]] = {}
-    for i, word in enumerate(words):
-        for k in range(min(i, n - 1) + 1):
-            following.setdefault(tuple(words[i - k : i]), set()).add(word.casefold())
-    prefixes = frozenset(w[:i] for w in following.get((), ()) for i in range(1, len(w) + 1))
-    return PromptIndex(grams, runs, {run: frozenset(f) for run, f in following.items()}, prefixes)
+    return PromptIndex(system_prompt, n)
 
 
 class SystemPromptLeakageDetector:
@@ -78,7 +113,8 @@ class SystemPromptLeakageDetector:
 
     def holdback(self, text: str, system_prompt: str = "") -> int:
         """From the first word of the longest trailing run of words that the prompt also holds
-        (fewer than n: n would be a finding), the last word read as possibly unfinished.
+        in that order (fewer than n: n would be a finding); an unfinished last word counts when
+        it begins some prompt word.
 
         Such a run is all a leak still being written can be, so with it held every n-gram is
         seen whole before any of its characters leave; any other text cannot become part of
@@ -87,30 +123,17 @@ class SystemPromptLeakageDetector:
         if not system_prompt or not text:
             return 0
         index = self._index(system_prompt)
-        if not index.runs:
+        if not index.grams:
             return 0
         matches = list(WORD.finditer(text))[-self.n :]
         if not matches:
             return 0
         words = [m.group().lower() for m in matches]
-        start = len(text)
         if matches[-1].end() == len(text):  # the last word may go on in the next chunk
-            words.pop()
-            unfinished = matches[-1].group().casefold()
-            if unfinished not in index.prefixes:
+            if matches[-1].group().casefold() not in index.prefixes:
                 return 0
-            start = matches[len(words)].start()
-            for k in range(1, min(len(words), self.n - 1) + 1):
-                if not _starts_a_follower(index, tuple(words[-k:]), unfinished):
-                    break
-                start = matches[len(words) - k].start()
-        else:
-            for k in range(1, min(len(words), self.n - 1) + 1):
-                if tuple(words[-k:]) not in index.runs:
-                    break
-                start = matches[len(words) - k].start()
-        return len(text) - start
-
-
-def _starts_a_follower(index: PromptIndex, run: tuple[str, ...], unfinished: str) -> bool:
-    return any(word.startswith(unfinished) for word in index.followers.get(run, ()))
+            words.pop()
+            k = index.run_before(words, self.n - 1)
+            return len(text) - matches[len(words) - k].start()
+        k = index.run_before(words, self.n - 1)
+        return len(text) - matches[len(words) - k].start() if k else 0
