@@ -57,7 +57,8 @@ class InputCheck:
 
 @dataclass(frozen=True)
 class OutputChunkCheck:
-    """Input for `Guard.check_output_chunk`: the hold-back window (held tail plus new chunk)."""
+    """Input for `Guard.check_output_chunk` (and `StreamHoldback.holdback`): the text of a
+    stream not yet released (held tail plus new chunk); `offset` characters came before it."""
 
     text: str
     tenant: str = DEFAULT_TENANT
@@ -88,3 +89,13 @@ class Guard(Protocol):
     def check_output_chunk(self, check: OutputChunkCheck) -> Verdict: ...
 
     def check_output_final(self, check: OutputFinalCheck) -> Verdict: ...
+
+
+@runtime_checkable
+class StreamHoldback(Protocol):
+    """Optional on a Guard: how many trailing characters of a stream's unreleased text it could
+    still turn into a finding once more text arrives. 0 releases everything; None means it
+    cannot say, and the stream holds the policy's `hold_back_chars` for it (as for a guard
+    without this method, such as a guardrails-ai validator)."""
+
+    def holdback(self, check: OutputChunkCheck) -> int | None: ...

@@ -13,6 +13,9 @@ from guards.verdict import Finding
 class JsonSchemaDetector:
     """Reports INVALID_JSON / SCHEMA_VIOLATION; only meaningful on a whole response."""
 
+    # A stream's chunks are never valid JSON on their own: only the whole text is judged.
+    judges_whole_text = True
+
     def __init__(self, schema: dict[str, Any]) -> None:
         jsonschema.Draft202012Validator.check_schema(schema)
         self.validator = jsonschema.Draft202012Validator(schema)
@@ -25,3 +28,8 @@ class JsonSchemaDetector:
         if next(iter(self.validator.iter_errors(value)), None) is not None:
             return [Finding("SCHEMA_VIOLATION", 0, len(text), 1.0)]
         return []
+
+    def holdback(self, text: str, system_prompt: str = "") -> int:
+        """All of it: whether the response is valid is known only at its end, and a client
+        that asked for this schema must not receive a response that fails it."""
+        return len(text)
