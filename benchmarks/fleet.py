@@ -16,6 +16,7 @@ Router configs:
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -102,32 +103,18 @@ class Fleet:
 
 @contextmanager
 def fleet() -> Iterator[Fleet]:
-    """A Fleet stopped on exit, SIGTERM included (`benchmarks` sends it on a suite timeout)."""
+    """A Fleet stopped on exit, SIGTERM included (`benchmarks` sends it on a suite timeout).
+
+    Its temporary folder (logs, data files) is removed after a clean run and kept after a
+    failure, for the logs.
+    """
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     running = Fleet()
     try:
         yield running
-    finally:
+    except BaseException:
         running.close()
-        print(f"logs: {running.workdir}")
-
-
-Started = dict[str, tuple[str, dict[str, int]]]  # path name -> (address, role -> pid)
-
-
-def start_mesh_paths(f: Fleet, routers: dict[str, str]) -> Started:
-    """A FakeEngine node (path D), the relay in front of it (N), and routers over it (R ...).
-
-    `routers` maps path name -> router config kind. Roles: "node", and "front" for the relay
-    or router in front of it.
-    """
-    node = loopback()
-    node_pid = f.node("node", node)
-    relay = loopback()
-    started: Started = {"D node": (node, {"node": node_pid})}
-    started["N relay"] = (relay, {"front": f.relay("relay", relay, node), "node": node_pid})
-    for name, kind in routers.items():
-        addr = loopback()
-        pid = f.router(name, kind, addr, [("fake-node", node)])
-        started[name] = (addr, {"front": pid, "node": node_pid})
-    return started
+        print(f"logs kept in {running.workdir}", file=sys.stderr)
+        raise
+    running.close()
+    shutil.rmtree(running.workdir, ignore_errors=True)

@@ -159,6 +159,12 @@ def cpu_s(pid: int) -> float:
     return total
 
 
+def cpu_note(requests: int) -> str:
+    """CPU times come in clock ticks: say what one tick is worth per request."""
+    per_request = 1e3 / os.sysconf("SC_CLK_TCK") / requests
+    return f"CPU time resolution {per_request:.2f} ms/req ({requests} requests)"
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory now of a process and its children, in MB."""
     return sum(_status_kb(p.pid, "VmRSS") for p in _tree(pid)) / 1024

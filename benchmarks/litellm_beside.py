@@ -1,7 +1,8 @@
 """LiteLLM's proxy measured beside the mesh, both in front of one fast fake OpenAI-compatible
 upstream (benchmarks.fake_openai), in the same interleaved rounds:
 
-- A: client -> upstream directly (HTTP, aiohttp) - the baseline of "added";
+- A: client -> upstream directly (HTTP, aiohttp: a light client, so the bench process's own
+     cost does not cap the fast direct path at c32) - the baseline of "added";
 - L: client -> LiteLLM proxy (its own venv, one worker, no database, no callbacks,
      telemetry off, a master key) -> upstream;
 - B: client (gRPC) -> `mesh bridge --provider openai-compatible` -> upstream (the bridge's share);
@@ -34,6 +35,7 @@ from benchmarks.clients import ClientPath, measure_unary, open_paths
 from benchmarks.fleet import FAKE_MODEL, Fleet, Started, fleet, mesh_command
 from benchmarks.harness import (
     REQUEST_TIMEOUT_S,
+    cpu_note,
     free_port,
     grpc_ready,
     http_ready,
@@ -201,7 +203,7 @@ def rows(r: dict[str, dict[str, float]]) -> list[Row]:
     ]  # fmt: skip
 
 
-def report(r: dict[str, dict[str, float]]) -> None:
+def report(r: dict[str, dict[str, float]], plan: Plan) -> None:
     a = r["A direct"]
     head = ["path", "p50 ms", "+p50 ms", "p99 ms", "+p99 ms", "rps c1", "rps c8", "rps c32"]
     head += ["cpu ms/req (c32)", "RSS idle/peak MB", "cache hits"]
@@ -224,7 +226,7 @@ def report(r: dict[str, dict[str, float]]) -> None:
     print(text_table(head, body))
     print(
         f"upstream (fake, aiohttp) RSS idle {a['idle_mb_upstream']:.0f} MB; + = added over A; "
-        "B and M use a gRPC client, A and L an HTTP one"
+        "B and M use a gRPC client, A and L an HTTP one; " + cpu_note(plan.throughput_requests)
     )
 
 
@@ -239,8 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         write_rows([], args.rows)
         return 0
     print(f"litellm {litellm_venv.VERSION} from {python.parent.parent}")
-    results = run(Plan.from_args(args), python)
-    report(results)
+    plan = Plan.from_args(args)
+    results = run(plan, python)
+    report(results, plan)
     write_rows(rows(results), args.rows)
     return 0
 

@@ -20,7 +20,7 @@ import sys
 
 from benchmarks.clients import measure_unary, open_paths, repeated
 from benchmarks.fleet import fleet, start_mesh_paths
-from benchmarks.harness import versions
+from benchmarks.harness import cpu_note, versions
 from benchmarks.prompts import distinct_prompts
 from benchmarks.stats import Plan, Row, added, fmt, ratio, suite_arguments, text_table, write_rows
 
@@ -71,7 +71,8 @@ def rows(results: dict[str, dict[str, float]]) -> list[Row]:
         ),
         Row(
             "tracing at 100 % sampling: added latency",
-            f"R lean {lean['p50_ms']:.2f} ms / untraced {untraced['p50_ms']:.2f} ms",
+            f"+{tracing_pct:.0f} %: R lean {lean['p50_ms']:.2f} ms, "
+            f"untraced {untraced['p50_ms']:.2f} ms",
             tracing_pct, 10, "<=", "%",
         ),
         Row(
@@ -82,7 +83,7 @@ def rows(results: dict[str, dict[str, float]]) -> list[Row]:
     ]  # fmt: skip
 
 
-def report(results: dict[str, dict[str, float]]) -> None:
+def report(results: dict[str, dict[str, float]], plan: Plan) -> None:
     d = results["D node"]
     head = ["path", "p50 ms", "+p50 ms", "p99 ms", "rps c1", "rps c8", "rps c32"]
     head += ["cpu ms/req front", "cpu ms/req node", "RSS idle MB front", "RSS peak MB front"]
@@ -102,7 +103,8 @@ def report(results: dict[str, dict[str, float]]) -> None:
     print(text_table(head, body))
     print(
         f"node RSS idle {d['idle_mb_node']:.0f} MB, peak {d['peak_mb_node']:.0f} MB; "
-        "cpu ms/req at concurrency 32; +p50 = added over D; D's 'front' is the node itself"
+        "cpu ms/req at concurrency 32; +p50 = added over D; D's 'front' is the node itself; "
+        + cpu_note(plan.throughput_requests)
     )
     lean, untraced = results["R lean"], results["R lean-untraced"]
     share = ratio(added(lean["p50_ms"], untraced["p50_ms"]), added(lean["p50_ms"], d["p50_ms"]))
@@ -112,8 +114,9 @@ def report(results: dict[str, dict[str, float]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = suite_arguments(__doc__).parse_args(argv)
     print(versions())
-    results = run(Plan.from_args(args))
-    report(results)
+    plan = Plan.from_args(args)
+    results = run(plan)
+    report(results, plan)
     write_rows(rows(results), args.rows)
     return 0
 
