@@ -118,3 +118,24 @@ def fleet() -> Iterator[Fleet]:
         raise
     running.close()
     shutil.rmtree(running.workdir, ignore_errors=True)
+
+
+Started = dict[str, tuple[str, dict[str, int]]]  # path name -> (address, role -> pid)
+
+
+def start_mesh_paths(f: Fleet, routers: dict[str, str]) -> Started:
+    """A FakeEngine node (path D), the relay in front of it (N), and routers over it (R ...).
+
+    `routers` maps path name -> router config kind. Roles: "node", and "front" for the relay
+    or router in front of it.
+    """
+    node = loopback()
+    node_pid = f.node("node", node)
+    relay = loopback()
+    started: Started = {"D node": (node, {"node": node_pid})}
+    started["N relay"] = (relay, {"front": f.relay("relay", relay, node), "node": node_pid})
+    for name, kind in routers.items():
+        addr = loopback()
+        pid = f.router(name, kind, addr, [("fake-node", node)])
+        started[name] = (addr, {"front": pid, "node": node_pid})
+    return started
