@@ -23,7 +23,7 @@ from benchmarks.harness import (
     warm_up,
 )
 from benchmarks.prompts import REPEATED_PROMPT
-from benchmarks.stats import Plan
+from benchmarks.stats import Figure, Plan
 from mesh.v1 import inference_pb2, inference_pb2_grpc, types_pb2
 
 MAX_TOKENS = 16  # FakeEngine answers 8 one-word chunks: the whole answer fits
@@ -124,7 +124,24 @@ async def open_paths(
             await channel.close()
 
 
-async def measure_unary(paths: Mapping[str, ClientPath], plan: Plan) -> dict[str, dict[str, float]]:
+@dataclass(frozen=True)
+class PathResult:
+    """A path's latency over rounds and its other numbers (p50_ms, rps_c32, cpu_ms_ROLE, ...)."""
+
+    latency: Figure
+    numbers: dict[str, float]
+
+    def __getitem__(self, key: str) -> float:
+        return self.numbers[key]
+
+    def get(self, key: str, default: float) -> float:
+        return self.numbers.get(key, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.numbers)
+
+
+async def measure_unary(paths: Mapping[str, ClientPath], plan: Plan) -> dict[str, PathResult]:
     """Latency (interleaved rounds), then throughput and CPU per process, path by path.
 
     Idle RSS is read after the warm-up, at rest: what loads lazily (MiniLM) counts.
@@ -133,7 +150,7 @@ async def measure_unary(paths: Mapping[str, ClientPath], plan: Plan) -> dict[str
     await warm_up(probes, plan)
     idle = {n: {role: rss_mb(pid) for role, pid in p.processes.items()} for n, p in paths.items()}
     latency = await interleaved(probes, plan)
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, PathResult] = {}
     for name, path in paths.items():
         fig = latency[name]["ms"]
         r = {"p50_ms": fig.p50, "p99_ms": fig.p99}
@@ -143,5 +160,5 @@ async def measure_unary(paths: Mapping[str, ClientPath], plan: Plan) -> dict[str
             r[f"peak_mb_{role}"] = peak_mb(pid)
         r["cache_hits"] = path.cache_hits
         r["sent"] = path.sent
-        results[name] = r
+        results[name] = PathResult(fig, r)
     return results

@@ -31,7 +31,7 @@ from pathlib import Path
 import aiohttp
 
 from benchmarks import litellm_venv
-from benchmarks.clients import ClientPath, measure_unary, open_paths
+from benchmarks.clients import ClientPath, PathResult, measure_unary, open_paths
 from benchmarks.fleet import FAKE_MODEL, Fleet, Started, fleet, mesh_command
 from benchmarks.harness import (
     REQUEST_TIMEOUT_S,
@@ -48,6 +48,7 @@ from benchmarks.stats import (
     Row,
     added,
     fmt,
+    paired_added,
     ratio,
     suite_arguments,
     text_table,
@@ -150,11 +151,11 @@ def start(f: Fleet, python: Path) -> Endpoints:
     return Endpoints(grpc_paths, upstream, litellm_url, master_key)
 
 
-def run(plan: Plan, python: Path) -> dict[str, dict[str, float]]:
+def run(plan: Plan, python: Path) -> dict[str, PathResult]:
     with fleet() as f:
         at = start(f, python)
 
-        async def go() -> dict[str, dict[str, float]]:
+        async def go() -> dict[str, PathResult]:
             connector = aiohttp.TCPConnector(limit=64)
             timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
             async with (
@@ -186,9 +187,10 @@ def run(plan: Plan, python: Path) -> dict[str, dict[str, float]]:
         return asyncio.run(go())
 
 
-def rows(r: dict[str, dict[str, float]]) -> list[Row]:
+def rows(r: dict[str, PathResult]) -> list[Row]:
     a, lite, mesh = r["A direct"], r["L litellm"], r["M mesh"]
-    h_l, h_m = added(lite["p50_ms"], a["p50_ms"]), added(mesh["p50_ms"], a["p50_ms"])
+    h_l = paired_added(lite.latency, a.latency)
+    h_m = paired_added(mesh.latency, a.latency)
     return [
         Row(
             "default config: added p50 vs LiteLLM's",
@@ -203,7 +205,7 @@ def rows(r: dict[str, dict[str, float]]) -> list[Row]:
     ]  # fmt: skip
 
 
-def report(r: dict[str, dict[str, float]], plan: Plan) -> None:
+def report(r: dict[str, PathResult], plan: Plan) -> None:
     a = r["A direct"]
     head = ["path", "p50 ms", "+p50 ms", "p99 ms", "+p99 ms", "rps c1", "rps c8", "rps c32"]
     head += ["cpu ms/req (c32)", "RSS idle/peak MB", "cache hits"]
@@ -218,7 +220,7 @@ def report(r: dict[str, dict[str, float]], plan: Plan) -> None:
         )
         body.append(
             [
-                name, fmt(x["p50_ms"]), fmt(added(x["p50_ms"], a["p50_ms"])), fmt(x["p99_ms"]),
+                name, fmt(x["p50_ms"]), fmt(paired_added(x.latency, a.latency)), fmt(x["p99_ms"]),
                 fmt(added(x["p99_ms"], a["p99_ms"])), fmt(x["rps_c1"], 0), fmt(x["rps_c8"], 0),
                 fmt(x["rps_c32"], 0), cpu, mem or "-", f"{x['cache_hits']:.0f}/{x['sent']:.0f}",
             ]

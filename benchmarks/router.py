@@ -18,21 +18,31 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from benchmarks.clients import measure_unary, open_paths, repeated
+from benchmarks.clients import PathResult, measure_unary, open_paths, repeated
 from benchmarks.fleet import fleet, start_mesh_paths
 from benchmarks.harness import cpu_note, versions
 from benchmarks.prompts import distinct_prompts
-from benchmarks.stats import Plan, Row, added, fmt, ratio, suite_arguments, text_table, write_rows
+from benchmarks.stats import (
+    Plan,
+    Row,
+    fmt,
+    paired_added,
+    paired_ratio,
+    ratio,
+    suite_arguments,
+    text_table,
+    write_rows,
+)
 
 ROUTERS = {"R lean": "lean", "R lean-untraced": "lean-untraced", "R default": "default"}
 
 
-def run(plan: Plan) -> dict[str, dict[str, float]]:
+def run(plan: Plan) -> dict[str, PathResult]:
     with fleet() as f:
         started = start_mesh_paths(f, ROUTERS)
         started["R default-hit"] = started["R default"]  # the same router, a repeated prompt
 
-        async def go() -> dict[str, dict[str, float]]:
+        async def go() -> dict[str, PathResult]:
             async with open_paths(
                 started,
                 prompts=lambda name: repeated() if name.endswith("-hit") else distinct_prompts(),
@@ -43,13 +53,13 @@ def run(plan: Plan) -> dict[str, dict[str, float]]:
         return asyncio.run(go())
 
 
-def rows(results: dict[str, dict[str, float]]) -> list[Row]:
+def rows(results: dict[str, PathResult]) -> list[Row]:
     d, n = results["D node"], results["N relay"]
     lean, untraced = results["R lean"], results["R lean-untraced"]
     default, hit = results["R default"], results["R default-hit"]
-    h_n = added(n["p50_ms"], d["p50_ms"])
-    h_lean = added(lean["p50_ms"], d["p50_ms"])
-    tracing_pct = 100 * ratio(added(lean["p50_ms"], untraced["p50_ms"]), untraced["p50_ms"])
+    h_n = paired_added(n.latency, d.latency)
+    h_lean = paired_added(lean.latency, d.latency)
+    tracing_pct = 100 * (paired_ratio(lean.latency, untraced.latency) - 1)
     return [
         Row(
             "R lean added p50 vs relay's hop",
@@ -78,12 +88,12 @@ def rows(results: dict[str, dict[str, float]]) -> list[Row]:
         Row(
             "R default-hit end to end vs D (BENCH)",
             f"{hit['p50_ms']:.2f} / {d['p50_ms']:.2f} ms",
-            ratio(hit["p50_ms"], d["p50_ms"]), 1.2, "<=",
+            paired_ratio(hit.latency, d.latency), 1.2, "<=",
         ),
     ]  # fmt: skip
 
 
-def report(results: dict[str, dict[str, float]], plan: Plan) -> None:
+def report(results: dict[str, PathResult], plan: Plan) -> None:
     d = results["D node"]
     head = ["path", "p50 ms", "+p50 ms", "p99 ms", "rps c1", "rps c8", "rps c32"]
     head += ["cpu ms/req front", "cpu ms/req node", "RSS idle MB front", "RSS peak MB front"]
@@ -92,7 +102,7 @@ def report(results: dict[str, dict[str, float]], plan: Plan) -> None:
     for name, r in results.items():
         body.append(
             [
-                name, fmt(r["p50_ms"]), fmt(added(r["p50_ms"], d["p50_ms"])), fmt(r["p99_ms"]),
+                name, fmt(r["p50_ms"]), fmt(paired_added(r.latency, d.latency)), fmt(r["p99_ms"]),
                 fmt(r["rps_c1"], 0), fmt(r["rps_c8"], 0), fmt(r["rps_c32"], 0),
                 fmt(r.get("cpu_ms_front", float("nan"))), fmt(r["cpu_ms_node"]),
                 fmt(r.get("idle_mb_front", r["idle_mb_node"]), 0),
@@ -103,11 +113,13 @@ def report(results: dict[str, dict[str, float]], plan: Plan) -> None:
     print(text_table(head, body))
     print(
         f"node RSS idle {d['idle_mb_node']:.0f} MB, peak {d['peak_mb_node']:.0f} MB; "
-        "cpu ms/req at concurrency 32; +p50 = added over D; D's 'front' is the node itself; "
-        + cpu_note(plan.throughput_requests)
+        "cpu ms/req at concurrency 32; +p50 = added over D (median of round differences); "
+        "D's 'front' is the node itself; " + cpu_note(plan.throughput_requests)
     )
     lean, untraced = results["R lean"], results["R lean-untraced"]
-    share = ratio(added(lean["p50_ms"], untraced["p50_ms"]), added(lean["p50_ms"], d["p50_ms"]))
+    share = ratio(
+        paired_added(lean.latency, untraced.latency), paired_added(lean.latency, d.latency)
+    )
     print(f"tracing: {100 * share:.0f} % of R lean's added p50")
 
 

@@ -19,15 +19,17 @@ from typing import Literal
 class Plan:
     """How much to measure: a full run, or a quick smoke run (fewer, shorter rounds)."""
 
-    rounds: int = 5
-    per_round: int = 60
+    # Many short rounds: on a shared machine the load moves within seconds, and short rounds
+    # spread it over every path alike (5 x 60 let one path's rounds land in a quiet spell).
+    rounds: int = 15
+    per_round: int = 20
     warmup: int = 10
     throughput_requests: int = 192
     concurrencies: tuple[int, ...] = (1, 8, 32)
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls(rounds=2, per_round=20, warmup=5, throughput_requests=64)
+        return cls(rounds=4, per_round=10, warmup=5, throughput_requests=64)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Plan:
@@ -53,25 +55,44 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 @dataclass(frozen=True)
 class Figure:
-    """One measurement over rounds: median of round medians, median of round p99s."""
+    """One measurement over rounds: median of round medians, median of round p99s, and the
+    round medians themselves (for comparisons paired round by round)."""
 
     p50: float
     p99: float
+    rounds: tuple[float, ...] = ()
 
 
 def summarise(rounds: Sequence[Sequence[float]]) -> Figure:
     """BENCH.md: the median of round medians (and of round p99s), robust to one noisy round."""
     if not rounds or not all(rounds):
         raise ValueError("every round needs at least one sample")
+    medians = tuple(statistics.median(r) for r in rounds)
     return Figure(
-        p50=statistics.median(statistics.median(r) for r in rounds),
+        p50=statistics.median(medians),
         p99=statistics.median(percentile(r, 99) for r in rounds),
+        rounds=medians,
     )
 
 
 def added(path: float, base: float) -> float:
     """What a path adds over its baseline (may be slightly negative in noise)."""
     return path - base
+
+
+def paired_added(path: Figure, base: Figure) -> float:
+    """Median over rounds of (path - base) round medians: each round's pair ran seconds apart,
+    so a load change between rounds cancels. Falls back to the difference of the p50s."""
+    if not path.rounds or len(path.rounds) != len(base.rounds):
+        return path.p50 - base.p50
+    return statistics.median(p - b for p, b in zip(path.rounds, base.rounds, strict=True))
+
+
+def paired_ratio(path: Figure, base: Figure) -> float:
+    """Median over rounds of path / base round medians (see `paired_added`)."""
+    if not path.rounds or len(path.rounds) != len(base.rounds):
+        return ratio(path.p50, base.p50)
+    return statistics.median(ratio(p, b) for p, b in zip(path.rounds, base.rounds, strict=True))
 
 
 def ratio(value: float, base: float) -> float:

@@ -28,8 +28,8 @@ from benchmarks.stats import (
     Figure,
     Plan,
     Row,
-    added,
     fmt,
+    paired_added,
     ratio,
     suite_arguments,
     text_table,
@@ -66,13 +66,13 @@ def run(plan: Plan) -> tuple[Results, dict[str, str]]:
 
 
 def rows(r: Results) -> list[Row]:
-    d_unary, d_stream = r["D node unary"]["ms"].p50, r["D node stream"]
-    gap_n = added(r["N relay stream"]["gap"].p50, d_stream["gap"].p50)
+    d_unary, d_stream = r["D node unary"]["ms"], r["D node stream"]
+    gap_n = paired_added(r["N relay stream"]["gap"], d_stream["gap"])
     out = []
     for name in ROUTERS:
-        unary = added(r[f"{name} unary"]["ms"].p50, d_unary)
-        ttfc = added(r[f"{name} stream"]["ttfc"].p50, d_stream["ttfc"].p50)
-        gap = added(r[f"{name} stream"]["gap"].p50, d_stream["gap"].p50)
+        unary = paired_added(r[f"{name} unary"]["ms"], d_unary)
+        ttfc = paired_added(r[f"{name} stream"]["ttfc"], d_stream["ttfc"])
+        gap = paired_added(r[f"{name} stream"]["gap"], d_stream["gap"])
         messages = r[f"{name} stream"]["deltas"].p50
         gap_row = Row(
             f"{name}: added per-chunk gap vs N's",
@@ -106,9 +106,9 @@ def report(r: Results, hits: dict[str, str]) -> None:
         unary = r.get(f"{name} unary", {}).get("ms")
         body.append(
             [
-                name, fmt(s["ttfc"].p50), fmt(added(s["ttfc"].p50, d["ttfc"].p50)),
+                name, fmt(s["ttfc"].p50), fmt(paired_added(s["ttfc"], d["ttfc"])),
                 fmt(s["ttfc"].p99), fmt(s["total"].p50), fmt(1e3 * s["gap"].p50, 0),
-                fmt(1e3 * added(s["gap"].p50, d["gap"].p50), 0), fmt(s["deltas"].p50, 0),
+                fmt(1e3 * paired_added(s["gap"], d["gap"]), 0), fmt(s["deltas"].p50, 0),
                 fmt(unary.p50) if unary else "", hits[name],
             ]
         )  # fmt: skip

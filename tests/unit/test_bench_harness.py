@@ -11,9 +11,12 @@ import pytest
 from benchmarks.litellm_venv import COMPROMISED, VERSION, Unavailable, check_version
 from benchmarks.prompts import SUBJECTS, TEMPLATES, distinct_prompts
 from benchmarks.stats import (
+    Figure,
     Plan,
     Row,
     format_table,
+    paired_added,
+    paired_ratio,
     percentile,
     ratio,
     read_rows,
@@ -37,8 +40,21 @@ def test_summarise_takes_the_median_of_round_medians_and_of_round_p99s() -> None
     fig = summarise(rounds)
     assert fig.p50 == 5.0  # medians 2, 20, 5: one noisy round does not move it
     assert fig.p99 == 30.0  # round p99s 3, 30, 600
+    assert fig.rounds == (2.0, 20.0, 5.0)
     with pytest.raises(ValueError):
         summarise([[1.0], []])
+
+
+def test_paired_comparisons_cancel_a_load_change_between_rounds() -> None:
+    # The machine slows down 10x in round 2: both paths feel it, their difference does not.
+    base = Figure(p50=2.0, p99=0.0, rounds=(1.0, 10.0, 2.0))
+    path = Figure(p50=4.0, p99=0.0, rounds=(2.0, 11.0, 3.0))
+    assert paired_added(path, base) == 1.0
+    assert path.p50 - base.p50 == 2.0  # the unpaired difference is twice as far off
+    assert paired_ratio(path, base) == 1.5  # per-round ratios 2, 1.1, 1.5
+    unpaired = Figure(p50=4.0, p99=0.0)
+    assert paired_added(unpaired, base) == 2.0  # no rounds: the p50s
+    assert paired_ratio(unpaired, base) == 2.0
 
 
 def test_ratio_of_a_non_positive_base_is_nan() -> None:
