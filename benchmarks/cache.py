@@ -18,7 +18,7 @@ import numpy as np
 from benchmarks.stats import Row, suite_arguments, write_rows
 from mesh.config import CacheSettings
 from mesh.router.cache import CacheScope, Outcome, ResponseCache
-from mesh.router.tier_estimator import Vector
+from mesh.router.embeddings import Vector
 from mesh.v1 import types_pb2 as t
 
 ENTRIES = 10_000
