@@ -56,13 +56,24 @@ class ClientPath(Protocol):
     processes: dict[str, int]  # role -> pid of the servers on the path
     sent: int
     cache_hits: int
+    errors: int
 
-    async def call(self) -> None: ...
+    async def call(self) -> bool:
+        """One request; False when it failed in a way the path counts instead of raising."""
+        ...
+
+
+# A router on a loaded machine may mark its node down for a moment (its health probe timed
+# out) and answer UNAVAILABLE: such replies are counted and reported, not measured. Any other
+# error, or more than MAX_ERROR_SHARE of them, stops the suite: the figures would mean nothing.
+TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE})
+MAX_ERROR_SHARE = 0.05
 
 
 @dataclass
 class GrpcPath:
-    """One client path: a stub, its prompts, pinned or routed, and what it saw (cache hits)."""
+    """One client path: a stub, its prompts, pinned or routed, and what it saw (cache hits,
+    transient errors)."""
 
     stub: inference_pb2_grpc.InferenceServiceStub
     prompts: Iterator[str]
@@ -70,13 +81,26 @@ class GrpcPath:
     processes: dict[str, int] = field(default_factory=dict)  # role -> pid, for CPU and RSS
     sent: int = 0
     cache_hits: int = 0
+    errors: int = 0
 
-    async def call(self) -> None:
+    def _count(self, err: grpc.aio.AioRpcError) -> None:
+        if err.code() not in TRANSIENT:
+            raise err
+        self.errors += 1
+        if self.errors > max(3.0, MAX_ERROR_SHARE * (self.sent + self.errors)):
+            raise RuntimeError(f"{self.errors} {err.code().name} replies: {err.details()}") from err
+
+    async def call(self) -> bool:
         """One unary Generate."""
         request = generate_request(next(self.prompts), pinned=self.pinned)
-        reply = await self.stub.Generate(request, timeout=REQUEST_TIMEOUT_S)
+        try:
+            reply = await self.stub.Generate(request, timeout=REQUEST_TIMEOUT_S)
+        except grpc.aio.AioRpcError as err:
+            self._count(err)
+            return False
         self.sent += 1
         self.cache_hits += reply.route.cache_hit
+        return True
 
     async def stream(self) -> Sample:
         """One GenerateStream: ms to the first text chunk, to the end, and per answer chunk."""
@@ -84,13 +108,17 @@ class GrpcPath:
         start = time.perf_counter()
         first = last = 0.0
         deltas = 0
-        async for event in self.stub.GenerateStream(request, timeout=REQUEST_TIMEOUT_S):
-            if event.HasField("delta") and event.delta.text:
-                last = time.perf_counter()
-                first = first or last
-                deltas += 1
-            elif event.HasField("summary"):
-                self.cache_hits += event.summary.route.cache_hit
+        try:
+            async for event in self.stub.GenerateStream(request, timeout=REQUEST_TIMEOUT_S):
+                if event.HasField("delta") and event.delta.text:
+                    last = time.perf_counter()
+                    first = first or last
+                    deltas += 1
+                elif event.HasField("summary"):
+                    self.cache_hits += event.summary.route.cache_hit
+        except grpc.aio.AioRpcError as err:
+            self._count(err)
+            return {}
         end = time.perf_counter()
         self.sent += 1
         return {
@@ -160,5 +188,12 @@ async def measure_unary(paths: Mapping[str, ClientPath], plan: Plan) -> dict[str
             r[f"peak_mb_{role}"] = peak_mb(pid)
         r["cache_hits"] = path.cache_hits
         r["sent"] = path.sent
+        r["errors"] = path.errors
         results[name] = PathResult(fig, r)
     return results
+
+
+def hits_and_errors(r: PathResult) -> str:
+    """'cache hits/answers', and the transient errors when there were any."""
+    text = f"{r['cache_hits']:.0f}/{r['sent']:.0f}"
+    return text + (f", {r['errors']:.0f} errors" if r.get("errors", 0) else "")

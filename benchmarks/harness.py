@@ -186,12 +186,14 @@ def _status_kb(pid: int, field: str) -> int:
 
 
 # --- timing ---------------------------------------------------------------------------------
-def timed(call: Callable[[], Awaitable[object]]) -> Probe:
-    """A probe measuring one call's wall time as {"ms": ...}."""
+def timed(call: Callable[[], Awaitable[bool]]) -> Probe:
+    """A probe measuring one call's wall time as {"ms": ...}; no sample when the call says
+    it failed (returned False)."""
 
     async def probe() -> Sample:
         start = time.perf_counter()
-        await call()
+        if not await call():
+            return {}
         return {"ms": (time.perf_counter() - start) * 1e3}
 
     return probe

@@ -31,7 +31,7 @@ from pathlib import Path
 import aiohttp
 
 from benchmarks import litellm_venv
-from benchmarks.clients import ClientPath, PathResult, measure_unary, open_paths
+from benchmarks.clients import ClientPath, PathResult, hits_and_errors, measure_unary, open_paths
 from benchmarks.fleet import FAKE_MODEL, Fleet, Started, fleet, mesh_command
 from benchmarks.harness import (
     REQUEST_TIMEOUT_S,
@@ -83,8 +83,9 @@ class HttpPath:
     processes: dict[str, int] = field(default_factory=dict)
     sent: int = 0
     cache_hits: int = 0
+    errors: int = 0  # any HTTP error stops the suite
 
-    async def call(self) -> None:
+    async def call(self) -> bool:
         body = {
             "model": FAKE_MODEL,
             "messages": [{"role": "user", "content": next(self.prompts)}],
@@ -98,6 +99,7 @@ class HttpPath:
         if not answer["choices"][0]["message"]["content"]:
             raise RuntimeError(f"{self.url}: empty answer")
         self.sent += 1
+        return True
 
 
 @dataclass(frozen=True)
@@ -222,7 +224,7 @@ def report(r: dict[str, PathResult], plan: Plan) -> None:
             [
                 name, fmt(x["p50_ms"]), fmt(paired_added(x.latency, a.latency)), fmt(x["p99_ms"]),
                 fmt(added(x["p99_ms"], a["p99_ms"])), fmt(x["rps_c1"], 0), fmt(x["rps_c8"], 0),
-                fmt(x["rps_c32"], 0), cpu, mem or "-", f"{x['cache_hits']:.0f}/{x['sent']:.0f}",
+                fmt(x["rps_c32"], 0), cpu, mem or "-", hits_and_errors(x),
             ]
         )  # fmt: skip
     print(text_table(head, body))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from benchmarks.clients import PathResult, measure_unary, open_paths, repeated
+from benchmarks.clients import PathResult, hits_and_errors, measure_unary, open_paths, repeated
 from benchmarks.fleet import fleet, start_mesh_paths
 from benchmarks.harness import cpu_note, versions
 from benchmarks.prompts import distinct_prompts
@@ -107,7 +107,7 @@ def report(results: dict[str, PathResult], plan: Plan) -> None:
                 fmt(r.get("cpu_ms_front", float("nan"))), fmt(r["cpu_ms_node"]),
                 fmt(r.get("idle_mb_front", r["idle_mb_node"]), 0),
                 fmt(r.get("peak_mb_front", r["peak_mb_node"]), 0),
-                f"{r['cache_hits']:.0f}/{r['sent']:.0f}",
+                hits_and_errors(r),
             ]
         )  # fmt: skip
     print(text_table(head, body))

@@ -59,7 +59,10 @@ def run(plan: Plan) -> tuple[Results, dict[str, str]]:
                         probes[f"{name} unary"] = timed(path.call)
                 await warm_up(probes, plan)
                 results = await interleaved(probes, plan)
-                hits = {name: f"{p.cache_hits}/{p.sent}" for name, p in paths.items()}
+                hits = {
+                    name: f"{p.cache_hits}/{p.sent}" + (f", {p.errors} errors" if p.errors else "")
+                    for name, p in paths.items()
+                }
                 return results, hits
 
         return asyncio.run(go())

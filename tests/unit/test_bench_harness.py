@@ -6,8 +6,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import grpc
+import grpc.aio
 import pytest
 
+from benchmarks.clients import GrpcPath
 from benchmarks.litellm_venv import COMPROMISED, VERSION, Unavailable, check_version
 from benchmarks.prompts import SUBJECTS, TEMPLATES, distinct_prompts
 from benchmarks.stats import (
@@ -131,3 +134,19 @@ def test_only_the_pinned_litellm_release_is_accepted() -> None:
             check_version(bad)
     with pytest.raises(Unavailable, match="required"):
         check_version(None)
+
+
+def _rpc_error(code: grpc.StatusCode) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), "test")
+
+
+def test_a_path_counts_transient_errors_and_stops_on_others_or_too_many() -> None:
+    path = GrpcPath(stub=None, prompts=iter(()), pinned=True)  # type: ignore[arg-type]
+    path.sent = 100
+    for _ in range(5):  # 5 of 105: within the 5 % a loaded router may answer UNAVAILABLE
+        path._count(_rpc_error(grpc.StatusCode.UNAVAILABLE))
+    assert path.errors == 5
+    with pytest.raises(RuntimeError, match="6 UNAVAILABLE"):
+        path._count(_rpc_error(grpc.StatusCode.UNAVAILABLE))
+    with pytest.raises(grpc.aio.AioRpcError):  # a bench bug or a guard block: never counted
+        path._count(_rpc_error(grpc.StatusCode.PERMISSION_DENIED))
