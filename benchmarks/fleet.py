@@ -84,6 +84,12 @@ class Fleet:
         args += ["--metrics-listen", "off"]
         return self.start(name, args, grpc_ready(address))
 
+    def paced_node(self, name: str, address: str, pace_ms: float) -> int:
+        """benchmarks.paced_node: FakeEngine waiting `pace_ms` between its 8 chunks."""
+        args = [sys.executable, "-m", "benchmarks.paced_node", "--listen", address]
+        args += ["--pace-ms", str(pace_ms)]
+        return self.start(name, args, grpc_ready(address))
+
     def router(
         self, name: str, kind: str, address: str, upstreams: Sequence[tuple[str, str]]
     ) -> int:
