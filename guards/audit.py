@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from guards.verdict import Action, Finding, GuardOutcome
+from mesh.config import ensure_sqlite_dir
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -109,6 +110,7 @@ class AuditLog:
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     async def start(self) -> None:
+        ensure_sqlite_dir(self.engine.url.render_as_string(hide_password=False))
         async with self.engine.begin() as conn:
             await conn.run_sync(_Base.metadata.create_all)
 
@@ -126,6 +128,9 @@ class AuditLog:
         store_content: bool = False,
     ) -> int:
         """Store the non-allow outcomes; returns how many rows were written."""
+        outcomes = [o for o in outcomes if o.verdict.action is not Action.ALLOW]
+        if not outcomes:  # most requests: nothing to hash, stamp or write
+            return 0
         now = dt.datetime.now(dt.UTC)
         digest = content_sha256(text)
         rows = [
@@ -149,7 +154,6 @@ class AuditLog:
                 content=text if store_content else None,
             )
             for o in outcomes
-            if o.verdict.action is not Action.ALLOW
         ]
         if rows:
             async with self._sessions() as session, session.begin():

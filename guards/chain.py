@@ -52,7 +52,7 @@ OFF_LOOP_CHARS = 8192
 def _hook(built: BuiltGuard, check: Check) -> Callable[[], Verdict]:
     guard = built.guard
     if isinstance(check, InputCheck):
-        seen = check.view(built.spec.roles)  # only the turns this guard reads
+        seen = check.view(built.roles)  # only the turns this guard reads
         return lambda: guard.check_input(seen)
     if isinstance(check, OutputChunkCheck):
         return lambda: guard.check_output_chunk(check)

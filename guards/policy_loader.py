@@ -23,6 +23,11 @@ class BuiltGuard:
 
     spec: GuardSpec
     guard: Guard
+    roles: frozenset[str] = frozenset()  # the turns it reads (input stage); set from the spec
+
+    def __post_init__(self) -> None:
+        if not self.roles:
+            object.__setattr__(self, "roles", frozenset(self.spec.roles))
 
 
 @dataclass
