@@ -158,6 +158,8 @@ class NumpyMiniLM:
 
 
 def build(name: str, threads: int = 1) -> Embedder:
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     if name == "torch":
         return TorchMiniLM(threads)
     if name == "numpy-fp32":
@@ -216,26 +218,26 @@ def _child(args: list[str]) -> Any:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def speed(rounds: int = 15, repeats: int = 3) -> None:
-    """One process per candidate and thread count, the candidates taken in turn `repeats`
-    times so that load on a shared machine falls on all of them alike."""
-    print("latency per call, ms: p50 (min); processes round-robin, 1 intra-op thread unless said")
-    for threads in (1, 2):
-        samples: dict[str, dict[str, list[float]]] = {
-            name: {case: [] for case in CASES} for name in CANDIDATES
-        }
-        for _ in range(repeats):
-            for name in CANDIDATES:
-                for case, values in _child(["speed", name, str(threads), str(rounds)]).items():
-                    samples[name][case] += values
-        print(f"\n| {threads} thread(s) | " + " | ".join(CASES) + " |")
-        print("|---|" + "---|" * len(CASES))
-        for name in CANDIDATES:
-            cells = [
-                f"{statistics.median(samples[name][c]):.1f} ({min(samples[name][c]):.1f})"
-                for c in CASES
-            ]
-            print(f"| {name} | " + " | ".join(cells) + " |")
+def speed(rounds: int = 10, repeats: int = 3) -> None:
+    """One process per candidate and thread count, all of them taken in turn `repeats` times,
+    so that load on a shared machine falls on every candidate and thread count alike."""
+    runs = [(name, threads) for threads in (1, 2) for name in CANDIDATES]
+    samples: dict[tuple[str, int], dict[str, list[float]]] = {
+        run: {case: [] for case in CASES} for run in runs
+    }
+    for _ in range(repeats):
+        for name, threads in runs:
+            for case, values in _child(["speed", name, str(threads), str(rounds)]).items():
+                samples[(name, threads)][case] += values
+    print("latency per call, ms: p50 (min), processes interleaved")
+    print("\n| runtime | threads | " + " | ".join(CASES) + " |")
+    print("|---|---|" + "---|" * len(CASES))
+    for name, threads in sorted(runs, key=lambda r: CANDIDATES.index(r[0])):
+        cells = [
+            f"{statistics.median(v):.1f} ({min(v):.1f})"
+            for v in (samples[(name, threads)][c] for c in CASES)
+        ]
+        print(f"| {name} | {threads} | " + " | ".join(cells) + " |")
     print("\nRSS of a process that loaded only the embedder (python + numpy: 'none'):")
     print("| embedder | after one short text | after 8 x 256 tokens | modules |")
     print("|---|---|---|---|")
@@ -316,11 +318,13 @@ def route_eval(embedder: Embedder) -> dict[str, Any]:
 
 def accuracy(names: Sequence[str] = CANDIDATES) -> None:
     texts = _eval_texts()
-    vectors = {name: np.concatenate([build(name).embed([t]) for t in texts]) for name in names}
+    embedders = {name: build(name) for name in names}
+    vectors = {
+        name: np.concatenate([emb.embed([t]) for t in texts]) for name, emb in embedders.items()
+    }
     print(f"{len(texts)} texts (cache pairs, both routing files, the estimator's exemplars)")
-    for name in names:
+    for name, emb in embedders.items():
         cos = (vectors[name] * vectors["torch"]).sum(1)
-        emb = build(name)
         c = cache_eval(emb)
         r = route_eval(emb)
         gap = np.abs(cos - 1)

@@ -20,7 +20,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from filelock import FileLock
 
@@ -127,11 +127,14 @@ def _convert(source: Path, target: Path, precision: Precision, progress: _Progre
     progress.update("read weights")
     model = build_model(weights, shape, half_word_table=precision == "fp32")
     progress.update("built graph")
-    onnx.save(model, str(staging / MODEL_FILE))
-    progress.update("wrote graph")
     if precision == "int8":
-        _quantise(staging / MODEL_FILE)
+        onnx.save(model, str(staging / "fp32.onnx"))
+        progress.update("wrote graph")
+        _quantise(staging / "fp32.onnx", staging / MODEL_FILE)
         progress.update("quantised")
+    else:
+        _save(model, staging / MODEL_FILE)
+        progress.update("wrote graph")
     shutil.copyfile(source / TOKENIZER_FILE, staging / TOKENIZER_FILE)
     _check(staging, precision)
     progress.update("checked")
@@ -151,12 +154,29 @@ def _check(folder: Path, precision: Precision) -> None:
         raise RuntimeError(f"{folder}: the converted model gives no unit vectors")
 
 
-def _quantise(path: Path) -> None:
+def _save(model: Any, path: Path) -> None:
+    """Weights in a side file (`model.onnx.data`): ONNX Runtime then reads them without
+    first parsing them into one protobuf, which left ~25 MB more RSS (138 vs 111 MB)."""
+    import onnx
+
+    onnx.save(
+        model,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=path.name + ".data",
+        size_threshold=1024,
+    )
+    # onnx writes the side file 0600; the graph file follows the umask. A cache filled at
+    # image build time must stay readable by the user the router runs as.
+    path.with_name(path.name + ".data").chmod(path.stat().st_mode & 0o777)
+
+
+def _quantise(fp32: Path, path: Path) -> None:
     """Dynamic int8, per output channel (per-tensor weights moved cosines by up to 0.15)."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    fp32 = path.with_name("fp32-" + path.name)
-    path.rename(fp32)
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # it advises "pre-processing" on the root logger; not needed
@@ -165,3 +185,4 @@ def _quantise(path: Path) -> None:
     finally:
         root.setLevel(level)
     fp32.unlink()
+    _save(onnx.load(str(path)), path)

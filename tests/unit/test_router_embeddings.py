@@ -179,6 +179,7 @@ def test_conversion_runs_once_into_the_cache(
     assert sorted(p.name for p in folders[0].iterdir()) == [
         ".mesh-complete",
         "model.onnx",
+        "model.onnx.data",
         "tokenizer.json",
     ]
     stamp = (folders[0] / "model.onnx").stat().st_mtime_ns
