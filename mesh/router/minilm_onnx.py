@@ -1,23 +1,26 @@
 """all-MiniLM-L6-v2 on ONNX Runtime with the Rust `tokenizers`: the router's embedder, no torch.
 
-Measured on this project's 2-core machine (benchmarks/embeddings.py; shared with other jobs, so
-read ratios of one run, see benchmarks/results/embeddings.md), per call, 1 intra-op thread:
+Deciding numbers (benchmarks/embeddings.py on this project's 2-core machine, shared with other
+jobs: p50 per call with 1 thread, candidates interleaved in one run; benchmarks/results/
+embeddings.md has the whole table):
 
-| runtime                         | 15 tokens | 256 tokens | 8 x 17 tokens | RSS loaded |
-|---------------------------------|-----------|------------|---------------|------------|
-| torch + transformers (before)   | ~11 ms    | ~60 ms     | ~25 ms        | ~700 MB    |
-| ONNX Runtime fp32 (default)     | ~5 ms     | ~40 ms     | ~20 ms        | ~190 MB    |
-| ONNX Runtime int8 per-channel   | ~2 ms     | ~20 ms     | ~9 ms         | ~120 MB    |
+| runtime                       | 15 tokens | 256 tokens | 8 x 17 tokens | RSS, embedder only |
+|-------------------------------|-----------|------------|---------------|--------------------|
+| torch + transformers (before) | 9.9 ms    | 47.0 ms    | 25.0 ms       | 617 MB             |
+| ONNX Runtime fp32 (default)   | 5.5 ms    | 43.9 ms    | 21.3 ms       | 137 MB             |
+| ONNX Runtime int8 per-channel | 1.9 ms    | 22.2 ms    | 9.2 ms        | 106 MB             |
+| numpy forward pass, fp32      | 17.8 ms   | 119.1 ms   | 102.5 ms      | 147 MB             |
 
-fp32 is the default because it is the same model to the last digit (max |cos - 1| vs torch
-6e-7 over every eval text), so the cache threshold and the estimator keep their measured
-behaviour. int8 is 2.5x faster again but moves cosines by up to 0.018, as much as the gap
-between a paraphrase and a negation the cache must tell apart (0.99 vs 0.95 threshold), and
-lost 1 of 50 true cache hits on the dev set: available as `precision="int8"`, not the default.
+The whole default-config router idles at 247 MB RSS with fp32 (885 MB with torch; target
+<= 250), 206 MB with int8. fp32 is the default because it is the same model to float
+precision (max |cos - 1| vs torch 4.8e-7 over 625 eval texts), so the cache and the estimator
+give the same answers as before on every eval row. int8 moves cosines by up to 0.018 - as much
+as the margins the 0.95 cache threshold works with - lost 1 of 50 true cache hits and shifted
+the hard routing set (cost 0.385 vs 0.376): offered as `precision="int8"`, not the default.
 
-One intra-op thread: the embedder runs on the batching worker thread beside the event loop, and
-on 2 cores a second ORT thread made a short prompt slower (17 vs 14 ms under load) while taking
-the event loop's core; throughput under load comes from batching, not from threads.
+One intra-op thread: the embedder runs on the batching worker beside the event loop. Two
+threads gained nothing on 2 cores (15 tokens 5.4 vs 5.5 ms, 256 tokens 49.9 vs 43.9 ms) and
+would take the event loop's core; under load, throughput comes from batching.
 """
 
 from __future__ import annotations
