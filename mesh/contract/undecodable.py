@@ -114,8 +114,9 @@ def _tolerant_handler(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMe
         async def streaming(request: Any, context: Context) -> AsyncIterator[Any]:
             if request is UNDECODABLE:
                 await _refuse(method, context)
-            # One more async-generator layer per message; grpc's own per-message cost is
-            # larger by two orders of magnitude.
+            # One more async-generator layer: ~0.1 µs per message, and ~1.6 µs per call to
+            # build this handler, against ~200 µs of grpc per loopback call (micro-benchmark,
+            # noisy 2-core machine).
             async for response in stream_inner(request, context):
                 yield response
 
