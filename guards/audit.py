@@ -4,8 +4,9 @@ Stored: every non-allow verdict, monitored would-be verdicts included, with a sh
 checked text. The text itself only when the policy sets `store_content: true`.
 
 Bounded while the router runs (`router.guards.audit_retention_days`, `audit_max_rows`): a
-background task deletes rows past the age every `prune_interval_s`, and the oldest rows past
-the row bound as soon as enough new ones were written to possibly cross it. It only issues
+background task, started by the first write, deletes rows past the age every
+`prune_interval_s`, and the oldest rows down to LOW_WATER of the row bound as soon as a write
+may have crossed it. It only issues
 SQL through the async engine (aiosqlite's thread, or the database server), so the event loop
 never does the work; a request's audit write never waits for it.
 """
@@ -132,14 +133,19 @@ class AuditLog:
         retention_days: float | None = DEFAULT_RETENTION_DAYS,
         prune_interval_s: float = PRUNE_INTERVAL_S,
     ) -> None:
-        """`max_rows` / `retention_days` None: no bound of that kind (a reader such as
-        `mesh audit` never prunes anyway: only `start` runs the pruner)."""
+        """`max_rows` / `retention_days` None: no bound of that kind. Only a writer prunes:
+        the pruner starts with the first `record`, so a reader such as `mesh audit` never
+        deletes what a router with other bounds keeps."""
         self.engine: AsyncEngine = create_async_engine(url)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.max_rows = max_rows
         self.retention_days = retention_days
         self.prune_interval_s = prune_interval_s
-        self._written_since_prune = 0
+        self._written = 0  # rows this log has written, ever
+        # Rows in the table as the last prune counted them, plus those this log wrote since:
+        # the pruner is woken the moment it may pass max_rows (other writers sharing the table
+        # are seen at each prune, and every minute).
+        self._rows_estimate = 0
         self._wake = asyncio.Event()
         self._pruner: asyncio.Task[None] | None = None
 
@@ -153,11 +159,8 @@ class AuditLog:
         )
 
     async def start(self) -> None:
-        """Create the table, then prune in the background until `close`."""
         async with self.engine.begin() as conn:
             await conn.run_sync(_Base.metadata.create_all)
-        if self._pruner is None and (self.max_rows is not None or self.retention_days is not None):
-            self._pruner = asyncio.create_task(self._prune_forever(), name="audit-prune")
 
     async def close(self) -> None:
         if self._pruner is not None:
@@ -179,7 +182,7 @@ class AuditLog:
 
     async def prune(self) -> int:
         """Delete rows past the age bound, then the oldest past the row bound; rows deleted."""
-        self._written_since_prune = 0
+        written_before = self._written
         deleted = 0
         table = GuardDecisionRow
         async with self._sessions() as session, session.begin():
@@ -189,6 +192,7 @@ class AuditLog:
                 deleted += int(getattr(result, "rowcount", 0) or 0)
             if self.max_rows is not None:
                 rows = int(await session.scalar(select(func.count()).select_from(table)) or 0)
+                self._rows_estimate = rows
                 if rows > self.max_rows:
                     doomed = rows - int(self.max_rows * LOW_WATER)
                     oldest = (
@@ -198,17 +202,22 @@ class AuditLog:
                         .scalar_subquery()
                     )
                     result = await session.execute(delete(table).where(table.id.in_(oldest)))
-                    deleted += int(getattr(result, "rowcount", 0) or 0)
+                    removed = int(getattr(result, "rowcount", 0) or 0)
+                    deleted += removed
+                    self._rows_estimate = rows - removed
+        # Rows written while this ran may or may not be in the count: assume they are not.
+        self._rows_estimate += self._written - written_before
         if deleted:
             log.info("audit log: deleted %d decisions past its bounds", deleted)
         return deleted
 
     def _wrote(self, rows: int) -> None:
-        """Wake the pruner once enough rows were written to possibly cross max_rows."""
-        self._written_since_prune += rows
-        if self.max_rows is not None and self._written_since_prune >= self.max_rows * (
-            1 - LOW_WATER
-        ):
+        """Start the pruner with the first write; wake it once the table may pass max_rows."""
+        if self._pruner is None and (self.max_rows is not None or self.retention_days is not None):
+            self._pruner = asyncio.create_task(self._prune_forever(), name="audit-prune")
+        self._written += rows
+        self._rows_estimate += rows
+        if self.max_rows is not None and self._rows_estimate > self.max_rows:
             self._wake.set()
 
     async def record(

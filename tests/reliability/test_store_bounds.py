@@ -12,6 +12,7 @@ import asyncio
 import datetime as dt
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -20,7 +21,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from sqlalchemy import func, select
 
-from guards.audit import AuditLog, GuardDecisionRow
+from guards.audit import AuditLog, DecisionQuery, GuardDecisionRow
 from guards.verdict import Finding, GuardOutcome, Mode, Stage, Verdict
 from mesh.telemetry import semconv as sc
 from mesh.telemetry.cli import trace_command
@@ -125,19 +126,17 @@ async def _rows(audit: AuditLog) -> int:
         return int((await conn.scalar(select(func.count()).select_from(GuardDecisionRow))) or 0)
 
 
-async def _settles_at_most(audit: AuditLog, limit: int, timeout_s: float = 20.0) -> int:
-    """Rows once the background pruner has brought them to `limit` or below (bounded wait)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout_s
-    rows = await _rows(audit)
-    while rows > limit and loop.time() < end:
+async def _eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 20.0) -> bool:
+    """Whether `check` holds within timeout_s (the background pruner runs on its own)."""
+    for _ in range(int(timeout_s / 0.02)):
+        if await check():
+            return True
         await asyncio.sleep(0.02)
-        rows = await _rows(audit)
-    return rows
+    return await check()
 
 
 async def test_audit_log_stays_within_its_row_bound_while_running(tmp_path: Path) -> None:
-    """Writes wake the pruner long before its one-minute round: no prune() call here."""
+    """A write past the bound wakes the pruner long before its one-minute round."""
     audit = AuditLog(f"sqlite+aiosqlite:///{tmp_path}/audit.db", max_rows=100)
     await audit.start()
     try:
@@ -146,39 +145,62 @@ async def test_audit_log_stays_within_its_row_bound_while_running(tmp_path: Path
                 await audit.record(
                     _block(f"g{i}"), text="t", tenant="acme", request_id=f"r{i}", policy_version="v"
                 )
-            assert await _settles_at_most(audit, 100) <= 100
-        # 400 written; the pruner cut back to 80 (LOW_WATER) each time 20 more had come.
-        async with audit.engine.connect() as conn:
-            guards = set((await conn.scalars(select(GuardDecisionRow.guard))).all())
+            assert await _eventually(lambda: _at_most(audit, 100))
+        # 400 written; the pruner cut back to 80 (LOW_WATER) whenever a write took it past 100.
+        guards = await _guards(audit)
         assert "g399" in guards and "g0" not in guards, "the oldest rows went first"
         assert 80 <= len(guards) <= 100
     finally:
         await audit.close()
 
 
-async def test_audit_log_prunes_by_age(tmp_path: Path) -> None:
-    audit = AuditLog(f"sqlite+aiosqlite:///{tmp_path}/audit.db", retention_days=30, max_rows=None)
-    await audit.start()
-    try:
-        await audit.record(_block("new"), text="t", tenant="a", request_id="r1", policy_version="v")
-        async with audit._sessions() as session, session.begin():
-            session.add(
-                GuardDecisionRow(
-                    id="old-row",
-                    decided_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=31),
-                    request_id="r0",
-                    tenant="a",
-                    guard="old",
-                    stage="input",
-                    action="block",
-                    mode="enforce",
-                    policy_version="v",
-                    content_sha256="0" * 64,
-                )
+async def _add_old_row(audit: AuditLog, days: float) -> None:
+    async with audit._sessions() as session, session.begin():
+        session.add(
+            GuardDecisionRow(
+                id="old-row",
+                decided_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=days),
+                request_id="r0",
+                tenant="a",
+                guard="old",
+                stage="input",
+                action="block",
+                mode="enforce",
+                policy_version="v",
+                content_sha256="0" * 64,
             )
-        assert await _rows(audit) == 2
-        assert await audit.prune() == 1  # what the background task runs every minute
-        async with audit.engine.connect() as conn:
-            assert set((await conn.scalars(select(GuardDecisionRow.guard))).all()) == {"new"}
+        )
+
+
+async def _guards(audit: AuditLog) -> set[str]:
+    async with audit.engine.connect() as conn:
+        return set((await conn.scalars(select(GuardDecisionRow.guard))).all())
+
+
+async def _only(audit: AuditLog, guards: set[str]) -> bool:
+    return await _guards(audit) == guards
+
+
+async def _at_most(audit: AuditLog, rows: int) -> bool:
+    return await _rows(audit) <= rows
+
+
+async def test_audit_log_prunes_by_age_and_only_a_writer_prunes(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/audit.db"
+    writer = AuditLog(url, retention_days=30, max_rows=None)
+    await writer.start()
+    await _add_old_row(writer, days=31)
+    # A reader (`mesh audit`, PolicyService) with a shorter bound deletes nothing.
+    reader = AuditLog(url, retention_days=1)
+    await reader.start()
+    await reader.query(DecisionQuery())
+    await reader.close()
+    assert await _guards(writer) == {"old"}
+    try:
+        await writer.record(
+            _block("new"), text="t", tenant="a", request_id="r1", policy_version="v"
+        )
+        # The first write started the pruner, whose first round deletes the 31-day-old row.
+        assert await _eventually(lambda: _only(writer, {"new"}))
     finally:
-        await audit.close()
+        await writer.close()
