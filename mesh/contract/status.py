@@ -38,7 +38,7 @@ _RPC_CODE = {code: getattr(code_pb2, code.value) for code in Code}
 # (all non-ASCII, every part full) near 6.5 KiB, whatever raised the error; the texts of
 # ordinary errors are far below them.
 MAX_MESSAGE_BYTES = 768
-MAX_TEXT_BYTES = 256  # one metadata value, one violation description
+MAX_TEXT_BYTES = 512  # one metadata value, one violation description
 MAX_KEY_BYTES = 64  # one metadata key, one violation field
 MAX_PART_BYTES = 1024  # all metadata together; all violations together
 _CUT = "…"
