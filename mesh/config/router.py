@@ -314,6 +314,14 @@ class GuardSettings(StrictModel):
     audit_url: str | None = Field(
         None, description="SQLAlchemy URL; default: sqlite file guard_audit.db in the data dir"
     )
+    audit_retention_days: float = Field(
+        90.0, gt=0, description="audited decisions older than this are deleted while running"
+    )
+    audit_max_rows: int = Field(
+        1_000_000,
+        ge=1,
+        description="past this many audited decisions the oldest are deleted while running",
+    )
     admin_key_env: str = Field(
         "MESH_ADMIN_KEY", description="environment variable holding the PolicyService admin key"
     )

@@ -2,7 +2,8 @@
 
 `create_server` only builds and binds (tests bind port 0 and read the port back); callers
 start and stop it. Every server gets grpc.health.v1 and reflection (grpc.reflection.v1 and
-v1alpha).
+v1alpha), and refuses request bytes that do not decode with INVALID_ARGUMENT
+(mesh.contract.undecodable).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from grpc_health.v1._async import HealthServicer
 
 from mesh.config import DEFAULT_MAX_MESSAGE_BYTES, is_loopback
 from mesh.contract.reflection import enable_reflection
+from mesh.contract.undecodable import UndecodableRequests, install_log_filter
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +92,11 @@ def create_server(
     """Build a grpc.aio server with the given (add_fn, servicer, full service name) triples."""
     if not is_loopback(listen):
         log.warning("listening on %s, which is reachable from other machines", listen)
+    install_log_filter()
     server = grpc.aio.server(
-        options=server_options(max_message_bytes), interceptors=list(interceptors)
+        options=server_options(max_message_bytes),
+        # Outermost: an undecodable request is refused before any interceptor reads it.
+        interceptors=[UndecodableRequests(), *interceptors],
     )
     names = []
     for add, servicer, name in registrations:

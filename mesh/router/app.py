@@ -111,7 +111,7 @@ class RouterRuntime:
                 guards.policy_file or DEFAULT_POLICY_PATH,
                 tracer=telemetry.tracer if telemetry else None,
             )
-            self.audit = AuditLog(guards.resolved_audit_url())
+            self.audit = AuditLog.from_settings(guards)
         metrics = telemetry.metrics if telemetry else None
         tracer = telemetry.tracer if telemetry else None
         self.settle = Settle(self.accounting, self.cache, metrics)

@@ -199,16 +199,33 @@ def mark_rpc_outcome(span: Span, code: str, description: str = "") -> None:
     mark_outcome(span, code, description)
 
 
+# The exception event's own attributes (OTel exception conventions) and the mesh's mark of an
+# error whose message is caller-safe (mesh.telemetry.redaction keeps only those messages).
+EXCEPTION_EVENT = "exception"
+EXCEPTION_TYPE = "exception.type"
+EXCEPTION_MESSAGE = "exception.message"
+MESH_ERROR_REASON = "mesh.error.reason"
+
+
 def _record_failure(span: Span, exc: BaseException) -> None:
+    """An exception event with the type, and the message only when it is caller-safe.
+
+    A MeshError (duck-typed: a str `message` and `reason`; telemetry does not import the
+    contract) says nothing it could not say to the caller; any other message may quote
+    content, so it is left out. No stack trace: its frames quote arguments and messages.
+    """
     code = code_of(exc)
-    # A MeshError message is caller-safe by contract; any other message may quote content.
     message = getattr(exc, "message", None)
-    attributes: dict[str, AttributeValue] = {"exception.type": type(exc).__qualname__}
-    if isinstance(message, str):
-        attributes["exception.message"] = message
+    reason = getattr(exc, "reason", None)
+    attributes: dict[str, AttributeValue] = {EXCEPTION_TYPE: type(exc).__qualname__}
+    safe_message = ""
+    if isinstance(message, str) and isinstance(reason, str):
+        safe_message = message
+        attributes[EXCEPTION_MESSAGE] = message
+        attributes[MESH_ERROR_REASON] = reason
     if code != "CANCELLED":
-        span.add_event("exception", attributes)
-    mark_outcome(span, code, message if isinstance(message, str) else "")
+        span.add_event(EXCEPTION_EVENT, attributes)
+    mark_outcome(span, code, safe_message)
 
 
 def _clean(attributes: Mapping[str, AttributeValue | None]) -> dict[str, AttributeValue]:
