@@ -123,8 +123,8 @@ class RegistryAccess:
         """Raise unless a registry write with this metadata may proceed."""
         if self.mode == "off":
             raise RegistrationDisabled(
-                "this router takes no node registrations (router.registry.mode is off: no "
-                "registration token is configured); ListNodes stays readable",
+                "this router takes no node registrations (router.registry.mode is off, the "
+                "default without a registration token); ListNodes stays readable",
                 metadata={"mode": "off"},
             )
         if self.mode == "token":
@@ -135,7 +135,7 @@ class RegistryAccess:
         return {
             "token": f"token (Register, Heartbeat and Deregister need {NODE_TOKEN_HEADER})",
             "open": "open (anything that reaches this loopback address may register)",
-            "off": "off (no registration token configured; static upstreams only)",
+            "off": "off (mode off, or no registration token configured; static upstreams only)",
         }[self.mode]
 
 
