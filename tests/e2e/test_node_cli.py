@@ -23,8 +23,10 @@ from click.testing import CliRunner
 from mesh.cli import cli
 from mesh.contract.node_token import NodeToken
 from mesh.contract.serving import BoundServer, create_server
-from mesh.router.catalog import Catalog, RegistryServicer
-from mesh.v1 import inference_pb2_grpc, registry_pb2_grpc
+from mesh.router.catalog import Catalog
+from mesh.router.registry import RegistryServicer, add_registry_service
+from mesh.router.registry_auth import RegistryAccess
+from mesh.v1 import inference_pb2_grpc
 from tests.helpers import assert_real_answer, request, wait_until
 from tests.integration.test_registration import RecordingRegistry, start_registry
 from tests.process import ServerProcess, free_address, free_port, run_mesh, start_mesh
@@ -149,8 +151,8 @@ async def token_registry() -> AsyncIterator[TokenRegistry]:
         "127.0.0.1:0",
         [
             (
-                registry_pb2_grpc.add_RegistryServiceServicer_to_server,
-                RegistryServicer(catalog, token=NodeToken(TOKEN)),
+                add_registry_service,
+                RegistryServicer(catalog, access=RegistryAccess.with_token(NodeToken(TOKEN))),
                 "mesh.v1.RegistryService",
             )
         ],

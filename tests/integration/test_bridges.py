@@ -25,6 +25,7 @@ from mesh.config import (
     BridgeLimits,
     GuardSettings,
     ModelPrice,
+    RegistrySettings,
     RetryPolicy,
     RouterConfig,
     TelemetrySettings,
@@ -260,7 +261,10 @@ async def test_both_bridges_through_a_real_router(openai_server: OpenAIServer) -
 async def test_a_bridge_registers_with_a_router(openai_server: OpenAIServer) -> None:
     router = RouterRuntime(
         RouterConfig(
-            listen="127.0.0.1:0", health_interval_s=0.2, guards=GuardSettings(enabled=False)
+            listen="127.0.0.1:0",
+            health_interval_s=0.2,
+            guards=GuardSettings(enabled=False),
+            registry=RegistrySettings(mode="open"),  # loopback, no token: registration by choice
         )
     )
     address = await router.start()

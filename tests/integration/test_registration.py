@@ -34,8 +34,9 @@ from mesh.config import (
 from mesh.contract.node_token import NodeToken, TokenUnavailable
 from mesh.contract.serving import BoundServer, create_server
 from mesh.router.app import RouterRuntime
-from mesh.router.catalog import Catalog, RegistryServicer
-from mesh.router.registry_auth import NodeTokenCheck
+from mesh.router.catalog import Catalog
+from mesh.router.registry import RegistryServicer, add_registry_service
+from mesh.router.registry_auth import RegistryAccess
 from mesh.telemetry.setup import setup_telemetry
 from mesh.v1 import inference_pb2_grpc, registry_pb2, registry_pb2_grpc
 from nodes.engines.fake import FakeEngine
@@ -460,11 +461,8 @@ async def test_a_refused_node_is_accepted_once_the_router_takes_its_token(
 ) -> None:
     caplog.set_level(logging.INFO, logger="nodes.registration")
     catalog = Catalog(ttl_s=5, heartbeat_interval_s=0.05)
-    servicer = RegistryServicer(catalog, token=NodeToken(WRONG))
-    bound = create_server(
-        "127.0.0.1:0",
-        [(registry_pb2_grpc.add_RegistryServiceServicer_to_server, servicer, REGISTRY_SERVICE)],
-    )
+    servicer = RegistryServicer(catalog, access=RegistryAccess.with_token(NodeToken(WRONG)))
+    bound = create_server("127.0.0.1:0", [(add_registry_service, servicer, REGISTRY_SERVICE)])
     await bound.server.start()
     loop = RegistrationLoop(
         fake_node.servicer,
@@ -478,7 +476,8 @@ async def test_a_refused_node_is_accepted_once_the_router_takes_its_token(
     try:
         assert await wait_until(lambda: loop.consecutive_failures >= 3, timeout_s=10)
         assert catalog.get("reg-node") is None
-        servicer.token_check = NodeTokenCheck(NodeToken(TOKEN))  # the operator fixes the router
+        # The operator fixes the router.
+        servicer.access = RegistryAccess.with_token(NodeToken(TOKEN))
         assert await wait_until(lambda: catalog.get("reg-node") is not None, timeout_s=10)
         assert await wait_until(lambda: loop.heartbeats >= 2, timeout_s=10)
         assert loop.failure is None and loop.consecutive_failures == 0
