@@ -112,8 +112,18 @@ def _bandit() -> tuple[Any, Any, dict[str, str]]:
     """Bandit's meta-AST, test set and blacklist names (its B3xx/B4xx findings all report the
     test name "blacklist"; "eval" or "md5" says more), built once per process (~0.1 s)."""
     logging.getLogger("bandit").setLevel(logging.ERROR)  # a warning per snippet otherwise
-    from bandit.blacklists import calls, imports
-    from bandit.core import config, meta_ast, test_set
+    # Loading Bandit's plugins also loads its report formatters; one needs a package Bandit
+    # does not require (sarif_om) and stevedore logs that at ERROR. No formatter is used here.
+    stevedore = logging.getLogger("stevedore.extension")
+    level = stevedore.level
+    stevedore.setLevel(logging.CRITICAL)
+    try:
+        from bandit.blacklists import calls, imports
+        from bandit.core import config, meta_ast, test_set
+
+        tests = test_set.BanditTestSet(config.BanditConfig(), profile={})
+    finally:
+        stevedore.setLevel(level)
 
     names = {
         entry["id"]: entry["name"]
@@ -121,7 +131,6 @@ def _bandit() -> tuple[Any, Any, dict[str, str]]:
         for entries in table.values()
         for entry in entries
     }
-    tests = test_set.BanditTestSet(config.BanditConfig(), profile={})
     return meta_ast.BanditMetaAst(), tests, names
 
 
