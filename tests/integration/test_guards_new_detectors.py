@@ -77,9 +77,7 @@ async def test_insecure_code_never_streams_out(mesh: tuple) -> None:
     stub = inference_pb2_grpc.InferenceServiceStub(channel)
     events = [
         e
-        async for e in stub.GenerateStream(
-            request(SHELL_CODE, inference_pb2.GenerateStreamRequest)
-        )
+        async for e in stub.GenerateStream(request(SHELL_CODE, inference_pb2.GenerateStreamRequest))
     ]
     text = "".join(e.delta.text for e in events if e.HasField("delta"))
     summary = events[-1].summary
