@@ -61,7 +61,7 @@ FLAGS = {
     ("route-eval",): {"--config", "--max-tokens", "--no-embeddings", "--json"},
     ("audit",): {"--db", "--since", "--guard", "--tenant", "--limit", "--page-token"},
     ("policy", "apply"): {"--address", "--admin-key", "--dry-run"},
-    ("guard-eval",): {"--policy", "--json"},
+    ("guard-eval",): {"--policy", "--split", "--json"},
     ("trace",): {"--request", "--last", "--json", "--store"},
     ("demo",): {"--config"},
 }
