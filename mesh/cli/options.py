@@ -34,6 +34,7 @@ ROUTER_GRACE_S = 5.0
 # Where `mesh up` serves the OpenAI-compatible HTTP front when neither mesh.yaml nor a flag says
 # (`mesh router` serves none unless told): the one-command mesh answers OpenAI clients at once.
 MESH_UP_HTTP_LISTEN = "127.0.0.1:8080"
+HTTP_LISTEN_ENV = "MESH_HTTP_LISTEN"  # e.g. `off` where many meshes share a machine (tests)
 NODE_GRACE_S = 10.0
 
 
@@ -142,6 +143,7 @@ def http_listen_option(*, default_help: str) -> Callable[[F], F]:
     `http_listen: str | None` (None: not given) and passes it to `with_http_listen`."""
     return click.option(
         "--http-listen", metavar="ADDR|off", default=None, callback=_parse_http_listen,
+        envvar=HTTP_LISTEN_ENV, show_envvar=True,
         help=f"OpenAI-compatible HTTP front (/v1/chat/completions), or off. {default_help}",
     )  # fmt: skip
 
