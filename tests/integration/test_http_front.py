@@ -397,9 +397,7 @@ async def test_output_guard_block_ends_a_stream_with_content_filter(mesh: HttpMe
     verdicts = chunks[-1].model_extra["mesh"]["guard_verdicts"]  # type: ignore[index]
     assert any(v["guard"] == "banned" and v["action"] == "block" for v in verdicts)
     with pytest.raises(openai.PermissionDeniedError) as info:  # unary: the reply is refused
-        await mesh.client().chat.completions.create(
-            model="auto", messages=user("kaboom kaboom")
-        )
+        await mesh.client().chat.completions.create(model="auto", messages=user("kaboom kaboom"))
     assert _envelope(info.value)["mesh"]["metadata"]["stage"] == "response"
 
 
@@ -412,9 +410,7 @@ async def test_404_unknown_model(mesh: HttpMesh) -> None:
 
 async def test_413_body_over_the_limit(mesh: HttpMesh) -> None:
     with pytest.raises(openai.APIStatusError) as info:
-        await mesh.client().chat.completions.create(
-            model="auto", messages=user("x " * MAX_BODY)
-        )
+        await mesh.client().chat.completions.create(model="auto", messages=user("x " * MAX_BODY))
     assert info.value.status_code == 413
     assert _envelope(info.value)["code"] == "request_too_large"
 
@@ -547,8 +543,6 @@ async def test_traceparent_continues_and_the_http_span_is_the_root(mesh: HttpMes
     node_server = [s for s in spans if s.resource.attributes["service.name"] == "fake-node"]
     assert node_server and all(ancestors(s)[-1] == root.name for s in node_server)
     for span in spans:
-        dumped = json.dumps(
-            {"a": dict(span.attributes or {}), "e": [dict(e.attributes or {}) for e in span.events]},
-            default=str,
-        )
+        events = [dict(e.attributes or {}) for e in span.events]
+        dumped = json.dumps({"a": dict(span.attributes or {}), "e": events}, default=str)
         assert MARKER not in dumped, span.name

@@ -66,7 +66,10 @@ async def test_unary_and_stream_answers_are_the_models(
 ) -> None:
     question = [{"role": "user", "content": "What is the capital of France?"}]
     reply = await client.chat.completions.create(
-        model="smollm2", messages=question, max_tokens=16, temperature=0  # type: ignore[arg-type]
+        model="smollm2",
+        messages=question,
+        max_tokens=16,
+        temperature=0,  # type: ignore[arg-type]
     )
     assert "Paris" in (reply.choices[0].message.content or "")
     assert reply.model == "smollm2-135m-instruct"

@@ -46,7 +46,7 @@ def test_a_full_request_becomes_the_mesh_request() -> None:
             model=" smollm2 ",
             messages=[
                 {"role": "developer", "content": "Be brief."},
-                {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+                {"role": "user", "content": [{"type": "text", "text": t} for t in "ab"]},
                 {"role": "assistant", "content": "ok"},
                 {"role": "user", "content": "go", "name": "ann"},
             ],

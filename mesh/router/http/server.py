@@ -48,6 +48,7 @@ class AsgiServer:
             self.app,
             lifespan="off",  # the router starts and stops what the app uses
             log_config=None,  # the process's logging, not uvicorn's
+            log_level="warning",  # its INFO lines ("Shutting down") say nothing the mesh's don't
             access_log=False,  # one log line per request would cost more than the door
             server_header=False,
             proxy_headers=False,  # never trust X-Forwarded-For: there is no proxy in front
