@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import grpc.aio
 import httpx
 import openai
@@ -492,6 +493,74 @@ async def test_an_error_after_the_stream_started_is_one_error_event_then_done(
     error = json.loads(events[-2].removeprefix("data: "))["error"]
     assert error["code"] and error["type"] == "server_error"
     assert events[-1] == "data: [DONE]"
+
+
+# --- Anthropic Messages: the anthropic SDK, same pipeline, same status table -------------------
+def anthropic_client(mesh: HttpMesh, key: str = KEY) -> anthropic.AsyncAnthropic:
+    assert mesh.router.http is not None
+    return anthropic.AsyncAnthropic(
+        base_url=f"http://{mesh.router.http.address}", api_key=key, max_retries=0
+    )
+
+
+async def test_anthropic_sdk_unary_and_stream(mesh: HttpMesh) -> None:
+    client = anthropic_client(mesh)
+    raw = await client.messages.with_raw_response.create(
+        model="auto",
+        max_tokens=3,
+        system="Be brief.",
+        messages=[{"role": "user", "content": "one two three four"}],
+    )
+    message = await raw.parse()
+    assert [block.type for block in message.content] == ["text"]
+    assert message.content[0].text == "one two three"  # type: ignore[union-attr]
+    assert (message.stop_reason, message.model) == ("max_tokens", "fake-model")
+    assert message.usage.output_tokens == 3 and message.usage.input_tokens > 0
+    assert message.model_extra["mesh"]["route"]["node_id"] == "fake-node"  # type: ignore[index]
+    assert raw.headers["x-mesh-node"] == "fake-node"
+    mesh.engine.script.words_per_answer = 40
+    async with client.messages.stream(
+        model="auto", max_tokens=30, messages=[{"role": "user", "content": NATO}]
+    ) as stream:
+        text = "".join([t async for t in stream.text_stream])
+        final = await stream.get_final_message()
+    assert text.split() == (NATO.split() * 4)[:30]
+    assert final.stop_reason == "max_tokens" and final.usage.output_tokens == 30
+
+
+async def test_anthropic_sdk_error_classes(mesh: HttpMesh) -> None:
+    def user_turn(text: str) -> list[Any]:
+        return [{"role": "user", "content": text}]
+
+    cases: list[tuple[type[anthropic.APIStatusError], str, dict[str, Any]]] = [
+        (anthropic.AuthenticationError, "invalid_api_key", {"key": "nope"}),
+        (anthropic.PermissionDeniedError, "guard_blocked", {"text": INJECTION}),
+        (anthropic.NotFoundError, "model_not_found", {"model": "gpt-9"}),
+        (anthropic.RateLimitError, "budget_exceeded", {"key": BROKE_KEY}),
+        (anthropic.BadRequestError, "invalid_request", {"temperature": 7}),
+    ]
+    for error_class, code, case in cases:
+        client = anthropic_client(mesh, case.get("key", KEY))
+        with pytest.raises(error_class) as info:
+            await client.messages.create(
+                model=case.get("model", "auto"),
+                max_tokens=8,
+                messages=user_turn(case.get("text", "hi")),
+                extra_body={k: v for k, v in case.items() if k == "temperature"},
+            )
+        body = info.value.body
+        assert isinstance(body, dict) and body["type"] == "error", body
+        assert body["mesh"]["code"] == code, body
+    script = mesh.engine.script
+    script.words_per_answer, script.die_after_chunks = 60, 30
+    with pytest.raises(anthropic.APIStatusError) as mid_stream:  # the `error` event
+        async with anthropic_client(mesh).messages.stream(
+            model="auto", max_tokens=100, messages=user_turn(NATO)
+        ) as stream:
+            async for _ in stream.text_stream:
+                pass
+    assert mid_stream.value.body["mesh"]["code"] == "engine_unavailable"  # type: ignore[index]
+    assert mesh.engine.completed == 0
 
 
 # --- disconnects and traces ---------------------------------------------------------------

@@ -24,6 +24,7 @@ from mesh.contract.errors import (
 from mesh.router.auth import Unauthenticated
 from mesh.router.budget import BudgetExceeded
 from mesh.router.http.chat_request import parse_chat_request
+from mesh.router.http.chat_response import ChunkFrames
 from mesh.router.http.errors import (
     RequestTooLarge,
     error_body,
@@ -31,7 +32,8 @@ from mesh.router.http.errors import (
     http_error,
     openai_param,
 )
-from mesh.router.http.sse import ChunkFrames
+from mesh.router.http.messages_request import parse_messages_request
+from mesh.router.http.messages_response import MessageFrames
 from mesh.v1 import inference_pb2, types_pb2
 
 
@@ -235,8 +237,88 @@ def test_chunks_are_openai_chunks_and_the_end_carries_usage_and_done() -> None:
 
 
 def test_an_error_event_is_followed_by_done() -> None:
-    error, done = _events(ChunkFrames.error(UpstreamUnavailable("node gone")))
+    frames = ChunkFrames("chatcmpl-2", 0, "m", include_usage=False)
+    error, done = _events(frames.error(UpstreamUnavailable("node gone")))
     assert json.loads(error)["error"]["code"] == "upstream_unavailable" and done == "[DONE]"
+
+
+# --- Anthropic Messages -----------------------------------------------------------------------
+def test_a_messages_body_becomes_the_mesh_request() -> None:
+    call = parse_messages_request(
+        {
+            "model": "claude-x",
+            "system": [{"type": "text", "text": "Be brief."}],
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": [{"type": "text", "text": "hello"}]},
+                {"role": "user", "content": "again"},
+            ],
+            "max_tokens": 5, "temperature": 0, "top_k": 3, "stop_sequences": ["END"],
+            "metadata": {"user_id": "u"}, "stream": True,
+        },
+        None,
+    )  # fmt: skip
+    assert call.stream and not call.include_usage
+    assert [(m.role, m.content) for m in call.request.messages] == [
+        (types_pb2.ROLE_SYSTEM, "Be brief."),
+        (types_pb2.ROLE_USER, "hi"),
+        (types_pb2.ROLE_ASSISTANT, "hello"),
+        (types_pb2.ROLE_USER, "again"),
+    ]
+    sampling = call.request.sampling
+    assert (sampling.max_tokens, sampling.temperature, sampling.top_k) == (5, 0.0, 3)
+    assert list(sampling.stop) == ["END"] and sampling.HasField("temperature")
+    with pytest.raises(InvalidRequest) as info:
+        parse_messages_request(
+            {
+                "model": "m",
+                "messages": [
+                    {"role": "system", "content": "x"},
+                    {"role": "user", "content": [{"type": "image", "source": {}}]},
+                ],
+                "tools": [{"name": "t"}],
+                "max_tokens": -1,
+            },
+            None,
+        )
+    assert [v.field for v in info.value.violations] == [
+        "tools",
+        "messages[0].role",
+        "messages[1].content[0].type",
+        "max_tokens",
+    ]
+
+
+def test_message_events_are_anthropics_named_events() -> None:
+    frames = MessageFrames("msg_1", "m-1")
+    events = _named(frames.delta("Hi") + frames.delta(" there"))
+    assert [name for name, _ in events] == [
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_delta",
+    ]
+    assert events[0][1]["message"]["id"] == "msg_1"
+    assert events[3][1]["delta"] == {"type": "text_delta", "text": " there"}
+    summary = inference_pb2.GenerationSummary(
+        finish_reason=types_pb2.FINISH_REASON_LENGTH,
+        usage=types_pb2.Usage(input_tokens=4, output_tokens=2),
+    )
+    end = _named(frames.finish(summary))
+    assert [name for name, _ in end] == ["content_block_stop", "message_delta", "message_stop"]
+    assert end[1][1]["delta"]["stop_reason"] == "max_tokens"
+    assert end[1][1]["usage"]["input_tokens"] == 4
+    ((name, error),) = _named(frames.error(BudgetExceeded("spent")))
+    assert name == "error" and error["error"]["type"] == "rate_limit_error"
+    assert error["mesh"]["code"] == "budget_exceeded"
+
+
+def _named(frames: bytes) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for block in frames.decode().split("\n\n")[:-1]:
+        event, data = block.split("\n")
+        out.append((event.removeprefix("event: "), json.loads(data.removeprefix("data: "))))
+    return out
 
 
 # --- where the HTTP front listens -------------------------------------------------------------

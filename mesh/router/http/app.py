@@ -1,4 +1,4 @@
-"""The HTTP front's ASGI app: two routes, the error envelope, tracing outermost.
+"""The HTTP front's ASGI app: three routes, the error envelope, tracing outermost.
 
 Built once per router. With telemetry, opentelemetry-instrumentation-asgi wraps everything: it
 continues a caller's W3C `traceparent`, and its SERVER span is current while the pipeline runs,
@@ -17,14 +17,15 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from mesh.router.http.chat import ChatCompletions
+from mesh.router.http.endpoint import GenerationEndpoint
 from mesh.router.http.errors import framework_error
 from mesh.router.http.models import ModelList
 from mesh.telemetry.setup import Telemetry
 
 CHAT_PATH = "/v1/chat/completions"
+MESSAGES_PATH = "/v1/messages"
 MODELS_PATH = "/v1/models"
-_PATHS = frozenset({CHAT_PATH, MODELS_PATH})
+_PATHS = frozenset({CHAT_PATH, MESSAGES_PATH, MODELS_PATH})
 
 
 def _span_details(scope: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -35,10 +36,16 @@ def _span_details(scope: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return (f"{method} {path}" if path in _PATHS else method), {}
 
 
-def build_app(chat: ChatCompletions, models: ModelList, telemetry: Telemetry | None) -> ASGIApp:
+def build_app(
+    chat: GenerationEndpoint,
+    messages: GenerationEndpoint,
+    models: ModelList,
+    telemetry: Telemetry | None,
+) -> ASGIApp:
     app: ASGIApp = Starlette(
         routes=[
             Route(CHAT_PATH, chat.handle, methods=["POST"]),
+            Route(MESSAGES_PATH, messages.handle, methods=["POST"]),
             Route(MODELS_PATH, models.handle, methods=["GET"]),
         ],
         exception_handlers={HTTPException: framework_error, Exception: framework_error},

@@ -13,10 +13,10 @@ accepted and ignored.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from mesh.contract.errors import FieldViolation, InvalidRequest
+from mesh.router.http.dialect import ChatCall
 from mesh.v1 import inference_pb2, types_pb2
 
 _ROLES = {
@@ -51,16 +51,6 @@ _UNSUPPORTED: dict[str, Callable[[Any], bool]] = {
     "prediction": _set,
     "web_search_options": _set,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class ChatCall:
-    """What the door needs besides the request message."""
-
-    request: inference_pb2.GenerateRequest | inference_pb2.GenerateStreamRequest
-    stream: bool
-    include_usage: bool
-    model: str  # as asked for: `auto`, a model id, an alias or a policy name
 
 
 class _Problems:

@@ -1,19 +1,29 @@
-"""The mesh's reply -> OpenAI's chat-completion JSON, the `mesh` extension and x-mesh-* headers.
+"""The mesh's answer in OpenAI's chat-completions format: the `chat.completion` object, the
+`chat.completion.chunk` stream ending in `data: [DONE]`, and the dialect that ties them to
+`chat_request` and the OpenAI error envelope.
 
-The extension object and the headers carry what a gRPC caller reads in RouteInfo and the guard
-verdicts: where the request went and why, what it cost against the baseline, what the guards
-decided. They are written field by field: json_format.MessageToDict took 72 us for a RouteInfo
-with three candidates and 59 us for three verdicts (measured here), more than the rest of the
-door's work on a request.
+A stream: text deltas become chunks; the summary becomes the chunk with `finish_reason` (and
+the `mesh` extension), then, with `stream_options.include_usage`, one chunk with empty
+`choices` and the usage totals, then `[DONE]`. An error after the first chunk is one
+`data: {"error": ...}` event, then `[DONE]`. Every chunk of a stream shares id, created and
+model, so a delta is written as a fixed head, the JSON-encoded text and a fixed tail instead of
+dumping a dict per token.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import time
 from typing import Any
 
-from mesh.config import tier_name
-from mesh.router.pipeline.context import RequestContext
+from starlette.responses import Response
+
+from mesh.contract.errors import MeshError
+from mesh.router.http.chat_request import parse_chat_request
+from mesh.router.http.dialect import ChatCall
+from mesh.router.http.errors import error_body, error_response
+from mesh.router.http.extension import mesh_extension
+from mesh.router.http.sse import sse_event
 from mesh.v1 import inference_pb2, types_pb2
 
 FINISH_REASONS = {
@@ -23,14 +33,7 @@ FINISH_REASONS = {
     types_pb2.FINISH_REASON_ABORTED: "stop",
     types_pb2.FINISH_REASON_GUARD_BLOCKED: "content_filter",  # OpenAI's name for a filtered end
 }
-_STAGES = {types_pb2.GUARD_STAGE_INPUT: "input", types_pb2.GUARD_STAGE_OUTPUT: "output"}
-_ACTIONS = {
-    types_pb2.GUARD_ACTION_ALLOW: "allow",
-    types_pb2.GUARD_ACTION_BLOCK: "block",
-    types_pb2.GUARD_ACTION_REDACT: "redact",
-    types_pb2.GUARD_ACTION_FLAG: "flag",
-}
-_MODES = {types_pb2.GUARD_MODE_ENFORCE: "enforce", types_pb2.GUARD_MODE_MONITOR: "monitor"}
+DONE = b"data: [DONE]\n\n"
 
 
 def usage_body(usage: types_pb2.Usage) -> dict[str, Any]:
@@ -40,58 +43,6 @@ def usage_body(usage: types_pb2.Usage) -> dict[str, Any]:
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
-    }
-
-
-def _verdict(verdict: types_pb2.GuardVerdict) -> dict[str, Any]:
-    return {
-        "guard": verdict.guard,
-        "stage": _STAGES.get(verdict.stage, "unspecified"),
-        "action": _ACTIONS.get(verdict.action, "unspecified"),
-        "mode": _MODES.get(verdict.mode, "unspecified"),
-        "policy_version": verdict.policy_version,
-        # Where and what kind, never the text found (as on the gRPC side).
-        "findings": [
-            {"type": f.type, "start": f.start, "end": f.end, "score": f.score}
-            for f in verdict.findings
-        ],
-    }
-
-
-def mesh_extension(
-    request_id: str,
-    route: types_pb2.RouteInfo,
-    usage: types_pb2.Usage,
-    verdicts: Iterable[types_pb2.GuardVerdict],
-) -> dict[str, Any]:
-    """The `mesh` object: route, cost, baseline cost and guard verdicts of one answer."""
-    return {
-        "request_id": request_id,
-        "cost_usd": usage.cost_usd,
-        "baseline_cost_usd": route.baseline_cost_usd,
-        "route": {
-            "node_id": route.node_id,
-            "model": route.model,
-            "provider": route.provider,
-            "policy": route.policy,
-            "reason": route.reason,
-            "tier": tier_name(route.tier),
-            "attempts": route.attempts,
-            "cache_hit": route.cache_hit,
-            "estimated_cost_usd": route.estimated_cost_usd,
-            "candidates": [
-                {
-                    "node_id": c.node_id,
-                    "model": c.model,
-                    "score": c.score,
-                    "estimated_cost_usd": c.estimated_cost_usd,
-                    "chosen": c.chosen,
-                    "rejected_reason": c.rejected_reason,
-                }
-                for c in route.candidates
-            ],
-        },
-        "guard_verdicts": [_verdict(v) for v in verdicts],
     }
 
 
@@ -117,33 +68,72 @@ def completion_body(
     }
 
 
-def route_headers(
-    request_id: str, route: types_pb2.RouteInfo, usage: types_pb2.Usage
-) -> dict[str, str]:
-    """x-mesh-* headers of a finished answer."""
-    return {
-        "x-request-id": request_id,
-        "x-mesh-node": route.node_id,
-        "x-mesh-model": route.model,
-        "x-mesh-policy": route.policy,
-        "x-mesh-cost-usd": f"{usage.cost_usd:.10f}",
-        "x-mesh-cache": "hit" if route.cache_hit else "miss",
-    }
+class ChunkFrames:
+    """The SSE frames of one chat-completions stream."""
+
+    def __init__(self, completion_id: str, created: int, model: str, include_usage: bool) -> None:
+        self.base: dict[str, Any] = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+        }
+        self.include_usage = include_usage
+        head = json.dumps(self.base, ensure_ascii=False)[:-1]  # without the closing brace
+        self._head = head + ',"choices":[{"index":0,"delta":{'
+        self._tail = '},"logprobs":null,"finish_reason":null}]'
+        self._tail += ',"usage":null}' if include_usage else "}"
+        self._role_sent = False
+
+    def delta(self, text: str) -> bytes:
+        role = ""
+        if not self._role_sent:
+            role, self._role_sent = '"role":"assistant",', True
+        content = json.dumps(text, ensure_ascii=False)
+        return f'data: {self._head}{role}"content":{content}{self._tail}\n\n'.encode()
+
+    def finish(self, summary: inference_pb2.GenerationSummary) -> bytes:
+        """The last chunk, the usage chunk if asked for, and [DONE], written together."""
+        model = summary.model or summary.route.model or self.base["model"]
+        delta = {} if self._role_sent else {"role": "assistant", "content": ""}
+        last: dict[str, Any] = {
+            **self.base,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": delta,
+                    "logprobs": None,
+                    "finish_reason": FINISH_REASONS.get(summary.finish_reason, "stop"),
+                }
+            ],
+            "mesh": mesh_extension(
+                summary.request_id, summary.route, summary.usage, summary.guard_verdicts
+            ),
+        }
+        if not self.include_usage:
+            return sse_event(last) + DONE
+        last["usage"] = None
+        usage = {**self.base, "model": model, "choices": [], "usage": usage_body(summary.usage)}
+        return sse_event(last) + sse_event(usage) + DONE
+
+    def error(self, err: MeshError) -> bytes:
+        return sse_event({"error": error_body(err)}) + DONE
 
 
-def stream_headers(ctx: RequestContext) -> dict[str, str]:
-    """x-mesh-* headers of a stream, sent with its first event: the cost is not known yet (it
-    is in the last chunk's `mesh` object), nor, for a cached answer, the node."""
-    headers = {"x-request-id": ctx.request_id}
-    decision, attempts = ctx.decision, ctx.attempts
-    if decision is None or attempts is None:  # answered from the cache before any decision
-        headers["x-mesh-cache"] = "hit"
-        return headers
-    # The candidate that committed: the first in the decision's order that did not fail.
-    committed = next((c for c in decision.ordered if c not in attempts.failures), None)
-    if committed is not None:
-        headers["x-mesh-node"] = committed.node_id
-        headers["x-mesh-model"] = committed.model
-    headers["x-mesh-policy"] = decision.policy
-    headers["x-mesh-cache"] = "miss"
-    return headers
+class OpenAIChat:
+    """POST /v1/chat/completions."""
+
+    route = "POST /v1/chat/completions"
+
+    def parse(self, body: Any, request_id: str | None) -> ChatCall:
+        return parse_chat_request(body, request_id)
+
+    def reply_body(self, reply: inference_pb2.GenerateResponse, request_id: str) -> dict[str, Any]:
+        return completion_body(reply, f"chatcmpl-{request_id}", int(time.time()))
+
+    def frames(self, request_id: str, model: str, include_usage: bool) -> ChunkFrames:
+        return ChunkFrames(f"chatcmpl-{request_id}", int(time.time()), model, include_usage)
+
+    def error_response(self, err: MeshError, request_id: str | None) -> Response:
+        return error_response(err, request_id)

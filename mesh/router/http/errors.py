@@ -84,14 +84,22 @@ def openai_param(field: str) -> str:
     return field
 
 
+def error_code(err: MeshError) -> str:
+    return http_error(err).code or err.reason.lower()
+
+
+def error_param(err: MeshError) -> str | None:
+    """The parameter at fault (the first, when several are)."""
+    return openai_param(err.violations[0].field) if err.violations else None
+
+
 def error_body(err: MeshError) -> dict[str, object]:
     """The envelope's `error` object (an SSE error event carries the same)."""
-    mapped = http_error(err)
     return {
         "message": err.message,
-        "type": mapped.type,
-        "param": openai_param(err.violations[0].field) if err.violations else None,
-        "code": mapped.code or err.reason.lower(),
+        "type": http_error(err).type,
+        "param": error_param(err),
+        "code": error_code(err),
         "mesh": {"reason": err.reason, "metadata": err.metadata},
     }
 
@@ -127,6 +135,7 @@ async def framework_error(request: Request, exc: Exception) -> Response:
         code = Code.NOT_FOUND if exc.status_code == 404 else Code.UNIMPLEMENTED
         err = MeshError(str(exc.detail), code=code, reason=f"HTTP_{exc.status_code}")
         response = error_response(err)
-        response.status_code = exc.status_code
+        response.status_code = exc.status_code  # 405 stays 405
+        response.headers.update(exc.headers or {})  # e.g. Allow
         return response
     return error_response(internal_error(request.url.path, exc))

@@ -6,7 +6,9 @@ from mesh.config import HttpSettings
 from mesh.router.auth import ApiKeyAuth
 from mesh.router.edge import EdgeLimits
 from mesh.router.http.app import build_app
-from mesh.router.http.chat import ChatCompletions
+from mesh.router.http.chat_response import OpenAIChat
+from mesh.router.http.endpoint import GenerationEndpoint
+from mesh.router.http.messages_response import AnthropicMessages
 from mesh.router.http.models import ModelList
 from mesh.router.http.server import AsgiServer
 from mesh.router.pipeline.plan import Planner
@@ -15,7 +17,8 @@ from mesh.telemetry.setup import Telemetry
 
 
 class HttpFront:
-    """POST /v1/chat/completions and GET /v1/models over the router's pipeline and table."""
+    """POST /v1/chat/completions, POST /v1/messages and GET /v1/models over the router's
+    pipeline and routing table."""
 
     def __init__(
         self,
@@ -28,8 +31,17 @@ class HttpFront:
         telemetry: Telemetry | None,
     ) -> None:
         self.settings = settings
-        chat = ChatCompletions(pipeline, auth, limits, settings.max_body_bytes)
-        self.server = AsgiServer(build_app(chat, ModelList(planner, auth), telemetry))
+
+        def endpoint(dialect: OpenAIChat | AnthropicMessages) -> GenerationEndpoint:
+            return GenerationEndpoint(dialect, pipeline, auth, limits, settings.max_body_bytes)
+
+        app = build_app(
+            endpoint(OpenAIChat()),
+            endpoint(AnthropicMessages()),
+            ModelList(planner, auth),
+            telemetry,
+        )
+        self.server = AsgiServer(app)
 
     @property
     def address(self) -> str:

@@ -1,16 +1,16 @@
-"""POST /v1/chat/completions: an OpenAI request through the router's one pipeline.
+"""The generation endpoint of every wire format: a request through the router's one pipeline.
 
-Auth, body, the shared edge (`begin`: validation, size bound, request id, deadline), then
-`Pipeline.generate` or `Pipeline.stream`: the same guards, routing, budgets, ledger and spans
-as a gRPC call. A stream's first event is awaited before the response starts, so anything
-that fails before the first token (a guard block, an unknown model, a spent budget, every node
-down) is a plain error status the client's error classes recognise, not a 200 stream.
+Auth, body, the dialect's parse, the shared edge (`begin`: validation, size bound, request id,
+deadline), then `Pipeline.generate` or `Pipeline.stream`: the same guards, routing, budgets,
+ledger and spans as a gRPC call. A stream's first event is awaited before the response starts,
+so anything that fails before the first token (a guard block, an unknown model, a spent budget,
+every node down) is a plain error status the client's error classes recognise, not a 200
+stream.
 """
 
 from __future__ import annotations
 
 import json
-import time
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -19,12 +19,12 @@ from starlette.types import Receive, Scope, Send
 from mesh.contract.errors import MeshError
 from mesh.router.auth import ApiKeyAuth
 from mesh.router.edge import EdgeLimits, begin
-from mesh.router.http.chat_request import ChatCall, parse_chat_request
-from mesh.router.http.chat_response import completion_body, route_headers, stream_headers
+from mesh.router.http.dialect import ChatCall, Dialect
 from mesh.router.http.disconnect import ClientGone, unless_disconnected
 from mesh.router.http.edge import REQUEST_ID_HEADER, authenticate, read_json, time_remaining
-from mesh.router.http.errors import error_response, internal_error
-from mesh.router.http.sse import ChunkFrames, sse_frames
+from mesh.router.http.errors import internal_error
+from mesh.router.http.extension import route_headers, stream_headers
+from mesh.router.http.sse import sse_frames
 from mesh.router.pipeline.context import RequestContext
 from mesh.router.pipeline.run import Pipeline
 
@@ -47,12 +47,18 @@ class _ClosingStream(StreamingResponse):
             await self.body_iterator.aclose()  # type: ignore[attr-defined]
 
 
-class ChatCompletions:
-    """The endpoint, built once per router."""
+class GenerationEndpoint:
+    """One dialect's endpoint, built once per router."""
 
     def __init__(
-        self, pipeline: Pipeline, auth: ApiKeyAuth, limits: EdgeLimits, max_body_bytes: int
+        self,
+        dialect: Dialect,
+        pipeline: Pipeline,
+        auth: ApiKeyAuth,
+        limits: EdgeLimits,
+        max_body_bytes: int,
     ) -> None:
+        self.dialect = dialect
         self.pipeline = pipeline
         self.auth = auth
         self.limits = limits
@@ -63,7 +69,7 @@ class ChatCompletions:
         try:
             principal = authenticate(self.auth, request.headers)
             body = await read_json(request, self.max_body_bytes)
-            call = parse_chat_request(body, request.headers.get(REQUEST_ID_HEADER))
+            call = self.dialect.parse(body, request.headers.get(REQUEST_ID_HEADER))
             ctx = begin(
                 call.request,
                 principal,
@@ -74,22 +80,20 @@ class ChatCompletions:
             if call.stream:
                 return await self._stream(request, ctx, call)
             reply = await unless_disconnected(request.receive, self.pipeline.generate(ctx))
-            created = int(time.time())
             return Response(
                 json.dumps(
-                    completion_body(reply, f"chatcmpl-{ctx.request_id}", created),
-                    ensure_ascii=False,
+                    self.dialect.reply_body(reply, ctx.request_id), ensure_ascii=False
                 ).encode(),
                 headers=route_headers(ctx.request_id, reply.route, reply.usage),
                 media_type="application/json",
             )
         except MeshError as err:
-            return error_response(err, ctx.request_id if ctx else None)
+            return self.dialect.error_response(err, ctx.request_id if ctx else None)
         except ClientGone:
             return Response(status_code=_CLIENT_GONE)
         except Exception as exc:  # the error boundary: no stack trace ever reaches a client
-            return error_response(
-                internal_error("POST /v1/chat/completions", exc), ctx.request_id if ctx else None
+            return self.dialect.error_response(
+                internal_error(self.dialect.route, exc), ctx.request_id if ctx else None
             )
 
     async def _stream(self, request: Request, ctx: RequestContext, call: ChatCall) -> Response:
@@ -100,9 +104,7 @@ class ChatCompletions:
             raise MeshError("the stream ended before any event", reason="INTERNAL") from None
         headers = stream_headers(ctx)
         model = headers.get("x-mesh-model", call.model)  # the summary names it for a cache hit
-        frames = ChunkFrames(
-            f"chatcmpl-{ctx.request_id}", int(time.time()), model, call.include_usage
-        )
+        frames = self.dialect.frames(ctx.request_id, model, call.include_usage)
         return _ClosingStream(
             sse_frames(first, events, frames),
             headers={**headers, **_SSE_HEADERS},
