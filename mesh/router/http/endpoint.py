@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
@@ -89,7 +89,7 @@ class GenerationEndpoint:
             )
         except MeshError as err:
             return self.dialect.error_response(err, ctx.request_id if ctx else None)
-        except ClientGone:
+        except (ClientGone, ClientDisconnect):  # left before its answer, or mid-body
             return Response(status_code=_CLIENT_GONE)
         except Exception as exc:  # the error boundary: no stack trace ever reaches a client
             return self.dialect.error_response(

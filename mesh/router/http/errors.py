@@ -1,4 +1,5 @@
-"""MeshError -> OpenAI's error envelope, the one mapper of the HTTP door.
+"""MeshError -> HTTP status and OpenAI's error envelope: the one status table of the HTTP door
+(the Anthropic envelope in `messages_response` reads the same table).
 
 `{"error": {"message", "type", "param", "code"}}` with the status an OpenAI client expects, so
 its own error classes fire (openai.RateLimitError on 429 ...). `code` is OpenAI's where one
