@@ -31,11 +31,11 @@ M = TypeVar("M", bound="BaseModel")
 METRICS_OFF = "off"
 # Seconds in-flight requests get on SIGTERM: no config field holds them, so they live here.
 ROUTER_GRACE_S = 5.0
+NODE_GRACE_S = 10.0
 # Where `mesh up` serves the OpenAI-compatible HTTP front when neither mesh.yaml nor a flag says
 # (`mesh router` serves none unless told): the one-command mesh answers OpenAI clients at once.
 MESH_UP_HTTP_LISTEN = "127.0.0.1:8080"
 HTTP_LISTEN_ENV = "MESH_HTTP_LISTEN"  # e.g. `off` where many meshes share a machine (tests)
-NODE_GRACE_S = 10.0
 
 
 class FieldDefault:
