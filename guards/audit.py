@@ -2,26 +2,43 @@
 
 Stored: every non-allow verdict, monitored would-be verdicts included, with a sha256 of the
 checked text. The text itself only when the policy sets `store_content: true`.
+
+Bounded while the router runs (`router.guards.audit_retention_days`, `audit_max_rows`): a
+background task, started by the first write, deletes rows past the age every
+`prune_interval_s`, and the oldest rows down to LOW_WATER of the row bound as soon as a write
+may have crossed it. It only issues
+SQL through the async engine (aiosqlite's thread, or the database server), so the event loop
+never does the work; a request's audit write never waits for it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import DateTime, Index, String, Text, and_, or_, select
+from sqlalchemy import DateTime, Index, String, Text, and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from guards.verdict import Action, Finding, GuardOutcome
+from mesh.config import GuardSettings, ensure_sqlite_dir, field_default
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+DEFAULT_MAX_ROWS: int = field_default(GuardSettings, "audit_max_rows")
+DEFAULT_RETENTION_DAYS: float = field_default(GuardSettings, "audit_retention_days")
+PRUNE_INTERVAL_S = 60.0
+LOW_WATER = 0.8  # a row prune leaves this share of max_rows, so the next is some writes away
 
 
 class _Base(DeclarativeBase):
@@ -88,11 +105,15 @@ def _token(row: GuardDecisionRow) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode()
 
 
-def _untoken(token: str) -> tuple[dt.datetime, str]:
+def cursor_of(token: str) -> tuple[dt.datetime, str] | None:
+    """The (time, id) a page token continues after; None for "". ValueError: not our token."""
+    if not token:
+        return None
     try:
         stamp, row_id = base64.urlsafe_b64decode(token.encode()).decode().split("|", 1)
-        return dt.datetime.fromisoformat(stamp), row_id
-    except (ValueError, UnicodeDecodeError) as exc:
+        when = dt.datetime.fromisoformat(stamp)
+        return (when.astimezone(dt.UTC) if when.tzinfo else _utc(when)), row_id
+    except (ValueError, UnicodeError, OverflowError) as exc:
         raise ValueError("invalid page_token") from exc
 
 
@@ -102,18 +123,103 @@ def _utc(value: dt.datetime) -> dt.datetime:
 
 
 class AuditLog:
-    """Writes and pages through guard decisions."""
+    """Writes and pages through guard decisions, and keeps the table within its bounds."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_rows: int | None = DEFAULT_MAX_ROWS,
+        retention_days: float | None = DEFAULT_RETENTION_DAYS,
+        prune_interval_s: float = PRUNE_INTERVAL_S,
+    ) -> None:
+        """`max_rows` / `retention_days` None: no bound of that kind. Only a writer prunes:
+        the pruner starts with the first `record`, so a reader such as `mesh audit` never
+        deletes what a router with other bounds keeps."""
         self.engine: AsyncEngine = create_async_engine(url)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.max_rows = max_rows
+        self.retention_days = retention_days
+        self.prune_interval_s = prune_interval_s
+        self._written = 0  # rows this log has written, ever
+        # Rows in the table as the last prune counted them, plus those this log wrote since:
+        # the pruner is woken the moment it may pass max_rows (other writers sharing the table
+        # are seen at each prune, and every minute).
+        self._rows_estimate = 0
+        self._wake = asyncio.Event()
+        self._pruner: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: GuardSettings) -> AuditLog:
+        """The router's audit log as `router.guards` configures it."""
+        return cls(
+            settings.resolved_audit_url(),
+            max_rows=settings.audit_max_rows,
+            retention_days=settings.audit_retention_days,
+        )
 
     async def start(self) -> None:
+        ensure_sqlite_dir(self.engine.url.render_as_string(hide_password=False))
         async with self.engine.begin() as conn:
             await conn.run_sync(_Base.metadata.create_all)
 
     async def close(self) -> None:
+        if self._pruner is not None:
+            self._pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pruner
+            self._pruner = None
         await self.engine.dispose()
+
+    async def _prune_forever(self) -> None:
+        while True:
+            try:
+                await self.prune()
+            except Exception:  # a locked or unreachable database: try again next round
+                log.warning("audit log pruning failed; will retry", exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.prune_interval_s)
+            self._wake.clear()
+
+    async def prune(self) -> int:
+        """Delete rows past the age bound, then the oldest past the row bound; rows deleted."""
+        written_before = self._written
+        deleted = 0
+        table = GuardDecisionRow
+        async with self._sessions() as session, session.begin():
+            if self.retention_days is not None:
+                cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=self.retention_days)
+                result = await session.execute(delete(table).where(table.decided_at < cutoff))
+                deleted += int(getattr(result, "rowcount", 0) or 0)
+            if self.max_rows is not None:
+                rows = int(await session.scalar(select(func.count()).select_from(table)) or 0)
+                self._rows_estimate = rows
+                if rows > self.max_rows:
+                    doomed = rows - int(self.max_rows * LOW_WATER)
+                    oldest = (
+                        select(table.id)
+                        .order_by(table.decided_at.asc(), table.id.asc())
+                        .limit(doomed)
+                        .scalar_subquery()
+                    )
+                    result = await session.execute(delete(table).where(table.id.in_(oldest)))
+                    removed = int(getattr(result, "rowcount", 0) or 0)
+                    deleted += removed
+                    self._rows_estimate = rows - removed
+        # Rows written while this ran may or may not be in the count: assume they are not.
+        self._rows_estimate += self._written - written_before
+        if deleted:
+            log.info("audit log: deleted %d decisions past its bounds", deleted)
+        return deleted
+
+    def _wrote(self, rows: int) -> None:
+        """Start the pruner with the first write; wake it once the table may pass max_rows."""
+        if self._pruner is None and (self.max_rows is not None or self.retention_days is not None):
+            self._pruner = asyncio.create_task(self._prune_forever(), name="audit-prune")
+        self._written += rows
+        self._rows_estimate += rows
+        if self.max_rows is not None and self._rows_estimate > self.max_rows:
+            self._wake.set()
 
     async def record(
         self,
@@ -126,6 +232,9 @@ class AuditLog:
         store_content: bool = False,
     ) -> int:
         """Store the non-allow outcomes; returns how many rows were written."""
+        outcomes = [o for o in outcomes if o.verdict.action is not Action.ALLOW]
+        if not outcomes:  # most requests: nothing to hash, stamp or write
+            return 0
         now = dt.datetime.now(dt.UTC)
         digest = content_sha256(text)
         rows = [
@@ -149,11 +258,11 @@ class AuditLog:
                 content=text if store_content else None,
             )
             for o in outcomes
-            if o.verdict.action is not Action.ALLOW
         ]
         if rows:
             async with self._sessions() as session, session.begin():
                 session.add_all(rows)
+            self._wrote(len(rows))
         return len(rows)
 
     async def query(self, q: DecisionQuery) -> tuple[list[Decision], str]:
@@ -166,8 +275,9 @@ class AuditLog:
             stmt = stmt.where(GuardDecisionRow.guard == q.guard)
         if q.since is not None:
             stmt = stmt.where(GuardDecisionRow.decided_at >= _utc(q.since))
-        if q.page_token:
-            stamp, row_id = _untoken(q.page_token)
+        cursor = cursor_of(q.page_token)
+        if cursor is not None:
+            stamp, row_id = cursor
             stmt = stmt.where(
                 or_(
                     GuardDecisionRow.decided_at < stamp,

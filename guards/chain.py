@@ -52,7 +52,7 @@ OFF_LOOP_CHARS = 8192
 def _hook(built: BuiltGuard, check: Check) -> Callable[[], Verdict]:
     guard = built.guard
     if isinstance(check, InputCheck):
-        seen = check.view(built.spec.roles)  # only the turns this guard reads
+        seen = check.view(built.roles)  # only the turns this guard reads
         return lambda: guard.check_input(seen)
     if isinstance(check, OutputChunkCheck):
         return lambda: guard.check_output_chunk(check)
@@ -171,8 +171,9 @@ class GuardChain:
         self.policy_version = policy_version
         self.policy_id = policy_id
         self.tracer = tracer  # None: the process's global tracer provider
+        self._cpu_heavy = any(g.guard.cpu_heavy for g in self.guards)
         # All inline: gather would only add task overhead, the result is the same.
-        self._sequential = len(self.guards) == 1 or not any(g.guard.cpu_heavy for g in self.guards)
+        self._sequential = len(self.guards) == 1 or not self._cpu_heavy
 
     async def _outcomes(self, check: Check) -> list[GuardOutcome]:
         if self._sequential:
@@ -209,6 +210,62 @@ class GuardChain:
                 self._event(current, run, chunk_offset=check.offset)
         return combine(check.text, [r.outcome for r in runs], self.policy_version)
 
+    async def _run_then_record(self, check: Check, current: Span) -> ChainResult:
+        """Fast guards: run first, then record one event on the current span when every guard
+        allowed, or a span (made from the measured times) when one did something."""
+        start_ns = time.time_ns()
+        runs = await self._timed_outcomes(check)
+        end_ns = time.time_ns()
+        result = combine(check.text, [r.outcome for r in runs], self.policy_version)
+        names = [r.outcome.guard for r in runs]
+        durations = [round(r.duration_ns / 1e6, 3) for r in runs]
+        if not any(r.notable for r in runs):
+            semconv.record_allowed_chain(
+                current,
+                self.stage.value,
+                guards=names,
+                durations_ms=durations,
+                end_ns=end_ns,
+                policy_id=self.policy_id or None,
+                policy_version=self.policy_version,
+            )
+            return result
+        span = semconv.start_guard_chain_span(
+            self.stage.value,
+            guards=len(self.guards),
+            start_ns=start_ns,
+            policy_id=self.policy_id or None,
+            policy_version=self.policy_version,
+            tracer=self.tracer,
+        )
+        self._record(span, runs, result, names, durations)
+        span.end(end_time=end_ns)
+        return result
+
+    def _record(
+        self,
+        span: Span,
+        runs: Sequence[_Timed],
+        result: ChainResult,
+        names: list[str],
+        durations: list[float],
+    ) -> None:
+        # An event only for a guard that did something (or would have, in monitor mode) or
+        # failed; the chain span lists every guard and its time.
+        for run in runs:
+            if run.notable:
+                self._event(span, run)
+        failed = next((r.outcome for r in runs if r.outcome.error_type), None)
+        semconv.record_chain_verdict(
+            span,
+            action=result.action.value,
+            categories=[c for o in result.outcomes if o.enforced for c in _categories(o)],
+            failed_guard=failed.guard if failed else None,
+            error_type=failed.error_type if failed else None,
+            guards=names,
+            durations_ms=durations,
+        )
+
     async def _run_in_chain_span(self, check: Check) -> ChainResult:
         with semconv.guard_chain_span(
             self.stage.value,
@@ -219,16 +276,8 @@ class GuardChain:
         ) as span:
             runs = await self._timed_outcomes(check)
             result = combine(check.text, [r.outcome for r in runs], self.policy_version)
-            for run in runs:
-                self._event(span, run)
-            failed = next((r.outcome for r in runs if r.outcome.error_type), None)
-            semconv.record_chain_verdict(
-                span,
-                action=result.action.value,
-                categories=[c for o in result.outcomes if o.enforced for c in _categories(o)],
-                failed_guard=failed.guard if failed else None,
-                error_type=failed.error_type if failed else None,
-            )
+            names = [r.outcome.guard for r in runs]
+            self._record(span, runs, result, names, [round(r.duration_ns / 1e6, 3) for r in runs])
         return result
 
     async def run(self, check: Check) -> ChainResult:
@@ -239,4 +288,6 @@ class GuardChain:
             return combine(check.text, await self._outcomes(check), self.policy_version)
         if isinstance(check, OutputChunkCheck):
             return await self._run_chunk_traced(check, current)
-        return await self._run_in_chain_span(check)
+        if self._cpu_heavy:  # its own spans (in a worker thread) nest under a current span
+            return await self._run_in_chain_span(check)
+        return await self._run_then_record(check, current)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol, runtime_checkable
 
@@ -36,28 +35,33 @@ class InputCheck:
         default_factory=dict, compare=False, repr=False
     )
 
-    def view(self, roles: Collection[str]) -> InputCheck:
-        """This check as seen by a guard reading only `roles` (self when nothing is hidden)."""
-        hidden = [t for t in self.turns if t.role not in roles]
-        if not hidden:
+    def view(self, roles: frozenset[str]) -> InputCheck:
+        """This check as seen by a guard reading only `roles` (self when nothing is hidden);
+        one view per role set, shared by every guard of the chain."""
+        if not self.turns:
             return self
-        key = frozenset(roles)
-        seen = self._views.get(key)
+        seen = self._views.get(roles)
         if seen is None:
-            parts, at = [], 0
-            for turn in hidden:
-                parts += [self.text[at : turn.start], " " * (turn.end - turn.start)]
-                at = turn.end
-            parts.append(self.text[at:])
-            text = "".join(parts)
-            seen = InputCheck(text, self.tenant, self.request_id, self.system_prompt, self.turns)
-            self._views[key] = seen
+            hidden = [t for t in self.turns if t.role not in roles]
+            seen = self
+            if hidden:
+                parts, at = [], 0
+                for turn in hidden:
+                    parts += [self.text[at : turn.start], " " * (turn.end - turn.start)]
+                    at = turn.end
+                parts.append(self.text[at:])
+                text = "".join(parts)
+                seen = InputCheck(
+                    text, self.tenant, self.request_id, self.system_prompt, self.turns
+                )
+            self._views[roles] = seen
         return seen
 
 
 @dataclass(frozen=True)
 class OutputChunkCheck:
-    """Input for `Guard.check_output_chunk`: the hold-back window (held tail plus new chunk)."""
+    """Input for `Guard.check_output_chunk` (and `StreamHoldback.holdback`): the text of a
+    stream not yet released (held tail plus new chunk); `offset` characters came before it."""
 
     text: str
     tenant: str = DEFAULT_TENANT
@@ -88,3 +92,13 @@ class Guard(Protocol):
     def check_output_chunk(self, check: OutputChunkCheck) -> Verdict: ...
 
     def check_output_final(self, check: OutputFinalCheck) -> Verdict: ...
+
+
+@runtime_checkable
+class StreamHoldback(Protocol):
+    """Optional on a Guard: how many trailing characters of a stream's unreleased text it could
+    still turn into a finding once more text arrives. 0 releases everything; None means it
+    cannot say, and the stream holds the policy's `hold_back_chars` for it (as for a guard
+    without this method, such as a guardrails-ai validator)."""
+
+    def holdback(self, check: OutputChunkCheck) -> int | None: ...

@@ -23,6 +23,11 @@ class BuiltGuard:
 
     spec: GuardSpec
     guard: Guard
+    roles: frozenset[str] = frozenset()  # the turns it reads (input stage); set from the spec
+
+    def __post_init__(self) -> None:
+        if not self.roles:
+            object.__setattr__(self, "roles", frozenset(self.spec.roles))
 
 
 @dataclass
@@ -89,6 +94,8 @@ def _parse(text: str, source: str) -> tuple[Any, yaml.Node | None]:
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise InvalidPolicy.at(source, line, "", f"not valid YAML: {problem}") from None
+    except RecursionError:  # PyYAML composes recursively: "[[[[..." 1,000 deep ends here
+        raise InvalidPolicy.at(source, None, "", "not valid YAML: nested too deeply") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

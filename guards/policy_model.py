@@ -60,7 +60,9 @@ class GuardSpec(_Strict):
 
 
 class StreamSettings(_Strict):
-    """Streaming output: how much text is held back so findings split over chunks are caught."""
+    """Streaming output. Each built-in guard holds back only what it could still turn into a
+    finding (guards/streaming.py); `hold_back_chars` is what a guard that cannot say holds (a
+    guardrails-ai validator, Presidio, the injection classifier on output)."""
 
     hold_back_chars: int = Field(64, ge=0, le=65_536)
 

@@ -14,7 +14,7 @@ from typing import Any, TypeAlias
 
 from google.protobuf import timestamp_pb2
 
-from guards.audit import AuditLog, Decision, DecisionQuery
+from guards.audit import AuditLog, Decision, DecisionQuery, cursor_of
 from guards.errors import AdminKeyMissing, AdminKeyRejected
 from guards.hooks import InputCheck, OutputFinalCheck
 from guards.policy_loader import load_policy
@@ -132,26 +132,50 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         await self._check(context)
         if self.audit is None:
             raise MeshError("no audit log is configured on this server", reason="AUDIT_DISABLED")
-        if request.page_size < 0:
-            raise InvalidRequest(
-                "page_size must be >= 0", violations=[FieldViolation("page_size", "must be >= 0")]
-            )
         query = DecisionQuery(
             tenant=request.tenant,
             guard=request.guard,
-            since=request.since.ToDatetime(tzinfo=dt.UTC) if request.HasField("since") else None,
-            page_size=request.page_size,
-            page_token=request.page_token,
+            since=_since(request),
+            page_size=_page_size(request.page_size),
+            page_token=_page_token(request.page_token),
         )
-        try:
-            decisions, token = await self.audit.query(query)
-        except ValueError as exc:
-            raise InvalidRequest(
-                str(exc), violations=[FieldViolation("page_token", str(exc))]
-            ) from None
+        decisions, token = await self.audit.query(query)
         return policy_pb2.ListGuardDecisionsResponse(
             decisions=[_decision_proto(d) for d in decisions], next_page_token=token
         )
+
+
+def _page_size(page_size: int) -> int:
+    if page_size < 0:
+        raise InvalidRequest(
+            "page_size must be >= 0", violations=[FieldViolation("page_size", "must be >= 0")]
+        )
+    return page_size
+
+
+def _page_token(token: str) -> str:
+    try:
+        cursor_of(token)
+    except ValueError:
+        raise InvalidRequest(
+            "page_token is not a token this server issued",
+            violations=[FieldViolation("page_token", "not a token from a previous response")],
+        ) from None
+    return token
+
+
+def _since(request: policy_pb2.ListGuardDecisionsRequest) -> dt.datetime | None:
+    """The `since` filter; a Timestamp outside 0001-01-01..9999-12-31 (or with nanos outside
+    0..999,999,999) has no datetime, which is the caller's mistake, not the server's."""
+    if not request.HasField("since"):
+        return None
+    try:
+        return request.since.ToDatetime(tzinfo=dt.UTC)
+    except (ValueError, OverflowError):
+        raise InvalidRequest(
+            "since is not a valid timestamp",
+            violations=[FieldViolation("since", "must lie within 0001-01-01 and 9999-12-31 UTC")],
+        ) from None
 
 
 def _decision_proto(d: Decision) -> policy_pb2.GuardDecision:

@@ -1,12 +1,38 @@
-"""Guards for streamed output: a hold-back window so findings split over chunks are still caught.
+"""Guards for streamed output: text leaves as soon as no guard can still turn it into a finding.
 
-Only text that can no longer be part of a finding leaves: the last `hold_back` characters are
-held, and so is any redaction that reaches into them. A secret no longer than the window is
-therefore always seen whole before any of it is released.
+Each chunk runs the output chain on the text not yet released (the window), then asks every
+guard that enforces a block or a redaction how many trailing characters of the window it could
+still turn into a finding once more text arrives (`guards.hooks.StreamHoldback`; the built-in
+detectors answer in guards/detectors). The most any of them asks for is held, and so is a
+redaction that reaches into that tail or to the window's end (it may still grow); the rest
+leaves, masked. A guard that cannot say (a guardrails-ai validator, Presidio, the injection
+classifier) holds the policy's `hold_back_chars`. Monitor-mode and flag guards change nothing
+a client receives, so they hold nothing: the whole-text check at the end records what they find.
+
+Why a window is enough: a cut is only made where no finding can straddle it (that is what each
+guard's holdback promises), so every finding lies wholly in the window that completes it. The
+window is checked with the released text since its last whitespace in front (`_context`), so
+lookbehinds and word boundaries at its start read as in the whole text: streamed output is then
+masked exactly as the whole text would be (checked on generated chunkings). Only where more
+than 64 characters without whitespace precede a cut can a match start early and mask more.
+
+What reaches the client, with the built-in detectors (tests/unit/test_guards_streaming.py
+checks each at every split position of a stream):
+- secrets and PII: no part of a value, whatever its length; a value is seen whole before any
+  of it leaves, then masked.
+- system-prompt leakage: no character of a run of `ngram_words` words (the detector's n-gram)
+  shared with the system prompt, however long its words: the trailing words the prompt also
+  holds are kept until the run breaks (then they are fewer than n words: no finding) or
+  completes (then the chunk blocks). Shorter shared runs are not findings and stream freely.
+- `finish` runs the whole-text check before releasing what is held: a block there releases
+  nothing more.
+Findings in `outcomes` carry spans in the raw output (before masking).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from guards.chain import GuardChain
@@ -16,11 +42,14 @@ from guards.verdict import (
     ChainResult,
     Finding,
     GuardOutcome,
+    Mode,
     Verdict,
     mask_spans,
     merge_spans,
 )
 from mesh.config import DEFAULT_TENANT
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,10 +67,17 @@ class _Aggregate:
 
 
 _SEVERITY = {a: i for i, a in enumerate(Action)}
+_CHANGES_TEXT = (Action.BLOCK, Action.REDACT)
+_CONTEXT_MAX = 64
+
+Holdback = Callable[[OutputChunkCheck], int | None]
 
 
 class StreamGuard:
-    """Feed chunks with `push`, end with `finish`; `outcomes` sums up each guard's stream."""
+    """Feed chunks with `push`, end with `finish`; `outcomes` sums up each guard's stream.
+
+    `hold_back` is what a guard that cannot say how much it needs holds.
+    """
 
     def __init__(
         self,
@@ -57,69 +93,123 @@ class StreamGuard:
         self.tenant = tenant
         self.request_id = request_id
         self.system_prompt = system_prompt
-        self._buffer = ""
-        self._consumed = 0  # raw characters already released (before masking)
-        self._released: list[str] = []
+        self._window = ""  # raw text not yet released
+        self._consumed = 0  # raw characters already released
+        self._raw_released: list[str] = []
+        self._released_tail = ""  # the last raw characters released, for `_context`
+        self._released: list[str] = []  # what the client got (masked)
         self._aggregates: dict[str, _Aggregate] = {}
         self.blocked = False
+        # Only guards whose verdict changes what the client gets need text held for them.
+        self._holders: list[tuple[str, Holdback | None]] = [
+            (built.spec.name, getattr(built.guard, "holdback", None))
+            for built in chain.guards
+            if built.spec.mode_enum is Mode.ENFORCE and built.spec.action_enum in _CHANGES_TEXT
+        ]
 
     async def push(self, chunk: str) -> StreamStep:
         if self.blocked:
             return StreamStep("", True)
-        self._buffer += chunk
-        return await self._step(final=False)
+        if not chunk:
+            return StreamStep("")
+        self._window += chunk
+        context = self._context()
+        check = OutputChunkCheck(
+            context + self._window,
+            self.tenant,
+            self.request_id,
+            self.system_prompt,
+            self._consumed - len(context),
+        )
+        result = await self.chain.run(check)
+        if result.blocked:
+            return self._block(result, check.offset)
+        size = len(self._window)
+        cut = size - min(self._holdback(check), size)
+        spans = _shifted(result.redactions, len(context)) if result.redactions else []
+        for span in reversed(spans):
+            if span.start < cut and (span.end > cut or span.end == size):
+                cut = span.start
+        self._record(result, check.offset, settled=cut + len(context))
+        return self._release(cut, [s for s in spans if s.end <= cut])
 
     async def finish(self) -> StreamStep:
-        """Release what is held, then run the whole-text checks on everything released."""
+        """Judge the whole output, then release what is held (nothing, if that check blocks)."""
         if self.blocked:
             return StreamStep("", True)
-        step = await self._step(final=True)
-        if step.blocked:
-            return step
-        whole = "".join(self._released)
+        whole = "".join(self._raw_released) + self._window
         result = await self.chain.run(
             OutputFinalCheck(whole, self.tenant, self.request_id, self.system_prompt)
         )
-        self._record(result, 0)
         if result.blocked:
-            self.blocked = True
-            return StreamStep(step.text, True)
-        return step
+            return self._block(result, 0)
+        self._record(result, 0, settled=len(whole))
+        return self._release(len(self._window), _shifted(result.redactions, self._consumed))
 
-    async def _step(self, *, final: bool) -> StreamStep:
-        if not self._buffer:
+    def _holdback(self, check: OutputChunkCheck) -> int:
+        hold = 0
+        for name, holdback in self._holders:
+            wanted = None
+            if holdback is not None:
+                try:
+                    wanted = holdback(check)
+                except Exception as exc:  # a guard's own code: hold its window, keep streaming
+                    log.warning(
+                        "guard %s holdback failed (%s); holding %d characters",
+                        name,
+                        type(exc).__name__,
+                        self.hold_back,
+                    )
+            if wanted is None:
+                wanted = self.hold_back
+            if wanted > hold:
+                hold = wanted
+        return hold
+
+    def _context(self) -> str:
+        """Released text read again before the window, from its last whitespace (no finding
+        starts with one): lookbehinds, word boundaries and finditer's restarts then see the
+        window as they see it in the whole text. Capped: text without spaces gets 64
+        characters, and a match that starts before them can only be masked more, never less."""
+        tail = self._released_tail
+        i = len(tail)
+        while i and not tail[i - 1].isspace():
+            i -= 1
+        return tail[i - 1 :] if i else tail
+
+    def _release(self, cut: int, spans: list[Finding]) -> StreamStep:
+        raw = self._window[:cut]
+        if not raw:
             return StreamStep("")
-        result = await self.chain.run(
-            OutputChunkCheck(
-                self._buffer, self.tenant, self.request_id, self.system_prompt, self._consumed
-            )
-        )
-        self._record(result, self._consumed)
-        if result.blocked:
-            self.blocked = True
-            self._buffer = ""
-            return StreamStep("", True)
-        cut = len(self._buffer) if final else max(0, len(self._buffer) - self.hold_back)
-        spans = merge_spans(result.redactions)
-        for span in reversed(spans):
-            if span.start < cut < span.end:
-                cut = span.start
-        released = mask_spans(self._buffer[:cut], [s for s in spans if s.end <= cut])
-        self._buffer = self._buffer[cut:]
+        text = mask_spans(raw, spans) if spans else raw
+        self._window = self._window[cut:]
         self._consumed += cut
-        self._released.append(released)
-        return StreamStep(released)
+        self._raw_released.append(raw)
+        self._released_tail = (self._released_tail + raw)[-_CONTEXT_MAX:]
+        self._released.append(text)
+        return StreamStep(text)
 
-    def _record(self, result: ChainResult, offset: int) -> None:
+    def _block(self, result: ChainResult, offset: int) -> StreamStep:
+        self._record(result, offset, settled=None)
+        self.blocked = True
+        self._window = ""
+        return StreamStep("", True)
+
+    def _record(self, result: ChainResult, offset: int, *, settled: int | None) -> None:
+        """Each guard's most severe action; findings once settled (ending before `settled`,
+        the cut: held text is checked again with the next chunk), all of them on a block."""
         for outcome in result.outcomes:
             agg = self._aggregates.get(outcome.guard)
             if agg is None:
                 agg = self._aggregates[outcome.guard] = _Aggregate(outcome)
+            elif outcome.verdict.action is Action.ALLOW:
+                continue  # the common case: nothing to add
             elif _SEVERITY[outcome.verdict.action] > _SEVERITY[agg.outcome.verdict.action]:
                 agg.outcome = outcome
             for f in outcome.verdict.findings:
-                shifted = Finding(f.type, f.start + offset, f.end + offset, f.score)
-                agg.findings[(f.type, shifted.start, shifted.end)] = shifted
+                if settled is None or f.end <= settled:
+                    shifted = Finding(f.type, f.start + offset, f.end + offset, f.score)
+                    agg.findings[(f.type, shifted.start, shifted.end)] = shifted
 
     @property
     def released_text(self) -> str:
@@ -135,5 +225,16 @@ class StreamGuard:
                 o.verdict.action,
                 tuple(agg.findings.values()) if o.verdict.action is not Action.ALLOW else (),
             )
-            out.append(GuardOutcome(o.guard, o.stage, o.mode, verdict, o.error))
+            out.append(
+                GuardOutcome(o.guard, o.stage, o.mode, verdict, o.error, error_type=o.error_type)
+            )
         return out
+
+
+def _shifted(findings: Sequence[Finding], by: int) -> list[Finding]:
+    """Redactions moved `by` characters left, merged, clipped to what is past that point."""
+    return [
+        Finding(f.type, max(f.start - by, 0), f.end - by, f.score)
+        for f in merge_spans(findings)
+        if f.end > by
+    ]

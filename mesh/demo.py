@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -152,6 +153,15 @@ async def _start_mesh(mesh: EmbeddedMesh, plan: ExternalPlan) -> str:
     return await mesh.start_router()
 
 
+async def _stop_mesh(mesh: EmbeddedMesh, plan: ExternalPlan, grace_s: float) -> None:
+    """The reverse of `_start_mesh`: the stand-in API goes before the engine it serves."""
+    await mesh.router.stop(grace_s)
+    await asyncio.gather(*(b.stop(grace_s) for b in mesh.bridges), return_exceptions=True)
+    if plan.stand_in is not None:
+        await plan.stand_in.stop()
+    await asyncio.gather(*(n.stop(grace_s) for n in mesh.nodes), return_exceptions=True)
+
+
 def _heading(text: str) -> None:
     click.secho(f"\n== {text}", bold=True)
 
@@ -226,9 +236,7 @@ async def run_demo(config: MeshConfig) -> int:
             failures += await _ask_over_http(mesh.router.http.address, len(prompts) + 1)
     finally:
         _heading("shutting down")
-        await mesh.stop(grace_s=5.0)
-        if plan.stand_in is not None:
-            await plan.stand_in.stop()
+        await _stop_mesh(mesh, plan, grace_s=5.0)
         click.echo("stopped cleanly")
     _show_trace(telemetry, traced_request)
     return 1 if failures else 0

@@ -4,9 +4,13 @@ The router drops nodes that miss heartbeats, so a node that cannot reach the rou
 trying; a router that restarted (and forgot the node) answers `known=false`, and the node
 registers again. Registration never blocks serving: it runs as its own task.
 
-With a registration token every call carries it as `x-mesh-node-token` metadata. A router that
-refuses the token (UNAUTHENTICATED) is treated like one that is away: one log line when that
-starts, back-off, retries, one line when it ends; the token itself is never logged.
+With a registration token every call carries it as `x-mesh-node-token` metadata. The router
+answers Register with a registration lease (`x-mesh-registration-lease`) that binds the entry to
+this node; Heartbeat, Deregister and a refreshing Register carry it back. A router that refuses
+the node (no or wrong token, registration off, its id taken or a static upstream's, a rate limit)
+is treated like one that is away: one log line naming the reason when that starts, back-off
+(at least the delay the router asks for), retries, one line when it ends; token and lease are
+never logged.
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ from typing import Literal
 import grpc
 import grpc.aio
 
+from mesh.contract import registration as reasons
+from mesh.contract.errors import ErrorDetails
 from mesh.contract.node_token import DEFAULT_TOKEN_ENV, NodeToken
+from mesh.contract.registration import LEASE_HEADER
 from mesh.contract.serving import channel_options
 from mesh.contract.status import error_details
 from mesh.v1 import registry_pb2, registry_pb2_grpc
@@ -27,8 +34,48 @@ from nodes.server import NodeServicer
 
 log = logging.getLogger(__name__)
 
-# Why registration calls fail: the router cannot be reached, or it refuses this node's token.
+# Why registration calls fail: the router cannot be reached, or it refuses this node.
 FailureState = Literal["unreachable", "refused"]
+
+# Statuses with which a router refuses a registry call (the reason says why); any other
+# failure counts as the router being unreachable.
+REFUSALS = frozenset(
+    {
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+_REFUSAL_HINTS = {
+    reasons.REGISTRATION_DISABLED: "the router takes no registrations (its router.registry.mode "
+    "is off): give the router a registration token, or mode open on loopback",
+    reasons.NODE_ID_STATIC: "this node's id is a static upstream of the router; give the node "
+    "another id (--node-id)",
+    reasons.NODE_ID_TAKEN: "another node holds a live registration with this id; it is free "
+    "again when that one deregisters or misses heartbeats past the router's TTL",
+    reasons.NOT_REGISTRATION_OWNER: "the router no longer knows this node's registration lease",
+    reasons.REGISTRY_RATE_LIMITED: "too many registry calls from this host",
+    reasons.REGISTRY_FULL: "the router's table holds its maximum of registered nodes",
+}
+
+
+def _refusal_hint(details: ErrorDetails, *, has_token: bool) -> str:
+    """What the operator should know about a refusal, for the one log line."""
+    if details.reason in _REFUSAL_HINTS:
+        return _REFUSAL_HINTS[details.reason]
+    if details.reason in ("NODE_TOKEN_MISSING", "NODE_TOKEN_REJECTED"):
+        if has_token:
+            return "the router does not accept this node's registration token"
+        return (
+            "the router wants a registration token and this node has none "
+            f"(--router-token-env / --router-token-file; default ${DEFAULT_TOKEN_ENV})"
+        )
+    # Field problems name fields and rules, never values: safe to log, and the actual fix.
+    problems = "; ".join(f"{v.field}: {v.description}" for v in details.violations[:3])
+    return f"{details.message}: {problems}" if problems else details.message
 
 
 class RegistrationLoop:
@@ -59,6 +106,7 @@ class RegistrationLoop:
         self.call_timeout_s = call_timeout_s
         self.max_backoff_s = max_backoff_s
         self._token = token
+        self._lease: str | None = None  # from the router's last Register answer; never logged
         self.registered = False
         self.registrations = 0
         self.heartbeats = 0
@@ -105,6 +153,7 @@ class RegistrationLoop:
             )
         finally:
             self.registered = False
+            self._lease = None
             await self._channel.close()
             self._channel = None
 
@@ -121,11 +170,18 @@ class RegistrationLoop:
                 self._recovered()
                 delay = interval
             except grpc.aio.AioRpcError as err:
-                if err.code() == grpc.StatusCode.UNAUTHENTICATED:
-                    # Not in the table as far as this router is concerned: start over.
-                    self.registered = False
-                    why = error_details(err).reason or err.code().name
-                    delay = self._failed(interval, "refused", why)
+                if err.code() in REFUSALS:
+                    details = error_details(err)
+                    why = details.reason or err.code().name
+                    if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                        # Not in the table as far as this router is concerned: start over.
+                        self.registered = False
+                    if why == reasons.NOT_REGISTRATION_OWNER:
+                        self._lease = None
+                    hint = _refusal_hint(details, has_token=self._token is not None)
+                    delay = max(
+                        self._failed(interval, "refused", why, hint), details.retry_after_s or 0.0
+                    )
                 else:
                     delay = self._failed(interval, "unreachable", err.code().name)
             except Exception as err:  # a bug here must not end registration for good
@@ -134,7 +190,8 @@ class RegistrationLoop:
                 await asyncio.wait_for(self._stopping.wait(), delay)
 
     def _metadata(self) -> tuple[tuple[str, str], ...]:
-        return self._token.metadata() if self._token is not None else ()
+        token = self._token.metadata() if self._token is not None else ()
+        return (*token, (LEASE_HEADER, self._lease)) if self._lease else token
 
     async def _heartbeat(self, stub: registry_pb2_grpc.RegistryServiceStub) -> bool:
         """Report load; False when the router no longer knows this node."""
@@ -152,18 +209,12 @@ class RegistrationLoop:
             self.registered = False
         return bool(reply.known)
 
-    def _failed(self, interval: float, state: FailureState, why: str) -> float:
+    def _failed(self, interval: float, state: FailureState, why: str, hint: str = "") -> float:
         """Count a failed call; returns the back-off delay. Logs only when the state changes."""
         self.consecutive_failures += 1
         if state != self.failure:
             self.failure = state
             if state == "refused":
-                hint = (
-                    "the router does not accept this node's registration token"
-                    if self._token is not None
-                    else "the router wants a registration token and this node has none "
-                    f"(--router-token-env / --router-token-file; default ${DEFAULT_TOKEN_ENV})"
-                )
                 log.warning(
                     "router %s refused node %s (%s): %s; retrying with back-off",
                     self.router_address,
@@ -196,7 +247,7 @@ class RegistrationLoop:
 
     async def _register(self, stub: registry_pb2_grpc.RegistryServiceStub) -> float:
         """Register; returns the heartbeat interval to use (the router's, if it states one)."""
-        reply = await stub.Register(
+        call = stub.Register(
             registry_pb2.RegisterRequest(
                 node_id=self.node_id,
                 address=self.address,
@@ -206,6 +257,11 @@ class RegistrationLoop:
             timeout=self.call_timeout_s,
             metadata=self._metadata(),
         )
+        reply = await call
+        trailing = await call.trailing_metadata()
+        lease = next((v for k, v in trailing or () if k == LEASE_HEADER), None)
+        # A router that issues no lease (an older one) gets none back.
+        self._lease = lease.decode() if isinstance(lease, bytes) else lease
         self.registered = True
         self.registrations += 1
         log.info("node %s registered with %s", self.node_id, self.router_address)

@@ -21,7 +21,7 @@ import grpc.aio
 from opentelemetry import trace
 
 from mesh.config import NodeConfig
-from mesh.contract.errors import InvalidRequest, ModelNotFound
+from mesh.contract.errors import InvalidRequest, ModelNotFound, echo
 from mesh.contract.status import stream_error_boundary, unary_error_boundary
 from mesh.contract.validation import GenerationLike, validate_generation
 from mesh.telemetry import semconv as sc
@@ -151,8 +151,8 @@ class NodeServicer(inference_pb2_grpc.InferenceServiceServicer):
             and pinned not in (self.backend.info.model_id, *self.config.aliases)
         ):
             raise ModelNotFound(
-                f"this node serves {self.backend.info.model_id!r}, not {pinned!r}",
-                metadata={"model": pinned, "node_id": self.config.id},
+                f"this node serves {self.backend.info.model_id!r}, not {echo(pinned)!r}",
+                metadata={"model": echo(pinned), "node_id": self.config.id},
             )
         messages = [Message(_ROLE[m.role], m.content) for m in request.messages]
         prompt_tokens = self.backend.count_prompt_tokens(messages)

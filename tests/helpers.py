@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
 
 from mesh.router.ledger import LedgerRow
 from mesh.v1 import inference_pb2, types_pb2
@@ -61,15 +61,38 @@ async def health_status(channel: grpc.aio.Channel, service: str = "") -> str:
     return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
 
 
-async def reflected_services(channel: grpc.aio.Channel) -> set[str]:
-    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-    call = stub.ServerReflectionInfo(
-        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+REFLECTION_V1ALPHA = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+REFLECTION_V1 = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+
+
+async def reflection_reply(
+    channel: grpc.aio.Channel,
+    request: reflection_pb2.ServerReflectionRequest,
+    *,
+    method: str = REFLECTION_V1ALPHA,
+) -> reflection_pb2.ServerReflectionResponse:
+    """One reflection request and its answer, through v1alpha or (`REFLECTION_V1`) v1.
+
+    grpcio-reflection ships no v1 classes; v1 is the same messages under another package
+    name, so v1alpha's classes write and read its wire format.
+    """
+    info = channel.stream_stream(
+        method,
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
     )
-    names: set[str] = set()
-    async for reply in call:
-        names.update(s.name for s in reply.list_services_response.service)
-    return names
+    replies = [reply async for reply in info(iter([request]), timeout=5)]
+    assert len(replies) == 1, replies
+    return replies[0]  # type: ignore[no-any-return]
+
+
+async def reflected_services(
+    channel: grpc.aio.Channel, *, method: str = REFLECTION_V1ALPHA
+) -> set[str]:
+    """The service names a server lists through reflection (v1alpha unless `method` says v1)."""
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    reply = await reflection_reply(channel, request, method=method)
+    return {service.name for service in reply.list_services_response.service}
 
 
 async def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:

@@ -28,6 +28,7 @@ class BannedWordsDetector:
             raise ValueError("banned_words needs at least one word")
         self.threshold = threshold
         self._exact = {" ".join(p) for p in self.phrases}
+        self._longest = max(len(p) for p in self.phrases)
 
     def find(self, text: str, system_prompt: str = "") -> list[Finding]:
         spans = [
@@ -50,3 +51,14 @@ class BannedWordsDetector:
                             Finding("BANNED_WORD", spans[i][0], spans[i + n - 1][1], ratio / 100)
                         )
         return sorted(found, key=lambda f: f.start)
+
+    def holdback(self, text: str, system_prompt: str = "") -> int:
+        """The words a phrase still being written could include: an unfinished last word and
+        the (longest phrase - 1) words before the next one."""
+        keep = self._longest - 1
+        if text[-1:].isalnum() or text[-1:] == "_":  # \w: the last word may go on
+            keep += 1
+        if keep == 0:
+            return 0
+        words = list(WORD.finditer(text))
+        return len(text) - words[-keep].start() if len(words) >= keep else len(text)

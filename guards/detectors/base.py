@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -10,7 +11,12 @@ from guards.verdict import Action, Finding, Verdict
 
 
 class Detector(Protocol):
-    """Finds spans in a text; knows nothing of actions or modes."""
+    """Finds spans in a text; knows nothing of actions or modes.
+
+    Optional, for streams: `holdback(text, system_prompt) -> int | None` (see
+    guards.detectors.stream_tail), and `judges_whole_text = True` for a detector whose verdict
+    on part of a text means nothing (its stream chunks then pass, and the whole text is judged).
+    """
 
     def find(self, text: str, system_prompt: str = "") -> list[Finding]: ...
 
@@ -24,12 +30,20 @@ class DetectorGuard:
     cpu_heavy: bool = False
     input_only: bool = False
 
+    def __post_init__(self) -> None:
+        self._whole_text_only = bool(getattr(self.detector, "judges_whole_text", False))
+        self._holdback: Callable[[str, str], int | None] | None = getattr(
+            self.detector, "holdback", None
+        )
+
     def check_input(self, check: InputCheck) -> Verdict:
         return Verdict.decide(
             self.action, check.text, self.detector.find(check.text, check.system_prompt)
         )
 
     def check_output_chunk(self, check: OutputChunkCheck) -> Verdict:
+        if self._whole_text_only:
+            return Verdict.allow()
         return Verdict.decide(
             self.action, check.text, self.detector.find(check.text, check.system_prompt)
         )
@@ -38,3 +52,8 @@ class DetectorGuard:
         return Verdict.decide(
             self.action, check.text, self.detector.find(check.text, check.system_prompt)
         )
+
+    def holdback(self, check: OutputChunkCheck) -> int | None:
+        """The detector's answer (None where it has no `holdback`: it cannot say)."""
+        hold = self._holdback
+        return None if hold is None else hold(check.text, check.system_prompt)

@@ -139,3 +139,8 @@ class InjectionDetector:
             if score >= self.threshold:
                 return [Finding("PROMPT_INJECTION", 0, len(text), round(score, 4))]
         return []
+
+    def holdback(self, text: str, system_prompt: str = "") -> None:
+        """Cannot say: the classifier reads the whole text and a rule may span ~150 characters,
+        so a stream holds the policy's `hold_back_chars` for this guard."""
+        return None

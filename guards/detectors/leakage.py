@@ -2,11 +2,77 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from guards.verdict import Finding
 
 WORD = re.compile(r"\w+")
+
+
+class PromptIndex:
+    """A system prompt's words as the detector needs them: the n-grams a leak is made of and,
+    built on a stream's first ask (a unary check never needs them), its words, pairs and
+    triples of words (with where each triple ends) and every prefix of every word: linear in
+    the prompt's length, where a set of every shorter run would be n times its size."""
+
+    def __init__(self, system_prompt: str, n: int) -> None:
+        self.words = [w.lower() for w in WORD.findall(system_prompt)]
+        self.grams = frozenset(tuple(self.words[i : i + n]) for i in range(len(self.words) - n + 1))
+
+    @functools.cached_property
+    def vocabulary(self) -> set[str]:
+        return set(self.words)
+
+    @functools.cached_property
+    def pairs(self) -> set[tuple[str, str]]:
+        """Every two consecutive words."""
+        return set(zip(self.words, self.words[1:], strict=False))
+
+    @functools.cached_property
+    def triples_at(self) -> dict[tuple[str, str, str], list[int]]:
+        """Three consecutive words -> where the last of them occurs (few places even for the
+        commonest three, so extending each match backwards stays cheap)."""
+        out: dict[tuple[str, str, str], list[int]] = {}
+        for i, triple in enumerate(zip(self.words, self.words[1:], self.words[2:], strict=False)):
+            out.setdefault(triple, []).append(i + 2)
+        return out
+
+    @functools.cached_property
+    def prefixes(self) -> frozenset[str]:
+        """Every prefix of every word, case-folded: an unfinished word is compared by prefix,
+        and only folding keeps a prefix a prefix (Greek capital sigma lowers to the final form
+        at a word's end, to the medial one inside it)."""
+        return frozenset(
+            w[:i] for w in {w.casefold() for w in self.vocabulary} for i in range(1, len(w) + 1)
+        )
+
+    def run_before(self, words: list[str], most: int) -> int:
+        """How many of `words`' last words (at most `most`) the prompt holds in that order."""
+        most = min(most, len(words))
+        if most == 0 or words[-1] not in self.vocabulary:
+            return 0
+        if most == 1 or (words[-2], words[-1]) not in self.pairs:
+            return 1
+        ends = self.triples_at.get((words[-3], words[-2], words[-1])) if most > 2 else None
+        if ends is None:
+            return 2
+        best = 3
+        for q in ends:
+            k = 3
+            while k < most and k <= q and self.words[q - k] == words[-k - 1]:
+                k += 1
+            if k > best:
+                best = k
+                if best == most:
+                    break
+        return best
+
+
+@functools.lru_cache(maxsize=16)
+def prompt_index(system_prompt: str, n: int) -> PromptIndex:
+    """Built once per prompt (requests reuse a handful of system prompts)."""
+    return PromptIndex(system_prompt, n)
 
 
 class SystemPromptLeakageDetector:
@@ -16,21 +82,21 @@ class SystemPromptLeakageDetector:
         if ngram_words < 3:
             raise ValueError("ngram_words must be >= 3")
         self.n = ngram_words
-        self._cache: tuple[str, set[tuple[str, ...]]] = ("", set())
+        self._last: tuple[str, PromptIndex] | None = None
 
-    def _prompt_grams(self, system_prompt: str) -> set[tuple[str, ...]]:
-        if self._cache[0] != system_prompt:
-            words = [w.lower() for w in WORD.findall(system_prompt)]
-            self._cache = (
-                system_prompt,
-                {tuple(words[i : i + self.n]) for i in range(len(words) - self.n + 1)},
-            )
-        return self._cache[1]
+    def _index(self, system_prompt: str) -> PromptIndex:
+        """A stream asks once per chunk with the same prompt: the last one answers first."""
+        last = self._last
+        if last is not None and last[0] is system_prompt:
+            return last[1]
+        index = prompt_index(system_prompt, self.n)
+        self._last = (system_prompt, index)
+        return index
 
     def find(self, text: str, system_prompt: str = "") -> list[Finding]:
         if not system_prompt:
             return []
-        grams = self._prompt_grams(system_prompt)
+        grams = self._index(system_prompt).grams
         if not grams:
             return []
         matches = list(WORD.finditer(text))
@@ -44,3 +110,30 @@ class SystemPromptLeakageDetector:
                 else:
                     found.append(Finding("SYSTEM_PROMPT_LEAK", start, end, 1.0))
         return found
+
+    def holdback(self, text: str, system_prompt: str = "") -> int:
+        """From the first word of the longest trailing run of words that the prompt also holds
+        in that order (fewer than n: n would be a finding); an unfinished last word counts when
+        it begins some prompt word.
+
+        Such a run is all a leak still being written can be, so with it held every n-gram is
+        seen whole before any of its characters leave; any other text cannot become part of
+        one, since the run it would continue has already broken.
+        """
+        if not system_prompt or not text:
+            return 0
+        index = self._index(system_prompt)
+        if not index.grams:
+            return 0
+        matches = list(WORD.finditer(text))[-self.n :]
+        if not matches:
+            return 0
+        words = [m.group().lower() for m in matches]
+        if matches[-1].end() == len(text):  # the last word may go on in the next chunk
+            if matches[-1].group().casefold() not in index.prefixes:
+                return 0
+            words.pop()
+            k = index.run_before(words, self.n - 1)
+            return len(text) - matches[len(words) - k].start()
+        k = index.run_before(words, self.n - 1)
+        return len(text) - matches[len(words) - k].start() if k else 0

@@ -9,6 +9,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable
 
+from guards.detectors.stream_tail import trailing_run_start
 from guards.verdict import Finding
 
 # Speed, measured here: a pattern that opens with a lookbehind makes Python's re try it at
@@ -158,6 +159,81 @@ SCANNERS: dict[str, Callable[[str], Iterable[Finding]]] = {
 }
 
 
+# Streams (`PiiDetector.holdback`): per entity, the characters a match is made of and how long a
+# match can be, so only a trailing run that could still grow into one is held.
+EMAIL_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-@"
+LOCAL_PART_MAX = 64
+# Cards, SSNs, IPv4 and phones: digits, separators, "+" and brackets; the longest match is a
+# phone with a country code, area code, four more groups and an extension (52 characters).
+NUMBER_CHARS = "0123456789+() .-"
+NUMBER_MAX = 52
+EXTENSION = re.compile(r"\d\s?(?:x|e|ex|ext|ext\.)\s?\d*\Z")
+IBAN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 "
+IBAN_MAX = 64
+IBAN_PREFIX = re.compile(r"[A-Z](?:[A-Z](?:\d(?:\d(?: ?[A-Z0-9]){0,30} ?)?)?)?\Z")
+IPV6_CHARS = "0123456789ABCDEFabcdef:"
+IPV6_MAX = 39
+IPV6_PREFIX = re.compile(r"(?:[0-9A-Fa-f]{0,4}:){0,7}[0-9A-Fa-f]{0,4}")
+
+
+def _never(_: str) -> bool:
+    return False
+
+
+def _email_hold(text: str) -> int:
+    start = trailing_run_start(text, EMAIL_CHARS, _never)
+    at = text.rfind("@", start)
+    # The local part is at most 64 characters and ends at the match's "@" (the domain has none).
+    return len(text) - max(start, (at if at >= 0 else len(text)) - LOCAL_PART_MAX)
+
+
+def _number_hold(text: str) -> int:
+    last = text[-1:]
+    if not (last in NUMBER_CHARS or last in "xet" or last.isdecimal() or last.isspace()):
+        return 0  # most often a letter: no number, and no extension, ends in one
+    if DIGIT.search(text, max(0, len(text) - NUMBER_MAX)) is None:
+        return 1 if last and last in "+(" else 0  # "+" or "(" opens one before any digit
+    tail = text[-16:]
+    ext = EXTENSION.search(tail)
+    head = text if ext is None else text[: len(text) - len(tail) + ext.start() + 1]
+    start = max(trailing_run_start(head, NUMBER_CHARS), len(text) - NUMBER_MAX)
+    for i in range(start, len(head)):
+        ch = head[i]
+        if ch in "+(" or ch.isdecimal():  # where a card, SSN, IP or phone can begin
+            return len(text) - i
+    return 0
+
+
+def _iban_hold(text: str) -> int:
+    if text[-1:] not in IBAN_CHARS and not text[-1:].isdecimal():
+        return 0
+    start = max(trailing_run_start(text, IBAN_CHARS), len(text) - IBAN_MAX)
+    for i in range(start, len(text)):
+        if (i == 0 or text[i - 1] == " " or i == start) and IBAN_PREFIX.match(text, i):
+            return len(text) - i
+    return 0
+
+
+def _ipv6_hold(text: str) -> int:
+    if text[-1:] not in IPV6_CHARS:
+        return 0
+    start = trailing_run_start(text, IPV6_CHARS, _never)
+    if 0 < len(text) - start <= IPV6_MAX and IPV6_PREFIX.fullmatch(text, start):
+        return len(text) - start
+    return 0
+
+
+# IPv4 is digits and dots: the number rule holds it.
+HOLDS: dict[str, tuple[Callable[[str], int], ...]] = {
+    "EMAIL_ADDRESS": (_email_hold,),
+    "CREDIT_CARD": (_number_hold,),
+    "IBAN_CODE": (_iban_hold,),
+    "US_SSN": (_number_hold,),
+    "IP_ADDRESS": (_number_hold, _ipv6_hold),
+    "PHONE_NUMBER": (_number_hold,),
+}
+
+
 class PiiDetector:
     """Runs the selected scanners; a span claimed by an earlier scanner is not re-reported."""
 
@@ -167,6 +243,9 @@ class PiiDetector:
             raise ValueError(f"unknown PII entities: {sorted(unknown)}; known: {list(SCANNERS)}")
         # Stronger (checksummed) scanners first, phone last: it is the loosest.
         self._scanners = [SCANNERS[name] for name in SCANNERS if name in set(entities)]
+        self._holds = list(
+            dict.fromkeys(h for name in SCANNERS if name in set(entities) for h in HOLDS[name])
+        )
 
     def find(self, text: str, system_prompt: str = "") -> list[Finding]:
         if "@" not in text and DIGIT.search(text) is None:
@@ -177,3 +256,23 @@ class PiiDetector:
                 if not any(f.start < g.end and g.start < f.end for g in found):
                     found.append(f)
         return sorted(found, key=lambda f: f.start)
+
+    def holdback(self, text: str, system_prompt: str = "") -> int:
+        """The longest trailing run that could still grow into one of the selected entities,
+        widened to any whole match that reaches into it: `find` drops a match that overlaps
+        an earlier scanner's, and the one it overlaps may still vanish as the text grows (a
+        card's digits running on), so a match dropped now may be a finding later."""
+        most = 0
+        for hold in self._holds:
+            most = max(most, hold(text))
+        start = len(text) - most
+        if most == 0 or start == 0 or ("@" not in text and DIGIT.search(text) is None):
+            return most
+        matches = [f for scan in self._scanners for f in scan(text)]
+        widened = True
+        while widened:
+            widened = False
+            for f in matches:
+                if f.start < start < f.end:
+                    start, widened = f.start, True
+        return len(text) - start

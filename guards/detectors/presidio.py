@@ -149,3 +149,8 @@ class PresidioDetector:
             )
         found = [Finding(r.entity_type, r.start, r.end, round(float(r.score), 4)) for r in results]
         return sorted(found, key=lambda f: (f.start, -f.end))
+
+    def holdback(self, text: str, system_prompt: str = "") -> None:
+        """Cannot say: NER reads context on both sides of an entity, so a stream holds the
+        policy's `hold_back_chars` for this guard."""
+        return None

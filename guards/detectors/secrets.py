@@ -35,6 +35,7 @@ from detect_secrets.plugins import (
 )
 from detect_secrets.plugins.base import RegexBasedDetector
 
+from guards.detectors.stream_tail import IGNORECASE_EXTRAS, trailing_run_start
 from guards.verdict import Finding
 
 # Finding type per plugin; the plugin supplies the regexes.
@@ -69,7 +70,59 @@ assert private_key.PrivateKeyDetector.denylist  # the plugin we replace still ex
 # A tighter JWT than the plugin's: three base64url parts, each long enough to be a real token.
 JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
 
+# The plugin's npm pattern (`//.+/:_authToken=...` then `.*`) reaches back to any "//" earlier
+# on the line, across spaces, and on to the line's end: a stream could only be guarded by
+# holding every line with a URL until it ends. This one stays inside the .npmrc entry (no
+# whitespace before the token), which is what an .npmrc line is, and masks the same token.
+NPM = re.compile(r"//\S+?/:_authToken=\s*(?:npm_\S+|[A-Fa-f0-9-]{36})\S*")
+assert npm.NpmDetector.denylist  # the plugin we replace still exists
+
 SECRET_TYPES = (*PLUGINS, "PRIVATE_KEY")
+OWN_PATTERNS: dict[str, list[re.Pattern[str]]] = {"JWT": [JWT], "NPM_TOKEN": [NPM]}
+
+# Streams (`SecretsDetector.holdback`). Every pattern but four matches only these characters
+# (ASCII letters and digits, "_-+/=.\\:", Unicode digits for `\d`, and the letters
+# IGNORECASE folds to ASCII), so a secret still being streamed lies inside the text's trailing
+# run of them: usually the last, unfinished word.
+TOKEN_CHARS = (
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-+/=.\\:" + IGNORECASE_EXTRAS
+)
+# Three of the four whose matches can hold other characters, each as "a prefix of a match that
+# runs to the end of the text", with a literal every such prefix holds and how far back one can
+# start; the fourth, a private key block, is `_open_private_key`.
+_PLUGIN_AUTH_CHARS = r"[^:/?#\[\]@!$&'()*+,;=\s]"
+OPEN_MATCHES: dict[str, tuple[tuple[str, ...], re.Pattern[str], int | None]] = {
+    # the plugin's `aws.{0,20}?(?:key|...).{0,20}?['"]([0-9a-zA-Z/+]{40})['"]`: 93 characters
+    "AWS_ACCESS_KEY": (
+        ("aws", "AWS", "Aws"),
+        re.compile(
+            r"aws(?:.{0,28}|.{0,20}?(?:key|pwd|pw|password|pass|token).{0,62})\Z", re.IGNORECASE
+        ),
+        96,
+    ),
+    "BASIC_AUTH_CREDENTIALS": (
+        ("://",),
+        re.compile(f"://{_PLUGIN_AUTH_CHARS}*(?::{_PLUGIN_AUTH_CHARS}*)?\\Z"),
+        None,
+    ),
+    "NPM_TOKEN": (("//",), re.compile(r"//\S*?(?:/:_authToken=\s*\S*)?\Z"), None),
+}
+# A private key is open from its header (or a header still being written) to its END line.
+PRIVATE_KEY_HEADER = re.compile(r"-----BEGIN[A-Z ]{0,30} PRIVATE KEY(?: BLOCK)?-----")
+PRIVATE_KEY_HEADER_PREFIX = re.compile(r"-----BEGIN[A-Z ]{0,50}-{0,5}\Z")
+PRIVATE_KEY_END = re.compile(r"-----END[A-Z ]{0,30} PRIVATE KEY(?: BLOCK)?-----")
+
+
+def _open_private_key(text: str) -> int | None:
+    """Where a private key block that has not ended yet begins (None: there is none)."""
+    start = text.rfind("-----BEGIN")
+    if start < 0:
+        return None
+    header = PRIVATE_KEY_HEADER.match(text, start)
+    if header is None:
+        return start if PRIVATE_KEY_HEADER_PREFIX.match(text, start) else None
+    return None if PRIVATE_KEY_END.search(text, header.end()) else start
+
 
 # Substrings one of which every match of a plugin's regexes contains. Checking them with `in`
 # (C speed) before running the regex takes the default set from ~385 µs to ~40 µs per 1 KB of
@@ -132,10 +185,12 @@ class SecretsDetector:
             if name in selected:
                 # `denylist` is a class attribute that detect-secrets types as a property.
                 denylist: Iterable[re.Pattern[str]] = plugin.denylist  # type: ignore[assignment]
-                patterns = [JWT] if name == "JWT" else list(denylist)
+                patterns = OWN_PATTERNS[name] if name in OWN_PATTERNS else list(denylist)
                 self._groups.append((name, _gate(name), patterns))
         if "PRIVATE_KEY" in selected:
             self._groups.append(("PRIVATE_KEY", _gate("PRIVATE_KEY"), [PRIVATE_KEY]))
+        self._open = [OPEN_MATCHES[name] for name in OPEN_MATCHES if name in selected]
+        self._private_keys = "PRIVATE_KEY" in selected
 
     def find(self, text: str, system_prompt: str = "") -> list[Finding]:
         found: list[Finding] = []
@@ -150,3 +205,18 @@ class SecretsDetector:
                     if end > start:
                         found.append(Finding(name, start, end))
         return sorted(found, key=lambda f: f.start)
+
+    def holdback(self, text: str, system_prompt: str = "") -> int:
+        """The trailing token run, or from where an open (non-token) match may have begun."""
+        start = trailing_run_start(text, TOKEN_CHARS)
+        for literals, prefix, reach in self._open:
+            tail = text if reach is None else text[-reach:]
+            if any(map(tail.__contains__, literals)):
+                m = prefix.search(tail)
+                if m is not None:
+                    start = min(start, len(text) - len(tail) + m.start())
+        if self._private_keys:
+            key = _open_private_key(text)
+            if key is not None:
+                start = min(start, key)
+        return len(text) - start

@@ -29,3 +29,8 @@ class TokenLimitDetector:
         if count > self.max_tokens:
             return [Finding("TOKEN_LIMIT_EXCEEDED", 0, len(text), 1.0)]
         return []
+
+    def holdback(self, text: str, system_prompt: str = "") -> int:
+        """Nothing: a limit on the whole text has no span that holding a tail back would keep
+        from the client. On a stream it is judged at the end (`max_tokens` bounds a stream)."""
+        return 0

@@ -139,3 +139,14 @@ def data_dir() -> Path:
         return Path(root)
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache) / "inference-mesh"
+
+
+def ensure_sqlite_dir(url: str) -> None:
+    """Create the folder of a file-backed SQLite URL (sqlite[+driver]:///path/to.db), so a
+    fresh data dir works for every store, not only for the one that happened to open first."""
+    scheme, sep, rest = url.partition(":///")
+    if not sep or scheme.split("+", 1)[0] != "sqlite":
+        return
+    path = rest.split("?", 1)[0]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)

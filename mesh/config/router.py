@@ -22,12 +22,24 @@ from mesh.config.common import (
     Tier,
     check_address,
     data_dir,
+    is_loopback,
 )
 from mesh.config.nodes import UpstreamConfig
 from mesh.contract.node_token import DEFAULT_TOKEN_ENV, NodeToken, read_token
 
 DEFAULT_ROUTER_LISTEN = "127.0.0.1:50051"
 HTTP_OFF = "off"
+
+
+def open_registry_refusal(listen: str) -> str:
+    """Why `router.registry.mode: open` cannot serve on `listen` (the one wording for both
+    config load and a `--listen` given at start)."""
+    return (
+        f"router.registry.mode open lets anything that reaches {listen} register a node and "
+        "receive every tenant's prompts; it is allowed on a loopback listen address only: "
+        "configure a registration token (router.registry.token_file or token_env) instead"
+    )
+
 
 PolicyKind = Literal["pinned", "cheapest", "latency", "least_load", "prefix_affinity"]
 
@@ -259,13 +271,24 @@ class BreakerSettings(StrictModel):
     )
 
 
-class RegistrySettings(StrictModel):
-    """Node registration terms, and the token nodes need to change the routing table.
+RegistryMode = Literal["token", "open", "off"]
 
-    The token is never a config value: `token_file` (wins) or the variable `token_env` holds it.
-    Unset default variable and no file: registration is open (fine on loopback only).
+
+class RegistrySettings(StrictModel):
+    """Who may change the routing table through RegistryService, and on what terms.
+
+    Registering is how a node attracts traffic (and every tenant's prompts), so it is off unless
+    the operator chooses: `token` (nodes present the shared registration token), `open` (anyone
+    that reaches the router; loopback only) or `off`. Without `mode` it is `token` when a token
+    source gives a token, else `off`. The token is never a config value: `token_file` (wins) or
+    the variable `token_env` holds it.
     """
 
+    mode: RegistryMode | None = Field(
+        default=None,
+        description="token | open | off; default: token when a token source is configured "
+        "(token_file, token_env, or the default variable set), else off",
+    )
     heartbeat_interval_s: float = Field(
         default=DEFAULT_HEARTBEAT_INTERVAL_S, gt=0, description="how often nodes should report"
     )
@@ -278,6 +301,30 @@ class RegistrySettings(StrictModel):
     )
     token_file: Path | None = Field(
         default=None, description="or a file holding the token (wins over token_env)"
+    )
+    max_models_per_node: int = Field(
+        default=16, ge=1, le=256, description="model cards one Register may carry"
+    )
+    max_register_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        le=DEFAULT_MAX_MESSAGE_BYTES,
+        description="largest Register message; refused before it is parsed",
+    )
+    max_registered_nodes: int = Field(
+        default=1024, ge=1, description="registered (not static) nodes the table holds at most"
+    )
+    max_registrations_per_minute: int = Field(
+        default=60,
+        ge=1,
+        description="Register and Deregister calls (and heartbeats off their schedule) one peer "
+        "host may make per minute, in bursts of as many; RESOURCE_EXHAUSTED above. Heartbeats "
+        "of a registered node at its interval are never counted",
+    )
+    rate_limit_peers: int = Field(
+        default=4096,
+        ge=1,
+        description="peer hosts whose rate is tracked; the least recently seen is forgotten first",
     )
 
     @model_validator(mode="after")
@@ -292,14 +339,33 @@ class RegistrySettings(StrictModel):
             raise ValueError("set token_env or token_file, not both")
         return self
 
+    @model_validator(mode="after")
+    def _token_only_in_token_mode(self) -> RegistrySettings:
+        named = self.token_file is not None or "token_env" in self.model_fields_set
+        if named and self.mode in ("open", "off"):
+            raise ValueError(
+                f"mode {self.mode} takes no token: drop token_file/token_env, or use mode token"
+            )
+        return self
+
     def token(self) -> NodeToken | None:
-        """The registration token, read now (TokenUnavailable names a broken source)."""
+        """The registration token, read now (TokenUnavailable names a broken source).
+
+        In mode `token` a token is required, from the default variable too.
+        """
         return read_token(
             "router.registry",
             env=self.token_env,
             file=self.token_file,
-            env_required="token_env" in self.model_fields_set,
+            env_required="token_env" in self.model_fields_set or self.mode == "token",
         )
+
+    def resolved_mode(self) -> tuple[RegistryMode, NodeToken | None]:
+        """The mode in force and its token (read now): `mode`, or token/off by the token."""
+        if self.mode in ("open", "off"):
+            return self.mode, None
+        token = self.token()
+        return ("token", token) if token is not None else ("off", None)
 
 
 class GuardSettings(StrictModel):
@@ -314,6 +380,14 @@ class GuardSettings(StrictModel):
     )
     audit_url: str | None = Field(
         None, description="SQLAlchemy URL; default: sqlite file guard_audit.db in the data dir"
+    )
+    audit_retention_days: float = Field(
+        90.0, gt=0, description="audited decisions older than this are deleted while running"
+    )
+    audit_max_rows: int = Field(
+        1_000_000,
+        ge=1,
+        description="past this many audited decisions the oldest are deleted while running",
     )
     admin_key_env: str = Field(
         "MESH_ADMIN_KEY", description="environment variable holding the PolicyService admin key"
@@ -396,6 +470,12 @@ class RouterConfig(StrictModel):
     http: HttpSettings = Field(default_factory=HttpSettings)
 
     _check_listen = field_validator("listen")(classmethod(lambda cls, v: check_address(v)))
+
+    @model_validator(mode="after")
+    def _open_registry_on_loopback(self) -> RouterConfig:
+        if self.registry.mode == "open" and not is_loopback(self.listen):
+            raise ValueError(open_registry_refusal(self.listen))
+        return self
 
     def ledger_url(self) -> str:
         """The ledger database: the configured URL, else ledger.db in the data dir."""

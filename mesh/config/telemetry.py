@@ -53,7 +53,16 @@ class TelemetrySettings(StrictModel):
         "$MESH_DATA_DIR, else ~/.cache/inference-mesh",
     )
     span_store_retention_hours: float = Field(
-        72.0, gt=0, description="spans older than this are pruned when a process starts"
+        72.0,
+        gt=0,
+        description="traces that started longer ago are pruned while running "
+        "(with the first batch, then every minute)",
+    )
+    span_store_max_mb: float = Field(
+        256.0,
+        gt=0,
+        description="past this size the oldest traces are pruned (checked after every batch; "
+        "the file may pass it by about one batch, up to 512 spans)",
     )
     prometheus_listen: str | None = Field(
         "127.0.0.1:9464",

@@ -35,6 +35,19 @@ class Code(enum.Enum):
 
 
 ERROR_DOMAIN = "mesh.inference"
+ECHO_LIMIT = 128
+
+
+def echo(value: str, limit: int = ECHO_LIMIT) -> str:
+    """Client input quoted back in an error message or metadata, at most `limit` characters.
+
+    A status travels in HTTP/2 trailers, which a client refuses above 8-16 KiB: a 1 MB model
+    name echoed whole turns NOT_FOUND into RESOURCE_EXHAUSTED "Stream removed". Every place
+    that quotes what the caller sent goes through here; the marker says how much was cut.
+    """
+    if len(value) <= limit:
+        return value
+    return f"{value[:limit]}…[{len(value) - limit} more chars]"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """Server wiring every mesh process shares: options, health, reflection, binding.
 
 `create_server` only builds and binds (tests bind port 0 and read the port back); callers
-start and stop it. Every server gets grpc.health.v1 and reflection.
+start and stop it. Every server gets grpc.health.v1 and reflection (grpc.reflection.v1 and
+v1alpha), and refuses request bytes that do not decode with INVALID_ARGUMENT
+(mesh.contract.undecodable).
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
 
 from mesh.config import DEFAULT_MAX_MESSAGE_BYTES, is_loopback
+from mesh.contract.reflection import enable_reflection
+from mesh.contract.undecodable import UndecodableRequests, install_log_filter
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +92,11 @@ def create_server(
     """Build a grpc.aio server with the given (add_fn, servicer, full service name) triples."""
     if not is_loopback(listen):
         log.warning("listening on %s, which is reachable from other machines", listen)
+    install_log_filter()
     server = grpc.aio.server(
-        options=server_options(max_message_bytes), interceptors=list(interceptors)
+        options=server_options(max_message_bytes),
+        # Outermost: an undecodable request is refused before any interceptor reads it.
+        interceptors=[UndecodableRequests(), *interceptors],
     )
     names = []
     for add, servicer, name in registrations:
@@ -98,14 +104,7 @@ def create_server(
         names.append(name)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        (
-            *names,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
-    )
+    enable_reflection(server, (*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
     port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"could not bind {listen}")

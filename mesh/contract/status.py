@@ -31,10 +31,67 @@ _GRPC_CODE = {code: getattr(grpc.StatusCode, code.value) for code in Code}
 _RPC_CODE = {code: getattr(code_pb2, code.value) for code in Code}
 
 
+# A status leaves in the trailers: grpc-message (percent-encoded: up to 3 bytes per byte) and
+# grpc-status-details-bin (base64 of the message again plus the details). A client refuses
+# trailers above 8 KiB (soft) / 16 KiB (hard, grpc.max_metadata_size), and then sees
+# RESOURCE_EXHAUSTED "Stream removed" instead of the error. These bounds keep the worst case
+# (all non-ASCII, every part full) near 6.5 KiB, whatever raised the error; the texts of
+# ordinary errors are far below them.
+MAX_MESSAGE_BYTES = 768
+MAX_TEXT_BYTES = 512  # one metadata value, one violation description
+MAX_KEY_BYTES = 64  # one metadata key, one violation field
+MAX_PART_BYTES = 1024  # all metadata together; all violations together
+_CUT = "…"
+
+
+def clip_utf8(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` UTF-8 bytes (marker included), never inside a character."""
+    encoded = text.encode("utf-8", "replace")
+    if len(encoded) <= limit:
+        return text
+    room = max(limit - _nbytes(_CUT), 0)
+    return encoded[:room].decode("utf-8", "ignore") + _CUT
+
+
+def _nbytes(text: str) -> int:
+    return len(text.encode("utf-8", "replace"))
+
+
+def _bounded_metadata(metadata: dict[str, str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    used = 0
+    for key, value in metadata.items():
+        k, v = clip_utf8(key, MAX_KEY_BYTES), clip_utf8(value, MAX_TEXT_BYTES)
+        used += _nbytes(k) + _nbytes(v)
+        if used > MAX_PART_BYTES:
+            break
+        out[k] = v
+    return out
+
+
+def _bounded_violations(violations: list[FieldViolation]) -> list[FieldViolation]:
+    out: list[FieldViolation] = []
+    used = 0
+    for i, violation in enumerate(violations):
+        field = clip_utf8(violation.field, MAX_KEY_BYTES)
+        description = clip_utf8(violation.description, MAX_TEXT_BYTES)
+        used += _nbytes(field) + _nbytes(description)
+        if used > MAX_PART_BYTES:
+            out.append(FieldViolation("…", f"{len(violations) - i} more not shown"))
+            break
+        out.append(FieldViolation(field, description))
+    return out
+
+
 def to_status(error: MeshError) -> grpc.Status:
-    """Build the rich status for an error: ErrorInfo always, BadRequest and RetryInfo if known."""
+    """Build the rich status for an error: ErrorInfo always, BadRequest and RetryInfo if known.
+
+    Every text is bounded (see MAX_MESSAGE_BYTES) so the status always reaches the client.
+    """
     info = error_details_pb2.ErrorInfo(
-        reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata
+        reason=clip_utf8(error.reason, MAX_KEY_BYTES),
+        domain=ERROR_DOMAIN,
+        metadata=_bounded_metadata(error.metadata),
     )
     details = [info]
     if error.violations:
@@ -44,7 +101,7 @@ def to_status(error: MeshError) -> grpc.Status:
                     error_details_pb2.BadRequest.FieldViolation(
                         field=v.field, description=v.description
                     )
-                    for v in error.violations
+                    for v in _bounded_violations(error.violations)
                 ]
             )
         )
@@ -57,7 +114,11 @@ def to_status(error: MeshError) -> grpc.Status:
         any_detail = any_pb2.Any()
         any_detail.Pack(detail)
         packed.append(any_detail)
-    proto = status_pb2.Status(code=_RPC_CODE[error.code], message=error.message, details=packed)
+    proto = status_pb2.Status(
+        code=_RPC_CODE[error.code],
+        message=clip_utf8(error.message, MAX_MESSAGE_BYTES),
+        details=packed,
+    )
     return rpc_status.to_status(proto)
 
 

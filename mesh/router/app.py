@@ -20,7 +20,7 @@ from mesh.router.auth import ApiKeyAuth
 from mesh.router.breaker import STATE_NAMES, BreakerBoard
 from mesh.router.budget import BudgetTracker
 from mesh.router.cache import ResponseCache
-from mesh.router.catalog import Catalog, RegistryServicer
+from mesh.router.catalog import Catalog
 from mesh.router.edge import EdgeInterceptor, EdgeLimits
 from mesh.router.embeddings import shared_embedder
 from mesh.router.ledger import Ledger
@@ -31,7 +31,8 @@ from mesh.router.pipeline.plan import Planner
 from mesh.router.pipeline.run import Pipeline
 from mesh.router.pipeline.settle import Settle
 from mesh.router.policies import PolicySet
-from mesh.router.registry_auth import warn_if_registration_open
+from mesh.router.registry import RegistryServicer, add_registry_service
+from mesh.router.registry_auth import refuse_open_registration_off_loopback
 from mesh.router.servicer import RouterServicer
 from mesh.router.tier_estimator import TierEstimator
 from mesh.router.upstream import UpstreamPool
@@ -42,7 +43,6 @@ from mesh.v1 import (
     policy_pb2,
     policy_pb2_grpc,
     registry_pb2,
-    registry_pb2_grpc,
 )
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ class RouterRuntime:
                 guards.policy_file or DEFAULT_POLICY_PATH,
                 tracer=telemetry.tracer if telemetry else None,
             )
-            self.audit = AuditLog(guards.resolved_audit_url())
+            self.audit = AuditLog.from_settings(guards)
         metrics = telemetry.metrics if telemetry else None
         tracer = telemetry.tracer if telemetry else None
         self.settle = Settle(self.accounting, self.cache, metrics)
@@ -187,8 +187,8 @@ class RouterRuntime:
                 admin_key_authorizer(key) if key else _admin_disabled,
                 self.audit,
             )
-        registry = RegistryServicer(
-            self.catalog, breaker_state=self.breakers.state, token=self.config.registry.token()
+        registry = RegistryServicer.from_settings(
+            self.catalog, self.config.registry, breaker_state=self.breakers.state
         )
         return [
             (
@@ -197,7 +197,7 @@ class RouterRuntime:
                 INFERENCE_SERVICE,
             ),
             (policy_pb2_grpc.add_PolicyServiceServicer_to_server, policy, POLICY_SERVICE),
-            (registry_pb2_grpc.add_RegistryServiceServicer_to_server, registry, REGISTRY_SERVICE),
+            (add_registry_service, registry, REGISTRY_SERVICE),
         ]
 
     async def _seed_budgets(self) -> None:
@@ -216,6 +216,7 @@ class RouterRuntime:
 
     async def start(self, listen: str | None = None) -> str:
         listen = listen or self.config.listen
+        refuse_open_registration_off_loopback(listen, self.config.registry)
         if self.audit is not None:
             await self.audit.start()
         if self.ledger is not None:
@@ -243,7 +244,6 @@ class RouterRuntime:
         )
         await self._bound.server.start()
         self.address = bound_address(listen, self._bound.port)
-        warn_if_registration_open(listen, self.config.registry)
         if self.http is not None:
             try:
                 http_address = await self.http.start()

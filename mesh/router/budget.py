@@ -15,6 +15,7 @@ start (`seed`) so a restart does not reset a tenant's month.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import threading
 import time
@@ -55,7 +56,13 @@ class _Ledger:
 
 
 def _periods(now: float) -> tuple[str, str]:
-    t = dt.datetime.fromtimestamp(now, tz=dt.UTC)
+    """The UTC day and month `now` falls in (one cached formatting per day: every request asks)."""
+    return _day_periods(int(now // 86_400))
+
+
+@functools.lru_cache(maxsize=4)
+def _day_periods(day: int) -> tuple[str, str]:
+    t = dt.datetime.fromtimestamp(day * 86_400, tz=dt.UTC)
     return t.strftime("%Y-%m-%d"), t.strftime("%Y-%m")
 
 

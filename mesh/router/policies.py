@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from mesh.config import PolicyConfig, RoutingSettings, field_default
-from mesh.contract.errors import ModelNotFound
+from mesh.contract.errors import ModelNotFound, echo
 from mesh.router.catalog import Candidate
 from mesh.router.costs import estimate_cost, price_label
 from mesh.router.decision import (
@@ -124,7 +124,7 @@ class PinnedPolicy(_Policy):
         serving = [c for c in candidates if c.serves(self.model)]
         if not serving:
             raise ModelNotFound(
-                f"no node serves model {self.model!r}", metadata={"model": self.model}
+                f"no node serves model {echo(self.model)!r}", metadata={"model": echo(self.model)}
             )
         # A pin overrides the tier estimate: the caller asked for this model explicitly.
         eligible, rejected = screen(req, serving, self.unknown_ttft_ms, check_tier=False)

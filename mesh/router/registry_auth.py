@@ -1,23 +1,25 @@
-"""Who may change the routing table: nodes presenting the shared registration token.
+"""Who may change the routing table: the registry's mode, and the shared registration token.
 
-Register, Heartbeat and Deregister decide where traffic goes, so with a token configured they
-need `x-mesh-node-token: <token>` metadata. ListNodes stays open: `mesh nodes` reads it, and it
-only shows what already serves. Only the token's SHA-256 is kept, and a presented token is
-hashed before `hmac.compare_digest`, so timing reveals neither content nor length.
+Register, Heartbeat and Deregister decide where traffic goes. In mode `token` they need
+`x-mesh-node-token: <token>` metadata; in mode `off` (the default without a token) they are
+refused; mode `open` takes anyone and is refused off loopback. ListNodes stays open in every
+mode: `mesh nodes` reads it, and it only shows what already serves. Only the token's SHA-256 is
+kept, and a presented token is hashed before `hmac.compare_digest`, so timing reveals neither
+content nor length.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from mesh.config import RegistrySettings, is_loopback
+from mesh.config.router import RegistryMode, open_registry_refusal
 from mesh.contract.errors import Code, MeshError
 from mesh.contract.node_token import NODE_TOKEN_HEADER, NodeToken
-
-log = logging.getLogger(__name__)
+from mesh.contract.registration import REGISTRATION_DISABLED
 
 
 class NodeTokenMissing(MeshError):
@@ -32,6 +34,20 @@ class NodeTokenRejected(MeshError):
 
     code = Code.UNAUTHENTICATED
     reason = "NODE_TOKEN_REJECTED"
+
+
+class RegistrationDisabled(MeshError):
+    """A registry write reached a router whose registry mode is off."""
+
+    code = Code.PERMISSION_DENIED
+    reason = REGISTRATION_DISABLED
+
+
+class OpenRegistrationExposed(MeshError):
+    """Mode open on a listen address other machines can reach: refused at start."""
+
+    code = Code.FAILED_PRECONDITION
+    reason = "OPEN_REGISTRATION_OFF_LOOPBACK"
 
 
 def _digest(value: str) -> bytes:
@@ -72,16 +88,61 @@ class NodeTokenCheck:
             )
 
 
-def warn_if_registration_open(listen: str, settings: RegistrySettings) -> bool:
-    """At start: one warning when other machines can reach a router that takes any node.
+Metadata = Iterable[tuple[str, str | bytes]] | None
 
-    Returns whether it warned. On loopback an open registry is the embedded default and fine.
+
+@dataclass(frozen=True)
+class RegistryAccess:
+    """The registry mode in force and, in mode token, the check of the token."""
+
+    mode: RegistryMode
+    token_check: NodeTokenCheck = field(default_factory=lambda: NodeTokenCheck(None))
+
+    @classmethod
+    def with_token(cls, token: NodeToken) -> RegistryAccess:
+        return cls("token", NodeTokenCheck(token))
+
+    @classmethod
+    def open(cls) -> RegistryAccess:
+        return cls("open")
+
+    @classmethod
+    def off(cls) -> RegistryAccess:
+        return cls("off")
+
+    @classmethod
+    def from_settings(cls, settings: RegistrySettings) -> RegistryAccess:
+        """Resolve the mode and read the token now (TokenUnavailable names a broken source)."""
+        mode, token = settings.resolved_mode()
+        if mode == "token":
+            assert token is not None  # resolved_mode reads one or raises
+            return cls.with_token(token)
+        return cls(mode)
+
+    def authorize(self, metadata: Metadata) -> None:
+        """Raise unless a registry write with this metadata may proceed."""
+        if self.mode == "off":
+            raise RegistrationDisabled(
+                "this router takes no node registrations (router.registry.mode is off, the "
+                "default without a registration token); ListNodes stays readable",
+                metadata={"mode": "off"},
+            )
+        if self.mode == "token":
+            self.token_check.verify(metadata)
+
+    def describe(self) -> str:
+        """One phrase for the start-up log line."""
+        return {
+            "token": f"token (Register, Heartbeat and Deregister need {NODE_TOKEN_HEADER})",
+            "open": "open (anything that reaches this loopback address may register)",
+            "off": "off (mode off, or no registration token configured; static upstreams only)",
+        }[self.mode]
+
+
+def refuse_open_registration_off_loopback(listen: str, settings: RegistrySettings) -> None:
+    """At start, before binding: mode open on an address other machines reach is an error.
+
+    The config check covers `router.listen`; this one covers a `--listen` given at start.
     """
-    if is_loopback(listen) or settings.token() is not None:
-        return False
-    log.warning(
-        "node registration is open: anything that reaches %s may register a node and attract "
-        "traffic; set router.registry.token_env or router.registry.token_file",
-        listen,
-    )
-    return True
+    if settings.mode == "open" and not is_loopback(listen):
+        raise OpenRegistrationExposed(open_registry_refusal(listen), metadata={"listen": listen})

@@ -6,7 +6,9 @@ what is traced and adds one thing the package misses: handlers that end a call w
 `abort_with_status` (every mesh error does, via mesh.contract.status) bypass the package's
 context wrapper, so its server span would say OK. `_StatusRecorder` reads the final code back
 from the context and applies the server-fault rule. Health checks, reflection and the mesh's
-periodic probes (ListModels polls, registry heartbeats) are not traced.
+periodic probes (ListModels polls, registry heartbeats) are not traced. The package records
+every exception leaving a handler with its message and stack trace and has no switch for it:
+mesh.telemetry.redaction cuts those events down before any exporter sees them.
 """
 
 from __future__ import annotations

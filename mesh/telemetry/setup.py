@@ -38,6 +38,7 @@ from opentelemetry.trace import Tracer
 from mesh.config import TelemetrySettings
 from mesh.telemetry import grpc_instrumentation
 from mesh.telemetry.metrics import MeshMetrics
+from mesh.telemetry.redaction import RedactingProcessor
 from mesh.telemetry.span_store import SqliteSpanExporter
 
 log = logging.getLogger(__name__)
@@ -128,16 +129,19 @@ def _otlp_exporter(settings: TelemetrySettings) -> SpanExporter:
     return OTLPSpanExporter(endpoint=endpoint, insecure=settings.otlp_insecure)
 
 
-def span_store_processor(path: Path, *, retention_hours: float | None) -> SpanProcessor:
+def span_store_processor(
+    path: Path, *, retention_hours: float | None, max_mb: float | None = None
+) -> SpanProcessor:
     """The SQLite store behind a BatchSpanProcessor: the request only queues the span; rows are
-    built and written on the processor's thread, one transaction per batch.
+    built and written, and the store's age and size bounds kept, on the processor's thread,
+    one transaction per batch.
 
     The SDK's default queue (2,048) overflowed at ~170 requests/s x ~11 spans
     (benchmarks/router.py logged "Queue full, dropping Span"). A batch goes out every
     SCHEDULE_DELAY_MS or as soon as EXPORT_BATCH spans wait, whichever comes first.
     """
     return BatchSpanProcessor(
-        SqliteSpanExporter(path, retention_hours=retention_hours),
+        SqliteSpanExporter(path, retention_hours=retention_hours, max_mb=max_mb),
         schedule_delay_millis=SPAN_STORE_SCHEDULE_DELAY_MS,
         max_queue_size=SPAN_STORE_QUEUE,
         max_export_batch_size=SPAN_STORE_EXPORT_BATCH,
@@ -163,6 +167,7 @@ def _span_processors(
                     span_store_processor(
                         settings.resolved_span_store_path(),
                         retention_hours=settings.span_store_retention_hours,
+                        max_mb=settings.span_store_max_mb,
                     )
                 )
         except Exception:
@@ -266,7 +271,8 @@ def _build(
     )
     processors, memory = _span_processors(settings, span_exporters)
     for processor in processors:
-        tracer_provider.add_span_processor(processor)
+        # Every exporter, the test-only memory one too, sees exception events made safe.
+        tracer_provider.add_span_processor(RedactingProcessor(processor))
 
     readers = list(metric_readers)
     prometheus, metrics_address, http_server = _prometheus(settings)

@@ -6,16 +6,23 @@ exporter runs on the BatchSpanProcessor's worker thread and writes plain rows, o
 per batch. That thread holds the GIL for every line of Python it runs, which the event loop
 then waits for, so a row is built with as little Python as possible (`row_of`; measured in
 benchmarks/tracing.py against the previous StoredSpan-then-json.dumps path).
+
+The store is bounded while processes run, on that same thread (`StoreBounds`): past the size
+bound the oldest traces go, whole, until it is back under LOW_WATER of it; traces that started
+before the age bound go at every maintenance round; and the WAL is checkpointed and truncated
+then, so neither file grows with uptime. Freed pages are reused, so the file stays near the
+bound instead of shrinking (no VACUUM: it would rewrite the whole file under a write lock).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,15 +139,94 @@ def _jsonable(attributes: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in attributes.items()}
 
 
+BUSY_TIMEOUT_MS = 5000
+# After a checkpoint SQLite keeps the -wal file at its largest size unless told otherwise.
+WAL_SIZE_LIMIT_BYTES = 8 << 20
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """Open (and create) the store: WAL so several processes write while one reads."""
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=5.0, check_same_thread=False, isolation_level=None)
-    conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
     conn.executescript(_SCHEMA)
     return conn
+
+
+MAINTENANCE_INTERVAL_S = 60.0  # age pruning and WAL truncation; the size is checked per batch
+LOW_WATER = 0.8  # a size prune frees this much headroom, so it is not needed again next batch
+_CHECKPOINT_BUSY_MS = 100  # a reader holding the WAL: try again next round, do not wait
+
+
+@dataclass(frozen=True)
+class StoreBounds:
+    """How big and how old the store may get; None: no bound of that kind."""
+
+    max_bytes: int | None = None
+    max_age_s: float | None = None
+    maintenance_interval_s: float = MAINTENANCE_INTERVAL_S
+
+    @classmethod
+    def of(cls, *, max_mb: float | None, retention_hours: float | None) -> StoreBounds:
+        return cls(
+            max_bytes=int(max_mb * 1024 * 1024) if max_mb is not None else None,
+            max_age_s=retention_hours * 3600 if retention_hours is not None else None,
+        )
+
+
+def used_bytes(conn: sqlite3.Connection) -> int:
+    """Bytes of pages in use (free pages excluded), WAL frames included: two header reads."""
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    return int((pages - free) * page_size)
+
+
+_DELETE_TRACES_STARTED_BEFORE = (
+    "DELETE FROM spans WHERE trace_id IN (SELECT DISTINCT trace_id FROM spans WHERE start_ns <= ?)"
+)
+
+
+def prune_older_than(conn: sqlite3.Connection, cutoff_ns: int) -> int:
+    """Delete every trace with a span that started at or before cutoff_ns; rows deleted."""
+    return conn.execute(_DELETE_TRACES_STARTED_BEFORE, (cutoff_ns,)).rowcount
+
+
+def prune_to_size(conn: sqlite3.Connection, target_bytes: int) -> int:
+    """Delete the oldest traces, whole, until about target_bytes are in use; rows deleted.
+
+    Rows are assumed to be of about equal size: the share of rows to go is the share of bytes
+    over the target, and the cut falls at the start time of the last of them (the
+    spans_by_start index answers it without sorting the table).
+    """
+    used = used_bytes(conn)
+    if used <= target_bytes:
+        return 0
+    rows = conn.execute("SELECT COUNT(*) FROM spans").fetchone()[0]
+    if not rows:
+        return 0
+    doomed = max(1, math.ceil(rows * (1 - target_bytes / used)))
+    cut = conn.execute(
+        "SELECT start_ns FROM spans ORDER BY start_ns LIMIT 1 OFFSET ?", (min(doomed, rows) - 1,)
+    ).fetchone()
+    return prune_older_than(conn, cut[0]) if cut else 0
+
+
+def truncate_wal(conn: sqlite3.Connection) -> bool:
+    """Checkpoint the WAL into the database and cut the -wal file to zero bytes.
+
+    A reader in the middle of a transaction holds the WAL; then this gives up after
+    _CHECKPOINT_BUSY_MS (False) and the next round tries again.
+    """
+    conn.execute(f"PRAGMA busy_timeout = {_CHECKPOINT_BUSY_MS}")
+    try:
+        busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return not busy
 
 
 # One encoder, built once: json.dumps with any non-default argument builds a new encoder per call.
@@ -164,16 +250,29 @@ def _plain(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 class SqliteSpanExporter(SpanExporter):
-    """Writes finished spans to the store; a failed write is logged and dropped, never raised."""
+    """Writes finished spans to the store; a failed write is logged and dropped, never raised.
 
-    def __init__(self, path: Path, *, retention_hours: float | None = None) -> None:
+    Bounds are kept in `export`, which the BatchSpanProcessor calls on its worker thread: the
+    size after every batch (two PRAGMA reads), the age and the WAL every
+    `maintenance_interval_s`, the first round with the first batch (never in the constructor,
+    which runs wherever telemetry is set up, perhaps on the event loop).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        retention_hours: float | None = None,
+        max_mb: float | None = None,
+        bounds: StoreBounds | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = path
+        self.bounds = bounds or StoreBounds.of(max_mb=max_mb, retention_hours=retention_hours)
+        self._clock = clock
+        self._next_maintenance = float("-inf")
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = connect(path)
-        if retention_hours is not None:
-            cutoff = time.time_ns() - int(retention_hours * 3600 * 1e9)
-            with self._lock:
-                self._conn.execute("DELETE FROM spans WHERE end_ns < ?", (cutoff,))
 
     @staticmethod
     def row_of(span: ReadableSpan) -> Row:
@@ -232,7 +331,37 @@ class SqliteSpanExporter(SpanExporter):
         except Exception as exc:
             log.warning("span store %s: dropped %d spans: %r", self.path, len(spans), exc)
             return SpanExportResult.FAILURE
+        self.maintain()
         return SpanExportResult.SUCCESS
+
+    def maintain(self, *, force: bool = False) -> None:
+        """Keep the bounds: size now if it is over, the age and the WAL when a round is due.
+
+        Never raises: a store that cannot be pruned now (locked by another process) is pruned
+        by a later batch, of this process or another one writing to the same file.
+        """
+        bounds = self.bounds
+        try:
+            with self._lock:
+                conn = self._conn
+                if conn is None:
+                    return
+                now = self._clock()
+                over = bounds.max_bytes is not None and used_bytes(conn) > bounds.max_bytes
+                if not (over or force or now >= self._next_maintenance):
+                    return
+                self._next_maintenance = now + bounds.maintenance_interval_s
+                deleted = 0
+                if bounds.max_age_s is not None:
+                    deleted += prune_older_than(conn, time.time_ns() - int(bounds.max_age_s * 1e9))
+                if bounds.max_bytes is not None:
+                    deleted += prune_to_size(conn, int(bounds.max_bytes * LOW_WATER))
+                truncate_wal(conn)
+        except Exception as exc:
+            log.warning("span store %s: pruning failed, will retry: %r", self.path, exc)
+            return
+        if deleted:
+            log.debug("span store %s: pruned %d spans", self.path, deleted)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True  # every export commits

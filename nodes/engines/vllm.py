@@ -219,6 +219,17 @@ class VllmBackend(InferenceBackend):
         engine, self._engine = self._engine, None
         if engine is None:
             return
+        # Stop reading the engine's output first. shutdown() below closes the output socket
+        # and only then cancels AsyncLLM's output handler; called from a thread, that leaves
+        # the handler running on this loop in between, where it reads the closed socket as a
+        # dead engine and logs an EngineDeadError traceback. (vLLM's own server calls it on
+        # the loop, so both happen in one step there.) Nothing waits on it any more: the
+        # server has drained or cancelled every request before the backend closes.
+        handler = getattr(engine, "output_handler", None)
+        if handler is not None and not handler.done():
+            handler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await handler
         # shutdown() terminates the engine core and its workers (SIGKILL after a grace
         # period); it blocks, so it runs in a thread.
         await asyncio.to_thread(engine.shutdown)

@@ -5,54 +5,23 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.fixtures.fault_injector import FaultInjector, Reply
+from tests.process import free_port, run_mesh, start_mesh
 
 pytestmark = pytest.mark.model
-MESH = [sys.executable, "-m", "mesh"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_serving(address: str, proc: subprocess.Popen[str], timeout_s: float = 240) -> None:
-    deadline = time.monotonic() + timeout_s
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise AssertionError(
-                    f"mesh up exited early: {proc.stderr.read() if proc.stderr else ''}"
-                )
-            try:
-                if (
-                    stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
-                    == health_pb2.HealthCheckResponse.SERVING
-                ):
-                    return
-            except grpc.RpcError:
-                time.sleep(0.5)
-    raise AssertionError("mesh up did not become ready")
 
 
 @pytest.fixture(scope="module")
 def mesh_up(tmp_path_factory: pytest.TempPathFactory, smollm2_path: Path) -> Iterator[str]:
-    port = _free_port()
-    config = tmp_path_factory.mktemp("e2e") / "mesh.yaml"
+    port = free_port()
+    root = tmp_path_factory.mktemp("e2e")
+    config = root / "mesh.yaml"
     config.write_text(
         f"""
 router:
@@ -66,29 +35,15 @@ nodes:
     aliases: [smollm2]
 """
     )
-    proc = subprocess.Popen(
-        [*MESH, "up", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
     address = f"127.0.0.1:{port}"
-    try:
-        _wait_serving(address, proc)
+    with start_mesh("up", "--config", str(config), log=root / "up.log") as up:
+        up.wait_until_serving(address)
         yield address
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-        assert code == 0, proc.stderr.read() if proc.stderr else ""
+    assert up.returncode == 0, up.tail()
 
 
 def _mesh(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MESH_API_KEY": ""}
-    return subprocess.run([*MESH, *args], capture_output=True, text=True, timeout=timeout, env=env)
+    return run_mesh(*args, env={**os.environ, "MESH_API_KEY": ""}, timeout_s=timeout)
 
 
 def test_chat_prints_the_answer_and_route(mesh_up: str) -> None:
@@ -204,9 +159,7 @@ def test_route_eval_reports_cost_and_misrouting(tmp_path: Path) -> None:
 
 
 def test_keys_hash_reads_the_key_from_stdin() -> None:
-    out = subprocess.run(
-        [*MESH, "keys", "hash"], input="s3cret\n", capture_output=True, text=True, timeout=60
-    )
+    out = run_mesh("keys", "hash", stdin="s3cret\n", timeout_s=60)
     assert out.returncode == 0, out.stderr
     # sha256("s3cret"), the value that goes into router.auth.api_keys[].sha256
     assert out.stdout.strip() == "1ec1c26b50d5d3c58d9583181af8076655fe00756bf7285940ba3670f99fcba0"
@@ -220,7 +173,7 @@ def test_an_unusable_ledger_url_stops_the_server_with_one_clear_line(
     secret = "s3cr3t-password"
     config.write_text(
         "router:\n"
-        f"  listen: 127.0.0.1:{_free_port()}\n"
+        f"  listen: 127.0.0.1:{free_port()}\n"
         f"  ledger: {{url: 'postgresql://mesh:{secret}@127.0.0.1:1/ledger'}}\n"
         "nodes: []\n"
     )
@@ -273,50 +226,29 @@ async def test_up_starts_a_bridge_from_mesh_yaml(
         "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
     }
     fault_injector.play(Reply(200, body=completion))
-    port = _free_port()
+    port = free_port()
     config = _bridge_yaml(tmp_path / "mesh.yaml", port, fault_injector.base_url, "E2E_BRIDGE_KEY")
     env = {**os.environ, "E2E_BRIDGE_KEY": BRIDGE_KEY, "MESH_API_KEY": ""}
-    up = await asyncio.create_subprocess_exec(
-        *MESH, "up", "--config", str(config), env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        address = f"127.0.0.1:{port}"
-        async with grpc.aio.insecure_channel(address) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            for _ in range(600):  # bounded: a broken start fails the test, not hangs it
-                if up.returncode is not None:
-                    break
-                try:
-                    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        break
-                except grpc.aio.AioRpcError:
-                    await asyncio.sleep(0.2)
-        assert up.returncode is None, "mesh up exited early"
-        chat = await asyncio.create_subprocess_exec(
-            *MESH, "chat", "--target", address, "--max-tokens", "8", "Capital of France?", env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    address = f"127.0.0.1:{port}"
+    # Waits run in a thread: the fault injector on this event loop keeps answering the bridge.
+    async with start_mesh("up", "--config", str(config), env=env, log=tmp_path / "up.log") as up:
+        await up.wait_until_serving_async(address)
+        chat = await asyncio.to_thread(
+            run_mesh, "chat", "--target", address, "--max-tokens", "8", "Capital of France?",
+            env=env, timeout_s=120,
         )  # fmt: skip
-        out, err = await asyncio.wait_for(chat.communicate(), timeout=120)
-        assert chat.returncode == 0, err.decode()
-        assert out.decode().strip() == "Paris."
-        assert "node=e2e-bridge" in err.decode() and "provider=openai-compatible" in err.decode()
-    finally:
-        if up.returncode is None:
-            up.send_signal(signal.SIGTERM)
-        _, up_err = await asyncio.wait_for(up.communicate(), timeout=60)
-    assert up.returncode == 0, up_err.decode()
-    assert BRIDGE_KEY not in up_err.decode()
+        assert chat.returncode == 0, chat.stderr
+        assert chat.stdout.strip() == "Paris."
+        assert "node=e2e-bridge" in chat.stderr and "provider=openai-compatible" in chat.stderr
+    assert up.returncode == 0, up.tail()
+    assert BRIDGE_KEY not in up.output()
     headers = {k.lower(): v for k, v in fault_injector.received[0].headers.items()}
     assert headers["authorization"] == f"Bearer {BRIDGE_KEY}"
 
 
 def test_up_with_a_bridge_key_unset_fails_with_one_clear_line(tmp_path: Path) -> None:
-    config = _bridge_yaml(tmp_path / "mesh.yaml", _free_port(), "http://127.0.0.1:9", "E2E_UNSET")
+    config = _bridge_yaml(tmp_path / "mesh.yaml", free_port(), "http://127.0.0.1:9", "E2E_UNSET")
     env = {k: v for k, v in os.environ.items() if k != "E2E_UNSET"}
-    out = subprocess.run(
-        [*MESH, "up", "--config", str(config)], capture_output=True, text=True, timeout=120, env=env
-    )
+    out = run_mesh("up", "--config", str(config), env=env, timeout_s=120)
     assert out.returncode == 2 and "Traceback" not in out.stderr  # 2: the setup must change
     assert "mesh: bridge e2e-bridge: environment variable E2E_UNSET is not set" in out.stderr

@@ -11,10 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -27,18 +23,13 @@ from click.testing import CliRunner
 from mesh.cli import cli
 from mesh.contract.node_token import NodeToken
 from mesh.contract.serving import BoundServer, create_server
-from mesh.router.catalog import Catalog, RegistryServicer
-from mesh.v1 import inference_pb2_grpc, registry_pb2_grpc
+from mesh.router.catalog import Catalog
+from mesh.router.registry import RegistryServicer, add_registry_service
+from mesh.router.registry_auth import RegistryAccess
+from mesh.v1 import inference_pb2_grpc
 from tests.helpers import assert_real_answer, request, wait_until
 from tests.integration.test_registration import RecordingRegistry, start_registry
-
-MESH = [sys.executable, "-m", "mesh"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.process import ServerProcess, free_address, free_port, run_mesh, start_mesh
 
 
 @pytest.fixture
@@ -49,19 +40,14 @@ async def registry() -> AsyncIterator[tuple[RecordingRegistry, str]]:
     await bound.server.stop(0)
 
 
-async def _stderr_of(proc: asyncio.subprocess.Process) -> str:
-    assert proc.stderr is not None
-    return (await proc.stderr.read()).decode(errors="replace")
-
-
 @pytest.mark.model
 async def test_node_registers_serves_and_deregisters_on_sigterm(
-    registry: tuple[RecordingRegistry, str], smollm2_path: Path
+    registry: tuple[RecordingRegistry, str], smollm2_path: Path, tmp_path: Path
 ) -> None:
     recorder, router_address = registry
-    port = _free_port()
-    proc = await asyncio.create_subprocess_exec(
-        *MESH,
+    port = free_port()
+    # The waits and the stop run in a thread: the registry on this event loop keeps answering.
+    async with start_mesh(
         "node",
         "--engine",
         "transformers",
@@ -79,14 +65,12 @@ async def test_node_registers_serves_and_deregisters_on_sigterm(
         "0.04",
         "--max-inflight",
         "3",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
+        log=tmp_path / "node.log",
+    ) as proc:
         registered = await wait_until(
             lambda: "cli-node" in recorder.table or proc.returncode is not None, timeout_s=240
         )
-        assert registered and proc.returncode is None, await _stderr_of(proc)
+        assert registered and proc.returncode is None, proc.tail()
         entry = recorder.table["cli-node"]
         assert entry.address == f"localhost:{port}"
         assert [m.model_id for m in entry.models] == ["smollm2-135m-instruct"]
@@ -100,16 +84,10 @@ async def test_node_registers_serves_and_deregisters_on_sigterm(
             lambda: any(h.load.ewma_ttft_ms > 0 for h in recorder.heartbeats()), timeout_s=10
         )
 
-        proc.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(proc.wait(), timeout=60)
-        stderr = await _stderr_of(proc)
-        assert code == 0, stderr
+        code, output = await _sigterm(proc)
+        assert code == 0, output
         assert recorder.names()[-1] == "Deregister" and recorder.table == {}
-        assert "Traceback" not in stderr
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        assert "Traceback" not in output
 
 
 @pytest.mark.parametrize(
@@ -137,12 +115,7 @@ def test_bad_node_flags_fail_before_loading_a_model(flags: list[str], named: str
 
 
 def test_a_bad_flag_is_one_message_without_traceback() -> None:
-    out = subprocess.run(
-        [*MESH, "node", "--engine", "fake", "--router", "127.0.0.1:99999"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = run_mesh("node", "--engine", "fake", "--router", "127.0.0.1:99999", timeout_s=120)
     assert out.returncode == 2 and "router_address" in out.stderr  # 2: the flags must change
     assert out.stderr.startswith("mesh: ") and len(out.stderr.splitlines()) == 1, out.stderr
 
@@ -178,8 +151,8 @@ async def token_registry() -> AsyncIterator[TokenRegistry]:
         "127.0.0.1:0",
         [
             (
-                registry_pb2_grpc.add_RegistryServiceServicer_to_server,
-                RegistryServicer(catalog, token=NodeToken(TOKEN)),
+                add_registry_service,
+                RegistryServicer(catalog, access=RegistryAccess.with_token(NodeToken(TOKEN))),
                 "mesh.v1.RegistryService",
             )
         ],
@@ -190,62 +163,56 @@ async def token_registry() -> AsyncIterator[TokenRegistry]:
     await bound.server.stop(0)
 
 
-async def _fake_node(
-    node_id: str, router_address: str, *flags: str, env: dict[str, str] | None = None
-) -> asyncio.subprocess.Process:
+def _fake_node(
+    node_id: str, router_address: str, log: Path, *flags: str, env: dict[str, str] | None = None
+) -> ServerProcess:
     child_env = {k: v for k, v in os.environ.items() if k != "MESH_REGISTRY_TOKEN"}
     child_env |= {"MESH_LOG_FORMAT": "text", **(env or {})}  # plain log lines
-    return await asyncio.create_subprocess_exec(
-        *MESH,
+    return start_mesh(
         "node",
         "--engine",
         "fake",
         "--node-id",
         node_id,
         "--listen",
-        f"127.0.0.1:{_free_port()}",
+        free_address(),
         "--router",
         router_address,
         "--heartbeat-interval",
         "0.1",  # short back-off: several refused attempts within a few seconds
         *flags,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
         env=child_env,
+        log=log,
     )
 
 
-async def _sigterm(proc: asyncio.subprocess.Process) -> tuple[int, str]:
-    proc.send_signal(signal.SIGTERM)
-    code = await asyncio.wait_for(proc.wait(), timeout=60)
-    return code, await _stderr_of(proc)
+async def _sigterm(proc: ServerProcess) -> tuple[int, str]:
+    """SIGTERM, the exit code (SIGKILL after 60 s), and everything the process wrote."""
+    code = await proc.stop_async(grace_s=60)
+    return code, proc.output()
 
 
 async def test_node_cli_registers_with_the_token_from_env_and_deregisters(
-    token_registry: TokenRegistry,
+    token_registry: TokenRegistry, tmp_path: Path
 ) -> None:
     catalog, _, router_address = token_registry
-    proc = await _fake_node(
+    async with _fake_node(
         "cli-token",
         router_address,
+        tmp_path / "node.log",
         "--router-token-env",
         "TEST_CLI_NODE_TOKEN",
         env={"TEST_CLI_NODE_TOKEN": TOKEN},
-    )
-    try:
+    ) as proc:
         joined = await wait_until(
             lambda: catalog.get("cli-token") is not None or proc.returncode is not None,
             timeout_s=120,
         )
-        assert joined and proc.returncode is None, await _stderr_of(proc)
-        code, stderr = await _sigterm(proc)
-        assert code == 0, stderr
+        assert joined and proc.returncode is None, proc.tail()
+        code, output = await _sigterm(proc)
+        assert code == 0, output
         assert len(catalog) == 0  # Deregister carried the token
-        assert TOKEN not in stderr and "Traceback" not in stderr
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        assert TOKEN not in output and "Traceback" not in output
 
 
 async def test_node_cli_with_a_wrong_token_stays_out_keeps_serving_and_says_so_once(
@@ -254,33 +221,28 @@ async def test_node_cli_with_a_wrong_token_stays_out_keeps_serving_and_says_so_o
     catalog, calls, router_address = token_registry
     token_file = tmp_path / "token"
     token_file.write_text(WRONG)
-    proc = await _fake_node("cli-wrong", router_address, "--router-token-file", str(token_file))
-    try:
+    async with _fake_node(
+        "cli-wrong", router_address, tmp_path / "node.log", "--router-token-file", str(token_file)
+    ) as proc:
         # Several refused attempts with back-off (0.2 s, 0.4 s, 0.8 s, ...), and still running.
         assert await wait_until(lambda: calls.methods.count("Register") >= 4, timeout_s=60)
         assert proc.returncode is None and len(catalog) == 0
-        code, stderr = await _sigterm(proc)
-        assert code == 0, stderr
-        refusals = [line for line in stderr.splitlines() if "refused node cli-wrong" in line]
-        assert len(refusals) == 1, stderr
+        code, output = await _sigterm(proc)
+        assert code == 0, output
+        refusals = [line for line in output.splitlines() if "refused node cli-wrong" in line]
+        assert len(refusals) == 1, output
         assert "NODE_TOKEN_REJECTED" in refusals[0]
-        assert WRONG not in stderr and TOKEN not in stderr and "Traceback" not in stderr
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        assert WRONG not in output and TOKEN not in output and "Traceback" not in output
 
 
 def test_an_unreadable_token_file_is_one_message_before_the_engine(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-token"
     env = {**os.environ, "MESH_LOG_FORMAT": "text"}
-    out = subprocess.run(
-        [*MESH, "node", "--engine", "fake", "--listen", "127.0.0.1:0", "--router",
-         "127.0.0.1:1", "--router-token-file", str(missing)],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    out = run_mesh(
+        "node", "--engine", "fake", "--listen", "127.0.0.1:0", "--router", "127.0.0.1:1",
+        "--router-token-file", str(missing),
         env=env,
+        timeout_s=120,
     )  # fmt: skip
     assert out.returncode == 2 and "cannot read token file" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr and "ready on" not in out.stderr
@@ -297,38 +259,32 @@ async def test_bridge_cli_registers_with_the_token_from_a_file(
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
     env = {k: v for k, v in os.environ.items() if k != "MESH_REGISTRY_TOKEN"}
-    proc = await asyncio.create_subprocess_exec(
-        *MESH, "bridge",
+    async with start_mesh(
+        "bridge",
         "--provider", "openai-compatible",
         "--base-url", "http://127.0.0.1:9/v1",
         "--model", "cli-bridge-model",
         "--price-in", "0.1", "--price-out", "0.2",
         "--context-window", "1024",
         "--node-id", "cli-bridge",
-        "--listen", f"127.0.0.1:{_free_port()}",
+        "--listen", free_address(),
         "--router", router_address,
         "--router-token-file", str(token_file),
         "--metrics-listen", "off",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
         env={**env, "MESH_LOG_FORMAT": "text"},
-    )  # fmt: skip
-    try:
+        log=tmp_path / "bridge.log",
+    ) as proc:  # fmt: skip
         joined = await wait_until(
             lambda: catalog.get("cli-bridge") is not None or proc.returncode is not None,
             timeout_s=120,
         )
-        assert joined and proc.returncode is None, await _stderr_of(proc)
+        assert joined and proc.returncode is None, proc.tail()
         entry = catalog.get("cli-bridge")
         assert entry is not None and entry.cards[0].model_id == "cli-bridge-model"
-        code, stderr = await _sigterm(proc)
-        assert code == 0, stderr
-        assert len(catalog) == 0 and TOKEN not in stderr
-        assert "metrics off" in stderr and "metrics endpoint" not in stderr
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        code, output = await _sigterm(proc)
+        assert code == 0, output
+        assert len(catalog) == 0 and TOKEN not in output
+        assert "metrics off" in output and "metrics endpoint" not in output
 
 
 def test_bridge_cli_refuses_two_token_sources() -> None:
@@ -343,22 +299,13 @@ def test_bridge_cli_refuses_two_token_sources() -> None:
 
 
 # --- --metrics-listen (fake engine: the flag is under test, not a model) ------------------
-async def _ready_node(node_id: str, metrics_listen: str) -> tuple[asyncio.subprocess.Process, str]:
-    """A fake-engine node without a router, and its ready line."""
-    proc = await asyncio.create_subprocess_exec(
-        *MESH, "node", "--engine", "fake", "--node-id", node_id,
-        "--listen", f"127.0.0.1:{_free_port()}", "--metrics-listen", metrics_listen,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
+def _node_without_router(node_id: str, metrics_listen: str, log: Path) -> ServerProcess:
+    return start_mesh(
+        "node", "--engine", "fake", "--node-id", node_id,
+        "--listen", free_address(), "--metrics-listen", metrics_listen,
         env={**os.environ, "MESH_LOG_FORMAT": "text"},
+        log=log,
     )  # fmt: skip
-    assert proc.stderr is not None
-    seen: list[str] = []
-    while not any("ready on" in line for line in seen):
-        line = await asyncio.wait_for(proc.stderr.readline(), timeout=120)
-        assert line, "mesh node exited: " + "".join(seen)
-        seen.append(line.decode())
-    return proc, seen[-1]
 
 
 def _scrape(url: str) -> str:
@@ -366,16 +313,20 @@ def _scrape(url: str) -> str:
         return str(reply.read().decode())
 
 
-async def test_nodes_on_one_machine_each_get_their_own_metrics_endpoint_or_none() -> None:
-    port = _free_port()
-    started = await asyncio.gather(
-        _ready_node("metrics-a", f"127.0.0.1:{port}"),
-        _ready_node("metrics-b", "127.0.0.1:0"),  # a free port, named in the ready line
-        _ready_node("metrics-off", "off"),
-    )
-    procs = [proc for proc, _ in started]
+async def test_nodes_on_one_machine_each_get_their_own_metrics_endpoint_or_none(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    procs = [
+        _node_without_router("metrics-a", f"127.0.0.1:{port}", tmp_path / "a.log"),
+        _node_without_router("metrics-b", "127.0.0.1:0", tmp_path / "b.log"),  # a free port
+        _node_without_router("metrics-off", "off", tmp_path / "off.log"),
+    ]
     try:
-        (_, ready_a), (_, ready_b), (_, ready_off) = started
+        ready_a, ready_b, ready_off = [
+            (await proc.wait_for_output_async(r"^.*ready on.*$", timeout_s=120)).group(0)
+            for proc in procs
+        ]
         url_a = f"http://127.0.0.1:{port}/metrics"
         assert url_a in ready_a, ready_a
         url_b = re.search(r"metrics on (http://127\.0\.0\.1:\d+/metrics)", ready_b)
@@ -387,10 +338,8 @@ async def test_nodes_on_one_machine_each_get_their_own_metrics_endpoint_or_none(
         assert 'mesh_node="metrics-a"' in body_a and "metrics-b" not in body_a
         assert 'mesh_node="metrics-b"' in body_b and "metrics-a" not in body_b
         for proc in procs:
-            code, stderr = await _sigterm(proc)
-            assert code == 0 and "metrics endpoint" not in stderr, stderr
+            code, output = await _sigterm(proc)
+            assert code == 0 and "metrics endpoint" not in output, output
     finally:
         for proc in procs:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+            await proc.stop_async()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,6 +25,7 @@ from mesh.config import (
     BridgeLimits,
     GuardSettings,
     ModelPrice,
+    RegistrySettings,
     RetryPolicy,
     RouterConfig,
     TelemetrySettings,
@@ -45,8 +45,9 @@ from tests.fixtures.fault_injector import (
     error_body,
     openai_chunk,
 )
-from tests.fixtures.openai_server import OpenAIServer, free_port
+from tests.fixtures.openai_server import OpenAIServer
 from tests.helpers import health_status, reflected_services, request, stream_request, wait_until
+from tests.process import free_address, start_mesh
 
 KEY = "sk-mesh-bridge-test-5e1f0c9a7d3b"
 KEY_ENV = "MESH_TEST_BRIDGE_KEY"
@@ -260,7 +261,10 @@ async def test_both_bridges_through_a_real_router(openai_server: OpenAIServer) -
 async def test_a_bridge_registers_with_a_router(openai_server: OpenAIServer) -> None:
     router = RouterRuntime(
         RouterConfig(
-            listen="127.0.0.1:0", health_interval_s=0.2, guards=GuardSettings(enabled=False)
+            listen="127.0.0.1:0",
+            health_interval_s=0.2,
+            guards=GuardSettings(enabled=False),
+            registry=RegistrySettings(mode="open"),  # loopback, no token: registration by choice
         )
     )
     address = await router.start()
@@ -364,46 +368,37 @@ async def test_the_key_never_reaches_logs_spans_or_errors(
 @pytest.mark.model
 @pytest.mark.timeout(600)
 async def test_the_mesh_bridge_command(openai_server: OpenAIServer, tmp_path: Path) -> None:
-    port = free_port()
+    address = free_address()
     env = {
         **os.environ,
         KEY_ENV: KEY,
         "MESH_LOG_FORMAT": "text",
         "XDG_CACHE_HOME": str(tmp_path),  # its span store
     }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "mesh", "bridge",
+    async with start_mesh(
+        "bridge",
         "--provider", "anthropic",
         "--model", "smollm2-135m-instruct",
         "--base-url", openai_server.base_url,
         "--api-key-env", KEY_ENV,
-        "--listen", f"127.0.0.1:{port}",
+        "--listen", address,
         "--context-window", "1024",
         "--price-in", "0.15", "--price-out", "0.6", "--price-cached", "0.075",
         "--alias", "via-cli",
         env=env,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert process.stderr is not None
-    output: list[str] = []
-    try:
-        while not any("ready on" in line for line in output):
-            line = await asyncio.wait_for(process.stderr.readline(), timeout=120)
-            assert line, "mesh bridge exited: " + "".join(output)
-            output.append(line.decode())
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        log=tmp_path / "bridge.log",
+    ) as process:  # fmt: skip
+        await process.wait_for_output_async("ready on", timeout_s=120)
+        async with grpc.aio.insecure_channel(address) as channel:
             stub = inference_pb2_grpc.InferenceServiceStub(channel)
             reply = await stub.Generate(request(QUESTION, model="via-cli"), timeout=60)
             models = await stub.ListModels(inference_pb2.ListModelsRequest(), timeout=5)
         assert "Paris" in reply.text and reply.route.provider == "anthropic"
         _assert_real_usage(reply.usage)
         assert models.models[0].kind == types_pb2.MODEL_KIND_EXTERNAL
-    finally:
-        process.terminate()
-        rest = await asyncio.wait_for(process.stderr.read(), timeout=30)
-        await asyncio.wait_for(process.wait(), timeout=30)
-    assert process.returncode == 0
-    assert KEY not in "".join(output) + rest.decode()
+        code = await process.stop_async(grace_s=30)
+    assert code == 0, process.tail()
+    assert KEY not in process.output()
 
 
 # --- provider failures from the fault injector ---------------------------------------------

@@ -38,6 +38,7 @@ from tests.helpers import LEDGER_NOW as NOW
 from tests.helpers import ledger_row as _row
 from tests.helpers import request, stream_request
 from tests.integration.test_router_features import EASY, fake_node_config, mesh
+from tests.process import free_port
 
 # The fixtures are used only here; tests/conftest.py's pytest_plugins may list them instead.
 
@@ -283,17 +284,11 @@ async def test_replicas_create_the_table_and_write_together_without_losing_rows(
         await reader.close()
 
 
-def _refused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])  # closed again: nothing listens there
-
-
 @pytest.mark.parametrize(
     ("make_url", "reason", "expected"),
     [
         (
-            lambda s: f"postgresql+asyncpg://mesh:s3cret-pw@127.0.0.1:{_refused_port()}/db",
+            lambda s: f"postgresql+asyncpg://mesh:s3cret-pw@127.0.0.1:{free_port()}/db",
             "LEDGER_UNAVAILABLE",
             "cannot open (create table mesh_ledger): ConnectionRefusedError",
         ),

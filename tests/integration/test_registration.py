@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -35,14 +34,16 @@ from mesh.config import (
 from mesh.contract.node_token import NodeToken, TokenUnavailable
 from mesh.contract.serving import BoundServer, create_server
 from mesh.router.app import RouterRuntime
-from mesh.router.catalog import Catalog, RegistryServicer
-from mesh.router.registry_auth import NodeTokenCheck
+from mesh.router.catalog import Catalog
+from mesh.router.registry import RegistryServicer, add_registry_service
+from mesh.router.registry_auth import RegistryAccess
 from mesh.telemetry.setup import setup_telemetry
 from mesh.v1 import inference_pb2_grpc, registry_pb2, registry_pb2_grpc
 from nodes.engines.fake import FakeEngine
 from nodes.registration import RegistrationLoop
 from nodes.runtime import NodeRuntime
 from tests.helpers import assert_real_answer, request, stream_request, wait_until
+from tests.process import free_port
 
 REGISTRY_SERVICE = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
 
@@ -174,9 +175,7 @@ async def test_registers_again_when_the_router_forgets(
 
 
 async def test_keeps_trying_until_the_router_is_up(fake_node: NodeRuntime) -> None:
-    with socket.socket() as probe:  # a free port, closed again: nothing listens there yet
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # nothing listens there yet
     loop = RegistrationLoop(
         fake_node.servicer, fake_node.address, f"127.0.0.1:{port}", interval_s=0.05,
         max_backoff_s=0.2,
@@ -203,12 +202,6 @@ async def test_stop_without_a_router_is_quiet(fake_node: NodeRuntime) -> None:
 
 
 # --- NodeRuntime with router_address (real SmolLM2 on the transformers engine) -------------
-def _free_port() -> int:
-    with socket.socket() as probe:  # a free port, closed again: nothing listens there yet
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _hf_config(node_id: str, router_address: str, **extra: Any) -> NodeConfig:
     return NodeConfig(
         id=node_id,
@@ -279,7 +272,7 @@ async def test_runtime_registers_reports_load_and_deregisters_before_draining(
 async def test_runtime_serves_while_the_router_is_down_and_registers_when_it_comes_up(
     smollm2_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    router_port, node_port = _free_port(), _free_port()
+    router_port, node_port = free_port(), free_port()
     config = _hf_config(
         "hf-early",
         f"127.0.0.1:{router_port}",
@@ -437,7 +430,7 @@ async def test_a_node_without_a_token_says_so_once_per_state_change(
 ) -> None:
     monkeypatch.delenv("MESH_REGISTRY_TOKEN", raising=False)
     caplog.set_level(logging.INFO, logger="nodes.registration")
-    port = _free_port()
+    port = free_port()
     node = _token_node("tokenless", f"127.0.0.1:{port}")
     await node.start()
     router: RouterRuntime | None = None
@@ -468,11 +461,8 @@ async def test_a_refused_node_is_accepted_once_the_router_takes_its_token(
 ) -> None:
     caplog.set_level(logging.INFO, logger="nodes.registration")
     catalog = Catalog(ttl_s=5, heartbeat_interval_s=0.05)
-    servicer = RegistryServicer(catalog, token=NodeToken(WRONG))
-    bound = create_server(
-        "127.0.0.1:0",
-        [(registry_pb2_grpc.add_RegistryServiceServicer_to_server, servicer, REGISTRY_SERVICE)],
-    )
+    servicer = RegistryServicer(catalog, access=RegistryAccess.with_token(NodeToken(WRONG)))
+    bound = create_server("127.0.0.1:0", [(add_registry_service, servicer, REGISTRY_SERVICE)])
     await bound.server.start()
     loop = RegistrationLoop(
         fake_node.servicer,
@@ -486,7 +476,8 @@ async def test_a_refused_node_is_accepted_once_the_router_takes_its_token(
     try:
         assert await wait_until(lambda: loop.consecutive_failures >= 3, timeout_s=10)
         assert catalog.get("reg-node") is None
-        servicer.token_check = NodeTokenCheck(NodeToken(TOKEN))  # the operator fixes the router
+        # The operator fixes the router.
+        servicer.access = RegistryAccess.with_token(NodeToken(TOKEN))
         assert await wait_until(lambda: catalog.get("reg-node") is not None, timeout_s=10)
         assert await wait_until(lambda: loop.heartbeats >= 2, timeout_s=10)
         assert loop.failure is None and loop.consecutive_failures == 0

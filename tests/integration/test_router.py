@@ -6,7 +6,6 @@ everything a user sees end to end is also checked against the real SmolLM2 node.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 
 import grpc
@@ -20,6 +19,7 @@ from mesh.v1 import inference_pb2, inference_pb2_grpc, policy_pb2, policy_pb2_gr
 from nodes.engines.fake import FakeEngine
 from nodes.runtime import NodeRuntime
 from tests.helpers import health_status, reflected_services, request, stream_request, wait_until
+from tests.process import free_address
 
 
 async def _router(*nodes: tuple[str, str], guards: bool = False) -> RouterRuntime:
@@ -52,12 +52,6 @@ async def _fake_node(node_id: str, model: str = "fake-model") -> NodeRuntime:
 def _engine(node: NodeRuntime) -> FakeEngine:
     assert isinstance(node.backend, FakeEngine)
     return node.backend
-
-
-def _dead_address() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{sock.getsockname()[1]}"
 
 
 @pytest.fixture
@@ -152,7 +146,7 @@ async def test_unknown_model_is_not_found(two_fakes: tuple) -> None:  # type: ig
 
 
 async def test_node_down_is_unavailable() -> None:
-    router = await _router(("ghost", _dead_address()))
+    router = await _router(("ghost", free_address()))
     try:
         async with grpc.aio.insecure_channel(router.address) as channel:
             stub = inference_pb2_grpc.InferenceServiceStub(channel)

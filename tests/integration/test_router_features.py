@@ -131,7 +131,8 @@ async def test_cheapest_capable_sends_each_prompt_to_the_tier_it_needs() -> None
 
 async def test_registered_node_is_routed_to_and_leaves_when_heartbeats_stop() -> None:
     node = fake_node_config("reg-node")
-    registry = RegistrySettings(heartbeat_interval_s=0.2, ttl_s=0.6)
+    # Open registration: this test registers by hand on loopback, without a token.
+    registry = RegistrySettings(mode="open", heartbeat_interval_s=0.2, ttl_s=0.6)
     async with mesh([node], static=False, registry=registry) as m:
         async with grpc.aio.insecure_channel(m.nodes["reg-node"].address) as direct:
             node_stub = inference_pb2_grpc.InferenceServiceStub(direct)

@@ -33,21 +33,14 @@ from mesh.v1 import inference_pb2_grpc
 from nodes.engines.fake import FakeEngine
 from nodes.runtime import NodeRuntime
 from tests.helpers import request, stream_request, wait_until
+from tests.process import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def slow_node() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.fixtures.slow_node", "cheap", str(port), "3"],
         cwd=ROOT,

@@ -246,18 +246,15 @@ async def test_fallback_is_two_attempt_spans_in_one_trace(streaming: bool) -> No
     assert _parent(preferred_server) == _id(failed)
     assert preferred_server.status.status_code == StatusCode.ERROR
 
-    # The input guards ran on the router, under its server span, as ONE chain span with an
-    # event per guard, and let the prompt through.
-    guard_spans = _guard_spans(spans)
-    assert guard_spans, "guard spans belong to the router's trace (PolicyStore tracer)"
-    assert {_service(g) for g in guard_spans} == {"router"}
-    [chain] = [g for g in guard_spans if _attrs(g)[sc.MESH_GUARD_STAGE] == "input"]
+    # The input guards ran on the router and let the prompt through: every guard allowed, so
+    # the chain run is ONE event on the router's server span (a guard that acts gets a span).
+    assert not [g for g in _guard_spans(spans) if _attrs(g)[sc.MESH_GUARD_STAGE] == "input"]
+    chains = [e for e in router_server.events if e.name.startswith(sc.OPERATION_APPLY_GUARDRAIL)]
+    [chain] = [e for e in chains if (e.attributes or {})[sc.MESH_GUARD_STAGE] == "input"]
     assert chain.name == f"{sc.OPERATION_APPLY_GUARDRAIL} {sc.TARGET_LLM_INPUT}"
-    assert _parent(chain) == _id(router_server)
-    assert _attrs(chain)[sc.GEN_AI_SECURITY_DECISION_TYPE] == "allow"
-    events = [dict(e.attributes or {}) for e in chain.events if e.name == sc.GUARD_EVENT]
-    assert len(events) == _attrs(chain)[sc.MESH_GUARD_COUNT] > 0
-    assert {e[sc.GEN_AI_SECURITY_DECISION_TYPE] for e in events} == {"allow"}
+    chain_attrs = dict(chain.attributes or {})
+    assert chain_attrs[sc.GEN_AI_SECURITY_DECISION_TYPE] == "allow"
+    assert len(chain_attrs[sc.MESH_GUARD_NAMES]) == chain_attrs[sc.MESH_GUARD_COUNT] > 0
 
     _assert_no_content(spans)
 

@@ -282,3 +282,13 @@ def test_every_sqlite_file_lives_in_one_data_dir(
     assert TelemetrySettings().resolved_span_store_path() == root / "traces.db"
     assert RouterConfig().ledger_url().endswith(str(root / "ledger.db"))
     assert GuardSettings().resolved_audit_url().endswith(str(root / "guard_audit.db"))
+
+
+def test_sqlite_stores_create_their_folder(tmp_path: Path) -> None:
+    from mesh.config import ensure_sqlite_dir
+
+    target = tmp_path / "fresh" / "data" / "ledger.db"
+    ensure_sqlite_dir(f"sqlite+aiosqlite:///{target}")
+    assert target.parent.is_dir()
+    ensure_sqlite_dir("sqlite+aiosqlite:///:memory:")  # nothing to create
+    ensure_sqlite_dir("postgresql+asyncpg://u@h/db")  # not a file

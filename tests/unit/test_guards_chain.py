@@ -133,8 +133,10 @@ def test_a_view_blanks_other_roles_and_keeps_every_offset() -> None:
 
     text = "SYS secret\n\nuser words"
     check = InputCheck(text, turns=(Turn("system", 0, 10), Turn("user", 12, 22)))
-    user_only = check.view(["user"])
+    user_only = check.view(frozenset(["user"]))
     assert user_only.text == " " * 10 + "\n\nuser words" and len(user_only.text) == len(text)
-    assert check.view(["system", "user"]) is check  # nothing hidden: no copy
-    assert check.view(["user"]) is user_only  # one view per role set, reused by every guard
-    assert InputCheck("untyped").view(["user"]).text == "untyped"
+    assert check.view(frozenset(["system", "user"])) is check  # nothing hidden: no copy
+    assert (
+        check.view(frozenset(["user"])) is user_only
+    )  # one view per role set, reused by every guard
+    assert InputCheck("untyped").view(frozenset(["user"])).text == "untyped"

@@ -1,13 +1,13 @@
-"""The registration token on the router's RegistryService, over a real grpc.aio server.
+"""The registry's modes and token on the router's RegistryService, over a real grpc.aio server.
 
-Register, Heartbeat and Deregister need `x-mesh-node-token`; ListNodes stays open; without a
-token configured everything stays open. Also: where tokens are read from, and that no error,
-log line or repr ever shows one.
+Mode token: Register, Heartbeat and Deregister need `x-mesh-node-token`. Mode off (the default
+without a token): they are refused with REGISTRATION_DISABLED. Mode open: anyone, loopback
+only. ListNodes stays open in every mode. Also: where tokens are read from, how the mode is
+resolved, and that no error, log line or repr ever shows a token.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
@@ -16,20 +16,25 @@ import grpc.aio
 import pytest
 from pydantic import ValidationError
 
-from mesh.config import NodeConfig, RegistrySettings, RouterConfig
-from mesh.contract.errors import ERROR_DOMAIN
+from mesh.config import ConfigError, NodeConfig, RegistrySettings, RouterConfig, parse_config
+from mesh.contract.errors import ERROR_DOMAIN, Code, MeshError
 from mesh.contract.node_token import (
     NODE_TOKEN_HEADER,
     NodeToken,
     TokenUnavailable,
     read_token,
 )
-from mesh.contract.serving import create_server
 from mesh.contract.status import error_details
-from mesh.router.catalog import Catalog, RegistryServicer
-from mesh.router.registry_auth import NodeTokenCheck, warn_if_registration_open
+from mesh.router.catalog import Catalog
+from mesh.router.registry import RegistryServicer
+from mesh.router.registry_auth import (
+    NodeTokenCheck,
+    RegistryAccess,
+    refuse_open_registration_off_loopback,
+)
 from mesh.v1 import registry_pb2, registry_pb2_grpc
 from mesh.v1 import types_pb2 as t
+from tests.registry_client import register, serve_registry, with_lease
 
 TOKEN = "reg-token-7f3a9c1e5b2d8f4a"
 WRONG = "reg-token-0000000000000000"
@@ -39,33 +44,27 @@ Stub = registry_pb2_grpc.RegistryServiceStub
 Registry = tuple[Catalog, Stub]
 
 
-async def _serve(token: NodeToken | None) -> AsyncIterator[Registry]:
+async def _serve(access: RegistryAccess) -> AsyncIterator[Registry]:
     catalog = Catalog(ttl_s=10, heartbeat_interval_s=2)
-    bound = create_server(
-        "127.0.0.1:0",
-        [
-            (
-                registry_pb2_grpc.add_RegistryServiceServicer_to_server,
-                RegistryServicer(catalog, token=token),
-                "mesh.v1.RegistryService",
-            )
-        ],
-    )
-    await bound.server.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{bound.port}") as channel:
-        yield catalog, registry_pb2_grpc.RegistryServiceStub(channel)  # type: ignore[no-untyped-call]
-    await bound.server.stop(0)
+    async with serve_registry(RegistryServicer(catalog, access=access)) as (_, stub):
+        yield catalog, stub
 
 
 @pytest.fixture
 async def guarded() -> AsyncIterator[Registry]:
-    async for registry in _serve(NodeToken(TOKEN)):
+    async for registry in _serve(RegistryAccess.with_token(NodeToken(TOKEN))):
         yield registry
 
 
 @pytest.fixture
 async def open_registry() -> AsyncIterator[Registry]:
-    async for registry in _serve(None):
+    async for registry in _serve(RegistryAccess.open()):
+        yield registry
+
+
+@pytest.fixture
+async def closed_registry() -> AsyncIterator[Registry]:
+    async for registry in _serve(RegistryAccess.off()):
         yield registry
 
 
@@ -117,9 +116,10 @@ async def test_writes_without_the_token_are_unauthenticated_with_error_info(
 
 async def test_a_wrong_token_changes_nothing(guarded: Registry) -> None:
     catalog, stub = guarded
-    await stub.Register(_register(), metadata=_token(TOKEN), timeout=5)
+    _, lease = await register(stub, _register(), _token(TOKEN))
     for wrong in (WRONG, TOKEN[:-1], TOKEN + "x", TOKEN.upper()):
-        for call in _writes(stub, _token(wrong)):
+        # The lease does not stand in for the token.
+        for call in _writes(stub, list(with_lease(lease, _token(wrong)))):
             err = await _refused(call)
             details = error_details(err)
             assert details.reason == "NODE_TOKEN_REJECTED"
@@ -133,17 +133,19 @@ async def test_a_wrong_token_changes_nothing(guarded: Registry) -> None:
 
 async def test_the_right_token_registers_heartbeats_and_deregisters(guarded: Registry) -> None:
     catalog, stub = guarded
-    reply = await stub.Register(_register(), metadata=_token(TOKEN), timeout=5)
+    reply, lease = await register(stub, _register(), _token(TOKEN))
     assert reply.ttl.seconds == 10
     beat = await stub.Heartbeat(
         registry_pb2.HeartbeatRequest(node_id="n1", load=t.NodeLoad(running=3)),
-        metadata=_token(TOKEN),
+        metadata=with_lease(lease, _token(TOKEN)),
         timeout=5,
     )
     entry = catalog.get("n1")
     assert beat.known and entry is not None and entry.load.running == 3
     await stub.Deregister(
-        registry_pb2.DeregisterRequest(node_id="n1"), metadata=_token(TOKEN), timeout=5
+        registry_pb2.DeregisterRequest(node_id="n1"),
+        metadata=with_lease(lease, _token(TOKEN)),
+        timeout=5,
     )
     assert len(catalog) == 0
 
@@ -155,13 +157,33 @@ async def test_list_nodes_stays_readable_without_a_token(guarded: Registry) -> N
     assert [n.node_id for n in page.nodes] == ["n1"]
 
 
-async def test_without_a_configured_token_registration_is_open(open_registry: Registry) -> None:
+async def test_open_mode_takes_any_caller_and_ignores_tokens(open_registry: Registry) -> None:
     catalog, stub = open_registry
-    await stub.Register(_register("a"), timeout=5)
-    await stub.Register(_register("b"), metadata=_token(WRONG), timeout=5)  # ignored
-    assert (await stub.Heartbeat(registry_pb2.HeartbeatRequest(node_id="a"), timeout=5)).known
-    await stub.Deregister(registry_pb2.DeregisterRequest(node_id="b"), timeout=5)
+    _, lease_a = await register(stub, _register("a"))
+    _, lease_b = await register(stub, _register("b"), _token(WRONG))  # ignored
+    beat = await stub.Heartbeat(
+        registry_pb2.HeartbeatRequest(node_id="a"), metadata=with_lease(lease_a), timeout=5
+    )
+    assert beat.known
+    await stub.Deregister(
+        registry_pb2.DeregisterRequest(node_id="b"), metadata=with_lease(lease_b), timeout=5
+    )
     assert [e.node_id for e in catalog.entries()] == ["a"]
+
+
+async def test_off_mode_refuses_every_write_and_lists(closed_registry: Registry) -> None:
+    catalog, stub = closed_registry
+    catalog.add_static("static-1", "127.0.0.1:7")
+    calls = [*_writes(stub, None), *_writes(stub, _token(TOKEN))]
+    for call in calls:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call
+        details = error_details(info.value)
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert details.reason == "REGISTRATION_DISABLED" and details.metadata == {"mode": "off"}
+        assert "registration token" in details.message
+    page = await stub.ListNodes(registry_pb2.ListNodesRequest(), timeout=5)
+    assert [n.node_id for n in page.nodes] == ["static-1"]
 
 
 # --- the check and the token sources, without a server -------------------------------------
@@ -233,17 +255,55 @@ def test_config_dumps_name_sources_never_tokens(
         assert TOKEN not in shown
 
 
-def test_open_registration_warns_only_off_loopback(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+# --- the mode: resolved from config, and open never off loopback -----------------------------
+def test_the_mode_is_off_without_a_token_and_token_with_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("MESH_REGISTRY_TOKEN", raising=False)
-    caplog.set_level(logging.WARNING, logger="mesh.router.registry_auth")
-    # Nothing is bound here: the check only reads the listen address.
-    assert not warn_if_registration_open("127.0.0.1:50051", RegistrySettings())
-    assert not warn_if_registration_open("localhost:50051", RegistrySettings())
-    assert warn_if_registration_open("0.0.0.0:50051", RegistrySettings())
-    assert warn_if_registration_open("10.1.2.3:50051", RegistrySettings())
-    monkeypatch.setenv("MESH_REGISTRY_TOKEN", TOKEN)
-    assert not warn_if_registration_open("0.0.0.0:50051", RegistrySettings())
-    lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 2 and all("registration is open" in line for line in lines)
+    assert RegistrySettings().resolved_mode() == ("off", None)
+    assert RegistryAccess.from_settings(RegistrySettings()).mode == "off"
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    assert RegistrySettings(token_file=token_file).resolved_mode() == ("token", NodeToken(TOKEN))
+    monkeypatch.setenv("MESH_REGISTRY_TOKEN", TOKEN)  # the default variable counts as a source
+    assert RegistrySettings().resolved_mode() == ("token", NodeToken(TOKEN))
+    # Explicit modes: open and off ignore the default variable; token needs one.
+    assert RegistrySettings(mode="open").resolved_mode() == ("open", None)
+    assert RegistrySettings(mode="off").resolved_mode() == ("off", None)
+    monkeypatch.delenv("MESH_REGISTRY_TOKEN")
+    with pytest.raises(TokenUnavailable, match="MESH_REGISTRY_TOKEN is empty or unset"):
+        RegistrySettings(mode="token").resolved_mode()
+
+
+def test_a_token_source_beside_mode_open_or_off_is_a_config_error(tmp_path: Path) -> None:
+    for mode in ("open", "off"):
+        with pytest.raises(ValidationError, match=f"mode {mode} takes no token"):
+            RegistrySettings(mode=mode, token_file=tmp_path / "t")
+        with pytest.raises(ValidationError, match=f"mode {mode} takes no token"):
+            RegistrySettings(mode=mode, token_env="SOME_VAR")
+    with pytest.raises(ValidationError, match="mode"):
+        RegistrySettings(mode="anyone")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:50051", "10.1.2.3:50051", "[::]:50051", "mesh:1"])
+def test_open_mode_off_loopback_is_refused_at_load_and_at_start(listen: str) -> None:
+    with pytest.raises(ConfigError, match=r"router: .*mode open .* loopback listen address only"):
+        parse_config(f"router: {{listen: '{listen}', registry: {{mode: open}}}}")
+    # A --listen given at start is checked too, with the same words, before anything binds.
+    with pytest.raises(MeshError) as info:
+        refuse_open_registration_off_loopback(listen, RegistrySettings(mode="open"))
+    assert info.value.code == Code.FAILED_PRECONDITION
+    assert info.value.reason == "OPEN_REGISTRATION_OFF_LOOPBACK"
+    assert "loopback listen address only" in info.value.message
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:0", "localhost:50051", "[::1]:50051"])
+def test_open_mode_on_loopback_and_token_mode_anywhere_are_fine(
+    listen: str, tmp_path: Path
+) -> None:
+    config = parse_config(f"router: {{listen: '{listen}', registry: {{mode: open}}}}")
+    assert config.router.registry.mode == "open"
+    refuse_open_registration_off_loopback(listen, config.router.registry)
+    token_file = tmp_path / "t"
+    refuse_open_registration_off_loopback("0.0.0.0:1", RegistrySettings(token_file=token_file))
+    refuse_open_registration_off_loopback("0.0.0.0:1", RegistrySettings(mode="off"))

@@ -7,12 +7,14 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
-from mesh.contract.serving import create_server
 from mesh.contract.status import error_details
 from mesh.router.breaker import OPEN
-from mesh.router.catalog import Catalog, RegistryServicer
+from mesh.router.catalog import Catalog
+from mesh.router.registry import RegistryServicer
+from mesh.router.registry_auth import RegistryAccess
 from mesh.v1 import registry_pb2, registry_pb2_grpc
 from mesh.v1 import types_pb2 as t
+from tests.registry_client import register, serve_registry, with_lease
 
 
 class FakeClock:
@@ -40,6 +42,16 @@ def test_registered_nodes_expire_static_nodes_stay() -> None:
     assert [e.node_id for e in cat.entries()] == ["static-1"]
     assert not cat.heartbeat("reg-1", t.NodeLoad())  # unknown now: must register again
     assert not cat.deregister("static-1")
+
+
+def test_a_static_id_is_never_registered_over() -> None:
+    cat = Catalog(ttl_s=10)
+    cat.add_static("static-1", "10.0.0.1:50051", [CARD])
+    with pytest.raises(ValueError, match="static"):
+        cat.register("static-1", "127.0.0.1:6666", [CARD])
+    entry = cat.get("static-1")
+    assert entry is not None and entry.static and entry.address == "10.0.0.1:50051"
+    assert cat.registered_count() == 0
 
 
 def test_candidates_combine_health_and_availability() -> None:
@@ -75,36 +87,27 @@ def test_pagination_is_ordered_and_complete() -> None:
 @pytest.fixture
 async def registry() -> AsyncIterator[tuple[Catalog, registry_pb2_grpc.RegistryServiceStub]]:
     cat = Catalog(ttl_s=10, heartbeat_interval_s=2)
-    servicer = RegistryServicer(cat, breaker_state=lambda n: OPEN if n == "sick" else 1)
-    bound = create_server(
-        "127.0.0.1:0",
-        [
-            (
-                registry_pb2_grpc.add_RegistryServiceServicer_to_server,
-                servicer,
-                "mesh.v1.RegistryService",
-            )
-        ],
+    servicer = RegistryServicer(
+        cat, breaker_state=lambda n: OPEN if n == "sick" else 1, access=RegistryAccess.open()
     )
-    await bound.server.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{bound.port}") as channel:
-        yield cat, registry_pb2_grpc.RegistryServiceStub(channel)  # type: ignore[no-untyped-call]
-    await bound.server.stop(0)
+    async with serve_registry(servicer) as (_, stub):
+        yield cat, stub
 
 
 async def test_registry_service_round_trip(
     registry: tuple[Catalog, registry_pb2_grpc.RegistryServiceStub],
 ) -> None:
     cat, stub = registry
-    resp = await stub.Register(
-        registry_pb2.RegisterRequest(node_id="n1", address="127.0.0.1:9", models=[CARD])
+    resp, n1_lease = await register(
+        stub, registry_pb2.RegisterRequest(node_id="n1", address="127.0.0.1:9", models=[CARD])
     )
     assert resp.ttl.seconds == 10 and resp.heartbeat_interval.seconds == 2
-    await stub.Register(
-        registry_pb2.RegisterRequest(node_id="sick", address="127.0.0.1:8", models=[CARD])
+    _, sick_lease = await register(
+        stub, registry_pb2.RegisterRequest(node_id="sick", address="127.0.0.1:8", models=[CARD])
     )
     hb = await stub.Heartbeat(
-        registry_pb2.HeartbeatRequest(node_id="n1", load=t.NodeLoad(waiting=2))
+        registry_pb2.HeartbeatRequest(node_id="n1", load=t.NodeLoad(waiting=2)),
+        metadata=with_lease(n1_lease),
     )
     assert hb.known and cat.get("n1").load.waiting == 2  # type: ignore[union-attr]
     assert not (await stub.Heartbeat(registry_pb2.HeartbeatRequest(node_id="ghost"))).known
@@ -114,7 +117,9 @@ async def test_registry_service_round_trip(
     sick = page2.nodes[0]
     assert sick.node_id == "sick" and sick.breaker_state == OPEN and not sick.healthy
     assert sick.source == registry_pb2.NODE_SOURCE_REGISTERED and not page2.next_page_token
-    await stub.Deregister(registry_pb2.DeregisterRequest(node_id="sick"))
+    await stub.Deregister(
+        registry_pb2.DeregisterRequest(node_id="sick"), metadata=with_lease(sick_lease)
+    )
     assert len(cat) == 1
 
 

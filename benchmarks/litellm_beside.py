@@ -1,0 +1,256 @@
+"""LiteLLM's proxy measured beside the mesh, both in front of one fast fake OpenAI-compatible
+upstream (benchmarks.fake_openai), in the same interleaved rounds:
+
+- A: client -> upstream directly (HTTP, aiohttp: a light client, so the bench process's own
+     cost does not cap the fast direct path at c32) - the baseline of "added";
+- L: client -> LiteLLM proxy (its own venv, one worker, no database, no callbacks,
+     telemetry off, a master key) -> upstream;
+- B: client (gRPC) -> `mesh bridge --provider openai-compatible` -> upstream (the bridge's share);
+- M: client (gRPC) -> `mesh router` (shipped default config, distinct prompts) -> the bridge
+     -> upstream.
+
+Each path's added latency over A (p50, p99), throughput at concurrency 1/8/32, CPU ms per
+request of each process and RSS. The gRPC paths' added time includes the difference between a
+gRPC and an HTTP client. Targets (issue 12): the mesh's added p50 <= 0.5 x LiteLLM's; its c32
+throughput >= 3 x LiteLLM's. Without a LiteLLM venv (no index, pip failure) the suite says so in
+one line and measures nothing.
+
+Run: python -m benchmarks.litellm_beside [--quick]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from benchmarks import litellm_venv
+from benchmarks.clients import ClientPath, PathResult, hits_and_errors, measure_unary, open_paths
+from benchmarks.fleet import FAKE_MODEL, Fleet, Started, fleet, mesh_command
+from benchmarks.harness import (
+    REQUEST_TIMEOUT_S,
+    cpu_note,
+    free_port,
+    grpc_ready,
+    http_ready,
+    loopback,
+    versions,
+)
+from benchmarks.prompts import distinct_prompts
+from benchmarks.stats import (
+    Plan,
+    Row,
+    added,
+    fmt,
+    paired_added,
+    ratio,
+    suite_arguments,
+    text_table,
+    write_rows,
+)
+
+UPSTREAM_KEY_ENV = "BENCH_FAKE_UPSTREAM_KEY"  # the fake upstream accepts any key
+BRIDGE_ID = "bench-bridge"
+
+
+def litellm_config(upstream_url: str, master_key: str) -> str:
+    return (
+        "model_list:\n"
+        f"  - model_name: {FAKE_MODEL}\n"
+        "    litellm_params:\n"
+        f"      model: openai/{FAKE_MODEL}\n"
+        f"      api_base: {upstream_url}/v1\n"
+        "      api_key: fake-key\n"
+        "general_settings:\n"
+        f"  master_key: {master_key}\n"
+    )
+
+
+@dataclass
+class HttpPath:
+    """A chat completion over HTTP (aiohttp, keep-alive) to `url`, bearer key if given."""
+
+    session: aiohttp.ClientSession
+    url: str
+    prompts: Iterator[str]
+    key: str = ""
+    processes: dict[str, int] = field(default_factory=dict)
+    sent: int = 0
+    cache_hits: int = 0
+    errors: int = 0  # any HTTP error stops the suite
+
+    async def call(self) -> bool:
+        body = {
+            "model": FAKE_MODEL,
+            "messages": [{"role": "user", "content": next(self.prompts)}],
+            "max_tokens": 16,
+            "temperature": 0.0,
+        }
+        headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
+        async with self.session.post(self.url, json=body, headers=headers) as reply:
+            reply.raise_for_status()
+            answer = await reply.json()
+        if not answer["choices"][0]["message"]["content"]:
+            raise RuntimeError(f"{self.url}: empty answer")
+        self.sent += 1
+        return True
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the servers of this suite listen."""
+
+    grpc: Started  # B and M: address and pids
+    upstream_url: str
+    litellm_url: str
+    master_key: str
+
+
+def start(f: Fleet, python: Path) -> Endpoints:
+    """Upstream, LiteLLM, bridge and router, each in its own process."""
+    upstream_address = loopback()
+    upstream = f"http://{upstream_address}"
+    upstream_pid = f.start(
+        "upstream",
+        [sys.executable, "-m", "benchmarks.fake_openai", "--listen", upstream_address],
+        http_ready(upstream + "/v1/models"),
+    )
+    master_key = "sk-bench-" + secrets.token_hex(8)
+    config = f.workdir / "litellm.yaml"
+    config.write_text(litellm_config(upstream, master_key))
+    port = free_port()
+    litellm_url = f"http://127.0.0.1:{port}"
+    litellm_args = [str(python), "-m", "litellm.proxy.proxy_cli", "--config", str(config)]
+    litellm_args += ["--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"]
+    litellm_pid = f.start(
+        "litellm",
+        litellm_args,
+        http_ready(litellm_url + "/health/liveliness"),
+        LITELLM_TELEMETRY="False",
+        LITELLM_LOCAL_MODEL_COST_MAP="True",
+        PYTHONPATH="",  # its venv only, not the project's sources
+    )
+    bridge = loopback()
+    bridge_args = mesh_command("bridge", "--provider", "openai-compatible", "--model", FAKE_MODEL)
+    bridge_args += ["--base-url", upstream + "/v1", "--api-key-env", UPSTREAM_KEY_ENV]
+    bridge_args += ["--listen", bridge, "--node-id", BRIDGE_ID, "--metrics-listen", "off"]
+    bridge_args += ["--tier", "frontier", "--price-in", "0.1", "--price-out", "0.2"]
+    bridge_args += ["--max-concurrent", "64"]  # LiteLLM has no such cap: neither queues at c32
+    bridge_pid = f.start("bridge", bridge_args, grpc_ready(bridge), **{UPSTREAM_KEY_ENV: "fake"})
+    router = loopback()
+    router_pid = f.router("router", "default", router, [(BRIDGE_ID, bridge)])
+    f.pids.update(upstream=upstream_pid, litellm=litellm_pid)
+    grpc_paths: Started = {
+        "B bridge": (bridge, {"bridge": bridge_pid, "upstream": upstream_pid}),
+        "M mesh": (router, {"router": router_pid, "bridge": bridge_pid, "upstream": upstream_pid}),
+    }
+    return Endpoints(grpc_paths, upstream, litellm_url, master_key)
+
+
+def run(plan: Plan, python: Path) -> dict[str, PathResult]:
+    with fleet() as f:
+        at = start(f, python)
+
+        async def go() -> dict[str, PathResult]:
+            connector = aiohttp.TCPConnector(limit=64)
+            timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+            async with (
+                aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
+                open_paths(
+                    at.grpc,
+                    prompts=lambda _: distinct_prompts(),
+                    pinned=lambda name: name == "B bridge",
+                ) as grpc_paths,
+            ):
+                paths: dict[str, ClientPath] = {
+                    "A direct": HttpPath(
+                        session,
+                        at.upstream_url + "/v1/chat/completions",
+                        distinct_prompts(),
+                        processes={"upstream": f.pids["upstream"]},
+                    ),
+                    "L litellm": HttpPath(
+                        session,
+                        at.litellm_url + "/v1/chat/completions",
+                        distinct_prompts(),
+                        key=at.master_key,
+                        processes={"litellm": f.pids["litellm"], "upstream": f.pids["upstream"]},
+                    ),
+                    **grpc_paths,
+                }
+                return await measure_unary(paths, plan)
+
+        return asyncio.run(go())
+
+
+def rows(r: dict[str, PathResult]) -> list[Row]:
+    a, lite, mesh = r["A direct"], r["L litellm"], r["M mesh"]
+    h_l = paired_added(lite.latency, a.latency)
+    h_m = paired_added(mesh.latency, a.latency)
+    return [
+        Row(
+            "default config: added p50 vs LiteLLM's",
+            f"mesh +{h_m:.2f} ms / LiteLLM +{h_l:.2f} ms",
+            ratio(h_m, h_l), 0.5, "<=",
+        ),
+        Row(
+            "default config: c32 throughput vs LiteLLM's",
+            f"{mesh['rps_c32']:.0f} / {lite['rps_c32']:.0f} rps",
+            ratio(mesh["rps_c32"], lite["rps_c32"]), 3.0, ">=",
+        ),
+    ]  # fmt: skip
+
+
+def report(r: dict[str, PathResult], plan: Plan) -> None:
+    a = r["A direct"]
+    head = ["path", "p50 ms", "+p50 ms", "p99 ms", "+p99 ms", "rps c1", "rps c8", "rps c32"]
+    head += ["cpu ms/req (c32)", "RSS idle/peak MB", "cache hits"]
+    body = []
+    for name, x in r.items():
+        roles = [k.removeprefix("cpu_ms_") for k in x if k.startswith("cpu_ms_")]
+        cpu = ", ".join(f"{role} {x[f'cpu_ms_{role}']:.2f}" for role in roles)
+        mem = ", ".join(
+            f"{role} {x[f'idle_mb_{role}']:.0f}/{x[f'peak_mb_{role}']:.0f}"
+            for role in roles
+            if role != "upstream"
+        )
+        body.append(
+            [
+                name, fmt(x["p50_ms"]), fmt(paired_added(x.latency, a.latency)), fmt(x["p99_ms"]),
+                fmt(added(x["p99_ms"], a["p99_ms"])), fmt(x["rps_c1"], 0), fmt(x["rps_c8"], 0),
+                fmt(x["rps_c32"], 0), cpu, mem or "-", hits_and_errors(x),
+            ]
+        )  # fmt: skip
+    print(text_table(head, body))
+    print(
+        f"upstream (fake, aiohttp) RSS idle {a['idle_mb_upstream']:.0f} MB; + = added over A; "
+        "B and M use a gRPC client, A and L an HTTP one; " + cpu_note(plan.throughput_requests)
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = suite_arguments(__doc__).parse_args(argv)
+    print(versions())
+    log = Path(os.environ.get("TMPDIR", "/tmp")) / "mesh-bench-litellm-install.log"
+    try:
+        python = litellm_venv.ensure(log)
+    except litellm_venv.Unavailable as exc:
+        print(f"LiteLLM beside the mesh: SKIPPED: {exc}")
+        write_rows([], args.rows)
+        return 0
+    print(f"litellm {litellm_venv.VERSION} from {python.parent.parent}")
+    plan = Plan.from_args(args)
+    results = run(plan, python)
+    report(results, plan)
+    write_rows(rows(results), args.rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
