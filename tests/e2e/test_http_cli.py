@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.e2e.test_cli import MESH, _free_port, _wait_serving
+from tests.process import free_address, free_port, start_mesh
 
 pytestmark = pytest.mark.model
 
@@ -22,8 +21,9 @@ pytestmark = pytest.mark.model
 @pytest.fixture(scope="module")
 def http_up(tmp_path_factory: pytest.TempPathFactory, smollm2_path: Path) -> Iterator[str]:
     """`mesh up` with its HTTP front on a free port; yields that host:port."""
-    port, http_port = _free_port(), _free_port()
-    config = tmp_path_factory.mktemp("http-e2e") / "mesh.yaml"
+    port, http = free_port(), free_address()
+    root = tmp_path_factory.mktemp("http-e2e")
+    config = root / "mesh.yaml"
     config.write_text(
         f"""
 router:
@@ -36,26 +36,12 @@ nodes:
     output_price_per_mtok: 0.04
 """
     )
-    http = f"127.0.0.1:{http_port}"
-    proc = subprocess.Popen(
-        [*MESH, "up", "--config", str(config), "--http-listen", http],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        _wait_serving(f"127.0.0.1:{port}", proc)  # the HTTP front starts before SERVING
+    up = start_mesh("up", "--config", str(config), "--http-listen", http, log=root / "up.log")
+    with up:
+        up.wait_until_serving(f"127.0.0.1:{port}")  # the HTTP front starts before SERVING
+        up.wait_for_output(f"OpenAI-compatible HTTP on {http}", timeout_s=30)
         yield http
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-        stderr = proc.stderr.read() if proc.stderr else ""
-        assert code == 0, stderr
-    assert f"OpenAI-compatible HTTP on {http}" in stderr
+        assert up.stop() == 0, up.tail()
 
 
 def _curl(*args: str) -> subprocess.CompletedProcess[str]:
@@ -106,7 +92,7 @@ def test_the_readme_snippet_works_against_mesh_up(http_up: str) -> None:
 
 
 def test_mesh_router_http_listen_over_an_empty_table(tmp_path: Path) -> None:
-    port, http_port = _free_port(), _free_port()
+    port, http_port = free_port(), free_port()
     config = tmp_path / "router.yaml"
     config.write_text(
         f"""
@@ -117,17 +103,12 @@ router:
 telemetry: {{prometheus_listen: null}}
 """
     )
-    proc = subprocess.Popen(
-        [*MESH, "router", "--config", str(config), "--http-listen", f"127.0.0.1:{http_port}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        _wait_serving(f"127.0.0.1:{port}", proc, timeout_s=120)
+    with start_mesh(
+        "router", "--config", str(config), "--http-listen", f"127.0.0.1:{http_port}",
+        log=tmp_path / "router.log",
+    ) as router:  # fmt: skip
+        router.wait_until_serving(f"127.0.0.1:{port}", timeout_s=120)
         out = _curl(f"http://127.0.0.1:{http_port}/v1/models")
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout) == {"object": "list", "data": []}
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
+        assert router.stop() == 0, router.tail()
