@@ -7,7 +7,9 @@ tests check: pod templates, their containers, label selectors, and NetworkPolicy
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import json
 import os
 import shutil
 import subprocess
@@ -39,14 +41,33 @@ TARGETS = ("base", "overlays/cpu", "overlays/gpu", "all-components")
 Obj = dict[str, Any]
 
 
+MIN_KUSTOMIZE = (5, 0)  # components, `labels`, sidecar-aware strategic merge
+
+
+@functools.cache
 def kubectl() -> str:
-    """kubectl on PATH; a missing one fails the test (CI installs it in .ci/run)."""
+    """kubectl on PATH with kustomize 5 or newer; anything else fails the test (.ci/run
+    installs kubectl where the machine image lacks it)."""
     found = shutil.which("kubectl")
     if found is None:
         pytest.fail(
             "kubectl not found: install it (Debian: apt-get install kubectl; .ci/run does) to "
             "render deploy/k8s with `kubectl kustomize`"
         )
+    proc = subprocess.run(
+        [found, "version", "--client", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    try:
+        version = json.loads(proc.stdout)["kustomizeVersion"]
+        major_minor = tuple(int(x) for x in version.lstrip("v").split(".")[:2])
+    except (ValueError, KeyError) as err:
+        pytest.fail(f"cannot read the kustomize version of {found}: {err!r} {proc.stderr[-500:]}")
+    if major_minor < MIN_KUSTOMIZE:
+        pytest.fail(f"{found} embeds kustomize {version}; deploy/k8s needs v5 or newer")
     return found
 
 
@@ -149,7 +170,10 @@ def _with_claims(workload: Obj) -> dict[str, Any]:
     """The pod spec, with a StatefulSet's volumeClaimTemplates among its volumes."""
     spec = dict(workload["spec"]["template"]["spec"])
     claims = [
-        {"name": t["metadata"]["name"], "persistentVolumeClaim": {"claimName": t["metadata"]["name"]}}
+        {
+            "name": t["metadata"]["name"],
+            "persistentVolumeClaim": {"claimName": t["metadata"]["name"]},
+        }
         for t in workload["spec"].get("volumeClaimTemplates", [])
     ]
     spec["volumes"] = [*spec.get("volumes", []), *claims]

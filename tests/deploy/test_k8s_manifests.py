@@ -147,9 +147,13 @@ def test_custom_kinds_are_checked(objs: list[Obj]) -> None:
             for endpoint in spec["endpoints"]:
                 assert set(endpoint) <= {"port", "path", "interval", "scheme", "relabelings"}
                 with_port = [
-                    s for s in chosen if any(p["name"] == endpoint["port"] for p in s["spec"]["ports"])
+                    s
+                    for s in chosen
+                    if any(p["name"] == endpoint["port"] for p in s["spec"]["ports"])
                 ]
-                components = {s["metadata"]["labels"]["app.kubernetes.io/component"] for s in with_port}
+                components = {
+                    s["metadata"]["labels"]["app.kubernetes.io/component"] for s in with_port
+                }
                 assert components == {"router", "node", "bridge"}, components
                 # One Service per component gives targets: no pod is scraped twice.
                 assert len(with_port) == 3, [s["metadata"]["name"] for s in with_port]
@@ -157,7 +161,9 @@ def test_custom_kinds_are_checked(objs: list[Obj]) -> None:
             kinds = set(spec) & {"selfSigned", "ca", "acme", "vault"}
             assert len(kinds) == 1, _name(o)
             if "ca" in spec:
-                assert any(c["spec"]["secretName"] == spec["ca"]["secretName"] for c in certificates)
+                assert any(
+                    c["spec"]["secretName"] == spec["ca"]["secretName"] for c in certificates
+                )
         elif o["kind"] == "Certificate":
             assert set(spec) <= {
                 "secretName", "duration", "renewBefore", "privateKey", "usages", "commonName",
@@ -251,7 +257,9 @@ def test_postgres_urls_come_with_their_secret(renders: dict[str, list[Obj]]) -> 
 
 
 def test_collector_config_matches_the_compose_one() -> None:
-    k8s = yaml.safe_load((K8S / "components" / "telemetry" / "otel-collector-config.yaml").read_text())
+    k8s = yaml.safe_load(
+        (K8S / "components" / "telemetry" / "otel-collector-config.yaml").read_text()
+    )
     compose = yaml.safe_load((ROOT / "deploy" / "telemetry" / "otel-collector.yaml").read_text())
     assert k8s == compose
 
@@ -294,9 +302,7 @@ def _window_s(probe: dict[str, Any]) -> int:
 
 def test_model_servers_get_a_long_startup(objs: list[Obj], target: str) -> None:
     node = next(p for p in pods(objs) if p.component == "node")
-    engine = next(
-        (c for c in node.containers() if c["name"] == "vllm"), node.containers()[0]
-    )
+    engine = next((c for c in node.containers() if c["name"] == "vllm"), node.containers()[0])
     # Engine start and model load: 15 minutes; a first download of 8B weights: 30.
     needed = 1800 if engine["name"] == "vllm" else 900
     assert _window_s(engine["startupProbe"]) >= needed, target
@@ -561,7 +567,11 @@ def test_network_policies_select_the_pods_they_name(objs: list[Obj]) -> None:
 
 
 def _by_component(objs: list[Obj]) -> dict[str, Pod]:
-    return {p.component: p for p in pods(objs) if p.labels.get("app.kubernetes.io/name") == "inference-mesh"}
+    return {
+        p.component: p
+        for p in pods(objs)
+        if p.labels.get("app.kubernetes.io/name") == "inference-mesh"
+    }
 
 
 def test_only_routers_reach_nodes_and_bridges(objs: list[Obj], target: str) -> None:
@@ -586,7 +596,9 @@ def test_only_routers_reach_nodes_and_bridges(objs: list[Obj], target: str) -> N
     assert connects(objs, mesh["node"], OUTSIDE, 443) == (target == "overlays/gpu")
     # Everything to the Collector, where there is one.
     if "otel-collector" in names:
-        collector = next(p for p in all_pods if p.labels["app.kubernetes.io/name"] == "otel-collector")
+        collector = next(
+            p for p in all_pods if p.labels["app.kubernetes.io/name"] == "otel-collector"
+        )
         for src in mesh.values():
             assert connects(objs, src, collector, 4317), f"{src.owner} cannot export"
     # The evaluation database: routers only.
