@@ -308,6 +308,16 @@ def test_model_servers_get_a_long_startup(objs: list[Obj], target: str) -> None:
     assert _window_s(engine["startupProbe"]) >= needed, target
 
 
+def test_cpu_engine_threads_match_the_cpu_request(objs: list[Obj]) -> None:
+    for pod in pods(objs):
+        for c in _mesh_containers(pod):
+            if c["args"][0] != "node":
+                continue
+            env = {e["name"]: e.get("value") for e in c.get("env", [])}
+            assert env["VLLM_CPU_OMP_THREADS_BIND"] == "nobind", pod.owner
+            assert env["OMP_NUM_THREADS"] == str(c["resources"]["requests"]["cpu"]), pod.owner
+
+
 _QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
 _FACTORS = {
     None: 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
