@@ -119,7 +119,7 @@ SYNONYM_GROUPS: tuple[frozenset[str], ...] = tuple(
     photo photograph | photos photographs | tv television | bike bicycle |
     bikes bicycles | phone telephone | sofa couch | rubbish garbage trash |
     lorry truck | petrol gasoline | ok okay | maybe perhaps | help assist |
-    choose select | need require | colour color | colours colors | favourite favorite |
+    choose select | need require | what which | colour color | colours colors | favourite favorite |
     centre center | metre meter | metres meters | litre liter | litres liters |
     kilometre kilometer | kilometres kilometers | centimetre centimeter |
     centimetres centimeters | millimetre millimeter | millimetres millimeters |
