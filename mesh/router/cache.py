@@ -114,6 +114,12 @@ class ResponseCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def threshold(self) -> float:
+        """The cosine in effect: a candidate's floor when verifying, a hit's when not."""
+        s = self.settings
+        return s.candidate_threshold if self._verifier is not None else s.similarity_threshold
+
     # -- keys ------------------------------------------------------------------------------
     def key(self, scope: CacheScope, messages: Sequence[types_pb2.ChatMessage]) -> CacheKey:
         """Build the key (cheap: hashing only; embeddings are computed on first need)."""
@@ -208,7 +214,7 @@ class ResponseCache:
 
     def _get_semantic(self, key: CacheKey, vectors: tuple[Vector, Vector]) -> CacheHit | None:
         task_vec, ctx_vec = vectors
-        threshold = self.settings.similarity_threshold
+        threshold = self.threshold
         form_key = self._form_key(key)  # canonical words: computed here, off the event loop
         with self._lock:
             if not self._entries:

@@ -44,6 +44,7 @@ class PairResult:
 @dataclass
 class CacheReport:
     settings: CacheSettings
+    threshold: float  # the cosine in effect (ResponseCache.threshold)
     reverse: bool
     results: list[PairResult] = field(default_factory=list)
 
@@ -55,7 +56,7 @@ class CacheReport:
         return {
             "n": len(self.results),
             "direction": "b stored, a asked" if self.reverse else "a stored, b asked",
-            "similarity_threshold": self.settings.similarity_threshold,
+            "threshold": self.threshold,
             "verify": self.settings.verify,
             "false_hits": sum(r.hit for r in false),
             "false_pairs": len(false),
@@ -110,7 +111,7 @@ def evaluate(
 ) -> CacheReport:
     """Store one side of each pair, ask the other; every pair in a namespace of its own."""
     cache = ResponseCache(settings, embedder=embedder)
-    report = CacheReport(settings, reverse)
+    report = CacheReport(settings, cache.threshold, reverse)
     sampling = types_pb2.SamplingParams(temperature=0.0)
     for index, pair in enumerate(pairs):
         stored, asked = (pair.b, pair.a) if reverse else (pair.a, pair.b)
@@ -143,8 +144,9 @@ def evaluate(
 def format_report(report: dict[str, Any]) -> str:
     """The report as an operator reads it: both rates together, then every kind's count."""
     lines = [
-        f"{report['n']} pairs ({report['direction']}), similarity threshold "
-        f"{report['similarity_threshold']:g}, verification {'on' if report['verify'] else 'off'}",
+        f"{report['n']} pairs ({report['direction']}), verification "
+        f"{'on, candidates from cosine' if report['verify'] else 'off, hits from cosine'} "
+        f">= {report['threshold']:g}",
         f"false-hit rate  {report['false_hit_rate']:.3f}  "
         f"({report['false_hits']}/{report['false_pairs']} pairs that need different answers "
         "were served the stored one)",

@@ -20,7 +20,8 @@ from mesh.cli.options import config_option, json_option, load_mesh_config
     "--threshold",
     type=click.FloatRange(0.0, 1.0, min_open=True),
     default=None,
-    help="Override router.cache.similarity_threshold.",
+    help="Override the cosine in effect: router.cache.candidate_threshold (verifying) or "
+    "similarity_threshold (with --no-verify).",
 )
 @click.option(
     "--no-verify", is_flag=True, help="Embedding similarity alone (what verification prevents)."
@@ -45,10 +46,11 @@ def cache_eval_command(
         raise click.ClickException(str(err)) from None
     settings = load_mesh_config(config_path).router.cache
     overrides: dict[str, object] = {}
-    if threshold is not None:
-        overrides["similarity_threshold"] = threshold
     if no_verify:
         overrides["verify"] = False
+    if threshold is not None:
+        verifying = settings.verify and not no_verify
+        overrides["candidate_threshold" if verifying else "similarity_threshold"] = threshold
     if overrides:
         settings = settings.model_copy(update=overrides)
     if not settings.enabled:

@@ -32,12 +32,18 @@ from rapidfuzz.distance import OSA
 
 from mesh.router.question_form import QUOTE, QuestionForm
 from mesh.router.question_lexicon import (
+    ARITHMETIC,
+    AUXILIARIES,
     COMMUTATIVE_JOINERS,
+    MODALS,
     MOVABLE_PHRASE_OPENERS,
     NEGATING_PREFIXES,
     NEGATORS,
     ORDER_SENSITIVE_NUMBERS,
     ORDERED_CONTEXT,
+    QUANTIFIERS,
+    SYMMETRIC_LINKS,
+    SYMMETRIC_RELATIONS,
     SYNONYM_GROUPS,
     SYNONYM_PAIRS,
 )
@@ -207,27 +213,93 @@ def _negates(x: str, y: str) -> bool:
 
 
 def _reordering(a: list[str], b: list[str]) -> str | None:
-    """How `b` is `a` reordered without changing the question, or None."""
-    n = len(a)
-    for i in range(1, n):  # a leading phrase moved to the end, or a trailing one to the start
+    """How `b` is `a` reordered without changing the question, or None.
+
+    At most one phrase moved between the start and the end, then at most one exchange: the
+    two sides of a plain "and" / "or", of a symmetric relation, or a "not" placed after the
+    subject instead of after its auxiliary.
+    """
+    for moved, c in _phrase_moves(a):
+        if c == b:
+            return "phrase moved"
+        how = _exchange(c, b)
+        if how is not None:
+            return f"phrase moved, {how}" if moved else how
+    return None
+
+
+def _phrase_moves(a: list[str]) -> list[tuple[bool, list[str]]]:
+    """`a` itself, and `a` with a phrase opened by a preposition moved to the other end."""
+    out = [(False, a)]
+    for i in range(1, len(a)):
         opened = a[0] in MOVABLE_PHRASE_OPENERS or a[i] in MOVABLE_PHRASE_OPENERS
         inside_quote = a[i - 1].startswith(QUOTE) and a[i].startswith(QUOTE)
-        if opened and not inside_quote and a[i:] + a[:i] == b:
-            return "phrase moved"
-    if any(w in ORDERED_CONTEXT for w in a):
+        if opened and not inside_quote:
+            out.append((True, a[i:] + a[:i]))
+    return out
+
+
+def _exchange(a: list[str], b: list[str]) -> str | None:
+    if len(a) != len(b):
         return None
+    first = next(i for i in range(len(a)) if a[i] != b[i])
+    last = max(i for i in range(len(a)) if a[i] != b[i])
+    if _not_moved(a, b, first, last):
+        return "'not' placed after the subject"
+    if any(w in ORDERED_CONTEXT for w in a):
+        return None  # a function's parameters, a table's columns, steps in sequence
     numbers_ordered = any(w in ORDER_SENSITIVE_NUMBERS for w in a)
-    for j, word in enumerate(a):
-        if word not in COMMUTATIVE_JOINERS:
-            continue
-        for left in range(1, min(_MAX_CONJUNCT, j) + 1):
-            for right in range(1, min(_MAX_CONJUNCT, n - j - 1) + 1):
-                x, y = a[j - left : j], a[j + 1 : j + 1 + right]
-                if numbers_ordered and _numeric(x) and _numeric(y):
-                    continue
-                if a[: j - left] + y + [word] + x + a[j + 1 + right :] == b:
-                    return "items swapped around and/or"
+    symmetric = any(w in SYMMETRIC_RELATIONS for w in a)
+    # Two spans exchanged: the first starts where a and b first differ, the second ends where
+    # they last differ; whatever stands between them stays in place.
+    for left in range(1, _MAX_CONJUNCT + 1):
+        for right in range(1, _MAX_CONJUNCT + 1):
+            x, y = a[first : first + left], a[last + 1 - right : last + 1]
+            middle = a[first + left : last + 1 - right]
+            if not middle or a[:first] + y + middle + x + a[last + 1 :] != b:
+                continue
+            if any(w.startswith(QUOTE) for w in x + y + middle):
+                continue
+            numeric = _numeric(x) or _numeric(y)
+            if numeric and (numbers_ordered or _in_arithmetic(a, first, last)):
+                continue
+            if middle == [middle[0]] and middle[0] in COMMUTATIVE_JOINERS:
+                return "items swapped around and/or"
+            if symmetric and not numeric and _symmetric_link(middle):
+                return "sides of a symmetric relation swapped"
     return None
+
+
+def _in_arithmetic(a: list[str], first: int, last: int) -> bool:
+    """A number swapped next to an operator is part of an expression: "5 and 7 times 2"."""
+    outside = a[first - 1 : first] + a[last + 1 : last + 2]
+    return any(w in ARITHMETIC for w in outside)
+
+
+def _symmetric_link(middle: list[str]) -> bool:
+    """ "from" / "to" / "as" / "with" / "and", alone or after the relation word itself."""
+    if middle[-1] not in SYMMETRIC_LINKS:
+        return False
+    return len(middle) == 1 or (len(middle) == 2 and middle[0] in SYMMETRIC_RELATIONS)
+
+
+def _not_moved(a: list[str], b: list[str], first: int, last: int) -> bool:
+    """ "why do not cats like" / "why do cats not like": one "not" right after an auxiliary in
+    one, after the next one to three words in the other, crossing no quantifier."""
+    for x, y in ((a, b), (b, a)):
+        if x[first] != "not" or first == 0:
+            continue
+        aux = x[first - 1]
+        why_modal = aux in MODALS and first > 1 and x[first - 2] == "why"
+        if aux not in AUXILIARIES and not why_modal:
+            continue
+        crossed = x[first + 1 : last + 1]
+        if len(crossed) > 3 or y[last] != "not" or y[first:last] != crossed:
+            continue
+        if any(w in QUANTIFIERS or w in NEGATORS or w.startswith(QUOTE) for w in crossed):
+            continue
+        return True
+    return False
 
 
 def _numeric(words: list[str]) -> bool:

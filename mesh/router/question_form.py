@@ -2,7 +2,7 @@
 
 MiniLM scores "Is Python faster than Java?" and the reverse at cosine 0.993, so a semantic hit
 is only a candidate; the verifier (cache_verify.py) then compares two prompts word by word.
-This module gives it comparable words: lowercase, contractions expanded ("can't" -> "cannot"),
+This module gives it comparable words: lowercase, contractions expanded ("can't" -> "can not"),
 greetings and "could you please ..." stripped from sentence edges, articles dropped, "how do
 I" / "what are the steps to" made one token, numbers as digits ("seven", "VII" and "7" alike),
 quoted text marked literal. It never drops a word that can change an answer: negators, numbers,
@@ -28,6 +28,8 @@ from mesh.router.question_lexicon import (
     NUMBER_WORDS,
     ORDINAL_WORDS,
     PHRASES,
+    POLITE_OPENERS,
+    POLITE_TRAILING,
     PREPOSITIONS,
     QUANTITY_NOUNS,
     TENS,
@@ -55,7 +57,7 @@ _CONTRACTIONS = [
     (re.compile(p, re.IGNORECASE), r)
     for p, r in (
         (r"\bwon't\b", "will not"),
-        (r"\bcan't\b", "cannot"),
+        (r"\bcan't\b", "can not"),
         (r"\bshan't\b", "shall not"),
         (r"\bain't\b", "is not"),
         (r"\blet's\b", "let us"),
@@ -82,6 +84,7 @@ def _index(phrases: tuple[Phrase, ...], at: int) -> dict[str, tuple[Phrase, ...]
 _GREETINGS = _index(GREETINGS, 0)
 _LEADING = _index(LEADING_FILLERS, 0)
 _TRAILING = _index(tuple(p[::-1] for p in TRAILING_FILLERS), 0)  # matched on reversed words
+_POLITE_TRAILING = _index(tuple(p[::-1] for p in POLITE_TRAILING), 0)
 _HOWTO = _index(HOWTO_OPENINGS, 0)
 _PHRASES = _index(tuple(PHRASES), 0)
 _TWO_WORD_TENS = {t + u: TENS[t] + NUMBER_WORDS[u] for t in TENS for u in list(NUMBER_WORDS)[1:10]}
@@ -205,14 +208,17 @@ def _strip_fillers(toks: list[_Tok]) -> list[_Tok]:
 
 def _trim(sentence: list[_Tok]) -> list[_Tok]:
     words = list(sentence)
+    polite = False
     changed = True
     while changed and words:
         changed = False
         n = _leading_filler(words)
         if n:
+            polite = polite or any(w.low in POLITE_OPENERS for w in words[:n])
             words, changed = words[n:], True
-        n = _trailing_filler(words)
+        n = _trailing_filler(words, polite)
         if n:
+            polite = polite or any(w.low in POLITE_OPENERS for w in words[-n:])
             words, changed = words[: len(words) - n], True
     return [w for w in words if not _is_comma(w)]
 
@@ -232,10 +238,13 @@ def _leading_filler(words: list[_Tok]) -> int:
     return 0
 
 
-def _trailing_filler(words: list[_Tok]) -> int:
+def _trailing_filler(words: list[_Tok], polite: bool) -> int:
     """Tokens to strip from the end, unless the filler is the object ("say thank you")."""
     backwards = words[::-1]
-    for phrase in _TRAILING.get(_first_word(backwards), ()):
+    phrases = _TRAILING.get(_first_word(backwards), ())
+    if polite:
+        phrases += _POLITE_TRAILING.get(_first_word(backwards), ())
+    for phrase in phrases:
         n, comma = _match(backwards, phrase)
         if n and (comma or n == len(words) or words[-n - 1].low not in FILLER_AS_OBJECT):
             return n

@@ -54,6 +54,10 @@ LEADING_FILLERS = _phrases(
     i want you to | i need you to | i was wondering if you could | i wonder if you could |
     if you could | would you be so kind as to"""
 )
+# Trailing "for me" is politeness only in a request already softened ("Please write a poem
+# for me"); in "Is coffee bad for me?" it is the question.
+POLITE_OPENERS = _words("please kindly can could would will")
+POLITE_TRAILING = _phrases("for me")
 # Phrases that may close a sentence without changing it ("..., please", "Thanks a lot."),
 # unless the word before makes them the object ("How do you say thank you", "a thank you").
 TRAILING_FILLERS = _phrases(
@@ -75,7 +79,8 @@ HOWTO_OPENINGS = _phrases(
     how does one | how can one | how would one | how do we | how can we | how to |
     what are the steps to | what are steps to | steps to | explain how to | show me how to |
     tell me how to | teach me how to | what is the way to | what is the procedure to |
-    what is the process to""",
+    what is the process to | what is the right way to | what is the correct way to |
+    what is the proper way to""",
     drop_articles=True,  # matched after articles are dropped
 )
 
@@ -98,7 +103,7 @@ PHRASES: dict[Phrase, Phrase] = {
                 ("discoverer", "discovered"),
             )
         ),
-        ("can not", "cannot"),
+        ("cannot", "can not"),  # one spelling, and "not" a word of its own (see AUXILIARIES)
         ("in order to", "to"),
         ("log in to", "log into"),
         ("sign in to", "sign into"),
@@ -169,8 +174,31 @@ COUNTED_NOUNS: dict[str, Phrase] = {"week": ("7", "days")}
 # Words that open an adverbial phrase which may stand first or last without changing the
 # question: "In Python, how do I ..." / "How do I ... in Python?"
 MOVABLE_PHRASE_OPENERS = _words(
-    "in on for using with via by at from during inside within under through"
+    """in on for using with without via by at from during inside within under through after
+    before since until near around across throughout among despite"""
 )
+# "not" after an auxiliary may stand after the subject instead ("Why don't cats ..." / "Why do
+# cats not ..."), unless it crosses a quantifier ("not all cats" is not "all cats ... not").
+AUXILIARIES = _words("do does did is are was were am has have had")
+# After a modal the place of "not" changes the question ("Shouldn't I go?" asks for
+# confirmation, "Should I not go?" asks for advice), except after "why".
+MODALS = _words("can could will would should shall may might must need")
+ARITHMETIC = _words(
+    """times plus minus divided multiplied over power squared cubed x * / + - ^ root mod
+    modulo percent"""
+)
+QUANTIFIERS = _words(
+    """all every each some any many most both either neither few several much more less no
+    none only"""
+)
+# Relations whose two sides may be exchanged: "How far is Madrid from Barcelona?", "How does a
+# hare differ from a rabbit?", "Is X the same as Y?". Only when nothing but this word and a
+# linking word stands between the two sides (so "How far can a dog chase a cat?" is not one).
+SYMMETRIC_RELATIONS = _words(
+    """far distance differ differs different difference similar same equal equivalent
+    compatible"""
+)
+SYMMETRIC_LINKS = _words("from to as with and")
 # Words joining two items whose order does not change the question ("sum of 15 and 27",
 # "Vue or React")...
 COMMUTATIVE_JOINERS = _words("and or")

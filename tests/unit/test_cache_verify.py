@@ -107,9 +107,19 @@ SAME = {
         ("How many eggs are in a dozen?", "How many eggs are in 12?"),
         ("What is a e-book?", "What is an ebook?"),
         ("Who was the inventor of the telephone?", "Who invented the telephone?"),
+        ("Please sketch a floor plan for me.", "Sketch a floor plan."),
     ],
     "phrase moved": [
         ("In Rust, how do I read a file?", "How do I read a file in Rust?"),
+        ("What should I drink before a marathon?", "Before a marathon, what should I drink?"),
+    ],
+    "'not' placed after the subject": [
+        ("Why doesn't bread rise in the fridge?", "Why does bread not rise in the fridge?"),
+        ("Why can't ostriches fly?", "Why can ostriches not fly?"),
+    ],
+    "sides of a symmetric relation swapped": [
+        ("How far is Lyon from Geneva?", "How far is Geneva from Lyon?"),
+        ("How does a moth differ from a butterfly?", "How does a butterfly differ from a moth?"),
     ],
     "items swapped around and/or": [
         ("What is the sum of 12 and 30?", "What is the sum of 30 and 12?"),
@@ -144,6 +154,15 @@ GUARDED = [
     ("Who did Ali beat in 1974?", "Who beat Ali in 1974?"),
     # nothing left to compare is no evidence
     ("Thanks!", "Hello!"),
+    # "not" moved across a quantifier, or after a modal outside "why", changes the question
+    ("Why don't all cats purr?", "Why do all cats not purr?"),
+    ("Shouldn't I call a plumber?", "Should I not call a plumber?"),
+    # a symmetric word is not enough: the two sides must be what it relates
+    ("How far can a horse pull a cart?", "How far can a cart pull a horse?"),
+    ("Is 4 equal to 6 times 3?", "Is 6 equal to 4 times 3?"),
+    ("What is 4 and 6 times 3?", "What is 6 and 4 times 3?"),
+    # "for me" is the question unless the request was softened
+    ("Is coffee bad for me?", "Is coffee bad?"),
 ]
 
 

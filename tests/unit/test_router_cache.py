@@ -186,10 +186,10 @@ def test_a_hit_records_similarity_verification_and_nearer_vetoes(
     assert hit.vetoed <= 1  # "disable" is vetoed if MiniLM ranks it nearer
 
 
-def test_same_canonical_words_hit_below_the_similarity_threshold(
+def test_same_canonical_words_hit_below_the_candidate_threshold(
     minilm: BatchingEmbedder,
 ) -> None:
-    settings = CacheSettings(similarity_threshold=0.99)
+    settings = CacheSettings(candidate_threshold=0.99)
     cache = ResponseCache(settings, embedder=minilm)
     _put(cache, SCOPE, _msgs("Describe the rules of cricket."), "Two teams ...")
     polite = "Hello! Could you please describe the rules of cricket? Many thanks."
