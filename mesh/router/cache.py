@@ -51,6 +51,11 @@ Clock = Callable[[], float]
 # Nearest candidates verified per lookup: the verifier is precise, so a paraphrase is normally
 # the first or second; a long tail of near-misses is not worth the lock time.
 MAX_VERIFIED_CANDIDATES = 8
+# Canonical words cost ~1 us a character (question_form.py; 44 us at 100 characters, 2.3 ms at
+# 2000) and a thread hop ~140 us (measured on the 2-core machine): a short prompt is reduced
+# inline when its answer is stored, so the write lands before the next request, as it did
+# before verification existed; a long one is reduced in a thread.
+INLINE_FORM_CHARS = 200
 VERIFIED_SAME_FORM = "verified: same words after normalising"
 
 
@@ -338,7 +343,8 @@ class ResponseCache:
         """`put` with any embedding (and canonical words) still to compute done off the loop."""
         if key.semantic_ok and outcome is Outcome.COMPLETE:
             await self._avectors(key)
-            if not key.has_forms:  # the scope's number fingerprint needs them too
+            chars = sum(len(c) for _, c in key.norm)
+            if not key.has_forms and chars > INLINE_FORM_CHARS:  # the scope needs them too
                 await asyncio.to_thread(lambda: key.forms)
         return self.put(
             key,
