@@ -152,8 +152,26 @@ class CacheSettings(StrictModel):
         default=True, description="master switch; RoutingHints.cache can bypass per call"
     )
     semantic: bool = Field(default=True, description="enable the MiniLM similarity tier")
+    verify: bool = Field(
+        default=True,
+        description="serve a semantic candidate only after checking word by word that it asks "
+        "the same question (negation, swapped roles, numbers, entities ...): MiniLM cosine "
+        "cannot tell opposite questions apart (0.99 for 'Is Python faster than Java?' and the "
+        "reverse). Off only to measure the embedding alone",
+    )
+    candidate_threshold: float = Field(
+        default=0.45,
+        gt=0,
+        le=1,
+        description="with verify on: cosine for a cached prompt to be checked as a candidate "
+        "(the 8 nearest are). Verification, not the cosine, keeps wrong answers out; a low "
+        "floor lets misspelt paraphrases through (MiniLM puts them at 0.50-0.65)",
+    )
     similarity_threshold: float = Field(
-        default=0.95, gt=0, le=1, description="cosine needed for a semantic hit"
+        default=0.95,
+        gt=0,
+        le=1,
+        description="with verify off: cosine needed for a semantic hit (expect false hits)",
     )
     max_entries: int = Field(
         default=10_000, ge=1, description="size bound; least recently used goes first"
