@@ -279,8 +279,12 @@ class ResponseCache:
         node_id: str,
         finish_reason: int = types_pb2.FINISH_REASON_STOP,
         tier: int = 0,
+        index: bool = True,
     ) -> bool:
-        """Store a response; returns False (and stores nothing) unless it is complete."""
+        """Store a response; returns False (and stores nothing) unless it is complete.
+
+        `index=False` stores it for the exact tier only (`aput` adds the semantic index later).
+        """
         storable = outcome is Outcome.COMPLETE and finish_reason in (
             types_pb2.FINISH_REASON_STOP,
             types_pb2.FINISH_REASON_LENGTH,
@@ -288,7 +292,7 @@ class ResponseCache:
         if not storable or not text:
             self.stats.refused += 1
             return False
-        vectors = self._vectors(key) if key.semantic_ok else None
+        vectors = self._vectors(key) if index and key.semantic_ok else None
         form_key = self._form_key(key) if vectors is not None else ""
         stored_usage = types_pb2.Usage()
         stored_usage.CopyFrom(usage)
@@ -312,21 +316,32 @@ class ResponseCache:
                 self._clock(),
                 tier=tier,
             )
-            if vectors is not None:
-                slot = self._free.pop()
-                self._task_vecs[slot], self._ctx_vecs[slot] = vectors
-                self._slot_entry[slot] = entry_id
-                self._slot_scope[slot] = self._semantic_scope(key)
-                entry.slot = slot
-                if self._verifier is not None:
-                    entry.forms = key.forms
-                if form_key:
-                    entry.form_key = form_key
-                    self._by_form[form_key] = entry_id
             self._entries[entry_id] = entry
             self._by_exact[key.exact] = entry_id
+            if vectors is not None:
+                self._attach(entry_id, entry, key, vectors, form_key)
             self.stats.stores += 1
             return True
+
+    def _attach(
+        self,
+        entry_id: int,
+        entry: _Entry,
+        key: CacheKey,
+        vectors: tuple[Vector, Vector],
+        form_key: str,
+    ) -> None:
+        """Give a stored entry its place in the semantic index (lock held)."""
+        slot = self._free.pop()
+        self._task_vecs[slot], self._ctx_vecs[slot] = vectors
+        self._slot_entry[slot] = entry_id
+        self._slot_scope[slot] = self._semantic_scope(key)
+        entry.slot = slot
+        if self._verifier is not None:
+            entry.forms = key.forms
+        if form_key:
+            entry.form_key = form_key
+            self._by_form[form_key] = entry_id
 
     async def aput(
         self,
@@ -340,13 +355,10 @@ class ResponseCache:
         finish_reason: int = types_pb2.FINISH_REASON_STOP,
         tier: int = 0,
     ) -> bool:
-        """`put` with any embedding (and canonical words) still to compute done off the loop."""
-        if key.semantic_ok and outcome is Outcome.COMPLETE:
-            await self._avectors(key)
-            chars = sum(len(c) for _, c in key.norm)
-            if not key.has_forms and chars > INLINE_FORM_CHARS:  # the scope needs them too
-                await asyncio.to_thread(lambda: key.forms)
-        return self.put(
+        """`put`, in two steps: the exact tier at once (a repeat sent right after this answer
+        must hit, and no embedding may delay it), then the semantic index once the embedding
+        and canonical words are computed off the loop."""
+        stored = self.put(
             key,
             text,
             usage,
@@ -355,7 +367,21 @@ class ResponseCache:
             node_id=node_id,
             finish_reason=finish_reason,
             tier=tier,
+            index=False,
         )
+        if not stored or not key.semantic_ok:
+            return stored
+        vectors = await self._avectors(key)
+        chars = sum(len(c) for _, c in key.norm)
+        if not key.has_forms and chars > INLINE_FORM_CHARS:  # the scope needs them too
+            await asyncio.to_thread(lambda: key.forms)
+        form_key = self._form_key(key)
+        with self._lock:
+            entry_id = self._by_exact.get(key.exact)
+            entry = self._entries.get(entry_id) if entry_id is not None else None
+            if entry is not None and entry.slot < 0:  # still ours, not yet indexed
+                self._attach(entry_id, entry, key, vectors, form_key)  # type: ignore[arg-type]
+        return stored
 
     def invalidate(self, *, tenant: str | None = None, policy_version: str | None = None) -> int:
         """Drop entries of a tenant and/or a policy version (e.g. after a policy change)."""

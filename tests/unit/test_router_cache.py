@@ -224,3 +224,32 @@ def test_context_turns_are_verified_too(minilm: BatchingEmbedder) -> None:
     assert cache.get(key) is None and key.veto == "vetoed: negation or polarity differs"
     polite = _msgs("Hi! Let us plan a trip to Spain.", "Sure!", "What should I pack, please?")
     assert cache.get(cache.key(SCOPE, polite)) is not None
+
+
+async def test_an_answer_is_an_exact_hit_before_its_embedding_is_ready(
+    minilm: BatchingEmbedder,
+) -> None:
+    """A repeat sent right after an answer must hit: the exact tier is stored at once, and the
+    semantic index is added when the (new, so not memoised) embedding arrives."""
+    import asyncio
+
+    cache = ResponseCache(CacheSettings(), embedder=minilm)
+    text = "Which ocean lies between Africa and Australia, in one word? (unique 7731)"
+    writing = asyncio.ensure_future(
+        cache.aput(
+            cache.key(SCOPE, _msgs(text)),
+            "Indian.",
+            USAGE,
+            outcome=Outcome.COMPLETE,
+            model="m",
+            node_id="n",
+        )
+    )
+    await asyncio.sleep(0)  # the write has started: it is now waiting on the embedder thread
+    assert not writing.done()
+    hit = cache.get_exact(cache.key(SCOPE, _msgs(text)))
+    assert hit is not None and hit.text == "Indian."
+    assert await writing
+    # and once indexed, a reworded repeat is a semantic hit
+    hit = await cache.aget(cache.key(SCOPE, _msgs(text.lower().rstrip("?") + "?")))
+    assert hit is not None and hit.text == "Indian."
