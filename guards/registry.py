@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -113,15 +113,29 @@ BUILT_INS: dict[str, Callable[[dict[str, Any], Action], Guard]] = {
 }
 
 
-def build_guard(use: str, params: dict[str, Any], action: Action) -> Guard:
-    """Build one guard; raises ValueError (or pydantic's ValidationError) on bad `use`/params."""
+def check_use(use: str, validator_modules: Sequence[str]) -> None:
+    """UnknownGuard unless `use` names a built-in or an allow-listed `module:Class`; imports
+    nothing, so a policy can be refused before any of its code runs."""
     if ":" in use:
-        from guards.guardrails_adapter import build_guardrails_guard  # slow import, only if used
+        from guards.guardrails_adapter import check_validator_use  # imports no guardrails
 
-        return build_guardrails_guard(use, params, action)
-    factory = BUILT_INS.get(use)
-    if factory is None:
+        check_validator_use(use, validator_modules)
+    elif use not in BUILT_INS:
         raise UnknownGuard(
             f"unknown guard {use!r}; built-ins: {sorted(BUILT_INS)}, or 'module:Class'"
         )
-    return factory(params, action)
+
+
+def build_guard(
+    use: str, params: dict[str, Any], action: Action, validator_modules: Sequence[str] = ()
+) -> Guard:
+    """Build one guard; raises ValueError (or pydantic's ValidationError) on bad `use`/params.
+
+    `validator_modules`: where a `module:Class` may come from (router.guards.validator_modules);
+    empty: no guardrails-ai validator at all."""
+    check_use(use, validator_modules)
+    if ":" in use:
+        from guards.guardrails_adapter import build_guardrails_guard  # slow import, only if used
+
+        return build_guardrails_guard(use, params, action, validator_modules)
+    return BUILT_INS[use](params, action)
