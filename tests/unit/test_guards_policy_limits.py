@@ -14,6 +14,7 @@ import pytest
 from guards.errors import InvalidPolicy
 from guards.policy_loader import MAX_DEPTH, MAX_NODES, LoadRules, load_policy, read_policy_file
 from guards.policy_store import PolicyStore
+from tests.helpers import wait_until
 
 GOOD = "guards:\n  - name: pii\n    use: pii\n    action: redact\n"
 GOOD_2 = GOOD.replace("redact", "flag")
@@ -134,9 +135,8 @@ async def test_watcher_survives_every_bad_file_and_applies_the_next_good_one(
     first = store.version
     caplog.set_level(logging.ERROR, logger="guards.policy_store")
 
-    async def rejections(count: int) -> None:
-        while sum("keeping" in r.getMessage() for r in caplog.records) < count:
-            await asyncio.sleep(0.01)
+    def rejected(count: int) -> bool:
+        return sum("keeping" in r.getMessage() for r in caplog.records) >= count
 
     store.watch(path, interval_s=0.02)
     await asyncio.sleep(0.1)  # the watcher has read the first mtime
@@ -149,13 +149,10 @@ async def test_watcher_survives_every_bad_file_and_applies_the_next_good_one(
         ]
         for n, content in enumerate(bad_files, 1):
             path.write_bytes(content)
-            await asyncio.wait_for(rejections(n), 30)
+            assert await wait_until(lambda n=n: rejected(n), 30), f"file {n} never rejected"
             assert store.version == first
         path.write_text(GOOD_2, encoding="utf-8")
-        for _ in range(1500):
-            if store.version != first:
-                break
-            await asyncio.sleep(0.02)
+        assert await wait_until(lambda: store.version != first, 30)
         assert store.version == load_policy(GOOD_2).version
     finally:
         await store.stop_watching()
