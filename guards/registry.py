@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from guards.detectors.banned import BannedWordsDetector
 from guards.detectors.base import DetectorGuard
@@ -47,9 +47,37 @@ class TokenLimitParams(_Params):
     max_tokens: int = Field(..., ge=1)
 
 
+_REFERENCE_KEYS = ("$ref", "$dynamicRef", "$recursiveRef")
+
+
+def _local_references_only(value: Any) -> None:
+    """ValueError for a reference outside the schema: jsonschema fetches such a URL while
+    validating a response (seen here: an HTTP request to the $ref's host), so a policy could
+    make the router call any address it names."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, item in node.items():
+                if key in _REFERENCE_KEYS and isinstance(item, str) and not item.startswith("#"):
+                    raise ValueError(
+                        f"{key} {item[:100]!r} points outside the schema; only local "
+                        "references ('#/...') are allowed: the router never fetches a schema"
+                    )
+                stack.append(item)
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
 class JsonSchemaParams(_Params):
     # "schema" shadows a BaseModel attribute, hence the alias.
     json_schema: dict[str, Any] = Field(..., alias="schema")
+
+    @field_validator("json_schema")
+    @classmethod
+    def _no_remote_references(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _local_references_only(value)
+        return value
 
 
 class LeakageParams(_Params):

@@ -178,3 +178,24 @@ async def test_a_validator_failing_under_on_error_open_is_an_error_not_an_allow(
     closed = load_policy(policy(FAILING, timeout_ms="5000", on_error="closed"), rules=RULES)
     blocked = await PolicyStore(closed).chain(Stage.INPUT).run(InputCheck("any text"))
     assert blocked.blocked
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        '{$ref: "http://127.0.0.1:9/x.json"}',
+        '{$id: "http://127.0.0.1:9/a", properties: {a: {$ref: "b.json"}}}',
+        '{items: [{$dynamicRef: "https://example.org/s"}]}',
+    ],
+)
+def test_a_json_schema_cannot_make_the_router_fetch_a_url(schema: str) -> None:
+    """jsonschema resolves a remote $ref by an HTTP request while validating a response (an
+    audit hook saw urllib.Request and socket.connect to the $ref's host): refused at load."""
+    text = "guards:\n  - name: j\n    use: json_schema\n    stage: output\n    params:\n"
+    text += f"      schema: {schema}\n"
+    with pytest.raises(InvalidPolicy) as info:
+        load_policy(text, "team.yaml")
+    assert info.value.message.startswith("team.yaml:6: invalid policy at guards[0].params.schema")
+    assert "only local references" in info.value.message
+    local = '{$defs: {a: {type: string}}, $ref: "#/$defs/a"}'
+    assert load_policy(text.replace(schema, local)).guards_for("")[0].spec.use == "json_schema"
