@@ -234,16 +234,24 @@ def _change_json(c: PolicyChange) -> dict[str, Any]:
 @click.option(
     "--policy", "policy_file", type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
+@click.option(
+    "--split",
+    type=click.Choice(["all", "heldout", "train"]),
+    default="all",
+    show_default=True,
+    help="rows by the fixed hash of their id (guards/dev_split.py): heldout = never trained or "
+    "tuned on, the figures to report",
+)
 @json_option("one JSON object keyed by_category, by_source, by_entity")
-def guard_eval(dataset: Path, policy_file: Path | None, as_json: bool) -> None:
+def guard_eval(dataset: Path, policy_file: Path | None, split: str, as_json: bool) -> None:
     """Recall per attack category, false positives per benign source, PII recall/precision."""
     from guards.evaluate import evaluate
 
-    figures = evaluate(dataset, policy_file)
+    figures = evaluate(dataset, policy_file, split)
     if as_json:
         click.echo(json.dumps(figures, indent=2))
         return
-    click.echo(f"policy {figures['policy_version']}, {figures['rows']} rows")
+    click.echo(f"policy {figures['policy_version']}, split {split}, {figures['rows']} rows")
     for key, title in (
         ("by_category", "attack recall"),
         ("by_source", "benign false positives"),

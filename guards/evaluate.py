@@ -2,6 +2,8 @@
 
 Injection-style files: recall per attack category, flag rate per benign source (false positives).
 PII files: recall and precision per entity type, and labelled values that survive redaction.
+`split` picks the rows by guards.dev_split: "heldout" (the rows no trainer or threshold has
+seen, the only figures to report), "train", or "all".
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from guards.dev_split import rows_in
 from guards.hooks import InputCheck
 from guards.policy_store import DEFAULT_POLICY_PATH, PolicyStore
 from guards.verdict import Action, Stage
@@ -24,7 +27,9 @@ def _read(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-async def _evaluate_rows(store: PolicyStore, rows: list[dict[str, Any]]) -> dict[str, Any]:
+async def _evaluate_rows(
+    store: PolicyStore, rows: list[dict[str, Any]], split: str
+) -> dict[str, Any]:
     chain = store.chain(Stage.INPUT)
     by_category: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     by_source: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -43,6 +48,7 @@ async def _evaluate_rows(store: PolicyStore, rows: list[dict[str, Any]]) -> dict
             _score_pii(row, result, entity)
     return {
         "policy_version": store.version,
+        "split": split,
         "rows": len(rows),
         "by_category": {
             k: {"flagged": v[0], "total": v[1], "recall": _ratio(v[0], v[1])}
@@ -98,8 +104,11 @@ def _ratio(a: int, b: int) -> float | None:
     return round(a / b, 4) if b else None
 
 
-def evaluate(dataset: str | Path, policy: str | Path | None = None) -> dict[str, Any]:
-    """Figures for `dataset` under `policy` (the default policy when None), keyed
-    by_category, by_source, by_entity."""
+def evaluate(
+    dataset: str | Path, policy: str | Path | None = None, split: str = "all"
+) -> dict[str, Any]:
+    """Figures for the `split` rows of `dataset` under `policy` (the default policy when None),
+    keyed by_category, by_source, by_entity."""
+    rows = rows_in(_read(Path(dataset)), split)
     store = PolicyStore.from_file(policy or DEFAULT_POLICY_PATH)
-    return asyncio.run(_evaluate_rows(store, _read(Path(dataset))))
+    return asyncio.run(_evaluate_rows(store, rows, split))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from guards.detectors.banned import BannedWordsDetector
 from guards.detectors.base import DetectorGuard
+from guards.detectors.code_scan import DEFAULT_SKIP
+from guards.detectors.content_safety import CATEGORIES, ContentSafetyDetector
 from guards.detectors.injection import InjectionDetector
 from guards.detectors.json_schema import JsonSchemaDetector
 from guards.detectors.leakage import SystemPromptLeakageDetector
@@ -89,6 +91,21 @@ class PresidioParams(_Params):
     score_threshold: float = Field(0.5, ge=0, le=1)
 
 
+class CodeScanParams(_Params):
+    min_severity: Literal["low", "medium", "high"] = "low"
+    # Bandit test ids not reported (default: its noisiest for snippets, see code_scan.py).
+    skip: list[str] = Field(default_factory=lambda: list(DEFAULT_SKIP))
+    licenses: bool = True
+    bandit: bool = True
+    max_block_chars: int = Field(20_000, ge=100, le=1_000_000)
+
+
+class ContentSafetyParams(_Params):
+    threshold: float | None = Field(None, gt=0, lt=1)  # None: the shipped, trained one
+    categories: list[str] = Field(default_factory=lambda: list(CATEGORIES))
+    stream_hold: Literal["all", "window"] = "all"
+
+
 def _pii(p: dict[str, Any], action: Action) -> Guard:
     return DetectorGuard(PiiDetector(PiiParams.model_validate(p).entities), action)
 
@@ -129,6 +146,19 @@ def _presidio(p: dict[str, Any], action: Action) -> Guard:
     return DetectorGuard(PresidioDetector(q.entities, q.score_threshold), action, cpu_heavy=True)
 
 
+def _code_scan(p: dict[str, Any], action: Action) -> Guard:
+    from guards.detectors.code_scan import CodeScanDetector  # Bandit loads only when built
+
+    q = CodeScanParams.model_validate(p)
+    detector = CodeScanDetector(q.min_severity, q.skip, q.licenses, q.bandit, q.max_block_chars)
+    return DetectorGuard(detector, action, cpu_heavy=True)
+
+
+def _content_safety(p: dict[str, Any], action: Action) -> Guard:
+    q = ContentSafetyParams.model_validate(p)
+    return DetectorGuard(ContentSafetyDetector(q.threshold, q.categories, q.stream_hold), action)
+
+
 BUILT_INS: dict[str, Callable[[dict[str, Any], Action], Guard]] = {
     "pii": _pii,
     "secrets": _secrets,
@@ -138,6 +168,8 @@ BUILT_INS: dict[str, Callable[[dict[str, Any], Action], Guard]] = {
     "json_schema": _json_schema,
     "system_prompt_leakage": _leakage,
     "presidio": _presidio,  # the optional `presidio` extra
+    "content_safety": _content_safety,
+    "code_scan": _code_scan,
 }
 
 

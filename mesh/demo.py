@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import logging
 import os
 import sys
 import time
@@ -11,6 +13,7 @@ from dataclasses import dataclass, field
 import click
 import grpc.aio
 
+from mesh.cli.options import with_http_listen
 from mesh.client import (
     ChatOptions,
     describe_route,
@@ -54,6 +57,9 @@ PROMPTS = (
     ),
 )
 
+
+# Asked last, through the OpenAI-compatible HTTP front: the same routing, guards and ledger.
+HTTP_PROMPT = "What colour is the sky on a clear day?"
 
 # Prompts for the bridge node (pinned by its alias), shown when the demo runs one.
 EXTERNAL_PROMPTS = (
@@ -169,6 +175,9 @@ async def run_demo(config: MeshConfig) -> int:
         if node.engine != "fake":
             click.echo(f"{node.model}: {model_path(node.model)}")
     plan = plan_external(config)
+    # The OpenAI-compatible HTTP front on a free port: the demo must not take 8080 from a mesh
+    # already running on this machine.
+    config = with_http_listen(config, "127.0.0.1:0", default=None)
     mesh = EmbeddedMesh(
         config,
         listen="127.0.0.1:0",
@@ -177,6 +186,7 @@ async def run_demo(config: MeshConfig) -> int:
     )
     _heading("starting the embedded mesh")
     started = time.perf_counter()
+    demo_began = dt.datetime.now(dt.UTC)
     try:
         address = await _start_mesh(mesh, plan)
     except BaseException:
@@ -224,12 +234,35 @@ async def run_demo(config: MeshConfig) -> int:
                     else:
                         failures += 1
                         click.secho(f"failed: {line}", fg="red")
+        if mesh.router.http is not None:
+            failures += await _ask_over_http(mesh.router.http.address, len(prompts) + 1)
     finally:
         _heading("shutting down")
         await _stop_mesh(mesh, plan, grace_s=5.0)
         click.echo("stopped cleanly")
     _show_trace(telemetry, traced_request)
+    await _show_savings(config, demo_began)
     return 1 if failures else 0
+
+
+async def _show_savings(config: MeshConfig, since: dt.datetime) -> None:
+    """What this run's requests cost, against sending each to the premium baseline model, and
+    what routing and the cache saved: the ledger's own figures (`mesh costs --since ...`)."""
+    from mesh.router.ledger import Ledger, format_costs
+
+    _heading("money: this run's requests from the ledger (mesh costs)")
+    ledger = Ledger(config.router.ledger_url())
+    try:
+        await ledger.start()
+        rows = await ledger.summary(since=since, by="model")
+    finally:
+        await ledger.close()
+    click.echo(format_costs(rows, "model"))
+    baseline = config.router.routing.baseline
+    click.echo(
+        f"baseline: every request priced as {baseline.model} "
+        f"(${baseline.input_price_per_mtok:g}/${baseline.output_price_per_mtok:g} per M tokens)"
+    )
 
 
 def _show_trace(telemetry: object, request_id: str) -> None:
@@ -245,6 +278,40 @@ def _show_trace(telemetry: object, request_id: str) -> None:
         click.echo(render_trace(store.trace(trace_ids[0]), color=sys.stdout.isatty()))
     except (IndexError, FileNotFoundError, TraceNotFound) as exc:
         click.secho(f"no trace stored: {exc}", fg="yellow")
+
+
+async def _ask_over_http(http_address: str, number: int) -> int:
+    """One prompt through the HTTP front with the official openai SDK; returns failures."""
+    import openai
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
+    _heading(f"prompt {number} (openai SDK over HTTP, model=auto): {HTTP_PROMPT}")
+    click.secho(
+        f'OpenAI(base_url="http://{http_address}/v1").chat.completions.create(...)', dim=True
+    )
+    client = openai.AsyncOpenAI(
+        base_url=f"http://{http_address}/v1",
+        api_key=os.environ.get("MESH_API_KEY") or "unused",  # the key maps to a tenant as on gRPC
+        max_retries=0,
+        timeout=300,
+    )
+    try:
+        raw = await client.chat.completions.with_raw_response.create(
+            model="auto",
+            messages=[{"role": "user", "content": HTTP_PROMPT}],
+            max_tokens=64,
+            temperature=0.0,
+        )
+    except openai.APIError as err:
+        click.secho(f"failed: {err}", fg="red")
+        return 1
+    finally:
+        await client.close()
+    reply = raw.parse()
+    click.echo((reply.choices[0].message.content or "").strip())
+    shown = ("x-mesh-node", "x-mesh-model", "x-mesh-policy", "x-mesh-cost-usd", "x-mesh-cache")
+    click.secho("        " + " ".join(f"{h}={raw.headers.get(h)}" for h in shown), dim=True)
+    return 0
 
 
 async def _ask(channel: grpc.aio.Channel, item: DemoPrompt, options: ChatOptions) -> str:

@@ -24,6 +24,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Audit logs, ledgers and span stores of the test session go to a throwaway directory.
 os.environ.setdefault("MESH_DATA_DIR", tempfile.mkdtemp(prefix="mesh-test-data-"))
+# `mesh up` serves HTTP on 127.0.0.1:8080 by default, one port every parallel test run on this
+# machine would share: subprocesses serve none unless a test passes --http-listen itself.
+os.environ.setdefault("MESH_HTTP_LISTEN", "off")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

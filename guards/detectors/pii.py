@@ -19,7 +19,8 @@ from guards.verdict import Finding
 EMAIL = re.compile(
     r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b"
 )
-CARD = re.compile(r"\d(?<![\d-].)(?:[ -]?\d){11,18}(?![\d-])")
+# A card number never follows "+" (that is an international phone number).
+CARD = re.compile(r"\d(?<![\d+-].)(?:[ -]?\d){11,18}(?![\d-])")
 IBAN = re.compile(r"[A-Z](?<!\w.)[A-Z]\d{2}(?: ?[A-Z0-9]){11,30}\b")
 SSN = re.compile(r"(\d(?<![\d-].)\d\d)([- ]?)(\d{2})\2(\d{4})(?![\d-])")
 IPV4 = re.compile(r"\d(?<![\d.].)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?![\d.])")
@@ -31,7 +32,8 @@ IPV6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
 # pick the branch that the original optional groups would have taken.
 PHONE = re.compile(
     r"[+(\d](?<![\w+].)"
-    r"(?:(?<=\+)\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{2,5}"
+    r"(?:(?<=\+)\d{8,15}(?!\d)"
+    r"|(?<=\+)\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{2,5}"
     r"|(?<=\()\d{1,4}\)[ .-]?\d{2,5}"
     r"|(?<=\d)\d{1,4})"
     r"(?:[ .-]\d{2,5}){0,4}(?:\s?(?:x|ext\.?)\s?\d{1,5})?(?![\w])"
@@ -142,11 +144,21 @@ def _phones(text: str) -> Iterable[Finding]:
             yield Finding("PHONE_NUMBER", m.start(), m.end(), 0.7)
 
 
+ISO_DATE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}\b")
+DIGIT_RUN = re.compile(r"\d+")
+LOCAL_NUMBER = re.compile(r"\d{3}[-.]\d{4}")
+
+
 def _looks_like_number(value: str) -> bool:
-    """Decimal numbers and dates are not phone numbers."""
-    if re.fullmatch(r"\d{1,4}[.-]\d{1,2}[.-]\d{1,4}", value):
+    """Decimal numbers, dates (with a time after them too) and pairs of numbers are not phone
+    numbers: "2012-10-01 00" is a timestamp, "975 3968" a house number and a postcode,
+    "3610-114" a postcode. Two bare digit groups count only as a local number (555-0134)."""
+    if re.fullmatch(r"\d{1,4}[.-]\d{1,2}[.-]\d{1,4}", value) or ISO_DATE.match(value):
         return True
-    return bool(re.fullmatch(r"\d+\.\d+", value))
+    if re.fullmatch(r"\d+\.\d+", value):
+        return True
+    bare = not value.startswith(("+", "("))
+    return bare and len(DIGIT_RUN.findall(value)) == 2 and not LOCAL_NUMBER.fullmatch(value)
 
 
 SCANNERS: dict[str, Callable[[str], Iterable[Finding]]] = {

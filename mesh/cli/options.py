@@ -32,6 +32,10 @@ METRICS_OFF = "off"
 # Seconds in-flight requests get on SIGTERM: no config field holds them, so they live here.
 ROUTER_GRACE_S = 5.0
 NODE_GRACE_S = 10.0
+# Where `mesh up` serves the OpenAI-compatible HTTP front when neither mesh.yaml nor a flag says
+# (`mesh router` serves none unless told): the one-command mesh answers OpenAI clients at once.
+MESH_UP_HTTP_LISTEN = "127.0.0.1:8080"
+HTTP_LISTEN_ENV = "MESH_HTTP_LISTEN"  # e.g. `off` where many meshes share a machine (tests)
 
 
 class FieldDefault:
@@ -115,6 +119,49 @@ def listen_option(*, default: str | None, help: str) -> Callable[[F], F]:
         "--listen", metavar="HOST:PORT", default=default, show_default=default is not None,
         help=help,
     )  # fmt: skip
+
+
+def _parse_http_listen(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> str | None:
+    """host:port, `off`, or None when not given (the command then picks its default)."""
+    if value is None:
+        return None
+    from mesh.config import HTTP_OFF
+    from mesh.config.router import http_listen_value
+
+    try:
+        return http_listen_value(value) or HTTP_OFF
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not host:port (port 0 picks a free one) or {HTTP_OFF}"
+        ) from None
+
+
+def http_listen_option(*, default_help: str) -> Callable[[F], F]:
+    """`--http-listen ADDR|off`: the OpenAI-compatible HTTP front. The command receives
+    `http_listen: str | None` (None: not given) and passes it to `with_http_listen`."""
+    return click.option(
+        "--http-listen", metavar="ADDR|off", default=None, callback=_parse_http_listen,
+        envvar=HTTP_LISTEN_ENV, show_envvar=True,
+        help=f"OpenAI-compatible HTTP front (/v1/chat/completions), or off. {default_help}",
+    )  # fmt: skip
+
+
+def with_http_listen(config: MeshConfig, flag: str | None, *, default: str | None) -> MeshConfig:
+    """The config with its HTTP front decided: the flag, else mesh.yaml's `router.http.listen`
+    if it sets one (null / off included), else `default`."""
+    from mesh.config import HTTP_OFF
+
+    http = config.router.http
+    if flag is not None:
+        listen = None if flag == HTTP_OFF else flag
+    elif "listen" in http.model_fields_set:
+        return config
+    else:
+        listen = default
+    router = config.router.model_copy(update={"http": http.model_copy(update={"listen": listen})})
+    return config.model_copy(update={"router": router})
 
 
 def grace_option(default: float) -> Callable[[F], F]:

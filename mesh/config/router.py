@@ -28,6 +28,7 @@ from mesh.config.nodes import UpstreamConfig
 from mesh.contract.node_token import DEFAULT_TOKEN_ENV, NodeToken, read_token
 
 DEFAULT_ROUTER_LISTEN = "127.0.0.1:50051"
+HTTP_OFF = "off"
 
 
 def open_registry_refusal(listen: str) -> str:
@@ -422,6 +423,36 @@ class GuardSettings(StrictModel):
         return self.audit_url or f"sqlite+aiosqlite:///{data_dir() / 'guard_audit.db'}"
 
 
+def http_listen_value(value: object) -> str | None:
+    """An HTTP listen setting: host:port, or None for `off` / null / YAML's `off` (false)."""
+    if value is None or value is False:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not host:port or {HTTP_OFF}")
+    if value.strip().lower() == HTTP_OFF:
+        return None
+    return check_address(value.strip())
+
+
+class HttpSettings(StrictModel):
+    """The OpenAI-compatible HTTP front: a second door onto the same request pipeline."""
+
+    listen: str | None = Field(
+        None,
+        description="host:port of /v1/chat/completions and /v1/models; null or `off`: no HTTP "
+        "front (`mesh up` serves one on its own default unless this is set: `mesh up --help`)",
+    )
+    max_body_bytes: int = Field(
+        DEFAULT_MAX_MESSAGE_BYTES,
+        ge=1024,
+        description="largest request body accepted (413 above, before it is parsed)",
+    )
+
+    _check_listen = field_validator("listen", mode="before")(
+        classmethod(lambda cls, v: http_listen_value(v))
+    )
+
+
 class RouterConfig(StrictModel):
     """The router front node."""
 
@@ -455,6 +486,7 @@ class RouterConfig(StrictModel):
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
 
     _check_listen = field_validator("listen")(classmethod(lambda cls, v: check_address(v)))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -44,6 +44,9 @@ from mesh.v1 import (
     policy_pb2_grpc,
     registry_pb2,
 )
+
+if TYPE_CHECKING:
+    from mesh.router.http import HttpFront
 
 log = logging.getLogger(__name__)
 INFERENCE_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
@@ -132,6 +135,20 @@ class RouterRuntime:
             tracer=tracer,
         )
         self.servicer = RouterServicer(self.pipeline, self.planner, router_id=router_id)
+        self.http: HttpFront | None = None
+        if config.http.listen is not None:
+            # Imported only when configured: Starlette, uvicorn and the ASGI instrumentation
+            # cost a router without an HTTP front nothing.
+            from mesh.router.http import HttpFront
+
+            self.http = HttpFront(
+                pipeline=self.pipeline,
+                planner=self.planner,
+                auth=self.auth,
+                limits=EdgeLimits.of(config),
+                settings=config.http,
+                telemetry=telemetry,
+            )
         self.pool.after_probe.append(self._after_probe)
         self._bound: BoundServer | None = None
         self.address = ""
@@ -227,13 +244,24 @@ class RouterRuntime:
         )
         await self._bound.server.start()
         self.address = bound_address(listen, self._bound.port)
+        if self.http is not None:
+            try:
+                http_address = await self.http.start()
+            except BaseException:
+                await self._bound.stop(0)
+                self._bound = None
+                raise
+            log.info("router HTTP front (OpenAI-compatible) on %s", http_address)
         await self._bound.set_serving(True)
         log.info("router serving on %s with %d node(s)", self.address, len(self.catalog))
         return self.address
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        if self._bound is not None:
-            await self._bound.stop(grace_s)
+        # Both doors stop taking requests and give in-flight ones the same grace, together.
+        await asyncio.gather(
+            *([self.http.stop(grace_s)] if self.http is not None else []),
+            *([self._bound.stop(grace_s)] if self._bound is not None else []),
+        )
         await self.settle.drain()
         await self.pool.close()
         if self.policy_store is not None:

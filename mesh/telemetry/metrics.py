@@ -138,6 +138,29 @@ class _NodeLoads:
         return result
 
 
+class _Totals:
+    """Running sums per attribute set, reported by an observable counter when metrics are read.
+
+    Counted on every request (requests, cache lookups, cost): an SDK Counter.add validates and
+    hashes its attributes and takes a lock per call, ~15 us each here; a dict increment under
+    this lock is ~1 us, and the SDK sees the same cumulative, monotonic series at collection.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sums: dict[tuple[tuple[str, AttributeValue], ...], float] = {}
+
+    def add(self, value: float, attributes: dict[str, AttributeValue]) -> None:
+        key = tuple(attributes.items())
+        with self._lock:
+            self._sums[key] = self._sums.get(key, 0.0) + value
+
+    def observe(self, options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            sums = list(self._sums.items())
+        return [Observation(total, dict(key)) for key, total in sums]
+
+
 class MeshMetrics:
     """All instruments of one process, created once from its Meter."""
 
@@ -160,22 +183,38 @@ class MeshMetrics:
             description="Time from request to the first generated token, on the serving node",
             explicit_bucket_boundaries_advisory=TTFT_BUCKETS,
         )
-        self.requests = meter.create_counter(
-            "mesh.requests", unit="{request}", description="Requests finished, by status"
+        self._requests = _Totals()
+        self.requests = meter.create_observable_counter(
+            "mesh.requests",
+            callbacks=[self._requests.observe],
+            unit="{request}",
+            description="Requests finished, by status",
         )
         self.guard_verdicts = meter.create_counter(
             "mesh.guard.verdicts",
             unit="{verdict}",
             description="Guard verdicts by guard and action",
         )
-        self.cache_lookups = meter.create_counter(
-            "mesh.cache.lookups", unit="{lookup}", description="Response cache lookups, hit or miss"
+        self._cache_lookups = _Totals()
+        self.cache_lookups = meter.create_observable_counter(
+            "mesh.cache.lookups",
+            callbacks=[self._cache_lookups.observe],
+            unit="{lookup}",
+            description="Response cache lookups, hit or miss",
         )
-        self.cache_savings = meter.create_counter(
-            "mesh.cache.savings", unit="USD", description="Cost not spent thanks to cache hits"
+        self._cache_savings = _Totals()
+        self.cache_savings = meter.create_observable_counter(
+            "mesh.cache.savings",
+            callbacks=[self._cache_savings.observe],
+            unit="USD",
+            description="Cost not spent thanks to cache hits",
         )
-        self.cost = meter.create_counter(
-            "mesh.cost", unit="USD", description="Cost of answered requests"
+        self._cost = _Totals()
+        self.cost = meter.create_observable_counter(
+            "mesh.cost",
+            callbacks=[self._cost.observe],
+            unit="USD",
+            description="Cost of answered requests",
         )
         self.breaker_state = meter.create_gauge(
             "mesh.breaker.state",
@@ -294,7 +333,7 @@ class MeshMetrics:
 
         role: ROLE_NODE or ROLE_ROUTER, so one request through `mesh up` is not one series.
         """
-        self.requests.add(
+        self._requests.add(
             1,
             _attrs(
                 **{
@@ -317,9 +356,9 @@ class MeshMetrics:
         self, *, hit: bool, kind: str = "exact", saved_usd: float | None = None
     ) -> None:
         """A cache lookup; on a hit, the cost the answer would have had goes to savings."""
-        self.cache_lookups.add(1, {_HIT: hit, sc.MESH_CACHE_KIND: kind})
+        self._cache_lookups.add(1, {_HIT: hit, sc.MESH_CACHE_KIND: kind})
         if hit and saved_usd:
-            self.cache_savings.add(saved_usd, {sc.MESH_CACHE_KIND: kind})
+            self._cache_savings.add(saved_usd, {sc.MESH_CACHE_KIND: kind})
 
     @never_raises
     def add_cost(
@@ -327,7 +366,7 @@ class MeshMetrics:
     ) -> None:
         """Money spent on one answered request."""
         if usd > 0:
-            self.cost.add(
+            self._cost.add(
                 usd, _attrs(**{_MODEL: model, _NODE: node, sc.GEN_AI_PROVIDER_NAME: provider})
             )
 

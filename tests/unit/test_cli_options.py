@@ -41,10 +41,10 @@ REGISTRATION = {
 }
 
 # The flags each command had before the shared decorators (bridge gained --heartbeat-interval,
-# a BridgeConfig field it could not set before).
+# a BridgeConfig field it could not set before; up and router --http-listen, the HTTP front).
 FLAGS = {
-    ("up",): {"--config", "--listen", "--grace"},
-    ("router",): {"--config", "--listen", "--grace"},
+    ("up",): {"--config", "--listen", "--http-listen", "--grace"},
+    ("router",): {"--config", "--listen", "--http-listen", "--grace"},
     ("node",): REGISTRATION
     | {"--engine", "--model", "--listen", "--node-id", "--tier", "--price-in", "--price-out"}
     | {"--max-inflight", "--grace", "--metrics-listen", "--max-model-len", "--kv-cache-gib"}
@@ -64,7 +64,7 @@ FLAGS = {
     ("policy", "apply"): {"--address", "--admin-key", "--api-key", "--dry-run"},
     ("policy", "lint"): {"--config"},
     ("policy", "test"): {"--config"},
-    ("guard-eval",): {"--policy", "--json"},
+    ("guard-eval",): {"--policy", "--split", "--json"},
     ("trace",): {"--request", "--last", "--json", "--store"},
     ("demo",): {"--config"},
 }

@@ -20,12 +20,13 @@ from guards.detectors.token_limit import approximate_tokens
 
 # The formulations before the speed work (reference only).
 REFERENCE_PII = {
-    "CARD": re.compile(r"(?<![\d-])\d(?:[ -]?\d){11,18}(?![\d-])"),
+    "CARD": re.compile(r"(?<![\d+-])\d(?:[ -]?\d){11,18}(?![\d-])"),
     "IBAN": re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"),
     "SSN": re.compile(r"(?<![\d-])(\d{3})([- ]?)(\d{2})\2(\d{4})(?![\d-])"),
     "IPV4": re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])"),
     "PHONE": re.compile(
-        r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,5}(?:[ .-]\d{2,5}){0,4}"
+        r"(?<![\w+])(?:\+\d{8,15}(?!\d)|(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,5})"
+        r"(?:[ .-]\d{2,5}){0,4}"
         r"(?:\s?(?:x|ext\.?)\s?\d{1,5})?(?![\w])"
     ),
 }

@@ -1,0 +1,75 @@
+"""What every HTTP call carries before the shared edge (`mesh.router.edge.begin`) sees it.
+
+The API key (`Authorization: Bearer` or `x-api-key`, read by the same function as gRPC
+metadata), a body read no further than `max_body_bytes`, and the caller's deadline
+(`x-mesh-timeout-s`, the HTTP stand-in for a gRPC deadline).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from starlette.datastructures import Headers
+from starlette.requests import Request
+
+from mesh.contract.errors import FieldViolation, InvalidRequest
+from mesh.router.auth import ApiKeyAuth, Principal, api_key_from_metadata
+from mesh.router.http.errors import RequestTooLarge
+
+TIMEOUT_HEADER = "x-mesh-timeout-s"
+REQUEST_ID_HEADER = "x-request-id"
+
+
+def authenticate(auth: ApiKeyAuth, headers: Headers) -> Principal:
+    """The caller, exactly as a gRPC call with the same key (Unauthenticated if unknown)."""
+    if not auth.enabled:
+        return auth.authenticate(None)
+    return auth.authenticate(api_key_from_metadata(headers.items()))
+
+
+def time_remaining(headers: Headers) -> float | None:
+    """Seconds the caller gives the request, or None for the router's default."""
+    raw = headers.get(TIMEOUT_HEADER)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidRequest(
+            f"{TIMEOUT_HEADER} must be a positive number of seconds",
+            violations=[FieldViolation(TIMEOUT_HEADER, "a positive number of seconds")],
+        )
+    return value
+
+
+def _too_large(limit: int) -> RequestTooLarge:
+    return RequestTooLarge(
+        f"the request body is over this router's limit of {limit} bytes",
+        metadata={"limit_bytes": str(limit)},
+    )
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The parsed body; RequestTooLarge past `limit` bytes (read no further), InvalidRequest
+    for anything that is not JSON."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    try:
+        return json.loads(b"".join(chunks))
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
+        raise InvalidRequest(
+            f"the body is not valid JSON: {exc}",
+            violations=[FieldViolation("body", "must be a JSON object")],
+        ) from None
