@@ -44,6 +44,9 @@ def open_registry_refusal(listen: str) -> str:
 PolicyKind = Literal["pinned", "cheapest", "latency", "least_load", "prefix_affinity"]
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# A dotted module name, or one followed by ".*" (that module's submodules, at any depth).
+_MODULE_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(\.\*)?$")
+DEFAULT_VALIDATOR_MODULES: tuple[str, ...] = ("guardrails_ai.*", "guardrails.hub.*")
 
 
 class PolicyConfig(StrictModel):
@@ -411,6 +414,22 @@ class GuardSettings(StrictModel):
         "MESH_ADMIN_KEY", description="environment variable holding the PolicyService admin key"
     )
     admin_key_file: str | None = Field(None, description="or a file holding it (wins over env)")
+    validator_modules: tuple[str, ...] = Field(
+        DEFAULT_VALIDATOR_MODULES,
+        description="modules a policy's `use: module:Class` may load a guardrails-ai Validator "
+        "from: a module name, or `name.*` for its submodules. Set here by the operator, never "
+        "by a policy: anything else is refused before it is imported",
+    )
+
+    @field_validator("validator_modules")
+    @classmethod
+    def _module_patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            if not _MODULE_PATTERN.match(pattern):
+                raise ValueError(
+                    f"{pattern!r} is not a module name or `package.*` (e.g. guardrails_ai.*)"
+                )
+        return value
 
     def admin_key(self) -> str | None:
         """The admin key, read when needed and never stored in the config object."""

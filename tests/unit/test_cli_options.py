@@ -59,8 +59,11 @@ FLAGS = {
     ("nodes",): {"--router", "--json"},
     ("costs",): {"--config", "--since", "--by", "--json"},
     ("route-eval",): {"--config", "--max-tokens", "--no-embeddings", "--json"},
-    ("audit",): {"--db", "--since", "--guard", "--tenant", "--limit", "--page-token"},
-    ("policy", "apply"): {"--address", "--admin-key", "--dry-run"},
+    ("audit",): {"--db", "--since", "--guard", "--tenant", "--limit", "--page-token"}
+    | {"--policy-changes"},
+    ("policy", "apply"): {"--address", "--admin-key", "--api-key", "--dry-run"},
+    ("policy", "lint"): {"--config"},
+    ("policy", "test"): {"--config"},
     ("guard-eval",): {"--policy", "--split", "--json"},
     ("trace",): {"--request", "--last", "--json", "--store"},
     ("demo",): {"--config"},
