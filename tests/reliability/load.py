@@ -174,6 +174,9 @@ class Load:
     fell_back: int = 0  # answered after a failed attempt on another node
     problems: list[str] = field(default_factory=list)
     first_s: list[float] = field(default_factory=list)
+    answered: list[float] = field(default_factory=list)  # start times of the calls answered
+    request_ids: list[str] = field(default_factory=list)  # of the calls answered
+    pause_after_failure_s: float = 0.05  # a client that failed waits a little, as real ones do
     failures: list[tuple[float, grpc.aio.AioRpcError]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -193,13 +196,16 @@ class Load:
                 self.scenario.record(time.monotonic() - start, ok=False, expected=expected)
                 if not expected:
                     self.problems.append(f"{text[:24]}: {err.code().name} {err.details()}")
+                await asyncio.sleep(self.pause_after_failure_s)
                 continue
             why = check(got, await self.expected(text))
             self.scenario.record(got.total_s, ok=why is None)
             self.first_s.append(got.first_s)
             if why is None:
                 self.completed += 1
+                self.answered.append(start)
                 assert got.summary is not None
+                self.request_ids.append(got.summary.request_id)
                 self.fell_back += got.summary.route.attempts > 1
             else:
                 self.problems.append(f"{text[:24]}: {why}")
