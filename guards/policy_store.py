@@ -91,7 +91,12 @@ class PolicyStore:
             return await asyncio.to_thread(self.apply, yaml_text, dry_run=dry_run, source=source)
 
     def watch(self, path: str | Path, interval_s: float = 1.0) -> asyncio.Task[None]:
-        """Poll `path`'s mtime; a changed file is applied, a broken one logged and ignored."""
+        """Poll `path`'s mtime; a changed file is applied, a broken one logged and ignored.
+
+        Broken includes an empty file (what a non-atomic save leaves for a moment; a policy
+        without guards says `guards: []`) and one that is not UTF-8. Nothing a file holds
+        stops the watching.
+        """
         if self._watch_task is None or self._watch_task.done():
             self._watch_task = asyncio.create_task(
                 self._watch(Path(path), interval_s), name="policy-watch"
@@ -115,11 +120,15 @@ class PolicyStore:
             last = current
             try:
                 text = await asyncio.to_thread(path.read_text, encoding="utf-8")
+                if not text.strip():
+                    raise InvalidPolicy.at(str(path), None, "", "the file is empty")
                 await self.apply_async(text, source=str(path))
             except InvalidPolicy as err:
                 log.error("policy file change rejected, keeping %s: %s", self.version, err.message)
-            except OSError as err:
+            except (OSError, UnicodeDecodeError) as err:
                 log.error("policy file unreadable, keeping %s: %s", self.version, err)
+            except Exception:  # a bug must not end the watching: the next change still counts
+                log.exception("policy file change failed, keeping %s", self.version)
 
 
 def _mtime(path: Path) -> float | None:
