@@ -152,7 +152,7 @@ def check(got: Answered, produced: list[str]) -> str | None:
     return None
 
 
-def never(err: grpc.aio.AioRpcError, started_at: float) -> bool:
+def never(err: grpc.aio.AioRpcError, started_at: float, streaming: bool) -> bool:
     return False
 
 
@@ -168,8 +168,9 @@ class Load:
     unary: int = 0
     timeout_s: float = 30.0
     metadata: tuple[tuple[str, str], ...] = ()
-    # A failed call the scenario expects (a stream cut by a killed node): (error, start) -> True
-    expected_failure: Callable[[grpc.aio.AioRpcError, float], bool] = never
+    # A failed call the scenario expects (a stream cut by a killed node):
+    # (error, its start on the monotonic clock, whether it streamed) -> True
+    expected_failure: Callable[[grpc.aio.AioRpcError, float, bool], bool] = never
     completed: int = 0
     fell_back: int = 0  # answered after a failed attempt on another node
     problems: list[str] = field(default_factory=list)
@@ -191,7 +192,7 @@ class Load:
                 got = await call(self.stub, text, timeout_s=self.timeout_s, metadata=self.metadata)
             except grpc.aio.AioRpcError as err:
                 await self.expected(text)  # forget whatever was recorded
-                expected = self.expected_failure(err, start)
+                expected = self.expected_failure(err, start, streaming)
                 self.failures.append((start, err))
                 self.scenario.record(time.monotonic() - start, ok=False, expected=expected)
                 if not expected:

@@ -22,6 +22,7 @@ health must still say SERVING. Counts are bounded by MESH_FUZZ_EXAMPLES.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -226,10 +227,7 @@ RPCS = {
     "bridge": [*INFERENCE, *COMMON],
 }
 ALL = [(server, rpc) for server, rpcs in RPCS.items() for rpc in rpcs]
-ALL_IDS = [
-    f"{server}-{rpc.method.rsplit('/', 2)[-2].split('.')[-1]}.{rpc.method.rsplit('/', 1)[-1]}"
-    for server, rpc in ALL
-]
+ALL_IDS = [f"{server}-{rpc.method.strip('/').replace('/', '.')}" for server, rpc in ALL]
 
 
 @pytest.fixture(scope="module")
@@ -240,60 +238,56 @@ async def servers(
     data = tmp_path_factory.mktemp("fuzz")
     token_file = data / "node-token"
     token_file.write_text(NODE_TOKEN)
-    injector = FaultInjector()
-    injector.default = Answer()
-    await injector.start()
-    node = NodeRuntime(NodeConfig(id="n1", engine="fake", model="fake-model"), FakeEngine())
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MESH_ADMIN_KEY", ADMIN_KEY)
-        patch.setenv(BRIDGE_KEY_ENV, "sk-fuzz-provider-key")
-        bridge = BridgeRuntime(
-            BridgeConfig(
-                id="bridge",
-                provider="openai-compatible",
-                model="fake-model",
-                base_url=injector.base_url + "/v1",
-                api_key_env=BRIDGE_KEY_ENV,
-                context_window=4096,
-                price=ModelPrice(input=0.1, output=0.2),
-                retry=RetryPolicy(max_attempts=1),
-            ),
-            health_interval_s=0.5,
-        )
-        router = RouterRuntime(
-            RouterConfig(
-                listen="127.0.0.1:0",
-                auth=AuthSettings(
-                    api_keys=[ApiKeyConfig(name="t", sha256=hash_api_key(API_KEY), tenant="t")]
-                ),
-                guards=GuardSettings(watch=False, audit_url=f"sqlite+aiosqlite:///{data}/a.db"),
-                cache=CacheSettings(semantic=False),
-                ledger=LedgerSettings(url=f"sqlite+aiosqlite:///{data}/ledger.db"),
-                routing=RoutingSettings(estimator=EstimatorSettings(embeddings=False)),
-                registry=RegistrySettings(token_file=token_file),
-            )
-        )
+    async with contextlib.AsyncExitStack() as stack:
+        injector = FaultInjector()
+        injector.default = Answer()
+        await injector.start()
+        stack.push_async_callback(injector.stop)
+        node = NodeRuntime(NodeConfig(id="n1", engine="fake", model="fake-model"), FakeEngine())
         await node.start()
-        await bridge.start()
-        router.add_upstream("n1", node.address)
-        await router.start()
-    channels = {
-        name: grpc.aio.insecure_channel(address)
+        stack.push_async_callback(node.stop, 0)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("MESH_ADMIN_KEY", ADMIN_KEY)
+            patch.setenv(BRIDGE_KEY_ENV, "sk-fuzz-provider-key")
+            bridge = BridgeRuntime(
+                BridgeConfig(
+                    id="bridge",
+                    provider="openai-compatible",
+                    model="fake-model",
+                    base_url=injector.base_url + "/v1",
+                    api_key_env=BRIDGE_KEY_ENV,
+                    context_window=4096,
+                    price=ModelPrice(input=0.1, output=0.2),
+                    retry=RetryPolicy(max_attempts=1),
+                ),
+                health_interval_s=0.5,
+            )
+            await bridge.start()
+            stack.push_async_callback(bridge.stop, 0)
+            router = RouterRuntime(
+                RouterConfig(
+                    listen="127.0.0.1:0",
+                    auth=AuthSettings(
+                        api_keys=[ApiKeyConfig(name="t", sha256=hash_api_key(API_KEY), tenant="t")]
+                    ),
+                    guards=GuardSettings(watch=False, audit_url=f"sqlite+aiosqlite:///{data}/a.db"),
+                    cache=CacheSettings(semantic=False),
+                    ledger=LedgerSettings(url=f"sqlite+aiosqlite:///{data}/ledger.db"),
+                    routing=RoutingSettings(estimator=EstimatorSettings(embeddings=False)),
+                    registry=RegistrySettings(token_file=token_file),
+                )
+            )
+            router.add_upstream("n1", node.address)
+            await router.start()
+            stack.push_async_callback(router.stop, 0)
+        channels = {}
         for name, address in (
             ("router", router.address),
             ("node", node.address),
             ("bridge", bridge.address),
-        )
-    }
-    try:
+        ):
+            channels[name] = await stack.enter_async_context(grpc.aio.insecure_channel(address))
         yield channels
-    finally:
-        for channel in channels.values():
-            await channel.close()
-        await router.stop(0)
-        await bridge.stop(0)
-        await node.stop(0)
-        await injector.stop()
 
 
 async def _call(

@@ -98,7 +98,7 @@ async def test_registered_nodes_serve_again_after_a_router_crash(
 
         crashed_at = recovered_at = float("inf")
 
-        def during_outage(err: grpc.aio.AioRpcError, started_at: float) -> bool:
+        def during_outage(err: grpc.aio.AioRpcError, started_at: float, streaming: bool) -> bool:
             if started_at >= recovered_at or time.monotonic() < crashed_at:
                 return False
             if err.code() == grpc.StatusCode.FAILED_PRECONDITION:
