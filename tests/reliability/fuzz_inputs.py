@@ -103,10 +103,10 @@ def _extremes(field: FieldDescriptor) -> list[bytes]:
         FieldDescriptor.TYPE_ENUM,
         FieldDescriptor.TYPE_BOOL,
     ):
-        values = [2**31 - 1, -1, -(2**31), 2**63 - 1, -(2**63), 2**64 - 1]
-        encoded = [tag(number, VARINT) + varint(v) for v in values]
+        integers = [2**31 - 1, -1, -(2**31), 2**63 - 1, -(2**63), 2**64 - 1]
+        encoded = [tag(number, VARINT) + varint(v) for v in integers]
         if field.is_repeated:
-            encoded.append(delimited(number, b"".join(varint(v) for v in values) * 1000))
+            encoded.append(delimited(number, b"".join(varint(v) for v in integers) * 1000))
         return encoded
     return []
 
@@ -116,7 +116,7 @@ def structural_cases(request_type: type[ProtoMessage], seed: bytes) -> list[Case
 
     `seed` (a valid request) is prepended where the rest of the request should be sensible.
     """
-    descriptor = request_type.DESCRIPTOR
+    descriptor: Descriptor = request_type.DESCRIPTOR  # type: ignore[assignment]
     cases: list[Case] = []
     first_string: tuple[tuple[int, ...], int] | None = None
     for path, field in _fields(descriptor):

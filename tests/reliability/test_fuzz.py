@@ -183,7 +183,11 @@ POLICY = [
         "/mesh.v1.PolicyService/EvaluateGuards",
         policy_pb2.EvaluateGuardsRequest,
         "unary",
-        (policy_pb2.EvaluateGuardsRequest(text="my email is a@b.example", stage=1),),
+        (
+            policy_pb2.EvaluateGuardsRequest(
+                text="my email is a@b.example", stage=types_pb2.GUARD_STAGE_INPUT
+            ),
+        ),
     ),
     Rpc(
         "/mesh.v1.PolicyService/ListGuardDecisions",

@@ -60,9 +60,14 @@ BROKEN: list[tuple[str, Callable[[Path], None]]] = [
             p, b"guards:\n  - {name: g, use: no_such_guard, stage: input, action: block}\n"
         ),
     ),
-    ("empty (a save in progress)", lambda p: p.write_bytes(b"")),
+    ("empty (a save in progress)", lambda p: _truncate(p)),
     ("removed", lambda p: p.unlink()),
 ]
+
+
+def _truncate(path: Path) -> None:
+    """Empty the file in place, as an editor's non-atomic save does before it writes."""
+    path.write_bytes(b"")
 
 
 def _replace(path: Path, content: bytes) -> None:
@@ -120,10 +125,11 @@ async def test_broken_policy_files_keep_the_active_policy_and_the_next_valid_one
                 for what, write in BROKEN:
                     before = judged()
                     write(policy_file)
-                    seen = await wait_until(
-                        lambda before=before: judged() > before or store.version != first,
-                        WATCH_WAIT_S,
-                    )
+
+                    def answered(before: int = before) -> bool:
+                        return judged() > before or store.version != first
+
+                    seen = await wait_until(answered, WATCH_WAIT_S)
                     kept[what] = (
                         "no answer from the watcher (stopped watching?)"
                         if not seen

@@ -102,8 +102,8 @@ async def test_registered_nodes_serve_again_after_a_router_crash(
             if started_at >= recovered_at or time.monotonic() < crashed_at:
                 return False
             if err.code() == grpc.StatusCode.FAILED_PRECONDITION:
-                return error_details(err).reason == "NO_ROUTE"
-            return err.code() == grpc.StatusCode.UNAVAILABLE
+                return bool(error_details(err).reason == "NO_ROUTE")
+            return bool(err.code() == grpc.StatusCode.UNAVAILABLE)
 
         async with grpc.aio.insecure_channel(address, options=channel_options()) as channel:
             stub = inference_pb2_grpc.InferenceServiceStub(channel)
