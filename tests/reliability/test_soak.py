@@ -71,7 +71,6 @@ async def test_soak_streams_arrive_exactly_and_the_router_memory_stays_flat(
         "cache": {"semantic": False, "max_entries": 256},
         "routing": {"estimator": {"embeddings": False}},
         "registry": {"mode": "off"},
-        "idle_timeout_s": 20,
     }
     process, address = await asyncio.to_thread(started_router, tmp_path, router)
     router_process = psutil.Process(process.pid)
