@@ -132,7 +132,12 @@ class PolicyStore:
             return await asyncio.to_thread(self.apply, yaml_text, dry_run=dry_run, source=source)
 
     def watch(self, path: str | Path, interval_s: float = 1.0) -> asyncio.Task[None]:
-        """Poll `path`'s mtime; a changed file is applied, a broken one logged and ignored."""
+        """Poll `path`'s mtime; a changed file is applied, a broken one logged and ignored.
+
+        Broken includes an empty file (what a non-atomic save leaves for a moment; a policy
+        without guards says `guards: []`) and one that is not UTF-8. Nothing a file holds
+        stops the watching.
+        """
         if self._watch_task is None or self._watch_task.done():
             self._watch_task = asyncio.create_task(
                 self._watch(Path(path), interval_s), name="policy-watch"
@@ -162,6 +167,8 @@ class PolicyStore:
         watcher for good)."""
         try:
             text = await asyncio.to_thread(read_policy_file, path, self.rules)
+            if not text.strip():  # an editor's non-atomic save: never "no guards at all"
+                raise InvalidPolicy.at(str(path), None, "", "the file is empty")
             await self.apply_async(text, source=str(path))
         except InvalidPolicy as err:
             log.error("policy file change rejected, keeping %s: %s", self.version, err.message)
