@@ -195,8 +195,9 @@ class RouterRuntime:
         ]
 
     async def _seed_budgets(self) -> None:
-        """Spend already in the ledger this day and month counts against budgets after a restart."""
-        if self.ledger is None or not self.budgets.settings.tenants:
+        """Spend already in the ledger this day and month counts against budgets after a restart
+        (shared budgets keep their tally in the database instead)."""
+        if self.ledger is None or not self.budgets.settings.tenants or self.accounting.shared:
             return
         now = dt.datetime.now(dt.UTC)
         day = now.replace(hour=0, minute=0, second=0, microsecond=0)

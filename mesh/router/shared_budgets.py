@@ -250,6 +250,9 @@ class SharedBudgets:
         owner: str | None = None,
     ) -> None:
         self.engine = engine
+        # Single statements commit on their own: the tally row a hold locks is held for the
+        # statement only, not for a further COMMIT round trip.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.settings = settings
         self.where = where  # the database as logs may name it (no password)
         self.owner = owner or router_identity()
@@ -325,7 +328,7 @@ class SharedBudgets:
         # Loops only on progress (a tally row seeded, holds reaped, others settled meanwhile);
         # the caller's timeout bounds it.
         while True:
-            async with self.engine.begin() as conn:
+            async with self._autocommit.connect() as conn:
                 hold_id = (await conn.execute(_RESERVE, params)).scalar_one_or_none()
                 if hold_id is not None:
                     return int(hold_id)
@@ -389,16 +392,21 @@ class SharedBudgets:
         return True
 
     async def _write_settlement(self, job: _Settlement) -> None:
+        # The tenant's tally row is everyone's hot spot: it is locked last, one round trip
+        # before the commit.
         async with self.engine.begin() as conn:
             if (await conn.execute(_MARK, {"key": job.key})).first() is None:
                 return  # an earlier try committed (its answer was lost): applying it again
                 # would count the spend twice
-            params = {"ids": job.hold_ids, "cost": job.cost_usd, "tenant": job.tenant}
-            if (await conn.execute(_SETTLE, params)).first() is None:
-                await conn.execute(_SEED, {"tenant": job.tenant})  # a tenant admitted unchecked
-                await conn.execute(_SETTLE, params)
             if job.row is not None:
                 await conn.execute(insert(LedgerEntry), [ledger_values(job.row)])
+            params = {"ids": job.hold_ids, "cost": job.cost_usd, "tenant": job.tenant}
+            if (await conn.execute(_SETTLE, params)).first() is None:
+                # A tenant admitted unchecked (store down) has no tally yet: seeded from the
+                # ledger, which already holds this row's cost when there is a row.
+                await conn.execute(_SEED, {"tenant": job.tenant})
+                seeded = {**params, "cost": 0.0} if job.row is not None else params
+                await conn.execute(_SETTLE, seeded)
 
     # -- figures ----------------------------------------------------------------------------
     async def spent(self, tenant: str) -> Mapping[str, float]:
@@ -442,7 +450,7 @@ class SharedBudgets:
         """Push back the expiry of the holds this replica still has open."""
         if not self._open:
             return
-        async with self.engine.begin() as conn:
+        async with self._autocommit.connect() as conn:
             await conn.execute(
                 _RENEW,
                 {"owner": self.owner, "ids": sorted(self._open), "ttl": self.settings.hold_ttl_s},
@@ -477,7 +485,7 @@ class SharedBudgets:
         return {row.tenant for row in rows}
 
     async def _prune(self) -> None:
-        async with self.engine.begin() as conn:
+        async with self._autocommit.connect() as conn:
             await conn.execute(_PRUNE)
 
     def _went_down(self, err: BaseException) -> None:

@@ -18,14 +18,12 @@ import contextlib
 import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 import grpc.aio
 import pytest
-import yaml
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -35,10 +33,11 @@ from mesh.router.auth import hash_api_key
 from mesh.router.budget import BudgetExceeded
 from mesh.router.ledger import LedgerRow, open_engine
 from mesh.router.shared_budgets import BudgetStoreUnavailable, SharedBudgets
-from mesh.v1 import inference_pb2, inference_pb2_grpc
+from mesh.v1 import inference_pb2
 from tests.fixtures.postgres import running_postgres
-from tests.helpers import request
-from tests.process import MESH, ServerProcess, free_port, start_mesh
+from tests.fixtures.replicas import Replica, lean_router, mesh_env, router_replicas
+from tests.helpers import request, stream_request
+from tests.process import MESH, ServerProcess, free_port
 
 LIMIT_USD = 10.0
 LIMIT = TenantBudget(daily_usd=LIMIT_USD)
@@ -243,67 +242,48 @@ async def test_an_outage_refuses_or_admits_as_configured_and_loses_no_settlement
 KEYS = {"acme": "key-acme", "kilo": "key-kilo", "free": "key-free"}
 
 
-def _router_config(
-    path: Path,
-    port: int,
-    url: str,
-    node_address: str,
-    *,
-    on_store_error: str = "closed",
-) -> Path:
-    router = {
-        "listen": f"127.0.0.1:{port}",
-        "health_interval_s": 0.5,
-        "upstreams": [{"id": "slow", "address": node_address}],
-        "guards": {"enabled": False},
-        "cache": {"enabled": False},
-        "routing": {"estimator": {"embeddings": False}},
-        "ledger": {"url": url, "flush_interval_s": 0.1},
-        "auth": {
+def _budgeted_router(url: str, node_address: str, on_store_error: str = "closed") -> dict[str, Any]:
+    return lean_router(
+        url,
+        # Rows of budgeted tenants are written with their settlement, before the answer leaves
+        # the router; a flush this rare shows no test relies on the buffered writer.
+        ledger={"url": url, "flush_interval_s": 600},
+        upstreams=[{"id": "slow", "address": node_address}],
+        auth={
             "api_keys": [
                 {"name": t, "sha256": hash_api_key(key), "tenant": t} for t, key in KEYS.items()
             ]
         },
-        "budgets": {
+        budgets={
             "tenants": {"acme": LIMIT.model_dump(), "kilo": LIMIT.model_dump()},
             "hold_ttl_s": HOLD_TTL_S,
             "on_store_error": on_store_error,
             "store_timeout_s": 10,  # a busy test machine is not an outage
         },
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump({"router": router, "telemetry": {"enabled": False}}))
-    return path
+    )
 
 
-@dataclass
-class Replica:
-    process: ServerProcess
-    address: str
-    channel: grpc.aio.Channel
+async def _generate(
+    replica: Replica, tenant: str, text_: str, timeout_s: float = 60.0
+) -> inference_pb2.GenerateResponse:
+    return await replica.stub.Generate(  # type: ignore[no-any-return]
+        request(text_, max_tokens=MAX_TOKENS),
+        metadata=(("x-api-key", KEYS[tenant]),),
+        timeout=timeout_s,
+    )
 
-    @property
-    def stub(self) -> inference_pb2_grpc.InferenceServiceStub:
-        return inference_pb2_grpc.InferenceServiceStub(self.channel)
 
-    async def generate(
-        self, tenant: str, text_: str, timeout_s: float = 60.0
-    ) -> inference_pb2.GenerateResponse:
-        return await self.stub.Generate(  # type: ignore[no-any-return]
-            request(text_, max_tokens=MAX_TOKENS),
+async def _stream(replica: Replica, tenant: str, text_: str) -> inference_pb2.GenerationSummary:
+    events = [
+        event
+        async for event in replica.stub.GenerateStream(
+            stream_request(text_, max_tokens=MAX_TOKENS),
             metadata=(("x-api-key", KEYS[tenant]),),
-            timeout=timeout_s,
+            timeout=60,
         )
-
-
-def _env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]
-        ),
-        "MESH_LOG_FORMAT": "text",
-    }
+    ]
+    assert events[-1].HasField("summary")
+    return events[-1].summary
 
 
 @contextlib.contextmanager
@@ -311,31 +291,9 @@ def _slow_node(tmp_path: Path) -> Iterator[tuple[ServerProcess, str]]:
     port = free_port()
     command = [MESH[0], "-m", "tests.fixtures.slow_node", "slow", str(port), str(NODE_DELAY_S)]
     command += ["0", str(PRICE_OUT_PER_MTOK)]
-    with ServerProcess(command, tmp_path / "node.log", env=_env(), name="slow node") as node:
+    with ServerProcess(command, tmp_path / "node.log", env=mesh_env(), name="slow node") as node:
         node.wait_for_output(r"^ready ")
         yield node, f"127.0.0.1:{port}"
-
-
-@contextlib.asynccontextmanager
-async def _replicas(
-    tmp_path: Path, url: str, node_address: str, count: int, **config: Any
-) -> AsyncIterator[list[Replica]]:
-    async with contextlib.AsyncExitStack() as stack:
-        started = []
-        for i in range(count):
-            port = free_port()
-            path = _router_config(tmp_path / f"router{i}.yaml", port, url, node_address, **config)
-            proc = start_mesh(
-                "router", "--config", str(path), env=_env(), log=tmp_path / f"router{i}.log"
-            )
-            stack.enter_context(proc)
-            started.append((proc, f"127.0.0.1:{port}"))
-        replicas = []
-        for proc, address in started:
-            await proc.wait_until_serving_async(address)
-            channel = await stack.enter_async_context(grpc.aio.insecure_channel(address))
-            replicas.append(Replica(proc, address, channel))
-        yield replicas
 
 
 async def _outcomes(
@@ -368,10 +326,10 @@ async def test_three_router_replicas_share_one_budget_and_a_killed_one_loses_not
 ) -> None:
     url = fresh_postgres_url
     with _slow_node(tmp_path) as (_, node_address):
-        async with _replicas(tmp_path, url, node_address, 3) as replicas:
+        async with router_replicas(tmp_path, [_budgeted_router(url, node_address)] * 3) as replicas:
             # 60 concurrent requests over three replicas; the budget admits 10 ($1 each).
             answered, failed = await _outcomes(
-                [replicas[i % 3].generate("acme", f"question {i}") for i in range(60)]
+                [_generate(replicas[i % 3], "acme", f"question {i}") for i in range(60)]
             )
             spent = sum(r.usage.cost_usd for r in answered)
             assert 1 <= len(answered) <= 10 and len(answered) + len(failed) == 60
@@ -390,7 +348,7 @@ async def test_three_router_replicas_share_one_budget_and_a_killed_one_loses_not
             # and the third is SIGKILLed while all of them are at the node.
             victim, survivors = replicas[2], replicas[:2]
             doomed = [
-                asyncio.ensure_future(victim.generate("kilo", f"doomed {i}")) for i in range(4)
+                asyncio.ensure_future(_generate(victim, "kilo", f"doomed {i}")) for i in range(4)
             ]
 
             async def victim_holds(n: int) -> bool:
@@ -398,7 +356,7 @@ async def test_three_router_replicas_share_one_budget_and_a_killed_one_loses_not
 
             assert await _eventually(lambda: victim_holds(4))
             live = [
-                asyncio.ensure_future(survivors[i % 2].generate("kilo", f"live {i}"))
+                asyncio.ensure_future(_generate(survivors[i % 2], "kilo", f"live {i}"))
                 for i in range(12)
             ]
 
@@ -411,7 +369,7 @@ async def test_three_router_replicas_share_one_budget_and_a_killed_one_loses_not
             # Its holds outlive it (their expiry is HOLD_TTL_S away): the budget stays held.
             assert await _holds_of(url, victim.process.pid) == 4
             with pytest.raises(grpc.aio.AioRpcError) as still_held:
-                await survivors[0].generate("kilo", "too early")
+                await _generate(survivors[0], "kilo", "too early")
             assert error_details(still_held.value).reason == "BUDGET_EXCEEDED"
             answered, failed = await _outcomes(live)
             lost, _ = await _outcomes(doomed)
@@ -423,7 +381,7 @@ async def test_three_router_replicas_share_one_budget_and_a_killed_one_loses_not
 
             assert await _eventually(expired)
             late, refused = await _outcomes(
-                [survivors[i % 2].generate("kilo", f"late {i}") for i in range(6)]
+                [_generate(survivors[i % 2], "kilo", f"late {i}") for i in range(6)]
             )
             assert len(late) == 4 and len(refused) == 2  # $6 spent: $4 left
             # Nothing lost: every answer has its ledger row, written with its settlement.
@@ -444,19 +402,23 @@ async def test_a_database_outage_refuses_budgeted_tenants_only(tmp_path: Path) -
     with running_postgres() as server, _slow_node(tmp_path) as (_, node_address):
         url = server.create_database()
         async with (
-            _replicas(tmp_path / "closed", url, node_address, 1) as (closed,),
-            _replicas(tmp_path / "open", url, node_address, 1, on_store_error="open") as (opened,),
+            router_replicas(tmp_path / "closed", [_budgeted_router(url, node_address)]) as (
+                closed,
+            ),
+            router_replicas(tmp_path / "open", [_budgeted_router(url, node_address, "open")]) as (
+                opened,
+            ),
         ):
-            before = await closed.generate("acme", "before")
+            before = await _generate(closed, "acme", "before")
             server.pause()
             with pytest.raises(grpc.aio.AioRpcError) as refused:
-                await closed.generate("acme", "during")
+                await _generate(closed, "acme", "during")
             details = error_details(refused.value)
             assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
             assert details.reason == "BUDGET_STORE_UNAVAILABLE" and details.retryable
             assert "budget store cannot be reached" in details.message
-            free = await closed.generate("free", "unbudgeted traffic keeps flowing")
-            unchecked = await opened.generate("acme", "admitted unchecked")
+            free = await _generate(closed, "free", "unbudgeted traffic keeps flowing")
+            unchecked = await _generate(opened, "acme", "admitted unchecked")
             assert free.text and unchecked.text
             server.resume()
 
@@ -465,7 +427,7 @@ async def test_a_database_outage_refuses_budgeted_tenants_only(tmp_path: Path) -
                 return unchecked.request_id in ledger
 
             assert await _eventually(recorded)  # the open replica's settlement, retried
-            after = await closed.generate("acme", "after")
+            after = await _stream(closed, "acme", "after, streamed")
             ledger = await _ledger(url, "acme")
             assert set(ledger) == {before.request_id, unchecked.request_id, after.request_id}
             assert "budget store" in closed.process.output()  # the outage is logged ...
