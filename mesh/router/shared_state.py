@@ -11,13 +11,15 @@ keeps budgets and its routing table in its own memory, as one router needs.
 
 from __future__ import annotations
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mesh.config import RouterConfig
+from mesh.contract.errors import MeshError
 from mesh.router.catalog import Catalog
-from mesh.router.ledger import display_url, is_postgres, open_engine
+from mesh.router.ledger import LedgerError, display_url, is_postgres, open_engine, why_failed
 from mesh.router.shared_budgets import SharedBudgets
-from mesh.router.shared_registry import SharedRegistry
+from mesh.router.shared_registry import RegistryStoreUnavailable, SharedRegistry
 
 # Requests wait on this pool for holds and settlements: larger than SQLAlchemy's default 5 (+10)
 # so that a burst of budgeted requests queues in the database, not in the pool.
@@ -29,9 +31,14 @@ class SharedState:
     """The shared budgets (when any tenant has a budget) and the shared registry of a router."""
 
     def __init__(
-        self, engine: AsyncEngine, budgets: SharedBudgets | None, registry: SharedRegistry
+        self,
+        engine: AsyncEngine,
+        budgets: SharedBudgets | None,
+        registry: SharedRegistry,
+        where: str,
     ) -> None:
         self.engine = engine
+        self.where = where
         self.budgets = budgets
         self.registry = registry
 
@@ -52,13 +59,21 @@ class SharedState:
             where=where,
             sync_interval_s=min(config.health_interval_s, config.registry.heartbeat_interval_s / 2),
         )
-        return cls(engine, budgets, registry)
+        return cls(engine, budgets, registry, where)
 
     async def start(self) -> None:
-        """After the ledger started (a new tenant's budget is seeded from its table)."""
-        if self.budgets is not None:
-            await self.budgets.start()
-        await self.registry.start()
+        """After the ledger started (a new tenant's budget is seeded from its table).
+        LedgerError names the database (never its password) when it cannot be used."""
+        try:
+            if self.budgets is not None:
+                await self.budgets.start()
+            await self.registry.start()
+        except (OSError, SQLAlchemyError, RegistryStoreUnavailable) as err:
+            raise LedgerError(
+                f"ledger database {self.where}: cannot open the shared budget and node tables: "
+                f"{err.message if isinstance(err, MeshError) else why_failed(err, 10.0)}",
+                metadata={"database": self.where},
+            ) from err
 
     async def close(self) -> None:
         """After the server stopped: settlements in progress are finished first."""
