@@ -204,10 +204,34 @@ class TenantBudget(StrictModel):
     )
 
 
+BudgetStoreFailure = Literal["closed", "open"]
+
+
 class BudgetSettings(StrictModel):
-    """Per-tenant budgets; the tenant `*` applies to tenants not listed."""
+    """Per-tenant budgets; the tenant `*` applies to tenants not listed.
+
+    With `router.ledger.url` on PostgreSQL, holds and spend live in that database, shared by
+    every router replica using it; otherwise each router keeps them in its own memory.
+    """
 
     tenants: dict[str, TenantBudget] = Field(default_factory=dict)
+    on_store_error: BudgetStoreFailure = Field(
+        default="closed",
+        description="shared budgets (PostgreSQL) when the database cannot be reached: closed "
+        "refuses a budgeted tenant's request (UNAVAILABLE, BUDGET_STORE_UNAVAILABLE); open "
+        "admits it unchecked and records its spend once the database is back",
+    )
+    hold_ttl_s: float = Field(
+        default=30.0,
+        ge=1,
+        description="shared budgets: a router's holds expire this long after it stops renewing "
+        "them (it died mid-request); it renews its own every third of this",
+    )
+    store_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="shared budgets: longest wait for the database on a request's path",
+    )
 
 
 class ApiKeyConfig(StrictModel):

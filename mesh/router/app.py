@@ -33,6 +33,7 @@ from mesh.router.policies import PolicySet
 from mesh.router.registry import RegistryServicer, add_registry_service
 from mesh.router.registry_auth import refuse_open_registration_off_loopback
 from mesh.router.servicer import RouterServicer
+from mesh.router.shared_state import SharedState
 from mesh.router.tier_estimator import TierEstimator
 from mesh.router.upstream import UpstreamPool
 from mesh.telemetry.setup import Telemetry
@@ -95,7 +96,14 @@ class RouterRuntime:
             if config.ledger.enabled
             else None
         )
-        self.accounting = Accounting(self.budgets, config.routing.baseline, self.ledger)
+        # Budgets and registered nodes shared with other replicas when the ledger is PostgreSQL.
+        self.shared = SharedState.for_router(config, self.catalog)
+        self.accounting = Accounting(
+            self.budgets,
+            config.routing.baseline,
+            self.ledger,
+            shared=self.shared.budgets if self.shared else None,
+        )
         self.auth = ApiKeyAuth(config.auth.api_keys, anonymous_admin=is_loopback(config.listen))
         guards = config.guards
         self.policy_store: PolicyStore | None = None
@@ -173,7 +181,10 @@ class RouterRuntime:
         if self.policy_store is not None:
             policy = policy_servicer(self.config, self.auth, self.policy_store, self.audit)
         registry = RegistryServicer.from_settings(
-            self.catalog, self.config.registry, breaker_state=self.breakers.state
+            self.catalog,
+            self.config.registry,
+            breaker_state=self.breakers.state,
+            shared=self.shared.registry if self.shared else None,
         )
         return [
             (
@@ -186,8 +197,9 @@ class RouterRuntime:
         ]
 
     async def _seed_budgets(self) -> None:
-        """Spend already in the ledger this day and month counts against budgets after a restart."""
-        if self.ledger is None or not self.budgets.settings.tenants:
+        """Spend already in the ledger this day and month counts against budgets after a restart
+        (shared budgets keep their tally in the database instead)."""
+        if self.ledger is None or not self.budgets.settings.tenants or self.accounting.shared:
             return
         now = dt.datetime.now(dt.UTC)
         day = now.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -207,6 +219,8 @@ class RouterRuntime:
         if self.ledger is not None:
             await self.ledger.start()
             await self._seed_budgets()
+        if self.shared is not None:
+            await self.shared.start()
         if (
             self.policy_store is not None
             and self.config.guards.policy_file
@@ -248,6 +262,8 @@ class RouterRuntime:
             *([self._bound.stop(grace_s)] if self._bound is not None else []),
         )
         await self.settle.drain()
+        if self.shared is not None:
+            await self.shared.close()
         await self.pool.close()
         if self.policy_store is not None:
             await self.policy_store.stop_watching()

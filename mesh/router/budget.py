@@ -8,8 +8,10 @@ pass together. After the call the reservation is settled with the actual cost. O
 thus bounded by how much actual costs exceed estimates of requests already admitted; estimates
 use max_tokens, so actual costs are normally lower.
 
-Periods are UTC days and calendar months. Spend is process-local; seed it from the ledger at
-start (`seed`) so a restart does not reset a tenant's month.
+Periods are UTC days and calendar months. This tracker's spend is process-local; seed it from
+the ledger at start (`seed`) so a restart does not reset a tenant's month. Router replicas that
+share a PostgreSQL ledger share budgets through it instead (mesh.router.shared_budgets), with
+the same admission rule.
 """
 
 from __future__ import annotations
@@ -33,6 +35,23 @@ class BudgetExceeded(MeshError):
 
     code = Code.RESOURCE_EXHAUSTED
     reason = "BUDGET_EXCEEDED"
+
+
+def over_budget(
+    tenant: str, name: str, limit: float, spent: float, reserved: float, estimate: float
+) -> BudgetExceeded:
+    """The refusal of a request whose estimate would take `tenant` over its `name` budget."""
+    return BudgetExceeded(
+        f"tenant {tenant!r} would exceed its {name} budget of ${limit:g}",
+        metadata={
+            "tenant": tenant,
+            "budget": name,
+            "limit_usd": f"{limit:.6f}",
+            "spent_usd": f"{spent:.6f}",
+            "reserved_usd": f"{reserved:.6f}",
+            "estimate_usd": f"{estimate:.6f}",
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -107,17 +126,7 @@ class BudgetTracker:
                     ("monthly", limits.monthly_usd, led.month_spent),
                 ):
                     if limit is not None and spent + led.reserved + estimate_usd > limit:
-                        raise BudgetExceeded(
-                            f"tenant {tenant!r} would exceed its {name} budget of ${limit:g}",
-                            metadata={
-                                "tenant": tenant,
-                                "budget": name,
-                                "limit_usd": f"{limit:.6f}",
-                                "spent_usd": f"{spent:.6f}",
-                                "reserved_usd": f"{led.reserved:.6f}",
-                                "estimate_usd": f"{estimate_usd:.6f}",
-                            },
-                        )
+                        raise over_budget(tenant, name, limit, spent, led.reserved, estimate_usd)
             led.reserved += estimate_usd
             res = Reservation(next(self._ids), tenant, estimate_usd, led.day, led.month)
             self._open[res.id] = res

@@ -4,7 +4,8 @@ Registered nodes must keep sending heartbeats; one silent past the TTL leaves th
 router stops sending it traffic. Static nodes never expire (their health comes from probes), and
 their ids cannot be registered over. The table is plain in-process state touched only from the
 event loop, so it needs no lock. Who may write through RegistryService, and what, is decided in
-`mesh.router.registry`.
+`mesh.router.registry`; router replicas sharing a PostgreSQL ledger mirror each other's
+registrations into their tables (`mesh.router.shared_registry`).
 """
 
 from __future__ import annotations
@@ -150,6 +151,52 @@ class Catalog:
         entry.last_seen = self._clock()
         entry.last_seen_wall = self._wall()
         return True
+
+    def mirror(
+        self,
+        node_id: str,
+        address: str,
+        cards: Sequence[types_pb2.ModelCard],
+        load: types_pb2.NodeLoad,
+        *,
+        lease_digest: bytes,
+        age_s: float,
+    ) -> bool:
+        """A registered node as the registry shared by router replicas holds it, last seen
+        `age_s` ago (through any replica). Health learnt by this replica's probes is kept while
+        the registration is the same; a static id is never mirrored over (False)."""
+        old = self._nodes.get(node_id)
+        if old is not None and old.static:
+            return False
+        seen = self._clock() - max(age_s, 0.0)
+        wall = self._wall() - max(age_s, 0.0)
+        if old is not None and old.address == address and old.lease_digest == lease_digest:
+            old.cards, old.load = list(cards), load
+            if seen > old.last_seen:
+                old.last_seen, old.last_seen_wall = seen, wall
+            return True
+        self._nodes[node_id] = NodeEntry(
+            node_id, address, list(cards), load, False, seen, wall, lease_digest=lease_digest
+        )
+        return True
+
+    def forget_registered(self, keep: Iterable[str], seen_before: float) -> list[str]:
+        """Drop registered nodes not in `keep` (the shared registry no longer lists them) and not
+        seen since `seen_before` (`now()` when the listing was read: later registrations
+        through this replica were not in it); returns their ids."""
+        kept = set(keep)
+        gone = [
+            n
+            for n, e in self._nodes.items()
+            if not e.static and n not in kept and e.last_seen < seen_before
+        ]
+        for node_id in gone:
+            del self._nodes[node_id]
+        return gone
+
+    def now(self) -> float:
+        """The catalog's (monotonic) clock."""
+        return self._clock()
 
     def deregister(self, node_id: str) -> bool:
         """Remove a registered node; static nodes stay (config owns them)."""

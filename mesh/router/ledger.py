@@ -8,7 +8,8 @@ Savings are measured against a configured premium baseline model: for a routed r
 is baseline minus actual cost ("from routing"); a cache hit costs nothing, so its whole baseline is
 saved ("from cache").
 
-On PostgreSQL several router replicas may share one ledger: table creation is serialised with an
+On PostgreSQL several router replicas may share one ledger (and, through the same database,
+budgets and registered nodes: mesh.router.shared_state): table creation is serialised with an
 advisory lock, pooled connections are pinged before use, and strings are clipped to their column
 sizes (PostgreSQL refuses longer ones, SQLite stores them). A batch the database refuses or
 cannot take (a restart, an outage) stays buffered and is written with the next flush, so a
@@ -25,7 +26,7 @@ import datetime as dt
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import (
     Boolean,
@@ -128,8 +129,8 @@ class LedgerError(MeshError):
     reason = "LEDGER_UNAVAILABLE"
 
 
-# Any constant works: it only has to be the same in every replica creating the table.
-_DDL_LOCK_KEY = 0x6D65_7368_6C65_6467
+# Any constant works: it only has to be the same in every replica creating tables.
+DDL_LOCK_KEY = 0x6D65_7368_6C65_6467
 _STOP_WAIT_S = 30.0  # close() waits this long for a write in progress
 # Rows kept while the database is away: ~0.5 KB each, so at most ~25 MB; at 100 requests/s, 8 min.
 DEFAULT_MAX_BUFFERED = 50_000
@@ -152,7 +153,7 @@ def display_url(url: str) -> str:
         return "<not a SQLAlchemy URL>"
 
 
-def _why(err: BaseException, timeout_s: float) -> str:
+def why_failed(err: BaseException, timeout_s: float) -> str:
     """The driver's own first line (`database "x" does not exist`), not SQLAlchemy's SQL dump."""
     inner: BaseException = err
     if isinstance(err, DBAPIError) and err.orig is not None:
@@ -164,6 +165,40 @@ def _why(err: BaseException, timeout_s: float) -> str:
     if detail.startswith("<class "):  # the asyncpg adapter prefixes the exception class
         detail = detail.split(": ", 1)[-1]
     return f"{type(inner).__name__}: {detail}" if detail else type(inner).__name__
+
+
+def is_postgres(url: str) -> bool:
+    """Whether a ledger URL names PostgreSQL (router replicas then share budgets through it)."""
+    try:
+        return make_url(url).get_backend_name() == "postgresql"
+    except (SQLAlchemyError, ValueError):
+        return False
+
+
+def open_engine(url: str, connect_timeout_s: float = 10.0, **pool: int) -> AsyncEngine:
+    """An async engine for a ledger URL (pinged before use; `pool`: pool_size, max_overflow);
+    LedgerError when the URL is unusable."""
+    try:
+        parsed = make_url(url)
+        # asyncpg waits 60 s for an unresponsive server by default; the router's start and
+        # `mesh costs` should say what is wrong sooner.
+        connect_args = (
+            {"timeout": connect_timeout_s} if parsed.get_driver_name() == "asyncpg" else {}
+        )
+        return create_async_engine(parsed, pool_pre_ping=True, connect_args=connect_args, **pool)
+    except (SQLAlchemyError, ImportError, ValueError) as err:
+        where = display_url(url)
+        raise LedgerError(
+            f"ledger url {where} is not usable ({why_failed(err, connect_timeout_s)}): {_URL_HINT}",
+            reason="INVALID_LEDGER_URL",
+            code=Code.FAILED_PRECONDITION,
+            metadata={"database": where},
+        ) from None
+
+
+def create_ledger_table(sync_conn: Any) -> None:
+    """`mesh_ledger` if it is missing (run_sync target; callers serialise replicas)."""
+    _Base.metadata.create_all(sync_conn)
 
 
 class Ledger:
@@ -180,24 +215,7 @@ class Ledger:
         self.url = url
         self.where = display_url(url)
         self._connect_timeout_s = connect_timeout_s
-        try:
-            parsed = make_url(url)
-            # asyncpg waits 60 s for an unresponsive server by default; the router's start and
-            # `mesh costs` should say what is wrong sooner.
-            connect_args = (
-                {"timeout": connect_timeout_s} if parsed.get_driver_name() == "asyncpg" else {}
-            )
-            self._engine: AsyncEngine = create_async_engine(
-                parsed, pool_pre_ping=True, connect_args=connect_args
-            )
-        except (SQLAlchemyError, ImportError, ValueError) as err:
-            raise LedgerError(
-                f"ledger url {self.where} is not usable ({_why(err, connect_timeout_s)}): "
-                f"{_URL_HINT}",
-                reason="INVALID_LEDGER_URL",
-                code=Code.FAILED_PRECONDITION,
-                metadata={"database": self.where},
-            ) from None
+        self._engine: AsyncEngine = open_engine(url, connect_timeout_s)
         self._buffer: list[LedgerRow] = []
         self._flush_interval_s = flush_interval_s
         self._max_batch = max_batch
@@ -217,7 +235,7 @@ class Ledger:
         except (OSError, SQLAlchemyError) as err:
             raise LedgerError(
                 f"ledger database {self.where}: cannot {action}: "
-                f"{_why(err, self._connect_timeout_s)}",
+                f"{why_failed(err, self._connect_timeout_s)}",
                 metadata={"database": self.where},
             ) from err
 
@@ -228,7 +246,7 @@ class Ledger:
                 if conn.dialect.name == "postgresql":
                     # Replicas starting together would race on CREATE TABLE; one at a time.
                     await conn.execute(
-                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _DDL_LOCK_KEY}
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": DDL_LOCK_KEY}
                     )
                 await conn.run_sync(_Base.metadata.create_all)
         self._task = asyncio.create_task(self._flusher(), name="ledger-flusher")
@@ -272,7 +290,7 @@ class Ledger:
             rows, self._buffer = self._buffer, []
             if not rows:
                 return
-            values = [_values(row) for row in rows]
+            values = [ledger_values(row) for row in rows]
             try:
                 with self._failures(f"write {len(rows)} row(s)"):
                     async with self._engine.begin() as conn:
@@ -373,7 +391,7 @@ class Ledger:
         return out
 
 
-def _values(row: LedgerRow) -> dict[str, object]:
+def ledger_values(row: LedgerRow) -> dict[str, object]:
     """One INSERT's parameters: UTC time, strings clipped so one long name never fails a batch."""
     values: dict[str, object] = {**row.__dict__, "created_at": row.created_at.astimezone(dt.UTC)}
     for name, limit in _STRING_LIMITS.items():

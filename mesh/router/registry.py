@@ -5,11 +5,13 @@ message (checked before it is parsed, see `add_registry_service`), a per-peer ra
 (`registry_limits`), the payload rules (`registry_validation`), and ownership: a static
 upstream's id is never registered over, and a registered node id belongs to whoever holds its
 registration lease (`mesh.contract.registration`) until it deregisters or its TTL runs out.
-ListNodes is open in every mode.
+ListNodes is open in every mode. With a shared registry (router replicas on one PostgreSQL
+ledger) the holder of an id is looked up in, and written to, the shared table first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -43,6 +45,7 @@ from mesh.router.registry_validation import (
     validate_heartbeat,
     validate_register,
 )
+from mesh.router.shared_registry import RegistryStoreUnavailable, SharedRegistry
 from mesh.v1 import registry_pb2
 
 log = logging.getLogger(__name__)
@@ -154,8 +157,10 @@ class RegistryServicer:
         access: RegistryAccess,
         settings: RegistrySettings | None = None,
         clock: Clock = time.monotonic,
+        shared: SharedRegistry | None = None,
     ) -> None:
         self._catalog = catalog
+        self._shared = shared
         self._breaker_state = breaker_state or (lambda _node: registry_pb2.BREAKER_STATE_CLOSED)
         self.access = access
         self.settings = settings or RegistrySettings()
@@ -169,11 +174,12 @@ class RegistryServicer:
         catalog: Catalog,
         settings: RegistrySettings,
         breaker_state: Callable[[str], int] | None = None,
+        shared: SharedRegistry | None = None,
     ) -> RegistryServicer:
         """The router's registry: mode and token resolved (and the token read) now."""
         access = RegistryAccess.from_settings(settings)
         log.info("node registration: %s", access.describe())
-        return cls(catalog, breaker_state, access=access, settings=settings)
+        return cls(catalog, breaker_state, access=access, settings=settings, shared=shared)
 
     # -- the checks every write shares ------------------------------------------------------
     def _charge(self, context: Context) -> None:
@@ -212,6 +218,8 @@ class RegistryServicer:
         req = _parsed(request, "Register")
         validate_register(req, self.settings.max_models_per_node)
         presented = _lease_of(metadata)
+        if self._shared is not None:  # whoever holds the id, through any replica
+            await self._shared.pull(req.node_id)
         entry = self._catalog.get(req.node_id)
         if entry is not None and entry.static:
             raise self._static_refused(entry, Code.ALREADY_EXISTS)
@@ -231,6 +239,15 @@ class RegistryServicer:
             )
         # A refresh by the holder keeps its lease; a new registration gets a fresh one.
         lease = presented if entry is not None and presented else secrets.token_urlsafe(32)
+        if self._shared is not None and not await self._shared.claim(
+            req.node_id, req.address, req.models, req.load, _digest(lease)
+        ):  # another replica gave the id to someone else since the pull
+            raise NodeIdTaken(
+                f"node id {req.node_id} is registered by another node; it is free again when "
+                "that registration is deregistered or misses its heartbeats for the TTL",
+                metadata={"node_id": req.node_id},
+                retry_after_s=self._catalog.ttl_s,
+            )
         self._catalog.register(
             req.node_id, req.address, req.models, req.load, lease_digest=_digest(lease)
         )
@@ -257,6 +274,9 @@ class RegistryServicer:
             self._charge(context)
         req = _parsed(request, "Heartbeat")
         validate_heartbeat(req)
+        if self._shared is not None:
+            with contextlib.suppress(RegistryStoreUnavailable):  # then this replica's own view
+                await self._shared.pull(req.node_id)
         entry = self._catalog.get(req.node_id)
         owned = entry is not None and not entry.static and _holds(entry, _lease_of(metadata))
         # A holder's heartbeat at (about) its interval is never limited, however many nodes
@@ -274,6 +294,11 @@ class RegistryServicer:
             raise self._static_refused(entry, Code.PERMISSION_DENIED)
         if not owned:
             raise self._not_owner(entry, "heartbeat for")
+        if self._shared is not None and not await self._shared.heartbeat(
+            req.node_id, req.load, entry.lease_digest
+        ):  # lost the id in the shared table meanwhile: register again
+            self._catalog.deregister(req.node_id)
+            return registry_pb2.HeartbeatResponse(known=False)
         self._catalog.heartbeat(req.node_id, req.load)
         return registry_pb2.HeartbeatResponse(known=True)
 
@@ -286,6 +311,9 @@ class RegistryServicer:
         self._charge(context)
         req = _parsed(request, "Deregister")
         validate_deregister(req)
+        if self._shared is not None:
+            with contextlib.suppress(RegistryStoreUnavailable):
+                await self._shared.pull(req.node_id)
         entry = self._catalog.get(req.node_id)
         if entry is None:  # already gone (TTL, or a goodbye said twice): nothing to do
             return registry_pb2.DeregisterResponse()
@@ -293,6 +321,8 @@ class RegistryServicer:
             raise self._static_refused(entry, Code.PERMISSION_DENIED)
         if not _holds(entry, _lease_of(metadata)):
             raise self._not_owner(entry, "deregister")
+        if self._shared is not None:
+            await self._shared.deregister(req.node_id, entry.lease_digest)
         self._catalog.deregister(req.node_id)
         log.info("node %s deregistered", req.node_id)
         return registry_pb2.DeregisterResponse()

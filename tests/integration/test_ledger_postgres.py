@@ -380,7 +380,7 @@ async def test_restart_costs_no_rows_and_an_outage_is_logged_not_raised(
         assert "pw-never-logged" not in caplog.text
 
 
-async def test_router_requests_land_as_rows_and_seed_budgets_after_restart(
+async def test_router_requests_land_as_rows_and_seed_shared_budgets_after_restart(
     fresh_postgres_url: str,
 ) -> None:
     auth = AuthSettings(
@@ -422,9 +422,15 @@ async def test_router_requests_land_as_rows_and_seed_budgets_after_restart(
     spent = sum(usage.cost_usd for usage, _ in answers.values())
     budgets = BudgetSettings(tenants={"*": TenantBudget(daily_usd=1.0)})
     async with mesh([fake_node_config("a")], auth=auth, ledger=ledger, budgets=budgets) as again:
-        figures = again.router.budgets.spent("acme")  # seeded from PostgreSQL at start
-    assert figures["day_spent_usd"] == pytest.approx(spent)
-    assert figures["month_spent_usd"] == pytest.approx(spent)
+        # Budgets on a PostgreSQL ledger are shared through it: the tenant's tally starts from
+        # the ledger's rows at its first budgeted request.
+        shared = again.router.shared.budgets if again.router.shared else None
+        assert shared is not None
+        after = await again.stub.Generate(request(EASY), metadata=key, timeout=30)
+        figures = await shared.spent("acme")
+    assert figures["day_spent_usd"] == pytest.approx(spent + after.usage.cost_usd)
+    assert figures["month_spent_usd"] == pytest.approx(spent + after.usage.cost_usd)
+    assert figures["reserved_usd"] == 0
 
 
 def test_fixture_skips_with_an_install_hint_when_postgres_is_missing(

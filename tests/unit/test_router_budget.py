@@ -8,9 +8,12 @@ import random
 
 import pytest
 
-from mesh.config import BudgetSettings, TenantBudget
+from mesh.config import BaselineSettings, BudgetSettings, TenantBudget
 from mesh.contract.errors import Code
+from mesh.router.accounting import Accounting
 from mesh.router.budget import BudgetExceeded, BudgetTracker
+from mesh.router.ledger import open_engine
+from mesh.router.shared_budgets import NO_HOLD, BudgetStoreUnavailable, SharedBudgets
 
 
 class FakeClock:
@@ -103,3 +106,53 @@ async def test_overspend_bounded_by_in_flight_when_actual_exceeds_estimate() -> 
     for res in holds:
         t.settle(res, 0.12)  # each ran 20 % over its estimate
     assert t.spent("acme")["day_spent_usd"] == pytest.approx(1.2)  # <= limit + in-flight excess
+
+
+# -- through Accounting ------------------------------------------------------------------------
+async def test_accounting_holds_raises_and_settles_in_process_with_its_ledger_row() -> None:
+    accounting = Accounting(_tracker(daily=1.0), BaselineSettings())
+    hold = await accounting.hold("acme", 0.4)
+    await accounting.raise_to(hold, 0.7)  # a dearer fallback
+    await accounting.raise_to(hold, 0.5)  # cheaper than held: nothing more
+    assert hold.amount_usd == pytest.approx(0.7) and len(hold.reservations) == 2
+    with pytest.raises(BudgetExceeded):
+        await accounting.raise_to(hold, 1.2)
+    assert hold.amount_usd == pytest.approx(0.7)  # holding as before
+    await accounting.settle(hold, 0.3, None)
+    assert accounting.budgets.spent("acme") == {
+        "day_spent_usd": pytest.approx(0.3),
+        "month_spent_usd": pytest.approx(0.3),
+        "reserved_usd": 0,
+    }
+    stopped = await accounting.hold("acme", 0.2)
+    accounting.settle_nowait(stopped, stopped.amount_usd)  # charged as held
+    assert accounting.budgets.spent("acme")["day_spent_usd"] == pytest.approx(0.5)
+
+
+async def test_shared_budgets_cost_no_round_trip_for_a_tenant_without_a_budget() -> None:
+    pytest.importorskip("asyncpg", reason="asyncpg not installed: pip install -e '.[postgres]'")
+    # Nothing listens on port 1: any use of the database fails at once.
+    engine = open_engine("postgresql+asyncpg://mesh@127.0.0.1:1/none", connect_timeout_s=1)
+    try:
+        for mode in ("closed", "open"):
+            settings = BudgetSettings(
+                tenants={"acme": TenantBudget(daily_usd=1.0)}, on_store_error=mode
+            )
+            store = SharedBudgets(engine, settings, where="nowhere", owner="unit")
+            accounting = Accounting(BudgetTracker(settings), BaselineSettings(), shared=store)
+            free = await accounting.hold("free", 0.5)
+            assert free.shared and not free.reservations and free.amount_usd == 0.5
+            await accounting.settle(free, 0.5, None)
+            if mode == "closed":
+                with pytest.raises(BudgetStoreUnavailable) as info:
+                    await accounting.hold("acme", 0.5)
+                assert info.value.code is Code.UNAVAILABLE and info.value.retryable
+                assert "127.0.0.1" not in info.value.message  # the database stays private
+            else:
+                unchecked = await accounting.hold("acme", 0.5)
+                assert [r.id for r in unchecked.reservations] == [NO_HOLD]
+                await accounting.settle(unchecked, 0.4, None)
+                assert store.unsettled == 1  # kept for when the database is back
+                await store.close()
+    finally:
+        await engine.dispose()

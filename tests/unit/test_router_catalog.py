@@ -54,6 +54,29 @@ def test_a_static_id_is_never_registered_over() -> None:
     assert cat.registered_count() == 0
 
 
+def test_mirrored_rows_keep_local_health_age_with_the_table_and_never_cover_static_ids() -> None:
+    clock = FakeClock()
+    cat = Catalog(ttl_s=10, clock=clock, wall_clock=clock)
+    cat.add_static("static-1", "10.0.0.1:50051", [CARD])
+    assert not cat.mirror("static-1", "h:9", [CARD], t.NodeLoad(), lease_digest=b"x", age_s=0)
+    assert cat.mirror("reg-1", "h:1", [CARD], t.NodeLoad(running=2), lease_digest=b"l", age_s=4)
+    entry = cat.get("reg-1")
+    assert entry is not None and not entry.static and entry.load.running == 2
+    assert cat.expires_in(entry) == 6  # seen 4 s ago through another replica
+    cat.set_health("reg-1", False)  # this replica's probe failed
+    cat.mirror("reg-1", "h:1", [CARD], t.NodeLoad(running=5), lease_digest=b"l", age_s=1)
+    assert not entry.healthy and entry.load.running == 5 and cat.expires_in(entry) == 9
+    cat.mirror("reg-1", "h:2", [CARD], t.NodeLoad(), lease_digest=b"new", age_s=0)
+    moved = cat.get("reg-1")
+    assert moved is not None and moved.healthy and moved.address == "h:2"  # a new registration
+    clock.now += 1
+    started = cat.now()  # a listing read now no longer has reg-1 (deregistered elsewhere)
+    clock.now += 1
+    cat.register("reg-2", "h:3", [CARD])  # through this replica after the listing was read
+    assert cat.forget_registered([], seen_before=started) == ["reg-1"]
+    assert [e.node_id for e in cat.entries()] == ["reg-2", "static-1"]
+
+
 def test_candidates_combine_health_and_availability() -> None:
     cat = Catalog()
     cat.register("a", "h:1", [CARD, t.ModelCard(model_id="other", tier=t.MODEL_TIER_LARGE)])

@@ -290,7 +290,7 @@ async def _routed(
         else BudgetSettings()
     )
     accounting = Accounting(BudgetTracker(budgets), BaselineSettings())
-    ctx.hold = accounting.hold("alice", ctx.decision.estimated_cost_usd)
+    ctx.hold = await accounting.hold("alice", ctx.decision.estimated_cost_usd)
     ctx.attempts = Attempts(made=1)
     upstream = Upstream(ctx.decision.chosen, None, INVALID_SPAN, time.perf_counter())
     return ctx, Settle(accounting, cache, metrics=None), accounting, cache, upstream
@@ -306,7 +306,7 @@ async def test_settle_charges_real_cost_and_caches_only_allowed_complete_answers
         reply = inference_pb2.GenerateResponse(
             text="Paris.", finish_reason=finish, usage=t.Usage(input_tokens=1000, output_tokens=100)
         )
-        route = settle.answered(
+        route = await settle.answered(
             ctx, upstream, reply, reply.text, allowed=allowed, route_span=INVALID_SPAN
         )
         await settle.drain()

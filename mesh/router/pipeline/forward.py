@@ -33,6 +33,7 @@ from mesh.router.budget import BudgetExceeded
 from mesh.router.catalog import Candidate
 from mesh.router.pipeline.attempts import Attempts
 from mesh.router.pipeline.context import RequestContext
+from mesh.router.shared_budgets import BudgetStoreUnavailable
 from mesh.router.upstream import UpstreamPool
 from mesh.telemetry import semconv as sc
 from mesh.v1 import inference_pb2
@@ -159,7 +160,7 @@ class Forwarder:
         decision, attempts = ctx.decision, ctx.attempts
         assert decision is not None and attempts is not None
         for cand in decision.ordered:
-            if not self._claim(ctx, cand, attempts):
+            if not await self._claim(ctx, cand, attempts):
                 continue
             attempts.made += 1
             span = self._attempt_span(ctx, cand, attempts.made, route_span)
@@ -257,16 +258,19 @@ class Forwarder:
         return None if event is grpc.aio.EOF else event  # type: ignore[no-any-return]
 
     # -- helpers ----------------------------------------------------------------------------
-    def _claim(self, ctx: RequestContext, cand: Candidate, attempts: Attempts) -> bool:
+    async def _claim(self, ctx: RequestContext, cand: Candidate, attempts: Attempts) -> bool:
         """Whether `cand` may be tried now: its breaker admits a call and the budget covers it."""
         assert ctx.decision is not None and ctx.hold is not None
         if not self.breakers.allow_request(cand.node_id):
             attempts.fail(cand, "breaker open")
             return False
         try:
-            self.accounting.raise_to(ctx.hold, ctx.decision.estimated_cost_for(cand))
+            await self.accounting.raise_to(ctx.hold, ctx.decision.estimated_cost_for(cand))
         except BudgetExceeded:
             attempts.fail(cand, "over budget")
+            return False
+        except BudgetStoreUnavailable:
+            attempts.fail(cand, "budget store unavailable")
             return False
         return True
 

@@ -120,7 +120,7 @@ class Pipeline:
                 reason=decision.reason,
                 estimated_cost_usd=decision.estimated_cost_usd,
             )
-            ctx.hold = self.accounting.hold(ctx.tenant, decision.estimated_cost_usd)
+            ctx.hold = await self.accounting.hold(ctx.tenant, decision.estimated_cost_usd)
             ctx.attempts = Attempts()
             forward = self.forwarder.stream if ctx.stream else self.forwarder.unary
             routed.upstream = await forward(ctx, span)
@@ -174,7 +174,7 @@ class Pipeline:
                 reply.route.CopyFrom(route)
             else:
                 assert upstream is not None
-                route = self.settle.answered(
+                route = await self.settle.answered(
                     ctx, upstream, reply, reply.text, allowed=allowed, route_span=routed.span
                 )
             if out is not None:
@@ -222,7 +222,7 @@ class Pipeline:
                             summary.finish_reason = _BLOCKED
                         await OutputGuards.audit_stream(ctx, window)
                     allowed = window is None or not window.blocked
-                    route = self.settle.answered(
+                    route = await self.settle.answered(
                         ctx,
                         upstream,
                         summary,

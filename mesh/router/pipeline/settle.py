@@ -52,7 +52,7 @@ class Settle:
         self._writes: set[asyncio.Task[bool]] = set()
 
     # -- answered by a node -----------------------------------------------------------------
-    def answered(
+    async def answered(
         self,
         ctx: RequestContext,
         upstream: Upstream,
@@ -62,7 +62,10 @@ class Settle:
         allowed: bool,
         route_span: Span,
     ) -> types_pb2.RouteInfo:
-        """Settle a request a node answered; returns its RouteInfo (also set on `result`)."""
+        """Settle a request a node answered; returns its RouteInfo (also set on `result`).
+
+        Waits for the budget settlement where budgets are shared (PostgreSQL), so the spend and
+        ledger row are stored before the answer is released."""
         used, usage = upstream.cand, result.usage
         sc.record_usage(
             upstream.span,
@@ -75,10 +78,8 @@ class Settle:
         )
         usage.cost_usd = self.accounting.cost(used.card, usage)
         route = self._route_info(ctx, used, usage)
-        if ctx.hold is not None:
-            self.accounting.settle(ctx.hold, usage.cost_usd)
-            ctx.hold = None
-        self._ledger(ctx, route, usage)
+        hold, ctx.hold = ctx.hold, None  # settled once, even if this request is cancelled now
+        await self.accounting.settle(hold, usage.cost_usd, self._row(ctx, route, usage))
         plan, decision = ctx.plan, ctx.decision
         assert plan is not None and decision is not None
         plan.policy.served(plan.route_request, used.node_id, used is not decision.chosen)
@@ -259,7 +260,7 @@ class Settle:
         """A request that ended without an answer: give its hold back, or keep it when tokens
         were generated past the commit point (charge the hold, never less)."""
         if ctx.hold is not None:
-            self.accounting.settle(ctx.hold, ctx.hold.amount_usd if committed else 0.0)
+            self.accounting.settle_nowait(ctx.hold, ctx.hold.amount_usd if committed else 0.0)
             ctx.hold = None
 
     def count(self, ctx: RequestContext, status: str, route: types_pb2.RouteInfo | None) -> None:
@@ -276,22 +277,24 @@ class Settle:
     def _ledger(
         self, ctx: RequestContext, route: types_pb2.RouteInfo, usage: types_pb2.Usage
     ) -> None:
+        self.accounting.record(self._row(ctx, route, usage))
+
+    @staticmethod
+    def _row(ctx: RequestContext, route: types_pb2.RouteInfo, usage: types_pb2.Usage) -> LedgerRow:
         tier = ctx.plan.route_request.needed_tier if ctx.plan is not None else route.tier
-        self.accounting.record(
-            LedgerRow(
-                request_id=ctx.request_id,
-                tenant=ctx.tenant,
-                node_id=route.node_id,
-                model=route.model,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cost_usd=usage.cost_usd,
-                baseline_cost_usd=route.baseline_cost_usd,
-                cache_hit=route.cache_hit,
-                policy=route.policy,
-                attempts=route.attempts,
-                guard_policy_version=ctx.guards.version if ctx.guards is not None else "",
-                estimated_cost_usd=route.estimated_cost_usd,
-                tier=tier_name(tier),
-            )
+        return LedgerRow(
+            request_id=ctx.request_id,
+            tenant=ctx.tenant,
+            node_id=route.node_id,
+            model=route.model,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cost_usd=usage.cost_usd,
+            baseline_cost_usd=route.baseline_cost_usd,
+            cache_hit=route.cache_hit,
+            policy=route.policy,
+            attempts=route.attempts,
+            guard_policy_version=ctx.guards.version if ctx.guards is not None else "",
+            estimated_cost_usd=route.estimated_cost_usd,
+            tier=tier_name(tier),
         )
