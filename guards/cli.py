@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mesh.cli.options import json_option, target_option
+from mesh.cli.options import client_tls_options, json_option, target_option
 from mesh.cli.since import since_option
 
 if TYPE_CHECKING:
     from guards.policy_store import PolicyStore
+    from mesh.config import ClientTls
 
 
 @click.group("policy")
@@ -93,16 +94,16 @@ async def _run_cases(store: PolicyStore, rows: list[dict[str, Any]]) -> list[str
 @target_option("--address")
 @click.option("--admin-key", envvar="MESH_ADMIN_KEY", required=True, help="or MESH_ADMIN_KEY")
 @click.option("--dry-run", is_flag=True, help="validate on the server, do not install")
-def apply(file: Path, target: str, admin_key: str, dry_run: bool) -> None:
+@client_tls_options
+def apply(file: Path, target: str, admin_key: str, dry_run: bool, tls: ClientTls | None) -> None:
     """Install FILE on a running router through PolicyService.ApplyPolicy."""
-    import grpc.aio
-
+    from mesh.client import open_channel
     from mesh.v1 import policy_pb2, policy_pb2_grpc
 
     text = file.read_text(encoding="utf-8")
 
     async def call() -> policy_pb2.ApplyPolicyResponse:
-        async with grpc.aio.insecure_channel(target) as channel:
+        async with open_channel(target, tls) as channel:
             stub = policy_pb2_grpc.PolicyServiceStub(channel)  # type: ignore[no-untyped-call]
             request = policy_pb2.ApplyPolicyRequest(policy_yaml=text, dry_run=dry_run)
             response: policy_pb2.ApplyPolicyResponse = await stub.ApplyPolicy(

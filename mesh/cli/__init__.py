@@ -53,6 +53,9 @@ COMMANDS = {
         "mesh.router.cli:route_eval_command",
         "Route a labelled JSONL file and report cost vs always-frontier and mis-routing rates.",
     ),
+    "certs": LazyCommand(
+        "mesh.cli.certs:certs", "Certificates for TLS and mutual TLS between mesh processes."
+    ),
     "keys": LazyCommand(
         "mesh.router.cli:keys_command", "API keys for mesh.yaml (stored only as SHA-256 hashes)."
     ),
