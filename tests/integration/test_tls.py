@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import re
 import shutil
 import socket
 import ssl
@@ -151,15 +152,15 @@ def engine(node: NodeRuntime) -> FakeEngine:
 
 def router_config(**fields: Any) -> RouterConfig:
     """A router with nothing under test switched on (guards, cache, ledger, MiniLM)."""
-    return RouterConfig(
-        listen="127.0.0.1:0",
-        health_interval_s=0.2,
-        guards=GuardSettings(enabled=False),
-        cache=CacheSettings(enabled=False),
-        ledger=LedgerSettings(enabled=False),
-        routing=RoutingSettings(estimator=EstimatorSettings(embeddings=False)),
-        **fields,
-    )
+    base: dict[str, Any] = {
+        "listen": "127.0.0.1:0",
+        "health_interval_s": 0.2,
+        "guards": GuardSettings(enabled=False),
+        "cache": CacheSettings(enabled=False),
+        "ledger": LedgerSettings(enabled=False),
+        "routing": RoutingSettings(estimator=EstimatorSettings(embeddings=False)),
+    }
+    return RouterConfig(**(base | fields))
 
 
 @contextlib.asynccontextmanager
@@ -191,7 +192,7 @@ async def generate(address: str, creds: grpc.ChannelCredentials | None) -> Any:
         return reply
 
 
-# --- 1. a node serving mutual TLS --------------------------------------------------------------
+# --- 1. a node serving mutual TLS -----------------------------------------------------------------
 async def test_a_mutual_tls_node_takes_inference_calls_only_from_mesh_ca_certificates(
     pki: Pki,
 ) -> None:
@@ -227,7 +228,7 @@ async def test_a_server_refuses_to_start_on_an_expired_or_mismatched_certificate
         await node.stop(0)
 
 
-# --- 2. rotation without a restart ---------------------------------------------------------------
+# --- 2. rotation without a restart ----------------------------------------------------------------
 async def test_rotated_files_reach_new_connections_and_open_ones_keep_working(
     pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -272,7 +273,7 @@ async def test_rotated_files_reach_new_connections_and_open_ones_keep_working(
         await opened.close()
 
 
-# --- 3. router -> node over mutual TLS, end to end -----------------------------------------------
+# --- 3. router -> node over mutual TLS, end to end ------------------------------------------------
 async def test_router_to_node_mutual_tls_end_to_end(pki: Pki) -> None:
     mesh, foreign = pki.mesh, pki.foreign
     good = fake_node("good", server_tls(mesh.node, mesh.ca_file))
@@ -299,7 +300,47 @@ async def test_router_to_node_mutual_tls_end_to_end(pki: Pki) -> None:
             assert await generate(router.address, None) == REFUSED
 
 
-# --- 4. registration over TLS, with the node certificate as the credential -----------------------
+async def test_the_routers_channels_to_nodes_follow_rotated_files(pki: Pki, tmp_path: Path) -> None:
+    """The router's own CA, certificate and key rotate (here: to the foreign PKI, so nothing
+    old can pass) and its node restarts with the new PKI on the same port: the router's
+    channel reconnects with the new files, without a router restart."""
+    files = tmp_path / "router-upstream"
+    files.mkdir()
+    upstream = ClientTls(
+        ca_file=files / "ca.pem", cert_file=files / "cert.pem", key_file=files / "key.pem"
+    )
+
+    def install(pki_files: DevCerts) -> None:
+        shutil.copy(pki_files.ca_file, files / "ca.pem")
+        shutil.copy(pki_files.router.cert_file, files / "cert.pem")
+        shutil.copy(pki_files.router.key_file, files / "key.pem")
+
+    install(pki.mesh)
+    router = RouterRuntime(router_config(upstream_tls=upstream))
+    listen = f"127.0.0.1:{_free_port()}"
+    node = fake_node("n1", server_tls(pki.mesh.node, pki.mesh.ca_file), listen=listen)
+    await node.start()
+    router.add_upstream("n1", node.address)
+    async with running(router):
+        assert (await generate(router.address, None)).route.node_id == "n1"
+        await node.stop(0)
+        assert await wait_until(lambda: not router.catalog.get("n1").healthy)  # type: ignore[union-attr]
+        install(pki.foreign)
+        renewed = fake_node("n1", server_tls(pki.foreign.node, pki.foreign.ca_file), listen=listen)
+        async with running(renewed):
+            assert await wait_until(lambda: router.catalog.get("n1").healthy)  # type: ignore[union-attr]
+            reply = await generate(router.address, None)
+            assert isinstance(reply, inference_pb2.GenerateResponse)
+            assert reply.route.node_id == "n1" and engine(renewed).completed == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- 4. registration over TLS, with the node certificate as the credential ------------------------
 async def test_a_node_registers_over_tls_with_its_certificate_and_leases_still_hold(
     pki: Pki, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -365,6 +406,43 @@ async def test_a_node_registers_over_tls_with_its_certificate_and_leases_still_h
             assert router.catalog.get("joined") is not None
 
 
+async def test_the_registration_channel_follows_rotated_files(pki: Pki, tmp_path: Path) -> None:
+    """The router restarts on the same port with a certificate from another CA, and the node's
+    CA file rotates with it: the node registers again over a channel with the new CA."""
+    token_file = tmp_path / "token"
+    token_file.write_text("tls-registration-token-5c1e9a")
+    ca_copy = tmp_path / "router-ca.pem"
+    shutil.copy(pki.mesh.ca_file, ca_copy)
+    listen = f"127.0.0.1:{_free_port()}"
+
+    def router(pki_files: DevCerts) -> RouterRuntime:
+        return RouterRuntime(
+            router_config(
+                listen=listen,
+                tls=server_tls(pki_files.router, None),
+                registry=RegistrySettings(token_file=token_file, heartbeat_interval_s=0.2, ttl_s=2),
+            )
+        )
+
+    first = router(pki.mesh)
+    await first.start()
+    node = fake_node(
+        "n1",
+        None,
+        router_address=listen,
+        heartbeat_interval_s=0.2,
+        router_token_file=token_file,
+        router_tls=ClientTls(ca_file=ca_copy),
+    )
+    async with running(node):
+        assert await wait_until(lambda: first.catalog.get("n1") is not None, timeout_s=20)
+        await first.stop(0)
+        shutil.copy(pki.foreign.ca_file, ca_copy)
+        second = router(pki.foreign)
+        async with running(second):
+            assert await wait_until(lambda: second.catalog.get("n1") is not None, timeout_s=30)
+
+
 async def test_a_plaintext_node_cannot_register_with_a_tls_router(
     pki: Pki, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -381,10 +459,12 @@ async def test_a_plaintext_node_cannot_register_with_a_tls_router(
         async with running(node):
             assert node.registration is not None
             assert await wait_until(lambda: node.registration.consecutive_failures >= 2)
-            assert node.registration.failure == "unreachable" and router.catalog.get("plain") is None
+            assert (
+                node.registration.failure == "unreachable" and router.catalog.get("plain") is None
+            )
 
 
-# --- 5. the HTTP front over TLS, with the openai SDK ---------------------------------------------
+# --- 5. the HTTP front over TLS, with the openai SDK ----------------------------------------------
 def _http_client(ca: Path, client: CertFiles | None) -> httpx.AsyncClient:
     context = ssl.create_default_context(cafile=str(ca))
     if client is not None:
@@ -441,7 +521,7 @@ async def test_the_http_front_serves_mutual_tls_to_the_openai_sdk_and_rotates(pk
             )
 
 
-# --- 6. plaintext off loopback is refused at start -------------------------------------------------
+# --- 6. plaintext off loopback is refused at start ------------------------------------------------
 async def test_plaintext_off_loopback_is_refused_before_anything_binds(
     pki: Pki, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -454,13 +534,17 @@ async def test_plaintext_off_loopback_is_refused_before_anything_binds(
     await router.stop(0)
 
     exposed_http = RouterRuntime(router_config(http=HttpSettings(listen="0.0.0.0:0")))
-    with pytest.raises(PlaintextOffLoopback, match="HTTP front would listen on 0.0.0.0:0"):
+    with pytest.raises(
+        PlaintextOffLoopback, match=re.escape("HTTP front would listen on 0.0.0.0:0")
+    ):
         await exposed_http.start()
     assert exposed_http.address == ""
     await exposed_http.stop(0)
 
     node = fake_node("exposed", None, listen="0.0.0.0:0")
-    with pytest.raises(MeshError, match="node exposed would listen on 0.0.0.0:0") as refused:
+    with pytest.raises(
+        MeshError, match=re.escape("node exposed would listen on 0.0.0.0:0")
+    ) as refused:
         await node.start()
     assert refused.value.reason == "PLAINTEXT_OFF_LOOPBACK" and node.address == ""
     await node.stop(0)
