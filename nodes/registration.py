@@ -71,6 +71,11 @@ def _refusal_hint(details: ErrorDetails, *, has_token: bool) -> str:
     """What the operator should know about a refusal, for the one log line."""
     if details.reason in _REFUSAL_HINTS:
         return _REFUSAL_HINTS[details.reason]
+    if details.reason == "NODE_CERTIFICATE_REQUIRED":
+        return (
+            "the router takes node certificates as the registration credential and this node "
+            "presented none it accepts (router_tls cert_file/key_file; --router-tls-cert)"
+        )
     if details.reason in ("NODE_TOKEN_MISSING", "NODE_TOKEN_REJECTED"):
         if has_token:
             return "the router does not accept this node's registration token"

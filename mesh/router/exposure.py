@@ -11,6 +11,7 @@ because `--listen` and the token's environment variable are only known then.
 from __future__ import annotations
 
 from mesh.config import RouterConfig
+from mesh.config.tls import plaintext_exposed
 from mesh.contract.tls import refuse_plaintext_off_loopback
 
 SWITCH = "router.insecure: true"
@@ -19,23 +20,21 @@ SWITCH = "router.insecure: true"
 def refuse_plaintext_router(config: RouterConfig, listen: str) -> None:
     """Raise PlaintextOffLoopback for a listener exposed in plaintext (see the module doc).
 
-    Reads the registration token (TokenUnavailable names a broken source).
+    Reads the registration token when a door is exposed (TokenUnavailable names a broken
+    source).
     """
-    if config.insecure:
-        return
-    _, token = config.registry.resolved_mode()
-    if token is not None:
-        return
-    also = "and without a registration token"
-    refuse_plaintext_off_loopback(
-        "the router", listen, config.tls, insecure=False, also=also, switch=SWITCH
-    )
+    doors = [("the router", listen, config.tls)]
     if config.http.listen is not None:
-        refuse_plaintext_off_loopback(
-            "the router's HTTP front",
-            config.http.listen,
-            config.http.tls,
-            insecure=False,
-            also=also,
-            switch=SWITCH,
-        )
+        doors.append(("the router's HTTP front", config.http.listen, config.http.tls))
+    exposed = [door for door in doors if plaintext_exposed(door[1], door[2], config.insecure)]
+    if not exposed or config.registry.resolved_mode()[1] is not None:
+        return
+    what, address, tls = exposed[0]
+    refuse_plaintext_off_loopback(
+        what,
+        address,
+        tls,
+        insecure=False,
+        also="and without a registration token",
+        switch=SWITCH,
+    )

@@ -8,6 +8,7 @@ is the flags, the files and the handshakes, not a model.
 from __future__ import annotations
 
 import asyncio
+import os
 import stat
 from pathlib import Path
 
@@ -79,3 +80,16 @@ def test_a_node_off_loopback_in_plaintext_or_with_a_missing_certificate_is_one_l
     assert f"cannot read certificate {missing}" in _one_mesh_line(broken.stderr)
     half = run_mesh("node", "--engine", "fake", "--tls-key", str(missing))
     assert half.returncode == 2 and "tls.cert_file" in _one_mesh_line(half.stderr)
+
+
+def test_mesh_up_off_loopback_in_plaintext_is_refused_before_any_engine_loads(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "mesh.yaml"
+    config.write_text("router: {listen: '127.0.0.1:0'}\nnodes: [{id: n1, engine: fake}]\n")
+    env = {k: v for k, v in os.environ.items() if k != "MESH_REGISTRY_TOKEN"}
+    out = run_mesh("up", "--config", str(config), "--listen", "0.0.0.0:0", env=env)
+    assert out.returncode == 2
+    line = _one_mesh_line(out.stderr)
+    assert line.startswith("mesh: FAILED_PRECONDITION (PLAINTEXT_OFF_LOOPBACK): the router ")
+    assert "router.insecure: true" in line and "node n1 serving" not in out.stderr

@@ -16,7 +16,15 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from pydantic import ValidationError
 
 from mesh.cli import cli
-from mesh.config import ClientTls, HttpSettings, RegistrySettings, RouterConfig, ServerTls
+from mesh.config import (
+    ClientTls,
+    ConfigError,
+    HttpSettings,
+    RegistrySettings,
+    RouterConfig,
+    ServerTls,
+    parse_config,
+)
 from mesh.contract.node_token import NODE_TOKEN_HEADER, NodeToken
 from mesh.contract.tls import (
     ChannelCredentialsSource,
@@ -226,3 +234,16 @@ def test_broken_tls_files_are_named_never_quoted(tmp_path: Path) -> None:
         with pytest.raises(TlsUnavailable, match=fault) as info:
             ChannelCredentialsSource(tls, "unit").load()
         assert "BEGIN" not in str(info.value) and str(info.value).startswith("unit: ")
+
+
+def test_mesh_yaml_router_and_its_nodes_agree_on_tls(tmp_path: Path) -> None:
+    tls = f"{{cert_file: {tmp_path}/n.pem, key_file: {tmp_path}/n-key.pem}}"
+    upstream = f"{{ca_file: {tmp_path}/ca.pem}}"
+    with pytest.raises(ConfigError, match=r"nodes\[0\]\.tls is set but router\.upstream_tls"):
+        parse_config(f"nodes: [{{id: n1, engine: fake, tls: {tls}}}]")
+    with pytest.raises(ConfigError, match=r"router\.upstream_tls is set but nodes\[0\]\.tls"):
+        parse_config(f"router: {{upstream_tls: {upstream}}}\nnodes: [{{id: n1, engine: fake}}]")
+    both = parse_config(
+        f"router: {{upstream_tls: {upstream}}}\nnodes: [{{id: n1, engine: fake, tls: {tls}}}]"
+    )
+    assert both.nodes[0].tls is not None
