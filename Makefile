@@ -48,6 +48,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
+# The reliability suite at length: a 10-minute 32-stream soak, ten times the fuzz examples.
+.PHONY: soak
+soak: $(STAMP)
+	MESH_SOAK_S=600 MESH_FUZZ_EXAMPLES=200 $(BIN)/python -m pytest tests/reliability
+
 lint: $(STAMP)
 	$(BIN)/ruff check mesh guards nodes tests benchmarks
 	$(BIN)/mypy

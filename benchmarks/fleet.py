@@ -91,11 +91,19 @@ class Fleet:
         return self.start(name, args, grpc_ready(address))
 
     def router(
-        self, name: str, kind: str, address: str, upstreams: Sequence[tuple[str, str]]
+        self,
+        name: str,
+        kind: str,
+        address: str,
+        upstreams: Sequence[tuple[str, str]],
+        http_listen: str | None = None,
     ) -> int:
+        """A `mesh router`; with `http_listen`, its OpenAI-compatible HTTP front too."""
         config = self.workdir / f"router-{name.replace(' ', '-')}.yaml"
         config.write_text(router_config(kind, upstreams))
         args = mesh_command("router", "--config", str(config), "--listen", address)
+        if http_listen:
+            args += ["--http-listen", http_listen]
         return self.start(name, args, grpc_ready(address))
 
     def relay(self, name: str, address: str, target: str) -> int:

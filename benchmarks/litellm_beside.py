@@ -7,13 +7,16 @@ upstream (benchmarks.fake_openai), in the same interleaved rounds:
      telemetry off, a master key) -> upstream;
 - B: client (gRPC) -> `mesh bridge --provider openai-compatible` -> upstream (the bridge's share);
 - M: client (gRPC) -> `mesh router` (shipped default config, distinct prompts) -> the bridge
-     -> upstream.
+     -> upstream;
+- H: client (HTTP, the same aiohttp client as A and L) -> the same router's OpenAI-compatible
+     HTTP front -> the bridge -> upstream: LiteLLM's own wire format, client for client.
 
 Each path's added latency over A (p50, p99), throughput at concurrency 1/8/32, CPU ms per
 request of each process and RSS. The gRPC paths' added time includes the difference between a
-gRPC and an HTTP client. Targets (issue 12): the mesh's added p50 <= 0.5 x LiteLLM's; its c32
-throughput >= 3 x LiteLLM's. Without a LiteLLM venv (no index, pip failure) the suite says so in
-one line and measures nothing.
+gRPC and an HTTP client. Targets (issues 12 and 17): the mesh's added p50 <= 0.5 x LiteLLM's
+and its c32 throughput >= 3 x LiteLLM's, through the gRPC door and through the HTTP front.
+Without a LiteLLM venv (no index, pip failure) the suite says so in one line and measures
+nothing.
 
 Run: python -m benchmarks.litellm_beside [--quick]
 """
@@ -80,6 +83,7 @@ class HttpPath:
     url: str
     prompts: Iterator[str]
     key: str = ""
+    model: str = FAKE_MODEL
     processes: dict[str, int] = field(default_factory=dict)
     sent: int = 0
     cache_hits: int = 0
@@ -87,7 +91,7 @@ class HttpPath:
 
     async def call(self) -> bool:
         body = {
-            "model": FAKE_MODEL,
+            "model": self.model,
             "messages": [{"role": "user", "content": next(self.prompts)}],
             "max_tokens": 16,
             "temperature": 0.0,
@@ -110,6 +114,7 @@ class Endpoints:
     upstream_url: str
     litellm_url: str
     master_key: str
+    router_http_url: str
 
 
 def start(f: Fleet, python: Path) -> Endpoints:
@@ -144,13 +149,17 @@ def start(f: Fleet, python: Path) -> Endpoints:
     bridge_args += ["--max-concurrent", "64"]  # LiteLLM has no such cap: neither queues at c32
     bridge_pid = f.start("bridge", bridge_args, grpc_ready(bridge), **{UPSTREAM_KEY_ENV: "fake"})
     router = loopback()
-    router_pid = f.router("router", "default", router, [(BRIDGE_ID, bridge)])
+    router_http = f"http://{loopback()}"
+    router_pid = f.router(
+        "router", "default", router, [(BRIDGE_ID, bridge)], router_http.removeprefix("http://")
+    )
+    f.pids.update(router=router_pid, bridge=bridge_pid)
     f.pids.update(upstream=upstream_pid, litellm=litellm_pid)
     grpc_paths: Started = {
         "B bridge": (bridge, {"bridge": bridge_pid, "upstream": upstream_pid}),
         "M mesh": (router, {"router": router_pid, "bridge": bridge_pid, "upstream": upstream_pid}),
     }
-    return Endpoints(grpc_paths, upstream, litellm_url, master_key)
+    return Endpoints(grpc_paths, upstream, litellm_url, master_key, router_http)
 
 
 def run(plan: Plan, python: Path) -> dict[str, PathResult]:
@@ -183,6 +192,18 @@ def run(plan: Plan, python: Path) -> dict[str, PathResult]:
                         processes={"litellm": f.pids["litellm"], "upstream": f.pids["upstream"]},
                     ),
                     **grpc_paths,
+                    "H mesh http": HttpPath(
+                        session,
+                        at.router_http_url + "/v1/chat/completions",
+                        # Not M's prompts: the same router would answer them from its cache.
+                        (f"{p} Keep it short." for p in distinct_prompts(seed=11)),
+                        model="auto",
+                        processes={
+                            "router": f.pids["router"],
+                            "bridge": f.pids["bridge"],
+                            "upstream": f.pids["upstream"],
+                        },
+                    ),
                 }
                 return await measure_unary(paths, plan)
 
@@ -190,9 +211,10 @@ def run(plan: Plan, python: Path) -> dict[str, PathResult]:
 
 
 def rows(r: dict[str, PathResult]) -> list[Row]:
-    a, lite, mesh = r["A direct"], r["L litellm"], r["M mesh"]
+    a, lite, mesh, http = r["A direct"], r["L litellm"], r["M mesh"], r["H mesh http"]
     h_l = paired_added(lite.latency, a.latency)
     h_m = paired_added(mesh.latency, a.latency)
+    h_h = paired_added(http.latency, a.latency)
     return [
         Row(
             "default config: added p50 vs LiteLLM's",
@@ -203,6 +225,16 @@ def rows(r: dict[str, PathResult]) -> list[Row]:
             "default config: c32 throughput vs LiteLLM's",
             f"{mesh['rps_c32']:.0f} / {lite['rps_c32']:.0f} rps",
             ratio(mesh["rps_c32"], lite["rps_c32"]), 3.0, ">=",
+        ),
+        Row(
+            "HTTP front (default config): added p50 vs LiteLLM's",
+            f"mesh http +{h_h:.2f} ms / LiteLLM +{h_l:.2f} ms",
+            ratio(h_h, h_l), 0.5, "<=",
+        ),
+        Row(
+            "HTTP front (default config): c32 throughput vs LiteLLM's",
+            f"{http['rps_c32']:.0f} / {lite['rps_c32']:.0f} rps",
+            ratio(http["rps_c32"], lite["rps_c32"]), 3.0, ">=",
         ),
     ]  # fmt: skip
 
@@ -230,7 +262,7 @@ def report(r: dict[str, PathResult], plan: Plan) -> None:
     print(text_table(head, body))
     print(
         f"upstream (fake, aiohttp) RSS idle {a['idle_mb_upstream']:.0f} MB; + = added over A; "
-        "B and M use a gRPC client, A and L an HTTP one; " + cpu_note(plan.throughput_requests)
+        "B and M use a gRPC client, A, L and H an HTTP one; " + cpu_note(plan.throughput_requests)
     )
 
 

@@ -1,7 +1,10 @@
 """Audit log of guard decisions (SQLAlchemy 2 async; SQLite by default, Postgres by URL).
 
-Stored: every non-allow verdict, monitored would-be verdicts included, with a sha256 of the
-checked text. The text itself only when the policy sets `store_content: true`.
+Stored: every non-allow verdict, monitored would-be verdicts included (a guard that failed
+under `on_error: open` is a flag with a GUARD_ERROR finding), with a sha256 of the checked
+text. The text itself only when the policy sets `store_content: true`. And every ApplyPolicy
+call (`policy_changes`): who, dry run or not, the versions before and after, and whether it
+was applied, validated, refused as invalid or denied to the caller.
 
 Bounded while the router runs (`router.guards.audit_retention_days`, `audit_max_rows`): a
 background task, started by the first write, deletes rows past the age every
@@ -24,7 +27,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import DateTime, Index, String, Text, and_, delete, func, or_, select
+from sqlalchemy import Boolean, DateTime, Index, String, Text, and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -65,6 +68,42 @@ class GuardDecisionRow(_Base):
         Index("ix_guard_decisions_time", "decided_at", "id"),
         Index("ix_guard_decisions_tenant", "tenant", "decided_at"),
     )
+
+
+class PolicyChangeRow(_Base):
+    """One ApplyPolicy call. Few (people make them), so kept apart from the decisions, whose
+    row bound would otherwise push them out."""
+
+    __tablename__ = "policy_changes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    changed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    actor: Mapped[str] = mapped_column(String(160))
+    tenant: Mapped[str] = mapped_column(String(128), default="")
+    dry_run: Mapped[bool] = mapped_column(Boolean)
+    outcome: Mapped[str] = mapped_column(String(16))
+    version_before: Mapped[str] = mapped_column(String(64), default="")
+    version_after: Mapped[str] = mapped_column(String(64), default="")
+    source: Mapped[str] = mapped_column(String(64), default="api")
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+@dataclass(frozen=True)
+class PolicyChange:
+    """An ApplyPolicy call as audited. `outcome`: applied | validated (dry run) | invalid
+    (the policy was refused) | denied (the caller was); `actor` "admin-key", "api-key:NAME"
+    or "" when the caller was not identified; `reason`: why it was refused."""
+
+    actor: str
+    dry_run: bool
+    outcome: str
+    version_before: str
+    version_after: str = ""
+    tenant: str = ""
+    source: str = "api"
+    reason: str = ""
+    changed_at: dt.datetime | None = None
+    id: str = ""
 
 
 @dataclass(frozen=True)
@@ -264,6 +303,50 @@ class AuditLog:
                 session.add_all(rows)
             self._wrote(len(rows))
         return len(rows)
+
+    async def record_policy_change(self, change: PolicyChange) -> None:
+        """Store one ApplyPolicy call (never pruned by the decision bounds)."""
+        row = PolicyChangeRow(
+            id=str(uuid.uuid4()),
+            changed_at=change.changed_at or dt.datetime.now(dt.UTC),
+            actor=change.actor[:160],
+            tenant=change.tenant[:128],
+            dry_run=change.dry_run,
+            outcome=change.outcome,
+            version_before=change.version_before,
+            version_after=change.version_after,
+            source=change.source[:64],
+            reason=change.reason[:500],
+        )
+        async with self._sessions() as session, session.begin():
+            session.add(row)
+
+    async def policy_changes(
+        self, *, since: dt.datetime | None = None, limit: int = DEFAULT_PAGE_SIZE
+    ) -> list[PolicyChange]:
+        """ApplyPolicy calls, newest first."""
+        stmt = select(PolicyChangeRow)
+        if since is not None:
+            stmt = stmt.where(PolicyChangeRow.changed_at >= _utc(since))
+        size = DEFAULT_PAGE_SIZE if limit <= 0 else min(limit, MAX_PAGE_SIZE)
+        stmt = stmt.order_by(PolicyChangeRow.changed_at.desc(), PolicyChangeRow.id.desc())
+        async with self._sessions() as session:
+            rows = list((await session.scalars(stmt.limit(size))).all())
+        return [
+            PolicyChange(
+                actor=r.actor,
+                dry_run=r.dry_run,
+                outcome=r.outcome,
+                version_before=r.version_before,
+                version_after=r.version_after,
+                tenant=r.tenant,
+                source=r.source,
+                reason=r.reason,
+                changed_at=_utc(r.changed_at),
+                id=r.id,
+            )
+            for r in rows
+        ]
 
     async def query(self, q: DecisionQuery) -> tuple[list[Decision], str]:
         """A page of decisions, newest first, and the token of the next page ("" on the last)."""

@@ -87,12 +87,15 @@ async def _outcome(built: BuiltGuard, stage: Stage, check: Check) -> GuardOutcom
     try:
         verdict = await _run_one(built, check)
     except GuardFailure as failure:
-        log.warning("guard %s failed (%s); on_error=%s", spec.name, failure, spec.on_error)
-        failed = (
-            Verdict.block([Finding("GUARD_ERROR", 0, 0, 1.0)])
-            if spec.on_error == "closed"
-            else Verdict.allow()
+        # The type only: a validator's message can quote the checked text.
+        log.warning(
+            "guard %s failed (%s); on_error=%s", spec.name, failure.error_type, spec.on_error
         )
+        # on_error closed blocks; open lets the text pass, flagged: an allow here would read,
+        # in the verdicts and the audit log, as if the guard had checked the text and found
+        # nothing (a validator raising on every call then allowed every request unseen).
+        error = [Finding("GUARD_ERROR", 0, 0, 1.0)]
+        failed = Verdict.block(error) if spec.on_error == "closed" else Verdict.flag(error)
         return GuardOutcome(
             spec.name,
             stage,

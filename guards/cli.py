@@ -17,12 +17,35 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mesh.cli.options import client_tls_options, json_option, target_option
+from mesh.cli.options import (
+    api_key_option,
+    client_tls_options,
+    config_option,
+    json_option,
+    target_option,
+)
 from mesh.cli.since import since_option
 
 if TYPE_CHECKING:
+    from guards.audit import PolicyChange
+    from guards.policy_loader import LoadRules
     from guards.policy_store import PolicyStore
     from mesh.config import ClientTls
+
+_RULES_HELP = (
+    "mesh.yaml whose router.guards.validator_modules a `module:Class` must match. "
+    "Default: guardrails_ai.* and guardrails.hub.*"
+)
+
+
+def _rules(config_path: str | None) -> LoadRules:
+    """The operator's load rules: from --config's router.guards, else the defaults."""
+    from guards.policy_loader import DEFAULT_RULES, LoadRules
+    from mesh.cli.options import load_mesh_config
+
+    if config_path is None:
+        return DEFAULT_RULES
+    return LoadRules.of(load_mesh_config(config_path).router.guards)
 
 
 @click.group("policy")
@@ -32,24 +55,29 @@ def policy() -> None:
 
 @policy.command("lint")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def lint(file: Path) -> None:
-    """Validate FILE; prints its version, or file:line, field and reason (exit 2)."""
-    from guards.policy_loader import load_policy
+@config_option(help=_RULES_HELP)
+def lint(file: Path, config_path: str | None) -> None:
+    """Validate FILE; prints its version, or file:line, field and reason (exit 2).
 
-    loaded = load_policy(file.read_text(encoding="utf-8"), str(file))
+    Checks what the router checks, with no side effect: a `use: module:Class` outside the
+    allow-list is refused before anything is imported."""
+    from guards.policy_loader import load_policy, read_policy_file
+
+    rules = _rules(config_path)
+    loaded = load_policy(read_policy_file(file, rules), str(file), rules)
     click.echo(f"ok {loaded.version} ({len(loaded.policy.guards)} guards)")
 
 
 @policy.command("test")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("cases", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def test(file: Path, cases: Path) -> None:
+@config_option(help=_RULES_HELP)
+def test(file: Path, cases: Path, config_path: str | None) -> None:
     """Run CASES.jsonl ({"text", "expect": allow|block|redact|flag, "stage"?, "tenant"?,
     "redacted"?}) against FILE; prints a diff per mismatch and exits 1 if any."""
-    from guards.policy_loader import load_policy
     from guards.policy_store import PolicyStore
 
-    store = PolicyStore(load_policy(file.read_text(encoding="utf-8"), str(file)))
+    store = PolicyStore.from_file(file, rules=_rules(config_path))
     rows = [
         json.loads(line) for line in cases.read_text(encoding="utf-8").splitlines() if line.strip()
     ]
@@ -92,22 +120,38 @@ async def _run_cases(store: PolicyStore, rows: list[dict[str, Any]]) -> list[str
 @policy.command("apply")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @target_option("--address")
-@click.option("--admin-key", envvar="MESH_ADMIN_KEY", required=True, help="or MESH_ADMIN_KEY")
+@click.option("--admin-key", envvar="MESH_ADMIN_KEY", default=None, help="or MESH_ADMIN_KEY")
+@api_key_option
 @click.option("--dry-run", is_flag=True, help="validate on the server, do not install")
 @client_tls_options
-def apply(file: Path, target: str, admin_key: str, dry_run: bool, tls: ClientTls | None) -> None:
-    """Install FILE on a running router through PolicyService.ApplyPolicy."""
+def apply(
+    file: Path,
+    target: str,
+    admin_key: str | None,
+    api_key: str | None,
+    dry_run: bool,
+    tls: ClientTls | None,
+) -> None:
+    """Install FILE on a running router through PolicyService.ApplyPolicy, as the admin key
+    or an API key with `admin: true` (the admin key wins when both are given)."""
+    from guards.policy_loader import read_policy_file
     from mesh.client import open_channel
     from mesh.v1 import policy_pb2, policy_pb2_grpc
 
-    text = file.read_text(encoding="utf-8")
+    if admin_key is not None:
+        metadata = (("x-admin-key", admin_key),)
+    elif api_key is not None:
+        metadata = (("x-api-key", api_key),)
+    else:
+        raise click.UsageError("give --admin-key (MESH_ADMIN_KEY) or an admin --api-key")
+    text = read_policy_file(file)
 
     async def call() -> policy_pb2.ApplyPolicyResponse:
         async with open_channel(target, tls) as channel:
             stub = policy_pb2_grpc.PolicyServiceStub(channel)  # type: ignore[no-untyped-call]
             request = policy_pb2.ApplyPolicyRequest(policy_yaml=text, dry_run=dry_run)
             response: policy_pb2.ApplyPolicyResponse = await stub.ApplyPolicy(
-                request, metadata=(("x-admin-key", admin_key),), timeout=30
+                request, metadata=metadata, timeout=30
             )
             return response
 
@@ -127,8 +171,19 @@ def apply(file: Path, target: str, admin_key: str, dry_run: bool, tls: ClientTls
 @click.option("--tenant", default="")
 @click.option("--limit", default=50, show_default=True)
 @click.option("--page-token", default="")
+@click.option(
+    "--policy-changes",
+    is_flag=True,
+    help="list ApplyPolicy calls (who, dry run, versions, outcome) instead of decisions",
+)
 def audit(
-    db: str | None, since: dt.datetime | None, guard: str, tenant: str, limit: int, page_token: str
+    db: str | None,
+    since: dt.datetime | None,
+    guard: str,
+    tenant: str,
+    limit: int,
+    page_token: str,
+    policy_changes: bool,
 ) -> None:
     """Print audited guard decisions, newest first (one JSON object a line)."""
     from guards.audit import AuditLog, DecisionQuery
@@ -139,6 +194,10 @@ def audit(
         log = AuditLog(db or GuardSettings().resolved_audit_url())
         await log.start()
         try:
+            if policy_changes:
+                for c in await log.policy_changes(since=since, limit=limit):
+                    click.echo(json.dumps(_change_json(c)))
+                return ""
             rows, token = await log.query(DecisionQuery(tenant, guard, since, limit, page_token))
         finally:
             await log.close()
@@ -161,9 +220,25 @@ def audit(
             )
         return token
 
+    if policy_changes and (guard or tenant or page_token):
+        raise click.UsageError("--policy-changes takes only --since and --limit")
     token = asyncio.run(run())
     if token:
         click.echo(f"next page: --page-token {token}", err=True)
+
+
+def _change_json(c: PolicyChange) -> dict[str, Any]:
+    return {
+        "time": c.changed_at.isoformat() if c.changed_at else None,
+        "actor": c.actor,
+        "tenant": c.tenant,
+        "dry_run": c.dry_run,
+        "outcome": c.outcome,
+        "version_before": c.version_before,
+        "version_after": c.version_after,
+        "source": c.source,
+        "reason": c.reason,
+    }
 
 
 @click.command("guard-eval")

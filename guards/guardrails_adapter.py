@@ -6,14 +6,23 @@ validator is built, whatever the user's rc file says. Setting `settings.rc` once
 every `Guard()` re-reads the rc file (Guard._load_rc) and, with metrics on, exports spans to
 guardrails' hub endpoint (seen here: DNS lookups of *.execute-api.us-east-1.amazonaws.com). So
 `RC.load` itself is wrapped to return the file's values with metrics and remote inference off.
+
+`use: module:Class` loads code named by a policy, so it is fenced: the module must match the
+operator's allow-list (`router.guards.validator_modules`, default guardrails_ai.* and
+guardrails.hub.*) before it is imported, and the attribute must be a guardrails-ai Validator
+subclass before it is called. Measured before the fence: `use: "logging:basicConfig"` in a
+policy ApplyPolicy refused still reconfigured the router's logging, and `use: "this:s"`
+printed into its output.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +32,35 @@ from guards.verdict import Action, Finding, Verdict
 
 _lock = threading.Lock()
 _ready = False
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_CLASS = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def module_allowed(module_name: str, patterns: Sequence[str]) -> bool:
+    """Whether a module matches the allow-list: an exact name, or `package.*` for any module
+    below `package` (not `package` itself, nor `packagefoo`)."""
+    for pattern in patterns:
+        if pattern.endswith(".*"):
+            if module_name.startswith(pattern[:-1]):
+                return True
+        elif module_name == pattern:
+            return True
+    return False
+
+
+def check_validator_use(use: str, patterns: Sequence[str]) -> tuple[str, str]:
+    """Split `package.module:ValidatorClass` and check it against the allow-list, importing
+    nothing; UnknownGuard when the form is wrong or the module is not allowed."""
+    module_name, _, class_name = use.partition(":")
+    if not _MODULE.match(module_name) or not _CLASS.match(class_name):
+        raise UnknownGuard(f"{use!r} is not 'package.module:ValidatorClass'")
+    if not module_allowed(module_name, patterns):
+        allowed = ", ".join(patterns) or "none"
+        raise UnknownGuard(
+            f"module {module_name!r} is not an allowed validator module (allowed: {allowed}; "
+            "the operator sets router.guards.validator_modules); nothing was imported"
+        )
+    return module_name, class_name
 
 
 def offline_guardrails() -> None:
@@ -110,10 +148,17 @@ class GuardrailsGuard:
         return self._check(check.text)
 
 
-def build_guardrails_guard(use: str, params: dict[str, Any], action: Action) -> GuardrailsGuard:
-    """`use` is 'package.module:ValidatorClass'; params are the validator's keyword arguments."""
-    module_name, _, class_name = use.partition(":")
+def build_guardrails_guard(
+    use: str, params: dict[str, Any], action: Action, patterns: Sequence[str]
+) -> GuardrailsGuard:
+    """`use` is 'package.module:ValidatorClass' from an allowed module; params are the
+    validator's keyword arguments. Checked in this order, each before the next step runs:
+    the module is allowed (nothing imported yet), then imported, then the attribute is a
+    guardrails-ai Validator subclass (nothing called yet), then constructed."""
+    module_name, class_name = check_validator_use(use, patterns)
     offline_guardrails()
+    from guardrails.validator_base import Validator  # type: ignore[import-untyped]
+
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -121,6 +166,8 @@ def build_guardrails_guard(use: str, params: dict[str, Any], action: Action) -> 
     cls = getattr(module, class_name, None)
     if cls is None:
         raise UnknownGuard(f"{module_name!r} has no {class_name!r}")
+    if not (isinstance(cls, type) and issubclass(cls, Validator) and cls is not Validator):
+        raise UnknownGuard(f"{use!r} is not a guardrails-ai Validator subclass; not called")
     # on_fail="noop": we decide what a failure does. Remote inference is off in settings.rc,
     # so validators that support it run locally (not every constructor accepts use_local=).
     validator = cls(**params, on_fail="noop")

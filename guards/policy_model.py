@@ -34,7 +34,9 @@ class GuardSpec(_Strict):
     action: Literal["block", "redact", "flag"] = "block"
     mode: Literal["enforce", "monitor"] = "enforce"
     on_error: Literal["open", "closed"] = Field(
-        "open", description="open: pass the text; closed: block it"
+        "open",
+        description="when the guard fails or times out: open passes the text, flagged with a "
+        "GUARD_ERROR finding (verdict and audit log); closed blocks it",
     )
     timeout_ms: int = Field(200, ge=1, le=60_000)
     roles: list[Role] = Field(

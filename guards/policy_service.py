@@ -1,7 +1,9 @@
 """mesh.v1.PolicyService: read, apply (or dry-run), evaluate and audit guard policies.
 
 Admin-only: every call first passes `authorize(context)`, which the router supplies (its auth
-knows the keys). `admin_key_authorizer` is a ready one for a fixed key from metadata.
+knows the keys: mesh/router/admin_auth.py accepts the admin key or an API key with
+`admin: true`) and which names the caller. `admin_key_authorizer` is a ready one for a fixed
+key from metadata. Every ApplyPolicy, refused ones included, is written to the audit log.
 """
 
 from __future__ import annotations
@@ -9,15 +11,16 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from google.protobuf import timestamp_pb2
 
-from guards.audit import AuditLog, Decision, DecisionQuery, cursor_of
-from guards.errors import AdminKeyMissing, AdminKeyRejected
+from guards.audit import AuditLog, Decision, DecisionQuery, PolicyChange, cursor_of
+from guards.errors import AdminKeyMissing, AdminKeyRejected, InvalidPolicy
 from guards.hooks import InputCheck, OutputFinalCheck
-from guards.policy_loader import load_policy
 from guards.policy_store import PolicyStore
 from guards.proto_convert import ACTION_TO_PROTO, STAGE_FROM_PROTO, verdicts_to_proto
 from guards.verdict import Action, GuardOutcome, Mode, Stage, Verdict
@@ -26,16 +29,32 @@ from mesh.contract.errors import FieldViolation, InvalidRequest, MeshError
 from mesh.contract.status import unary_error_boundary
 from mesh.v1 import policy_pb2, policy_pb2_grpc
 
+log = logging.getLogger(__name__)
+
 # grpc ships no type information here, so the context is typed loosely.
 Context: TypeAlias = Any
-Authorize = Callable[[Context], Awaitable[None] | None]
 ADMIN_KEY_HEADER = "x-admin-key"
+ADMIN_KEY_CALLER = "admin-key"
+CALLER_METADATA = "caller"  # a refusal's metadata key naming the refused caller, for the audit
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who an authorizer let in, as the audit log names them: "admin-key", or "api-key:NAME"
+    with the key's tenant. Never the key."""
+
+    name: str
+    tenant: str = ""
+
+
+# Raises a MeshError to refuse; returns the caller (None: allowed, not identified).
+Authorize = Callable[[Context], Awaitable[Caller | None] | Caller | None]
 
 
 def admin_key_authorizer(admin_key: str) -> Authorize:
     """Accept `x-admin-key: KEY` or `authorization: Bearer KEY` metadata equal to admin_key."""
 
-    def authorize(context: Context) -> None:
+    def authorize(context: Context) -> Caller:
         metadata = {k.lower(): v for k, v in (context.invocation_metadata() or ())}
         given = metadata.get(ADMIN_KEY_HEADER)
         bearer = metadata.get("authorization", "")
@@ -45,6 +64,7 @@ def admin_key_authorizer(admin_key: str) -> Authorize:
             raise AdminKeyMissing("this call needs an admin key (x-admin-key metadata)")
         if not hmac.compare_digest(str(given).encode(), admin_key.encode()):
             raise AdminKeyRejected("the key given is not an admin key")
+        return Caller(ADMIN_KEY_CALLER)
 
     return authorize
 
@@ -65,10 +85,11 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         self.authorize = authorize
         self.audit = audit
 
-    async def _check(self, context: Context) -> None:
+    async def _check(self, context: Context) -> Caller | None:
         result = self.authorize(context)
         if inspect.isawaitable(result):
-            await result
+            return await result
+        return result
 
     @unary_error_boundary
     async def GetPolicy(
@@ -87,13 +108,50 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
     async def ApplyPolicy(
         self, request: policy_pb2.ApplyPolicyRequest, context: Context
     ) -> policy_pb2.ApplyPolicyResponse:
-        await self._check(context)
-        loaded, previous = await self.store.apply_async(
-            request.policy_yaml, dry_run=request.dry_run, source="api"
+        dry_run = request.dry_run
+        before = self.store.version
+        try:
+            caller = await self._check(context)
+        except MeshError as err:  # an authorizer may name the caller it refused
+            actor = err.metadata.get(CALLER_METADATA, "")
+            await self._audit(PolicyChange(actor, dry_run, "denied", before, reason=err.reason))
+            raise
+        who = caller or Caller("")
+        try:
+            loaded, previous = await self.store.apply_async(
+                request.policy_yaml, dry_run=dry_run, source="api"
+            )
+        except Exception as err:
+            reason = err.message if isinstance(err, InvalidPolicy) else type(err).__name__
+            outcome = "invalid" if isinstance(err, InvalidPolicy) else "failed"
+            await self._audit(
+                PolicyChange(who.name, dry_run, outcome, before, tenant=who.tenant, reason=reason)
+            )
+            raise
+        await self._audit(
+            PolicyChange(
+                who.name,
+                dry_run,
+                "validated" if dry_run else "applied",
+                previous,
+                loaded.version,
+                tenant=who.tenant,
+            )
         )
         return policy_pb2.ApplyPolicyResponse(
-            version=loaded.version, applied=not request.dry_run, previous_version=previous
+            version=loaded.version, applied=not dry_run, previous_version=previous
         )
+
+    async def _audit(self, change: PolicyChange) -> None:
+        """Record an ApplyPolicy call; a failing audit store is logged, never fails the call
+        (the change itself is in the log line)."""
+        if self.audit is None:
+            log.info("policy change (no audit log configured): %s", change)
+            return
+        try:
+            await self.audit.record_policy_change(change)
+        except Exception:
+            log.exception("could not audit policy change: %s", change)
 
     @unary_error_boundary
     async def EvaluateGuards(
@@ -107,7 +165,7 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
                 violations=[FieldViolation("stage", "must be INPUT or OUTPUT")],
             )
         policy = (
-            load_policy(request.policy_yaml, "request")
+            await self.store.load_async(request.policy_yaml, "request")
             if request.policy_yaml
             else self.store.active
         )

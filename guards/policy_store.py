@@ -2,6 +2,8 @@
 
 Readers take `store.active` once per request and use that snapshot throughout, so a swap in
 the middle of a request never mixes two policies; a broken new policy never replaces a good one.
+Every load after the first runs in a worker thread (`apply_async`, `load_async`), never on the
+event loop, and the file watcher outlives any error a file can cause.
 """
 
 from __future__ import annotations
@@ -15,9 +17,15 @@ from opentelemetry.trace import Tracer
 
 from guards.chain import GuardChain
 from guards.errors import InvalidPolicy
-from guards.policy_loader import LoadedPolicy, load_policy
+from guards.policy_loader import (
+    DEFAULT_RULES,
+    LoadedPolicy,
+    LoadRules,
+    load_policy,
+    read_policy_file,
+)
 from guards.verdict import Stage
-from mesh.config import DEFAULT_TENANT
+from mesh.config import DEFAULT_TENANT, GuardSettings
 
 log = logging.getLogger(__name__)
 
@@ -27,19 +35,52 @@ DEFAULT_POLICY_PATH = Path(__file__).resolve().parent / "policies" / "default.ya
 class PolicyStore:
     """The one place the active policy lives; swapped by reference, never mutated."""
 
-    def __init__(self, initial: LoadedPolicy, *, tracer: Tracer | None = None) -> None:
+    def __init__(
+        self,
+        initial: LoadedPolicy,
+        *,
+        tracer: Tracer | None = None,
+        rules: LoadRules = DEFAULT_RULES,
+    ) -> None:
+        """`rules`: what later policies may be and load (the operator's, from mesh.yaml);
+        `initial` was loaded by the caller, under the same rules."""
         self._active = initial
         self.tracer = tracer  # for guard spans; None: the process's global tracer provider
+        self.rules = rules
         self._chains: dict[tuple[str, str, Stage], GuardChain] = {}
         self._watch_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
     @classmethod
     def from_file(
-        cls, path: str | Path = DEFAULT_POLICY_PATH, *, tracer: Tracer | None = None
+        cls,
+        path: str | Path = DEFAULT_POLICY_PATH,
+        *,
+        tracer: Tracer | None = None,
+        rules: LoadRules = DEFAULT_RULES,
     ) -> PolicyStore:
         p = Path(path)
-        return cls(load_policy(p.read_text(encoding="utf-8"), str(p)), tracer=tracer)
+        return cls(
+            load_policy(read_policy_file(p, rules), str(p), rules), tracer=tracer, rules=rules
+        )
+
+    @classmethod
+    def from_settings(cls, settings: GuardSettings, *, tracer: Tracer | None = None) -> PolicyStore:
+        """The router's store as `router.guards` configures it: its policy file (else the
+        shipped default) under its validator allow-list."""
+        return cls.from_file(
+            settings.policy_file or DEFAULT_POLICY_PATH,
+            tracer=tracer,
+            rules=LoadRules.of(settings),
+        )
+
+    def load(self, yaml_text: str, source: str) -> LoadedPolicy:
+        """Validate and build a policy under this store's rules without installing it."""
+        return load_policy(yaml_text, source, self.rules)
+
+    async def load_async(self, yaml_text: str, source: str) -> LoadedPolicy:
+        """`load` in a worker thread (EvaluateGuards with a candidate policy)."""
+        return await asyncio.to_thread(self.load, yaml_text, source)
 
     @property
     def active(self) -> LoadedPolicy:
@@ -76,7 +117,7 @@ class PolicyStore:
 
         Raises InvalidPolicy and leaves the active policy in force when the text is broken.
         """
-        loaded = load_policy(yaml_text, source)
+        loaded = self.load(yaml_text, source)
         previous = self._active.version
         if not dry_run:
             self._active = loaded  # one reference assignment: atomic for every reader
@@ -91,7 +132,12 @@ class PolicyStore:
             return await asyncio.to_thread(self.apply, yaml_text, dry_run=dry_run, source=source)
 
     def watch(self, path: str | Path, interval_s: float = 1.0) -> asyncio.Task[None]:
-        """Poll `path`'s mtime; a changed file is applied, a broken one logged and ignored."""
+        """Poll `path`'s mtime; a changed file is applied, a broken one logged and ignored.
+
+        Broken includes an empty file (what a non-atomic save leaves for a moment; a policy
+        without guards says `guards: []`) and one that is not UTF-8. Nothing a file holds
+        stops the watching.
+        """
         if self._watch_task is None or self._watch_task.done():
             self._watch_task = asyncio.create_task(
                 self._watch(Path(path), interval_s), name="policy-watch"
@@ -113,13 +159,25 @@ class PolicyStore:
             if current == last:
                 continue
             last = current
-            try:
-                text = await asyncio.to_thread(path.read_text, encoding="utf-8")
-                await self.apply_async(text, source=str(path))
-            except InvalidPolicy as err:
-                log.error("policy file change rejected, keeping %s: %s", self.version, err.message)
-            except OSError as err:
-                log.error("policy file unreadable, keeping %s: %s", self.version, err)
+            await self._reload(path)
+
+    async def _reload(self, path: Path) -> None:
+        """Apply the file; whatever goes wrong is logged and the active policy kept, so the
+        next good version of the file is still applied (a RecursionError once ended the
+        watcher for good)."""
+        try:
+            text = await asyncio.to_thread(read_policy_file, path, self.rules)
+            if not text.strip():  # an editor's non-atomic save: never "no guards at all"
+                raise InvalidPolicy.at(str(path), None, "", "the file is empty")
+            await self.apply_async(text, source=str(path))
+        except InvalidPolicy as err:
+            log.error("policy file change rejected, keeping %s: %s", self.version, err.message)
+        except OSError as err:
+            log.error("policy file unreadable, keeping %s: %s", self.version, err)
+        except Exception as err:  # a validator's constructor, a bug: never the end of watching
+            log.error(
+                "policy file change failed (%s), keeping %s", type(err).__name__, self.version
+            )
 
 
 def _mtime(path: Path) -> float | None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from guards.detectors.banned import BannedWordsDetector
 from guards.detectors.base import DetectorGuard
@@ -49,9 +49,37 @@ class TokenLimitParams(_Params):
     max_tokens: int = Field(..., ge=1)
 
 
+_REFERENCE_KEYS = ("$ref", "$dynamicRef", "$recursiveRef")
+
+
+def _local_references_only(value: Any) -> None:
+    """ValueError for a reference outside the schema: jsonschema fetches such a URL while
+    validating a response (seen here: an HTTP request to the $ref's host), so a policy could
+    make the router call any address it names."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, item in node.items():
+                if key in _REFERENCE_KEYS and isinstance(item, str) and not item.startswith("#"):
+                    raise ValueError(
+                        f"{key} {item[:100]!r} points outside the schema; only local "
+                        "references ('#/...') are allowed: the router never fetches a schema"
+                    )
+                stack.append(item)
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
 class JsonSchemaParams(_Params):
     # "schema" shadows a BaseModel attribute, hence the alias.
     json_schema: dict[str, Any] = Field(..., alias="schema")
+
+    @field_validator("json_schema")
+    @classmethod
+    def _no_remote_references(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _local_references_only(value)
+        return value
 
 
 class LeakageParams(_Params):
@@ -145,15 +173,29 @@ BUILT_INS: dict[str, Callable[[dict[str, Any], Action], Guard]] = {
 }
 
 
-def build_guard(use: str, params: dict[str, Any], action: Action) -> Guard:
-    """Build one guard; raises ValueError (or pydantic's ValidationError) on bad `use`/params."""
+def check_use(use: str, validator_modules: Sequence[str]) -> None:
+    """UnknownGuard unless `use` names a built-in or an allow-listed `module:Class`; imports
+    nothing, so a policy can be refused before any of its code runs."""
     if ":" in use:
-        from guards.guardrails_adapter import build_guardrails_guard  # slow import, only if used
+        from guards.guardrails_adapter import check_validator_use  # imports no guardrails
 
-        return build_guardrails_guard(use, params, action)
-    factory = BUILT_INS.get(use)
-    if factory is None:
+        check_validator_use(use, validator_modules)
+    elif use not in BUILT_INS:
         raise UnknownGuard(
             f"unknown guard {use!r}; built-ins: {sorted(BUILT_INS)}, or 'module:Class'"
         )
-    return factory(params, action)
+
+
+def build_guard(
+    use: str, params: dict[str, Any], action: Action, validator_modules: Sequence[str] = ()
+) -> Guard:
+    """Build one guard; raises ValueError (or pydantic's ValidationError) on bad `use`/params.
+
+    `validator_modules`: where a `module:Class` may come from (router.guards.validator_modules);
+    empty: no guardrails-ai validator at all."""
+    check_use(use, validator_modules)
+    if ":" in use:
+        from guards.guardrails_adapter import build_guardrails_guard  # slow import, only if used
+
+        return build_guardrails_guard(use, params, action, validator_modules)
+    return BUILT_INS[use](params, action)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import os
 import sys
@@ -185,6 +186,7 @@ async def run_demo(config: MeshConfig) -> int:
     )
     _heading("starting the embedded mesh")
     started = time.perf_counter()
+    demo_began = dt.datetime.now(dt.UTC)
     try:
         address = await _start_mesh(mesh, plan)
     except BaseException:
@@ -239,7 +241,28 @@ async def run_demo(config: MeshConfig) -> int:
         await _stop_mesh(mesh, plan, grace_s=5.0)
         click.echo("stopped cleanly")
     _show_trace(telemetry, traced_request)
+    await _show_savings(config, demo_began)
     return 1 if failures else 0
+
+
+async def _show_savings(config: MeshConfig, since: dt.datetime) -> None:
+    """What this run's requests cost, against sending each to the premium baseline model, and
+    what routing and the cache saved: the ledger's own figures (`mesh costs --since ...`)."""
+    from mesh.router.ledger import Ledger, format_costs
+
+    _heading("money: this run's requests from the ledger (mesh costs)")
+    ledger = Ledger(config.router.ledger_url())
+    try:
+        await ledger.start()
+        rows = await ledger.summary(since=since, by="model")
+    finally:
+        await ledger.close()
+    click.echo(format_costs(rows, "model"))
+    baseline = config.router.routing.baseline
+    click.echo(
+        f"baseline: every request priced as {baseline.model} "
+        f"(${baseline.input_price_per_mtok:g}/${baseline.output_price_per_mtok:g} per M tokens)"
+    )
 
 
 def _show_trace(telemetry: object, request_id: str) -> None:

@@ -53,6 +53,10 @@ COMMANDS = {
         "mesh.router.cli:route_eval_command",
         "Route a labelled JSONL file and report cost vs always-frontier and mis-routing rates.",
     ),
+    "cache-eval": LazyCommand(
+        "mesh.router.cache_eval_cli:cache_eval_command",
+        "Store each pair's first prompt, ask the second: report false and true cache hits.",
+    ),
     "certs": LazyCommand(
         "mesh.cli.certs:certs", "Certificates for TLS and mutual TLS between mesh processes."
     ),

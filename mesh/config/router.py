@@ -45,6 +45,9 @@ def open_registry_refusal(listen: str) -> str:
 PolicyKind = Literal["pinned", "cheapest", "latency", "least_load", "prefix_affinity"]
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# A dotted module name, or one followed by ".*" (that module's submodules, at any depth).
+_MODULE_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(\.\*)?$")
+DEFAULT_VALIDATOR_MODULES: tuple[str, ...] = ("guardrails_ai.*", "guardrails.hub.*")
 
 
 class PolicyConfig(StrictModel):
@@ -153,8 +156,26 @@ class CacheSettings(StrictModel):
         default=True, description="master switch; RoutingHints.cache can bypass per call"
     )
     semantic: bool = Field(default=True, description="enable the MiniLM similarity tier")
+    verify: bool = Field(
+        default=True,
+        description="serve a semantic candidate only after checking word by word that it asks "
+        "the same question (negation, swapped roles, numbers, entities ...): MiniLM cosine "
+        "cannot tell opposite questions apart (0.99 for 'Is Python faster than Java?' and the "
+        "reverse). Off only to measure the embedding alone",
+    )
+    candidate_threshold: float = Field(
+        default=0.45,
+        gt=0,
+        le=1,
+        description="with verify on: cosine for a cached prompt to be checked as a candidate "
+        "(the 8 nearest are). Verification, not the cosine, keeps wrong answers out; a low "
+        "floor lets misspelt paraphrases through (MiniLM puts them at 0.50-0.65)",
+    )
     similarity_threshold: float = Field(
-        default=0.95, gt=0, le=1, description="cosine needed for a semantic hit"
+        default=0.95,
+        gt=0,
+        le=1,
+        description="with verify off: cosine needed for a semantic hit (expect false hits)",
     )
     max_entries: int = Field(
         default=10_000, ge=1, description="size bound; least recently used goes first"
@@ -416,6 +437,22 @@ class GuardSettings(StrictModel):
         "MESH_ADMIN_KEY", description="environment variable holding the PolicyService admin key"
     )
     admin_key_file: str | None = Field(None, description="or a file holding it (wins over env)")
+    validator_modules: tuple[str, ...] = Field(
+        DEFAULT_VALIDATOR_MODULES,
+        description="modules a policy's `use: module:Class` may load a guardrails-ai Validator "
+        "from: a module name, or `name.*` for its submodules. Set here by the operator, never "
+        "by a policy: anything else is refused before it is imported",
+    )
+
+    @field_validator("validator_modules")
+    @classmethod
+    def _module_patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            if not _MODULE_PATTERN.match(pattern):
+                raise ValueError(
+                    f"{pattern!r} is not a module name or `package.*` (e.g. guardrails_ai.*)"
+                )
+        return value
 
     def admin_key(self) -> str | None:
         """The admin key, read when needed and never stored in the config object."""

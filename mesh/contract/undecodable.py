@@ -108,6 +108,20 @@ def _tolerant_handler(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMe
     deserializer = tolerant(handler.request_deserializer)
     if handler.unary_stream is not None:
         stream_inner = handler.unary_stream
+        if inspect.iscoroutinefunction(stream_inner):
+            # A handler that writes its stream with `context.write` (grpc.health.v1's Watch).
+            write_inner = stream_inner
+
+            async def writing(request: Any, context: Context) -> None:
+                if request is UNDECODABLE:
+                    await _refuse(method, context)
+                await write_inner(request, context)
+
+            return grpc.unary_stream_rpc_method_handler(
+                writing,
+                request_deserializer=deserializer,
+                response_serializer=handler.response_serializer,
+            )
         if not inspect.isasyncgenfunction(stream_inner):
             return handler
 

@@ -10,13 +10,12 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from guards.audit import AuditLog
-from guards.policy_service import PolicyServicer, admin_key_authorizer
-from guards.policy_store import DEFAULT_POLICY_PATH, PolicyStore
+from guards.policy_store import PolicyStore
 from mesh.config import RouterConfig, is_loopback
-from mesh.contract.errors import Code, MeshError
 from mesh.contract.serving import BoundServer, bound_address, create_server
 from mesh.contract.tls import ChannelCredentialsSource
 from mesh.router.accounting import Accounting
+from mesh.router.admin_auth import policy_servicer
 from mesh.router.auth import ApiKeyAuth
 from mesh.router.breaker import STATE_NAMES, BreakerBoard
 from mesh.router.budget import BudgetTracker
@@ -55,14 +54,6 @@ INFERENCE_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"
 POLICY_SERVICE = policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name
 REGISTRY_SERVICE = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
 _BREAKER_METRIC = {"closed": "closed", "open": "open", "half-open": "half_open"}
-
-
-def _admin_disabled(context: Any) -> None:
-    raise MeshError(
-        "the admin API is disabled: configure an admin key (router.guards.admin_key_env)",
-        code=Code.PERMISSION_DENIED,
-        reason="ADMIN_API_DISABLED",
-    )
 
 
 class RouterRuntime:
@@ -117,9 +108,8 @@ class RouterRuntime:
         self.policy_store: PolicyStore | None = None
         self.audit: AuditLog | None = None
         if guards.enabled:
-            self.policy_store = policy_store or PolicyStore.from_file(
-                guards.policy_file or DEFAULT_POLICY_PATH,
-                tracer=telemetry.tracer if telemetry else None,
+            self.policy_store = policy_store or PolicyStore.from_settings(
+                guards, tracer=telemetry.tracer if telemetry else None
             )
             self.audit = AuditLog.from_settings(guards)
         metrics = telemetry.metrics if telemetry else None
@@ -188,12 +178,7 @@ class RouterRuntime:
     def _registrations(self) -> list[tuple[Any, Any, str]]:
         policy: Any = policy_pb2_grpc.PolicyServiceServicer()  # UNIMPLEMENTED without guards
         if self.policy_store is not None:
-            key = self.config.guards.admin_key()
-            policy = PolicyServicer(
-                self.policy_store,
-                admin_key_authorizer(key) if key else _admin_disabled,
-                self.audit,
-            )
+            policy = policy_servicer(self.config, self.auth, self.policy_store, self.audit)
         registry = RegistryServicer.from_settings(
             self.catalog, self.config.registry, breaker_state=self.breakers.state
         )

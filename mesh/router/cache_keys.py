@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import enum
 import functools
-import re
 from dataclasses import dataclass
 
 from mesh.router.embeddings import Vector
+from mesh.router.question_form import QuestionForm, question_form
 from mesh.v1 import types_pb2
-
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
 
 class Outcome(enum.Enum):
@@ -66,10 +64,6 @@ def sampling_key(sampling: types_pb2.SamplingParams | None) -> str:
     return ",".join(parts)
 
 
-def _numbers(text: str) -> str:
-    return ",".join(sorted(_NUMBER.findall(text)))
-
-
 @dataclass
 class CacheKey:
     """The lookup key of one request; carries embeddings so `put` need not recompute them.
@@ -88,6 +82,10 @@ class CacheKey:
     # tier (or pinned model). The exact tier needs no such field: the same conversation under
     # the same policy and hints is always estimated the same.
     semantic_target: str = ""
+    # Semantic candidates the verifier turned down for this request, and the first reason
+    # (categories only, no prompt words): for the route span when the lookup misses.
+    vetoed: int = 0
+    veto: str = ""
 
     @functools.cached_property
     def _last_user(self) -> int:
@@ -107,9 +105,21 @@ class CacheKey:
         return "\n".join(f"{r}: {c}" for r, c in self.norm[: self._last_user])
 
     @functools.cached_property
+    def forms(self) -> tuple[QuestionForm, ...]:
+        """Every message reduced to the words that decide its answer (question_form.py): tens
+        of microseconds each, so computed in the lookup thread, never on the event loop."""
+        return tuple(question_form(c) for _, c in self.norm)
+
+    @property
+    def has_forms(self) -> bool:
+        return "forms" in self.__dict__
+
+    @functools.cached_property
     def fingerprint(self) -> str:
-        """The numbers in the conversation: they must match for a semantic hit."""
-        return _numbers(" ".join(c for _, c in self.norm))
+        """Roles, and the numbers of the conversation as digits ("seven", "VII" and "7" alike):
+        both must match for a semantic hit."""
+        roles = "".join(str(r) for r, _ in self.norm)
+        return roles + ":" + ",".join(sorted(n for f in self.forms for n in f.numbers))
 
 
 @dataclass(frozen=True)
@@ -125,6 +135,10 @@ class CacheHit:
     similarity: float
     age_s: float
     tier: int = 0  # the tier of the model that generated it (types_pb2.ModelTier)
+    # How a semantic hit was checked to ask the same question ("verified: ..."; "exact" for
+    # the exact tier), and how many nearer candidates were vetoed before it.
+    verification: str = ""
+    vetoed: int = 0
 
     @property
     def saved_cost_usd(self) -> float:

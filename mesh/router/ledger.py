@@ -9,9 +9,12 @@ is baseline minus actual cost ("from routing"); a cache hit costs nothing, so it
 saved ("from cache").
 
 On PostgreSQL several router replicas may share one ledger: table creation is serialised with an
-advisory lock, pooled connections are pinged before use (a server restart costs no batch), and
-strings are clipped to their column sizes (PostgreSQL refuses longer ones, SQLite stores them).
-Database failures surface as `LedgerError`, naming the database without its password.
+advisory lock, pooled connections are pinged before use, and strings are clipped to their column
+sizes (PostgreSQL refuses longer ones, SQLite stores them). A batch the database refuses or
+cannot take (a restart, an outage) stays buffered and is written with the next flush, so a
+restart loses no row; the buffer is bounded (`max_buffered`), past it the oldest rows are lost
+and counted. Database failures surface as `LedgerError`, naming the database without its
+password; the background writer logs an outage once when it starts and once when it ends.
 """
 
 from __future__ import annotations
@@ -128,6 +131,8 @@ class LedgerError(MeshError):
 # Any constant works: it only has to be the same in every replica creating the table.
 _DDL_LOCK_KEY = 0x6D65_7368_6C65_6467
 _STOP_WAIT_S = 30.0  # close() waits this long for a write in progress
+# Rows kept while the database is away: ~0.5 KB each, so at most ~25 MB; at 100 requests/s, 8 min.
+DEFAULT_MAX_BUFFERED = 50_000
 _URL_HINT = (
     "use sqlite+aiosqlite:///PATH, or postgresql+asyncpg://USER@HOST:PORT/DB "
     "with the postgres extra installed (pip install 'inference-mesh[postgres]')"
@@ -170,6 +175,7 @@ class Ledger:
         flush_interval_s: float = field_default(LedgerSettings, "flush_interval_s"),
         max_batch: int = 500,
         connect_timeout_s: float = 10.0,
+        max_buffered: int = DEFAULT_MAX_BUFFERED,
     ) -> None:
         self.url = url
         self.where = display_url(url)
@@ -195,6 +201,9 @@ class Ledger:
         self._buffer: list[LedgerRow] = []
         self._flush_interval_s = flush_interval_s
         self._max_batch = max_batch
+        self._max_buffered = max_buffered
+        self.lost_rows = 0  # rows dropped: past max_buffered, or unwritten at close
+        self._failed_flushes = 0  # in a row, for the outage's start and end log lines
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._stopping = False
@@ -238,7 +247,10 @@ class Ledger:
         try:
             await self.flush()
         except LedgerError as err:
-            log.error("%s", err)
+            lost, self._buffer = len(self._buffer), []
+            self.lost_rows += lost
+            why = err.__cause__ if isinstance(err.__cause__, LedgerError) else err
+            log.error("%s; closing, so %d row(s) are lost", why, lost)
         finally:
             await self._engine.dispose()
 
@@ -254,14 +266,27 @@ class Ledger:
         await self.flush()
 
     async def flush(self) -> None:
+        """Write what is buffered; rows that cannot be written stay buffered for the next flush
+        (LedgerError says so), the oldest dropped past `max_buffered`."""
         async with self._write_lock:
             rows, self._buffer = self._buffer, []
             if not rows:
                 return
             values = [_values(row) for row in rows]
-            with self._failures(f"write {len(rows)} row(s), which are lost"):
-                async with self._engine.begin() as conn:
-                    await conn.execute(insert(LedgerEntry), values)
+            try:
+                with self._failures(f"write {len(rows)} row(s)"):
+                    async with self._engine.begin() as conn:
+                        await conn.execute(insert(LedgerEntry), values)
+            except LedgerError as err:
+                self._buffer[:0] = rows  # before what arrived meanwhile: order kept
+                dropped = len(self._buffer) - self._max_buffered
+                if dropped > 0:
+                    del self._buffer[:dropped]
+                    self.lost_rows += dropped
+                kept = f"kept to retry ({len(self._buffer)} buffered)"
+                if dropped > 0:
+                    kept += f", {dropped} oldest lost past max_buffered {self._max_buffered}"
+                raise LedgerError(f"{err.message}; {kept}", metadata=err.metadata) from err
 
     async def _flusher(self) -> None:
         while True:
@@ -273,9 +298,22 @@ class Ledger:
             try:
                 await self.flush()
             except LedgerError as err:  # a broken database must not kill the router
-                log.error("%s", err)
+                self._failed_flushes += 1
+                if self._failed_flushes == 1:  # the outage's first line; the rest are retries
+                    log.error("%s", err)
+                else:
+                    log.debug("%s", err)
+                continue
             except Exception:
                 log.exception("ledger flush failed")
+                continue
+            if self._failed_flushes:
+                log.warning(
+                    "ledger database %s written again after %d failed flush(es)",
+                    self.where,
+                    self._failed_flushes,
+                )
+                self._failed_flushes = 0
 
     async def spent_since(self, tenant: str, since: dt.datetime) -> float:
         """A tenant's spend since a time (seeds budgets at start)."""

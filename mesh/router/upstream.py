@@ -11,10 +11,12 @@ they are opened, so when the files rotate a node's channel is replaced on its ne
 already on the old channel finish there (it closes once they have, or after RETIRE_GRACE_S).
 
 A frozen node (SIGSTOPped, a hung event loop) accepts connections and never answers, and gRPC
-keepalive took 25-45 s to notice one (STACK.md). So calls that have not committed yet are
-tracked per node, and when the node misses FROZEN_AFTER_MISSES probes in a row they are
-cancelled, marked abandoned, so the router tries the next candidate. A unary call commits only
-with its reply, so this, not a time limit on the whole generation, is what rescues it.
+keepalive took 25-45 s to notice one (STACK.md). So every call waiting on a node (for its
+reply, its first event or its next one) is tracked per node, and when the node misses
+FROZEN_AFTER_MISSES probes in a row those calls are cancelled and marked given up: before the
+commit point the router tries the next candidate, after it the stream ends UNAVAILABLE. A unary
+call commits only with its reply, so this, not a time limit on the whole generation, is what
+rescues it.
 """
 
 from __future__ import annotations
@@ -118,7 +120,7 @@ class UpstreamPool:
 
     # -- calls not yet committed -------------------------------------------------------------
     def track(self, node_id: str, call: Any) -> None:
-        """A call sent to `node_id` that has not committed (no reply, no first event) yet."""
+        """A call sent to `node_id` that is waiting on it (a reply, a first or next event)."""
         self._pending.setdefault(node_id, set()).add(call)
 
     def untrack(self, node_id: str, call: Any) -> bool:

@@ -110,6 +110,11 @@ MESH_GUARD_CHUNK_OFFSET = "mesh.guard.chunk_offset"
 # finding and may carry content), hence a mesh name.
 GUARD_EVENT = "mesh.guard.run"
 MESH_CACHE_KIND = "mesh.cache.kind"
+# A semantic lookup: the served candidate's cosine, the verifier's verdict (categories only,
+# never prompt words) and how many nearer candidates it vetoed.
+MESH_CACHE_SIMILARITY = "mesh.cache.similarity"
+MESH_CACHE_VERIFICATION = "mesh.cache.verification"
+MESH_CACHE_VETOED = "mesh.cache.vetoed"
 MESH_INPUT_SHA256 = "mesh.input.sha256"
 MESH_INPUT_CHARS = "mesh.input.chars"
 MESH_INPUT_MESSAGES = "mesh.input.messages"
@@ -566,6 +571,28 @@ def record_route(
                 MESH_ROUTE_CACHE_HIT: cache_hit,
                 MESH_ROUTE_ESTIMATED_COST: estimated_cost_usd,
                 MESH_ROUTE_BASELINE_COST: baseline_cost_usd,
+            }
+        )
+    )
+
+
+@never_raises
+def record_cache_lookup(
+    span: Span,
+    *,
+    kind: str,
+    similarity: float | None = None,
+    verification: str | None = None,
+    vetoed: int | None = None,
+) -> None:
+    """How the cache answered (or why a near match was not served)."""
+    span.set_attributes(
+        _clean(
+            {
+                MESH_CACHE_KIND: kind,
+                MESH_CACHE_SIMILARITY: similarity,
+                MESH_CACHE_VERIFICATION: verification,
+                MESH_CACHE_VETOED: vetoed,
             }
         )
     )

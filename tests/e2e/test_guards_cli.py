@@ -93,6 +93,56 @@ def test_lint_names_file_line_and_field_of_a_broken_policy(tmp_path: Path) -> No
     assert f"{unknown}:3: invalid policy at guards[0].use: unknown guard 'nope'" in out.stderr
 
 
+def test_lint_imports_and_calls_nothing_a_policy_names(tmp_path: Path) -> None:
+    """`use: "this:s"` printed the Zen of Python from lint, `logging:basicConfig` reconfigured
+    logging (here: would create the file): refused at file:line before any import."""
+    log_file = tmp_path / "attacker.log"
+    for use, params in (("this:s", "{}"), ("logging:basicConfig", f"{{filename: '{log_file}'}}")):
+        bad = write(
+            tmp_path / "bad.yaml", f"guards:\n  - name: x\n    use: '{use}'\n    params: {params}\n"
+        )
+        out = mesh("policy", "lint", str(bad))
+        assert out.returncode == 2
+        assert out.stderr.startswith(
+            f"mesh: INVALID_ARGUMENT (INVALID_POLICY): {bad}:3: invalid policy at guards[0].use: "
+        )
+        assert "not an allowed validator module" in out.stderr
+        assert out.stdout == "" and "Zen" not in out.stderr and not log_file.exists()
+
+
+def test_lint_refuses_hostile_files_in_one_line(tmp_path: Path) -> None:
+    bomb = "guards:\n  - name: x\n    use: pii\n    params:\n"
+    bomb += '      a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    for p, c in zip("abcdefgh", "bcdefghi", strict=True):
+        bomb += f"      {c}: &{c} [" + ",".join([f"*{p}"] * 9) + "]\n"
+    cases = {
+        "bomb.yaml": (bomb.encode(), 10, "YAML nodes once aliases are expanded"),
+        "latin1.yaml": (b"guards:\n  - name: caf\xe9\n", 2, "not UTF-8 text"),
+        "deep.yaml": (("guards: " + "[" * 3000).encode(), 1, "nested deeper than 64 levels"),
+    }
+    for name, (content, line, reason) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        out = mesh("policy", "lint", str(path), timeout=60)
+        assert out.returncode == 2, out.stderr
+        assert out.stderr.startswith(f"mesh: INVALID_ARGUMENT (INVALID_POLICY): {path}:{line}: ")
+        assert reason in out.stderr
+        assert len(out.stderr.splitlines()) == 1 and "Traceback" not in out.stderr
+
+
+def test_lint_takes_the_allow_list_from_mesh_yaml(tmp_path: Path) -> None:
+    policy = write(
+        tmp_path / "gr.yaml",
+        "guards:\n  - name: t\n    use: guardrails_ai.regex_match:RegexMatch\n"
+        "    params: {regex: 'a'}\n",
+    )
+    assert mesh("policy", "lint", str(policy)).returncode == 0
+    config = write(tmp_path / "mesh.yaml", "router:\n  guards:\n    validator_modules: [acme.*]\n")
+    out = mesh("policy", "lint", str(policy), "--config", str(config))
+    assert out.returncode == 2
+    assert "module 'guardrails_ai.regex_match' is not an allowed validator module" in out.stderr
+
+
 # --- test ----------------------------------------------------------------------------------
 CASES = [
     {"text": "What is the capital of France?", "expect": "allow"},

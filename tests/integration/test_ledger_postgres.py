@@ -347,7 +347,7 @@ async def test_restart_costs_no_rows_and_an_outage_is_logged_not_raised(
 ) -> None:
     with running_postgres() as server:  # our own server: this test stops it
         url = server.create_database("outage").replace("mesh@", "mesh:pw-never-logged@")
-        ledger = Ledger(url, flush_interval_s=0.05)
+        ledger = Ledger(url, flush_interval_s=0.05, max_buffered=3)
         await ledger.start()
         try:
             await ledger.record(_row(1))
@@ -356,20 +356,27 @@ async def test_restart_costs_no_rows_and_an_outage_is_logged_not_raised(
             assert [r["request_id"] for r in await _table(url)] == ["r1", "r2"]
             server.stop()
             ledger.record_nowait(_row(3))
-            with pytest.raises(LedgerError, match=r"cannot write 1 row\(s\), which are lost"):
+            with pytest.raises(LedgerError, match=r"cannot write 1 row\(s\): .*kept to retry"):
                 await ledger.flush()
             caplog.clear()
             with caplog.at_level(logging.ERROR, logger="mesh.router.ledger"):
                 ledger.record_nowait(_row(4))
 
-                async def logged() -> bool:
-                    return "cannot write 1 row(s)" in caplog.text
+                async def logged() -> bool:  # row 3 is retried with row 4
+                    return "cannot write 2 row(s)" in caplog.text
 
                 assert await _eventually(logged)  # the background flusher reported it
                 assert ledger._task is not None and not ledger._task.done()  # and lives on
-        finally:
+            # Past max_buffered the oldest rows go, counted.
             ledger.record_nowait(_row(5))
-            await ledger.close()  # logs the lost row; does not raise
+            ledger.record_nowait(_row(6))
+            with pytest.raises(LedgerError, match="1 oldest lost past max_buffered 3"):
+                await ledger.flush()
+            assert ledger.lost_rows == 1
+        finally:
+            await ledger.close()  # logs the lost rows; does not raise
+        assert ledger.lost_rows == 4
+        assert "closing, so 3 row(s) are lost" in caplog.text
         assert "pw-never-logged" not in caplog.text
 
 

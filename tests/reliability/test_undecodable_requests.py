@@ -53,6 +53,8 @@ UNARY_REQUEST_METHODS: list[tuple[str, type[ProtoMessage], bool]] = [
     ),
     ("/mesh.v1.RegistryService/Register", registry_pb2.RegisterRequest, False),
     ("/grpc.health.v1.Health/Check", health_pb2.HealthCheckRequest, False),
+    # A stream its handler writes with context.write (not an async generator).
+    ("/grpc.health.v1.Health/Watch", health_pb2.HealthCheckRequest, True),
 ]
 REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
 

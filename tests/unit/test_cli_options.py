@@ -71,8 +71,11 @@ FLAGS = {
     ("nodes",): {"--router", "--json"} | CLIENT_TLS,
     ("costs",): {"--config", "--since", "--by", "--json"},
     ("route-eval",): {"--config", "--max-tokens", "--no-embeddings", "--json"},
-    ("audit",): {"--db", "--since", "--guard", "--tenant", "--limit", "--page-token"},
-    ("policy", "apply"): {"--address", "--admin-key", "--dry-run"} | CLIENT_TLS,
+    ("audit",): {"--db", "--since", "--guard", "--tenant", "--limit", "--page-token"}
+    | {"--policy-changes"},
+    ("policy", "apply"): {"--address", "--admin-key", "--api-key", "--dry-run"} | CLIENT_TLS,
+    ("policy", "lint"): {"--config"},
+    ("policy", "test"): {"--config"},
     ("certs", "dev"): {"--router-dns", "--node-dns", "--ip", "--days", "--trust-domain"}
     | {"--new-ca"},
     ("guard-eval",): {"--policy", "--split", "--json"},

@@ -70,8 +70,10 @@ async def test_redactions_applied_in_order_earlier_guard_names_overlap() -> None
 
 
 async def test_on_error_open_and_closed() -> None:
+    """Open lets the text through, flagged as an error (never a silent allow); closed blocks."""
     r: list[str] = []
-    assert (await run(built(RecordingGuard("e", r, fail=True), on_error="open")))[0] is Action.ALLOW
+    action, text, verdicts = await run(built(RecordingGuard("e", r, fail=True), on_error="open"))
+    assert action is Action.FLAG and text == "hello a@b.com" and verdicts == ["flag"]
     assert (await run(built(RecordingGuard("e", r, fail=True), on_error="closed")))[
         0
     ] is Action.BLOCK

@@ -178,7 +178,7 @@ async def test_failing_guard_has_error_type_only(
     assert_no_content([span], "scripted failure", EMAIL)
 
 
-async def test_failing_guard_open_allows_but_still_records_the_fault(
+async def test_failing_guard_open_passes_flagged_and_records_the_fault(
     tracer: Tracer, exporter: InMemorySpanExporter
 ) -> None:
     chain = GuardChain(
@@ -188,11 +188,13 @@ async def test_failing_guard_open_allows_but_still_records_the_fault(
         tracer=tracer,
     )
     with tracer.start_as_current_span("request"):
-        assert (await chain.run(OutputFinalCheck("fine text"))).action is Action.ALLOW
+        result = await chain.run(OutputFinalCheck("fine text"))
+    assert result.action is Action.FLAG and result.text == "fine text"  # passed, not allowed
     [span] = chain_spans(exporter)
     assert span.name == "apply_guardrail llm_output"
     assert guard_events(span)["flaky"][sc.ERROR_TYPE] == "RuntimeError"
-    assert guard_events(span)["flaky"][sc.GEN_AI_SECURITY_DECISION_TYPE] == "allow"
+    assert guard_events(span)["flaky"][sc.GEN_AI_SECURITY_DECISION_TYPE] == "warn"
+    assert guard_events(span)["flaky"][sc.GEN_AI_SECURITY_FINDING_CATEGORIES] == ("GUARD_ERROR",)
     assert span.status.status_code is StatusCode.ERROR
 
 

@@ -1,4 +1,5 @@
-"""Response cache: scoping, TTL, LRU eviction, multi-turn safety, refusal of bad answers.
+"""Response cache: scoping, TTL, LRU eviction, multi-turn safety, refusal of bad answers, and
+the verification of semantic candidates (the verifier's own rules: test_cache_verify.py).
 
 The semantic tests use the real MiniLM embedder (session fixture).
 """
@@ -114,8 +115,9 @@ def test_exact_key_covers_every_turn() -> None:
 def test_semantic_hit_and_guards(minilm: BatchingEmbedder) -> None:
     cache = ResponseCache(CacheSettings(), embedder=minilm)
     _put(cache, SCOPE, _msgs("What is the capital city of France?"), "Paris.")
-    hit = cache.get(cache.key(SCOPE, _msgs("Which city is the capital of France?")))
-    assert hit is not None and hit.kind == "semantic" and hit.similarity >= 0.95
+    hit = cache.get(cache.key(SCOPE, _msgs("Hey, what's the capital city of France?")))
+    assert hit is not None and hit.kind == "semantic" and hit.text == "Paris."
+    assert hit.verification == "verified: same words after normalising"
     # Unrelated question: miss.
     assert cache.get(cache.key(SCOPE, _msgs("How do volcanoes form?"))) is None
     # Near-identical text with different numbers: never the same answer.
@@ -153,3 +155,101 @@ async def test_async_api(minilm: BatchingEmbedder) -> None:
     )
     hit = await cache.aget(cache.key(SCOPE, _msgs("name the largest planet in the solar system")))
     assert hit is not None and hit.text == "Jupiter."
+
+
+def test_a_vetoed_candidate_is_a_miss_and_says_why(minilm: BatchingEmbedder) -> None:
+    cache = ResponseCache(CacheSettings(), embedder=minilm)
+    _put(cache, SCOPE, _msgs("Is Python faster than Java?"), "Usually, yes.")
+    key = cache.key(SCOPE, _msgs("Is Java faster than Python?"))
+    assert cache.get(key) is None  # MiniLM: cosine 0.99; the words say otherwise
+    assert (
+        key.vetoed == 1 and key.veto == "vetoed: same words in another order (roles or direction)"
+    )
+    assert cache.stats.vetoes == 1 and cache.stats.misses == 1 and cache.stats.semantic_hits == 0
+    # The embedding alone would have served it: what verification is for.
+    unverified = ResponseCache(CacheSettings(verify=False, similarity_threshold=0.95), minilm)
+    _put(unverified, SCOPE, _msgs("Is Python faster than Java?"), "Usually, yes.")
+    hit = unverified.get(unverified.key(SCOPE, _msgs("Is Java faster than Python?")))
+    assert hit is not None and hit.verification == "not verified"
+
+
+def test_a_hit_records_similarity_verification_and_nearer_vetoes(
+    minilm: BatchingEmbedder,
+) -> None:
+    cache = ResponseCache(CacheSettings(), embedder=minilm)
+    _put(cache, SCOPE, _msgs("How do I disable two-factor login on GitHub?"), "Off.")
+    _put(cache, SCOPE, _msgs("How do I enable two-factor login on GitHub?"), "On.")
+    hit = cache.get(cache.key(SCOPE, _msgs("On GitHub, how can I enable two-factor login?")))
+    assert hit is not None and hit.text == "On."
+    assert 0.7 <= hit.similarity <= 1.0
+    assert hit.verification == "verified: same question (1 phrase moved)"
+    assert hit.vetoed <= 1  # "disable" is vetoed if MiniLM ranks it nearer
+
+
+def test_same_canonical_words_hit_below_the_candidate_threshold(
+    minilm: BatchingEmbedder,
+) -> None:
+    settings = CacheSettings(candidate_threshold=0.99)
+    cache = ResponseCache(settings, embedder=minilm)
+    _put(cache, SCOPE, _msgs("Describe the rules of cricket."), "Two teams ...")
+    polite = "Hello! Could you please describe the rules of cricket? Many thanks."
+    hit = cache.get(cache.key(SCOPE, _msgs(polite)))
+    assert hit is not None and hit.similarity < 0.99
+    assert hit.verification == "verified: same words after normalising"
+
+
+def test_the_canonical_index_is_bounded_with_the_entries(minilm: BatchingEmbedder) -> None:
+    cache = ResponseCache(CacheSettings(max_entries=1), embedder=minilm)
+    _put(cache, SCOPE, _msgs("Describe the rules of cricket."), "Two teams ...")
+    _put(cache, SCOPE, _msgs("Describe the rules of rugby."), "Fifteen ...")  # evicts cricket
+    assert len(cache) == 1 and cache.stats.evictions == 1
+    assert cache.get(cache.key(SCOPE, _msgs("Please describe the rules of cricket."))) is None
+
+
+def test_an_exact_hit_stays_a_hash_lookup(minilm: BatchingEmbedder) -> None:
+    cache = ResponseCache(CacheSettings(), embedder=minilm)
+    _put(cache, SCOPE, _msgs("Is Python faster than Java?"), "Usually, yes.")
+    key = cache.key(SCOPE, _msgs("Is  Python faster than Java?"))
+    hit = cache.get_exact(key)
+    assert hit is not None and hit.kind == "exact" and hit.verification == "exact"
+    assert key.vectors is None and not key.has_forms  # no embedding, no canonical words
+
+
+def test_context_turns_are_verified_too(minilm: BatchingEmbedder) -> None:
+    cache = ResponseCache(CacheSettings(), embedder=minilm)
+    convo = _msgs("Let's plan a trip to Spain.", "Sure!", "What should I pack?")
+    _put(cache, SCOPE, convo, "Sunscreen.")
+    opposite = _msgs("Let's not plan a trip to Spain.", "Sure!", "What should I pack?")
+    key = cache.key(SCOPE, opposite)
+    assert cache.get(key) is None and key.veto == "vetoed: negation or polarity differs"
+    polite = _msgs("Hi! Let us plan a trip to Spain.", "Sure!", "What should I pack, please?")
+    assert cache.get(cache.key(SCOPE, polite)) is not None
+
+
+async def test_an_answer_is_an_exact_hit_before_its_embedding_is_ready(
+    minilm: BatchingEmbedder,
+) -> None:
+    """A repeat sent right after an answer must hit: the exact tier is stored at once, and the
+    semantic index is added when the (new, so not memoised) embedding arrives."""
+    import asyncio
+
+    cache = ResponseCache(CacheSettings(), embedder=minilm)
+    text = "Which ocean lies between Africa and Australia, in one word? (unique 7731)"
+    writing = asyncio.ensure_future(
+        cache.aput(
+            cache.key(SCOPE, _msgs(text)),
+            "Indian.",
+            USAGE,
+            outcome=Outcome.COMPLETE,
+            model="m",
+            node_id="n",
+        )
+    )
+    await asyncio.sleep(0)  # the write has started: it is now waiting on the embedder thread
+    assert not writing.done()
+    hit = cache.get_exact(cache.key(SCOPE, _msgs(text)))
+    assert hit is not None and hit.text == "Indian."
+    assert await writing
+    # and once indexed, a reworded repeat is a semantic hit
+    hit = await cache.aget(cache.key(SCOPE, _msgs(text.lower().rstrip("?") + "?")))
+    assert hit is not None and hit.text == "Indian."

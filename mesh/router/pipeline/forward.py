@@ -119,7 +119,7 @@ class Forwarder:
             stub = self.pool.stub(cand.node_id, cand.address)
             started = time.perf_counter()
             call = stub.Generate(request, timeout=remaining_s, metadata=md)
-            reply = await self._uncommitted(cand, call, call)
+            reply = await self._watched(cand, call, call)
             return Upstream(cand, reply, trace.INVALID_SPAN, started)
 
         return await self._commit(ctx, route_span, attempt)
@@ -132,7 +132,7 @@ class Forwarder:
             started = time.perf_counter()
             call = stub.GenerateStream(request, timeout=remaining_s, metadata=md)
             try:
-                first = await self._uncommitted(
+                first = await self._watched(
                     cand, call, self._read(call, self.first_token_timeout_s, ctx, "no first token")
                 )
             except BaseException:
@@ -201,9 +201,11 @@ class Forwarder:
             return upstream
         raise attempts.exhausted(len(decision.ordered))
 
-    async def _uncommitted(self, cand: Candidate, call: Any, first: Awaitable[_T]) -> _T:
-        """Await a call's reply or first event while the pool may give it up (its node froze:
-        missed probes); a given-up call becomes Stalled, so the loop tries the next node."""
+    async def _watched(self, cand: Candidate, call: Any, first: Awaitable[_T]) -> _T:
+        """Await a call's reply or next event while the pool may give it up (its node froze:
+        missed probes); a given-up call becomes Stalled: before the commit point the loop tries
+        the next node, after it the stream ends UNAVAILABLE instead of waiting out the idle
+        timeout."""
         self.pool.track(cand.node_id, call)
         try:
             return await first
@@ -221,7 +223,11 @@ class Forwarder:
     ) -> inference_pb2.GenerateStreamResponse | None:
         """The next event of a committed stream (None at its end), within the idle timeout."""
         try:
-            return await self._read(upstream.call, self.idle_timeout_s, ctx, "no event")
+            return await self._watched(
+                upstream.cand,
+                upstream.call,
+                self._read(upstream.call, self.idle_timeout_s, ctx, "no event"),
+            )
         except Stalled as stall:
             sc.mark_outcome(upstream.span, "DEADLINE_EXCEEDED", str(stall))
             self.breakers.record_failure(upstream.cand.node_id)

@@ -106,6 +106,9 @@ class Pipeline:
             routed.hit = await self.cache.semantic(ctx, plan)
             if routed.hit is not None:
                 return routed
+            key = ctx.cache_key
+            if key is not None and key.vetoed:  # near matches that asked another question
+                sc.record_cache_lookup(span, kind="miss", verification=key.veto, vetoed=key.vetoed)
             ctx.decision = decision = self.planner.decide(plan)
             chosen = decision.chosen
             sc.record_route(

@@ -1,0 +1,216 @@
+"""Word lists behind the cache's question comparison: what may differ between two prompts that
+ask the same thing.
+
+Everything here is general English written for this project (not lifted from any eval file).
+Each list only ever makes two prompts MORE alike, so a wrong entry costs a false hit: entries
+are kept to words that are interchangeable in every question a user is likely to ask. A word
+missing from a list costs only a cache miss.
+"""
+
+from __future__ import annotations
+
+Phrase = tuple[str, ...]
+
+
+def _split(text: str, sep: str | None = None) -> list[str]:
+    return text.split(sep)
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(_split(text))
+
+
+ARTICLES = _words("a an the")
+
+
+def _phrases(text: str, *, drop_articles: bool = False) -> tuple[Phrase, ...]:
+    """'|'-separated phrases, longest first (so "hi there" is tried before "hi")."""
+    found = {
+        tuple(w for w in p.split() if not (drop_articles and w in ARTICLES))
+        for p in text.split("|")
+        if p.strip()
+    }
+    return tuple(sorted(found, key=lambda p: (-len(p), p)))
+
+
+# Words that mark negation or absence (a veto names the category, never the word).
+NEGATORS = _words("not no never none nobody nothing nowhere neither nor without cannot non")
+NEGATING_PREFIXES = ("un", "in", "im", "il", "ir", "non", "dis", "de", "anti", "mis")
+
+# Greetings: stripped from the start of a sentence only when set off by a comma or standing
+# alone ("Hello! ...", "Hey, ..."): in "Hello in Spanish?" or "Good morning in Japanese" the
+# greeting is what is asked about.
+GREETINGS = _phrases(
+    """hi | hello | hey | hiya | howdy | greetings | yo | hi there | hello there | hey there |
+    good morning | good afternoon | good evening | dear assistant"""
+)
+# Request openers that do not change what is asked (contractions expanded, articles still
+# present): stripped from the start of each sentence, repeatedly, commas ignored ("Could you
+# please ..." -> "..."), unless a preposition or nothing follows.
+LEADING_FILLERS = _phrases(
+    """quick question | a quick question | question | sorry to bother you but |
+    sorry to bother you | sorry but | excuse me | please | kindly | ok so | okay so | so | um |
+    can you | could you | would you | will you | i would like you to | i would love you to |
+    i want you to | i need you to | i was wondering if you could | i wonder if you could |
+    if you could | would you be so kind as to"""
+)
+# Trailing "for me" is politeness only in a request already softened ("Please write a poem
+# for me"); in "Is coffee bad for me?" it is the question.
+POLITE_OPENERS = _words("please kindly can could would will")
+POLITE_TRAILING = _phrases("for me")
+# Phrases that may close a sentence without changing it ("..., please", "Thanks a lot."),
+# unless the word before makes them the object ("How do you say thank you", "a thank you").
+TRAILING_FILLERS = _phrases(
+    """please | thanks | thank you | thanks a lot | thanks a bunch | thank you very much |
+    thank you so much | many thanks | thanks in advance | much appreciated | appreciated |
+    cheers | thx | ty | if you can | if possible | if you could | for me please | kindly"""
+)
+FILLER_AS_OBJECT = _words(
+    """say says saying said translate translates spell pronounce mean means word words called
+    is are was for to in as of a an the my your his her their our and or not"""
+)
+PREPOSITIONS = _words(
+    "in on at to for from with without by of into about as than over under between"
+)
+
+# Openings that ask for a procedure; each becomes the one token "howto".
+HOWTO_OPENINGS = _phrases(
+    """how do i | how can i | how should i | how would i | how do you | how can you |
+    how does one | how can one | how would one | how do we | how can we | how to |
+    what are the steps to | what are steps to | steps to | explain how to | show me how to |
+    tell me how to | teach me how to | what is the way to | what is the procedure to |
+    what is the process to | what is the right way to | what is the correct way to |
+    what is the proper way to""",
+    drop_articles=True,  # matched after articles are dropped
+)
+
+# Multi-word phrases with one canonical form (matched after articles are dropped).
+PHRASES: dict[Phrase, Phrase] = {
+    tuple(k.split()): tuple(v.split())
+    for k, v in (
+        *(
+            (f"who {be} {agent} of", f"who {verb}")
+            for be in ("is", "was")
+            for agent, verb in (
+                ("author", "wrote"),
+                ("writer", "wrote"),
+                ("inventor", "invented"),
+                ("founder", "founded"),
+                ("creator", "created"),
+                ("composer", "composed"),
+                ("painter", "painted"),
+                ("director", "directed"),
+                ("discoverer", "discovered"),
+            )
+        ),
+        ("cannot", "can not"),  # one spelling, and "not" a word of its own (see AUXILIARIES)
+        ("in order to", "to"),
+        ("log in to", "log into"),
+        ("sign in to", "sign into"),
+    )
+}
+
+# Interchangeable words, one group a line-item (same inflection within a group). Kept to words
+# that mean the same in any question; British and American spellings.
+SYNONYM_GROUPS: tuple[frozenset[str], ...] = tuple(
+    _words(group)
+    for group in _split(
+        """fix repair | fixes repairs | fixing repairing | fixed repaired |
+    big large | bigger larger | biggest largest | fast quick | faster quicker |
+    fastest quickest | begin start | begins starts | beginning starting | began started |
+    buy purchase | buying purchasing | bought purchased | delete remove | deleting removing |
+    deleted removed | film movie | films movies | kid child | kids children |
+    car automobile | cars automobiles | doctor physician | doctors physicians |
+    photo photograph | photos photographs | tv television | bike bicycle |
+    bikes bicycles | phone telephone | sofa couch | rubbish garbage trash |
+    lorry truck | petrol gasoline | ok okay | maybe perhaps | help assist |
+    choose select | need require | what which | colour color | colours colors | favourite favorite |
+    centre center | metre meter | metres meters | litre liter | litres liters |
+    kilometre kilometer | kilometres kilometers | centimetre centimeter |
+    centimetres centimeters | millimetre millimeter | millimetres millimeters |
+    organise organize | summarise summarize | analyse analyze | optimise optimize |
+    recognise recognize | apologise apologize | realise realize | prioritise prioritize |
+    behaviour behavior | neighbour neighbor | flavour flavor | humour humor | grey gray |
+    jewellery jewelry | aluminium aluminum | programme program | catalogue catalog |
+    dialogue dialog | cheque check | defence defense | licence license |
+    travelling traveling | cancelled canceled | modelling modeling""",
+        "|",
+    )
+)
+# Pairs that are interchangeable with each other but not through a third word: "in" ~ "into"
+# ~ "to", yet "in Paris" is not "to Paris".
+SYNONYM_PAIRS = frozenset(_words(p) for p in ("into to", "into in", "using with"))
+
+NUMBER_WORDS: dict[str, int] = {
+    w: i
+    for i, w in enumerate(
+        _split(
+            """zero one two three four five six seven eight nine ten eleven twelve thirteen
+            fourteen fifteen sixteen seventeen eighteen nineteen"""
+        )
+    )
+}
+TENS: dict[str, int] = {
+    w: 10 * i
+    for i, w in enumerate(_split("twenty thirty forty fifty sixty seventy eighty ninety"), 2)
+}
+MULTIPLIERS: dict[str, int] = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
+ORDINAL_WORDS = _split(
+    """zeroth first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth
+    thirteenth fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth twentieth"""
+)
+
+# Singular nouns that name a fixed quantity: "a decade" asks the same as "10 years".
+QUANTITY_NOUNS: dict[str, Phrase] = {
+    "fortnight": ("14", "days"),
+    "decade": ("10", "years"),
+    "century": ("100", "years"),
+    "millennium": ("1000", "years"),
+    "dozen": ("12",),
+}
+# Only after "a" / "one": "a week" is 7 days; "the week" or "week 3" is not.
+COUNTED_NOUNS: dict[str, Phrase] = {"week": ("7", "days")}
+
+# Words that open an adverbial phrase which may stand first or last without changing the
+# question: "In Python, how do I ..." / "How do I ... in Python?"
+MOVABLE_PHRASE_OPENERS = _words(
+    """in on for using with without via by at from during inside within under through after
+    before since until near around across throughout among despite"""
+)
+# "not" after an auxiliary may stand after the subject instead ("Why don't cats ..." / "Why do
+# cats not ..."), unless it crosses a quantifier ("not all cats" is not "all cats ... not").
+AUXILIARIES = _words("do does did is are was were am has have had")
+# After a modal the place of "not" changes the question ("Shouldn't I go?" asks for
+# confirmation, "Should I not go?" asks for advice), except after "why".
+MODALS = _words("can could will would should shall may might must need")
+ARITHMETIC = _words(
+    """times plus minus divided multiplied over power squared cubed x * / + - ^ root mod
+    modulo percent"""
+)
+QUANTIFIERS = _words(
+    """all every each some any many most both either neither few several much more less no
+    none only"""
+)
+# Relations whose two sides may be exchanged: "How far is Madrid from Barcelona?", "How does a
+# hare differ from a rabbit?", "Is X the same as Y?". Only when nothing but this word and a
+# linking word stands between the two sides (so "How far can a dog chase a cat?" is not one).
+SYMMETRIC_RELATIONS = _words(
+    """far distance differ differs different difference similar same equal equivalent
+    compatible"""
+)
+SYMMETRIC_LINKS = _words("from to as with and")
+# Words joining two items whose order does not change the question ("sum of 15 and 27",
+# "Vue or React")...
+COMMUTATIVE_JOINERS = _words("and or")
+# ...unless the prompt asks for something whose items are ordered (a function's parameters,
+# a table's columns, a sequence of steps)...
+ORDERED_CONTEXT = _words(
+    """function functions method methods parameter parameters argument arguments args takes
+    accepts signature column columns field fields order ordered sequence then followed before
+    after sentence phrase spell translate"""
+)
+# ...or, for two numbers, an operation where their order matters.
+ORDER_SENSITIVE_NUMBERS = _words(
+    """ratio minus subtract subtracted divide divided quotient difference percent percentage
+    power exponent over from to than log logarithm modulo mod remainder"""
+)

@@ -1,0 +1,258 @@
+"""The semantic cache's verifier: each category of "near in embedding space, different question"
+is vetoed, each kind of harmless rewording is let through, and the guards on the rewordings hold.
+
+Pairs are written for these tests (not taken from any eval file). The vocabulary is MiniLM's
+own, read from the installed model files, as in the router.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from mesh.router.cache_verify import QuestionVerifier, Verdict, minilm_vocabulary
+from mesh.router.question_form import question_form
+
+
+@pytest.fixture(scope="module")
+def verifier() -> QuestionVerifier:
+    vocabulary = minilm_vocabulary()
+    assert vocabulary is not None and "capital" in vocabulary
+    return QuestionVerifier(vocabulary)
+
+
+def verdict(verifier: QuestionVerifier, stored: str, asked: str) -> Verdict:
+    """Both directions must agree: the relation is symmetric."""
+    forward = verifier.verify(question_form(stored), question_form(asked))
+    backward = verifier.verify(question_form(asked), question_form(stored))
+    assert forward.same == backward.same, (forward, backward)
+    return forward
+
+
+DIFFERENT = {
+    "negation": [
+        ("Why is my phone charging slowly?", "Why is my phone not charging slowly?"),
+        ("Is it safe to eat raw cookie dough?", "Is it unsafe to eat raw cookie dough?"),
+        ("Should I refreeze thawed meat?", "Shouldn't I refreeze thawed meat?"),
+        ("Which mushrooms are poisonous?", "Which mushrooms are non-poisonous?"),
+        ("Who has ever won the lottery twice?", "Who has never won the lottery twice?"),
+    ],
+    "with_without": [
+        (
+            "How do I make bread with a bread machine?",
+            "How do I make bread without a bread machine?",
+        ),
+    ],
+    "swapped_roles": [
+        ("Is Berlin bigger than Vienna?", "Is Vienna bigger than Berlin?"),
+        ("Did Edison work for Tesla?", "Did Tesla work for Edison?"),
+        ("What is 81 divided by 9?", "What is 9 divided by 81?"),
+        ("Is a rhombus a square?", "Is a square a rhombus?"),
+    ],
+    "conversion_direction": [
+        ("How many feet are in a mile?", "How many miles are in a foot?"),
+        ("Convert 40 Fahrenheit to Celsius.", "Convert 40 Celsius to Fahrenheit."),
+        (
+            "How do I convert a dict to JSON in Python?",
+            "How do I convert JSON to a dict in Python?",
+        ),
+    ],
+    "numbers": [
+        ("What is 19 times 21?", "What is 19 times 22?"),
+        ("Is 119 prime?", "Is 113 prime?"),
+        ("What is six plus seven?", "What is six plus eight?"),
+    ],
+    "dates": [
+        ("Who won Wimbledon in 2011?", "Who won Wimbledon in 2012?"),
+        ("What's the weather like in Oslo in May?", "What's the weather like in Oslo in October?"),
+    ],
+    "versions": [
+        ("What's new in Python 3.12?", "What's new in Python 3.13?"),
+        ("Is HTTP/2 faster than HTTP/1.1?", "Is HTTP/3 faster than HTTP/1.1?"),
+    ],
+    "entities": [
+        ("What is the capital of Slovakia?", "What is the capital of Slovenia?"),
+        ("Who founded Amazon?", "Who founded Netflix?"),
+        ("How do I declare a constant in C++?", "How do I declare a constant in C#?"),
+    ],
+    "scope": [
+        ("Who was the first king of Spain?", "Who was the last king of Spain?"),
+        ("What is the minimum salary in Spain?", "What is the maximum salary in Spain?"),
+        ("Which country has the most islands?", "Which country has the fewest islands?"),
+    ],
+    "language_and_format": [
+        ("Translate 'good night' into Hungarian.", "Translate 'good night' into Finnish."),
+        ("Explain DNS in one paragraph.", "Explain DNS in one sentence."),
+        ("Give me the results as a table.", "Give me the results as a chart."),
+    ],
+    "antonym_verbs": [
+        ("How do I archive an email in Gmail?", "How do I unarchive an email in Gmail?"),
+        ("How do I follow someone on Mastodon?", "How do I unfollow someone on Mastodon?"),
+        ("How do I upload a photo to Flickr?", "How do I download a photo from Flickr?"),
+    ],
+    "singular_plural": [
+        ("What is the German word for 'mouse'?", "What is the German word for 'mice'?"),
+        ("Translate 'the man is tall' into Dutch.", "Translate 'the men are tall' into Dutch."),
+        ("What rhymes with apple?", "What rhymes with apples?"),
+    ],
+}
+
+SAME = {
+    "same words after normalising": [
+        ("WHAT IS THE SPEED OF SOUND", "What is the speed of sound?"),
+        ("What's the speed of sound?", "What is the speed of sound?"),
+        ("Who was Pope John XXIII?", "who was pope john 23"),
+        ("Can you list the moons of Mars?", "List the moons of Mars."),
+        ("Tell me a joke, please.", "Hi! Tell me a joke. Thanks!"),
+        ("How do I boil rice?", "What are the steps to boil rice?"),
+        ("How many eggs are in a dozen?", "How many eggs are in 12?"),
+        ("What is a e-book?", "What is an ebook?"),
+        ("Who was the inventor of the telephone?", "Who invented the telephone?"),
+        ("Please sketch a floor plan for me.", "Sketch a floor plan."),
+    ],
+    "phrase moved": [
+        ("In Rust, how do I read a file?", "How do I read a file in Rust?"),
+        ("What should I drink before a marathon?", "Before a marathon, what should I drink?"),
+    ],
+    "'not' placed after the subject": [
+        ("Why doesn't bread rise in the fridge?", "Why does bread not rise in the fridge?"),
+        ("Why can't ostriches fly?", "Why can ostriches not fly?"),
+    ],
+    "sides of a symmetric relation swapped": [
+        ("How far is Lyon from Geneva?", "How far is Geneva from Lyon?"),
+        ("How does a moth differ from a butterfly?", "How does a butterfly differ from a moth?"),
+    ],
+    "items swapped around and/or": [
+        ("What is the sum of 12 and 30?", "What is the sum of 30 and 12?"),
+        ("Which is longer, the Danube or the Rhine?", "Which is longer, the Rhine or the Danube?"),
+    ],
+    "synonym": [
+        ("How do I repair a flat tyre?", "How do I fix a flat tyre?"),
+        ("What is the biggest lake in Africa?", "What is the largest lake in Africa?"),
+    ],
+    "typo": [
+        ("How does a refrigerator work?", "How does a refrigerator wrok?"),
+        ("What is the capital of Peru?", "what is the captial of peru"),
+    ],
+}
+
+GUARDED = [
+    # a greeting or a "thank you" that IS the question is kept
+    ("Hello in Portuguese?", "Good morning in Portuguese?"),
+    ("How do you say thank you in Greek?", "How do you say please in Greek?"),
+    # two real words one letter apart are two meanings; so are vowel-for-vowel swaps
+    ("Is the desert dry?", "Is the dessert dry?"),
+    ("What is the molar mass of ethanol?", "What is the molar mass of ethanal?"),
+    # quoted text is literal; an ordered list (a function's parameters) is not commutative
+    ("Translate 'red and blue' into French.", "Translate 'blue and red' into French."),
+    (
+        "Write a function that takes a name and an age.",
+        "Write a function that takes an age and a name.",
+    ),
+    ("What is 10 minus 4 and 2?", "What is 10 minus 2 and 4?"),
+    # "pick a lock" is not "choose a lock"; a moved phrase must open with a preposition
+    ("How do I pick a lock?", "How do I choose a lock?"),
+    ("Who did Ali beat in 1974?", "Who beat Ali in 1974?"),
+    # nothing left to compare is no evidence
+    ("Thanks!", "Hello!"),
+    # "not" moved across a quantifier, or after a modal outside "why", changes the question
+    ("Why don't all cats purr?", "Why do all cats not purr?"),
+    ("Shouldn't I call a plumber?", "Should I not call a plumber?"),
+    # a symmetric word is not enough: the two sides must be what it relates
+    ("How far can a horse pull a cart?", "How far can a cart pull a horse?"),
+    ("Is 4 equal to 6 times 3?", "Is 6 equal to 4 times 3?"),
+    ("What is 4 and 6 times 3?", "What is 6 and 4 times 3?"),
+    # "for me" is the question unless the request was softened
+    ("Is coffee bad for me?", "Is coffee bad?"),
+]
+
+
+@pytest.mark.parametrize(
+    ("category", "stored", "asked"),
+    [(c, a, b) for c, pairs in DIFFERENT.items() for a, b in pairs],
+)
+def test_a_different_question_is_vetoed(
+    verifier: QuestionVerifier, category: str, stored: str, asked: str
+) -> None:
+    result = verdict(verifier, stored, asked)
+    assert not result.same and result.reason.startswith("vetoed: "), category
+
+
+@pytest.mark.parametrize(
+    ("how", "stored", "asked"), [(h, a, b) for h, pairs in SAME.items() for a, b in pairs]
+)
+def test_the_same_question_reworded_is_verified(
+    verifier: QuestionVerifier, how: str, stored: str, asked: str
+) -> None:
+    result = verdict(verifier, stored, asked)
+    assert result.same and result.reason.startswith("verified: ")
+    assert how in result.reason
+
+
+@pytest.mark.parametrize(("stored", "asked"), GUARDED)
+def test_rewording_rules_do_not_reach_too_far(
+    verifier: QuestionVerifier, stored: str, asked: str
+) -> None:
+    assert not verdict(verifier, stored, asked).same
+
+
+@pytest.mark.parametrize(
+    ("stored", "asked", "reason"),
+    [
+        ("Is it legal to fly drones here?", "Is it illegal to fly drones here?", "negation"),
+        ("Can I go without a visa?", "Can I go with a visa?", "negation"),
+        ("What is 3 cubed?", "What is 4 cubed?", "numbers"),
+        ("Translate 'cat' into Irish.", "Translate 'dog' into Irish.", "quoted text"),
+        ("Is Rome older than Athens?", "Is Athens older than Rome?", "another order"),
+        ("What rhymes with apple?", "What rhymes with apples?", "singular / plural"),
+        ("Who founded Amazon?", "Who founded Netflix?", "content words differ (1 vs 1)"),
+    ],
+)
+def test_a_veto_names_the_category_and_never_the_words(
+    verifier: QuestionVerifier, stored: str, asked: str, reason: str
+) -> None:
+    result = verdict(verifier, stored, asked)
+    assert reason in result.reason
+    for word in ("legal", "visa", "cat", "dog", "Rome", "rome", "apple", "Amazon", "amazon"):
+        assert word not in result.reason
+
+
+def test_without_a_vocabulary_no_typo_is_forgiven() -> None:
+    strict = QuestionVerifier(vocabulary=None)
+    assert not strict.verify(
+        question_form("How does it work?"), question_form("How does it wrok?")
+    ).same
+
+
+def test_every_message_of_a_conversation_must_agree(verifier: QuestionVerifier) -> None:
+    stored = [question_form(t) for t in ("Talk about cats.", "OK.", "What do they eat?")]
+    asked = [question_form(t) for t in ("Talk about dogs.", "OK.", "What do they eat?")]
+    assert not verifier.verify_turns(stored, asked).same
+    polite = [question_form(t) for t in ("Please talk about cats.", "OK.", "What do they eat?")]
+    assert verifier.verify_turns(stored, polite).same
+    assert not verifier.verify_turns(stored, polite[1:]).same
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        (
+            "Hi there! Could you please explain how tides work? Thanks a lot.",
+            ("explain", "how", "tides", "work"),
+        ),
+        ("Isn't Pluto a planet?", ("is", "not", "pluto", "planet")),
+        ("Who was Louis XIV?", ("who", "was", "louis", "14")),
+        ("HOW DO I MIX PAINT", ("howto", "mix", "paint")),  # shouting is not Roman numerals
+        ("Where is Washington DC?", ("where", "is", "washington", "dc")),
+        ("What is 1,500 plus twenty-one?", ("what", "is", "1500", "plus", "21")),
+        ("What is the 3rd planet?", ("what", "is", "third", "planet")),
+        ("Conjugate 'to be' for 'I'.", ("conjugate", '"to', '"be', "for", '"i')),
+        ("Move file A to folder B.", ("move", "file", "a", "to", "folder", "b")),
+    ],
+)
+def test_question_form(text: str, tokens: tuple[str, ...]) -> None:
+    assert question_form(text).tokens == tokens
+
+
+def test_numbers_are_read_as_digits_for_the_cache_scope() -> None:
+    assert question_form("Plan a fortnight in Rome, with seven museums.").numbers == ("14", "7")
+    assert question_form("Henry VIII").numbers == question_form("henry 8").numbers == ("8",)
