@@ -17,13 +17,20 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mesh.cli.options import api_key_option, config_option, json_option, target_option
+from mesh.cli.options import (
+    api_key_option,
+    client_tls_options,
+    config_option,
+    json_option,
+    target_option,
+)
 from mesh.cli.since import since_option
 
 if TYPE_CHECKING:
     from guards.audit import PolicyChange
     from guards.policy_loader import LoadRules
     from guards.policy_store import PolicyStore
+    from mesh.config import ClientTls
 
 _RULES_HELP = (
     "mesh.yaml whose router.guards.validator_modules a `module:Class` must match. "
@@ -116,14 +123,19 @@ async def _run_cases(store: PolicyStore, rows: list[dict[str, Any]]) -> list[str
 @click.option("--admin-key", envvar="MESH_ADMIN_KEY", default=None, help="or MESH_ADMIN_KEY")
 @api_key_option
 @click.option("--dry-run", is_flag=True, help="validate on the server, do not install")
+@client_tls_options
 def apply(
-    file: Path, target: str, admin_key: str | None, api_key: str | None, dry_run: bool
+    file: Path,
+    target: str,
+    admin_key: str | None,
+    api_key: str | None,
+    dry_run: bool,
+    tls: ClientTls | None,
 ) -> None:
     """Install FILE on a running router through PolicyService.ApplyPolicy, as the admin key
     or an API key with `admin: true` (the admin key wins when both are given)."""
-    import grpc.aio
-
     from guards.policy_loader import read_policy_file
+    from mesh.client import open_channel
     from mesh.v1 import policy_pb2, policy_pb2_grpc
 
     if admin_key is not None:
@@ -135,7 +147,7 @@ def apply(
     text = read_policy_file(file)
 
     async def call() -> policy_pb2.ApplyPolicyResponse:
-        async with grpc.aio.insecure_channel(target) as channel:
+        async with open_channel(target, tls) as channel:
             stub = policy_pb2_grpc.PolicyServiceStub(channel)  # type: ignore[no-untyped-call]
             request = policy_pb2.ApplyPolicyRequest(policy_yaml=text, dry_run=dry_run)
             response: policy_pb2.ApplyPolicyResponse = await stub.ApplyPolicy(

@@ -15,6 +15,7 @@ import click
 from mesh.cli.options import (
     NODE_GRACE_S,
     FieldDefault,
+    client_tls_fields,
     config_from_flags,
     grace_option,
     listen_option,
@@ -22,6 +23,9 @@ from mesh.cli.options import (
     node_id_option,
     price_options,
     registration_options,
+    router_tls_options,
+    server_tls_fields,
+    server_tls_options,
     tier_option,
 )
 from mesh.cli.server_telemetry import describe_metrics, flag_settings, server_telemetry
@@ -51,6 +55,8 @@ DEFAULT_BRIDGE_LISTEN = "127.0.0.1:50071"
 @listen_option(default=DEFAULT_BRIDGE_LISTEN, help="Address the bridge serves on.")
 @node_id_option("bridge-<provider>-<model>")
 @registration_options
+@server_tls_options
+@router_tls_options
 @metrics_listen_option
 @tier_option(default=None, help="Default: the price table's, else medium.")
 @click.option("--context-window", type=int, default=None)
@@ -118,6 +124,14 @@ def _config_fields(options: dict[str, Any]) -> dict[str, Any]:
             "tokens_per_minute": options["tpm"],
         },
         "retry": {"max_attempts": options["max_attempts"]},
+        "tls": server_tls_fields(options["tls_cert"], options["tls_key"], options["tls_client_ca"]),
+        "router_tls": client_tls_fields(
+            options["router_tls_ca"],
+            options["router_tls_cert"],
+            options["router_tls_key"],
+            options["router_tls_server_name"],
+        ),
+        "insecure": options["insecure"],
     }
     for flag, field in (
         ("base_url", "base_url"),

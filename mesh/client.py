@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc.aio
 
 from mesh.contract.serving import channel_options
 from mesh.v1 import inference_pb2, inference_pb2_grpc, types_pb2
+
+if TYPE_CHECKING:
+    from mesh.config import ClientTls
 
 API_KEY_HEADER = "x-api-key"
 
@@ -50,8 +54,17 @@ def _metadata(options: ChatOptions) -> Sequence[tuple[str, str]] | None:
     return [(API_KEY_HEADER, options.api_key)] if options.api_key else None
 
 
-def open_channel(target: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(target, options=channel_options())
+def open_channel(target: str, tls: ClientTls | None = None) -> grpc.aio.Channel:
+    """A channel to a router or node: plaintext, or TLS as `tls` says (files read now)."""
+    if tls is None:
+        return grpc.aio.insecure_channel(target, options=channel_options())
+    from mesh.contract.tls import channel_credentials, tls_channel_options
+
+    return grpc.aio.secure_channel(
+        target,
+        channel_credentials(tls),
+        options=[*channel_options(), *tls_channel_options(tls)],
+    )
 
 
 async def generate(

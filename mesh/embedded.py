@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from mesh.config import BridgeConfig, MeshConfig, MissingApiKey
 from mesh.router.app import RouterRuntime
+from mesh.router.exposure import refuse_plaintext_router
 from mesh.router.registry_auth import refuse_open_registration_off_loopback
 from mesh.telemetry.setup import Telemetry
 from nodes.runtime import NodeRuntime
@@ -44,8 +45,10 @@ class EmbeddedMesh:
     ) -> None:
         self.config = config
         self.listen = listen or config.router.listen
-        # Before any engine loads: `--listen 0.0.0.0:…` with an open registry fails at once.
+        # Before any engine loads: `--listen 0.0.0.0:…` with an open registry, or in plaintext
+        # without a registration token, fails at once.
         refuse_open_registration_off_loopback(self.listen, config.router.registry)
+        refuse_plaintext_router(config.router, self.listen)
         self.nodes = [NodeRuntime(node, telemetry=telemetry) for node in config.nodes]
         self.bridge_configs: list[BridgeConfig] = [*config.bridges, *bridges]
         self.bridges: list[BridgeRuntime] = []

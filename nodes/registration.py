@@ -11,6 +11,10 @@ the node (no or wrong token, registration off, its id taken or a static upstream
 is treated like one that is away: one log line naming the reason when that starts, back-off
 (at least the delay the router asks for), retries, one line when it ends; token and lease are
 never logged.
+
+With `credentials` (the node's router_tls) the channel is TLS: the router's certificate is
+verified and the node's own presented, which a router may take as the registration credential
+instead of the token. When the files rotate, the next call opens a channel with the new ones.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from mesh.contract.node_token import DEFAULT_TOKEN_ENV, NodeToken
 from mesh.contract.registration import LEASE_HEADER
 from mesh.contract.serving import channel_options
 from mesh.contract.status import error_details
+from mesh.contract.tls import ChannelCredentialsSource, open_channel
 from mesh.v1 import registry_pb2, registry_pb2_grpc
 from nodes.server import NodeServicer
 
@@ -66,6 +71,11 @@ def _refusal_hint(details: ErrorDetails, *, has_token: bool) -> str:
     """What the operator should know about a refusal, for the one log line."""
     if details.reason in _REFUSAL_HINTS:
         return _REFUSAL_HINTS[details.reason]
+    if details.reason == "NODE_CERTIFICATE_REQUIRED":
+        return (
+            "the router takes node certificates as the registration credential and this node "
+            "presented none it accepts (router_tls cert_file/key_file; --router-tls-cert)"
+        )
     if details.reason in ("NODE_TOKEN_MISSING", "NODE_TOKEN_REJECTED"):
         if has_token:
             return "the router does not accept this node's registration token"
@@ -83,7 +93,8 @@ class RegistrationLoop:
 
     `address` is what the router will dial: the node's reachable host:port, not a wildcard
     listen address. `interval_s` is the heartbeat period until the router states its own.
-    `token` is the router's registration token, if it wants one.
+    `token` is the router's registration token, if it wants one; `credentials` make the
+    channel TLS (and present the node's certificate).
     """
 
     def __init__(
@@ -94,6 +105,7 @@ class RegistrationLoop:
         interval_s: float = 2.0,
         *,
         token: NodeToken | None = None,
+        credentials: ChannelCredentialsSource | None = None,
         call_timeout_s: float = 5.0,
         max_backoff_s: float = 10.0,
     ) -> None:
@@ -112,7 +124,9 @@ class RegistrationLoop:
         self.heartbeats = 0
         self.consecutive_failures = 0
         self.failure: FailureState | None = None
+        self._credentials = credentials
         self._channel: grpc.aio.Channel | None = None
+        self._generation = 0  # of the credentials the channel was opened with
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
@@ -125,7 +139,7 @@ class RegistrationLoop:
         if self._task is not None:
             return
         self._stopping.clear()
-        self._channel = grpc.aio.insecure_channel(self.router_address, options=channel_options())
+        self._channel = self._open_channel()
         self._task = asyncio.create_task(self._run(), name=f"registration-{self.node_id}")
 
     async def stop(self) -> None:
@@ -157,12 +171,27 @@ class RegistrationLoop:
             await self._channel.close()
             self._channel = None
 
-    async def _run(self) -> None:
+    def _open_channel(self) -> grpc.aio.Channel:
+        if self._credentials is None:
+            return open_channel(self.router_address, None, options=channel_options())
+        self._generation, credentials = self._credentials.current()
+        options = [*channel_options(), *self._credentials.options()]
+        return open_channel(self.router_address, credentials, options=options)
+
+    async def _fresh_channel(self) -> grpc.aio.Channel:
+        """The channel, reopened first when the TLS files changed since it was opened."""
         assert self._channel is not None
-        stub = registry_pb2_grpc.RegistryServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        if self._credentials is not None and self._credentials.current()[0] != self._generation:
+            old, self._channel = self._channel, self._open_channel()
+            await old.close()  # calls here are one at a time: none is in flight
+        return self._channel
+
+    async def _run(self) -> None:
         interval = self.interval_s
         while not self._stopping.is_set():
             try:
+                channel = await self._fresh_channel()
+                stub = registry_pb2_grpc.RegistryServiceStub(channel)  # type: ignore[no-untyped-call]
                 if not self.registered:
                     interval = await self._register(stub)
                 elif not await self._heartbeat(stub):

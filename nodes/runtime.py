@@ -10,6 +10,11 @@ from mesh.config import NodeConfig
 from mesh.contract.errors import MeshError
 from mesh.contract.node_token import NodeToken
 from mesh.contract.serving import BoundServer, bound_address, create_server
+from mesh.contract.tls import (
+    ChannelCredentialsSource,
+    check_server_files,
+    refuse_plaintext_off_loopback,
+)
 from mesh.telemetry.setup import Telemetry
 from mesh.v1 import inference_pb2, inference_pb2_grpc
 from nodes.engines import create_backend
@@ -53,10 +58,20 @@ class NodeRuntime:
     async def start(self) -> str:
         """Load the model and start serving; returns the bound host:port.
 
-        The registration token is read first: a broken token source (TokenUnavailable) fails
-        the start before any model loads or port opens.
+        Everything that can be wrong with the config is found first, before any model loads or
+        port opens: plaintext off loopback without `insecure` (PlaintextOffLoopback), a broken
+        token source (TokenUnavailable), a missing or broken TLS file (TlsUnavailable).
         """
-        token = self.config.router_token() if self.config.router_address else None
+        config = self.config
+        what = f"node {config.id}"
+        refuse_plaintext_off_loopback(what, config.listen, config.tls, insecure=config.insecure)
+        token = config.router_token() if config.router_address else None
+        if config.tls is not None:
+            check_server_files(config.tls, what)
+        credentials = None
+        if config.router_address and config.router_tls is not None:
+            credentials = ChannelCredentialsSource(config.router_tls, f"{what} registration")
+            credentials.load()
         await self.backend.start()
         self._bound = create_server(
             self.config.listen,
@@ -68,6 +83,8 @@ class NodeRuntime:
                 )
             ],
             interceptors=self._telemetry.server_interceptors() if self._telemetry else (),
+            tls=config.tls,
+            what=what,
         )
         await self._bound.server.start()
         self.address = bound_address(self.config.listen, self._bound.port)
@@ -78,10 +95,12 @@ class NodeRuntime:
         log.info(
             "node %s serving %s on %s", self.config.id, self.backend.info.model_id, self.address
         )
-        await self._start_registration(token)
+        await self._start_registration(token, credentials)
         return self.address
 
-    async def _start_registration(self, token: NodeToken | None) -> None:
+    async def _start_registration(
+        self, token: NodeToken | None, credentials: ChannelCredentialsSource | None
+    ) -> None:
         """Announce the node when a router is configured; never waits for the router."""
         if not self.config.router_address:
             return
@@ -91,6 +110,7 @@ class NodeRuntime:
             self.config.router_address,
             self.config.heartbeat_interval_s,
             token=token,
+            credentials=credentials,
         )
         await self.registration.start()
 

@@ -57,6 +57,9 @@ COMMANDS = {
         "mesh.router.cache_eval_cli:cache_eval_command",
         "Store each pair's first prompt, ask the second: report false and true cache hits.",
     ),
+    "certs": LazyCommand(
+        "mesh.cli.certs:certs", "Certificates for TLS and mutual TLS between mesh processes."
+    ),
     "keys": LazyCommand(
         "mesh.router.cli:keys_command", "API keys for mesh.yaml (stored only as SHA-256 hashes)."
     ),

@@ -8,10 +8,17 @@ from typing import TYPE_CHECKING
 
 import click
 
-from mesh.cli.options import FieldDefault, api_key_option, json_option, target_option
+from mesh.cli.options import (
+    FieldDefault,
+    api_key_option,
+    client_tls_options,
+    json_option,
+    target_option,
+)
 
 if TYPE_CHECKING:
     from mesh.client import ChatOptions
+    from mesh.config import ClientTls
 
 CHAT_OPTIONS = "mesh.client:ChatOptions"
 
@@ -39,6 +46,7 @@ CHAT_OPTIONS = "mesh.client:ChatOptions"
     help="Deadline in seconds.",
 )
 @api_key_option
+@client_tls_options
 def chat(
     prompt: str,
     target: str,
@@ -50,6 +58,7 @@ def chat(
     system: str | None,
     timeout: float,
     api_key: str | None,
+    tls: ClientTls | None,
 ) -> None:
     """Send one prompt through the mesh and print the answer and its route."""
     from mesh.client import ChatOptions
@@ -62,11 +71,17 @@ def chat(
         timeout_s=timeout,
         api_key=api_key or None,
     )
-    asyncio.run(_chat(target, prompt, options, stream=stream, as_json=as_json))
+    asyncio.run(_chat(target, prompt, options, stream=stream, as_json=as_json, tls=tls))
 
 
 async def _chat(
-    target: str, prompt: str, options: ChatOptions, *, stream: bool, as_json: bool
+    target: str,
+    prompt: str,
+    options: ChatOptions,
+    *,
+    stream: bool,
+    as_json: bool,
+    tls: ClientTls | None,
 ) -> None:
     from google.protobuf import json_format
 
@@ -78,7 +93,7 @@ async def _chat(
         open_channel,
     )
 
-    async with open_channel(target) as channel:
+    async with open_channel(target, tls) as channel:
         if not stream:
             reply = await generate(channel, prompt, options)
             if as_json:

@@ -48,6 +48,7 @@ CALLER_FAULT_CODES = frozenset(
 CONFIG_ERRORS = (
     ("mesh.config", "ConfigError"),
     ("mesh.contract.node_token", "TokenUnavailable"),
+    ("mesh.contract.tls", "TlsUnavailable"),
     ("mesh.config.bridges", "MissingApiKey"),
     ("nodes.bridges.prices", "PriceTableError"),
     ("mesh.embedded", "BridgeSetupError"),

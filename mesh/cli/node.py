@@ -11,6 +11,7 @@ import click
 from mesh.cli.options import (
     NODE_GRACE_S,
     FieldDefault,
+    client_tls_fields,
     config_from_flags,
     grace_option,
     listen_option,
@@ -18,6 +19,9 @@ from mesh.cli.options import (
     node_id_option,
     price_options,
     registration_options,
+    router_tls_options,
+    server_tls_fields,
+    server_tls_options,
     tier_option,
 )
 from mesh.cli.server_telemetry import describe_metrics, flag_settings, server_telemetry
@@ -54,6 +58,8 @@ DEFAULT_NODE_LISTEN = "127.0.0.1:50061"
 )
 @grace_option(NODE_GRACE_S)
 @registration_options
+@server_tls_options
+@router_tls_options
 @metrics_listen_option
 @click.option("--max-model-len", type=int, default=None, help="vLLM: context length reserved.")
 @click.option("--kv-cache-gib", type=float, default=None, help="vLLM: KV cache size on CPU.")
@@ -79,6 +85,14 @@ def node(
     heartbeat_interval: float,
     router_token_env: str | None,
     router_token_file: Path | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tls_client_ca: Path | None,
+    insecure: bool,
+    router_tls_ca: Path | None,
+    router_tls_cert: Path | None,
+    router_tls_key: Path | None,
+    router_tls_server_name: str | None,
     metrics_listen: str | None,
     max_model_len: int | None,
     kv_cache_gib: float | None,
@@ -114,6 +128,11 @@ def node(
             "router_address": router_address,
             "advertise_address": advertise,
             "heartbeat_interval_s": heartbeat_interval,
+            "tls": server_tls_fields(tls_cert, tls_key, tls_client_ca),
+            "router_tls": client_tls_fields(
+                router_tls_ca, router_tls_cert, router_tls_key, router_tls_server_name
+            ),
+            "insecure": insecure,
             **{k: v for k, v in optional.items() if v is not None},
             "vllm": config_from_flags(
                 VllmEngineConfig, {k: v for k, v in vllm_flags.items() if v is not None}

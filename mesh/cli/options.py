@@ -11,10 +11,11 @@ module, and with it these decorators, and the pydantic configs cost 0.2-0.7 s to
 from __future__ import annotations
 
 import enum
+import functools
 import importlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
@@ -23,7 +24,7 @@ from mesh.contract.node_token import DEFAULT_TOKEN_ENV
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from mesh.config import MeshConfig, Tier
+    from mesh.config import ClientTls, MeshConfig, Tier
 
 F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M", bound="BaseModel")
@@ -235,6 +236,90 @@ registration_options: Callable[[F], F] = _stack(
         help="File holding the router's registration token.",
     ),
 )  # fmt: skip
+
+
+# --- TLS ----------------------------------------------------------------------------------
+_PEM = click.Path(dir_okay=False, path_type=Path)
+
+# A node's or bridge's own server (NodeConfig.tls) and its plaintext switch. The command
+# receives tls_cert, tls_key, tls_client_ca and insecure, and passes the first three to
+# `server_tls_fields`.
+server_tls_options: Callable[[F], F] = _stack(
+    click.option("--tls-cert", type=_PEM, default=None,
+                 help="PEM certificate this server presents (TLS). Rotated files are used live."),
+    click.option("--tls-key", type=_PEM, default=None, help="PEM key of --tls-cert."),
+    click.option("--tls-client-ca", type=_PEM, default=None,
+                 help="Mutual TLS: callers need a certificate from this CA (the mesh's)."),
+    click.option("--insecure", is_flag=True,
+                 help="Serve plaintext on an address off loopback on purpose (refused without)."),
+)  # fmt: skip
+
+# A node's or bridge's channel to the router it registers with (NodeConfig.router_tls). The
+# command receives router_tls_ca, router_tls_cert, router_tls_key, router_tls_server_name and
+# passes them to `client_tls_fields`.
+router_tls_options: Callable[[F], F] = _stack(
+    click.option("--router-tls-ca", type=_PEM, default=None,
+                 help="Register over TLS: the CA the router's certificate must chain to."),
+    click.option("--router-tls-cert", type=_PEM, default=None,
+                 help="Certificate presented to the router (the node certificate)."),
+    click.option("--router-tls-key", type=_PEM, default=None, help="PEM key of --router-tls-cert."),
+    click.option("--router-tls-server-name", metavar="NAME", default=None,
+                 help="Name the router's certificate must hold, if not the host dialled."),
+)  # fmt: skip
+
+
+def server_tls_fields(
+    cert: Path | None, key: Path | None, client_ca: Path | None
+) -> dict[str, Path | None] | None:
+    """The `tls:` section from the server TLS flags; None when none was given."""
+    if cert is None and key is None and client_ca is None:
+        return None
+    given = {"cert_file": cert, "key_file": key, "client_ca_file": client_ca}
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def client_tls_fields(
+    ca: Path | None, cert: Path | None, key: Path | None, server_name: str | None
+) -> dict[str, Path | str] | None:
+    """A channel's TLS section (ClientTls) from its flags; None when none was given."""
+    given = {"ca_file": ca, "cert_file": cert, "key_file": key, "server_name": server_name}
+    fields = {name: value for name, value in given.items() if value is not None}
+    return fields or None
+
+
+def client_tls_options(f: F) -> F:
+    """`--tls-ca`, `--tls-cert`, `--tls-key`, `--tls-server-name` (or $MESH_TLS_CA, …) of a
+    client command. The command receives `tls: ClientTls | None`: None, plaintext, when none
+    is given; any of them, TLS (with the system's roots when no CA is named)."""
+
+    @functools.wraps(f)
+    def with_tls(
+        *args: Any,
+        tls_ca: Path | None,
+        tls_cert: Path | None,
+        tls_key: Path | None,
+        tls_server_name: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        fields = client_tls_fields(tls_ca, tls_cert, tls_key, tls_server_name)
+        tls: ClientTls | None = None
+        if fields is not None:
+            from mesh.config import ClientTls
+
+            tls = config_from_flags(ClientTls, fields)
+        return f(*args, tls=tls, **kwargs)
+
+    options = _stack(
+        click.option("--tls-ca", type=_PEM, default=None, envvar="MESH_TLS_CA", show_envvar=True,
+                     help="Connect over TLS, verifying the server against this CA."),
+        click.option("--tls-cert", type=_PEM, default=None, envvar="MESH_TLS_CERT",
+                     show_envvar=True, help="Client certificate, for servers wanting mutual TLS."),
+        click.option("--tls-key", type=_PEM, default=None, envvar="MESH_TLS_KEY",
+                     show_envvar=True, help="PEM key of --tls-cert."),
+        click.option("--tls-server-name", metavar="NAME", default=None,
+                     help="Name the server's certificate must hold, if not the host dialled."),
+    )  # fmt: skip
+    return options(cast(F, with_tls))
 
 
 def _parse_metrics_listen(_ctx: click.Context, _param: click.Parameter, value: str) -> str | None:

@@ -66,6 +66,7 @@ from mesh.config.router import (
     TenantBudget,
 )
 from mesh.config.telemetry import Exporter, TelemetrySettings, default_span_store_path
+from mesh.config.tls import ClientTls, ServerTls
 
 __all__ = [
     "DEFAULT_BASE_URLS",
@@ -86,6 +87,7 @@ __all__ = [
     "BridgeLimits",
     "BudgetSettings",
     "CacheSettings",
+    "ClientTls",
     "ConfigError",
     "EstimatorSettings",
     "Exporter",
@@ -103,6 +105,7 @@ __all__ = [
     "RetryPolicy",
     "RouterConfig",
     "RoutingSettings",
+    "ServerTls",
     "StrictModel",
     "TelemetrySettings",
     "TenantBudget",

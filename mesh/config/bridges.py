@@ -19,6 +19,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from mesh.config.common import StrictModel, Tier, check_address, check_dialable, field_default
 from mesh.config.nodes import NodeConfig
+from mesh.config.tls import ClientTls, ServerTls
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,13 @@ class BridgeConfig(StrictModel):
         None, description="variable holding the router's registration token (default: the node's)"
     )
     router_token_file: Path | None = Field(None, description="or a file holding the token")
+    tls: ServerTls | None = Field(None, description="TLS for the bridge's server (as a node's)")
+    router_tls: ClientTls | None = Field(
+        None, description="TLS of the registration channel (as a node's)"
+    )
+    insecure: bool = Field(
+        False, description="serve plaintext off loopback on purpose; without it the bridge refuses"
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -220,6 +228,9 @@ class BridgeConfig(StrictModel):
             router_address=self.router_address,
             advertise_address=self.advertise_address,
             heartbeat_interval_s=self.heartbeat_interval_s,
+            tls=self.tls,
+            router_tls=self.router_tls,
+            insecure=self.insecure,
             # Only what was set: an unset variable keeps NodeConfig's default and its meaning.
             **{
                 name: value

@@ -48,6 +48,24 @@ class MeshConfig(StrictModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _router_reaches_its_nodes(self) -> MeshConfig:
+        # The embedded router dials these nodes: both sides must agree on TLS or it never can.
+        dialled = [("nodes", i, n.tls) for i, n in enumerate(self.nodes)]
+        dialled += [("bridges", i, b.tls) for i, b in enumerate(self.bridges)]
+        for section, index, tls in dialled:
+            if (tls is None) != (self.router.upstream_tls is None):
+                has, lacks = (
+                    ("router.upstream_tls", f"{section}[{index}].tls")
+                    if tls is None
+                    else (f"{section}[{index}].tls", "router.upstream_tls")
+                )
+                raise ValueError(
+                    f"{has} is set but {lacks} is not: the router could not reach that node "
+                    "(set both, or neither)"
+                )
+        return self
+
 
 def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     """1-based line of the deepest YAML node on the error's key path."""

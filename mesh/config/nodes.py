@@ -16,6 +16,7 @@ from mesh.config.common import (
     check_dialable,
     is_wildcard,
 )
+from mesh.config.tls import ClientTls, ServerTls
 from mesh.contract.node_token import DEFAULT_TOKEN_ENV, NodeToken, read_token
 
 
@@ -80,6 +81,20 @@ class NodeConfig(StrictModel):
     )
     router_token_file: Path | None = Field(
         None, description="or a file holding the token (wins over router_token_env)"
+    )
+    tls: ServerTls | None = Field(
+        None,
+        description="TLS for the node's server; with client_ca_file, only callers holding a "
+        "certificate from that CA (the mesh's routers) may call it. Rotated files are used live",
+    )
+    router_tls: ClientTls | None = Field(
+        None,
+        description="TLS of the registration channel: the CA the router's certificate must "
+        "chain to and the node certificate presented (the credential, where the router takes "
+        "node certificates instead of the token)",
+    )
+    insecure: bool = Field(
+        False, description="serve plaintext off loopback on purpose; without it the node refuses"
     )
 
     _check_listen = field_validator("listen")(classmethod(lambda cls, v: check_address(v)))

@@ -25,6 +25,7 @@ from mesh.config.common import (
     is_loopback,
 )
 from mesh.config.nodes import UpstreamConfig
+from mesh.config.tls import ClientTls, ServerTls
 from mesh.contract.node_token import DEFAULT_TOKEN_ENV, NodeToken, read_token
 
 DEFAULT_ROUTER_LISTEN = "127.0.0.1:50051"
@@ -371,6 +372,12 @@ class RegistrySettings(StrictModel):
         ge=1,
         description="peer hosts whose rate is tracked; the least recently seen is forgotten first",
     )
+    node_identities: list[str] = Field(
+        default_factory=list,
+        description="client-certificate identities accepted as the registration credential "
+        "instead of the token (URI SANs such as spiffe://inference-mesh/node, DNS SANs or the "
+        "subject CN; `*` globs). Needs router.tls.client_ca_file. Leases apply as with a token",
+    )
 
     @model_validator(mode="after")
     def _ttl_covers_heartbeats(self) -> RegistrySettings:
@@ -393,24 +400,40 @@ class RegistrySettings(StrictModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _identities_only_in_token_mode(self) -> RegistrySettings:
+        if self.node_identities and self.mode in ("open", "off"):
+            raise ValueError(
+                f"mode {self.mode} takes no node_identities: drop them, or use mode token"
+            )
+        return self
+
     def token(self) -> NodeToken | None:
         """The registration token, read now (TokenUnavailable names a broken source).
 
-        In mode `token` a token is required, from the default variable too.
+        In mode `token` a token is required, from the default variable too, unless node
+        certificates (`node_identities`) are the credential.
         """
         return read_token(
             "router.registry",
             env=self.token_env,
             file=self.token_file,
-            env_required="token_env" in self.model_fields_set or self.mode == "token",
+            env_required="token_env" in self.model_fields_set
+            or (self.mode == "token" and not self.node_identities),
         )
 
     def resolved_mode(self) -> tuple[RegistryMode, NodeToken | None]:
-        """The mode in force and its token (read now): `mode`, or token/off by the token."""
+        """The mode in force and its token (read now): `mode`, or token/off by the token.
+
+        With `node_identities` the mode is token even without a token: a node certificate
+        is then the only credential.
+        """
         if self.mode in ("open", "off"):
             return self.mode, None
         token = self.token()
-        return ("token", token) if token is not None else ("off", None)
+        if token is not None or self.node_identities:
+            return "token", token
+        return "off", None
 
 
 class GuardSettings(StrictModel):
@@ -489,6 +512,11 @@ class HttpSettings(StrictModel):
         ge=1024,
         description="largest request body accepted (413 above, before it is parsed)",
     )
+    tls: ServerTls | None = Field(
+        None,
+        description="HTTPS (and, with client_ca_file, mutual TLS) for the HTTP front; "
+        "rotated files are picked up by new connections",
+    )
 
     _check_listen = field_validator("listen", mode="before")(
         classmethod(lambda cls, v: http_listen_value(v))
@@ -529,8 +557,32 @@ class RouterConfig(StrictModel):
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    tls: ServerTls | None = Field(
+        None,
+        description="TLS for the router's gRPC server; with client_ca_file, mutual TLS (every "
+        "caller needs a certificate from that CA). Rotated files are picked up live",
+    )
+    upstream_tls: ClientTls | None = Field(
+        None,
+        description="TLS of the router's channels to nodes: the CA nodes' certificates must "
+        "chain to and the client certificate the router presents; none: plaintext",
+    )
+    insecure: bool = Field(
+        False,
+        description="serve plaintext off loopback without a registration token on purpose; "
+        "without it such a router refuses to start",
+    )
 
     _check_listen = field_validator("listen")(classmethod(lambda cls, v: check_address(v)))
+
+    @model_validator(mode="after")
+    def _identities_need_client_certificates(self) -> RouterConfig:
+        if self.registry.node_identities and (self.tls is None or not self.tls.mutual):
+            raise ValueError(
+                "router.registry.node_identities needs router.tls.client_ca_file: a certificate "
+                "identity counts only when the router verified the certificate"
+            )
+        return self
 
     @model_validator(mode="after")
     def _open_registry_on_loopback(self) -> RouterConfig:

@@ -3,7 +3,8 @@
 `create_server` only builds and binds (tests bind port 0 and read the port back); callers
 start and stop it. Every server gets grpc.health.v1 and reflection (grpc.reflection.v1 and
 v1alpha), and refuses request bytes that do not decode with INVALID_ARGUMENT
-(mesh.contract.undecodable).
+(mesh.contract.undecodable). With `tls` it serves TLS, or mutual TLS with a client CA, from
+files it re-reads when they change (mesh.contract.tls).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
-from mesh.config import DEFAULT_MAX_MESSAGE_BYTES, is_loopback
+from mesh.config import DEFAULT_MAX_MESSAGE_BYTES, ServerTls, is_loopback
 from mesh.contract.reflection import enable_reflection
+from mesh.contract.tls import server_credentials
 from mesh.contract.undecodable import UndecodableRequests, install_log_filter
 
 log = logging.getLogger(__name__)
@@ -88,10 +90,17 @@ def create_server(
     *,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    tls: ServerTls | None = None,
+    what: str = "server",
 ) -> BoundServer:
-    """Build a grpc.aio server with the given (add_fn, servicer, full service name) triples."""
-    if not is_loopback(listen):
-        log.warning("listening on %s, which is reachable from other machines", listen)
+    """Build a grpc.aio server with the given (add_fn, servicer, full service name) triples.
+
+    `tls`: serve TLS (mutual with a client CA); its files are read now, so TlsUnavailable
+    names a missing or broken one before anything binds. `what` names the server in messages.
+    """
+    credentials = server_credentials(tls, what) if tls is not None else None
+    if credentials is None and not is_loopback(listen):
+        log.warning("%s listening in plaintext on %s, reachable from other machines", what, listen)
     install_log_filter()
     server = grpc.aio.server(
         options=server_options(max_message_bytes),
@@ -105,7 +114,10 @@ def create_server(
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     enable_reflection(server, (*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
-    port = server.add_insecure_port(listen)
+    if credentials is not None:
+        port = server.add_secure_port(listen, credentials)
+    else:
+        port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"could not bind {listen}")
     return BoundServer(server=server, port=port, health=health, service_names=tuple(names))

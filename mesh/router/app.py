@@ -13,6 +13,7 @@ from guards.audit import AuditLog
 from guards.policy_store import PolicyStore
 from mesh.config import RouterConfig, is_loopback
 from mesh.contract.serving import BoundServer, bound_address, create_server
+from mesh.contract.tls import ChannelCredentialsSource
 from mesh.router.accounting import Accounting
 from mesh.router.admin_auth import policy_servicer
 from mesh.router.auth import ApiKeyAuth
@@ -22,6 +23,7 @@ from mesh.router.cache import ResponseCache
 from mesh.router.catalog import Catalog
 from mesh.router.edge import EdgeInterceptor, EdgeLimits
 from mesh.router.embeddings import shared_embedder
+from mesh.router.exposure import refuse_plaintext_router
 from mesh.router.ledger import Ledger
 from mesh.router.pipeline.cache_lookup import CacheLookup
 from mesh.router.pipeline.forward import Forwarder
@@ -79,6 +81,11 @@ class RouterRuntime:
             self.catalog,
             probe_interval_s=config.health_interval_s,
             max_message_bytes=config.max_message_bytes,
+            credentials=(
+                ChannelCredentialsSource(config.upstream_tls, "router channels to nodes")
+                if config.upstream_tls is not None
+                else None
+            ),
         )
         for upstream in config.upstreams:
             self.pool.add_static(upstream.id, upstream.address)
@@ -214,6 +221,9 @@ class RouterRuntime:
     async def start(self, listen: str | None = None) -> str:
         listen = listen or self.config.listen
         refuse_open_registration_off_loopback(listen, self.config.registry)
+        refuse_plaintext_router(self.config, listen)
+        if self.pool.credentials is not None:
+            self.pool.credentials.load()  # a broken upstream_tls file fails the start here
         if self.audit is not None:
             await self.audit.start()
         if self.ledger is not None:
@@ -240,6 +250,8 @@ class RouterRuntime:
             self._registrations(),
             max_message_bytes=self.config.max_message_bytes,
             interceptors=interceptors,
+            tls=self.config.tls,
+            what="router",
         )
         await self._bound.server.start()
         self.address = bound_address(listen, self._bound.port)

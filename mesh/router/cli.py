@@ -18,6 +18,7 @@ import click
 
 from mesh.cli.options import (
     FieldDefault,
+    client_tls_options,
     config_option,
     json_option,
     load_mesh_config,
@@ -26,7 +27,7 @@ from mesh.cli.options import (
 from mesh.cli.since import since_option
 
 if TYPE_CHECKING:
-    from mesh.config import NodeConfig
+    from mesh.config import ClientTls, NodeConfig
 
 
 def card_of(node: NodeConfig) -> Any:
@@ -50,9 +51,10 @@ def card_of(node: NodeConfig) -> Any:
 @click.command("nodes")
 @target_option("--router")
 @json_option("One JSON object per node.")
-def nodes_command(target: str, as_json: bool) -> None:
+@client_tls_options
+def nodes_command(target: str, as_json: bool, tls: ClientTls | None) -> None:
     """The router's routing table: health, circuit breaker, load and models of every node."""
-    nodes = asyncio.run(_list_nodes(target))
+    nodes = asyncio.run(_list_nodes(target, tls))
     if as_json:
         from google.protobuf.json_format import MessageToDict
 
@@ -62,13 +64,12 @@ def nodes_command(target: str, as_json: bool) -> None:
     click.echo(format_nodes(nodes))
 
 
-async def _list_nodes(target: str) -> list[Any]:
-    import grpc.aio
-
+async def _list_nodes(target: str, tls: ClientTls | None = None) -> list[Any]:
+    from mesh.client import open_channel
     from mesh.v1 import registry_pb2, registry_pb2_grpc
 
     out: list[Any] = []
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with open_channel(target, tls) as channel:
         stub = registry_pb2_grpc.RegistryServiceStub(channel)
         token = ""
         while True:

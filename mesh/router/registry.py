@@ -37,6 +37,7 @@ from mesh.contract.registration import (
     REGISTRY_RATE_LIMITED,
 )
 from mesh.contract.status import unary_error_boundary
+from mesh.contract.tls import peer_identities
 from mesh.router.catalog import Catalog, NodeEntry, node_info
 from mesh.router.registry_auth import Metadata, RegistryAccess
 from mesh.router.registry_limits import Clock, PeerRateLimiter
@@ -213,7 +214,7 @@ class RegistryServicer:
         self, request: registry_pb2.RegisterRequest | OversizedMessage, context: Context
     ) -> registry_pb2.RegisterResponse:
         metadata = context.invocation_metadata()
-        self.access.authorize(metadata)
+        self.access.authorize(metadata, peer_identities(context))
         self._charge(context)
         req = _parsed(request, "Register")
         validate_register(req, self.settings.max_models_per_node)
@@ -269,7 +270,7 @@ class RegistryServicer:
         self, request: registry_pb2.HeartbeatRequest | OversizedMessage, context: Context
     ) -> registry_pb2.HeartbeatResponse:
         metadata = context.invocation_metadata()
-        self.access.authorize(metadata)
+        self.access.authorize(metadata, peer_identities(context))
         if isinstance(request, OversizedMessage):
             self._charge(context)
         req = _parsed(request, "Heartbeat")
@@ -307,7 +308,7 @@ class RegistryServicer:
         self, request: registry_pb2.DeregisterRequest | OversizedMessage, context: Context
     ) -> registry_pb2.DeregisterResponse:
         metadata = context.invocation_metadata()
-        self.access.authorize(metadata)
+        self.access.authorize(metadata, peer_identities(context))
         self._charge(context)
         req = _parsed(request, "Deregister")
         validate_deregister(req)

@@ -1,18 +1,19 @@
 """Who may change the routing table: the registry's mode, and the shared registration token.
 
 Register, Heartbeat and Deregister decide where traffic goes. In mode `token` they need
-`x-mesh-node-token: <token>` metadata; in mode `off` (the default without a token) they are
-refused; mode `open` takes anyone and is refused off loopback. ListNodes stays open in every
-mode: `mesh nodes` reads it, and it only shows what already serves. Only the token's SHA-256 is
-kept, and a presented token is hashed before `hmac.compare_digest`, so timing reveals neither
-content nor length.
+`x-mesh-node-token: <token>` metadata, or, where `node_identities` are configured on a router
+serving mutual TLS, a client certificate whose identity matches one; in mode `off` (the default
+without either) they are refused; mode `open` takes anyone and is refused off loopback.
+ListNodes stays open in every mode: `mesh nodes` reads it, and it only shows what already
+serves. Only the token's SHA-256 is kept, and a presented token is hashed before
+`hmac.compare_digest`, so timing reveals neither content nor length.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from mesh.config import RegistrySettings, is_loopback
@@ -20,6 +21,7 @@ from mesh.config.router import RegistryMode, open_registry_refusal
 from mesh.contract.errors import Code, MeshError
 from mesh.contract.node_token import NODE_TOKEN_HEADER, NodeToken
 from mesh.contract.registration import REGISTRATION_DISABLED
+from mesh.contract.tls import identity_matches
 
 
 class NodeTokenMissing(MeshError):
@@ -34,6 +36,13 @@ class NodeTokenRejected(MeshError):
 
     code = Code.UNAUTHENTICATED
     reason = "NODE_TOKEN_REJECTED"
+
+
+class NodeCertificateRequired(MeshError):
+    """A registry write without a node certificate, on a router that takes no token."""
+
+    code = Code.UNAUTHENTICATED
+    reason = "NODE_CERTIFICATE_REQUIRED"
 
 
 class RegistrationDisabled(MeshError):
@@ -97,6 +106,8 @@ class RegistryAccess:
 
     mode: RegistryMode
     token_check: NodeTokenCheck = field(default_factory=lambda: NodeTokenCheck(None))
+    # Client-certificate identities that stand in for the token (mode token only).
+    node_identities: tuple[str, ...] = ()
 
     @classmethod
     def with_token(cls, token: NodeToken) -> RegistryAccess:
@@ -115,23 +126,40 @@ class RegistryAccess:
         """Resolve the mode and read the token now (TokenUnavailable names a broken source)."""
         mode, token = settings.resolved_mode()
         if mode == "token":
-            assert token is not None  # resolved_mode reads one or raises
-            return cls.with_token(token)
+            # resolved_mode reads a token or raises, unless certificates are the credential.
+            assert token is not None or settings.node_identities
+            return cls("token", NodeTokenCheck(token), tuple(settings.node_identities))
         return cls(mode)
 
-    def authorize(self, metadata: Metadata) -> None:
-        """Raise unless a registry write with this metadata may proceed."""
+    def authorize(self, metadata: Metadata, peer_identities: Sequence[str] = ()) -> None:
+        """Raise unless a registry write with this metadata, from a caller whose verified
+        certificate holds `peer_identities` (mesh.contract.tls.peer_identities), may proceed."""
         if self.mode == "off":
             raise RegistrationDisabled(
                 "this router takes no node registrations (router.registry.mode is off, the "
                 "default without a registration token); ListNodes stays readable",
                 metadata={"mode": "off"},
             )
-        if self.mode == "token":
-            self.token_check.verify(metadata)
+        if self.mode != "token":
+            return
+        if identity_matches(peer_identities, self.node_identities):
+            return
+        if not self.token_check.enabled:  # certificates are the only credential
+            raise NodeCertificateRequired(
+                "registry writes need a node certificate (a client certificate whose identity "
+                "is in router.registry.node_identities)",
+                metadata={"credential": "node certificate"},
+            )
+        self.token_check.verify(metadata)
 
     def describe(self) -> str:
         """One phrase for the start-up log line."""
+        if self.mode == "token" and self.node_identities:
+            token = f"{NODE_TOKEN_HEADER} or " if self.token_check.enabled else ""
+            return (
+                f"token (Register, Heartbeat and Deregister need {token}a client certificate "
+                f"with identity {' / '.join(self.node_identities)})"
+            )
         return {
             "token": f"token (Register, Heartbeat and Deregister need {NODE_TOKEN_HEADER})",
             "open": "open (anything that reaches this loopback address may register)",

@@ -5,6 +5,11 @@ at another address. A background probe (ListModels, which also returns load) ref
 node's health and load, and the model cards of static nodes (registered nodes send theirs);
 a failed call marks a node unhealthy at once so the next request does not wait for the probe.
 
+With `credentials` (router.upstream_tls) the channels are TLS: the node's certificate is
+verified against the mesh CA and the router presents its own. Channels take credentials when
+they are opened, so when the files rotate a node's channel is replaced on its next use; calls
+already on the old channel finish there (it closes once they have, or after RETIRE_GRACE_S).
+
 A frozen node (SIGSTOPped, a hung event loop) accepts connections and never answers, and gRPC
 keepalive took 25-45 s to notice one (STACK.md). So every call waiting on a node (for its
 reply, its first event or its next one) is tracked per node, and when the node misses
@@ -27,6 +32,7 @@ import grpc.aio
 
 from mesh.config import DEFAULT_MAX_MESSAGE_BYTES
 from mesh.contract.serving import channel_options
+from mesh.contract.tls import ChannelCredentialsSource, open_channel
 from mesh.router.catalog import Catalog, NodeEntry
 from mesh.v1 import inference_pb2, inference_pb2_grpc
 
@@ -34,6 +40,8 @@ log = logging.getLogger(__name__)
 
 ProbeListener = Callable[[Catalog], None]
 FROZEN_AFTER_MISSES = 2  # probe timeouts in a row before a node's uncommitted calls are given up
+# How long calls on a channel replaced by rotated credentials may still run (a long stream).
+RETIRE_GRACE_S = 3600.0
 
 
 class UpstreamPool:
@@ -47,9 +55,13 @@ class UpstreamPool:
         probe_timeout_s: float = 1.0,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         client_interceptors: list[grpc.aio.ClientInterceptor] | None = None,
+        credentials: ChannelCredentialsSource | None = None,
     ) -> None:
         self.catalog = catalog
-        self._channels: dict[str, tuple[str, grpc.aio.Channel]] = {}
+        self.credentials = credentials
+        # node id -> (address, credentials generation, channel)
+        self._channels: dict[str, tuple[str, int, grpc.aio.Channel]] = {}
+        self._retiring: set[grpc.aio.Channel] = set()
         self._probe_interval_s = probe_interval_s
         self._probe_timeout_s = probe_timeout_s
         self._max_message_bytes = max_message_bytes
@@ -68,24 +80,36 @@ class UpstreamPool:
 
     def stub(self, node_id: str, address: str) -> inference_pb2_grpc.InferenceServiceStub:
         """The stub for a node, (re)connecting when its address changed."""
+        generation, credentials = (
+            self.credentials.current() if self.credentials is not None else (0, None)
+        )
         known = self._channels.get(node_id)
-        if known is not None and known[0] == address:
-            channel = known[1]
+        if known is not None and known[:2] == (address, generation):
+            channel = known[2]
         else:
             if known is not None:
-                self._close_later(known[1])
-            channel = grpc.aio.insecure_channel(
+                # A node that moved takes its calls with it; rotated credentials do not.
+                self._close_later(known[2], retire=known[0] == address)
+            channel = open_channel(
                 address,
-                options=channel_options(self._max_message_bytes),
+                credentials,
+                options=[
+                    *channel_options(self._max_message_bytes),
+                    *(self.credentials.options() if self.credentials is not None else []),
+                ],
                 interceptors=self._interceptors or None,
             )
-            self._channels[node_id] = (address, channel)
+            self._channels[node_id] = (address, generation, channel)
         return inference_pb2_grpc.InferenceServiceStub(channel)
 
-    def _close_later(self, channel: grpc.aio.Channel) -> None:
-        task = asyncio.ensure_future(channel.close())
+    def _close_later(self, channel: grpc.aio.Channel, *, retire: bool = False) -> None:
+        """Close a channel in the background: at once, or (`retire`) once its calls ended."""
+        if retire:
+            self._retiring.add(channel)
+        task = asyncio.ensure_future(channel.close(RETIRE_GRACE_S if retire else None))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+        task.add_done_callback(lambda _: self._retiring.discard(channel))
 
     def mark_failed(self, node_id: str) -> None:
         """A call found the node unreachable: stop routing to it until it answers again."""
@@ -148,7 +172,7 @@ class UpstreamPool:
         await asyncio.gather(*(self.probe(e) for e in entries))
         live = {e.node_id for e in self.catalog.entries()}
         for node_id in [n for n in self._channels if n not in live]:  # expired or deregistered
-            self._close_later(self._channels.pop(node_id)[1])
+            self._close_later(self._channels.pop(node_id)[2])
         for listener in self.after_probe:
             listener(self.catalog)
 
@@ -168,6 +192,8 @@ class UpstreamPool:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await asyncio.gather(*(ch.close() for _, ch in self._channels.values()))
+        # Retiring channels' calls are cut now: stopping does not wait out RETIRE_GRACE_S.
+        channels = [ch for _, _, ch in self._channels.values()] + list(self._retiring)
+        await asyncio.gather(*(ch.close() for ch in channels))
         await asyncio.gather(*self._closing, return_exceptions=True)
         self._channels.clear()

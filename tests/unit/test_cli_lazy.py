@@ -74,7 +74,9 @@ def test_mesh_help_imports_no_command() -> None:
     assert "mesh.cli" in modules  # the probe did run the real entry point
 
 
-@pytest.mark.parametrize("args", [["policy", "--help"], ["keys", "--help"], ["models", "--help"]])
+@pytest.mark.parametrize(
+    "args", [["policy", "--help"], ["keys", "--help"], ["models", "--help"], ["certs", "--help"]]
+)
 def test_group_help_imports_only_its_own_module(args: list[str]) -> None:
     assert _loaded(_modules_after(*args), RUNTIME) == []
 

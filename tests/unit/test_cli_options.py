@@ -40,30 +40,44 @@ REGISTRATION = {
     "--router-token-file",
 }
 
+# TLS: a node's or bridge's own server and its channel to the router; a client's channel.
+SERVER_TLS = {"--tls-cert", "--tls-key", "--tls-client-ca", "--insecure"}
+ROUTER_TLS = {"--router-tls-ca", "--router-tls-cert", "--router-tls-key"}
+ROUTER_TLS |= {"--router-tls-server-name"}
+CLIENT_TLS = {"--tls-ca", "--tls-cert", "--tls-key", "--tls-server-name"}
+
 # The flags each command had before the shared decorators (bridge gained --heartbeat-interval,
-# a BridgeConfig field it could not set before; up and router --http-listen, the HTTP front).
+# a BridgeConfig field it could not set before; up and router --http-listen, the HTTP front;
+# node, bridge and the client commands their TLS flags).
 FLAGS = {
     ("up",): {"--config", "--listen", "--http-listen", "--grace"},
     ("router",): {"--config", "--listen", "--http-listen", "--grace"},
     ("node",): REGISTRATION
+    | SERVER_TLS
+    | ROUTER_TLS
     | {"--engine", "--model", "--listen", "--node-id", "--tier", "--price-in", "--price-out"}
     | {"--max-inflight", "--grace", "--metrics-listen", "--max-model-len", "--kv-cache-gib"}
     | {"--max-num-seqs", "--dtype"},
     ("bridge",): REGISTRATION
+    | SERVER_TLS
+    | ROUTER_TLS
     | {"--provider", "--model", "--base-url", "--api-key-env", "--api-key-file", "--listen"}
     | {"--node-id", "--metrics-listen", "--tier", "--context-window", "--alias", "--prices"}
     | {"--price-in", "--price-out", "--price-cached", "--max-concurrent", "--rpm", "--tpm"}
     | {"--max-attempts", "--grace"},
     ("chat",): {"--target", "--model", "--stream", "--json", "--max-tokens", "--temperature"}
-    | {"--system", "--timeout", "--api-key"},
-    ("nodes",): {"--router", "--json"},
+    | {"--system", "--timeout", "--api-key"}
+    | CLIENT_TLS,
+    ("nodes",): {"--router", "--json"} | CLIENT_TLS,
     ("costs",): {"--config", "--since", "--by", "--json"},
     ("route-eval",): {"--config", "--max-tokens", "--no-embeddings", "--json"},
     ("audit",): {"--db", "--since", "--guard", "--tenant", "--limit", "--page-token"}
     | {"--policy-changes"},
-    ("policy", "apply"): {"--address", "--admin-key", "--api-key", "--dry-run"},
+    ("policy", "apply"): {"--address", "--admin-key", "--api-key", "--dry-run"} | CLIENT_TLS,
     ("policy", "lint"): {"--config"},
     ("policy", "test"): {"--config"},
+    ("certs", "dev"): {"--router-dns", "--node-dns", "--ip", "--days", "--trust-domain"}
+    | {"--new-ca"},
     ("guard-eval",): {"--policy", "--split", "--json"},
     ("trace",): {"--request", "--last", "--json", "--store"},
     ("demo",): {"--config"},
@@ -87,6 +101,7 @@ def test_server_defaults_are_the_config_models_defaults() -> None:
         "grace": 10.0,
         "heartbeat_interval": node["heartbeat_interval_s"].default,
         "metrics_listen": TelemetrySettings.model_fields["prometheus_listen"].default,
+        "insecure": NodeConfig.model_fields["insecure"].default,
     }
     bridge = _defaults(("bridge",), "--provider", "openai", "--model", "m")
     assert bridge["max_concurrent"] == BridgeLimits.model_fields["max_concurrent"].default

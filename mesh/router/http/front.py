@@ -52,7 +52,7 @@ class HttpFront:
         target = listen or self.settings.listen
         if not target:
             raise ValueError("the HTTP front has no listen address (router.http.listen)")
-        return await self.server.start(target)
+        return await self.server.start(target, tls=self.settings.tls)
 
     async def stop(self, grace_s: float) -> None:
         await self.server.stop(grace_s)

@@ -4,7 +4,9 @@ The pipeline's state (connections to nodes, budgets, caches) lives on that loop,
 server must too: no second loop, no thread. uvicorn's `Server.serve()` would also take over
 SIGINT/SIGTERM, which the process's serve loop owns, so this drives the same three steps
 (startup, main loop, shutdown) itself. The socket is bound here, so a taken port is an
-OSError naming the address (uvicorn would log and exit the process) and port 0 works.
+OSError naming the address (uvicorn would log and exit the process) and port 0 works. With TLS
+the SSLContext is the mesh's reloading one (mesh.contract.tls.server_ssl_context): rotated
+certificate files reach new connections without a restart.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import socket
 import uvicorn
 from starlette.types import ASGIApp
 
-from mesh.config import is_loopback
+from mesh.config import ServerTls, is_loopback
 from mesh.contract.serving import bound_address
+from mesh.contract.tls import server_ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +54,9 @@ class AsgiServer:
         self._server: uvicorn.Server | None = None
         self._ticker: asyncio.Task[None] | None = None
 
-    async def start(self, listen: str) -> str:
+    async def start(self, listen: str, *, tls: ServerTls | None = None) -> str:
+        """Serve on `listen` (HTTPS with `tls`; its files are read now, before binding)."""
+        context = server_ssl_context(tls, "router HTTP front") if tls is not None else None
         sock = bind(listen)
         config = uvicorn.Config(
             self.app,
@@ -64,6 +69,9 @@ class AsgiServer:
             ws="none",
         )
         config.load()
+        # Set after load(): uvicorn serves whatever context config.ssl holds, in every version
+        # this project allows (its ssl_context_factory arrived later).
+        config.ssl = context
         server = uvicorn.Server(config)
         server.lifespan = config.lifespan_class(config)
         try:
@@ -75,8 +83,8 @@ class AsgiServer:
         # The main loop refreshes the Date header once a second and notices should_exit.
         self._ticker = asyncio.create_task(server.main_loop(), name="http-front-ticker")
         self.address = bound_address(listen, sock.getsockname()[1])
-        if not is_loopback(listen):
-            log.warning("HTTP front on %s, which is reachable from other machines", listen)
+        if context is None and not is_loopback(listen):
+            log.warning("HTTP front in plaintext on %s, reachable from other machines", listen)
         return self.address
 
     async def stop(self, grace_s: float) -> None:
