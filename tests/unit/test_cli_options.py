@@ -58,7 +58,7 @@ FLAGS = {
     | {"--system", "--timeout", "--api-key"},
     ("nodes",): {"--router", "--json"},
     ("costs",): {"--config", "--since", "--by", "--json"},
-    ("route-eval",): {"--config", "--max-tokens", "--no-embeddings", "--json"},
+    ("route-eval",): {"--config", "--max-tokens", "--no-embeddings", "--probe-upstreams", "--json"},
     ("audit",): {"--db", "--since", "--guard", "--tenant", "--limit", "--page-token"},
     ("policy", "apply"): {"--address", "--admin-key", "--dry-run"},
     ("guard-eval",): {"--policy", "--json"},
