@@ -257,9 +257,7 @@ def _eval_texts() -> list[str]:
         texts += [row["a"], row["b"]]
     for name in ("routing_dev.jsonl", "routing_hard_dev.jsonl"):
         texts += [row["text"] for row in _jsonl(EVAL / "routing" / name)]
-    from mesh.router.tier_estimator import DEFAULT_EXEMPLARS
-
-    return [embedding_text(t) for t in texts] + [r["text"] for r in _jsonl(DEFAULT_EXEMPLARS)]
+    return [embedding_text(t) for t in texts]
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
@@ -324,7 +322,7 @@ def accuracy(names: Sequence[str] = CANDIDATES) -> None:
     vectors = {
         name: np.concatenate([emb.embed([t]) for t in texts]) for name, emb in embedders.items()
     }
-    print(f"{len(texts)} texts (cache pairs, both routing files, the estimator's exemplars)")
+    print(f"{len(texts)} texts (cache pairs, both routing files)")
     for name, emb in embedders.items():
         cos = (vectors[name] * vectors["torch"]).sum(1)
         c = cache_eval(emb)

@@ -24,13 +24,13 @@ from mesh.client import (
 )
 from mesh.config import BridgeConfig, BridgeLimits, MeshConfig, Provider, default_span_store_path
 from mesh.contract.status import error_details
+from mesh.demo_catalogue import ALIASES, DEMO_MODELS, STAND_IN_FOR, stand_in_price
 from mesh.embedded import EmbeddedMesh
 from mesh.telemetry import setup_telemetry
 from mesh.telemetry.span_store import SpanStore, TraceNotFound
 from mesh.telemetry.trace_view import render_trace
 from nodes.assets import model_path
 from nodes.bridges.local_openai_server import LocalOpenAIServer
-from nodes.bridges.prices import load_price_table
 from nodes.engines.vllm import VllmBackend
 
 
@@ -61,14 +61,18 @@ PROMPTS = (
 # Asked last, through the OpenAI-compatible HTTP front: the same routing, guards and ledger.
 HTTP_PROMPT = "What colour is the sky on a clear day?"
 
-# Prompts for the bridge node (pinned by its alias), shown when the demo runs one.
+# Prompts for the bridge nodes (pinned by alias, or routed by the tier estimate), shown when
+# the demo runs them: the last two are medium and frontier work, routed up the three tiers.
 EXTERNAL_PROMPTS = (
     DemoPrompt("Name three primary colours.", stream=False, model="external"),
     DemoPrompt("Write one sentence about rain.", stream=True, model="external"),
+    DemoPrompt(
+        "Write a SQL query that lists each customer's name and the total of their orders, "
+        "from tables customers(id, name) and orders(id, customer_id, amount).",
+        stream=False,
+    ),
+    DemoPrompt("Prove that the square root of 2 is irrational.", stream=False),
 )
-# Models the demo bridges to when a provider key is set (override: MESH_DEMO_<PROVIDER>_MODEL).
-DEMO_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5"}
-STAND_IN_FOR = "gpt-4o-mini"
 # A demo must not run up a bill: a few requests at a time, a few per minute.
 DEMO_LIMITS = BridgeLimits(max_concurrent=4, requests_per_minute=30)
 
@@ -77,9 +81,14 @@ DEMO_LIMITS = BridgeLimits(max_concurrent=4, requests_per_minute=30)
 class ExternalPlan:
     """Which external API the demo's bridge node reaches, and what to tell the user about it."""
 
-    bridge: BridgeConfig | None = None
+    bridge: BridgeConfig | None = None  # the medium-tier external model
     stand_in: LocalOpenAIServer | None = None
     notes: list[str] = field(default_factory=list)
+    frontier: BridgeConfig | None = None  # the frontier-tier external model
+
+    @property
+    def bridges(self) -> list[BridgeConfig]:
+        return [b for b in (self.bridge, self.frontier) if b is not None]
 
 
 def plan_external(config: MeshConfig) -> ExternalPlan:
@@ -90,20 +99,27 @@ def plan_external(config: MeshConfig) -> ExternalPlan:
     )
     for provider, env in keys:
         if os.environ.get(env):
-            model = os.environ.get(f"MESH_DEMO_{provider.upper()}_MODEL", DEMO_MODELS[provider])
-            bridge = BridgeConfig(
-                id=f"external-{provider}",
-                provider=provider,
-                model=model,
-                aliases=["external"],
-                limits=DEMO_LIMITS,
-            )
+            bridges = []
+            for tier in ("medium", "frontier"):
+                override = f"MESH_DEMO_{provider.upper()}_{tier.upper()}_MODEL"
+                model = os.environ.get(override, DEMO_MODELS[provider][tier])  # type: ignore[index]
+                bridges.append(
+                    BridgeConfig(
+                        id=f"external-{provider}-{tier}",
+                        provider=provider,
+                        model=model,
+                        aliases=ALIASES[tier],  # type: ignore[index]
+                        limits=DEMO_LIMITS,
+                    )
+                )
             return ExternalPlan(
-                bridge,
+                bridges[0],
                 notes=[
-                    f"{env} is set: bridge node {bridge.id} calls the real {provider} API at "
-                    f"{bridge.resolved_base_url} with model {model} (real provider, real cost)"
+                    f"{env} is set: bridge nodes call the real {provider} API at "
+                    f"{bridges[0].resolved_base_url}: {bridges[0].model} (medium) and "
+                    f"{bridges[1].model} (frontier) (real provider, real cost)"
                 ],
+                frontier=bridges[1],
             )
     node = next((n for n in config.nodes if n.engine == "vllm"), None)
     if node is None:
@@ -113,34 +129,39 @@ def plan_external(config: MeshConfig) -> ExternalPlan:
                 "external API: the demo runs without a bridge node"
             ]
         )
-    table = load_price_table()
-    price = table.lookup(STAND_IN_FOR)
-    assert price is not None
     stand_in = LocalOpenAIServer(model_path=str(model_path(node.model)), served_name=node.model)
-    bridge = BridgeConfig(
-        id="external-stand-in",
-        provider="openai-compatible",
-        base_url=stand_in.base_url + "/v1",
-        model=node.model,
-        price=price,
-        tier=price.tier,
-        context_window=node.vllm.max_model_len,
-        aliases=["external"],
-        limits=DEMO_LIMITS,
-    )
+    stand_ins = []
+    for tier in ("medium", "frontier"):
+        price, prices_as_of = stand_in_price(tier)  # type: ignore[arg-type]
+        stand_ins.append(
+            BridgeConfig(
+                id=f"{tier}-stand-in",
+                provider="openai-compatible",
+                base_url=stand_in.base_url + "/v1",
+                model=node.model,
+                price=price,
+                tier=price.tier,
+                context_window=node.vllm.max_model_len,
+                aliases=ALIASES[tier],  # type: ignore[index]
+                limits=DEMO_LIMITS,
+            )
+        )
+    medium, frontier = stand_ins
     return ExternalPlan(
-        bridge,
+        medium,
         stand_in,
         notes=[
-            "no OPENAI_API_KEY / ANTHROPIC_API_KEY set: the bridge node "
-            f"{bridge.id} STANDS IN for an external API.",
-            f"It calls {bridge.resolved_base_url} with the official openai SDK: vLLM's own "
+            "no OPENAI_API_KEY / ANTHROPIC_API_KEY set: bridge nodes "
+            f"{medium.id} and {frontier.id} STAND IN for external APIs.",
+            f"They call {medium.resolved_base_url} with the official openai SDK: vLLM's own "
             f"OpenAI-compatible server, run by this demo over the {node.id} engine, answering "
             f"with {node.model} (not a paid model).",
-            f"It is priced and tiered like {STAND_IN_FOR} (list prices as of "
-            f"{table.prices_as_of}), so costs look like an external API's. Set "
-            "OPENAI_API_KEY or ANTHROPIC_API_KEY to bridge to the real provider.",
+            f"They are priced and tiered like {STAND_IN_FOR['medium']} (medium) and "
+            f"{STAND_IN_FOR['frontier']} (frontier) (list prices as of {prices_as_of}), so "
+            "costs look like external APIs'. Set OPENAI_API_KEY or ANTHROPIC_API_KEY to bridge "
+            "to the real provider.",
         ],
+        frontier=frontier,
     )
 
 
@@ -182,7 +203,7 @@ async def run_demo(config: MeshConfig) -> int:
         config,
         listen="127.0.0.1:0",
         telemetry=telemetry,
-        bridges=[plan.bridge] if plan.bridge else [],
+        bridges=plan.bridges,
     )
     _heading("starting the embedded mesh")
     started = time.perf_counter()

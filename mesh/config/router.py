@@ -87,27 +87,26 @@ class BaselineSettings(StrictModel):
 
 
 class EstimatorSettings(StrictModel):
-    """How the tier a request needs is estimated."""
+    """How the tier a request needs is estimated (a classifier learned from labelled data)."""
 
     embeddings: bool = Field(
-        default=True, description="use MiniLM nearest exemplars besides features"
+        default=True,
+        description="read the task's MiniLM embedding (false: the structure-only model)",
     )
-    exemplars_path: Path | None = Field(
+    model_path: Path | None = Field(
         default=None,
-        description="JSONL of {text, tier, kind}; default: the exemplars shipped with mesh",
+        description="tier model npz (train_estimator); default: the model shipped with mesh",
     )
-    neighbours: int = Field(default=7, ge=1, le=50, description="exemplars that vote per request")
-    embedding_weight: float = Field(
-        default=0.5,
-        ge=0,
-        le=3,
-        description="log-odds weight of the exemplar vote added to the feature evidence",
+    struct_model_path: Path | None = Field(
+        default=None,
+        description="structure-only tier model npz used when embeddings is false",
     )
-    underroute_risk: float = Field(
-        default=0.4,
+    underroute_risk: float | None = Field(
+        default=None,
         gt=0,
         lt=1,
-        description="pick the smallest tier whose chance of being too small is below this",
+        description="pick the smallest tier whose chance of being too small is below this; "
+        "default: the bound chosen on the model's validation split",
     )
 
 

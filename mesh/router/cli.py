@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import sys
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -32,19 +33,9 @@ if TYPE_CHECKING:
 
 def card_of(node: NodeConfig) -> Any:
     """The ModelCard a configured node will publish (context window as configured, or 8192)."""
-    from mesh.v1 import types_pb2
+    from mesh.demo_catalogue import node_card
 
-    return types_pb2.ModelCard(
-        model_id=node.model,
-        provider="self-hosted",
-        kind=types_pb2.MODEL_KIND_SELF_HOSTED,
-        tier=node.tier.proto,
-        context_window=node.context_window or 8192,
-        input_price_per_mtok=node.input_price_per_mtok,
-        output_price_per_mtok=node.output_price_per_mtok,
-        capabilities=node.capabilities,
-        aliases=node.aliases,
-    )
+    return node_card(node)
 
 
 # -- mesh nodes ----------------------------------------------------------------------------
@@ -156,9 +147,51 @@ async def _summary(url: str, since: dt.datetime | None, by: str | None) -> list[
 
 
 # -- mesh route-eval ---------------------------------------------------------------------
+def config_cards(config: Any, probe_upstreams: bool) -> tuple[list[Any], list[str]]:
+    """Every node, bridge and upstream card the config gives, and notes on what was left out.
+
+    A static upstream publishes its cards only when the router probes it (ListModels): without
+    `probe_upstreams` it is left out, with it the upstream is asked once, here.
+    """
+    import grpc
+
+    from mesh.demo_catalogue import bridge_card
+
+    cards = [card_of(n) for n in config.nodes] + [bridge_card(b) for b in config.bridges]
+    notes = []
+    for upstream in config.router.upstreams:
+        if not probe_upstreams:
+            notes.append(
+                f"upstream {upstream.id} ({upstream.address}): its cards come from a probe; "
+                "left out (--probe-upstreams asks it)"
+            )
+            continue
+        try:
+            cards += asyncio.run(_probe_cards(upstream.address))
+        except grpc.aio.AioRpcError as err:
+            notes.append(
+                f"upstream {upstream.id} ({upstream.address}): probe failed, {err.code().name}"
+            )
+    return cards, notes
+
+
+async def _probe_cards(address: str) -> list[Any]:
+    import grpc
+
+    from mesh.v1 import inference_pb2, inference_pb2_grpc
+
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        reply = await stub.ListModels(inference_pb2.ListModelsRequest(), timeout=5.0)
+    return list(reply.models)
+
+
 @click.command("route-eval")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@config_option(help="Catalogue from this mesh.yaml's nodes. Default: the demo catalogue.")
+@config_option(
+    help="Catalogue: this mesh.yaml's nodes, bridges and upstreams. "
+    "Default: the demo's three tiers."
+)
 @click.option(
     "--max-tokens",
     type=int,
@@ -166,10 +199,18 @@ async def _summary(url: str, since: dt.datetime | None, by: str | None) -> list[
     show_default=True,
     help="Completion length priced.",
 )
-@click.option("--no-embeddings", is_flag=True, help="Features only (no MiniLM exemplars).")
+@click.option("--no-embeddings", is_flag=True, help="The structure-only model (no MiniLM).")
+@click.option(
+    "--probe-upstreams", is_flag=True, help="Ask each static upstream for its cards (ListModels)."
+)
 @json_option("One JSON object: the report.")
 def route_eval_command(
-    file: str, config_path: str | None, max_tokens: int, no_embeddings: bool, as_json: bool
+    file: str,
+    config_path: str | None,
+    max_tokens: int,
+    no_embeddings: bool,
+    probe_upstreams: bool,
+    as_json: bool,
 ) -> None:
     """Route a labelled JSONL file and report cost vs always-frontier and mis-routing rates."""
     from mesh.config import EstimatorSettings
@@ -183,9 +224,11 @@ def route_eval_command(
         raise click.ClickException(str(err)) from None
     if config_path:
         config = load_mesh_config(config_path)
-        cards = [card_of(n) for n in config.nodes]
+        cards, notes = config_cards(config, probe_upstreams)
+        for note in notes:
+            click.echo(note, err=True)
         if not cards:
-            raise click.ClickException(f"{config_path} configures no nodes to route to")
+            raise click.ClickException(f"{config_path} configures no model cards to route to")
         settings = config.router.routing
     else:
         cards = demo_cards()
@@ -201,21 +244,41 @@ def route_eval_command(
     if as_json:
         click.echo(json.dumps(report))
         return
-    click.echo(f"{report['n']} prompts, policy {report['policy']}, catalogue:")
+    click.echo(format_route_eval(report, cards))
+
+
+def format_route_eval(report: dict[str, Any], cards: Sequence[Any]) -> str:
+    """The human report: catalogue, headline rates, per labelled tier, confusion, traps."""
+    from mesh.config import tier_name
+
+    lines = [f"{report['n']} prompts, policy {report['policy']}, catalogue:"]
     for card in cards:
-        click.echo(
-            f"  {card.model_id:<28} tier {card.tier}  "
+        lines.append(
+            f"  {card.model_id:<28} {tier_name(card.tier):<9} "
             f"${card.input_price_per_mtok:g}/${card.output_price_per_mtok:g} per M"
         )
-    click.echo(f"cost vs always-frontier   {report['cost_ratio']:.3f}")
-    click.echo(f"under-routing rate        {report['under_routing_rate']:.3f}")
-    click.echo(f"over-routing rate         {report['over_routing_rate']:.3f}")
+    lines.append(f"cost vs always-frontier   {report['cost_ratio']:.3f}")
+    lines.append(f"under-routing rate        {report['under_routing_rate']:.3f}")
+    lines.append(f"over-routing rate         {report['over_routing_rate']:.3f}")
     shares = ", ".join(f"{k} {v:.0%}" for k, v in report["tier_share"].items())
-    click.echo(f"tier share                {shares}")
-    for kind, counts in report["by_kind"].items():
-        click.echo(
-            f"  {kind:<22} n={counts['n']:<4} under={counts['under']:<4} over={counts['over']}"
+    lines.append(f"tier share                {shares}")
+    lines.append("labelled   n     sent lower  sent higher  sent to")
+    for label, t in report["by_tier"].items():
+        sent = ", ".join(f"{k} {v}" for k, v in t["sent"].items())
+        lines.append(
+            f"  {label:<8} {t['n']:<5} {t['under']:>3} {t['under_rate']:>6.1%}  "
+            f"{t['over']:>3} {t['over_rate']:>6.1%}   {sent}"
         )
+    for name, table in (("trap", report.get("by_trap", {})), ("kind", report["by_kind"])):
+        if not table:
+            continue
+        lines.append(f"by {name}:")
+        for key, c in table.items():
+            lines.append(
+                f"  {key:<24} n={c['n']:<4} correct={c['correct']:<4} "
+                f"under={c['under']:<4} over={c['over']}"
+            )
+    return "\n".join(lines)
 
 
 # -- mesh keys -----------------------------------------------------------------------------

@@ -41,6 +41,12 @@ class RouteRequest:
         estimated = self.estimate.tier if self.estimate else types_pb2.MODEL_TIER_SMALL
         return max(int(estimated), int(self.hints.min_tier))
 
+    def tier_within(self, top: int) -> int:
+        """The needed tier in a catalogue whose best tier is `top`: an estimate above what the
+        mesh has asks for its best model; a caller's min_tier is never lowered."""
+        estimated = self.estimate.tier if self.estimate else types_pb2.MODEL_TIER_SMALL
+        return max(min(int(estimated), top), int(self.hints.min_tier))
+
     @property
     def allow_external(self) -> bool:
         if self.hints.HasField("allow_external"):
@@ -121,13 +127,19 @@ class NoRoute(MeshError):
 
 
 # -- eligibility -----------------------------------------------------------------------------
-def rejection(req: RouteRequest, cand: Candidate, *, check_tier: bool = True) -> str:
-    """Why `cand` cannot serve `req`, or "" when it can (the latency SLO is checked apart)."""
+def rejection(
+    req: RouteRequest, cand: Candidate, *, check_tier: bool = True, needed: int | None = None
+) -> str:
+    """Why `cand` cannot serve `req`, or "" when it can (the latency SLO is checked apart).
+
+    `needed` is the tier to check against (default: the request's needed tier).
+    """
     card = cand.card
+    need_tier = req.needed_tier if needed is None else needed
     if not cand.healthy:
         return "unhealthy"
-    if check_tier and cand.tier < req.needed_tier:
-        return f"tier {tier_name(cand.tier)} below needed {tier_name(req.needed_tier)}"
+    if check_tier and cand.tier < need_tier:
+        return f"tier {tier_name(cand.tier)} below needed {tier_name(need_tier)}"
     need = req.prompt_token_estimate + req.max_tokens
     if card.context_window and need > card.context_window:
         return f"context window {card.context_window} < {need} tokens"
@@ -164,10 +176,17 @@ def screen(
     unknown_ttft_ms: float,
     check_tier: bool = True,
 ) -> tuple[list[Candidate], list[ScoredCandidate]]:
-    """Eligible candidates and the rejected ones (with reasons), the latency SLO included."""
+    """Eligible candidates and the rejected ones (with reasons), the latency SLO included.
+
+    The tier is checked against the best tier the catalogue has (healthy or not): a mesh with no
+    frontier card serves frontier-estimated work on its best model, while a mesh whose frontier
+    nodes are down still refuses rather than quietly sending it lower.
+    """
     eligible, rejected = [], []
+    top = max((c.tier for c in candidates), default=types_pb2.MODEL_TIER_FRONTIER)
+    needed = req.tier_within(top)
     for cand in candidates:
-        why = rejection(req, cand, check_tier=check_tier)
+        why = rejection(req, cand, check_tier=check_tier, needed=needed)
         if why:
             cost = estimate_cost(cand.card, req.prompt_token_estimate, req.max_tokens)
             rejected.append(ScoredCandidate(cand, float("inf"), cost, why))

@@ -49,8 +49,12 @@ def normalise(text: str) -> str:
 
 
 def embedding_text(task: str) -> str:
-    """The text embedded for a task, the same for every user so the memo can answer."""
-    text = normalise(task)
+    """The text embedded for a task, the same for every user so the memo can answer.
+
+    Only the task's tail is normalised (4x what is kept, so collapsed whitespace still leaves
+    enough): a megabyte prompt costs no more than a short one.
+    """
+    text = normalise(task[-4 * MAX_EMBEDDED_CHARS :])
     return text[-MAX_EMBEDDED_CHARS:] if len(text) > MAX_EMBEDDED_CHARS else text
 
 

@@ -118,10 +118,10 @@ async def test_cheapest_capable_sends_each_prompt_to_the_tier_it_needs() -> None
         easy = await m.stub.Generate(request(EASY), timeout=30)
         hard = await m.stub.Generate(request(HARD), timeout=30)
     assert easy.route.node_id == "small-node" and easy.route.policy == "cheapest"
-    assert easy.route.reason.startswith("tier small: short factual question")
+    assert easy.route.reason.startswith("tier small: P(above small)")
     assert "cheapest healthy: smol @ $0.1/M" in easy.route.reason
     assert hard.route.node_id == "big-node" and hard.route.tier == types_pb2.MODEL_TIER_FRONTIER
-    assert hard.route.reason.startswith("tier frontier: code to write")
+    assert hard.route.reason.startswith("tier frontier: P(frontier)")
     lost = {c.node_id: c.rejected_reason for c in hard.route.candidates if not c.chosen}
     assert lost == {"small-node": "tier small below needed frontier"}
     # money on every response: real cost, the estimate, and what the baseline model would cost

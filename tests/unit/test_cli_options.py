@@ -70,7 +70,7 @@ FLAGS = {
     | CLIENT_TLS,
     ("nodes",): {"--router", "--json"} | CLIENT_TLS,
     ("costs",): {"--config", "--since", "--by", "--json"},
-    ("route-eval",): {"--config", "--max-tokens", "--no-embeddings", "--json"},
+    ("route-eval",): {"--config", "--max-tokens", "--no-embeddings", "--probe-upstreams", "--json"},
     ("audit",): {"--db", "--since", "--guard", "--tenant", "--limit", "--page-token"}
     | {"--policy-changes"},
     ("policy", "apply"): {"--address", "--admin-key", "--api-key", "--dry-run"} | CLIENT_TLS,

@@ -39,7 +39,8 @@ class CountingEmbedder:
 
     dim = 16
 
-    def __init__(self, delay_s: float = 0.0, fail: bool = False) -> None:
+    def __init__(self, delay_s: float = 0.0, fail: bool = False, dim: int = 16) -> None:
+        self.dim = dim
         self.delay_s = delay_s
         self.fail = fail
         self.texts: list[str] = []
@@ -55,7 +56,8 @@ class CountingEmbedder:
         if self.fail:
             raise RuntimeError("scripted embedder failure")
         rows = [
-            np.frombuffer(hashlib.sha256(x.encode()).digest()[:16], dtype=np.uint8) for x in texts
+            np.resize(np.frombuffer(hashlib.sha256(x.encode()).digest(), dtype=np.uint8), self.dim)
+            for x in texts
         ]
         return np.stack([as_vector(r.astype(np.float32) - 127.5) for r in rows])
 
@@ -103,7 +105,7 @@ async def test_a_failure_reaches_every_waiter_and_the_worker_survives() -> None:
 
 
 async def test_estimator_and_cache_embed_a_new_prompt_once() -> None:
-    inner = CountingEmbedder()
+    inner = CountingEmbedder(dim=384)  # the tier model reads MiniLM-sized vectors
     embedder = BatchingEmbedder(inner)
     estimator = TierEstimator(EstimatorSettings(), embedder=embedder)
     estimator.warm_up()

@@ -1,79 +1,120 @@
-"""Tier estimator on fixed inputs: features alone, and with the real MiniLM exemplar vote."""
+"""The shipped tier model with the real MiniLM: tiers on prompts unlike its training rows, true
+reasons, determinism, bounded work on huge prompts; and the structure-only model."""
 
 from __future__ import annotations
 
 import pytest
 
 from mesh.config import EstimatorSettings
-from mesh.router.embeddings import BatchingEmbedder
-from mesh.router.tier_estimator import (
-    DEFAULT_EXEMPLARS,
-    TierEstimator,
-    extract_features,
-    load_exemplars,
-)
+from mesh.router.embeddings import MAX_EMBEDDED_CHARS, BatchingEmbedder
+from mesh.router.estimator_model import FEATURE_CHARS, bounded, model_text, structural
+from mesh.router.tier_estimator import TierEstimator
 from mesh.v1 import types_pb2 as t
 
 SMALL, MEDIUM, FRONTIER = t.MODEL_TIER_SMALL, t.MODEL_TIER_MEDIUM, t.MODEL_TIER_FRONTIER
 
+# Written for this test, none from a training source: routine asks, however worded.
 EASY = [
     "What is the capital of Peru?",
     "How do I kill a Python process?",
     "Rewrite this more politely: give me the file.",
-    "Translate 'good morning' into German.",
+    "Write a short poem about the sea.",
+    "wat year did the berlin wall come down",
 ]
 HARD = [
-    "Write a Python function that merges two sorted linked lists, with unit tests it must pass.",
-    "```python\ndef parse(s):\n    return s.split(',')\n```\nFix this so quoted commas are "
-    "kept and implement tests for it.",
-    "Lisa buys 4 notebooks at $3 each and 2 pens at $1.25 each, then pays with a $20 bill. "
-    "How much change does she get?",
+    "Prove that sqrt(2) is irrational.",
+    "Prove that there are infinitely many primes congruent to 3 mod 4.",
+    "How many ways can 8 non-attacking rooks be placed on a chessboard so that none is on "
+    "the main diagonal? Justify the count.",
 ]
+LONG_EASY = (
+    "Summarise this paragraph in one sentence:\n\n"
+    + "The town council met on Tuesday to discuss the new library opening hours. "
+    "Residents asked for later evening hours and weekend access, and the council agreed "
+    "to trial both for three months before deciding. " * 6
+)
 
 
 def _user(text: str) -> list[t.ChatMessage]:
     return [t.ChatMessage(role=t.ROLE_USER, content=text)]
 
 
-def test_features_see_code_math_and_depth() -> None:
-    code = extract_features(_user(HARD[0]))
-    math = extract_features(_user(HARD[2]))
-    plain = extract_features(_user(EASY[0]))
-    assert code.code > 0.5 and math.math > 0.5
-    assert plain.code == plain.math == 0.0 and plain.hard_logit < code.hard_logit
-    convo = [t.ChatMessage(role=t.ROLE_USER, content="hi")] * 12
-    assert extract_features(convo).turns == 12
+@pytest.fixture(scope="module")
+def estimator(minilm: BatchingEmbedder) -> TierEstimator:
+    return TierEstimator(EstimatorSettings(), embedder=minilm)
 
 
-@pytest.mark.parametrize("text", EASY)
-def test_feature_only_easy_is_small(text: str) -> None:
-    est = TierEstimator(EstimatorSettings(embeddings=False)).estimate(_user(text))
-    assert est.tier == SMALL and 0.5 <= est.confidence <= 1.0 and est.reason
+@pytest.mark.parametrize("text", [*EASY, LONG_EASY])
+def test_routine_work_stays_small(estimator: TierEstimator, text: str) -> None:
+    est = estimator.estimate(_user(text))
+    assert est.tier == SMALL, (text, est.reason)
+    assert 0.5 <= est.confidence <= 1.0
 
 
 @pytest.mark.parametrize("text", HARD)
-def test_feature_only_hard_is_frontier(text: str) -> None:
-    est = TierEstimator(EstimatorSettings(embeddings=False)).estimate(_user(text))
-    assert est.tier == FRONTIER
-    assert est.reason in {"code to write", "math word problem"}
+def test_proofs_and_hard_counts_go_to_frontier(estimator: TierEstimator, text: str) -> None:
+    est = estimator.estimate(_user(text))
+    assert est.tier == FRONTIER, (text, est.reason)
 
 
-def test_min_tier_raises_and_says_so() -> None:
-    est = TierEstimator(EstimatorSettings(embeddings=False)).estimate(_user(EASY[0]), MEDIUM)
+def test_simple_code_is_not_left_on_the_small_tier(estimator: TierEstimator) -> None:
+    text = "Write a Python function that returns the second largest number in a list."
+    assert estimator.estimate(_user(text)).tier >= MEDIUM
+
+
+def test_reason_names_the_evidence_not_a_category(estimator: TierEstimator) -> None:
+    est = estimator.estimate(_user("Write a short poem about the sea."))
+    small, medium, _, frontier = est.probabilities
+    assert f"{small:.2f}/{medium:.2f}/{frontier:.2f}" in est.reason
+    assert "vs risk" in est.reason and "nearest training tasks:" in est.reason
+    assert "factual" not in est.reason and "question" not in est.reason
+    hard = estimator.estimate(_user(HARD[0]))
+    assert "toward frontier" in hard.reason and "wording (MiniLM)" in hard.reason
+
+
+def test_probabilities_are_a_distribution_with_no_large_class(estimator: TierEstimator) -> None:
+    probs = estimator.estimate(_user(HARD[1])).probabilities
+    assert abs(sum(probs) - 1.0) < 1e-6 and probs[2] == 0.0
+
+
+def test_same_prompt_same_estimate_across_instances(minilm: BatchingEmbedder) -> None:
+    a = TierEstimator(EstimatorSettings(), embedder=minilm).estimate(_user(LONG_EASY))
+    b = TierEstimator(EstimatorSettings(), embedder=minilm).estimate(_user(LONG_EASY))
+    assert a == b
+
+
+def test_min_tier_raises_and_says_so(estimator: TierEstimator) -> None:
+    est = estimator.estimate(_user(EASY[0]), MEDIUM)
     assert est.tier == MEDIUM and "raised to min_tier medium" in est.reason
 
 
-def test_shipped_exemplars_cover_every_tier() -> None:
-    tiers = {e.tier for e in load_exemplars(DEFAULT_EXEMPLARS)}
-    assert tiers == {1, 2, 3, 4}
+async def test_aestimate_matches_estimate(estimator: TierEstimator) -> None:
+    assert await estimator.aestimate(_user(HARD[0])) == estimator.estimate(_user(HARD[0]))
 
 
-def test_with_embeddings(minilm: BatchingEmbedder) -> None:
-    est = TierEstimator(EstimatorSettings(), embedder=minilm)
-    assert est.uses_embeddings
-    for text in EASY:
-        assert est.estimate(_user(text)).tier == SMALL, text
-    for text in HARD:
-        assert est.estimate(_user(text)).tier == FRONTIER, text
-    probs = est.estimate(_user(HARD[0])).probabilities
-    assert abs(sum(probs) - 1.0) < 1e-6
+def test_a_huge_prompt_is_read_only_at_its_ends(estimator: TierEstimator) -> None:
+    ask = "\n\nWhat is the capital of France?"
+    huge = "lorem ipsum dolor sit amet " * 200_000 + ask  # 5.4 MB
+    assert len(bounded(huge)) <= FEATURE_CHARS + 1
+    assert len(model_text(huge)) <= MAX_EMBEDDED_CHARS
+    # Every feature but the length comes from the bounded text alone.
+    assert (structural(huge, 1)[1:] == structural(bounded(huge), 1)[1:]).all()
+    assert structural(huge, 1)[0] > structural(bounded(huge), 1)[0]  # the length is the real one
+    est = estimator.estimate(_user(huge))
+    assert est.tier in (SMALL, MEDIUM, FRONTIER) and est == estimator.estimate(_user(huge))
+
+
+def test_structure_only_model_needs_no_embedder() -> None:
+    est = TierEstimator(EstimatorSettings(embeddings=False))
+    assert not est.uses_embeddings and est.model.dim == 0
+    out = est.estimate(_user("What is the capital of Peru?"))
+    # Structure alone is weak evidence: it leans small but its risk bound sends doubt upward.
+    assert out.probabilities[0] > 0.5 and "nearest training tasks" not in out.reason
+    code = "```python\ndef f(x):\n    return x\n```\nMake this handle lists of any depth."
+    assert est.estimate(_user(code)).probabilities[0] < out.probabilities[0]
+
+
+def test_a_model_of_another_width_is_refused(minilm: BatchingEmbedder) -> None:
+    struct_only = TierEstimator(EstimatorSettings(embeddings=False)).model
+    with pytest.raises(ValueError, match="expects 0-d embeddings"):
+        TierEstimator(EstimatorSettings(), embedder=minilm, model=struct_only)

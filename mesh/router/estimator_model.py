@@ -1,0 +1,220 @@
+"""The learned tier model: what it reads from a request and how it turns that into probabilities.
+
+Shared by the router (mesh/router/tier_estimator.py, inference) and the trainer
+(mesh/router/train_estimator.py), so a request is featurised exactly as the training rows were.
+Inference is numpy only: a softmax over one matrix product of [MiniLM embedding, structural
+features]. Nothing here imports torch or reads more than FEATURE_CHARS of a task.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from mesh.router.embeddings import embedding_text
+
+FEATURE_CHARS = 8000  # the structural features read at most this much of a task (head + tail)
+TIERS = ("small", "medium", "frontier")  # the classes the model tells apart, cheapest first
+
+F64 = npt.NDArray[np.float64]
+
+_CODE_LINE = re.compile(
+    r"^\s*(def |class |import |from \S+ import|function |const |let |var |public |private |"
+    r"#include|SELECT |fn |func |package |return\b|if .*[:{]\s*$|for .*[:{]\s*$|\}|@\w+)"
+    r"|[;{]\s*$|=>|->|::",
+)
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_MATH_SYMBOL = re.compile(r"[=+*/^<>\\$]|\\frac|\\sum|\\int")
+_PARAGRAPH = re.compile(r"\n\s*\n")
+
+# Structural features: generic shape of the text, no topic words (the embedding carries meaning).
+STRUCT_NAMES = (
+    "length",  # log characters of the task
+    "turns",  # log messages in the conversation
+    "code_lines",  # share of lines that look like code
+    "code_fence",  # a ``` block is present
+    "numbers",  # log count of numbers
+    "digit_share",  # digits per character
+    "math_symbols",  # maths symbols per character (x100)
+    "non_ascii",  # share of letters outside ASCII (another language or script)
+    "questions",  # log count of question marks
+    "ask_share",  # the last paragraph's share of the text: a short ask after a long passage
+    "paragraphs",  # log count of paragraphs
+    "lower_case",  # share of letters in lower case (hurried typing)
+)
+# What each feature means in a reason line, by the direction it pushed.
+STRUCT_WORDS = {
+    "length": ("long input", "short input"),
+    "turns": ("long conversation", "single turn"),
+    "code_lines": ("code in the text", "no code"),
+    "code_fence": ("a code block", "no code block"),
+    "numbers": ("many numbers", "few numbers"),
+    "digit_share": ("dense digits", "few digits"),
+    "math_symbols": ("maths notation", "no maths notation"),
+    "non_ascii": ("non-English script", "English text"),
+    "questions": ("several questions", "no question mark"),
+    "ask_share": ("the ask is most of the text", "a short ask after a long passage"),
+    "paragraphs": ("many paragraphs", "one paragraph"),
+    "lower_case": ("lower-case typing", "capitalised text"),
+}
+
+
+def bounded(task: str) -> str:
+    """At most FEATURE_CHARS of a task: its head and tail, where the ask and the data sit."""
+    if len(task) <= FEATURE_CHARS:
+        return task
+    half = FEATURE_CHARS // 2
+    return task[:half] + "\n" + task[-half:]
+
+
+def structural(task: str, turns: int) -> F64:
+    """The STRUCT_NAMES vector for one task (raw, before the model's standardisation)."""
+    full_chars = len(task)
+    text = bounded(task)
+    chars = max(len(text), 1)
+    lines = [line for line in text.splitlines() if line.strip()] or [""]
+    letters = [c for c in text if c.isalpha()] or ["a"]
+    paragraphs = [p for p in _PARAGRAPH.split(text.strip()) if p.strip()] or [text]
+    return np.array(
+        [
+            math.log1p(full_chars),
+            math.log1p(max(turns, 1)),
+            sum(1 for line in lines if _CODE_LINE.search(line)) / len(lines),
+            1.0 if "```" in text else 0.0,
+            math.log1p(len(_NUMBER.findall(text))),
+            sum(c.isdigit() for c in text) / chars,
+            100.0 * len(_MATH_SYMBOL.findall(text)) / chars,
+            sum(1 for c in letters if ord(c) > 127) / len(letters),
+            math.log1p(text.count("?")),
+            len(paragraphs[-1]) / chars,
+            math.log1p(len(paragraphs)),
+            sum(1 for c in letters if c.islower()) / len(letters),
+        ],
+        dtype=np.float64,
+    )
+
+
+def model_text(task: str) -> str:
+    """The text the embedding is taken of: the same string the semantic cache embeds (bounded:
+    embedding_text reads only the task's tail)."""
+    return embedding_text(task)
+
+
+@dataclass(frozen=True)
+class TierModel:
+    """Softmax regression over [embedding, standardised structure]; plus evidence for reasons.
+
+    `weights` is (classes, dim + structure), `bias` (classes,). `kind_centroids` are the mean
+    embeddings of the training rows of each kind (unit length), so a reason can name the kinds
+    of training task a request is closest to.
+    """
+
+    weights: F64
+    bias: F64
+    struct_mean: F64
+    struct_std: F64
+    kind_names: tuple[str, ...]
+    kind_tiers: tuple[str, ...]
+    kind_centroids: F64
+    meta: dict[str, object]
+
+    @property
+    def dim(self) -> int:
+        return int(self.weights.shape[1]) - len(STRUCT_NAMES)
+
+    def inputs(self, embedding: npt.NDArray[np.floating], struct: F64) -> F64:
+        z = (struct - self.struct_mean) / self.struct_std
+        return np.concatenate([embedding.astype(np.float64), z])
+
+    def probabilities(self, x: F64) -> F64:
+        logits = self.weights @ x + self.bias
+        logits -= logits.max()
+        p = np.exp(logits)
+        out: F64 = p / p.sum()
+        return out
+
+    def struct_contributions(self, x: F64, upper: int, lower: int) -> F64:
+        """Each structural feature's push on log p(upper) - log p(lower)."""
+        w = self.weights[upper, self.dim :] - self.weights[lower, self.dim :]
+        out: F64 = w * x[self.dim :]
+        return out
+
+    def embedding_contribution(self, x: F64, upper: int, lower: int) -> float:
+        w = self.weights[upper, : self.dim] - self.weights[lower, : self.dim]
+        return float(w @ x[: self.dim])
+
+    def nearest_kinds(
+        self, embedding: npt.NDArray[np.floating], k: int = 2
+    ) -> list[tuple[str, float]]:
+        sims = self.kind_centroids @ embedding.astype(np.float64)
+        top = np.argsort(-sims, kind="stable")[:k]
+        return [(self.kind_names[int(i)], float(sims[int(i)])) for i in top]
+
+    # -- persistence -----------------------------------------------------------------------
+    def save(self, path: Path) -> str:
+        """Write the npz; returns the sha256 of its arrays (also stored inside, checked on load)."""
+        arrays = self._arrays()
+        digest = _digest(arrays)
+        meta = {**self.meta, "sha256": digest}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
+        with path.open("wb") as fh:
+            np.savez_compressed(fh, allow_pickle=False, **arrays)
+        return digest
+
+    def _arrays(self) -> dict[str, npt.NDArray[np.generic]]:
+        return {
+            "weights": self.weights.astype(np.float32),
+            "bias": self.bias.astype(np.float32),
+            "struct_mean": self.struct_mean.astype(np.float32),
+            "struct_std": self.struct_std.astype(np.float32),
+            "kind_names": np.array(self.kind_names),
+            "kind_tiers": np.array(self.kind_tiers),
+            "kind_centroids": self.kind_centroids.astype(np.float16),
+            "struct_names": np.array(STRUCT_NAMES),
+            "tiers": np.array(TIERS),
+        }
+
+    @classmethod
+    def load(cls, path: Path) -> TierModel:
+        """Read and check a saved model: the arrays must hash to the digest written with them."""
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files if k != "meta"}
+            meta = json.loads(str(data["meta"]))
+        if tuple(str(s) for s in arrays["struct_names"]) != STRUCT_NAMES:
+            raise ValueError(f"{path}: structural features differ from this version's")
+        if tuple(str(s) for s in arrays["tiers"]) != TIERS:
+            raise ValueError(f"{path}: tiers differ from {TIERS}")
+        if _digest(arrays) != meta.get("sha256"):
+            raise ValueError(f"{path}: weights do not match their recorded sha256 (corrupt?)")
+        weights = arrays["weights"].astype(np.float64)
+        if weights.shape != (len(TIERS), weights.shape[1]) or weights.shape[1] < len(STRUCT_NAMES):
+            raise ValueError(f"{path}: weights of shape {weights.shape}")
+        return cls(
+            weights=weights,
+            bias=arrays["bias"].astype(np.float64),
+            struct_mean=arrays["struct_mean"].astype(np.float64),
+            struct_std=arrays["struct_std"].astype(np.float64),
+            kind_names=tuple(str(s) for s in arrays["kind_names"]),
+            kind_tiers=tuple(str(s) for s in arrays["kind_tiers"]),
+            kind_centroids=arrays["kind_centroids"].astype(np.float64),
+            meta=meta,
+        )
+
+
+def _digest(arrays: dict[str, npt.NDArray[np.generic]]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(name.encode())
+        h.update(str(a.dtype).encode())
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()

@@ -1,0 +1,292 @@
+"""Train the tier model (mesh/router/estimator_model.py) from labelled rows; numpy only.
+
+    python -m mesh.router.train_estimator TRAIN.jsonl --out mesh/router/data/tier_model.npz
+
+TRAIN.jsonl rows are {"text", "tier": small|medium|frontier, "kind", "source", "group"}
+(tools/estimator_data.py builds them from public data sets). The split is fixed: a row whose
+`group` hashes into the last VALID_SHARE of the range is validation, never fitted; the L2
+strength and the default under-routing risk are chosen on it. Leave-one-source-out scores
+(fit without a source, score that source) say how the model does on a kind of data it never saw.
+The model is a class-balanced softmax regression (RouteLLM's BERT router is a classifier over a
+text encoder; ours keeps the encoder frozen - the MiniLM the router already runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from mesh.router.estimator_model import (
+    TIERS,
+    TierModel,
+    model_text,
+    structural,
+)
+
+F64 = npt.NDArray[np.float64]
+VALID_SHARE = 0.15
+L2_GRID = (1e-5, 3e-5, 1e-4, 3e-4)
+RISK_GRID = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    tier: int  # index into TIERS
+    kind: str
+    source: str
+    group: str
+
+
+def load_rows(path: Path) -> list[Example]:
+    out = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if row.get("tier") not in TIERS or not row.get("text"):
+            raise ValueError(f"{path}:{lineno}: needs text and tier in {TIERS}")
+        group = str(row.get("group") or hashlib.sha256(row["text"].encode()).hexdigest()[:16])
+        kind = str(row.get("kind", "")).removesuffix("_casual") or row["tier"]
+        out.append(
+            Example(row["text"], TIERS.index(row["tier"]), kind, str(row.get("source", "")), group)
+        )
+    return out
+
+
+def is_validation(group: str) -> bool:
+    """Fixed split by the row group's hash: the same rows are held out on every run."""
+    return int(hashlib.sha256(group.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF >= 1 - VALID_SHARE
+
+
+Embed = Callable[[Sequence[str]], npt.NDArray[np.float32]]
+
+
+def minilm_embed(texts: Sequence[str]) -> npt.NDArray[np.float32]:
+    """The router's own MiniLM (ONNX), two threads: training runs apart from any router."""
+    from mesh.router.minilm_onnx import MiniLMEmbedder
+
+    embedder = MiniLMEmbedder(threads=2)
+    out = [embedder.embed(texts[i : i + 64]) for i in range(0, len(texts), 64)]
+    return np.concatenate(out) if out else np.zeros((0, embedder.dim), dtype=np.float32)
+
+
+def embed_cached(texts: Sequence[str], embed: Embed, cache: Path | None) -> F64:
+    """Embeddings of `texts`; those already in `cache` (by text hash) are not embedded again."""
+    keys = [hashlib.sha256(t.encode()).hexdigest()[:24] for t in texts]
+    known: dict[str, npt.NDArray[np.float32]] = {}
+    if cache is not None and cache.exists():
+        with np.load(cache) as data:
+            if "keys" in data.files:
+                known = dict(zip((str(k) for k in data["keys"]), data["emb"], strict=True))
+    missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in known}.items())
+    if missing:
+        fresh = embed([t for _, t in missing])
+        known.update(zip((k for k, _ in missing), fresh, strict=True))
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(cache, keys=np.array(list(known)), emb=np.stack(list(known.values())))
+    if not texts:
+        return np.zeros((0, 0))
+    return np.stack([known[k] for k in keys]).astype(np.float64)
+
+
+def fit_softmax(x: F64, y: npt.NDArray[np.int64], l2: float, iters: int = 400) -> tuple[F64, F64]:
+    """Class-balanced multinomial logistic regression by full-batch Adam (deterministic)."""
+    n, d = x.shape
+    k = len(TIERS)
+    counts = np.bincount(y, minlength=k).astype(np.float64)
+    sample_w = (n / (k * np.maximum(counts, 1.0)))[y]
+    onehot = np.eye(k)[y]
+    w = np.zeros((k, d))
+    b = np.zeros(k)
+    mw, vw, mb, vb = np.zeros_like(w), np.zeros_like(w), np.zeros_like(b), np.zeros_like(b)
+    lr, beta1, beta2, eps = 0.05, 0.9, 0.999, 1e-8
+    for t in range(1, iters + 1):
+        logits = x @ w.T + b
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(axis=1, keepdims=True)
+        g = (p - onehot) * sample_w[:, None] / n
+        gw = g.T @ x + l2 * w
+        gb = g.sum(axis=0)
+        mw = beta1 * mw + (1 - beta1) * gw
+        vw = beta2 * vw + (1 - beta2) * gw * gw
+        mb = beta1 * mb + (1 - beta1) * gb
+        vb = beta2 * vb + (1 - beta2) * gb * gb
+        w -= lr * (mw / (1 - beta1**t)) / (np.sqrt(vw / (1 - beta2**t)) + eps)
+        b -= lr * (mb / (1 - beta1**t)) / (np.sqrt(vb / (1 - beta2**t)) + eps)
+    return w, b
+
+
+def predict(model: TierModel, x: F64) -> F64:
+    logits = x @ model.weights.T + model.bias
+    logits -= logits.max(axis=1, keepdims=True)
+    p = np.exp(logits)
+    out: F64 = p / p.sum(axis=1, keepdims=True)
+    return out
+
+
+def choose(p: F64, risk: float) -> npt.NDArray[np.int64]:
+    """Smallest tier whose chance of being too small is under `risk` (the router's rule)."""
+    above = np.cumsum(p[:, ::-1], axis=1)[:, ::-1]  # above[:, i] = P(needs tier >= i)
+    tier = np.zeros(len(p), dtype=np.int64)
+    for i in range(1, len(TIERS)):
+        tier = np.where((tier == i - 1) & (above[:, i] > risk), i, tier)
+    return tier
+
+
+def scores(y: npt.NDArray[np.int64], got: npt.NDArray[np.int64]) -> dict[str, float]:
+    """The issue's rates: per labelled tier, share sent lower and share sent higher."""
+    out: dict[str, float] = {"n": float(len(y)), "accuracy": float(np.mean(y == got))}
+    for i, name in enumerate(TIERS):
+        mask = y == i
+        if mask.any():
+            out[f"{name}_under"] = round(float(np.mean(got[mask] < i)), 4)
+            out[f"{name}_over"] = round(float(np.mean(got[mask] > i)), 4)
+    return out
+
+
+def build_model(
+    emb: F64, struct: F64, rows: Sequence[Example], l2: float, meta: dict[str, object]
+) -> TierModel:
+    mean = struct.mean(axis=0)
+    std = struct.std(axis=0) + 1e-6
+    x = np.concatenate([emb, (struct - mean) / std], axis=1)
+    y = np.array([r.tier for r in rows], dtype=np.int64)
+    w, b = fit_softmax(x, y, l2)
+    kinds = sorted({r.kind for r in rows})
+    centroids, kind_tiers = [], []
+    for kind in kinds:
+        idx = [i for i, r in enumerate(rows) if r.kind == kind]
+        c = emb[idx].mean(axis=0)
+        centroids.append(c / (np.linalg.norm(c) + 1e-12))
+        kind_tiers.append(TIERS[Counter(rows[i].tier for i in idx).most_common(1)[0][0]])
+    return TierModel(w, b, mean, std, tuple(kinds), tuple(kind_tiers), np.array(centroids), meta)
+
+
+def features(rows: Sequence[Example], embed: Embed, cache: Path | None) -> tuple[F64, F64]:
+    emb = embed_cached([model_text(r.text) for r in rows], embed, cache)
+    struct = np.stack([structural(r.text, 1) for r in rows])
+    return emb, struct
+
+
+def train(
+    rows: Sequence[Example],
+    embed: Embed = minilm_embed,
+    cache: Path | None = None,
+    leave_source_out: bool = True,
+) -> tuple[TierModel, TierModel, dict[str, object]]:
+    """The full model and the structure-only one, each with L2 and risk picked on validation."""
+    emb, struct = features(rows, embed, cache)
+    valid = np.array([is_validation(r.group) for r in rows])
+    report: dict[str, object] = {
+        "rows": len(rows),
+        "train_rows": int((~valid).sum()),
+        "validation_rows": int(valid.sum()),
+    }
+    model, full = _fit(rows, emb, struct, valid, leave_source_out)
+    no_emb = np.zeros((len(rows), 0))
+    struct_model, only = _fit(rows, no_emb, struct, valid, False)
+    report["full"] = full
+    report["structure_only"] = only
+    return model, struct_model, report
+
+
+def _fit(
+    rows: Sequence[Example], emb: F64, struct: F64, valid: npt.NDArray[np.bool_], lso: bool
+) -> tuple[TierModel, dict[str, object]]:
+    """Fit on the training split, pick L2 then risk on validation."""
+    y = np.array([r.tier for r in rows], dtype=np.int64)
+    train_rows = [r for r, v in zip(rows, valid, strict=True) if not v]
+    report: dict[str, object] = {}
+    best: tuple[float, float] | None = None
+    grid = []
+    for l2 in L2_GRID:
+        m = build_model(emb[~valid], struct[~valid], train_rows, l2, {})
+        xv = np.concatenate([emb[valid], (struct[valid] - m.struct_mean) / m.struct_std], 1)
+        p = predict(m, xv)
+        nll = float(-np.mean(np.log(p[np.arange(len(p)), y[valid]] + 1e-12)))
+        grid.append({"l2": l2, "valid_nll": round(nll, 4)})
+        if best is None or nll < best[1]:
+            best = (l2, nll)
+    assert best is not None
+    l2 = best[0]
+    model = build_model(emb[~valid], struct[~valid], train_rows, l2, {})
+    xv = np.concatenate([emb[valid], (struct[valid] - model.struct_mean) / model.struct_std], 1)
+    pv = predict(model, xv)
+    by_risk = {str(r): scores(y[valid], choose(pv, r)) for r in RISK_GRID}
+    # The largest risk (cheapest routing) that keeps validation within the issue's bounds.
+    ok = [
+        r
+        for r in RISK_GRID
+        if by_risk[str(r)].get("frontier_under", 0) <= 0.10
+        and by_risk[str(r)].get("medium_under", 0) <= 0.20
+    ]
+    risk = max(ok) if ok else min(RISK_GRID)
+    report.update({"l2_grid": grid, "l2": l2, "validation_by_risk": by_risk, "risk": risk})
+    if lso:
+        report["leave_source_out"] = _leave_source_out(rows, emb, struct, l2, risk)
+    meta = {
+        "trained_on": "training split only (validation rows never fitted)",
+        "train_rows": len(train_rows),
+        "validation_rows": int(valid.sum()),
+        "l2": l2,
+        "risk": risk,
+        "validation": by_risk[str(risk)],
+        "sources": dict(sorted(Counter(r.source.split(":")[0] for r in train_rows).items())),
+    }
+    return replace(model, meta=meta), report
+
+
+def _leave_source_out(
+    rows: Sequence[Example], emb: F64, struct: F64, l2: float, risk: float
+) -> dict[str, dict[str, float]]:
+    sources = np.array([r.source.split(":")[0] for r in rows])
+    y = np.array([r.tier for r in rows], dtype=np.int64)
+    out = {}
+    for source in sorted(set(sources)):
+        held = sources == source
+        kept = [r for r, h in zip(rows, held, strict=True) if not h]
+        m = build_model(emb[~held], struct[~held], kept, l2, {})
+        x = np.concatenate([emb[held], (struct[held] - m.struct_mean) / m.struct_std], 1)
+        out[source] = scores(y[held], choose(predict(m, x), risk))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train the router's tier model.")
+    parser.add_argument("train", type=Path)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--struct-out", type=Path, help="structure-only model (default: beside)")
+    parser.add_argument("--cache", type=Path, help="npz of embeddings reused between runs")
+    parser.add_argument("--report", type=Path, help="write the training report (JSON) here")
+    parser.add_argument("--no-leave-source-out", action="store_true")
+    args = parser.parse_args(argv)
+    rows = load_rows(args.train)
+    model, struct_model, report = train(
+        rows, cache=args.cache, leave_source_out=not args.no_leave_source_out
+    )
+    struct_out = args.struct_out or args.out.with_name(args.out.stem + "_struct.npz")
+    report["sha256"] = {
+        "full": model.save(args.out),
+        "structure_only": struct_model.save(struct_out),
+    }
+    text = json.dumps(report, indent=1)
+    if args.report:
+        args.report.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""The tier model file and the training path: integrity on load, deterministic training, the
+fixed split, and a data card that names every source the shipped weights were fitted on."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mesh.router.estimator_model import STRUCT_NAMES, TIERS, TierModel, structural
+from mesh.router.tier_estimator import DATA, DEFAULT_MODEL, DEFAULT_STRUCT_MODEL
+from mesh.router.train_estimator import (
+    Example,
+    choose,
+    is_validation,
+    load_rows,
+    scores,
+    train,
+)
+
+
+def hashing_embed(texts: Sequence[str]) -> np.ndarray:
+    """A fake embedder for the training logic (not MiniLM): a word-hash bag, unit length."""
+    out = np.zeros((len(texts), 32), dtype=np.float32)
+    for i, text in enumerate(texts):
+        for word in text.lower().split():
+            out[i, hashlib.sha256(word.encode()).digest()[0] % 32] += 1.0
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    result: np.ndarray = out / np.maximum(norms, 1e-6)
+    return result
+
+
+def _rows() -> list[Example]:
+    rows = []
+    for i in range(60):
+        rows.append(Example(f"rewrite sentence number {i} politely", 0, "rewrite", "a", f"s{i}"))
+        rows.append(Example(f"write sql join query for table {i}", 1, "sql", "b", f"m{i}"))
+        rows.append(Example(f"prove theorem {i} about primes rigorously", 2, "proof", "c", f"f{i}"))
+    return rows
+
+
+@pytest.mark.parametrize("path", [DEFAULT_MODEL, DEFAULT_STRUCT_MODEL])
+def test_shipped_weights_load_and_match_their_digest(path: Path) -> None:
+    model = TierModel.load(path)
+    assert model.weights.shape[0] == len(TIERS)
+    assert model.weights.shape[1] == model.dim + len(STRUCT_NAMES)
+    assert 0 < float(model.meta["risk"]) < 1  # type: ignore[arg-type]
+    assert model.meta["validation_rows"] and model.meta["train_rows"]
+
+
+def test_a_changed_weight_is_refused(tmp_path: Path) -> None:
+    with np.load(DEFAULT_STRUCT_MODEL, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["weights"] = arrays["weights"].copy()
+    arrays["weights"][0, 0] += 0.5
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **arrays)
+    with pytest.raises(ValueError, match="sha256"):
+        TierModel.load(bad)
+
+
+def test_data_card_names_every_source_of_the_shipped_model() -> None:
+    card = (DATA / "tier_model.md").read_text()
+    sources = TierModel.load(DEFAULT_MODEL).meta["sources"]
+    assert isinstance(sources, dict) and sources
+    for source in sources:
+        assert f"`{source}`" in card, source
+    assert "licence" in card.lower() and "split" in card.lower()
+
+
+def test_training_is_deterministic_and_round_trips(tmp_path: Path) -> None:
+    rows = _rows()
+    a, a_struct, report = train(rows, embed=hashing_embed, leave_source_out=False)
+    b, _, _ = train(rows, embed=hashing_embed, leave_source_out=False)
+    assert np.array_equal(a.weights, b.weights) and np.array_equal(a.bias, b.bias)
+    assert a_struct.dim == 0 and a.dim == 32
+    digest = a.save(tmp_path / "m.npz")
+    loaded = TierModel.load(tmp_path / "m.npz")
+    assert loaded.meta["sha256"] == digest
+    text = "prove theorem 7 about primes rigorously"
+    x = loaded.inputs(hashing_embed([text])[0], structural(text, 1))
+    p = loaded.probabilities(x)
+    assert int(np.argmax(p)) == 2 and abs(p.sum() - 1) < 1e-9
+    full = report["full"]
+    assert isinstance(full, dict) and full["risk"] in [0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5]
+
+
+def test_split_is_fixed_by_group() -> None:
+    groups = [f"g{i}" for i in range(2000)]
+    held = [g for g in groups if is_validation(g)]
+    assert held == [g for g in groups if is_validation(g)]  # the same on every call
+    assert 0.10 < len(held) / len(groups) < 0.20
+
+
+def test_risk_rule_and_rates() -> None:
+    p = np.array([[0.7, 0.2, 0.1], [0.5, 0.1, 0.4], [0.1, 0.2, 0.7]])
+    assert choose(p, 0.35).tolist() == [0, 2, 2]
+    assert choose(p, 0.25).tolist() == [1, 2, 2]
+    rates = scores(np.array([0, 2, 1]), np.array([0, 1, 2]))
+    assert rates["frontier_under"] == 1.0 and rates["medium_over"] == 1.0
+
+
+def test_rows_need_a_known_tier(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps({"text": "x", "tier": "large"}) + "\n")
+    with pytest.raises(ValueError, match=r"rows\.jsonl:1"):
+        load_rows(path)
