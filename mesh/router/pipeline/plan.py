@@ -2,8 +2,9 @@
 
 `plan` picks the policy and, only when the policy uses it, estimates the tier (a model learned
 from public data over the MiniLM embedding and structural features; the embedding runs on the
-shared embedder's worker thread, so the event loop never waits on it). `decide` orders the routing table's candidates. They are apart because the
-exact cache tier is consulted between them: a repeated prompt is served before any estimate.
+shared embedder's worker thread, so the event loop never waits on it). `decide` orders the
+routing table's candidates. They are apart because the exact cache tier is consulted between
+them: a repeated prompt is served before any estimate.
 """
 
 from __future__ import annotations
