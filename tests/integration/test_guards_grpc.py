@@ -228,7 +228,9 @@ async def test_parallel_stream_allowed_releases_tokens_only_after_the_verdict(
     text = ""
     summary = None
     async for event in parallel_mesh.stub.GenerateStream(
-        story(inference_pb2.GenerateStreamRequest, 24)
+        # long enough that it is still generating when the 1 s guard looks (24 tokens could
+        # finish first on a quiet machine)
+        story(inference_pb2.GenerateStreamRequest, 160)
     ):
         if event.HasField("delta"):
             if not guard_done_at_first_delta:
