@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -120,11 +121,18 @@ def test_costs_reports_spend_baseline_and_savings(mesh_up: str) -> None:
     for _ in range(2):  # the second is answered from the cache
         out = _mesh("chat", "--target", mesh_up, "--max-tokens", "8", "Name a primary color.")
         assert out.returncode == 0, out.stderr
-    out = _mesh("costs", "--by", "model", "--since", "1h")
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines()[0].split()[:2] == ["model", "requests"]
-    row = next(line for line in out.stdout.splitlines() if line.startswith("smollm2"))
-    requests, hits = (int(v) for v in row.split()[1:3])
+    # The ledger writes rows in batches (router.ledger.flush_interval_s): read until the
+    # second chat's row is there, within a bound.
+    deadline = time.monotonic() + 20
+    while True:
+        out = _mesh("costs", "--by", "model", "--since", "1h")
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.splitlines()[0].split()[:2] == ["model", "requests"]
+        row = next(line for line in out.stdout.splitlines() if line.startswith("smollm2"))
+        requests, hits = (int(v) for v in row.split()[1:3])
+        if hits >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert requests >= 2 and hits >= 1
     (total,) = json.loads(_mesh("costs", "--json").stdout)
     assert total["baseline_usd"] > total["spend_usd"] > 0 and total["savings_cache_usd"] > 0

@@ -38,18 +38,23 @@ from mesh.router.upstream import UpstreamPool
 from mesh.telemetry import semconv as sc
 from mesh.v1 import inference_pb2
 
-# Codes that say something about the node itself, so its breaker counts them.
+# Codes that say something about the node itself, so its breaker counts them. CANCELLED is
+# here because the router's own cancellation surfaces as asyncio.CancelledError, never as a
+# status: a CANCELLED status means the node dropped the call (a server stopping cancels its
+# calls in flight).
 _NODE_FAULT_CODES = frozenset(
     {
         grpc.StatusCode.UNAVAILABLE,
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         grpc.StatusCode.INTERNAL,
         grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.CANCELLED,
     }
 )
-# Without mesh details (a transport failure, a foreign peer) only these mean "not taken here".
+# Without mesh details (a transport failure, a node going away, a foreign peer) only these mean
+# "not taken here, try the next one".
 _TRANSPORT_RETRY_CODES = frozenset(
-    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED}
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED}
 )
 
 
