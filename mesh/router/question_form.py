@@ -49,7 +49,7 @@ _QUOTED = re.compile(
 _TOKEN = re.compile(r"[^\W_]+(?:['.][^\W_]+)*[+#]*|[+\-*/\u00d7\u00f7=<>%$£€¥^&@°]|[.!?;:]|,")
 _BOUNDARY = frozenset(".!?;:")
 _ORDINAL = re.compile(r"^(\d+)(?:st|nd|rd|th)$")
-# Regnal and sequel numerals only (I..LXXXIX): "DC", "CD", "MD" and "MIX" are words.
+# Regnal and sequel numerals only (1 to 89): "DC", "CD", "MD" and "MIX" are words.
 _ROMAN = re.compile(r"^(XC|XL|L?X{0,3})(IX|IV|V?I{0,3})$")
 _ROMAN_VALUES = {"I": 1, "V": 5, "X": 10, "L": 50}
 _DIGITS = re.compile(r"\d+(?:\.\d+)*")
