@@ -591,7 +591,13 @@ async def test_traceparent_continues_and_the_http_span_is_the_root(mesh: HttpMes
         extra_headers={"traceparent": f"00-{trace_id}-{parent_id}-01"},
     )
     request_id = reply.model_extra["mesh"]["request_id"]  # type: ignore[index]
-    spans = [s for s in mesh.spans() if s.context and f"{s.context.trace_id:032x}" == trace_id]
+
+    def traced() -> list[ReadableSpan]:
+        return [s for s in mesh.spans() if s.context and f"{s.context.trace_id:032x}" == trace_id]
+
+    # The HTTP server span ends just after the reply is sent: wait for it rather than race.
+    await wait_until(lambda: any(s.name.startswith("POST") for s in traced()), 5)
+    spans = traced()
     server = [s for s in spans if s.kind == SpanKind.SERVER and s.name.startswith("POST")]
     assert len(server) == 1 and server[0].name == "POST /v1/chat/completions"
     root = server[0]

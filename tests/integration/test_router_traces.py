@@ -38,7 +38,7 @@ from mesh.telemetry.setup import Telemetry, setup_telemetry
 from mesh.v1 import inference_pb2, inference_pb2_grpc
 from nodes.engines.fake import FakeEngine
 from nodes.runtime import NodeRuntime
-from tests.helpers import request, stream_request
+from tests.helpers import request, stream_request, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -70,6 +70,20 @@ class TracedMesh:
             assert telemetry.memory_exporter is not None
             found.extend(telemetry.memory_exporter.get_finished_spans())
         return found
+
+    async def settled_spans(self, method: str) -> list[ReadableSpan]:
+        """The spans once the router's server span has ended (it ends just after the client
+        has the status, so reading at once races)."""
+        name = f"/{SERVICE}/{method}"
+
+        def router_span_ended() -> bool:
+            return any(
+                s.kind == SpanKind.SERVER and _service(s) == "router" and s.name == name
+                for s in self.spans()
+            )
+
+        await wait_until(router_span_ended, 5)
+        return self.spans()
 
 
 def _telemetry(service: str) -> Telemetry:
@@ -198,7 +212,7 @@ async def _call(mesh: TracedMesh, streaming: bool) -> tuple[inference_pb2.Genera
 async def test_fallback_is_two_attempt_spans_in_one_trace(streaming: bool) -> None:
     async with traced_mesh(guards=True) as mesh:
         summary, method = await _call(mesh, streaming)
-        spans = mesh.spans()
+        spans = await mesh.settled_spans(method)
 
     route_info = summary.route
     assert route_info.node_id == FALLBACK and route_info.attempts == 2
@@ -265,7 +279,7 @@ async def test_a_guard_block_has_guard_spans_and_no_attempt() -> None:
             await mesh.stub.Generate(
                 request(BLOCKED, request_id="trace-blocked"), metadata=API_KEY_HEADER, timeout=20
             )
-        spans = mesh.spans()
+        spans = await mesh.settled_spans("Generate")
         assert mesh.router.policy_store is not None
         version = mesh.router.policy_store.version
 

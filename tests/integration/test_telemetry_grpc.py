@@ -219,6 +219,22 @@ def _spans(mesh: Mesh) -> list[ReadableSpan]:
     ]
 
 
+async def _settled_spans(mesh: Mesh) -> list[ReadableSpan]:
+    """The spans once the router's server span has ended.
+
+    The client sees the status as soon as the server sends it; the server span ends a moment
+    later, when the handler's interceptor returns, so a test polls (bounded) instead of racing.
+    """
+    deadline = asyncio.get_running_loop().time() + 5.0
+    while True:
+        spans = _spans(mesh)
+        if any(s.name == GENERATE and s.kind == SpanKind.SERVER for s in spans):
+            return spans
+        if asyncio.get_running_loop().time() > deadline:
+            return spans
+        await asyncio.sleep(0.02)
+
+
 def _one(spans: list[ReadableSpan], name: str, kind: SpanKind | None = None) -> ReadableSpan:
     found = [s for s in spans if s.name == name and (kind is None or s.kind == kind)]
     assert len(found) == 1, (name, [s.name for s in spans])
@@ -251,7 +267,7 @@ def _counter(text: str, metric: str, *labels: str) -> float:
 async def test_one_trace_across_two_servers_with_fallback(mesh: Mesh) -> None:
     response = await _generate(mesh.address, f"my api key is {SECRET} please summarise", "req-1")
     assert response.text and response.usage.output_tokens > 0
-    spans = _spans(mesh)
+    spans = await _settled_spans(mesh)
 
     assert len({s.context.trace_id for s in spans if s.context}) == 1, "one trace per request"
     server_a = next(
@@ -343,7 +359,7 @@ async def test_guard_block_is_an_outcome_not_an_error(mesh: Mesh) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await _generate(mesh.address, "say something forbidden", "req-blocked")
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    spans = _spans(mesh)
+    spans = await _settled_spans(mesh)
     server = _one(spans, GENERATE, SpanKind.SERVER)
     guard = _one(spans, "apply_guardrail llm_input")
     assert _parent(guard) == _id(server)
@@ -365,7 +381,7 @@ async def test_server_fault_marks_the_server_span(mesh: Mesh) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await _generate(mesh.address, "please crash", "req-crash")
     assert err.value.code() == grpc.StatusCode.INTERNAL
-    server = _one(_spans(mesh), GENERATE, SpanKind.SERVER)
+    server = _one(await _settled_spans(mesh), GENERATE, SpanKind.SERVER)
     assert server.status.status_code == StatusCode.ERROR
     assert dict(server.attributes or {})[sc.RPC_GRPC_STATUS_CODE] == 13
 
