@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from guards.chain import GuardChain
+from guards.detectors.pii import CUE_LOOKBEHIND_CHARS
 from guards.hooks import OutputChunkCheck, OutputFinalCheck
 from guards.verdict import (
     Action,
@@ -69,6 +70,10 @@ class _Aggregate:
 _SEVERITY = {a: i for i, a in enumerate(Action)}
 _CHANGES_TEXT = (Action.BLOCK, Action.REDACT)
 _CONTEXT_MAX = 64
+# Released text a detector may read before a finding (a phone number's cue word, "Phone:"):
+# the window is checked with at least this much in front.
+_LOOKBEHIND = CUE_LOOKBEHIND_CHARS
+_TAIL_KEPT = _LOOKBEHIND + _CONTEXT_MAX
 
 Holdback = Callable[[OutputChunkCheck], int | None]
 
@@ -167,12 +172,13 @@ class StreamGuard:
         return hold
 
     def _context(self) -> str:
-        """Released text read again before the window, from its last whitespace (no finding
-        starts with one): lookbehinds, word boundaries and finditer's restarts then see the
-        window as they see it in the whole text. Capped: text without spaces gets 64
-        characters, and a match that starts before them can only be masked more, never less."""
+        """Released text read again before the window: the last `_LOOKBEHIND` characters (a
+        cue word a detector reads before a finding), extended back to a whitespace (no finding
+        starts with one): lookbehinds, word boundaries, cues and finditer's restarts then see
+        the window as they see it in the whole text. Capped: text without spaces gets 64
+        characters more, and a match that starts before them can only be masked more."""
         tail = self._released_tail
-        i = len(tail)
+        i = max(len(tail) - _LOOKBEHIND, 0)
         while i and not tail[i - 1].isspace():
             i -= 1
         return tail[i - 1 :] if i else tail
@@ -185,7 +191,7 @@ class StreamGuard:
         self._window = self._window[cut:]
         self._consumed += cut
         self._raw_released.append(raw)
-        self._released_tail = (self._released_tail + raw)[-_CONTEXT_MAX:]
+        self._released_tail = (self._released_tail + raw)[-_TAIL_KEPT:]
         self._released.append(text)
         return StreamStep(text)
 

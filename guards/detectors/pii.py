@@ -39,6 +39,23 @@ PHONE = re.compile(
     r"(?:[ .-]\d{2,5}){0,4}(?:\s?(?:x|ext\.?)\s?\d{1,5})?(?![\w])"
 )
 DIGIT = re.compile(r"\d")
+# A number right after a word that says it is one ("Phone: 451 5986", "Desk: 5403926876",
+# "answering at 99 668472"): the shape rules above refuse unseparated runs and two bare groups
+# (prices, house numbers), but after such a word they are phone numbers, as Presidio's context
+# enhancer treats them. The word must end at most PHONE_CONTEXT_GAP characters before the
+# number, with nothing but punctuation, "at", "on" or "is" between. "number" alone is not a
+# cue (order, invoice and ticket numbers).
+PHONE_CUE = re.compile(
+    r"\b(?:phone|telephone|tel|mobile|cell|cellphone|fax|call|calling|dial|ring|text|sms|"
+    r"whatsapp|landline|hotline|desk|direct|answering|reach\s+me)\b"
+    r"[\s:#.,()-]*(?:(?:no|number)\b[\s:#.,()-]*)?(?:(?:at|on|is)\s+)?\Z",
+    re.IGNORECASE,
+)
+PHONE_CONTEXT_GAP = 32
+# How far before a number its cue can start (the gap plus the longest cue): streamed output
+# is checked with at least this much released text in front (guards/streaming.py).
+CUE_LOOKBEHIND_CHARS = PHONE_CONTEXT_GAP + 16
+CUED_NUMBER = re.compile(r"[+(\d](?<![\w+.,].)[\d ().-]{5,22}\d(?![\w]|[.,]\d)")
 
 # IBAN lengths per country (ISO 13616) for the countries most seen; others need 15..34.
 IBAN_LENGTHS = {
@@ -134,6 +151,7 @@ def _emails(text: str) -> Iterable[Finding]:
 
 
 def _phones(text: str) -> Iterable[Finding]:
+    found: list[tuple[int, int]] = []
     for m in PHONE.finditer(text):
         value = m.group()
         if len(value) < 7:  # cannot hold 7 digits: most candidates are prices and years
@@ -141,7 +159,23 @@ def _phones(text: str) -> Iterable[Finding]:
         digits = sum(c.isdigit() for c in value.split("x")[0].split("ext")[0])
         separated = value.startswith("+") or any(c in value for c in " -.()")
         if 7 <= digits <= 15 and separated and not _looks_like_number(value):
+            found.append((m.start(), m.end()))
             yield Finding("PHONE_NUMBER", m.start(), m.end(), 0.7)
+    yield from _cued_phones(text, found)
+
+
+def _cued_phones(text: str, found: list[tuple[int, int]]) -> Iterable[Finding]:
+    """Numbers the shape rules refused that follow a phone cue word (PHONE_CUE)."""
+    for m in CUED_NUMBER.finditer(text):
+        start, end = m.start(), m.end()
+        if any(a < end and start < b for a, b in found):
+            continue
+        value = m.group().rstrip(" .-(")
+        digits = sum(c.isdigit() for c in value)
+        if not 7 <= digits <= 15 or ISO_DATE.match(value):
+            continue
+        if PHONE_CUE.search(text, max(0, start - PHONE_CONTEXT_GAP), start):
+            yield Finding("PHONE_NUMBER", start, start + len(value), 0.6)
 
 
 ISO_DATE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}\b")

@@ -19,6 +19,10 @@ def approximate_tokens(text: str) -> int:
 
 
 class TokenLimitDetector:
+    # A limit on the whole text: a stream's window (the unreleased tail and the released text
+    # read again before it) is no measure of it, so a stream is judged once, at its end.
+    judges_whole_text = True
+
     def __init__(self, max_tokens: int) -> None:
         if max_tokens < 1:
             raise ValueError("max_tokens must be >= 1")

@@ -48,6 +48,39 @@ def test_pii_rejects_lookalikes(text: str) -> None:
     assert PiiDetector().find(text) == []
 
 
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        ("Name: Jo Bloggs\nPhone: 451 5986", "451 5986"),
+        ("Desk: 5403926876\nFax: none", "5403926876"),
+        ("They're not answering at 99 668472", "99 668472"),
+        ("Tel. no. 0378 3549890, ask for Ann", "0378 3549890"),
+        ("reach me on 07700900123 after six", "07700900123"),
+    ],
+)
+def test_a_phone_cue_makes_an_unseparated_or_two_group_number_a_phone(
+    text: str, number: str
+) -> None:
+    assert types_of(PiiDetector().find(text), text) == [("PHONE_NUMBER", number)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Order number 1234567 shipped on Monday",  # "number" alone is no cue
+        "In 2024 we sold 1500000 units",
+        "ISBN 9780306406157 is on the back",
+        "Invoice: 20231105, total 1200",
+        "call me on 2024-11-05 please",
+        "Text 3 people about 1500000 dollars",
+        "Phone sales rose 12 percent while 4500000 units shipped in Q3 of that long year",
+        "She will call back in 3.1415926 seconds",
+    ],
+)
+def test_numbers_without_a_phone_cue_close_before_them_are_not_phones(text: str) -> None:
+    assert PiiDetector().find(text) == []
+
+
 def test_checksums() -> None:
     assert luhn_valid("4111111111111111") and not luhn_valid("4111111111111112")
     assert iban_valid("GB82WEST12345698765432") and not iban_valid("GB82WEST12345698765433")

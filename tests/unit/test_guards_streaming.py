@@ -209,6 +209,12 @@ PIECES = [
     "192.168.0.1",
     "2001:db8::8a2e:370:7334",
     "call 555.123.4567 x12",
+    # phone numbers only a cue word before them makes phone numbers (the cue is released
+    # long before the number completes)
+    "Phone: 451 5986",
+    "Desk: 5403926876",
+    "nobody answering at 99 668472",
+    "Tel. no. 0378 3549890",
     "2024-01-02",
     "a@b.co",
     "https://user:hunter2@host.example/x",
@@ -251,6 +257,21 @@ def test_no_masked_value_leaks_without_whitespace_around_it(data: st.DataObject)
         for i in range(len(value) - 7):
             piece = value[i : i + 8]
             assert piece not in released or piece in whole.text, (piece, released)
+
+
+CUED_PHONE_TEXT = "Kamila Cervinkova, our office contact.\nPhone:   451 5986\nThanks, see you."
+
+
+async def test_a_number_made_a_phone_by_the_word_before_it_never_leaks_at_any_split() -> None:
+    """The cue ("Phone:") has left long before the number completes; the number is still
+    masked at every split position, as in the whole text."""
+    expected = await unary(CUED_PHONE_TEXT)
+    assert "451" not in expected and "5986" not in expected and "[PHONE_NUMBER]" in expected
+    for cut in range(1, len(CUED_PHONE_TEXT)):
+        released, blocked, _ = await stream([CUED_PHONE_TEXT[:cut], CUED_PHONE_TEXT[cut:]])
+        assert not blocked and released == expected, cut
+    one_by_one, _, _ = await stream(list(CUED_PHONE_TEXT))
+    assert one_by_one == expected
 
 
 async def test_a_match_dropped_for_one_still_growing_is_not_released_in_part() -> None:
