@@ -114,12 +114,18 @@ def create_server(
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     enable_reflection(server, (*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
-    if credentials is not None:
-        port = server.add_secure_port(listen, credentials)
-    else:
-        port = server.add_insecure_port(listen)
+    try:
+        if credentials is not None:
+            port = server.add_secure_port(listen, credentials)
+        else:
+            port = server.add_insecure_port(listen)
+    except RuntimeError:  # grpc's "Failed to bind to address ..." (older versions return 0)
+        port = 0
     if port == 0:
-        raise OSError(f"could not bind {listen}")
+        raise OSError(
+            f"{what} could not listen on {listen}: the port is taken or the address is not "
+            "this machine's"
+        )
     return BoundServer(server=server, port=port, health=health, service_names=tuple(names))
 
 

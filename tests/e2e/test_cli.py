@@ -260,3 +260,21 @@ def test_up_with_a_bridge_key_unset_fails_with_one_clear_line(tmp_path: Path) ->
     out = run_mesh("up", "--config", str(config), env=env, timeout_s=120)
     assert out.returncode == 2 and "Traceback" not in out.stderr  # 2: the setup must change
     assert "mesh: bridge e2e-bridge: environment variable E2E_UNSET is not set" in out.stderr
+
+
+@pytest.mark.parametrize("command", ["router", "up"])
+def test_a_listen_address_already_taken_is_one_clear_line(command: str, tmp_path: Path) -> None:
+    """A second router on the first one's port: exit 1 naming the address, no traceback."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        config = tmp_path / "mesh.yaml"
+        config.write_text(f"router:\n  listen: {address}\n  http: {{listen: 'off'}}\nnodes: []\n")
+        out = _mesh(command, "--config", str(config), timeout=120)
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr
+    (line,) = [line for line in out.stderr.splitlines() if line.startswith("mesh: ")]
+    assert line.startswith(f"mesh: router could not listen on {address}: the port is taken"), line
