@@ -17,6 +17,11 @@ from opentelemetry.trace import format_span_id, format_trace_id
 from pythonjsonlogger.json import JsonFormatter
 
 _MARK = "_mesh_telemetry_handler"
+# Libraries that log every request at INFO: httpx writes "HTTP Request: POST ... 200 OK" for
+# each call a bridge makes through the openai/anthropic SDKs - an access log nobody asked for,
+# and 3 % of a bridge's CPU (py-spy, fake upstream, one JSON line per call). Their warnings
+# still show; at DEBUG everything does.
+_PER_REQUEST_LOGGERS = ("httpx", "httpcore")
 _TEXT_FORMAT = (
     "%(asctime)s %(levelname)s %(name)s [trace=%(trace_id)s span=%(span_id)s] %(message)s"
 )
@@ -77,4 +82,7 @@ def configure_logging(
             old.close()  # ours; a basicConfig handler's stream is stderr itself: left open
     root.addHandler(handler)
     root.setLevel(level)
+    quiet = root.getEffectiveLevel() > logging.DEBUG
+    for name in _PER_REQUEST_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.NOTSET)
     return handler

@@ -155,3 +155,42 @@ def test_traced_calls_skips_health_reflection_and_probes_for_str_and_bytes_names
         assert traced(SimpleNamespace(method=name)) and traced(
             SimpleNamespace(method=name.encode())
         )
+
+
+def test_httpx_per_request_lines_are_off_at_info_and_back_at_debug() -> None:
+    """A bridge's SDK call through httpx wrote one INFO line per request; now only at DEBUG."""
+    import http.server
+    import threading
+
+    import httpx
+
+    class Ok(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    root = logging.getLogger()
+    level = root.level
+    lines: dict[str, list[str]] = {}
+    try:
+        for name in ("INFO", "DEBUG"):
+            stream = io.StringIO()
+            handler = configure_logging(name, stream=stream)
+            httpx.get(url, timeout=5)
+            logging.getLogger("httpx").warning("a real problem")
+            lines[name] = [json.loads(line)["message"] for line in stream.getvalue().splitlines()]
+            root.removeHandler(handler)
+    finally:
+        server.shutdown()
+        root.setLevel(level)
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.NOTSET)
+    assert lines["INFO"] == ["a real problem"]
+    assert any(m.startswith("HTTP Request: GET") for m in lines["DEBUG"])
