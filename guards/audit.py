@@ -3,8 +3,9 @@
 Stored: every non-allow verdict, monitored would-be verdicts included (a guard that failed
 under `on_error: open` is a flag with a GUARD_ERROR finding), with a sha256 of the checked
 text. The text itself only when the policy sets `store_content: true`. And every ApplyPolicy
-call (`policy_changes`): who, dry run or not, the versions before and after, and whether it
-was applied, validated, refused as invalid or denied to the caller.
+call and every change of the watched policy file (`policy_changes`): who (or which file), dry
+run or not, the versions before and after, and whether it was applied, validated, refused as
+invalid or denied to the caller.
 
 Bounded while the router runs (`router.guards.audit_retention_days`, `audit_max_rows`): a
 background task, started by the first write, deletes rows past the age every
@@ -71,8 +72,8 @@ class GuardDecisionRow(_Base):
 
 
 class PolicyChangeRow(_Base):
-    """One ApplyPolicy call. Few (people make them), so kept apart from the decisions, whose
-    row bound would otherwise push them out."""
+    """One ApplyPolicy call or policy-file change. Few (people make them), so kept apart from
+    the decisions, whose row bound would otherwise push them out."""
 
     __tablename__ = "policy_changes"
 
@@ -90,9 +91,10 @@ class PolicyChangeRow(_Base):
 
 @dataclass(frozen=True)
 class PolicyChange:
-    """An ApplyPolicy call as audited. `outcome`: applied | validated (dry run) | invalid
-    (the policy was refused) | denied (the caller was); `actor` "admin-key", "api-key:NAME"
-    or "" when the caller was not identified; `reason`: why it was refused."""
+    """An ApplyPolicy call or a watched policy file's change, as audited. `outcome`: applied |
+    validated (dry run) | invalid (the policy was refused) | denied (the caller was) | failed;
+    `actor` "admin-key", "api-key:NAME", "file:PATH" (source "file") or "" when the caller
+    was not identified; `reason`: why it was refused."""
 
     actor: str
     dry_run: bool
@@ -305,7 +307,7 @@ class AuditLog:
         return len(rows)
 
     async def record_policy_change(self, change: PolicyChange) -> None:
-        """Store one ApplyPolicy call (never pruned by the decision bounds)."""
+        """Store one policy change (never pruned by the decision bounds)."""
         row = PolicyChangeRow(
             id=str(uuid.uuid4()),
             changed_at=change.changed_at or dt.datetime.now(dt.UTC),
@@ -324,7 +326,7 @@ class AuditLog:
     async def policy_changes(
         self, *, since: dt.datetime | None = None, limit: int = DEFAULT_PAGE_SIZE
     ) -> list[PolicyChange]:
-        """ApplyPolicy calls, newest first."""
+        """Policy changes (API and file), newest first."""
         stmt = select(PolicyChangeRow)
         if since is not None:
             stmt = stmt.where(PolicyChangeRow.changed_at >= _utc(since))

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from opentelemetry.trace import Tracer
 
@@ -26,6 +27,9 @@ from guards.policy_loader import (
 )
 from guards.verdict import Stage
 from mesh.config import DEFAULT_TENANT, GuardSettings
+
+if TYPE_CHECKING:
+    from guards.audit import AuditLog
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,8 @@ class PolicyStore:
         self.rules = rules
         self._chains: dict[tuple[str, str, Stage], GuardChain] = {}
         self._watch_task: asyncio.Task[None] | None = None
+        self._watch_audit: AuditLog | None = None
+        self._last_file_refusal: tuple[str, str] | None = None
         self._lock = asyncio.Lock()
 
     @classmethod
@@ -131,16 +137,23 @@ class PolicyStore:
         async with self._lock:
             return await asyncio.to_thread(self.apply, yaml_text, dry_run=dry_run, source=source)
 
-    def watch(self, path: str | Path, interval_s: float = 1.0) -> asyncio.Task[None]:
+    def watch(
+        self, path: str | Path, interval_s: float = 1.0, *, audit: AuditLog | None = None
+    ) -> asyncio.Task[None]:
         """Poll `path`'s mtime; a changed file is applied, a broken one logged and ignored.
 
         Broken includes an empty file (what a non-atomic save leaves for a moment; a policy
         without guards says `guards: []`) and one that is not UTF-8. Nothing a file holds
-        stops the watching.
+        stops the watching. With `audit`, each change the file makes (or that is refused) is
+        a policy-change row beside the ApplyPolicy calls, actor `file:PATH`, source `file`:
+        a security team sees every way the active policy changed in one place.
         """
+        self._watch_audit = audit
         if self._watch_task is None or self._watch_task.done():
             self._watch_task = asyncio.create_task(
-                self._watch(Path(path), interval_s), name="policy-watch"
+                # The file as it is now: a change made before the task first runs still counts.
+                self._watch(Path(path), interval_s, _mtime(Path(path))),
+                name="policy-watch",
             )
         return self._watch_task
 
@@ -151,8 +164,7 @@ class PolicyStore:
                 await self._watch_task
             self._watch_task = None
 
-    async def _watch(self, path: Path, interval_s: float) -> None:
-        last = _mtime(path)
+    async def _watch(self, path: Path, interval_s: float, last: float | None) -> None:
         while True:
             await asyncio.sleep(interval_s)
             current = _mtime(path)
@@ -165,19 +177,58 @@ class PolicyStore:
         """Apply the file; whatever goes wrong is logged and the active policy kept, so the
         next good version of the file is still applied (a RecursionError once ended the
         watcher for good)."""
+        before = self.version
         try:
             text = await asyncio.to_thread(read_policy_file, path, self.rules)
             if not text.strip():  # an editor's non-atomic save: never "no guards at all"
                 raise InvalidPolicy.at(str(path), None, "", "the file is empty")
-            await self.apply_async(text, source=str(path))
+            loaded, _ = await self.apply_async(text, source=str(path))
         except InvalidPolicy as err:
             log.error("policy file change rejected, keeping %s: %s", self.version, err.message)
+            await self._audit_file(path, "invalid", before, reason=err.message)
         except OSError as err:
             log.error("policy file unreadable, keeping %s: %s", self.version, err)
+            why = err.strerror or type(err).__name__
+            await self._audit_file(path, "failed", before, reason=f"unreadable: {why}")
         except Exception as err:  # a validator's constructor, a bug: never the end of watching
             log.error(
                 "policy file change failed (%s), keeping %s", type(err).__name__, self.version
             )
+            await self._audit_file(path, "failed", before, reason=type(err).__name__)
+        else:
+            self._last_file_refusal = None  # the file is good again: a new refusal is news
+            if loaded.version != before:  # a save that changed nothing is no change
+                await self._audit_file(path, "applied", before, loaded.version)
+
+    async def _audit_file(
+        self, path: Path, outcome: str, before: str, after: str = "", reason: str = ""
+    ) -> None:
+        """One policy-change row for what the file did; never raises (the watcher goes on).
+
+        A refusal the same as the last one (a broken file saved again and again) is one row.
+        """
+        audit = self._watch_audit
+        if audit is None:
+            return
+        refusal = (outcome, reason) if outcome != "applied" else None
+        if refusal is not None and refusal == self._last_file_refusal:
+            return
+        self._last_file_refusal = refusal
+        from guards.audit import PolicyChange
+
+        change = PolicyChange(
+            actor=f"file:{path}",
+            dry_run=False,
+            outcome=outcome,
+            version_before=before,
+            version_after=after,
+            source="file",
+            reason=reason,
+        )
+        try:
+            await audit.record_policy_change(change)
+        except Exception:
+            log.exception("could not audit the policy file change (%s)", outcome)
 
 
 def _mtime(path: Path) -> float | None:

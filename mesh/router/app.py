@@ -238,7 +238,7 @@ class RouterRuntime:
             and self.config.guards.policy_file
             and self.config.guards.watch
         ):
-            self.policy_store.watch(self.config.guards.policy_file)
+            self.policy_store.watch(self.config.guards.policy_file, audit=self.audit)
         # The embedding model loads once per process; do it now, not on the first request.
         await asyncio.to_thread(self.estimator.warm_up)
         await self.pool.probe_all()

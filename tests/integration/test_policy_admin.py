@@ -250,3 +250,71 @@ async def test_mesh_policy_apply_as_an_admin_api_key_then_mesh_audit_lists_it(
     assert rows[1]["version_before"] == before
     assert rows[1]["version_after"] == admin.store.version
     assert OPS_KEY not in listed.stdout and ACME_KEY not in listed.stdout
+
+
+async def test_every_change_of_the_watched_policy_file_is_audited_beside_the_api(
+    tmp_path: Path,
+) -> None:
+    """The file watcher's changes land in the same policy-change log as ApplyPolicy: applied
+    (versions before and after), refused (why, once for a file saved broken again and again),
+    unreadable; a save that changes nothing is no row. `mesh audit --policy-changes` lists
+    them with actor file:PATH and source file."""
+    audit_url = f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"
+    audit = AuditLog.from_settings(GuardSettings(audit_url=audit_url))
+    await audit.start()
+    path = tmp_path / "policy.yaml"
+    path.write_text(POLICY, encoding="utf-8")
+    store = PolicyStore(load_policy(POLICY))
+    first = store.version
+    store.watch(path, interval_s=0.05, audit=audit)
+
+    async def rewrite(text: str, rows: int, *, wait_s: float = 10.0) -> list[PolicyChange]:
+        """Write the file, then wait until the log has `rows` rows (at most `wait_s`)."""
+        stamp = path.stat().st_mtime_ns if path.exists() else 0
+        path.write_text(text, encoding="utf-8")
+        os.utime(path, ns=(stamp + 10**9, stamp + 10**9))  # a new mtime, however fast we are
+        changes: list[PolicyChange] = []
+        for _ in range(int(wait_s / 0.05)):
+            await asyncio.sleep(0.05)
+            changes = list(reversed(await audit.policy_changes()))
+            if len(changes) >= rows:
+                break
+        return changes
+
+    try:
+        await rewrite(POLICY_2, 1)
+        assert store.version != first
+        second = store.version
+        broken = "guards:\n  - name: pii\n    use: no_such_guard\n"
+        await rewrite(broken, 2)
+        await rewrite(broken, 3, wait_s=0.5)  # the same refusal again (10 polls): no new row
+        path.unlink()  # unreadable: a row
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            if len(await audit.policy_changes()) >= 3:
+                break
+        await rewrite(POLICY_2, 4, wait_s=0.5)  # the active policy again: no change, no row
+        changes = list(reversed(await audit.policy_changes()))
+    finally:
+        await store.stop_watching()
+        await audit.close()
+    actor = f"file:{path}"
+    assert [(c.actor, c.source, c.outcome) for c in changes] == [
+        (actor, "file", "applied"),
+        (actor, "file", "invalid"),
+        (actor, "file", "failed"),
+    ], changes
+    assert (changes[0].version_before, changes[0].version_after) == (first, second)
+    assert "no_such_guard" in changes[1].reason and changes[1].version_before == second
+    assert changes[2].reason.startswith("unreadable: ")
+    assert store.version == second
+    listed = await asyncio.to_thread(
+        run_mesh, "audit", "--db", audit_url, "--policy-changes", timeout_s=120
+    )
+    assert listed.returncode == 0, listed.stderr
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [(r["actor"], r["source"], r["outcome"]) for r in rows] == [
+        (actor, "file", "failed"),
+        (actor, "file", "invalid"),
+        (actor, "file", "applied"),
+    ]
