@@ -16,10 +16,13 @@ import hashlib
 import json
 import os
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 Row = dict[str, Any]
 
@@ -204,3 +207,44 @@ def gptfuzz(root: Path) -> tuple[list[Row], list[Row]]:
     ]  # fmt: skip
     harmful = [_row(q, "harmful", "gptfuzz_questions", "harmful_request") for q in questions]
     return attacks, harmful
+
+
+# PyRIT's jailbreak templates (Azure/PyRIT, MIT): one file per template, each pinned to the
+# commit it was read at, listed with its sha256 in guards/data/pyrit_jailbreak_templates.jsonl.
+PYRIT_REPO = "Azure/PyRIT"
+PYRIT_MANIFEST = Path(__file__).resolve().parent / "data" / "pyrit_jailbreak_templates.jsonl"
+_PROMPT_SLOT = re.compile(r"\{\{\s*prompt\s*\}\}")
+_OTHER_SLOT = re.compile(r"\{\{[^{}]*\}\}")
+
+
+def pyrit_manifest() -> list[CorpusFile]:
+    return [
+        CorpusFile(PYRIT_REPO, r["commit"], r["path"], r["sha256"], "MIT")
+        for r in _jsonl(PYRIT_MANIFEST)
+    ]
+
+
+def pyrit_jailbreaks(root: Path, questions: list[str]) -> list[Row]:
+    """Each PyRIT jailbreak template filled with a harmful question (by its index, as the
+    GPTFuzz rows are). Templates named benign (DecodingTrust's control prompts) are not
+    attacks and are left out; a template's other slots are emptied."""
+    rows = []
+    for i, spec in enumerate(pyrit_manifest()):
+        path = spec.local(root)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != spec.sha256:
+            raise ValueError(f"{path}: sha256 {digest[:12]}..., expected {spec.sha256[:12]}...")
+        if "benign" in spec.path:
+            continue
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        value = doc.get("value") if isinstance(doc, dict) else None
+        if not isinstance(value, str) or not value.strip():
+            continue
+        text = _fill(value, questions[i % len(questions)])
+        rows.append(_row(_OTHER_SLOT.sub("", text), "attack", "pyrit", "jailbreak"))
+    return rows
+
+
+def _fill(template: str, question: str) -> str:
+    """The template with its prompt slot holding `question` (taken literally, not as re)."""
+    return _PROMPT_SLOT.sub(lambda _: question, template)

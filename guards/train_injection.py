@@ -9,6 +9,9 @@ Training data, documented (sources and licences: guards/data/ATTRIBUTION.md):
 - ordinary requests from public corpora (guards.public_corpora, read from --corpora): GSM8K
   train, self-instruct seed tasks, MT-bench, HumanEval, MMLU, as negatives; near-copies of a
   held-out row are dropped.
+- PyRIT's jailbreak templates (Azure/PyRIT, MIT; files and commits in
+  guards/data/pyrit_jailbreak_templates.jsonl), each filled with an AILuminate harmful request,
+  as positives; near-copies of a reported row (held-out half, GPTFuzz) are dropped.
 - guards/data/injection_handwritten.jsonl: handwritten attacks (system-prompt extraction in
   many phrasings) and look-alike benign prompts ("repeat after me", "from now on answer in
   Spanish").
@@ -48,7 +51,14 @@ def training_rows(dev: list[Row], corpora: Path) -> list[Row]:
     reported = rows_in(labelled, "heldout") + attacks
     handwritten = [{**r, "source": "handwritten"} for r in read_jsonl(HANDWRITTEN)]
     public = public_corpora.benign_instructions(corpora, per_source=400)
-    return rows_in(labelled, "train") + drop_near_copies(public + handwritten, reported)
+    questions = [r["text"] for r in public_corpora.ailuminate(corpora)]
+    # Jailbreak sites copy each other's templates with small edits: a template sharing even a
+    # fifth of its shingles with a reported row is left out, so no reported figure is a
+    # template the model saw in another wording.
+    templates = drop_near_copies(
+        public_corpora.pyrit_jailbreaks(corpora, questions), reported, overlap=0.2
+    )
+    return rows_in(labelled, "train") + drop_near_copies(public + handwritten, reported) + templates
 
 
 def choose_threshold(rows: list[Row], oof: np.ndarray) -> float:
