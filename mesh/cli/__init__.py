@@ -58,6 +58,10 @@ COMMANDS = {
         "mesh.router.cache_eval_cli:cache_eval_command",
         "Store each pair's first prompt, ask the second: report false and true cache hits.",
     ),
+    "health": LazyCommand(
+        "mesh.cli.health:health",
+        "Check a server's health (grpc.health.v1): exit 0 when SERVING, for probes and scripts.",
+    ),
     "certs": LazyCommand(
         "mesh.cli.certs:certs", "Certificates for TLS and mutual TLS between mesh processes."
     ),

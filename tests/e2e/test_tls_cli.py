@@ -61,6 +61,29 @@ async def test_certs_dev_then_a_mutual_tls_node_answers_mesh_chat_only_with_a_ce
         assert _one_mesh_line(no_certificate.stderr).startswith("mesh: UNAVAILABLE")
         assert plaintext.returncode == no_certificate.returncode == 1
 
+        # `mesh health`, the exec probe a TLS pod needs (kubelet's gRPC probe has no certificate).
+        serving = await asyncio.to_thread(run_mesh, "health", "--target", address, *client)
+        assert (serving.returncode, serving.stdout.strip()) == (0, "SERVING"), serving.stderr
+        service = await asyncio.to_thread(
+            run_mesh, "health", "--target", address, *client, "--json",
+            "--service", "mesh.v1.InferenceService",
+        )  # fmt: skip
+        assert service.returncode == 0, service.stderr
+        assert service.stdout.strip() == (
+            f'{{"target": "{address}", "service": "mesh.v1.InferenceService", '
+            '"status": "SERVING"}'
+        )
+        unknown = await asyncio.to_thread(
+            run_mesh, "health", "--target", address, *client, "--service", "no.such.Service"
+        )
+        assert unknown.returncode == 2
+        assert _one_mesh_line(unknown.stderr).startswith("mesh: NOT_FOUND")
+        probe_without_certificate = await asyncio.to_thread(
+            run_mesh, "health", "--target", address, "--timeout", "2"
+        )
+        assert probe_without_certificate.returncode == 1
+        assert _one_mesh_line(probe_without_certificate.stderr).startswith("mesh: UNAVAILABLE")
+
 
 def test_a_node_off_loopback_in_plaintext_or_with_a_missing_certificate_is_one_line(
     tmp_path: Path,
