@@ -45,6 +45,11 @@ NAIVE_REGEXES = [
     )
 ]
 TARGET_RATIO = 2.8
+# A prompt full of values (a pasted contact list, a log): the PII guard must stay linear in the
+# number of findings (it was quadratic: 40,000 phone numbers in 840 KB took 20 s).
+DENSE = "Reach Jo at jo.smith@example.org or Phone: 451 5986; card 4111 1111 1111 1111. "
+DENSE_KB = 256
+LINEAR_RATIO = 2.0
 
 
 async def naive_chain(text: str) -> int:
@@ -122,7 +127,32 @@ def main() -> None:
                     "<=",
                 )
             )
+    rows.append(dense_pii_row(rounds))
     write_rows(rows, args.rows)
+
+
+def dense_pii_row(rounds: int) -> Row:
+    """µs per KB of the PII detector on DENSE_KB of values against 1 KB of the same."""
+    from guards.detectors.pii import PiiDetector
+
+    pii = PiiDetector()
+    small = (DENSE * (1024 // len(DENSE) + 1))[:1024]
+    big = (DENSE * (DENSE_KB * 1024 // len(DENSE) + 1))[: DENSE_KB * 1024]
+    per_kb_small = p50_us(lambda: pii.find(small), rounds * 20)
+    per_kb_big = p50_us(lambda: pii.find(big), max(3, rounds // 3)) / DENSE_KB
+    findings = len(pii.find(big))
+    print(
+        f"pii on {DENSE_KB} KB of values ({findings} findings): {per_kb_big:.0f} µs/KB; "
+        f"on 1 KB of the same: {per_kb_small:.0f} µs/KB; ratio {per_kb_big / per_kb_small:.2f}x "
+        f"(target <= {LINEAR_RATIO}x: linear)"
+    )
+    return Row(
+        f"PII guard, {DENSE_KB} KB full of values vs 1 KB: us per KB (linear)",
+        f"{per_kb_big:.0f} / {per_kb_small:.0f} us/KB ({findings} findings)",
+        per_kb_big / per_kb_small,
+        LINEAR_RATIO,
+        "<=",
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Checksums are what keep false positives down on ordinary numbers (prices, dates,
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import re
 from collections.abc import Callable, Iterable
@@ -151,7 +152,7 @@ def _emails(text: str) -> Iterable[Finding]:
 
 
 def _phones(text: str) -> Iterable[Finding]:
-    found: list[tuple[int, int]] = []
+    found = _Spans()
     for m in PHONE.finditer(text):
         value = m.group()
         if len(value) < 7:  # cannot hold 7 digits: most candidates are prices and years
@@ -159,16 +160,16 @@ def _phones(text: str) -> Iterable[Finding]:
         digits = sum(c.isdigit() for c in value.split("x")[0].split("ext")[0])
         separated = value.startswith("+") or any(c in value for c in " -.()")
         if 7 <= digits <= 15 and separated and not _looks_like_number(value):
-            found.append((m.start(), m.end()))
+            found.add(m.start(), m.end())
             yield Finding("PHONE_NUMBER", m.start(), m.end(), 0.7)
     yield from _cued_phones(text, found)
 
 
-def _cued_phones(text: str, found: list[tuple[int, int]]) -> Iterable[Finding]:
+def _cued_phones(text: str, found: _Spans) -> Iterable[Finding]:
     """Numbers the shape rules refused that follow a phone cue word (PHONE_CUE)."""
     for m in CUED_NUMBER.finditer(text):
         start, end = m.start(), m.end()
-        if any(a < end and start < b for a, b in found):
+        if found.overlaps(start, end):
             continue
         value = m.group().rstrip(" .-(")
         digits = sum(c.isdigit() for c in value)
@@ -176,6 +177,31 @@ def _cued_phones(text: str, found: list[tuple[int, int]]) -> Iterable[Finding]:
             continue
         if PHONE_CUE.search(text, max(0, start - PHONE_CONTEXT_GAP), start):
             yield Finding("PHONE_NUMBER", start, start + len(value), 0.6)
+
+
+class _Spans:
+    """Disjoint [start, end) spans kept sorted: overlap checks in O(log n), so a prompt with
+    tens of thousands of values costs linear time, not quadratic (40,000 phone numbers in
+    840 KB took 20 s with a scan over every earlier finding)."""
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+
+    def overlaps(self, start: int, end: int) -> bool:
+        i = bisect.bisect_right(self._starts, start)
+        if i and self._ends[i - 1] > start:  # the span starting at or before `start`
+            return True
+        return i < len(self._starts) and self._starts[i] < end  # the next one
+
+    def add(self, start: int, end: int) -> bool:
+        """Add the span unless it overlaps one already there; True when added."""
+        if self.overlaps(start, end):
+            return False
+        i = bisect.bisect_right(self._starts, start)
+        self._starts.insert(i, start)
+        self._ends.insert(i, end)
+        return True
 
 
 ISO_DATE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}\b")
@@ -296,10 +322,11 @@ class PiiDetector:
     def find(self, text: str, system_prompt: str = "") -> list[Finding]:
         if "@" not in text and DIGIT.search(text) is None:
             return []
+        claimed = _Spans()
         found: list[Finding] = []
         for scan in self._scanners:
             for f in scan(text):
-                if not any(f.start < g.end and g.start < f.end for g in found):
+                if claimed.add(f.start, f.end):
                     found.append(f)
         return sorted(found, key=lambda f: f.start)
 

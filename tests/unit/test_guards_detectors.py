@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from guards.detectors.banned import BannedWordsDetector
 from guards.detectors.injection import InjectionDetector
@@ -266,3 +270,31 @@ def test_whole_text_detectors_and_those_that_cannot_say() -> None:
     assert JsonSchemaDetector({"type": "object"}).holdback('{"a": ') == len('{"a": ')
     assert TokenLimitDetector(10).holdback("word " * 20) == 0
     assert InjectionDetector().holdback("anything") is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 60), st.integers(1, 12)), max_size=40))
+def test_claimed_spans_refuse_exactly_the_overlapping_ones(spans: list[tuple[int, int]]) -> None:
+    """The sorted span index the PII detector claims values with agrees with a plain scan."""
+    from guards.detectors.pii import _Spans
+
+    index, kept = _Spans(), []
+    for start, length in spans:
+        end = start + length
+        overlapping = any(start < b and a < end for a, b in kept)
+        assert index.overlaps(start, end) == overlapping
+        assert index.add(start, end) == (not overlapping)
+        if not overlapping:
+            kept.append((start, end))
+
+
+def test_a_prompt_full_of_values_finds_each_once_in_order() -> None:
+    """Tens of thousands of values (a pasted contact list): every one found, none twice (the
+    claim check is indexed; its cost per value is a benchmark, benchmarks/guards.py)."""
+    row = "mail jo@x.io, call +1-984-182-0190, Phone: 451 5986, ssn 514-69-0360; "
+    text = row * 5000
+    found = PiiDetector().find(text)
+    assert len(found) == 4 * 5000
+    kinds = ["EMAIL_ADDRESS", "PHONE_NUMBER", "PHONE_NUMBER", "US_SSN"]
+    assert [f.type for f in found[:4]] == kinds
+    assert all(a.end <= b.start for a, b in itertools.pairwise(found))
