@@ -12,9 +12,11 @@ upstream (benchmarks.fake_openai), in the same interleaved rounds:
      HTTP front -> the bridge -> upstream: LiteLLM's own wire format, client for client.
 
 Each path's added latency over A (p50, p99), throughput at concurrency 1/8/32, CPU ms per
-request of each process and RSS. The gRPC paths' added time includes the difference between a
-gRPC and an HTTP client. Targets (issues 12 and 17): the mesh's added p50 <= 0.5 x LiteLLM's
-and its c32 throughput >= 3 x LiteLLM's, through the gRPC door and through the HTTP front.
+request of each process and RSS. Then SSE through the HTTP doors (A, L, H with
+`"stream": true`): the time to the first text delta and to `[DONE]`, added over A. The gRPC
+paths' added time includes the difference between a gRPC and an HTTP client. Targets (issues
+12 and 17): the mesh's added p50 <= 0.5 x LiteLLM's and its c32 throughput >= 3 x LiteLLM's,
+through the gRPC door and through the HTTP front; the same 0.5 x for the SSE first chunk.
 Without a LiteLLM venv (no index, pip failure) the suite says so in one line and measures
 nothing.
 
@@ -24,9 +26,11 @@ Run: python -m benchmarks.litellm_beside [--quick]
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,15 +42,20 @@ from benchmarks.clients import ClientPath, PathResult, hits_and_errors, measure_
 from benchmarks.fleet import FAKE_MODEL, Fleet, Started, fleet, mesh_command
 from benchmarks.harness import (
     REQUEST_TIMEOUT_S,
+    Probe,
+    Sample,
     cpu_note,
     free_port,
     grpc_ready,
     http_ready,
+    interleaved,
     loopback,
     versions,
+    warm_up,
 )
 from benchmarks.prompts import distinct_prompts
 from benchmarks.stats import (
+    Figure,
     Plan,
     Row,
     added,
@@ -105,6 +114,32 @@ class HttpPath:
         self.sent += 1
         return True
 
+    async def stream(self) -> Sample:
+        """One SSE chat completion: ms to the first text delta, and to `data: [DONE]`."""
+        body = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": next(self.prompts)}],
+            "max_tokens": 16,
+            "temperature": 0.0,
+            "stream": True,
+        }
+        headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
+        start = time.perf_counter()
+        first = 0.0
+        async with self.session.post(self.url, json=body, headers=headers) as reply:
+            reply.raise_for_status()
+            async for line in reply.content:
+                if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
+                    continue
+                choices = json.loads(line[6:]).get("choices") or [{}]
+                if not first and (choices[0].get("delta") or {}).get("content"):
+                    first = time.perf_counter()
+        end = time.perf_counter()
+        if not first:
+            raise RuntimeError(f"{self.url}: a stream without text")
+        self.sent += 1
+        return {"ttfc": (first - start) * 1e3, "whole": (end - start) * 1e3}
+
 
 @dataclass(frozen=True)
 class Endpoints:
@@ -162,11 +197,15 @@ def start(f: Fleet, python: Path) -> Endpoints:
     return Endpoints(grpc_paths, upstream, litellm_url, master_key, router_http)
 
 
-def run(plan: Plan, python: Path) -> dict[str, PathResult]:
+Streamed = dict[str, dict[str, Figure]]
+STREAMED = ("A direct", "L litellm", "H mesh http")
+
+
+def run(plan: Plan, python: Path) -> tuple[dict[str, PathResult], Streamed]:
     with fleet() as f:
         at = start(f, python)
 
-        async def go() -> dict[str, PathResult]:
+        async def go() -> tuple[dict[str, PathResult], Streamed]:
             connector = aiohttp.TCPConnector(limit=64)
             timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
             async with (
@@ -205,7 +244,14 @@ def run(plan: Plan, python: Path) -> dict[str, PathResult]:
                         },
                     ),
                 }
-                return await measure_unary(paths, plan)
+                unary = await measure_unary(paths, plan)
+                # SSE through the HTTP doors, the same paths' clients, after the unary rounds.
+                http = {name: paths[name] for name in STREAMED}
+                probes: dict[str, Probe] = {
+                    name: path.stream for name, path in http.items() if isinstance(path, HttpPath)
+                }
+                await warm_up(probes, plan)
+                return unary, await interleaved(probes, plan)
 
         return asyncio.run(go())
 
@@ -237,6 +283,36 @@ def rows(r: dict[str, PathResult]) -> list[Row]:
             ratio(http["rps_c32"], lite["rps_c32"]), 3.0, ">=",
         ),
     ]  # fmt: skip
+
+
+def stream_rows(streamed: Streamed) -> list[Row]:
+    a, lite, http = (streamed[name]["ttfc"] for name in STREAMED)
+    h_l, h_h = paired_added(lite, a), paired_added(http, a)
+    return [
+        Row(
+            "HTTP front SSE: added time to first chunk vs LiteLLM's",
+            f"mesh http +{h_h:.2f} ms / LiteLLM +{h_l:.2f} ms",
+            ratio(h_h, h_l), 0.5, "<=",
+        ),
+    ]  # fmt: skip
+
+
+def stream_report(streamed: Streamed) -> None:
+    a = streamed["A direct"]
+    head = ["path (SSE)", "first chunk ms", "+first chunk", "p99 first", "whole ms", "+whole"]
+    body = [
+        [
+            name, fmt(x["ttfc"].p50), fmt(paired_added(x["ttfc"], a["ttfc"])),
+            fmt(x["ttfc"].p99), fmt(x["whole"].p50), fmt(paired_added(x["whole"], a["whole"])),
+        ]
+        for name, x in streamed.items()
+    ]  # fmt: skip
+    print(text_table(head, body))
+    print(
+        "SSE, one request at a time, 8 words back to back from the fake upstream; + = added over "
+        "A (median of round differences); the mesh's first chunk waits for the second word "
+        "(a word is released once complete)"
+    )
 
 
 def report(r: dict[str, PathResult], plan: Plan) -> None:
@@ -278,9 +354,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"litellm {litellm_venv.VERSION} from {python.parent.parent}")
     plan = Plan.from_args(args)
-    results = run(plan, python)
+    results, streamed = run(plan, python)
     report(results, plan)
-    write_rows(rows(results), args.rows)
+    stream_report(streamed)
+    write_rows(rows(results) + stream_rows(streamed), args.rows)
     return 0
 
 
