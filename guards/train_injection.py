@@ -11,7 +11,8 @@ Training data, documented (sources and licences: guards/data/ATTRIBUTION.md):
   held-out row are dropped.
 - PyRIT's jailbreak templates (Azure/PyRIT, MIT; files and commits in
   guards/data/pyrit_jailbreak_templates.jsonl), each filled with an AILuminate harmful request,
-  as positives; near-copies of a reported row (held-out half, GPTFuzz) are dropped.
+  as positives; a template sharing a fifth of its shingles with a reported row (held-out
+  half, GPTFuzz) is dropped.
 - guards/data/injection_handwritten.jsonl: handwritten attacks (system-prompt extraction in
   many phrasings) and look-alike benign prompts ("repeat after me", "from now on answer in
   Spanish").
