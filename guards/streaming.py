@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from guards.chain import GuardChain
-from guards.detectors.pii import CUE_LOOKBEHIND_CHARS
+from guards.detectors.pii import CUE_LOOKBEHIND_CHARS, may_need_cue
 from guards.hooks import OutputChunkCheck, OutputFinalCheck
 from guards.verdict import (
     Action,
@@ -172,13 +172,15 @@ class StreamGuard:
         return hold
 
     def _context(self) -> str:
-        """Released text read again before the window: the last `_LOOKBEHIND` characters (a
-        cue word a detector reads before a finding), extended back to a whitespace (no finding
-        starts with one): lookbehinds, word boundaries, cues and finditer's restarts then see
-        the window as they see it in the whole text. Capped: text without spaces gets 64
-        characters more, and a match that starts before them can only be masked more."""
+        """Released text read again before the window, from a whitespace (no finding starts
+        with one): lookbehinds, word boundaries and finditer's restarts then see the window as
+        they see it in the whole text. When the window holds a digit, at least the last
+        `_LOOKBEHIND` characters (a cue word before a number: "Phone: 451 5986"); otherwise
+        from the last whitespace only, so a chunk of plain words is not judged twice over.
+        Capped: text without spaces gets 64 characters more, and a match that starts before
+        them can only be masked more."""
         tail = self._released_tail
-        i = max(len(tail) - _LOOKBEHIND, 0)
+        i = max(len(tail) - _LOOKBEHIND, 0) if may_need_cue(self._window) else len(tail)
         while i and not tail[i - 1].isspace():
             i -= 1
         return tail[i - 1 :] if i else tail

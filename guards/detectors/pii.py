@@ -54,7 +54,8 @@ PHONE_CUE = re.compile(
 )
 PHONE_CONTEXT_GAP = 32
 # How far before a number its cue can start (the gap plus the longest cue): streamed output
-# is checked with at least this much released text in front (guards/streaming.py).
+# whose unreleased text holds a digit is checked with at least this much released text in
+# front (guards/streaming.py); without a digit there is no number for a cue to make a phone.
 CUE_LOOKBEHIND_CHARS = PHONE_CONTEXT_GAP + 16
 CUED_NUMBER = re.compile(r"[+(\d](?<![\w+.,].)[\d ().-]{5,22}\d(?![\w]|[.,]\d)")
 
@@ -349,3 +350,8 @@ class PiiDetector:
                 if f.start < start < f.end:
                     start, widened = f.start, True
         return len(text) - start
+
+
+def may_need_cue(window: str) -> bool:
+    """Whether text about to be judged could hold a number a cue before it makes a phone."""
+    return DIGIT.search(window) is not None

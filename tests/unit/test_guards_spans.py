@@ -251,9 +251,9 @@ async def test_stream_chunks_record_only_notable_runs_as_events_on_the_current_s
     assert a[sc.GEN_AI_SECURITY_FINDING_CATEGORIES] == ("EMAIL_ADDRESS",)
     assert a[sc.MESH_GUARD_STAGE] == "output"
     assert a[sc.GEN_AI_SECURITY_TARGET_TYPE] == "llm_output"
-    # The window is read with the last 48 released characters in front (how far before a
-    # number its cue word may stand, extended back to a space): here all 32 of them.
-    assert a[sc.MESH_GUARD_CHUNK_OFFSET] == 0
+    # The window starts after the text released so far; its last space is read again in front
+    # (no digit in the window: no number a cue word before it could make a phone).
+    assert a[sc.MESH_GUARD_CHUNK_OFFSET] == len("The answer is simple and short. ") - 1
     assert a[sc.GEN_AI_SECURITY_POLICY_VERSION] == store.version
     # finish(): the whole output once by the chain, in one span, before anything held leaves
     # (nothing is: the chunks end in spaces), and no chunk check of a held tail.
