@@ -19,6 +19,7 @@ import json
 import os
 import re
 import secrets
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -114,11 +115,18 @@ def test_routers_nodes_and_bridges_start_from_the_manifests(
     config["router"]["registry"]["token_file"] = str(token)
     config["router"]["guards"]["admin_key_file"] = str(admin)
     config["telemetry"] = {"exporters": ["span_store"], "prometheus_listen": "127.0.0.1:0"}
+    assert config["router"]["http"]["listen"] == "0.0.0.0:8080"  # the Service's http port
+    http_address = free_address()
+    config["router"]["http"]["listen"] = http_address
     mesh_yaml = tmp_path / "mesh.yaml"
     mesh_yaml.write_text(yaml.safe_dump(config))
 
     router = free_address()
-    env = {k: v for k, v in os.environ.items() if k != "MESH_REGISTRY_TOKEN"}
+    # The suite turns HTTP fronts off by default (MESH_HTTP_LISTEN=off): this router serves the
+    # one its mesh.yaml declares.
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"MESH_REGISTRY_TOKEN", "MESH_HTTP_LISTEN"}
+    }
     env["MESH_LOG_FORMAT"] = "text"
     router_args = _override(router_container["args"], {"--config": str(mesh_yaml)})
     assert router_args[0] == "router"
@@ -180,6 +188,24 @@ def test_routers_nodes_and_bridges_start_from_the_manifests(
             assert chat.returncode == 0, chat.stderr + r.tail()
             assert chat.stdout.strip(), chat.stderr
             assert "mesh-node-7c9f-x2x4q" in chat.stderr, chat.stderr
+
+            # The OpenAI-compatible HTTP front of the same router (the Service's http port).
+            body = json.dumps(
+                {
+                    "model": "smollm2-135m-instruct",
+                    "messages": [{"role": "user", "content": "Hello over HTTP"}],
+                    "max_tokens": 4,
+                }
+            ).encode()
+            post = urllib.request.Request(
+                f"http://{http_address}/v1/chat/completions",
+                data=body,
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(post, timeout=60) as reply:
+                answer = json.loads(reply.read())
+                assert reply.headers["x-mesh-node"] == "mesh-node-7c9f-x2x4q"
+            assert answer["choices"][0]["message"]["content"]
     for log in ("router.log", "node.log", "bridge.log"):
         text = (tmp_path / log).read_text()
         assert "Traceback" not in text, f"{log}:\n{text[-3000:]}"
