@@ -349,6 +349,17 @@ async def test_400_malformed_json_and_the_envelope_on_unknown_paths(mesh: HttpMe
         assert bad.status_code == 400
         error = bad.json()["error"]
         assert (error["type"], error["param"]) == ("invalid_request_error", "body")
+        # Deeper than Python's recursion limit, inside this fixture's 4 KB body limit.
+        deep = b"[" * 2_000 + b"]" * 2_000
+        for path, body in (
+            ("/chat/completions", deep),
+            ("/chat/completions", b'{"model":"auto","messages":' + deep + b"}"),
+            ("/messages", b'{"model":"auto","max_tokens":5,"x":' + deep + b"}"),
+        ):
+            nested = await http.post(path, content=body, headers=headers)
+            assert nested.status_code == 400, nested.text  # was 500: RecursionError
+            error = nested.json()["error"]
+            assert error["type"] == "invalid_request_error" and "nested" in error["message"]
         missing = await http.get("/nowhere")
         assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found_error"
         wrong = await http.get("/chat/completions")
