@@ -360,6 +360,29 @@ async def test_400_malformed_json_and_the_envelope_on_unknown_paths(mesh: HttpMe
             assert nested.status_code == 400, nested.text  # was 500: RecursionError
             error = nested.json()["error"]
             assert error["type"] == "invalid_request_error" and "nested" in error["message"]
+
+        # A lone UTF-16 surrogate (JSON allows the escape; no UTF-8 field takes it): was a 500.
+        def chat(content: bytes, model: bytes = b"auto") -> bytes:
+            return (
+                b'{"model":"'
+                + model
+                + b'","max_tokens":2,"messages":[{"role":"user",'
+                + (b'"content":"' + content + b'"}]}')
+            )
+
+        for path, body in (
+            ("/chat/completions", chat(b"\\ud800")),
+            ("/chat/completions", chat(b"hi", model=b"auto\\udfff")),
+            ("/messages", b'{"model":"auto","max_tokens":5,"system":"\\udbff!","messages":[]}'),
+        ):
+            lone = await http.post(path, content=body, headers=headers)
+            assert lone.status_code == 400, lone.text
+            assert "surrogate" in lone.json()["error"]["message"]
+        # A surrogate pair is one character (an emoji), and fine.
+        pair = await http.post(
+            "/chat/completions", content=chat(b"\\ud83d\\ude00 hi"), headers=headers
+        )
+        assert pair.status_code == 200, pair.text
         missing = await http.get("/nowhere")
         assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found_error"
         wrong = await http.get("/chat/completions")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -66,8 +67,9 @@ async def read_json(request: Request, limit: int) -> Any:
         if size > limit:
             raise _too_large(limit)
         chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
-        return json.loads(b"".join(chunks))
+        body = json.loads(raw)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
         raise InvalidRequest(
             f"the body is not valid JSON: {exc}",
@@ -78,3 +80,33 @@ async def read_json(request: Request, limit: int) -> Any:
             "the body is nested too deeply to be a chat request",
             violations=[FieldViolation("body", "must be a JSON object of plain depth")],
         ) from None
+    if _SURROGATE_ESCAPE.search(raw) and not _encodable(body):
+        # JSON may spell a lone UTF-16 surrogate ("\ud800"); Python keeps it in a str that no
+        # UTF-8 field (protobuf, the ledger, a provider) can take: it was a 500 further on.
+        raise InvalidRequest(
+            "the body holds a lone UTF-16 surrogate (\\ud800-\\udfff without its pair)",
+            violations=[FieldViolation("body", "strings must be valid Unicode")],
+        )
+    return body
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _encodable(value: Any) -> bool:
+    """Whether every string in a parsed JSON value (keys too) is valid Unicode; iterative, as
+    the value may be as deep as the parser allowed."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
