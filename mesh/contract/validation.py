@@ -6,6 +6,8 @@ rather than one per round trip.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -17,6 +19,9 @@ MAX_STOP_STRINGS = 8
 MAX_STOP_LENGTH = 128
 MAX_REQUEST_ID_LENGTH = 128
 MAX_TOKENS_LIMIT = 1 << 20
+MAX_CAPABILITIES = 32
+MAX_CAPABILITY_LENGTH = 64
+MAX_LATENCY_SLO_S = 3600
 
 
 class GenerationLike(Protocol):
@@ -78,12 +83,58 @@ def sampling_violations(sampling: types_pb2.SamplingParams) -> list[FieldViolati
     return problems
 
 
+def routing_violations(hints: types_pb2.RoutingHints) -> list[FieldViolation]:
+    """Hints that would otherwise be read as something else: a NaN or negative cost cap was
+    no cap at all (every comparison with it is false), a negative SLO always missed."""
+    problems = []
+    cap = hints.max_cost_usd
+    if not (math.isfinite(cap) and cap >= 0):
+        problems.append(
+            FieldViolation("routing.max_cost_usd", "must be a finite amount >= 0 (0: no limit)")
+        )
+    slo = hints.latency_slo
+    if slo.seconds < 0 or slo.nanos < 0 or slo.seconds > MAX_LATENCY_SLO_S:
+        problems.append(
+            FieldViolation("routing.latency_slo", f"must be within [0, {MAX_LATENCY_SLO_S}] s")
+        )
+    capabilities = hints.require_capabilities
+    if len(capabilities) > MAX_CAPABILITIES:
+        problems.append(
+            FieldViolation("routing.require_capabilities", f"at most {MAX_CAPABILITIES} names")
+        )
+    elif any(not c or len(c) > MAX_CAPABILITY_LENGTH for c in capabilities):
+        problems.append(
+            FieldViolation(
+                "routing.require_capabilities",
+                f"each name must be 1..{MAX_CAPABILITY_LENGTH} characters",
+            )
+        )
+    return problems
+
+
+def request_id_violations(request_id: str) -> list[FieldViolation]:
+    """A caller's request id goes into logs, metadata to upstreams and the ledger: printable
+    ASCII without spaces (a UUID, a ULID, a trace-style id), never a line break or a NUL."""
+    if len(request_id) > MAX_REQUEST_ID_LENGTH:
+        return [FieldViolation("request_id", f"at most {MAX_REQUEST_ID_LENGTH} characters")]
+    if request_id and not _REQUEST_ID.fullmatch(request_id):
+        return [
+            FieldViolation("request_id", "printable ASCII without spaces or control characters")
+        ]
+    return []
+
+
+_REQUEST_ID = re.compile(r"[\x21-\x7e]+")
+
+
 def validate_generation(request: GenerationLike) -> None:
     """Raise InvalidRequest listing every problem of a (stream) generation request."""
     problems = message_violations(list(request.messages))
     problems += sampling_violations(request.sampling)
-    if len(request.request_id) > MAX_REQUEST_ID_LENGTH:
-        problems.append(FieldViolation("request_id", f"at most {MAX_REQUEST_ID_LENGTH} characters"))
+    problems += request_id_violations(request.request_id)
+    routing = getattr(request, "routing", None)
+    if routing is not None:
+        problems += routing_violations(routing)
     if problems:
         summary = "; ".join(f"{p.field}: {p.description}" for p in problems)
         raise InvalidRequest(f"invalid request: {summary}", violations=problems)

@@ -189,3 +189,22 @@ async def test_deeply_nested_policy_yaml_is_an_invalid_policy(
         err = await _failure(call)
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err.details()
         assert error_details(err).reason == "INVALID_POLICY"
+
+
+async def test_hostile_routing_hints_and_request_ids_are_invalid_argument(router: Router) -> None:
+    """Through the router: each refused with its field, and the router answers afterwards."""
+    cases: dict[str, Any] = {
+        "routing.max_cost_usd": lambda r: setattr(r.routing, "max_cost_usd", float("nan")),
+        "routing.require_capabilities": lambda r: r.routing.require_capabilities.extend(
+            [f"c{i}" for i in range(10_000)]
+        ),
+        "request_id": lambda r: setattr(r, "request_id", 'forged\n{"level": "INFO"}'),
+    }
+    for field, spoil in cases.items():
+        req = request("hello")
+        spoil(req)
+        err = await _failure(router.inference.Generate(req, timeout=20))
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (field, err.details())
+        assert [v.field for v in error_details(err).violations] == [field]
+    reply = await router.inference.Generate(request("hello"), timeout=20)
+    assert reply.text

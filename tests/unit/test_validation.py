@@ -60,3 +60,38 @@ def test_top_p_of_one_and_temperature_zero_are_valid() -> None:
     req.sampling.top_p = 1.0
     req.sampling.temperature = 0.0
     validate_generation(req)
+
+
+@pytest.mark.parametrize("cap", [float("nan"), float("inf"), -0.01])
+def test_a_cost_cap_that_would_silently_mean_no_cap_is_refused(cap: float) -> None:
+    req = request()
+    req.routing.max_cost_usd = cap  # every comparison with NaN is false: it was no cap at all
+    assert _fields(req) == ["routing.max_cost_usd"]
+
+
+def test_routing_hints_are_bounded() -> None:
+    req = request()
+    req.routing.latency_slo.seconds = -1
+    req.routing.require_capabilities.extend(["code"] * 33)
+    assert _fields(req) == ["routing.latency_slo", "routing.require_capabilities"]
+    ok = request()
+    ok.routing.max_cost_usd = 0.002
+    ok.routing.latency_slo.FromMilliseconds(800)
+    ok.routing.require_capabilities.extend(["code", "json-mode"])
+    validate_generation(ok)
+
+
+@pytest.mark.parametrize("request_id", ["a\nb", "nul\x00", "with space", "tab\t", "é-accent"])
+def test_a_request_id_that_could_forge_a_log_line_is_refused(request_id: str) -> None:
+    req = request()
+    req.request_id = request_id
+    assert _fields(req) == ["request_id"]
+
+
+@pytest.mark.parametrize(
+    "request_id", ["", "b46d3a8df8bb480d9a48fec0c22bb738", "01HZX3-abc_def:1.2"]
+)
+def test_ordinary_request_ids_pass(request_id: str) -> None:
+    req = request()
+    req.request_id = request_id
+    validate_generation(req)
