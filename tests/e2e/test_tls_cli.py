@@ -70,8 +70,7 @@ async def test_certs_dev_then_a_mutual_tls_node_answers_mesh_chat_only_with_a_ce
         )  # fmt: skip
         assert service.returncode == 0, service.stderr
         assert service.stdout.strip() == (
-            f'{{"target": "{address}", "service": "mesh.v1.InferenceService", '
-            '"status": "SERVING"}'
+            f'{{"target": "{address}", "service": "mesh.v1.InferenceService", "status": "SERVING"}}'
         )
         unknown = await asyncio.to_thread(
             run_mesh, "health", "--target", address, *client, "--service", "no.such.Service"

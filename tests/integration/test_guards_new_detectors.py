@@ -18,10 +18,13 @@ from mesh.v1 import inference_pb2, inference_pb2_grpc, types_pb2
 from nodes.runtime import NodeRuntime
 from tests.fixtures.guards import guarded_router
 
+# Generous deadlines, closed on error: a loaded CI machine must not turn a verdict into a pass.
 POLICY = """
 guards:
-  - {name: safety, use: content_safety, stage: input, action: block}
-  - {name: code, use: code_scan, stage: output, action: block}
+  - {name: safety, use: content_safety, stage: input, action: block, on_error: closed,
+     timeout_ms: 30000}
+  - {name: code, use: code_scan, stage: output, action: block, on_error: closed,
+     timeout_ms: 30000}
 """
 # Four words, echoed twice by the fake engine: two one-line code spans that run a shell.
 SHELL_CODE = "```import subprocess; subprocess.call(cmd, shell=True)```"

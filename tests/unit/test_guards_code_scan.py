@@ -114,7 +114,16 @@ def test_blocks_and_open_blocks() -> None:
     assert open_block_start("a\n```py\nx = 1\n") == 2
 
 
-CODE_POLICY = {"name": "code", "use": "code_scan", "stage": "output", "action": "block"}
+# What is under test is the stream's hold, not the guard's deadline: Bandit on a loaded CI
+# machine once took over the default 200 ms, and `on_error: open` then let the block through.
+CODE_POLICY = {
+    "name": "code",
+    "use": "code_scan",
+    "stage": "output",
+    "action": "block",
+    "on_error": "closed",
+    "timeout_ms": 30_000,
+}
 
 
 def policy(**params: object) -> object:

@@ -52,7 +52,14 @@ def test_categories_narrow_what_is_reported() -> None:
 
 def policy(**params: object) -> object:
     doc = yaml.safe_load(DEFAULT_YAML)
-    guard = {"name": "safety", "use": "content_safety", "stage": "both", "action": "block"}
+    guard = {
+        "name": "safety",
+        "use": "content_safety",
+        "stage": "both",
+        "action": "block",
+        "on_error": "closed",  # a loaded machine must not turn a verdict into a pass
+        "timeout_ms": 30_000,
+    }
     doc["guards"].append({**guard, "params": params} if params else guard)
     return load_policy(yaml.safe_dump(doc), "content-safety.yaml")
 
