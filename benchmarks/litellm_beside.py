@@ -34,6 +34,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -98,15 +99,21 @@ class HttpPath:
     cache_hits: int = 0
     errors: int = 0  # any HTTP error stops the suite
 
-    async def call(self) -> bool:
-        body = {
+    def _post(self, *, stream: bool) -> Any:
+        """The next prompt as a chat completion request (the same body for every path)."""
+        body: dict[str, Any] = {
             "model": self.model,
             "messages": [{"role": "user", "content": next(self.prompts)}],
             "max_tokens": 16,
             "temperature": 0.0,
         }
+        if stream:
+            body["stream"] = True
         headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
-        async with self.session.post(self.url, json=body, headers=headers) as reply:
+        return self.session.post(self.url, json=body, headers=headers)
+
+    async def call(self) -> bool:
+        async with self._post(stream=False) as reply:
             reply.raise_for_status()
             answer = await reply.json()
         if not answer["choices"][0]["message"]["content"]:
@@ -116,17 +123,9 @@ class HttpPath:
 
     async def stream(self) -> Sample:
         """One SSE chat completion: ms to the first text delta, and to `data: [DONE]`."""
-        body = {
-            "model": self.model,
-            "messages": [{"role": "user", "content": next(self.prompts)}],
-            "max_tokens": 16,
-            "temperature": 0.0,
-            "stream": True,
-        }
-        headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
         start = time.perf_counter()
         first = 0.0
-        async with self.session.post(self.url, json=body, headers=headers) as reply:
+        async with self._post(stream=True) as reply:
             reply.raise_for_status()
             async for line in reply.content:
                 if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
