@@ -33,6 +33,7 @@ from mesh.router.question_lexicon import (
     PREPOSITIONS,
     QUANTITY_NOUNS,
     TENS,
+    THE_ASKS,
     TRAILING_FILLERS,
 )
 
@@ -86,6 +87,7 @@ _LEADING = _index(LEADING_FILLERS, 0)
 _TRAILING = _index(tuple(p[::-1] for p in TRAILING_FILLERS), 0)  # matched on reversed words
 _POLITE_TRAILING = _index(tuple(p[::-1] for p in POLITE_TRAILING), 0)
 _HOWTO = _index(HOWTO_OPENINGS, 0)
+_THE_ASKS = _index(THE_ASKS, 0)
 _PHRASES = _index(tuple(PHRASES), 0)
 _TWO_WORD_TENS = {t + u: TENS[t] + NUMBER_WORDS[u] for t in TENS for u in list(NUMBER_WORDS)[1:10]}
 
@@ -220,7 +222,20 @@ def _trim(sentence: list[_Tok]) -> list[_Tok]:
         if n:
             polite = polite or any(w.low in POLITE_OPENERS for w in words[-n:])
             words, changed = words[: len(words) - n], True
-    return [w for w in words if not _is_comma(w)]
+    return _the_ask([w for w in words if not _is_comma(w)])
+
+
+def _the_ask(words: list[_Tok]) -> list[_Tok]:
+    """ "Tell me the X" / "What are the X" -> "what is the X": one wording of one request."""
+    lows = [w.low for w in words if w.low not in ARTICLES]
+    if any(_at(lows, 0, p) for p in _HOWTO.get(lows[0] if lows else "", ())):
+        return words  # "what are the steps to ..." is a how-to opening
+    for phrase in _THE_ASKS.get(_first_word(words), ()):
+        n, _ = _match(words, phrase)
+        if n and n < len(words) and words[n].low == "the" and not words[n].quoted:
+            initial = words[0].initial
+            return [_Tok("what", "what", initial=initial), _Tok("is", "is"), *words[n:]]
+    return words
 
 
 def _leading_filler(words: list[_Tok]) -> int:

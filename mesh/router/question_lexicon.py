@@ -52,7 +52,18 @@ LEADING_FILLERS = _phrases(
     sorry to bother you | sorry but | excuse me | please | kindly | ok so | okay so | so | um |
     can you | could you | would you | will you | i would like you to | i would love you to |
     i want you to | i need you to | i was wondering if you could | i wonder if you could |
-    if you could | would you be so kind as to"""
+    if you could | would you be so kind as to | sorry to trouble you but |
+    sorry to trouble you | sorry to ask but | if it is not too much trouble |
+    if it is not too much trouble for you | if it is not too much to ask | if you do not mind |
+    if you would not mind | would you mind | do you mind | i was wondering |
+    i am wondering | just wondering | i am curious | out of curiosity"""
+)
+# Requests for "the X" that ask what "what is / what are the X" asks, at the start of a
+# sentence once fillers are gone ("Tell me the population of Canada"). Only before "the":
+# "tell me a joke" asks for a joke, "what is a joke" for a definition.
+THE_ASKS = _phrases(
+    """what is | what are | tell me | give me | do you know | do you happen to know |
+    i want to know | i would like to know | i need to know | let me know"""
 )
 # Trailing "for me" is politeness only in a request already softened ("Please write a poem
 # for me"); in "Is coffee bad for me?" it is the question.

@@ -108,6 +108,16 @@ SAME = {
         ("What is a e-book?", "What is an ebook?"),
         ("Who was the inventor of the telephone?", "Who invented the telephone?"),
         ("Please sketch a floor plan for me.", "Sketch a floor plan."),
+        # polite preambles, even those with a "not" in them
+        (
+            "If it's not too much trouble, could you list the moons of Mars?",
+            "List the moons of Mars.",
+        ),
+        ("If you don't mind, how do I boil rice?", "How do I boil rice?"),
+        ("Sorry to trouble you, but who wrote Dracula?", "Who wrote Dracula?"),
+        # "tell me the X" asks what "what is the X" / "what are the X" asks
+        ("Tell me the boiling point of water.", "What is the boiling point of water?"),
+        ("Give me the symptoms of scurvy.", "What are the symptoms of scurvy?"),
     ],
     "phrase moved": [
         ("In Rust, how do I read a file?", "How do I read a file in Rust?"),
@@ -163,6 +173,13 @@ GUARDED = [
     ("What is 4 and 6 times 3?", "What is 6 and 4 times 3?"),
     # "for me" is the question unless the request was softened
     ("Is coffee bad for me?", "Is coffee bad?"),
+    # "tell me a X" asks for one, "what is a X" for a meaning; only "the" makes them one request
+    ("Tell me a riddle.", "What is a riddle?"),
+    ("Tell me the first verse of the anthem.", "What is the last verse of the anthem?"),
+    # a stripped preamble never hides what follows it
+    ("If you do not mind the cold, which coat is best?", "Which coat is best?"),
+    ("I was wondering, is tea bad for sleep?", "Is tea not bad for sleep?"),
+    ("What were the causes of the war?", "Tell me the causes of the war."),
 ]
 
 
