@@ -19,9 +19,9 @@ import numpy as np
 
 from benchmarks.stats import Row, suite_arguments, write_rows
 from mesh.config import CacheSettings
+from mesh.embeddings.batching import Vector
 from mesh.router.cache import MAX_VERIFIED_CANDIDATES, CacheScope, Outcome, ResponseCache
 from mesh.router.cache_verify import QuestionVerifier, minilm_vocabulary
-from mesh.router.embeddings import Vector
 from mesh.router.question_form import question_form
 from mesh.v1 import types_pb2 as t
 

@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from mesh.router.embeddings import BatchingEmbedder, Embedder, Vector, embedding_text
-from mesh.router.minilm_assets import minilm_path
+from mesh.embeddings.batching import BatchingEmbedder, Embedder, Vector, embedding_text
+from mesh.embeddings.minilm_assets import minilm_path
 
 EVAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "eval"
 SHORT = "Can you explain briefly why the sky looks blue during the day?"  # 15 tokens
@@ -164,7 +164,7 @@ def build(name: str, threads: int = 1) -> Embedder:
         return TorchMiniLM(threads)
     if name == "numpy-fp32":
         return NumpyMiniLM()
-    from mesh.router.minilm_onnx import MiniLMEmbedder
+    from mesh.embeddings.minilm_onnx import MiniLMEmbedder
 
     embedder = MiniLMEmbedder(precision="int8" if name == "onnx-int8" else "fp32", threads=threads)
     embedder.load()

@@ -53,7 +53,7 @@ CONFIG_ERRORS = (
     ("nodes.bridges.prices", "PriceTableError"),
     ("mesh.embedded", "BridgeSetupError"),
     ("nodes.assets", "UnknownModel"),
-    ("mesh.router.minilm_assets", "EmbeddingModelMissing"),
+    ("mesh.embeddings.minilm_assets", "EmbeddingModelMissing"),
 )
 # Known runtime outcomes that are not MeshErrors: exit 1.
 RUNTIME_ERRORS = (("mesh.telemetry.span_store", "TraceNotFound"),)

@@ -14,6 +14,7 @@ from guards.policy_store import PolicyStore
 from mesh.config import RouterConfig, is_loopback
 from mesh.contract.serving import BoundServer, bound_address, create_server
 from mesh.contract.tls import ChannelCredentialsSource
+from mesh.embeddings.batching import shared_embedder
 from mesh.router.accounting import Accounting
 from mesh.router.admin_auth import policy_servicer
 from mesh.router.auth import ApiKeyAuth
@@ -22,7 +23,6 @@ from mesh.router.budget import BudgetTracker
 from mesh.router.cache import ResponseCache
 from mesh.router.catalog import Catalog
 from mesh.router.edge import EdgeInterceptor, EdgeLimits
-from mesh.router.embeddings import shared_embedder
 from mesh.router.exposure import refuse_plaintext_router
 from mesh.router.ledger import Ledger
 from mesh.router.pipeline.cache_lookup import CacheLookup

@@ -31,9 +31,9 @@ import numpy as np
 import numpy.typing as npt
 
 from mesh.config import CacheSettings
+from mesh.embeddings.batching import Embedder, Vector, aembed, embedding_text, normalise
 from mesh.router.cache_keys import CacheHit, CacheKey, CacheScope, Outcome, sampling_key
 from mesh.router.cache_verify import QuestionVerifier, minilm_vocabulary
-from mesh.router.embeddings import Embedder, Vector, aembed, embedding_text, normalise
 from mesh.router.question_form import QuestionForm
 from mesh.v1 import types_pb2
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from mesh.config import CacheSettings
+from mesh.embeddings.batching import Embedder
 from mesh.router.cache import CacheScope, Outcome, ResponseCache
-from mesh.router.embeddings import Embedder
 from mesh.v1 import types_pb2
 
 _TARGET = "tier:eval"

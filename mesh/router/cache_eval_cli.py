@@ -37,8 +37,8 @@ def cache_eval_command(
     as_json: bool,
 ) -> None:
     """Store each pair's first prompt, ask the second: report false and true cache hits."""
+    from mesh.embeddings.batching import shared_embedder
     from mesh.router.cache_eval import evaluate, format_report, load_pairs
-    from mesh.router.embeddings import shared_embedder
 
     try:
         pairs = load_pairs(pairs_file)

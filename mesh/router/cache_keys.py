@@ -13,7 +13,7 @@ import enum
 import functools
 from dataclasses import dataclass
 
-from mesh.router.embeddings import Vector
+from mesh.embeddings.batching import Vector
 from mesh.router.question_form import QuestionForm, question_form
 from mesh.v1 import types_pb2
 

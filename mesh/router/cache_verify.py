@@ -309,7 +309,7 @@ def _numeric(words: list[str]) -> bool:
 @functools.cache
 def minilm_vocabulary() -> frozenset[str] | None:
     """Whole words of MiniLM's WordPiece vocabulary (22.5k), read from its installed files."""
-    from mesh.router.minilm_assets import EmbeddingModelMissing, minilm_path
+    from mesh.embeddings.minilm_assets import EmbeddingModelMissing, minilm_path
 
     try:
         vocab = minilm_path() / "vocab.txt"

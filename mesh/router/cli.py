@@ -238,7 +238,7 @@ def route_eval_command(
         estimator_settings = EstimatorSettings(
             **{**estimator_settings.model_dump(), "embeddings": False}
         )
-    from mesh.router.embeddings import shared_embedder
+    from mesh.embeddings.batching import shared_embedder
 
     precision = config.router.embeddings.precision
     estimator = TierEstimator(estimator_settings, embedder=shared_embedder(precision))

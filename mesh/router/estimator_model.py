@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from mesh.router.embeddings import embedding_text
+from mesh.embeddings.batching import embedding_text
 
 FEATURE_CHARS = 8000  # the structural features read at most this much of a task (head + tail)
 TIERS = ("small", "medium", "frontier")  # the classes the model tells apart, cheapest first

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from mesh.config import EstimatorSettings, Tier, tier_name
-from mesh.router.embeddings import Embedder, Vector, aembed, shared_embedder
+from mesh.embeddings.batching import Embedder, Vector, aembed, shared_embedder
 from mesh.router.estimator_model import (
     FEATURE_CHARS,
     STRUCT_NAMES,

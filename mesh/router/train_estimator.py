@@ -73,7 +73,7 @@ Embed = Callable[[Sequence[str]], npt.NDArray[np.float32]]
 
 def minilm_embed(texts: Sequence[str]) -> npt.NDArray[np.float32]:
     """The router's own MiniLM (ONNX), two threads: training runs apart from any router."""
-    from mesh.router.minilm_onnx import MiniLMEmbedder
+    from mesh.embeddings.minilm_onnx import MiniLMEmbedder
 
     embedder = MiniLMEmbedder(threads=2)
     out = [embedder.embed(texts[i : i + 64]) for i in range(0, len(texts), 64)]

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from mesh.cli import cli
 from mesh.config import CacheSettings
+from mesh.embeddings.batching import BatchingEmbedder
 from mesh.router.cache_eval import Pair, evaluate, load_pairs
-from mesh.router.embeddings import BatchingEmbedder
 
 PAIRS = [
     Pair("p1", "Is Paris north of Rome?", "Is Rome north of Paris?", False, "diff_swapped_roles"),

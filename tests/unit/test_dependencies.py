@@ -1,12 +1,12 @@
 """The layering of the code base, read statically from the source.
 
-The kernel (mesh.config, mesh.contract, mesh.telemetry, mesh.v1) sits below the router, the
-guards and the nodes; nodes run without the router and guards without the router. Two graphs:
-the load-time one (module-level imports; those in `if TYPE_CHECKING:` blocks and inside
-functions left out), where a cycle makes import order matter, and the full one, deferred
-imports included, where a cycle or a breach of the layering is the same design fault merely
-postponed (mesh.config once reached nodes.bridges.config through a function-level import).
-The subprocess test checks the promise at run time for the node server.
+The kernel (mesh.config, mesh.contract, mesh.embeddings, mesh.telemetry, mesh.v1) sits below the
+router, the guards and the nodes; nodes run without the router and guards without the router. Two
+graphs: the load-time one (module-level imports; those in `if TYPE_CHECKING:` blocks and inside
+functions left out), where a cycle makes import order matter, and the full one, deferred imports
+included, where a cycle or a breach of the layering is the same design fault merely postponed
+(mesh.config once reached nodes.bridges.config through a function-level import). The subprocess
+test checks the promise at run time for the node server.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("mesh", "guards", "nodes")
-KERNEL = ("mesh.config", "mesh.contract", "mesh.telemetry", "mesh.v1")
+KERNEL = ("mesh.config", "mesh.contract", "mesh.embeddings", "mesh.telemetry", "mesh.v1")
 
 
 def _module_name(path: Path) -> str:

