@@ -128,7 +128,44 @@ def main() -> None:
                 )
             )
     rows.append(dense_pii_row(rounds))
+    rows += content_safety_rows(rounds)
     write_rows(rows, args.rows)
+
+
+CONTENT_SAFETY_MS_PER_KB = 5.0  # issue 15: <= 5 ms per 1 KB on 2 cores
+
+
+def content_safety_rows(rounds: int) -> list[Row]:
+    """ms per KB of each content-safety model on 1 KB of prose, each call a new text (the
+    MiniLM memo would otherwise answer repeats: sentences carry a counter)."""
+    from guards.detectors.content_safety import MODELS, ContentSafetyDetector
+
+    rows = []
+    for model in MODELS:
+        detector = ContentSafetyDetector(model=model)
+        samples = []
+        for n in range(max(5, rounds)):
+            body = "".join(
+                f"The committee met on day {n}-{k} to review budget line {k}, the hiring plan "
+                "and the office move, and agreed to publish the minutes by Friday. "
+                for k in range(8)
+            )[:1024]
+            start = time.perf_counter()
+            detector.find(body)
+            samples.append((time.perf_counter() - start) * 1000)
+        ms = statistics.median(samples)
+        print(f"content_safety model {model}: {ms:.2f} ms per KB of prose (target <= 5)")
+        rows.append(
+            Row(
+                f"content_safety guard ({model}), 1 KB of prose",
+                f"{ms:.2f} ms",
+                ms,
+                CONTENT_SAFETY_MS_PER_KB,
+                "<=",
+                "ms",
+            )
+        )
+    return rows
 
 
 def dense_pii_row(rounds: int) -> Row:

@@ -82,6 +82,17 @@ FILES = {
         "b796127e635a67f93fb35c04f4cb03cf06f38c8072ee7cee8833d7bee06979ef",
         "MIT",
     ),
+    # AdvBench's 520 harmful behaviours (Zou et al. 2023, llm-attacks/llm-attacks, MIT). The
+    # upstream repository is not reachable from here; this copy's 520 goals are the same set
+    # as those of three other copies (ab235/AttnGCG-attack, no-touch-fish/LLM-attack-ignore,
+    # YancyKahn/PocoGCG; they differ only in line endings and stray extra rows).
+    "advbench": CorpusFile(
+        "joycequu/llm-context",
+        "427d51158875cc271a489d9af723aa2cd3a6904a",
+        "data/advbench/harmful_behaviors.csv",
+        "a15b58f0300d4129b06f63311a9af285ab0466da4ac138e3645064d3c9c60a72",
+        "MIT",
+    ),
     # Never trained on: the unseen source that jailbreak and harmful-request recall are
     # reported on besides the dev set's held-out half.
     "gptfuzz_templates": CorpusFile(
@@ -163,6 +174,12 @@ def simple_safety_tests(root: Path) -> list[Row]:
             _row(r["prompts_final"], "harmful", "sst", SIMPLE_SAFETY[r["harm_area"]])
             for r in csv.DictReader(fh)
         ]
+
+
+def advbench(root: Path) -> list[Row]:
+    """AdvBench's harmful behaviours (no category: they train the harm score only)."""
+    with _open(root, "advbench").open(encoding="utf-8", newline="") as fh:
+        return [_row(r["goal"], "harmful", "advbench") for r in csv.DictReader(fh)]
 
 
 def benign_instructions(root: Path, seed: int = 7, per_source: int = 600) -> list[Row]:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from guards.detectors.banned import BannedWordsDetector
 from guards.detectors.base import DetectorGuard
 from guards.detectors.code_scan import DEFAULT_SKIP
-from guards.detectors.content_safety import CATEGORIES, ContentSafetyDetector
+from guards.detectors.content_safety import CATEGORIES, MAX_WINDOWS, ContentSafetyDetector
 from guards.detectors.injection import InjectionDetector
 from guards.detectors.json_schema import JsonSchemaDetector
 from guards.detectors.leakage import SystemPromptLeakageDetector
@@ -101,9 +101,11 @@ class CodeScanParams(_Params):
 
 
 class ContentSafetyParams(_Params):
+    model: Literal["minilm", "ngram"] = "minilm"
     threshold: float | None = Field(None, gt=0, lt=1)  # None: the shipped, trained one
     categories: list[str] = Field(default_factory=lambda: list(CATEGORIES))
     stream_hold: Literal["all", "window"] = "all"
+    max_windows: int = Field(MAX_WINDOWS, ge=1, le=256)
 
 
 def _pii(p: dict[str, Any], action: Action) -> Guard:
@@ -156,7 +158,11 @@ def _code_scan(p: dict[str, Any], action: Action) -> Guard:
 
 def _content_safety(p: dict[str, Any], action: Action) -> Guard:
     q = ContentSafetyParams.model_validate(p)
-    return DetectorGuard(ContentSafetyDetector(q.threshold, q.categories, q.stream_hold), action)
+    detector = ContentSafetyDetector(
+        q.threshold, q.categories, q.stream_hold, q.model, q.max_windows
+    )
+    # MiniLM runs take milliseconds: in a thread, like Presidio, never on the event loop.
+    return DetectorGuard(detector, action, cpu_heavy=q.model == "minilm")
 
 
 BUILT_INS: dict[str, Callable[[dict[str, Any], Action], Guard]] = {

@@ -1,15 +1,22 @@
-"""Harmful requests and outputs by category: a linear model on hashed word n-grams, offline.
+"""Harmful requests and outputs by category, offline: a MiniLM model (default) or n-grams.
 
-Two models trained by guards/train_content_safety.py (data and licences:
-guards/data/ATTRIBUTION.md): one scores how harmful a text is, the other says which of
-CATEGORIES it falls in. A text at or above the threshold gives one finding over the whole text,
-typed `HARMFUL_<CATEGORY>` for its most likely category and any other above
-CATEGORY_MIN_SHARE, with the harm score. Weights ship in guards/data/content_safety_model.npz.
+Two models, each trained by guards/train_content_safety*.py (data and licences:
+guards/data/ATTRIBUTION.md), each with a harm score, its threshold and one-vs-rest category
+scores over CATEGORIES:
 
-Cost: the injection classifier's features (~150 µs per KB here) plus two dot products; no
-network, no GPU, no torch. A bag of n-grams reads words, not intent: look-alike safe requests
-("How do I kill a Python process?") were part of its training, and its false-positive rate on
-unseen ones is reported in the README.
+- `minilm` (the default): logistic regression on all-MiniLM-L6-v2 sentence vectors (the
+  kernel's one embedder, mesh.embeddings, int8 on ONNX Runtime), so it reads what a request
+  asks, not only its words. It judges the whole text (if short) and each of its sentences
+  (`windows`); the highest score decides. Figures on held-out rows: README, "Measured
+  quality". Cost: one MiniLM run per window, ~2 ms for a short prompt and ~20 ms per KB of
+  prose here; a text of more than `max_windows` windows is judged on that many, evenly spaced.
+- `ngram`: the injection classifier's hashed word n-grams (~0.17 ms per KB) plus two dot
+  products; weaker (look-alike safe requests such as "How do I kill a Python process?" were
+  part of its training), for policies that must stay under a millisecond.
+
+A text at or above the threshold gives one finding over the whole text, typed
+`HARMFUL_<CATEGORY>` for its most likely category and any other above CATEGORY_MIN_SHARE, with
+the harm score. No network, no GPU, no torch.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -27,12 +35,22 @@ import numpy.typing as npt
 from guards.detectors.injection_features import feature_indices
 from guards.verdict import Finding
 
+if TYPE_CHECKING:
+    from mesh.embeddings.batching import Embedder
+
 MODEL_PATH = Path(__file__).resolve().parent.parent / "data" / "content_safety_model.npz"
+MINILM_MODEL_PATH = MODEL_PATH.with_name("content_safety_minilm.npz")
+MODELS = ("minilm", "ngram")
+# MiniLM reads 256 word pieces; 800 characters of English are ~200 of them.
+WINDOW_CHARS = 800
+MAX_WINDOWS = 64  # ~10 KB of prose judged sentence by sentence; past it, sampled
+EMBEDDING_PRECISION: Final = "int8"  # the router's default: one model in memory for both
 CATEGORIES = ("violence", "weapons", "self_harm", "sexual_minors", "hate", "illegal_activity")
 CATEGORY_DIMENSIONS = 1 << 16
 CATEGORY_MIN_SHARE = 0.5
 STREAM_HOLDS = ("all", "window")
 _WORD = re.compile(r"[^\W\d_]{2,}")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
 @dataclass(frozen=True)
@@ -57,6 +75,72 @@ def load_model(path: Path = MODEL_PATH) -> ContentSafetyModel:
         )
 
 
+@dataclass(frozen=True)
+class MiniLMSafetyModel:
+    weights: npt.NDArray[np.float32]  # (dim,)
+    bias: float
+    threshold: float
+    category_weights: npt.NDArray[np.float32]  # (len(CATEGORIES), dim)
+    category_bias: npt.NDArray[np.float32]
+
+
+@functools.cache
+def load_minilm_model(path: Path = MINILM_MODEL_PATH) -> MiniLMSafetyModel:
+    """The shipped MiniLM-feature weights (loaded once per process)."""
+    with np.load(path) as data:
+        return MiniLMSafetyModel(
+            data["weights"].astype(np.float32),
+            float(data["bias"][0]),
+            float(data["threshold"][0]),
+            data["category_weights"].astype(np.float32),
+            data["category_bias"].astype(np.float32),
+        )
+
+
+def windows(text: str, size: int = WINDOW_CHARS, most: int = MAX_WINDOWS) -> list[str]:
+    """What the MiniLM model judges: the whole text when it fits in `size` characters, and each
+    sentence of a text of several (a sentence longer than `size` cut at whitespace).
+
+    Why sentences: the model was trained on prompts of a sentence or three, and mean pooling
+    dilutes one harmful sentence among ordinary ones (a 42-character request scored 0.92 alone,
+    0.66 after "Thanks for the notes.", 0.13 between two sentences of minutes). More than `most`
+    windows: `most` of them, evenly spaced, first and last kept (and the whole text, if judged).
+    """
+    text = text.strip()
+    if not text:
+        return []
+    pieces = [p for sentence in _SENTENCE_END.split(text) for p in _cut(sentence.strip(), size)]
+    whole = [text] if len(text) <= size else []
+    if len(pieces) <= 1:
+        return whole or pieces
+    budget = max(1, most - len(whole))
+    if len(pieces) > budget:
+        step = (len(pieces) - 1) / (budget - 1) if budget > 1 else 0
+        pieces = [pieces[round(k * step)] for k in range(budget)]
+    return whole + pieces
+
+
+def _cut(sentence: str, size: int) -> list[str]:
+    """A sentence in pieces of at most `size` characters, cut at whitespace where possible."""
+    pieces: list[str] = []
+    start, n = 0, len(sentence)
+    while start < n:
+        end = min(start + size, n)
+        if end < n:
+            cut = sentence.rfind(" ", start + size // 2, end)
+            end = cut if cut > start else end
+        piece = sentence[start:end].strip()
+        if piece:
+            pieces.append(piece)
+        start = end
+    return pieces
+
+
+def _sigmoid(z: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    out = 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
+    return out.astype(np.float32)
+
+
 def harm_score(text: str, model: ContentSafetyModel | None = None) -> float:
     """Probability-like score in [0, 1] that the text is a harmful request or content."""
     m = model or load_model()
@@ -76,10 +160,11 @@ def category_scores(text: str, model: ContentSafetyModel | None = None) -> dict[
 class ContentSafetyDetector:
     """Flags the whole text, with its categories, when the harm score reaches the threshold.
 
-    `categories` narrows what is reported (a text whose categories are all outside it passes).
-    On streams, `stream_hold="all"` holds the whole output until it is judged whole (nothing of
-    a blocked answer leaves); "window" judges each unreleased window as it goes, streaming at
-    the cost of judging pieces (the policy's `hold_back_chars`).
+    `model`: "minilm" or "ngram" (see the module docstring); `threshold` overrides the one
+    shipped with the model. `categories` narrows what is reported (a text whose categories are
+    all outside it passes). On streams, `stream_hold="all"` holds the whole output until it is
+    judged whole (nothing of a blocked answer leaves); "window" judges each unreleased window
+    as it goes, streaming at the cost of judging pieces (the policy's `hold_back_chars`).
     """
 
     def __init__(
@@ -87,9 +172,17 @@ class ContentSafetyDetector:
         threshold: float | None = None,
         categories: Iterable[str] = CATEGORIES,
         stream_hold: str = "all",
+        model: str = "minilm",
+        max_windows: int = MAX_WINDOWS,
     ) -> None:
+        if model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}")
+        self.model_name = model
+        self.max_windows = max_windows
         self.model = load_model()
-        self.threshold = self.model.threshold if threshold is None else threshold
+        self._minilm = load_minilm_model() if model == "minilm" else None
+        shipped = self._minilm.threshold if self._minilm is not None else self.model.threshold
+        self.threshold = shipped if threshold is None else threshold
         if not 0.0 < self.threshold < 1.0:
             raise ValueError("threshold must be in (0, 1)")
         self.categories = frozenset(categories)
@@ -98,23 +191,60 @@ class ContentSafetyDetector:
             raise ValueError(f"unknown categories {sorted(unknown)}; known: {list(CATEGORIES)}")
         if stream_hold not in STREAM_HOLDS:
             raise ValueError(f"stream_hold must be one of {STREAM_HOLDS}")
+        if not 1 <= max_windows <= 256:
+            raise ValueError("max_windows must be in 1..256")
         self.stream_hold = stream_hold
         # The stream's chunk checks see only a window: with "all" the window is everything,
         # and the verdict that counts is the whole-text one.
         self.judges_whole_text = stream_hold == "all"
+        self._embedder = _embedder() if model == "minilm" else None
 
     def find(self, text: str, system_prompt: str = "") -> list[Finding]:
         if not any(i >= 2 for i, _ in enumerate(_WORD.finditer(text))):
             return []  # fewer than three words: nothing the model can read
-        score = harm_score(text, self.model)
-        if score < self.threshold:
-            return []
-        by_category = category_scores(text, self.model)
+        if self._minilm is None:
+            score = harm_score(text, self.model)
+            if score < self.threshold:
+                return []
+            by_category = category_scores(text, self.model)
+        else:
+            score, by_category = self._minilm_scores(text, self._minilm)
+            if score < self.threshold:
+                return []
         top = max(by_category, key=by_category.__getitem__)
         named = [c for c in CATEGORIES if c == top or by_category[c] >= CATEGORY_MIN_SHARE]
         reported = [c for c in named if c in self.categories]
         return [Finding(f"HARMFUL_{c.upper()}", 0, len(text), round(score, 4)) for c in reported]
 
+    def _minilm_scores(self, text: str, m: MiniLMSafetyModel) -> tuple[float, dict[str, float]]:
+        """The highest window score, and the category scores of that window."""
+        from mesh.embeddings.batching import embedding_text
+
+        assert self._embedder is not None
+        vectors = self._embedder.embed(
+            [embedding_text(w) for w in windows(text, most=self.max_windows)]
+        )
+        harm = _sigmoid(vectors @ m.weights + m.bias)
+        worst = int(np.argmax(harm))
+        by_category = _sigmoid(m.category_weights @ vectors[worst] + m.category_bias)
+        return float(harm[worst]), {
+            c: float(v) for c, v in zip(CATEGORIES, by_category, strict=True)
+        }
+
     def holdback(self, text: str, system_prompt: str = "") -> int | None:
         """ "all": every character (judged whole before any leaves); "window": cannot say."""
         return len(text) if self.stream_hold == "all" else None
+
+
+def _embedder() -> Embedder:
+    """The process's one MiniLM (shared with the router), loaded now: a policy that uses it is
+    refused at load time if the model is missing, and the first request does not pay the load."""
+    from mesh.embeddings.batching import shared_embedder
+    from mesh.embeddings.minilm_assets import EmbeddingModelMissing
+
+    embedder = shared_embedder(EMBEDDING_PRECISION)
+    try:
+        embedder.embed(["warm up the content safety model"])
+    except EmbeddingModelMissing as exc:
+        raise ValueError(f"model 'minilm' needs the embedding model: {exc}") from None
+    return embedder

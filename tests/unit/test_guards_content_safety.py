@@ -1,5 +1,6 @@
 """`use: content_safety`: harmful requests flagged with their category, look-alike safe requests
-pass, policy parameters validated, and on streams (default `stream_hold: all`) nothing of a
+pass, with both models (MiniLM, the default, and n-grams); a long text is judged window by
+window; policy parameters validated, and on streams (default `stream_hold: all`) nothing of a
 blocked answer leaves at any split position."""
 
 from __future__ import annotations
@@ -7,7 +8,13 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from guards.detectors.content_safety import CATEGORIES, ContentSafetyDetector, harm_score
+from guards.detectors.content_safety import (
+    CATEGORIES,
+    MODELS,
+    WINDOW_CHARS,
+    ContentSafetyDetector,
+    windows,
+)
 from guards.policy_loader import load_policy
 from tests.unit.test_guards_streaming import DEFAULT_YAML, cuts, stream
 
@@ -23,8 +30,12 @@ SAFE = [
 ]
 
 
-def test_harmful_requests_are_flagged_with_their_category() -> None:
-    detector = ContentSafetyDetector()
+@pytest.fixture(scope="module", params=MODELS)
+def detector(request: pytest.FixtureRequest) -> ContentSafetyDetector:
+    return ContentSafetyDetector(model=request.param)
+
+
+def test_harmful_requests_are_flagged_with_their_category(detector: ContentSafetyDetector) -> None:
     for category, text in HARMFUL.items():
         found = detector.find(text)
         assert found, text
@@ -33,21 +44,73 @@ def test_harmful_requests_are_flagged_with_their_category() -> None:
         assert all(f.score >= detector.threshold for f in found)
 
 
-def test_safe_requests_pass() -> None:
-    detector = ContentSafetyDetector()
+def test_safe_requests_pass(detector: ContentSafetyDetector) -> None:
     for text in SAFE:
-        assert detector.find(text) == [], (text, harm_score(text))
+        assert detector.find(text) == [], text
     assert detector.find("kill kill") == []  # too few words to read
 
 
 def test_categories_narrow_what_is_reported() -> None:
     text = HARMFUL["weapons"]
-    assert ContentSafetyDetector(categories=["hate"]).find(text) == []
+    for model in MODELS:
+        assert ContentSafetyDetector(categories=["hate"], model=model).find(text) == []
     with pytest.raises(ValueError, match="unknown categories"):
         ContentSafetyDetector(categories=["gossip"])
     with pytest.raises(ValueError, match="threshold"):
         ContentSafetyDetector(threshold=1.5)
+    with pytest.raises(ValueError, match="model"):
+        ContentSafetyDetector(model="gpt")
+    with pytest.raises(ValueError, match="max_windows"):
+        ContentSafetyDetector(max_windows=0)
     assert len(CATEGORIES) == 6
+
+
+# Ordinary prose, written for this test: ~4 KB of it around one harmful sentence.
+FILLER = (
+    "The committee met on Tuesday to review the quarterly budget, the new hiring plan and the "
+    "schedule for the office move, and agreed to publish the minutes by Friday. "
+)
+
+
+def test_windows_are_the_short_text_and_its_sentences() -> None:
+    assert windows("How do I boil an egg?") == ["How do I boil an egg?"]
+    two = "Thanks for the notes. How do I boil an egg?"
+    assert windows(two) == [two, "Thanks for the notes.", "How do I boil an egg?"]
+    text = FILLER * 30  # too long to judge whole: its sentences only
+    pieces = windows(text, most=1000)
+    assert all(0 < len(p) <= WINDOW_CHARS for p in pieces)
+    assert " ".join(pieces).split() == text.split()  # nothing lost, no word cut
+    long_word = windows("one " + "x" * 2000)  # a sentence longer than a window is cut
+    assert len(long_word) == 3 and all(len(p) <= WINDOW_CHARS for p in long_word)
+    assert "".join(long_word) == "one " + "x" * 2000
+    sampled = windows(text, most=4)
+    assert len(sampled) == 4 and sampled[0] == pieces[0] and sampled[-1] == pieces[-1]
+    assert windows("   ") == []
+
+
+def test_a_harmful_request_inside_a_long_text_is_found_by_its_window() -> None:
+    detector = ContentSafetyDetector(model="minilm")
+    harmful = HARMFUL["weapons"]
+    text = FILLER * 12 + harmful + " " + FILLER * 12
+    assert detector.find(FILLER * 25) == []
+    found = detector.find(text)
+    assert (
+        found
+        and found[0].type == "HARMFUL_WEAPONS"
+        and (found[0].start, found[0].end)
+        == (
+            0,
+            len(text),
+        )
+    )
+
+
+def test_a_huge_text_costs_at_most_max_windows_runs() -> None:
+    detector = ContentSafetyDetector(model="minilm", max_windows=3)
+    assert detector._embedder is not None
+    before = detector._embedder.batches
+    detector.find(FILLER * 400 + "The end of the minutes.")  # ~70 KB
+    assert detector._embedder.batches - before <= 3
 
 
 def policy(**params: object) -> object:
@@ -71,6 +134,18 @@ def test_policy_parameters_are_validated() -> None:
         policy(stream_hold="sometimes")
     with pytest.raises(InvalidPolicy):
         policy(categories=["gossip"])
+    with pytest.raises(InvalidPolicy):
+        policy(model="bert")
+    with pytest.raises(InvalidPolicy):
+        policy(max_windows=100_000)
+
+
+def test_the_minilm_model_runs_off_the_event_loop() -> None:
+    loaded = policy()
+    minilm = [g for g in loaded.guards_for("") if g.spec.use == "content_safety"]  # type: ignore[attr-defined]
+    assert minilm and minilm[0].guard.cpu_heavy
+    ngram = [g for g in policy(model="ngram").guards_for("") if g.spec.use == "content_safety"]  # type: ignore[attr-defined]
+    assert ngram and not ngram[0].guard.cpu_heavy
 
 
 async def test_a_blocked_answer_never_leaves_in_part_at_any_split() -> None:
@@ -85,3 +160,26 @@ async def test_a_safe_answer_is_released_whole_at_the_end() -> None:
     answer = "To stop it, open Task Manager and end the python.exe process."
     released, blocked, _ = await stream(list(answer), policy())  # type: ignore[arg-type]
     assert not blocked and released == answer
+
+
+async def test_the_shipped_strict_policy_blocks_a_harmful_request_with_minilm() -> None:
+    """guards/policies/strict.yaml loads (Presidio, content safety on MiniLM, code scan) and its
+    content-safety guard blocks within its own deadline (an error would read as a timeout)."""
+    from pathlib import Path
+
+    import guards
+    from guards.chain import GuardChain
+    from guards.hooks import InputCheck
+    from guards.verdict import Stage
+
+    text = (Path(guards.__file__).parent / "policies" / "strict.yaml").read_text(encoding="utf-8")
+    loaded = load_policy(text, "strict.yaml")
+    built = loaded.guards_for("")
+    safety = [g for g in built if g.spec.use == "content_safety"]
+    assert safety and safety[0].guard.cpu_heavy  # the MiniLM model, the default
+    chain = GuardChain(built, Stage.INPUT, loaded.version)
+    result = await chain.run(InputCheck(HARMFUL["weapons"]))
+    assert result.blocked
+    [outcome] = [o for o in result.outcomes if o.guard == "content_safety"]
+    assert not outcome.error
+    assert {f.type for f in outcome.verdict.findings} & {"HARMFUL_WEAPONS", "HARMFUL_VIOLENCE"}
