@@ -63,7 +63,8 @@ LEADING_FILLERS = _phrases(
 # "tell me a joke" asks for a joke, "what is a joke" for a definition.
 THE_ASKS = _phrases(
     """what is | what are | tell me | give me | do you know | do you happen to know |
-    i want to know | i would like to know | i need to know | let me know"""
+    i want to know | i would like to know | i need to know | let me know | name | list |
+    identify | state | find"""
 )
 # Trailing "for me" is politeness only in a request already softened ("Please write a poem
 # for me"); in "Is coffee bad for me?" it is the question.
@@ -91,7 +92,8 @@ HOWTO_OPENINGS = _phrases(
     what are the steps to | what are steps to | steps to | explain how to | show me how to |
     tell me how to | teach me how to | what is the way to | what is the procedure to |
     what is the process to | what is the right way to | what is the correct way to |
-    what is the proper way to""",
+    what is the proper way to | is there a way to | is there any way to |
+    what is the best way to""",
     drop_articles=True,  # matched after articles are dropped
 )
 

@@ -118,6 +118,8 @@ SAME = {
         # "tell me the X" asks what "what is the X" / "what are the X" asks
         ("Tell me the boiling point of water.", "What is the boiling point of water?"),
         ("Give me the symptoms of scurvy.", "What are the symptoms of scurvy?"),
+        ("List the moons of Jupiter.", "What are the moons of Jupiter?"),
+        ("Is there a way to rename a branch in git?", "How do I rename a branch in git?"),
     ],
     "phrase moved": [
         ("In Rust, how do I read a file?", "How do I read a file in Rust?"),
@@ -180,6 +182,8 @@ GUARDED = [
     ("If you do not mind the cold, which coat is best?", "Which coat is best?"),
     ("I was wondering, is tea bad for sleep?", "Is tea not bad for sleep?"),
     ("What were the causes of the war?", "Tell me the causes of the war."),
+    ("Name a river.", "What is a river?"),
+    ("Is there a way to rename a branch in git?", "How do I delete a branch in git?"),
 ]
 
 
