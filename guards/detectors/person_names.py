@@ -19,6 +19,7 @@ beside spaCy (guards/detectors/presidio.py); overlapping findings are merged by 
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 from pathlib import Path
@@ -102,6 +103,7 @@ def name_spans(text: str) -> list[tuple[int, int, float]]:
                 j < len(words)
                 and j - i <= 3
                 and _is_capitalised(words[j][2])
+                and (_is_initial(words[j - 1][2]) or not words[j - 1][2].endswith("."))
                 and (_is_initial(words[j][2]) or words[j][2].lower() not in _STOP)
                 and "\n" not in text[words[j - 1][1] : words[j][0]]
                 and _only_space_between(text, words[j - 1][1], words[j][0])
@@ -119,12 +121,21 @@ def name_spans(text: str) -> list[tuple[int, int, float]]:
                 i = j
                 continue
         i += 1
-    for cue in _CUE.finditer(text):
-        span = _name_after(text, cue.end())
-        if span is not None:
-            spans = [s for s in spans if not (s[0] < span[1] and span[0] < s[1])]
-            spans.append((*span, CUE_SCORE))
-    return sorted(spans)
+    cued = [span for cue in _CUE.finditer(text) if (span := _name_after(text, cue.end()))]
+    if not cued:
+        return spans
+    # A cued name replaces the list names it overlaps (both lists are in text order).
+    starts = [start for start, _ in cued]
+    kept = [
+        s
+        for s in spans
+        if not any(
+            cued[k][0] < s[1] and s[0] < cued[k][1]
+            for k in (bisect.bisect_right(starts, s[0]) - 1, bisect.bisect_right(starts, s[0]))
+            if 0 <= k < len(cued)
+        )
+    ]
+    return sorted(kept + [(start, end, CUE_SCORE) for start, end in cued])
 
 
 def _only_space_between(text: str, a: int, b: int) -> bool:

@@ -4,6 +4,8 @@ these tests (not from the dev set)."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from guards.detectors.person_names import AMBIGUOUS, first_names, name_spans
@@ -23,6 +25,7 @@ def names(text: str) -> list[str]:
         ("My name is Oskari Virtanen, hello", ["Oskari Virtanen"]),  # cue, any first name
         ("her maiden name is lindqvist", ["lindqvist"]),  # cue, lower case
         ("Full name: Teodora M Vasic\nPhone: none", ["Teodora M Vasic"]),
+        ("Ask Gregory Hale. Rebecca Stone knows.", ["Gregory Hale", "Rebecca Stone"]),
     ],
 )
 def test_names_are_found(text: str, expected: list[str]) -> None:
@@ -61,3 +64,20 @@ def test_presidio_reports_them_as_person() -> None:
     text = "My name is Oskari and I live here."
     found = detector.find(text)
     assert any(f.type == "PERSON" and text[f.start : f.end] == "Oskari" for f in found)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Name: " * 50_000,  # a cue per word: was quadratic (16,000 took 3.6 s)
+        "Name: Gregory Hale. " * 20_000,
+        "Gregory Hale met Rebecca Stone. " * 20_000,
+        "Name:" + "!" * 500_000,
+    ],
+    ids=["cues", "cued-names", "names", "cue-then-punctuation"],
+)
+def test_hostile_texts_are_linear(text: str) -> None:
+    """No timing assert (noisy machines): a quadratic pass would take minutes and hit the
+    suite's timeout; each of these takes well under a second here."""
+    spans = name_spans(text)
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))  # no overlaps
