@@ -44,6 +44,9 @@ class DemoPrompt:
 
 PROMPTS = (
     DemoPrompt("What is the capital of France?", stream=False),
+    # The same question reworded: served by the semantic cache once a word-by-word check says
+    # it asks the same thing (the ledger's "saved cache" column at the end shows it).
+    DemoPrompt("Tell me the capital of France, please.", stream=False),
     DemoPrompt("Write a short poem about the sea.", stream=True),
     DemoPrompt(
         "My email is jane.doe@example.com. Give me two tips for writing clear emails.",
