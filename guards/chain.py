@@ -47,6 +47,10 @@ Check = InputCheck | OutputChunkCheck | OutputFinalCheck
 # Above this many characters fast guards leave the event loop: the default chain costs roughly
 # 0.5 ms per KB here, so 8 KB holds the loop for a few milliseconds at most.
 OFF_LOOP_CHARS = 8192
+# Default deadlines (a spec's `timeout_ms` overrides): inline guards are never cut short (their
+# overrun is logged), so theirs only marks a slow call; a guard in a thread is cut at its own.
+INLINE_TIMEOUT_MS = 200
+CPU_HEAVY_TIMEOUT_MS = 2000
 
 
 def _hook(built: BuiltGuard, check: Check) -> Callable[[], Verdict]:
@@ -59,9 +63,17 @@ def _hook(built: BuiltGuard, check: Check) -> Callable[[], Verdict]:
     return lambda: guard.check_output_final(check)
 
 
+def timeout_ms(built: BuiltGuard) -> int:
+    """The guard's deadline: its spec's, else the default for how it runs."""
+    if built.spec.timeout_ms is not None:
+        return built.spec.timeout_ms
+    return CPU_HEAVY_TIMEOUT_MS if built.guard.cpu_heavy else INLINE_TIMEOUT_MS
+
+
 async def _run_one(built: BuiltGuard, check: Check) -> Verdict:
     call = _hook(built, check)
-    timeout = built.spec.timeout_ms / 1000
+    deadline_ms = timeout_ms(built)
+    timeout = deadline_ms / 1000
     try:
         if built.guard.cpu_heavy:
             return await asyncio.wait_for(asyncio.to_thread(call), timeout)
@@ -73,11 +85,11 @@ async def _run_one(built: BuiltGuard, check: Check) -> Verdict:
         verdict = call() if len(check.text) <= OFF_LOOP_CHARS else await asyncio.to_thread(call)
         if time.perf_counter() - started > timeout:
             log.warning(
-                "inline guard %s overran its %d ms timeout", built.spec.name, built.spec.timeout_ms
+                "inline guard %s overran its %d ms timeout", built.spec.name, deadline_ms
             )
         return verdict
     except TimeoutError:
-        raise GuardFailure(f"timed out after {built.spec.timeout_ms} ms", "timeout") from None
+        raise GuardFailure(f"timed out after {deadline_ms} ms", "timeout") from None
     except Exception as exc:
         raise GuardFailure(f"{type(exc).__name__}: {exc}", type(exc).__qualname__) from exc
 

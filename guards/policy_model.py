@@ -38,7 +38,14 @@ class GuardSpec(_Strict):
         description="when the guard fails or times out: open passes the text, flagged with a "
         "GUARD_ERROR finding (verdict and audit log); closed blocks it",
     )
-    timeout_ms: int = Field(200, ge=1, le=60_000)
+    timeout_ms: int | None = Field(
+        None,
+        ge=1,
+        le=60_000,
+        description="deadline of one call; unset: 200 ms for inline guards, 2000 ms for those "
+        "that run in a thread (Presidio, content_safety's MiniLM, code_scan, guardrails-ai "
+        "validators), whose 200 ms let CPU contention turn verdicts into on_error passes",
+    )
     roles: list[Role] = Field(
         default_factory=lambda: list(ROLES),
         min_length=1,

@@ -87,6 +87,25 @@ async def test_timeout_follows_on_error() -> None:
     assert (await run(built(inline_slow, timeout_ms=10, on_error="closed")))[0] is Action.ALLOW
 
 
+async def test_an_unset_timeout_depends_on_how_the_guard_runs() -> None:
+    """A guard in a thread gets 2 s unless its spec says otherwise: 200 ms let CPU contention
+    turn Bandit's and Presidio's verdicts into on_error passes."""
+    from guards.chain import CPU_HEAVY_TIMEOUT_MS, INLINE_TIMEOUT_MS, timeout_ms
+
+    r: list[str] = []
+    heavy = RecordingGuard("heavy", r, Verdict.block([EMAIL]), cpu_heavy=True, sleep_s=0.4)
+    assert timeout_ms(built(heavy)) == CPU_HEAVY_TIMEOUT_MS == 2000
+    assert timeout_ms(built(RecordingGuard("inline", r))) == INLINE_TIMEOUT_MS == 200
+    assert timeout_ms(built(heavy, timeout_ms=50)) == 50
+    # 0.4 s of work: judged under the default, an error (here closed: a block without the
+    # guard's finding) under an explicit 50 ms
+    action, _, verdicts = await run(built(heavy, on_error="closed"))
+    assert (action, verdicts) == (Action.BLOCK, ["block"])
+    chain = GuardChain([built(heavy, timeout_ms=50, on_error="closed")], Stage.INPUT, "v1")
+    result = await chain.run(InputCheck("hello a@b.com"))
+    assert [f.type for f in result.outcomes[0].verdict.findings] == ["GUARD_ERROR"]
+
+
 async def test_cpu_heavy_guards_run_in_parallel_off_the_loop() -> None:
     r: list[str] = []
     heavy = [
