@@ -450,6 +450,35 @@ async def test_provider_statuses_become_grpc_statuses(
             assert len(fault_injector.received) == 1
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"error": "an HTML page would say this"},  # 200, but no choices
+        {"choices": []},
+        {"choices": [{"message": {"content": ["not", "text"]}, "finish_reason": "stop"}]},
+        {"choices": [{"message": {"content": "hi"}}], "usage": {"prompt_tokens": -3}},
+        ["a", "list"],
+    ],
+    ids=["no-choices", "empty-choices", "content-not-text", "negative-usage", "not-an-object"],
+)
+async def test_a_200_that_is_not_a_chat_completion_is_a_precise_error(
+    fault_injector: FaultInjector, body: object
+) -> None:
+    """UNAVAILABLE / UPSTREAM_BAD_RESPONSE (retryable: a router may try another node), never
+    INTERNAL with an AttributeError from deep inside a response model."""
+    config = _config(
+        "openai-compatible", fault_injector.base_url + "/v1", retry=RetryPolicy(max_attempts=1)
+    )
+    async with running_bridge(config) as (_runtime, stub):
+        fault_injector.play(Reply(200, body=body))
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Generate(request(), timeout=20)
+    details = error_details(caught.value)
+    assert (details.code, details.reason) == ("UNAVAILABLE", "UPSTREAM_BAD_RESPONSE")
+    assert details.metadata["provider"] == "openai-compatible"
+    assert details.retryable  # RetryInfo on the status: the router falls back
+
+
 async def test_connection_errors_are_retried_then_unavailable(
     fault_injector: FaultInjector,
 ) -> None:
