@@ -28,17 +28,6 @@ def finish_reason(value: str | None) -> FinishReason:
     return _FINISH.get(value or "stop", FinishReason.STOP)
 
 
-def usage_of(usage: Any) -> ProviderUsage:
-    """prompt_tokens already includes the cached ones (prompt_tokens_details.cached_tokens)."""
-    details = getattr(usage, "prompt_tokens_details", None)
-    cached = getattr(details, "cached_tokens", None) or 0
-    return ProviderUsage(
-        input_tokens=usage.prompt_tokens or 0,
-        output_tokens=usage.completion_tokens or 0,
-        cached_input_tokens=cached,
-    )
-
-
 def reply_of(content: bytes, *, provider: str, model: str) -> ProviderReply:
     """A chat.completion body read as the bridge needs it; anything else is a precise error
     (the SDK's lenient model used to let a proxy's error page through as an AttributeError)."""
@@ -52,18 +41,46 @@ def reply_of(content: bytes, *, provider: str, model: str) -> ProviderReply:
             raise TypeError("content or finish_reason of the wrong type")
         reported = usage_from_json(usage) if usage is not None else None
     except (ValueError, LookupError, TypeError, AttributeError):
-        raise MeshError(
-            f"{provider} answered with something that is not a chat completion",
-            code=Code.UNAVAILABLE,
-            reason="UPSTREAM_BAD_RESPONSE",
-            retryable=True,  # another node may answer properly
-            metadata={"provider": provider, "model": model},
-        ) from None
+        raise _bad_response(provider, model) from None
     return ProviderReply(
         finish_reason=finish_reason(finish),
         usage=reported or ProviderUsage(0, 0),
         text=text,
         usage_reported=reported is not None,
+    )
+
+
+def chunk_of(
+    chunk: Any, *, provider: str, model: str
+) -> tuple[list[str], str | None, ProviderUsage | None]:
+    """(text pieces, finish reason, usage) of one chat.completion.chunk as JSON; anything else
+    is UPSTREAM_BAD_RESPONSE (after output the router ends the stream with it)."""
+    try:
+        pieces: list[str] = []
+        finish: str | None = None
+        for choice in chunk.get("choices") or ():
+            content = (choice.get("delta") or {}).get("content")
+            if content is not None and not isinstance(content, str):
+                raise TypeError("delta content is not text")
+            if content:
+                pieces.append(content)
+            reason = choice.get("finish_reason")
+            if reason is not None and not isinstance(reason, str):
+                raise TypeError("finish_reason is not text")
+            finish = reason or finish
+        usage = chunk.get("usage")
+        return pieces, finish, usage_from_json(usage) if usage is not None else None
+    except (LookupError, TypeError, AttributeError):
+        raise _bad_response(provider, model) from None
+
+
+def _bad_response(provider: str, model: str) -> MeshError:
+    return MeshError(
+        f"{provider} answered with something that is not a chat completion",
+        code=Code.UNAVAILABLE,
+        reason="UPSTREAM_BAD_RESPONSE",
+        retryable=True,  # another node may answer properly
+        metadata={"provider": provider, "model": model},
     )
 
 
@@ -102,6 +119,11 @@ class OpenAIClient(ProviderClient):
         )
         self._headers: dict[str, Any] = {} if api_key else {"Authorization": openai.Omit()}
 
+    def _body(self, request: ProviderRequest) -> dict[str, Any]:
+        """The request body as sent (`extra_body` merged, as the SDK's create() does)."""
+        args = self._arguments(request)
+        return {**args, **args.pop("extra_body", {})}
+
     def _arguments(self, request: ProviderRequest) -> dict[str, Any]:
         s = request.sampling
         args: dict[str, Any] = {
@@ -135,11 +157,9 @@ class OpenAIClient(ProviderClient):
         # its base URL, auth, timeouts and error types, without create()'s argument transform
         # and response model. Measured against a fake upstream on this machine: 1.35 ms of CPU
         # per call through create(), 0.86 ms through post() (0.63 ms for bare httpx).
-        args = self._arguments(request)
-        body = {**args, **args.pop("extra_body", {})}
         response = await self._sdk.post(
             "/chat/completions",
-            body=body,
+            body=self._body(request),
             cast_to=httpx.Response,
             options={"timeout": timeout_s, "headers": self._headers},
         )
@@ -148,24 +168,35 @@ class OpenAIClient(ProviderClient):
     async def stream(
         self, request: ProviderRequest, timeout_s: float
     ) -> AsyncGenerator[str | ProviderReply, None]:
-        events = await self._sdk.chat.completions.create(
-            **self._arguments(request),
+        # The same low-level call, streamed: the SDK's SSE reading, `[DONE]` and in-stream error
+        # events, with each chunk left as JSON instead of a ChatCompletionChunk model (an
+        # 8-chunk stream from the fake upstream: 2.87 -> 1.69 ms of CPU here).
+        events = await self._sdk.post(
+            "/chat/completions",
+            body={
+                **self._body(request),
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            },
+            cast_to=object,
+            options={"timeout": timeout_s, "headers": self._headers},
             stream=True,
-            stream_options={"include_usage": True},
-            timeout=timeout_s,
-            extra_headers=self._headers,
+            stream_cls=openai.AsyncStream[object],
         )
         finish: str | None = None
         usage: ProviderUsage | None = None
         async with events:  # leaving the block closes the HTTP response
-            async for chunk in events:
-                if chunk.usage is not None:
-                    usage = usage_of(chunk.usage)
-                for choice in chunk.choices:
-                    if choice.delta.content:
-                        yield choice.delta.content
-                    if choice.finish_reason:
-                        finish = choice.finish_reason
+            try:
+                async for chunk in events:
+                    pieces, chunk_finish, chunk_usage = chunk_of(
+                        chunk, provider=self.name, model=request.model
+                    )
+                    usage = chunk_usage or usage
+                    finish = chunk_finish or finish
+                    for piece in pieces:
+                        yield piece
+            except ValueError:  # an event whose data is not JSON
+                raise _bad_response(self.name, request.model) from None
         yield ProviderReply(
             finish_reason=finish_reason(finish),
             usage=usage or ProviderUsage(0, 0),

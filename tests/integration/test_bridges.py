@@ -479,6 +479,29 @@ async def test_a_200_that_is_not_a_chat_completion_is_a_precise_error(
     assert details.retryable  # RetryInfo on the status: the router falls back
 
 
+@pytest.mark.parametrize("after_output", [False, True], ids=["first-chunk", "mid-stream"])
+async def test_a_stream_chunk_that_is_not_a_chat_chunk_is_a_precise_error(
+    fault_injector: FaultInjector, after_output: bool
+) -> None:
+    """A broken chunk ends the stream with UNAVAILABLE / UPSTREAM_BAD_RESPONSE: before any
+    text (the router may still fall back), or after the text already sent (never spliced)."""
+    config = _config(
+        "openai-compatible", fault_injector.base_url + "/v1", retry=RetryPolicy(max_attempts=1)
+    )
+    broken = {"choices": [{"delta": {"content": {"not": "text"}}, "finish_reason": None}]}
+    events = (openai_chunk("Hello"), broken) if after_output else (broken,)
+    async with running_bridge(config) as (_runtime, stub):
+        fault_injector.play(Stream(events))
+        deltas: list[str] = []
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for event in stub.GenerateStream(stream_request(), timeout=20):
+                if event.HasField("delta"):
+                    deltas.append(event.delta.text)
+    details = error_details(caught.value)
+    assert (details.code, details.reason) == ("UNAVAILABLE", "UPSTREAM_BAD_RESPONSE")
+    assert "".join(deltas) == ("Hello" if after_output else "")
+
+
 async def test_connection_errors_are_retried_then_unavailable(
     fault_injector: FaultInjector,
 ) -> None:

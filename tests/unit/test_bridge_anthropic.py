@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+
 from nodes.bridges.anthropic_provider import UsageCounter, finish_reason, split_system
+from nodes.bridges.openai_provider import chunk_of, usage_from_json
 from nodes.bridges.openai_provider import finish_reason as openai_finish
-from nodes.bridges.openai_provider import usage_of
 from nodes.engines.base import FinishReason, Message
 
 
@@ -58,13 +60,38 @@ def test_finish_reasons() -> None:
 
 
 def test_openai_usage_cached_tokens_are_part_of_the_prompt() -> None:
-    usage = usage_of(
-        SimpleNamespace(
-            prompt_tokens=50,
-            completion_tokens=5,
-            prompt_tokens_details=SimpleNamespace(cached_tokens=32),
-        )
+    usage = usage_from_json(
+        {
+            "prompt_tokens": 50,
+            "completion_tokens": 5,
+            "prompt_tokens_details": {"cached_tokens": 32},
+        }
     )
     assert (usage.input_tokens, usage.output_tokens, usage.cached_input_tokens) == (50, 5, 32)
-    bare = usage_of(SimpleNamespace(prompt_tokens=3, completion_tokens=1))
+    bare = usage_from_json({"prompt_tokens": 3, "completion_tokens": 1})
     assert bare.cached_input_tokens == 0
+    for broken in ({"prompt_tokens": -1}, {"completion_tokens": "5"}, ["not", "usage"]):
+        with pytest.raises((TypeError, AttributeError)):
+            usage_from_json(broken)
+
+
+def test_openai_chunks_are_read_strictly() -> None:
+    from mesh.contract.errors import MeshError
+
+    chunk = {
+        "choices": [{"delta": {"content": "Hi"}, "finish_reason": None}],
+        "usage": None,
+    }
+    assert chunk_of(chunk, provider="p", model="m") == (["Hi"], None, None)
+    last = {"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 2}}
+    pieces, finish, usage = chunk_of(last, provider="p", model="m")
+    assert (pieces, finish, usage and usage.output_tokens) == ([], None, 2)
+    for broken in (
+        ["a list"],
+        {"choices": [{"delta": {"content": 7}}]},
+        {"choices": [{"delta": {}, "finish_reason": ["stop"]}]},
+        {"choices": "abc"},
+    ):
+        with pytest.raises(MeshError) as caught:
+            chunk_of(broken, provider="p", model="m")
+        assert caught.value.reason == "UPSTREAM_BAD_RESPONSE"
