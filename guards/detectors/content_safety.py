@@ -113,7 +113,9 @@ def windows(text: str, size: int = WINDOW_CHARS, most: int = MAX_WINDOWS) -> lis
     whole = [text] if len(text) <= size else []
     if len(pieces) <= 1:
         return whole or pieces
-    budget = max(1, most - len(whole))
+    budget = most - len(whole)
+    if budget <= 0:
+        return whole
     if len(pieces) > budget:
         step = (len(pieces) - 1) / (budget - 1) if budget > 1 else 0
         pieces = [pieces[round(k * step)] for k in range(budget)]

@@ -85,6 +85,7 @@ def test_windows_are_the_short_text_and_its_sentences() -> None:
     assert "".join(long_word) == "one " + "x" * 2000
     sampled = windows(text, most=4)
     assert len(sampled) == 4 and sampled[0] == pieces[0] and sampled[-1] == pieces[-1]
+    assert windows(two, most=1) == [two] and len(windows(two, most=2)) == 2  # never more
     assert windows("   ") == []
 
 
