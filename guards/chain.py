@@ -84,9 +84,7 @@ async def _run_one(built: BuiltGuard, check: Check) -> Verdict:
         started = time.perf_counter()
         verdict = call() if len(check.text) <= OFF_LOOP_CHARS else await asyncio.to_thread(call)
         if time.perf_counter() - started > timeout:
-            log.warning(
-                "inline guard %s overran its %d ms timeout", built.spec.name, deadline_ms
-            )
+            log.warning("inline guard %s overran its %d ms timeout", built.spec.name, deadline_ms)
         return verdict
     except TimeoutError:
         raise GuardFailure(f"timed out after {deadline_ms} ms", "timeout") from None

@@ -55,40 +55,21 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 
 @dataclass(frozen=True)
 class ContentSafetyModel:
+    """Either model's weights: a harm score over its features (hashed n-grams, or a MiniLM
+    vector), its threshold, and one-vs-rest category scores over the same features."""
+
     weights: npt.NDArray[np.float32]
     bias: float
     threshold: float
-    category_weights: npt.NDArray[np.float32]
+    category_weights: npt.NDArray[np.float32]  # (len(CATEGORIES), features)
     category_bias: npt.NDArray[np.float32]
 
 
 @functools.cache
 def load_model(path: Path = MODEL_PATH) -> ContentSafetyModel:
-    """The shipped weights (loaded once per process)."""
+    """Shipped weights (each file loaded once per process): MODEL_PATH or MINILM_MODEL_PATH."""
     with np.load(path) as data:
         return ContentSafetyModel(
-            data["weights"].astype(np.float32),
-            float(data["bias"][0]),
-            float(data["threshold"][0]),
-            data["category_weights"].astype(np.float32),
-            data["category_bias"].astype(np.float32),
-        )
-
-
-@dataclass(frozen=True)
-class MiniLMSafetyModel:
-    weights: npt.NDArray[np.float32]  # (dim,)
-    bias: float
-    threshold: float
-    category_weights: npt.NDArray[np.float32]  # (len(CATEGORIES), dim)
-    category_bias: npt.NDArray[np.float32]
-
-
-@functools.cache
-def load_minilm_model(path: Path = MINILM_MODEL_PATH) -> MiniLMSafetyModel:
-    """The shipped MiniLM-feature weights (loaded once per process)."""
-    with np.load(path) as data:
-        return MiniLMSafetyModel(
             data["weights"].astype(np.float32),
             float(data["bias"][0]),
             float(data["threshold"][0]),
@@ -182,7 +163,7 @@ class ContentSafetyDetector:
         self.model_name = model
         self.max_windows = max_windows
         self.model = load_model()
-        self._minilm = load_minilm_model() if model == "minilm" else None
+        self._minilm = load_model(MINILM_MODEL_PATH) if model == "minilm" else None
         shipped = self._minilm.threshold if self._minilm is not None else self.model.threshold
         self.threshold = shipped if threshold is None else threshold
         if not 0.0 < self.threshold < 1.0:
@@ -218,7 +199,7 @@ class ContentSafetyDetector:
         reported = [c for c in named if c in self.categories]
         return [Finding(f"HARMFUL_{c.upper()}", 0, len(text), round(score, 4)) for c in reported]
 
-    def _minilm_scores(self, text: str, m: MiniLMSafetyModel) -> tuple[float, dict[str, float]]:
+    def _minilm_scores(self, text: str, m: ContentSafetyModel) -> tuple[float, dict[str, float]]:
         """The highest window score, and the category scores of that window."""
         from mesh.embeddings.batching import embedding_text
 
