@@ -85,7 +85,8 @@ def _bad_response(provider: str, model: str) -> MeshError:
 
 
 def usage_from_json(usage: Any) -> ProviderUsage:
-    """`usage` of a chat.completion as JSON (TypeError when it is not one)."""
+    """`usage` of a chat.completion as JSON (TypeError or AttributeError when it is not one);
+    prompt_tokens already includes the cached ones (prompt_tokens_details.cached_tokens)."""
     details = usage.get("prompt_tokens_details") or {}
     counts = (
         usage.get("prompt_tokens") or 0,
@@ -122,7 +123,8 @@ class OpenAIClient(ProviderClient):
     def _body(self, request: ProviderRequest) -> dict[str, Any]:
         """The request body as sent (`extra_body` merged, as the SDK's create() does)."""
         args = self._arguments(request)
-        return {**args, **args.pop("extra_body", {})}
+        extra = args.pop("extra_body", {})
+        return {**args, **extra}
 
     def _arguments(self, request: ProviderRequest) -> dict[str, Any]:
         s = request.sampling

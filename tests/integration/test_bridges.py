@@ -37,6 +37,7 @@ from mesh.v1 import inference_pb2, inference_pb2_grpc, types_pb2
 from nodes.bridges.backend import BridgeBackend
 from nodes.bridges.runtime import BridgeRuntime
 from tests.fixtures.fault_injector import (
+    Answer,
     FaultInjector,
     Forward,
     Hang,
@@ -477,6 +478,31 @@ async def test_a_200_that_is_not_a_chat_completion_is_a_precise_error(
     assert (details.code, details.reason) == ("UNAVAILABLE", "UPSTREAM_BAD_RESPONSE")
     assert details.metadata["provider"] == "openai-compatible"
     assert details.retryable  # RetryInfo on the status: the router falls back
+
+
+async def test_the_request_body_is_the_chat_completions_wire_format(
+    fault_injector: FaultInjector,
+) -> None:
+    """What an OpenAI-compatible server receives, unary and streamed: sampling as top-level
+    fields (top_k too, for servers such as vLLM that take it), no SDK-only field."""
+    config = _config("openai-compatible", fault_injector.base_url + "/v1")
+    async with running_bridge(config) as (_runtime, stub):
+        for call in ("unary", "stream"):
+            fault_injector.play(Answer("fine"))
+            req = request() if call == "unary" else stream_request()
+            req.sampling.top_k = 5
+            req.sampling.seed = 11
+            if call == "unary":
+                await stub.Generate(req, timeout=20)
+            else:
+                await _collect_stream(stub, req, deadline_s=20, min_deltas=1)
+            body = fault_injector.received[-1].body
+            assert body["top_k"] == 5 and body["seed"] == 11, call
+            assert body["model"] == "smollm2-135m-instruct"
+            assert "extra_body" not in body and "max_tokens" in body
+            assert body.get("stream", False) is (call == "stream")
+            if call == "stream":
+                assert body["stream_options"] == {"include_usage": True}
 
 
 @pytest.mark.parametrize("after_output", [False, True], ids=["first-chunk", "mid-stream"])
