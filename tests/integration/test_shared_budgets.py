@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
@@ -393,9 +394,11 @@ async def test_three_router_replicas_share_one_budget_and_a_killed_one_loses_not
             )
             assert tuple(tally[0]) == (pytest.approx(sum(ledger.values())), 0.0)
             assert sum(ledger.values()) == pytest.approx(LIMIT_USD)
-            assert "expired 4 budget hold(s) of tenant kilo" in (
-                survivors[0].process.output() + survivors[1].process.output()
-            )
+            # The dead replica's 4 holds were expired and said so, by one survivor or split
+            # between both (their sweeps may run at the same moment: CI once logged 1 + 3).
+            logs = survivors[0].process.output() + survivors[1].process.output()
+            swept = re.findall(r"expired (\d+) budget hold\(s\) of tenant kilo", logs)
+            assert sum(map(int, swept)) == 4, swept
 
 
 async def test_a_database_outage_refuses_budgeted_tenants_only(tmp_path: Path) -> None:
