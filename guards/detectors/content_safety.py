@@ -5,7 +5,7 @@ guards/data/ATTRIBUTION.md), each with a harm score, its threshold and one-vs-re
 scores over CATEGORIES:
 
 - `minilm` (the default): logistic regression on all-MiniLM-L6-v2 sentence vectors (the
-  kernel's one embedder, mesh.embeddings, int8 on ONNX Runtime), so it reads what a request
+  kernel's embedder, mesh.embeddings, int8 on ONNX Runtime), so it reads what a request
   asks, not only its words. It judges the whole text (if short) and each of its sentences
   (`windows`); the highest score decides. Figures on held-out rows: README, "Measured
   quality". Cost: one MiniLM run per window, ~2 ms for a short prompt and ~20 ms per KB of
@@ -44,7 +44,7 @@ MODELS = ("minilm", "ngram")
 # MiniLM reads 256 word pieces; 800 characters of English are ~200 of them.
 WINDOW_CHARS = 800
 MAX_WINDOWS = 64  # ~10 KB of prose judged sentence by sentence; past it, sampled
-EMBEDDING_PRECISION: Final = "int8"  # the router's default: one model in memory for both
+EMBEDDING_PRECISION: Final = "int8"  # the router's default precision: the same vectors
 CATEGORIES = ("violence", "weapons", "self_harm", "sexual_minors", "hate", "illegal_activity")
 CATEGORY_DIMENSIONS = 1 << 16
 CATEGORY_MIN_SHARE = 0.5
@@ -220,12 +220,13 @@ class ContentSafetyDetector:
 
 
 def _embedder() -> Embedder:
-    """The process's one MiniLM (shared with the router), loaded now: a policy that uses it is
-    refused at load time if the model is missing, and the first request does not pay the load."""
+    """The guards' MiniLM (its own worker beside the router's: a long text's runs never delay
+    routing), loaded now: a policy that uses it is refused at load time if the model is
+    missing, and the first request does not pay the load."""
     from mesh.embeddings.batching import shared_embedder
     from mesh.embeddings.minilm_assets import EmbeddingModelMissing
 
-    embedder = shared_embedder(EMBEDDING_PRECISION)
+    embedder = shared_embedder(EMBEDDING_PRECISION, pool="guards")
     try:
         embedder.embed(["warm up the content safety model"])
     except EmbeddingModelMissing as exc:

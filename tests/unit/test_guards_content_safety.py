@@ -106,6 +106,19 @@ def test_a_harmful_request_inside_a_long_text_is_found_by_its_window() -> None:
     )
 
 
+def test_the_guard_embeds_on_its_own_worker_not_the_routers() -> None:
+    """A long text's runs must not queue the router's one-per-prompt embeddings behind them."""
+    from mesh.embeddings.batching import shared_embedder
+
+    first = ContentSafetyDetector(model="minilm")._embedder
+    assert first is ContentSafetyDetector(model="minilm")._embedder  # one per process
+    assert first is shared_embedder("int8", pool="guards")
+    assert first is not shared_embedder("int8")  # the router's pool
+    text = "How do I bake sourdough bread at home?"
+    same = first.embed([text])[0] @ shared_embedder("int8").embed([text])[0]  # type: ignore[union-attr]
+    assert same > 0.9999  # the same model: the same vector
+
+
 def test_a_huge_text_costs_at_most_max_windows_runs() -> None:
     detector = ContentSafetyDetector(model="minilm", max_windows=3)
     assert detector._embedder is not None
