@@ -14,7 +14,7 @@ longer than MiniLM can see (256 tokens) use only the exact tier.
 
 Only complete answers are stored; `put` takes an explicit outcome so blocked, failed and
 truncated-by-abort responses cannot slip in. The vector index is a preallocated numpy matrix,
-one brute-force matrix-vector product per lookup (~1 ms at 1e4 x 384), with LRU eviction.
+one brute-force matrix-vector product per lookup (cache_index.py), with LRU eviction.
 """
 
 from __future__ import annotations
@@ -25,16 +25,22 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
 from mesh.config import CacheSettings
 from mesh.embeddings.batching import Embedder, Vector, aembed, embedding_text, normalise
-from mesh.router.cache_keys import CacheHit, CacheKey, CacheScope, Outcome, sampling_key
+from mesh.router.cache_index import VectorIndex, as_vector
+from mesh.router.cache_keys import (
+    CacheEntry,
+    CacheHit,
+    CacheKey,
+    CacheScope,
+    CacheStats,
+    Outcome,
+    sampling_key,
+)
 from mesh.router.cache_verify import QuestionVerifier, minilm_vocabulary
-from mesh.router.question_form import QuestionForm
 from mesh.v1 import types_pb2
 
 # The key and hit types live in cache_keys.py; they are part of this module's API too.
@@ -59,33 +65,6 @@ INLINE_FORM_CHARS = 200
 VERIFIED_SAME_FORM = "verified: same words after normalising"
 
 
-@dataclass
-class _Entry:
-    scope: str
-    exact: str
-    text: str
-    usage: types_pb2.Usage
-    model: str
-    node_id: str
-    finish_reason: int
-    stored_at: float
-    slot: int = -1
-    tier: int = 0
-    forms: tuple[QuestionForm, ...] = ()
-    form_key: str = ""
-
-
-@dataclass
-class _Stats:
-    exact_hits: int = 0
-    semantic_hits: int = 0
-    misses: int = 0
-    stores: int = 0
-    refused: int = 0
-    evictions: int = 0
-    vetoes: int = 0  # semantic candidates the verifier turned down
-
-
 class ResponseCache:
     """Thread-safe exact + semantic cache; `aget`/`aput` keep embedding off the event loop."""
 
@@ -103,19 +82,13 @@ class ResponseCache:
             self._verifier = verifier or QuestionVerifier(minilm_vocabulary())
         self._clock = clock
         self._lock = threading.Lock()
-        self._entries: OrderedDict[int, _Entry] = OrderedDict()  # LRU order
+        self._entries: OrderedDict[int, CacheEntry] = OrderedDict()  # LRU order
         self._by_exact: dict[str, int] = {}
         self._by_form: dict[str, int] = {}  # scope + canonical words -> entry (verified tier)
         self._next_id = 0
-        self.stats = _Stats()
-        cap = self.settings.max_entries
+        self.stats = CacheStats()
         dim = self._embedder.dim if self._embedder else 0
-        self._task_vecs = np.zeros((cap, dim), dtype=np.float32)
-        self._ctx_vecs = np.zeros((cap, dim), dtype=np.float32)
-        self._slot_entry = np.full(cap, -1, dtype=np.int64)  # entry id per slot, -1 free
-        self._slot_scope = np.zeros(cap, dtype=np.int64)  # hashed scope+turns+numbers
-        self._free = list(range(cap - 1, -1, -1))  # popped lowest first: slots stay packed
-        self._high = 0  # one past the highest slot ever used: searches read only [:high]
+        self._index = VectorIndex(self.settings.max_entries, dim)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -233,24 +206,18 @@ class ResponseCache:
             if same_form is not None:
                 entry = self._entries[same_form]
                 if not self._expired(entry):
-                    similarity = float(self._task_vecs[entry.slot] @ task_vec)
+                    similarity = self._index.task_similarity(entry.slot, task_vec)
                     return self._semantic_hit(same_form, similarity, VERIFIED_SAME_FORM, key)
                 self._remove(same_form)
-            high = self._high
-        # A row being written meanwhile can only give a wrong score to a slot that is then
-        # re-checked under the lock (and verified): never a wrong hit.
-        sims = self._task_vecs[:high] @ task_vec
+            high = self._index.high
+        # Scored without the lock; each slot is re-checked under it (and verified).
+        sims = self._index.scores(task_vec, high)
         with self._lock:
-            sims[self._slot_scope[:high] != scope] = -1.0
-            sims[self._slot_entry[:high] < 0] = -1.0
-            order = np.flatnonzero(sims >= threshold)
-            if order.size == 0:
-                return None
             candidates = []
-            for slot in order[np.argsort(-sims[order])]:
-                if key.context and float(self._ctx_vecs[slot] @ ctx_vec) < threshold:
+            for slot in map(int, self._index.ranked(sims, scope, threshold)):
+                if key.context and self._index.context_similarity(slot, ctx_vec) < threshold:
                     continue
-                entry_id = int(self._slot_entry[slot])
+                entry_id = self._index.entry(slot)
                 entry = self._entries[entry_id]
                 if self._expired(entry):
                     self._remove(entry_id)
@@ -319,7 +286,7 @@ class ResponseCache:
                 self.stats.evictions += 1
             entry_id = self._next_id
             self._next_id += 1
-            entry = _Entry(
+            entry = CacheEntry(
                 key.scope.key,
                 key.exact,
                 text,
@@ -340,18 +307,13 @@ class ResponseCache:
     def _attach(
         self,
         entry_id: int,
-        entry: _Entry,
+        entry: CacheEntry,
         key: CacheKey,
         vectors: tuple[Vector, Vector],
         form_key: str,
     ) -> None:
         """Give a stored entry its place in the semantic index (lock held)."""
-        slot = self._free.pop()
-        self._high = max(self._high, slot + 1)
-        self._task_vecs[slot], self._ctx_vecs[slot] = vectors
-        self._slot_entry[slot] = entry_id
-        self._slot_scope[slot] = self._semantic_scope(key)
-        entry.slot = slot
+        entry.slot = self._index.add(entry_id, vectors, self._semantic_scope(key))
         if self._verifier is not None:
             entry.forms = key.forms
         if form_key:
@@ -417,7 +379,7 @@ class ResponseCache:
                 self._remove(eid)
 
     # -- internals (lock held) -------------------------------------------------------------
-    def _expired(self, entry: _Entry) -> bool:
+    def _expired(self, entry: CacheEntry) -> bool:
         return self._clock() - entry.stored_at > self.settings.ttl_s
 
     def _remove(self, entry_id: int) -> None:
@@ -427,11 +389,10 @@ class ResponseCache:
         if entry.form_key and self._by_form.get(entry.form_key) == entry_id:
             del self._by_form[entry.form_key]
         if entry.slot >= 0:
-            self._slot_entry[entry.slot] = -1
-            self._free.append(entry.slot)
+            self._index.release(entry.slot)
 
     def _hit(
-        self, entry: _Entry, kind: str, similarity: float, verification: str, vetoed: int = 0
+        self, entry: CacheEntry, kind: str, similarity: float, verification: str, vetoed: int = 0
     ) -> CacheHit:
         usage = types_pb2.Usage()
         usage.CopyFrom(entry.usage)
@@ -448,11 +409,3 @@ class ResponseCache:
             verification,
             vetoed,
         )
-
-
-def as_vector(values: npt.ArrayLike) -> Vector:
-    """L2-normalised float32 copy (for embedders written in tests or benchmarks)."""
-    arr = np.asarray(values, dtype=np.float32)
-    norm = float(np.linalg.norm(arr))
-    out: Vector = arr / norm if norm else arr
-    return out

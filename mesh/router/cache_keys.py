@@ -1,4 +1,4 @@
-"""What a cached answer is keyed and scoped by, and what a hit carries.
+"""What a cached answer is keyed and scoped by, what is stored, and what a hit carries.
 
 A key covers the tenant, the guard-policy version (an answer never outlives the policy that
 admitted it), what the answer was routed to, and the sampling parameters; the exact part hashes
@@ -144,3 +144,34 @@ class CacheHit:
     def saved_cost_usd(self) -> float:
         """What the answer cost when it was generated: the saving this hit records."""
         return self.usage.cost_usd
+
+
+@dataclass
+class CacheEntry:
+    """One stored answer (ResponseCache's own record; slot -1 until indexed)."""
+
+    scope: str
+    exact: str
+    text: str
+    usage: types_pb2.Usage
+    model: str
+    node_id: str
+    finish_reason: int
+    stored_at: float
+    slot: int = -1
+    tier: int = 0
+    forms: tuple[QuestionForm, ...] = ()
+    form_key: str = ""
+
+
+@dataclass
+class CacheStats:
+    """Counters the router's metrics read."""
+
+    exact_hits: int = 0
+    semantic_hits: int = 0
+    misses: int = 0
+    stores: int = 0
+    refused: int = 0
+    evictions: int = 0
+    vetoes: int = 0  # semantic candidates the verifier turned down

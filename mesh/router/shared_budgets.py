@@ -32,20 +32,8 @@ import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import (
-    ARRAY,
-    BigInteger,
-    Column,
-    DateTime,
-    Float,
-    MetaData,
-    String,
-    Table,
-    TextClause,
-    bindparam,
-    func,
     insert,
     text,
 )
@@ -54,162 +42,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mesh.config import BudgetSettings, TenantBudget
 from mesh.contract.errors import Code, MeshError
+from mesh.router import shared_budgets_sql as sql
 from mesh.router.budget import BudgetExceeded, Reservation, over_budget
-from mesh.router.ledger import (
-    DDL_LOCK_KEY,
-    LedgerEntry,
-    LedgerRow,
-    create_ledger_table,
-    ledger_values,
-    why_failed,
-)
+from mesh.router.database import DDL_LOCK_KEY, why_failed
+from mesh.router.ledger import LedgerEntry, LedgerRow, create_ledger_table, ledger_values
 
 log = logging.getLogger(__name__)
 
-_TENANT_CHARS = 128  # the ledger's tenant column too
-_REAP_LOCK_KEY = 0x6D65_7368_7265_6170  # one reaper at a time: two would deadlock on rows
-_SETTLEMENT_KEEP = "1 day"  # markers older than this are pruned; retries come within minutes
 _STOP_WAIT_S = 10.0
 NO_HOLD = 0  # Reservation.id of a request admitted while the store was down (on_store_error open)
 
-_metadata = MetaData()
-TALLY = Table(
-    "mesh_budget_tally",
-    _metadata,
-    Column("tenant", String(_TENANT_CHARS), primary_key=True),
-    Column("day", String(10), nullable=False),
-    Column("day_spent_usd", Float, nullable=False),
-    Column("month", String(7), nullable=False),
-    Column("month_spent_usd", Float, nullable=False),
-    Column("reserved_usd", Float, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-)
-HOLDS = Table(
-    "mesh_budget_holds",
-    _metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("tenant", String(_TENANT_CHARS), nullable=False, index=True),
-    Column("amount_usd", Float, nullable=False),
-    Column("owner", String(128), nullable=False, index=True),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
-)
-SETTLEMENTS = Table(
-    "mesh_budget_settlements",
-    _metadata,
-    Column("id", String(48), primary_key=True),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-)
-
-_TYPES: dict[str, Any] = {
-    "amount": Float,
-    "cost": Float,
-    "ttl": Float,
-    "daily": Float,
-    "monthly": Float,
-    "tenant": String,
-    "owner": String,
-    "key": String,
-    "ids": ARRAY(BigInteger),
-}
-
-
-def _sql(statement: str) -> TextClause:
-    """A statement whose parameters are typed (asyncpg then gets casts instead of guessing)."""
-    return text(statement).bindparams(
-        *(bindparam(name, type_=kind) for name, kind in _TYPES.items() if f":{name}" in statement)
-    )
-
-
-# The current UTC day and month by the database's clock, and a tally row's spend in them.
-_DAY = "to_char(timezone('UTC', now()), 'YYYY-MM-DD')"
-_MONTH = "to_char(timezone('UTC', now()), 'YYYY-MM')"
-_DAY_SPENT = f"(CASE WHEN t.day = {_DAY} THEN t.day_spent_usd ELSE 0 END)"
-_MONTH_SPENT = f"(CASE WHEN t.month = {_MONTH} THEN t.month_spent_usd ELSE 0 END)"
-
-_RESERVE = _sql(
-    f"""
-    WITH admitted AS (
-        UPDATE mesh_budget_tally AS t
-        SET day = {_DAY}, day_spent_usd = {_DAY_SPENT},
-            month = {_MONTH}, month_spent_usd = {_MONTH_SPENT},
-            reserved_usd = t.reserved_usd + :amount, updated_at = now()
-        WHERE t.tenant = :tenant
-          AND (:daily IS NULL
-               OR {_DAY_SPENT} + t.reserved_usd + :amount <= :daily)
-          AND (:monthly IS NULL
-               OR {_MONTH_SPENT} + t.reserved_usd + :amount <= :monthly)
-        RETURNING t.tenant
-    )
-    INSERT INTO mesh_budget_holds (tenant, amount_usd, owner, expires_at)
-    SELECT tenant, :amount, :owner, now() + make_interval(secs => :ttl) FROM admitted
-    RETURNING id
-    """  # noqa: S608 (constant fragments; values are bound)
-)
-_FIGURES = _sql(
-    f"""
-    SELECT {_DAY_SPENT} AS day_spent, {_MONTH_SPENT} AS month_spent, t.reserved_usd,
-           (SELECT count(*) FROM mesh_budget_holds AS h WHERE h.tenant = t.tenant) AS holds
-    FROM mesh_budget_tally AS t WHERE t.tenant = :tenant
-    """  # noqa: S608 (constant fragments; values are bound)
-)
-# A tenant budgeted for the first time starts from what the ledger already holds.
-_SEED = _sql(
-    f"""
-    INSERT INTO mesh_budget_tally
-        (tenant, day, day_spent_usd, month, month_spent_usd, reserved_usd, updated_at)
-    SELECT :tenant, {_DAY},
-           coalesce(sum(l.cost_usd) FILTER (WHERE l.created_at >=
-               date_trunc('day', timezone('UTC', now())) AT TIME ZONE 'UTC'), 0),
-           {_MONTH}, coalesce(sum(l.cost_usd), 0), 0, now()
-    FROM mesh_ledger AS l
-    WHERE l.tenant = :tenant
-      AND l.created_at >= date_trunc('month', timezone('UTC', now())) AT TIME ZONE 'UTC'
-    ON CONFLICT (tenant) DO NOTHING
-    """  # noqa: S608 (constant fragments; values are bound)
-)
-_MARK = _sql(
-    "INSERT INTO mesh_budget_settlements (id) VALUES (:key) ON CONFLICT DO NOTHING RETURNING id"
-)
-# Holds already reaped give nothing back here (their reaper did), so nothing counts twice.
-_SETTLE = _sql(
-    f"""
-    WITH released AS (
-        DELETE FROM mesh_budget_holds WHERE id = ANY(:ids)
-        RETURNING amount_usd
-    )
-    UPDATE mesh_budget_tally AS t
-    SET day = {_DAY}, day_spent_usd = {_DAY_SPENT} + :cost,
-        month = {_MONTH}, month_spent_usd = {_MONTH_SPENT} + :cost,
-        reserved_usd = greatest(
-            t.reserved_usd - (SELECT coalesce(sum(amount_usd), 0) FROM released), 0),
-        updated_at = now()
-    WHERE t.tenant = :tenant
-    RETURNING t.tenant
-    """  # noqa: S608 (constant fragments; values are bound)
-)
-_RENEW = _sql(
-    """
-    UPDATE mesh_budget_holds SET expires_at = now() + make_interval(secs => :ttl)
-    WHERE owner = :owner AND id = ANY(:ids)
-    """
-)
-_REAP = _sql(
-    """
-    WITH expired AS (
-        DELETE FROM mesh_budget_holds WHERE expires_at < now() RETURNING tenant, amount_usd
-    ), per_tenant AS (
-        SELECT tenant, sum(amount_usd) AS amount, count(*) AS holds FROM expired GROUP BY tenant
-    )
-    UPDATE mesh_budget_tally AS t
-    SET reserved_usd = greatest(t.reserved_usd - p.amount, 0), updated_at = now()
-    FROM per_tenant AS p WHERE t.tenant = p.tenant
-    RETURNING t.tenant, p.amount, p.holds
-    """
-)
-_PRUNE = _sql(
-    f"DELETE FROM mesh_budget_settlements WHERE created_at < now() - interval '{_SETTLEMENT_KEEP}'"  # noqa: S608
-)
 _STORE_ERRORS = (OSError, SQLAlchemyError, TimeoutError)
 
 
@@ -270,7 +112,7 @@ class SharedBudgets:
         async with self.engine.begin() as conn:
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": DDL_LOCK_KEY})
             await conn.run_sync(create_ledger_table)
-            await conn.run_sync(_metadata.create_all)
+            await conn.run_sync(sql.METADATA.create_all)
         self._loop = asyncio.create_task(self._maintain(), name="shared-budgets")
         log.info("budgets shared through %s as %s", self.where, self.owner)
 
@@ -297,7 +139,7 @@ class SharedBudgets:
     # -- the request path -------------------------------------------------------------------
     async def reserve(self, tenant: str, amount_usd: float, limits: TenantBudget) -> Reservation:
         """Hold `amount_usd` for `tenant`, or raise BudgetExceeded (or BudgetStoreUnavailable)."""
-        tenant = tenant[:_TENANT_CHARS]
+        tenant = tenant[: sql.TENANT_CHARS]
         amount_usd = max(amount_usd, 0.0)
         try:
             async with asyncio.timeout(self.settings.store_timeout_s):
@@ -329,12 +171,12 @@ class SharedBudgets:
         # the caller's timeout bounds it.
         while True:
             async with self._autocommit.connect() as conn:
-                hold_id = (await conn.execute(_RESERVE, params)).scalar_one_or_none()
+                hold_id = (await conn.execute(sql.RESERVE, params)).scalar_one_or_none()
                 if hold_id is not None:
                     return int(hold_id)
-                figures = (await conn.execute(_FIGURES, {"tenant": tenant})).one_or_none()
+                figures = (await conn.execute(sql.FIGURES, {"tenant": tenant})).one_or_none()
                 if figures is None:  # the first budgeted request of this tenant
-                    await conn.execute(_SEED, {"tenant": tenant})
+                    await conn.execute(sql.SEED, {"tenant": tenant})
                     continue
             refusal = _refusal(
                 tenant, limits, amount, figures.day_spent, figures.month_spent, figures.reserved_usd
@@ -356,7 +198,7 @@ class SharedBudgets:
         caller cancelled meanwhile does not cancel the write.
         """
         job = _Settlement(
-            tenant[:_TENANT_CHARS],
+            tenant[: sql.TENANT_CHARS],
             [r.id for r in reservations if r.id != NO_HOLD],
             max(cost_usd, 0.0),
             row,
@@ -395,25 +237,25 @@ class SharedBudgets:
         # The tenant's tally row is everyone's hot spot: it is locked last, one round trip
         # before the commit.
         async with self.engine.begin() as conn:
-            if (await conn.execute(_MARK, {"key": job.key})).first() is None:
+            if (await conn.execute(sql.MARK, {"key": job.key})).first() is None:
                 return  # an earlier try committed (its answer was lost): applying it again
                 # would count the spend twice
             if job.row is not None:
                 await conn.execute(insert(LedgerEntry), [ledger_values(job.row)])
             params = {"ids": job.hold_ids, "cost": job.cost_usd, "tenant": job.tenant}
-            if (await conn.execute(_SETTLE, params)).first() is None:
+            if (await conn.execute(sql.SETTLE, params)).first() is None:
                 # A tenant admitted unchecked (store down) has no tally yet: seeded from the
                 # ledger, which already holds this row's cost when there is a row.
-                await conn.execute(_SEED, {"tenant": job.tenant})
+                await conn.execute(sql.SEED, {"tenant": job.tenant})
                 seeded = {**params, "cost": 0.0} if job.row is not None else params
-                await conn.execute(_SETTLE, seeded)
+                await conn.execute(sql.SETTLE, seeded)
 
     # -- figures ----------------------------------------------------------------------------
     async def spent(self, tenant: str) -> Mapping[str, float]:
         """The tenant's shared figures now (for tests and operators)."""
         async with self.engine.connect() as conn:
             figures = (
-                await conn.execute(_FIGURES, {"tenant": tenant[:_TENANT_CHARS]})
+                await conn.execute(sql.FIGURES, {"tenant": tenant[: sql.TENANT_CHARS]})
             ).one_or_none()
         if figures is None:
             return {"day_spent_usd": 0.0, "month_spent_usd": 0.0, "reserved_usd": 0.0, "holds": 0}
@@ -452,7 +294,7 @@ class SharedBudgets:
             return
         async with self._autocommit.connect() as conn:
             await conn.execute(
-                _RENEW,
+                sql.RENEW,
                 {"owner": self.owner, "ids": sorted(self._open), "ttl": self.settings.hold_ttl_s},
             )
 
@@ -468,12 +310,12 @@ class SharedBudgets:
         async with self.engine.begin() as conn:
             got = (
                 await conn.execute(
-                    text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _REAP_LOCK_KEY}
+                    text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": sql.REAP_LOCK_KEY}
                 )
             ).scalar_one()
             if not got:  # another replica is reaping right now
                 return set()
-            rows = (await conn.execute(_REAP)).all()
+            rows = (await conn.execute(sql.REAP)).all()
         for row in rows:
             log.warning(
                 "expired %d budget hold(s) of tenant %s ($%.6f): their router stopped renewing "
@@ -486,7 +328,7 @@ class SharedBudgets:
 
     async def _prune(self) -> None:
         async with self._autocommit.connect() as conn:
-            await conn.execute(_PRUNE)
+            await conn.execute(sql.PRUNE)
 
     def _went_down(self, err: BaseException) -> None:
         if self._down_since is None:

@@ -46,7 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mesh.contract.errors import Code, MeshError
 from mesh.router.catalog import Catalog
-from mesh.router.ledger import DDL_LOCK_KEY, why_failed
+from mesh.router.database import DDL_LOCK_KEY, why_failed
 from mesh.v1 import registry_pb2, types_pb2
 
 log = logging.getLogger(__name__)

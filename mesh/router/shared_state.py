@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mesh.config import RouterConfig
 from mesh.contract.errors import MeshError
 from mesh.router.catalog import Catalog
-from mesh.router.ledger import LedgerError, display_url, is_postgres, open_engine, why_failed
+from mesh.router.database import LedgerError, display_url, is_postgres, open_engine, why_failed
 from mesh.router.shared_budgets import SharedBudgets
 from mesh.router.shared_registry import RegistryStoreUnavailable, SharedRegistry
 

@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from guards.audit import AuditLog, DecisionQuery
 from mesh.config import MeshConfig, load_config
-from mesh.router.ledger import Ledger, LedgerEntry, LedgerError
+from mesh.router.database import LedgerError
+from mesh.router.ledger import Ledger, LedgerEntry
 from tests.deploy.k8s import K8S
 from tests.fixtures.postgres import PostgresServer
 from tests.helpers import ledger_row

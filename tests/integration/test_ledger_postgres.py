@@ -32,7 +32,8 @@ from mesh.config import (
 )
 from mesh.router.auth import hash_api_key
 from mesh.router.cli import _summary
-from mesh.router.ledger import Ledger, LedgerEntry, LedgerError, LedgerRow, format_costs
+from mesh.router.database import LedgerError
+from mesh.router.ledger import Ledger, LedgerEntry, LedgerRow, format_costs
 from tests.fixtures.postgres import PostgresServer, running_postgres
 from tests.helpers import LEDGER_NOW as NOW
 from tests.helpers import ledger_row as _row

@@ -32,7 +32,8 @@ from mesh.config import BudgetSettings, TenantBudget
 from mesh.contract.status import error_details
 from mesh.router.auth import hash_api_key
 from mesh.router.budget import BudgetExceeded
-from mesh.router.ledger import LedgerRow, open_engine
+from mesh.router.database import open_engine
+from mesh.router.ledger import LedgerRow
 from mesh.router.shared_budgets import BudgetStoreUnavailable, SharedBudgets
 from mesh.v1 import inference_pb2
 from tests.fixtures.postgres import running_postgres

@@ -12,7 +12,7 @@ from mesh.config import BaselineSettings, BudgetSettings, TenantBudget
 from mesh.contract.errors import Code
 from mesh.router.accounting import Accounting
 from mesh.router.budget import BudgetExceeded, BudgetTracker
-from mesh.router.ledger import open_engine
+from mesh.router.database import open_engine
 from mesh.router.shared_budgets import NO_HOLD, BudgetStoreUnavailable, SharedBudgets
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mesh.router.ledger import Ledger, format_costs, sqlite_url
+from mesh.router.database import sqlite_url
+from mesh.router.ledger import Ledger, format_costs
 from tests.helpers import LEDGER_NOW as NOW
 from tests.helpers import ledger_row as _row
 
