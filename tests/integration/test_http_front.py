@@ -244,6 +244,29 @@ async def test_sync_stream_without_usage_and_the_stream_headers(mesh: HttpMesh) 
     assert headers["x-request-id"] and "x-mesh-cost-usd" not in headers  # cost: last chunk
 
 
+async def test_a_streamed_cache_hit_names_the_model_that_answered_in_every_chunk(
+    mesh: HttpMesh,
+) -> None:
+    """The first chunk of a cached answer said `"model": "auto"` (the request's name) and only
+    the last one the model: clients that read the model from the first chunk saw "auto"."""
+    prompt = user("list three prime numbers")
+    first = await mesh.client().chat.completions.create(model="auto", messages=prompt)
+
+    def call() -> tuple[dict[str, str], list[Any]]:
+        with mesh.sync_client().chat.completions.with_streaming_response.create(
+            model="auto", messages=prompt, stream=True
+        ) as response:
+            return dict(response.headers), list(response.parse())
+
+    headers, chunks = await asyncio.to_thread(call)
+    assert headers["x-mesh-cache"] == "hit"
+    assert (headers["x-mesh-node"], headers["x-mesh-model"]) == ("fake-node", first.model)
+    assert {c.model for c in chunks} == {first.model} == {"fake-model"}
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == (
+        first.choices[0].message.content
+    )
+
+
 async def test_same_pipeline_as_grpc_cache_and_budget(mesh: HttpMesh) -> None:
     """A gRPC call fills the cache an HTTP call then hits, and both spend one tenant budget."""
     prompt = "name the capital of peru"
@@ -386,7 +409,8 @@ async def test_400_malformed_json_and_the_envelope_on_unknown_paths(mesh: HttpMe
         missing = await http.get("/nowhere")
         assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found_error"
         wrong = await http.get("/chat/completions")
-        assert wrong.status_code == 405 and "error" in wrong.json()
+        assert wrong.status_code == 405 and "GET" not in wrong.headers["allow"]
+        assert wrong.json()["error"]["type"] == "invalid_request_error"  # was server_error
 
 
 async def test_401_missing_or_unknown_key_and_x_api_key_works(mesh: HttpMesh) -> None:

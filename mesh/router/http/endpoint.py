@@ -103,7 +103,7 @@ class GenerationEndpoint:
         except StopAsyncIteration:
             raise MeshError("the stream ended before any event", reason="INTERNAL") from None
         headers = stream_headers(ctx)
-        model = headers.get("x-mesh-model", call.model)  # the summary names it for a cache hit
+        model = headers.get("x-mesh-model", call.model)
         frames = self.dialect.frames(ctx.request_id, model, call.include_usage)
         return _ClosingStream(
             sse_frames(first, events, frames),

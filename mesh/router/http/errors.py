@@ -133,7 +133,14 @@ def internal_error(where: str, exc: BaseException) -> MeshError:
 async def framework_error(request: Request, exc: Exception) -> Response:
     """Starlette's own refusals (unknown path, wrong method) and stray errors, as envelopes."""
     if isinstance(exc, HTTPException):
-        code = Code.NOT_FOUND if exc.status_code == 404 else Code.UNIMPLEMENTED
+        # An unknown path is not_found_error; a wrong method (405) is the client's error too.
+        code = (
+            Code.NOT_FOUND
+            if exc.status_code == 404
+            else Code.INVALID_ARGUMENT
+            if exc.status_code < 500
+            else Code.UNIMPLEMENTED
+        )
         err = MeshError(str(exc.detail), code=code, reason=f"HTTP_{exc.status_code}")
         response = error_response(err)
         response.status_code = exc.status_code  # 405 stays 405

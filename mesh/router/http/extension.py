@@ -93,11 +93,17 @@ def route_headers(
 
 def stream_headers(ctx: RequestContext) -> dict[str, str]:
     """x-mesh-* headers of a stream, sent with its first event: the cost is not known yet (it
-    is in the last event's `mesh` object), nor, for a cached answer, the node."""
+    is in the last event's `mesh` object). A cached answer names the node and model that
+    first gave it, as a unary cache hit's RouteInfo does."""
     headers = {"x-request-id": ctx.request_id}
-    decision, attempts = ctx.decision, ctx.attempts
-    if decision is None or attempts is None:  # answered from the cache before any decision
+    hit = ctx.cache_hit
+    if hit is not None:
+        headers["x-mesh-node"] = hit.node_id
+        headers["x-mesh-model"] = hit.model
         headers["x-mesh-cache"] = "hit"
+        return headers
+    decision, attempts = ctx.decision, ctx.attempts
+    if decision is None or attempts is None:  # no route was taken (not reached in practice)
         return headers
     # The candidate that committed: the first in the decision's order that did not fail.
     committed = next((c for c in decision.ordered if c not in attempts.failures), None)

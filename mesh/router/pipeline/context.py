@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from guards.guarded_request import GuardedRequest
     from guards.verdict import ChainResult
     from mesh.router.accounting import Hold
-    from mesh.router.cache import CacheKey
+    from mesh.router.cache import CacheHit, CacheKey
     from mesh.router.decision import RouteDecision
     from mesh.router.pipeline.attempts import Attempts
     from mesh.router.pipeline.plan import Plan
@@ -41,6 +41,7 @@ class RequestContext:
     guards: GuardedRequest | None = None  # the guard policy snapshot of this request
     input_result: ChainResult | None = None
     cache_key: CacheKey | None = None
+    cache_hit: CacheHit | None = None  # the answer is served from the cache
     plan: Plan | None = None
     decision: RouteDecision | None = None
     hold: Hold | None = None

@@ -99,12 +99,14 @@ class Pipeline:
         try:
             routed.hit = self.cache.exact(ctx, policy, ctx.guards.version if ctx.guards else "")
             if routed.hit is not None:
+                ctx.cache_hit = routed.hit
                 return routed
             ctx.plan = plan = await self.planner.plan(
                 ctx.tenant, policy, request.messages, request.sampling, request.routing
             )
             routed.hit = await self.cache.semantic(ctx, plan)
             if routed.hit is not None:
+                ctx.cache_hit = routed.hit
                 return routed
             key = ctx.cache_key
             if key is not None and key.vetoed:  # near matches that asked another question
