@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from mesh.router.question_lexicon import (
     ARTICLES,
     COUNTED_NOUNS,
+    EMBEDDED_ASKS,
     FILLER_AS_OBJECT,
     GREETINGS,
     HOWTO_OPENINGS,
@@ -32,6 +33,7 @@ from mesh.router.question_lexicon import (
     POLITE_TRAILING,
     PREPOSITIONS,
     QUANTITY_NOUNS,
+    QUESTION_WORDS,
     TENS,
     THE_ASKS,
     TRAILING_FILLERS,
@@ -88,6 +90,7 @@ _TRAILING = _index(tuple(p[::-1] for p in TRAILING_FILLERS), 0)  # matched on re
 _POLITE_TRAILING = _index(tuple(p[::-1] for p in POLITE_TRAILING), 0)
 _HOWTO = _index(HOWTO_OPENINGS, 0)
 _THE_ASKS = _index(THE_ASKS, 0)
+_EMBEDDED_ASKS = _index(EMBEDDED_ASKS, 0)
 _PHRASES = _index(tuple(PHRASES), 0)
 _TWO_WORD_TENS = {t + u: TENS[t] + NUMBER_WORDS[u] for t in TENS for u in list(NUMBER_WORDS)[1:10]}
 
@@ -226,10 +229,16 @@ def _trim(sentence: list[_Tok]) -> list[_Tok]:
 
 
 def _the_ask(words: list[_Tok]) -> list[_Tok]:
-    """ "Tell me the X" / "What are the X" -> "what is the X": one wording of one request."""
+    """ "Tell me the X" / "What are the X" -> "what is the X", "Tell me who X" -> "who X": one
+    wording of one request."""
     lows = [w.low for w in words if w.low not in ARTICLES]
     if any(_at(lows, 0, p) for p in _HOWTO.get(lows[0] if lows else "", ())):
         return words  # "what are the steps to ..." is a how-to opening
+    for phrase in _EMBEDDED_ASKS.get(_first_word(words), ()):
+        n, _ = _match(words, phrase)
+        if n and n < len(words) and words[n].low in QUESTION_WORDS and not words[n].quoted:
+            first = words[n]
+            return [_Tok(first.low, first.raw, initial=words[0].initial), *words[n + 1 :]]
     for phrase in _THE_ASKS.get(_first_word(words), ()):
         n, _ = _match(words, phrase)
         if n and n < len(words) and words[n].low == "the" and not words[n].quoted:

@@ -66,6 +66,15 @@ THE_ASKS = _phrases(
     i want to know | i would like to know | i need to know | let me know | name | list |
     identify | state | find"""
 )
+# Asks that wrap a question word ("Could you tell me who painted X?", "Do you know where the
+# station is?") ask that question: the wrapper goes, the embedded question stays. Not before
+# "if"/"whether" (a yes/no question in another word order) and not "name"/"list"/... (they
+# take a noun, not a clause).
+EMBEDDED_ASKS = _phrases(
+    """tell me | do you know | do you happen to know | i want to know | i would like to know |
+    i need to know | let me know | any idea | do you have any idea"""
+)
+QUESTION_WORDS = _words("who whom whose what which where when why how")
 # Trailing "for me" is politeness only in a request already softened ("Please write a poem
 # for me"); in "Is coffee bad for me?" it is the question.
 POLITE_OPENERS = _words("please kindly can could would will")

@@ -120,6 +120,9 @@ SAME = {
         ("Give me the symptoms of scurvy.", "What are the symptoms of scurvy?"),
         ("List the moons of Jupiter.", "What are the moons of Jupiter?"),
         ("Is there a way to rename a branch in git?", "How do I rename a branch in git?"),
+        # an ask wrapped around a question word is that question
+        ("Could you tell me who designed the Eiffel Tower?", "Who designed the Eiffel Tower?"),
+        ("Any idea which planet has rings?", "Which planet has rings?"),
     ],
     "phrase moved": [
         ("In Rust, how do I read a file?", "How do I read a file in Rust?"),
@@ -184,6 +187,12 @@ GUARDED = [
     ("What were the causes of the war?", "Tell me the causes of the war."),
     ("Name a river.", "What is a river?"),
     ("Is there a way to rename a branch in git?", "How do I delete a branch in git?"),
+    # the wrapper goes, never what the embedded question asks; "if" keeps its wrapper
+    ("Tell me why owls hoot.", "Why don't owls hoot?"),
+    ("Do you know who won the 1998 final?", "Who won the 2002 final?"),
+    ("Do you know if it snows in Rome?", "Does it not snow in Rome?"),
+    # an embedded clause keeps its own word order: that is a miss, never a wrong answer
+    ("Do you know where the station is?", "Where is the station?"),
 ]
 
 
@@ -268,6 +277,9 @@ def test_every_message_of_a_conversation_must_agree(verifier: QuestionVerifier) 
         ("What is the 3rd planet?", ("what", "is", "third", "planet")),
         ("Conjugate 'to be' for 'I'.", ("conjugate", '"to', '"be', "for", '"i')),
         ("Move file A to folder B.", ("move", "file", "a", "to", "folder", "b")),
+        ("Do you know where the station is?", ("where", "station", "is")),
+        ("Do you know if it rains?", ("do", "you", "know", "if", "it", "rains")),
+        ("Name who won.", ("name", "who", "won")),
     ],
 )
 def test_question_form(text: str, tokens: tuple[str, ...]) -> None:
