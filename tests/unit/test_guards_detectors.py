@@ -85,6 +85,56 @@ def test_numbers_without_a_phone_cue_close_before_them_are_not_phones(text: str)
     assert PiiDetector().find(text) == []
 
 
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        # cue phrasings: "me"/"us", "to", a name between the verb and "at", "my number is"
+        ("Please call me at 5403926876 tonight", "5403926876"),
+        ("I would like to stop receiving messages to 99 668472", "99 668472"),
+        ("Call Anna Berg at 451 5986 tomorrow", "451 5986"),
+        ("My number is 7682883, thanks", "7682883"),
+        # the line's label after the number, as contact blocks write it
+        ("Paxata\nPSC 3294, Box 9168\n451 5986 office", "451 5986"),
+        ("Anna Berg\n5403926876 (mobile)", "5403926876"),
+        # international forms the PHONE pattern refused or saw only part of
+        ("Write to +54 9 11 1234 5678 today", "+54 9 11 1234 5678"),
+        ("Office +44(0)1632 960662 in Leeds", "+44(0)1632 960662"),
+        ("Paris +33 (0)3 59 96 93 71 is open", "+33 (0)3 59 96 93 71"),
+        ("Bogotá (+57) 314 023 59 25 desk", "(+57) 314 023 59 25"),
+        ("from abroad 00421 2 70499962 works", "00421 2 70499962"),
+        # national forms: a trunk "0" and two groups, a bracketed area code, a leading digit
+        ("Leeds 01632 960123 all day", "01632 960123"),
+        ("Manchester (0161) 4960000 all day", "(0161) 4960000"),
+        ("Toll free 1-800-386-7560 all day", "1-800-386-7560"),
+        ("Moscow 8 (783) 101-2228 all day", "8 (783) 101-2228"),
+        ("Budapest 35/139-6937 all day", "35/139-6937"),
+        ("Tel: 06-1/685 8783", "06-1/685 8783"),
+    ],
+)
+def test_phone_forms_and_cues_beyond_the_separated_groups(text: str, number: str) -> None:
+    assert types_of(PiiDetector().find(text), text) == [("PHONE_NUMBER", number)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "send messages to 1500000 users",  # a cue, but a round quantity
+        "We bought 1500000 office chairs",  # a label word that does not end the line
+        "Is my number 1234567 prime?",  # "my number" without "is" or ":"
+        "on 12/05/2024 call me on 12/05/2024",  # dates after a cue
+        "400-120-200=<<400-120-200=80>>80 students",  # GSM8K working
+        "450-150-36-50-20-10=184",
+        "the essay has 700-1000 words",  # a range
+        "In 2024 1500000 units sold; (1) 2000000 more",  # a year, a list item
+        "version 10.0.19045 build 2024-0001234",
+        "ISBN 978-0-306-40615-7 and price $1,299.99",
+        "x = 3 +4 5 6 7 8 9 10 11",  # single-digit groups after a "+"
+    ],
+)
+def test_numbers_that_only_look_like_the_new_phone_forms(text: str) -> None:
+    assert PiiDetector().find(text) == []
+
+
 def test_checksums() -> None:
     assert luhn_valid("4111111111111111") and not luhn_valid("4111111111111112")
     assert iban_valid("GB82WEST12345698765432") and not iban_valid("GB82WEST12345698765433")
@@ -201,6 +251,8 @@ STREAMED_VALUES = [
     ("4111 1111 1111 1111", "pii"),
     ("GB82 WEST 1234 5698 7654 32", "pii"),
     ("+1 (984) 182-0190 ext. 12", "pii"),
+    ("+33 (0)3 59 96 93 71", "pii"),
+    ("35/139-6937", "pii"),
     ("192.168.1.20", "pii"),
     ("2001:db8::8a2e:370:7334", "pii"),
 ]

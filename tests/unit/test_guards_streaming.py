@@ -215,6 +215,13 @@ PIECES = [
     "Desk: 5403926876",
     "nobody answering at 99 668472",
     "Tel. no. 0378 3549890",
+    # phone numbers the label after them makes phone numbers, or their whole international or
+    # national form (a part of them is a phone number on its own)
+    "451 5986 office",
+    "99 668472 (fax)",
+    "+33 1 75 41 14 42",
+    "1-800-386-7560",
+    "35/139-6937",
     "2024-01-02",
     "a@b.co",
     "https://user:hunter2@host.example/x",
@@ -271,6 +278,22 @@ async def test_a_number_made_a_phone_by_the_word_before_it_never_leaks_at_any_sp
         released, blocked, _ = await stream([CUED_PHONE_TEXT[:cut], CUED_PHONE_TEXT[cut:]])
         assert not blocked and released == expected, cut
     one_by_one, _, _ = await stream(list(CUED_PHONE_TEXT))
+    assert one_by_one == expected
+
+
+LABELLED_PHONE_TEXT = "Paxata\nBox 9168\n451 5986 office\n99 668472 (fax)\n1500000 office chairs"
+
+
+async def test_a_number_made_a_phone_by_the_label_after_it_never_leaks_at_any_split() -> None:
+    """The label ("office") arrives after the number: the number is held until the label is
+    whole and the line ends, at every split position; a label word that goes on ("office
+    chairs") leaves the number unmasked, as in the whole text."""
+    expected = await unary(LABELLED_PHONE_TEXT)
+    assert "5986" not in expected and "668472" not in expected and "1500000" in expected
+    for cut in range(1, len(LABELLED_PHONE_TEXT)):
+        released, blocked, _ = await stream([LABELLED_PHONE_TEXT[:cut], LABELLED_PHONE_TEXT[cut:]])
+        assert not blocked and released == expected, cut
+    one_by_one, _, _ = await stream(list(LABELLED_PHONE_TEXT))
     assert one_by_one == expected
 
 
