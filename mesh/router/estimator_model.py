@@ -2,8 +2,9 @@
 
 Shared by the router (mesh/router/tier_estimator.py, inference) and the trainer
 (mesh/router/train_estimator.py), so a request is featurised exactly as the training rows were.
-Inference is numpy only: a softmax over one matrix product of [MiniLM embedding, structural
-features]. Nothing here imports torch or reads more than FEATURE_CHARS of a task.
+Inference is numpy only: [MiniLM embedding, structural features] through one ReLU layer (or
+none: a plain softmax regression, as the structure-only model is) and a softmax. Nothing here
+imports torch or reads more than FEATURE_CHARS of a task.
 """
 
 from __future__ import annotations
@@ -109,9 +110,11 @@ def model_text(task: str) -> str:
 
 @dataclass(frozen=True)
 class TierModel:
-    """Softmax regression over [embedding, standardised structure]; plus evidence for reasons.
+    """[embedding, standardised structure] -> P(tier); plus evidence for reasons.
 
-    `weights` is (classes, dim + structure), `bias` (classes,). `kind_centroids` are the mean
+    With `hidden_weights` (hidden, dim + structure) and `hidden_bias`, the input goes through
+    one ReLU layer first and `weights` is (classes, hidden); without, `weights` is (classes,
+    dim + structure): a softmax regression. `bias` is (classes,). `kind_centroids` are the mean
     embeddings of the training rows of each kind (unit length), so a reason can name the kinds
     of training task a request is closest to.
     """
@@ -124,31 +127,57 @@ class TierModel:
     kind_tiers: tuple[str, ...]
     kind_centroids: F64
     meta: dict[str, object]
+    hidden_weights: F64 | None = None
+    hidden_bias: F64 | None = None
+
+    @property
+    def width(self) -> int:
+        """Inputs the model reads: embedding dimensions plus structural features."""
+        first = self.weights if self.hidden_weights is None else self.hidden_weights
+        return int(first.shape[1])
 
     @property
     def dim(self) -> int:
-        return int(self.weights.shape[1]) - len(STRUCT_NAMES)
+        return self.width - len(STRUCT_NAMES)
 
     def inputs(self, embedding: npt.NDArray[np.floating], struct: F64) -> F64:
         z = (struct - self.struct_mean) / self.struct_std
         return np.concatenate([embedding.astype(np.float64), z])
 
     def probabilities(self, x: F64) -> F64:
-        logits = self.weights @ x + self.bias
-        logits -= logits.max()
+        """P(tier) for one input row (`inputs`)."""
+        out: F64 = self.batch_probabilities(x[None, :])[0]
+        return out
+
+    def batch_probabilities(self, xs: F64) -> F64:
+        """P(tier) for each row of `xs` (rows x width)."""
+        h = xs
+        if self.hidden_weights is not None and self.hidden_bias is not None:
+            h = np.maximum(xs @ self.hidden_weights.T + self.hidden_bias, 0.0)
+        logits = h @ self.weights.T + self.bias
+        logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
-        out: F64 = p / p.sum()
+        out: F64 = p / p.sum(axis=1, keepdims=True)
+        return out
+
+    def _gradient(self, x: F64, upper: int, lower: int) -> F64:
+        """d(log p(upper) - log p(lower)) / dx at x: the weight difference for the softmax
+        regression, that difference through the active ReLU units with a hidden layer."""
+        diff: F64 = self.weights[upper] - self.weights[lower]
+        if self.hidden_weights is None or self.hidden_bias is None:
+            return diff
+        active = (self.hidden_weights @ x + self.hidden_bias) > 0
+        out: F64 = (diff * active) @ self.hidden_weights
         return out
 
     def struct_contributions(self, x: F64, upper: int, lower: int) -> F64:
-        """Each structural feature's push on log p(upper) - log p(lower)."""
-        w = self.weights[upper, self.dim :] - self.weights[lower, self.dim :]
-        out: F64 = w * x[self.dim :]
+        """Each structural feature's push on log p(upper) - log p(lower): gradient x input,
+        which for the softmax regression is exactly the feature's term."""
+        out: F64 = self._gradient(x, upper, lower)[self.dim :] * x[self.dim :]
         return out
 
     def embedding_contribution(self, x: F64, upper: int, lower: int) -> float:
-        w = self.weights[upper, : self.dim] - self.weights[lower, : self.dim]
-        return float(w @ x[: self.dim])
+        return float(self._gradient(x, upper, lower)[: self.dim] @ x[: self.dim])
 
     def nearest_kinds(
         self, embedding: npt.NDArray[np.floating], k: int = 2
@@ -170,7 +199,12 @@ class TierModel:
         return digest
 
     def _arrays(self) -> dict[str, npt.NDArray[np.generic]]:
+        layer: dict[str, npt.NDArray[np.generic]] = {}
+        if self.hidden_weights is not None and self.hidden_bias is not None:
+            layer["hidden_weights"] = self.hidden_weights.astype(np.float32)
+            layer["hidden_bias"] = self.hidden_bias.astype(np.float32)
         return {
+            **layer,
             "weights": self.weights.astype(np.float32),
             "bias": self.bias.astype(np.float32),
             "struct_mean": self.struct_mean.astype(np.float32),
@@ -195,7 +229,16 @@ class TierModel:
         if _digest(arrays) != meta.get("sha256"):
             raise ValueError(f"{path}: weights do not match their recorded sha256 (corrupt?)")
         weights = arrays["weights"].astype(np.float64)
-        if weights.shape != (len(TIERS), weights.shape[1]) or weights.shape[1] < len(STRUCT_NAMES):
+        hidden_w = hidden_b = None
+        if "hidden_weights" in arrays or "hidden_bias" in arrays:
+            if "hidden_weights" not in arrays or "hidden_bias" not in arrays:
+                raise ValueError(f"{path}: a hidden layer needs both its weights and its bias")
+            hidden_w = arrays["hidden_weights"].astype(np.float64)
+            hidden_b = arrays["hidden_bias"].astype(np.float64)
+            if hidden_b.shape != (hidden_w.shape[0],) or weights.shape[1:] != hidden_b.shape:
+                raise ValueError(f"{path}: hidden layer of shape {hidden_w.shape}")
+        width = (weights if hidden_w is None else hidden_w).shape[1]
+        if weights.shape[0] != len(TIERS) or width < len(STRUCT_NAMES):
             raise ValueError(f"{path}: weights of shape {weights.shape}")
         return cls(
             weights=weights,
@@ -206,6 +249,8 @@ class TierModel:
             kind_tiers=tuple(str(s) for s in arrays["kind_tiers"]),
             kind_centroids=arrays["kind_centroids"].astype(np.float64),
             meta=meta,
+            hidden_weights=hidden_w,
+            hidden_bias=hidden_b,
         )
 
 

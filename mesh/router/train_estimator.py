@@ -7,8 +7,13 @@ TRAIN.jsonl rows are {"text", "tier": small|medium|frontier, "kind", "source", "
 `group` hashes into the last VALID_SHARE of the range is validation, never fitted; the L2
 strength and the default under-routing risk are chosen on it. Leave-one-source-out scores
 (fit without a source, score that source) say how the model does on a kind of data it never saw.
-The model is a class-balanced softmax regression (RouteLLM's BERT router is a classifier over a
-text encoder; ours keeps the encoder frozen - the MiniLM the router already runs).
+The model is a class-balanced classifier over the frozen MiniLM embedding the router already
+runs (RouteLLM's BERT router is a classifier over a text encoder): one ReLU layer of HIDDEN units
+and a softmax, fitted by full-batch Adam from a fixed seed (deterministic). Measured on the
+validation split of the same rows: a softmax regression reached 0.77 accuracy at the chosen
+risk, 64 / 128 / 256 hidden units 0.80 / 0.82 / 0.83 (validation log-loss 0.342 / 0.335 /
+0.330); 128 is the default, half the cost of 256. `--hidden 0` fits the softmax regression,
+as the structure-only model always is.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from mesh.config import field_default
+from mesh.config.router import EmbeddingSettings
 from mesh.router.estimator_model import (
     TIERS,
     TierModel,
@@ -34,8 +41,19 @@ from mesh.router.estimator_model import (
 
 F64 = npt.NDArray[np.float64]
 VALID_SHARE = 0.15
-L2_GRID = (1e-5, 3e-5, 1e-4, 3e-4)
-RISK_GRID = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+L2_GRID = (1e-5, 3e-5, 1e-4, 3e-4)  # the softmax regression's
+HIDDEN = 128
+HIDDEN_L2_GRID = (1e-3, 3e-3, 1e-2)  # with a hidden layer (1e-4 over-fitted: log-loss 0.41)
+HIDDEN_ITERS = 300
+RISK_GRID = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+# Issue 13's bounds on unseen work: frontier tasks sent lower, medium tasks sent to small.
+FRONTIER_UNDER_BOUND = 0.10
+MEDIUM_UNDER_BOUND = 0.20
+# The risk is chosen to meet half of each bound on the validation split. With the full bounds
+# (as before), the hidden-layer model chose 0.25: 8 % of validation frontier tasks sent lower,
+# but 30 % of routing_hard_dev's. Decided after comparing both models' curves on the
+# development sets (mesh/router/data/tier_model.md).
+RISK_MARGIN = 0.5
 
 
 @dataclass(frozen=True)
@@ -72,11 +90,13 @@ Embed = Callable[[Sequence[str]], npt.NDArray[np.float32]]
 
 
 def minilm_embed(texts: Sequence[str]) -> npt.NDArray[np.float32]:
-    """The router's own MiniLM (ONNX), two threads: training runs apart from any router."""
+    """The router's own MiniLM as the router runs it by default (ONNX, int8, one text per run:
+    int8 quantises activations per run, so a batch would give other vectors than a request
+    gets), two threads: training runs apart from any router."""
     from mesh.embeddings.minilm_onnx import MiniLMEmbedder
 
-    embedder = MiniLMEmbedder(threads=2)
-    out = [embedder.embed(texts[i : i + 64]) for i in range(0, len(texts), 64)]
+    embedder = MiniLMEmbedder(precision=field_default(EmbeddingSettings, "precision"), threads=2)
+    out = [embedder.embed([text]) for text in texts]
     return np.concatenate(out) if out else np.zeros((0, embedder.dim), dtype=np.float32)
 
 
@@ -128,12 +148,48 @@ def fit_softmax(x: F64, y: npt.NDArray[np.int64], l2: float, iters: int = 400) -
     return w, b
 
 
+def fit_hidden(
+    x: F64, y: npt.NDArray[np.int64], hidden: int, l2: float, iters: int = HIDDEN_ITERS
+) -> tuple[F64, F64, F64, F64]:
+    """One ReLU layer and a class-balanced softmax, by full-batch Adam from a fixed seed.
+
+    Returns (hidden weights, hidden bias, output weights, output bias)."""
+    n, d = x.shape
+    k = len(TIERS)
+    counts = np.bincount(y, minlength=k).astype(np.float64)
+    sample_w = (n / (k * np.maximum(counts, 1.0)))[y]
+    onehot = np.eye(k)[y]
+    rng = np.random.default_rng(0)
+    params = [
+        rng.normal(0.0, np.sqrt(2.0 / d), (hidden, d)),  # He initialisation for ReLU
+        np.zeros(hidden),
+        rng.normal(0.0, np.sqrt(1.0 / hidden), (k, hidden)),
+        np.zeros(k),
+    ]
+    first = [np.zeros_like(p) for p in params]
+    second = [np.zeros_like(p) for p in params]
+    lr, beta1, beta2, eps = 0.01, 0.9, 0.999, 1e-8
+    for t in range(1, iters + 1):
+        w1, b1, w2, b2 = params
+        pre = x @ w1.T + b1
+        act = np.maximum(pre, 0.0)
+        logits = act @ w2.T + b2
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(axis=1, keepdims=True)
+        g = (p - onehot) * sample_w[:, None] / n
+        back = (g @ w2) * (pre > 0)
+        grads = [back.T @ x + l2 * w1, back.sum(axis=0), g.T @ act + l2 * w2, g.sum(axis=0)]
+        for i, grad in enumerate(grads):
+            first[i] = beta1 * first[i] + (1 - beta1) * grad
+            second[i] = beta2 * second[i] + (1 - beta2) * grad * grad
+            step = (first[i] / (1 - beta1**t)) / (np.sqrt(second[i] / (1 - beta2**t)) + eps)
+            params[i] = params[i] - lr * step
+    return params[0], params[1], params[2], params[3]
+
+
 def predict(model: TierModel, x: F64) -> F64:
-    logits = x @ model.weights.T + model.bias
-    logits -= logits.max(axis=1, keepdims=True)
-    p = np.exp(logits)
-    out: F64 = p / p.sum(axis=1, keepdims=True)
-    return out
+    return model.batch_probabilities(x)
 
 
 def choose(p: F64, risk: float) -> npt.NDArray[np.int64]:
@@ -157,13 +213,23 @@ def scores(y: npt.NDArray[np.int64], got: npt.NDArray[np.int64]) -> dict[str, fl
 
 
 def build_model(
-    emb: F64, struct: F64, rows: Sequence[Example], l2: float, meta: dict[str, object]
+    emb: F64,
+    struct: F64,
+    rows: Sequence[Example],
+    l2: float,
+    meta: dict[str, object],
+    hidden: int = 0,
 ) -> TierModel:
     mean = struct.mean(axis=0)
     std = struct.std(axis=0) + 1e-6
     x = np.concatenate([emb, (struct - mean) / std], axis=1)
     y = np.array([r.tier for r in rows], dtype=np.int64)
-    w, b = fit_softmax(x, y, l2)
+    layer: tuple[F64, F64] | tuple[None, None] = (None, None)
+    if hidden:
+        hw, hb, w, b = fit_hidden(x, y, hidden, l2)
+        layer = (hw, hb)
+    else:
+        w, b = fit_softmax(x, y, l2)
     kinds = sorted({r.kind for r in rows})
     centroids, kind_tiers = [], []
     for kind in kinds:
@@ -171,7 +237,9 @@ def build_model(
         c = emb[idx].mean(axis=0)
         centroids.append(c / (np.linalg.norm(c) + 1e-12))
         kind_tiers.append(TIERS[Counter(rows[i].tier for i in idx).most_common(1)[0][0]])
-    return TierModel(w, b, mean, std, tuple(kinds), tuple(kind_tiers), np.array(centroids), meta)
+    return TierModel(
+        w, b, mean, std, tuple(kinds), tuple(kind_tiers), np.array(centroids), meta, *layer
+    )
 
 
 def features(rows: Sequence[Example], embed: Embed, cache: Path | None) -> tuple[F64, F64]:
@@ -185,8 +253,10 @@ def train(
     embed: Embed = minilm_embed,
     cache: Path | None = None,
     leave_source_out: bool = True,
+    hidden: int = HIDDEN,
 ) -> tuple[TierModel, TierModel, dict[str, object]]:
-    """The full model and the structure-only one, each with L2 and risk picked on validation."""
+    """The full model (a `hidden`-unit layer, 0: none) and the structure-only one (a softmax
+    regression), each with L2 and risk picked on validation."""
     emb, struct = features(rows, embed, cache)
     valid = np.array([is_validation(r.group) for r in rows])
     report: dict[str, object] = {
@@ -194,50 +264,55 @@ def train(
         "train_rows": int((~valid).sum()),
         "validation_rows": int(valid.sum()),
     }
-    model, full = _fit(rows, emb, struct, valid, leave_source_out)
+    model, full = _fit(rows, emb, struct, valid, leave_source_out, hidden)
     no_emb = np.zeros((len(rows), 0))
-    struct_model, only = _fit(rows, no_emb, struct, valid, False)
+    struct_model, only = _fit(rows, no_emb, struct, valid, False, 0)
     report["full"] = full
     report["structure_only"] = only
     return model, struct_model, report
 
 
 def _fit(
-    rows: Sequence[Example], emb: F64, struct: F64, valid: npt.NDArray[np.bool_], lso: bool
+    rows: Sequence[Example],
+    emb: F64,
+    struct: F64,
+    valid: npt.NDArray[np.bool_],
+    lso: bool,
+    hidden: int,
 ) -> tuple[TierModel, dict[str, object]]:
     """Fit on the training split, pick L2 then risk on validation."""
     y = np.array([r.tier for r in rows], dtype=np.int64)
     train_rows = [r for r, v in zip(rows, valid, strict=True) if not v]
     report: dict[str, object] = {}
-    best: tuple[float, float] | None = None
+    best: tuple[float, float, TierModel, F64] | None = None
     grid = []
-    for l2 in L2_GRID:
-        m = build_model(emb[~valid], struct[~valid], train_rows, l2, {})
+    for l2 in HIDDEN_L2_GRID if hidden else L2_GRID:
+        m = build_model(emb[~valid], struct[~valid], train_rows, l2, {}, hidden)
         xv = np.concatenate([emb[valid], (struct[valid] - m.struct_mean) / m.struct_std], 1)
         p = predict(m, xv)
         nll = float(-np.mean(np.log(p[np.arange(len(p)), y[valid]] + 1e-12)))
         grid.append({"l2": l2, "valid_nll": round(nll, 4)})
         if best is None or nll < best[1]:
-            best = (l2, nll)
+            best = (l2, nll, m, p)
     assert best is not None
-    l2 = best[0]
-    model = build_model(emb[~valid], struct[~valid], train_rows, l2, {})
-    xv = np.concatenate([emb[valid], (struct[valid] - model.struct_mean) / model.struct_std], 1)
-    pv = predict(model, xv)
+    l2, _, model, pv = best
     by_risk = {str(r): scores(y[valid], choose(pv, r)) for r in RISK_GRID}
-    # The largest risk (cheapest routing) that keeps validation within the issue's bounds.
+    # The largest risk (cheapest routing) that keeps validation within half the issue's
+    # under-routing bounds: validation rows come from the training sources, and unseen work
+    # under-routes more (see RISK_MARGIN).
     ok = [
         r
         for r in RISK_GRID
-        if by_risk[str(r)].get("frontier_under", 0) <= 0.10
-        and by_risk[str(r)].get("medium_under", 0) <= 0.20
+        if by_risk[str(r)].get("frontier_under", 0) <= FRONTIER_UNDER_BOUND * RISK_MARGIN
+        and by_risk[str(r)].get("medium_under", 0) <= MEDIUM_UNDER_BOUND * RISK_MARGIN
     ]
     risk = max(ok) if ok else min(RISK_GRID)
     report.update({"l2_grid": grid, "l2": l2, "validation_by_risk": by_risk, "risk": risk})
     if lso:
-        report["leave_source_out"] = _leave_source_out(rows, emb, struct, l2, risk)
+        report["leave_source_out"] = _leave_source_out(rows, emb, struct, l2, risk, hidden)
     meta = {
         "trained_on": "training split only (validation rows never fitted)",
+        "hidden_units": hidden,
         "train_rows": len(train_rows),
         "validation_rows": int(valid.sum()),
         "l2": l2,
@@ -249,7 +324,7 @@ def _fit(
 
 
 def _leave_source_out(
-    rows: Sequence[Example], emb: F64, struct: F64, l2: float, risk: float
+    rows: Sequence[Example], emb: F64, struct: F64, l2: float, risk: float, hidden: int
 ) -> dict[str, dict[str, float]]:
     sources = np.array([r.source.split(":")[0] for r in rows])
     y = np.array([r.tier for r in rows], dtype=np.int64)
@@ -257,7 +332,7 @@ def _leave_source_out(
     for source in sorted(set(sources)):
         held = sources == source
         kept = [r for r, h in zip(rows, held, strict=True) if not h]
-        m = build_model(emb[~held], struct[~held], kept, l2, {})
+        m = build_model(emb[~held], struct[~held], kept, l2, {}, hidden)
         x = np.concatenate([emb[held], (struct[held] - m.struct_mean) / m.struct_std], 1)
         out[source] = scores(y[held], choose(predict(m, x), risk))
     return out
@@ -271,10 +346,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, help="npz of embeddings reused between runs")
     parser.add_argument("--report", type=Path, help="write the training report (JSON) here")
     parser.add_argument("--no-leave-source-out", action="store_true")
+    parser.add_argument(
+        "--hidden", type=int, default=HIDDEN, help="hidden ReLU units (0: softmax regression)"
+    )
     args = parser.parse_args(argv)
     rows = load_rows(args.train)
     model, struct_model, report = train(
-        rows, cache=args.cache, leave_source_out=not args.no_leave_source_out
+        rows,
+        cache=args.cache,
+        leave_source_out=not args.no_leave_source_out,
+        hidden=args.hidden,
     )
     struct_out = args.struct_out or args.out.with_name(args.out.stem + "_struct.npz")
     report["sha256"] = {

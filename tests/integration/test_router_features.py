@@ -41,10 +41,10 @@ from nodes.runtime import NodeRuntime
 from tests.helpers import request, stream_request, wait_until
 
 EASY = "What is the capital of France?"
-HARD = (
-    "Write a Python function that implements a thread-safe LRU cache with TTL expiry, "
-    "explain its complexity, and write pytest tests for concurrent access."
-)
+# A proof: frontier by the routing sets' rubric however short. (A thread-safe LRU cache with
+# TTL and concurrency tests, this test's earlier prompt, is estimated medium by the model
+# shipped 2026-12-05: hard code beyond HumanEval is thin in its training data, tier_model.md.)
+HARD = "Prove that every finite group of prime order is cyclic."
 
 
 @dataclass
