@@ -86,12 +86,19 @@ def shingles(text: str, n: int = 6) -> set[tuple[str, ...]]:
     return {tuple(words[i : i + n]) for i in range(max(1, len(words) - n + 1))}
 
 
-def drop_near_copies(rows: list[Row], reported: Iterable[Row], overlap: float = 0.5) -> list[Row]:
+def drop_near_copies(
+    rows: list[Row], reported: Iterable[Row], overlap: float = 0.5, *, either_way: bool = False
+) -> list[Row]:
     """Rows sharing at least `overlap` of their 6-word shingles with a reported row are dropped
-    (public jailbreak and harm sets copy each other's prompts and templates)."""
+    (public jailbreak and harm sets copy each other's prompts and templates). With
+    `either_way`, so is a row holding `overlap` of a reported row's own shingles: a long
+    training text that quotes a short reported prompt whole, among other text."""
     index: dict[tuple[str, ...], set[int]] = {}
+    sizes: list[int] = []
     for i, row in enumerate(reported):
-        for s in shingles(row["text"]):
+        theirs = shingles(row["text"])
+        sizes.append(len(theirs))
+        for s in theirs:
             index.setdefault(s, set()).add(i)
     kept = []
     for row in rows:
@@ -100,7 +107,11 @@ def drop_near_copies(rows: list[Row], reported: Iterable[Row], overlap: float = 
         for s in own:
             for i in index.get(s, ()):
                 hits[i] = hits.get(i, 0) + 1
-        if not hits or max(hits.values()) < overlap * len(own):
+        near = any(
+            n >= overlap * len(own) or (either_way and n >= overlap * sizes[i])
+            for i, n in hits.items()
+        )
+        if not near:
             kept.append(row)
     return kept
 

@@ -7,35 +7,47 @@ Training data, documented (sources and licences: guards/data/ATTRIBUTION.md):
   `harmful` rows (plain harmful requests, no injection technique) are left out: an injection
   guard need not flag them. The `heldout` half is never read here except to print its figures.
 - ordinary requests from public corpora (guards.public_corpora, read from --corpora): GSM8K
-  train, self-instruct seed tasks, MT-bench, HumanEval, MMLU, as negatives; near-copies of a
-  held-out row are dropped.
+  train, self-instruct seed tasks, MT-bench, HumanEval, MMLU, as negatives.
 - PyRIT's jailbreak templates (Azure/PyRIT, MIT; files and commits in
   guards/data/pyrit_jailbreak_templates.jsonl), each filled with an AILuminate harmful request,
-  as positives; a template sharing a fifth of its shingles with a reported row (held-out
-  half, GPTFuzz) is dropped.
+  as positives.
+- guards.public_jailbreaks: the in-the-wild jailbreak prompts the dev set lacks and
+  CyberSecEval's injections as positives; benign role-play and system-style prompts (the train
+  half of awesome-chatgpt-prompts, GPTeacher role-play) and CyberSecEval's benign security
+  requests as negatives (`--without-public-jailbreaks` leaves them out, for comparison).
 - guards/data/injection_handwritten.jsonl: handwritten attacks (system-prompt extraction in
-  many phrasings) and look-alike benign prompts ("repeat after me", "from now on answer in
-  Spanish").
+  many phrasings and languages) and look-alike benign prompts ("repeat after me", "summarise
+  the text above", "act as a Linux shell", "what is a system prompt?").
 
-The GPTFuzz templates are never trained on: they are the unseen source jailbreak recall is
-reported on. The recommended threshold (printed; the default policy's `threshold`) is the lowest
-whose out-of-fold false-positive rate stays under 1 % on every benign training source.
+Every source, the dev set's own train half included, is filtered against the rows figures are
+reported on (the dev set's held-out half, GPTFuzz, the held-out half of awesome-chatgpt-
+prompts): a row sharing half of its 6-word shingles with one of them, or holding half of one's,
+is dropped, and a jailbreak template already at a fifth (near_copies_dropped). The GPTFuzz
+templates are never trained on: they are the unseen source jailbreak recall is reported on.
+
+The recommended threshold (printed; the default policy's `threshold`) is the lowest whose
+out-of-fold false-positive rate stays under 1 % on every benign training source, capped at
+THRESHOLD_CAP; the trainer says which source needs more when the cap binds. The held-out
+figures it then prints (classifier alone, and with the detector's phrase rules) are what the
+README reports; `--no-report` trains without printing them.
 
 Model: binary hashed word uni+bigrams (guards.detectors.injection_features), L2-regularised
-logistic regression with class-balanced weights (guards.train_common.fit).
+logistic regression with class-balanced, per-source weighted rows (guards.train_common.fit).
 
 Usage: python -m guards.train_injection [--dev PATH] [--corpora DIR] [--out PATH]
+                                        [--without-public-jailbreaks] [--no-report]
 """
 
 from __future__ import annotations
 
 import argparse
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from guards import public_corpora
+from guards import public_corpora, public_jailbreaks
+from guards.detectors.injection import rules_match
 from guards.dev_split import rows_in
 from guards.train_common import Row, drop_near_copies, fit, out_of_fold, read_jsonl, scores
 
@@ -44,43 +56,120 @@ DEFAULT_DEV = HERE.parent.parent / "shared" / "eval" / "guards" / "injection_dev
 HANDWRITTEN = HERE / "data" / "injection_handwritten.jsonl"
 OUT = HERE / "data" / "injection_model.npz"
 FP_TARGET = 0.01
+# Above this, one odd row of a small benign source (one of the dev set's 56 self-instruct
+# training rows is 1.8 %) would set the threshold: out of fold, the shipped mix's worst
+# ("You need to write an email to negotiate your salary.") scores 0.984 (the handwritten
+# look-alikes need 0.952), and a threshold over it (0.985) flags 68 of the 131 extraction
+# asks instead of 88, 107 of the 168 injections instead of 123, 324 of the 393 jailbreaks
+# instead of 334 (classifier alone).
+THRESHOLD_CAP = 0.95
+BENIGN_PER_SOURCE = 400
+ROLEPLAY_PER_SOURCE = 400
+# Chosen out of fold on training rows (never on reported ones): a weaker L2 than the shared
+# default, three times the shared default's epochs, and the long role-play / system-style
+# prompts and the handwritten rows (short extraction asks and their benign look-alikes)
+# counted twice flag fewer benign role-play prompts and more extraction asks at the same
+# threshold.
+L2 = 3e-5
+EPOCHS = 1200
+SOURCE_WEIGHTS: dict[str, float] = {"awesome_chatgpt_prompts": 2.0, "handwritten": 2.0}
 
 
-def training_rows(dev: list[Row], corpora: Path) -> list[Row]:
+def unseen_benign(corpora: Path) -> list[Row]:
+    """Benign rows reported on besides the dev set's: the held-out half of the awesome-chatgpt-
+    prompts list (long role-play and system-style prompts, which the dev set lacks)."""
+    return public_jailbreaks.awesome_chatgpt_prompts(corpora, "heldout")
+
+
+def near_copies_dropped(rows: list[Row], reported: list[Row], *, templates: bool) -> list[Row]:
+    """`rows` less every near-copy of a reported row: one sharing half of its own 6-word
+    shingles with a reported row, or holding half of a reported row's (a long prompt quoting a
+    short reported one); for jailbreak templates, already one sharing a fifth of its own
+    (jailbreak sites copy each other's templates with small edits), so no reported figure is
+    a template the model saw in another wording."""
+    if templates:
+        rows = drop_near_copies(rows, reported, overlap=0.2)
+    return drop_near_copies(rows, reported, either_way=True)
+
+
+def training_rows(
+    dev: list[Row], corpora: Path, *, public_sources: bool = True, log: bool = False
+) -> list[Row]:
+    """The shipped model's training rows: the dev set's train half, public benign requests,
+    PyRIT's templates, the handwritten rows and (unless `public_sources` is false) the
+    public jailbreak, injection and role-play sources of guards.public_jailbreaks; near-copies
+    of every reported row dropped from all of them, the dev set's own train half included."""
     labelled = [r for r in dev if r["label"] in {"attack", "benign"}]
     attacks, _ = public_corpora.gptfuzz(corpora)
-    reported = rows_in(labelled, "heldout") + attacks
-    handwritten = [{**r, "source": "handwritten"} for r in read_jsonl(HANDWRITTEN)]
-    public = public_corpora.benign_instructions(corpora, per_source=400)
+    reported = rows_in(labelled, "heldout") + attacks + unseen_benign(corpora)
     questions = [r["text"] for r in public_corpora.ailuminate(corpora)]
-    # Jailbreak sites copy each other's templates with small edits: a template sharing even a
-    # fifth of its shingles with a reported row is left out, so no reported figure is a
-    # template the model saw in another wording.
-    templates = drop_near_copies(
-        public_corpora.pyrit_jailbreaks(corpora, questions), reported, overlap=0.2
-    )
-    return rows_in(labelled, "train") + drop_near_copies(public + handwritten, reported) + templates
+    train = rows_in(labelled, "train")
+    # The dev set's in-the-wild rows are a sample of the same collection as public_jailbreaks'
+    # (its rows already in the dev set are left out there), and both hold many near-copies of
+    # each other and of GPTFuzz's templates: 87 of the train half's 182 jailbreaks share half
+    # of their own 6-word shingles (a fifth, as for every template), or half of a reported
+    # row's, with a held-out row or a GPTFuzz template, so the dev set's own train half is
+    # filtered like every other source.
+    templates = [r for r in train if r.get("category") == "jailbreak"]
+    templates += public_corpora.pyrit_jailbreaks(corpora, questions)
+    others = [r for r in train if r.get("category") != "jailbreak"]
+    others += public_corpora.benign_instructions(corpora, per_source=BENIGN_PER_SOURCE)
+    others += [{**r, "source": "handwritten"} for r in read_jsonl(HANDWRITTEN)]
+    if public_sources:
+        dev_texts = {r["text"].strip() for r in dev}
+        templates += [r for r in public_jailbreaks.inthewild(corpora) if r["text"] not in dev_texts]
+        others += public_jailbreaks.cyberseceval_injections(corpora)
+        others += public_jailbreaks.awesome_chatgpt_prompts(corpora, "train")
+        others += public_jailbreaks.gpteacher_roleplay(corpora, per_source=ROLEPLAY_PER_SOURCE)
+        others += public_jailbreaks.cyberseceval_benign(corpora)
+    rows = near_copies_dropped(templates, reported, templates=True)
+    rows += near_copies_dropped(others, reported, templates=False)
+    if log:
+        before = Counter(r["source"] for r in templates + others)
+        after = Counter(r["source"] for r in rows)
+        for source in sorted(before):
+            dropped = before[source] - after[source]
+            print(f"  {source:28s} {after[source]:5d} rows ({dropped} near-copies dropped)")
+    return rows
 
 
-def choose_threshold(rows: list[Row], oof: np.ndarray) -> float:
+def weights_of(rows: list[Row]) -> list[float]:
+    """Each row's sample weight (SOURCE_WEIGHTS, 1 for other sources)."""
+    return [SOURCE_WEIGHTS.get(r["source"], 1.0) for r in rows]
+
+
+def choose_threshold(rows: list[Row], oof: np.ndarray, *, log: bool = False) -> float:
+    """The lowest threshold keeping each benign source's out-of-fold false positives within
+    FP_TARGET, capped at THRESHOLD_CAP."""
     by_source: dict[str, list[float]] = defaultdict(list)
     for row, s in zip(rows, oof, strict=True):
         if row["label"] == "benign":
             by_source[row["source"]].append(float(s))
-    threshold = 0.5
-    for values in by_source.values():
+    needs = {}
+    for source, values in by_source.items():
         allowed = int(len(values) * FP_TARGET)
-        threshold = max(threshold, sorted(values, reverse=True)[allowed] + 1e-6)
-    return round(min(threshold, 0.95), 3)
+        needs[source] = sorted(values, reverse=True)[allowed] + 1e-6
+    threshold = max([0.5, *needs.values()])
+    if log and threshold > THRESHOLD_CAP:
+        over = {
+            s: f"{n:.3f} ({len(by_source[s])} rows)" for s, n in needs.items() if n > THRESHOLD_CAP
+        }
+        print(f"  the cap {THRESHOLD_CAP} binds: out of fold, {over} would need more")
+    return round(min(threshold, THRESHOLD_CAP), 3)
 
 
 def report(name: str, rows: list[Row], w: np.ndarray, b: float, threshold: float) -> None:
-    hits: dict[str, list[bool]] = defaultdict(list)
+    hits: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
     for row, s in zip(rows, scores(w, b, [r["text"] for r in rows]), strict=True):
-        hits[f"{row['label']}/{row.get('category', '')}/{row['source']}"].append(s >= threshold)
-    print(f"{name} (classifier alone, threshold {threshold}):")
+        key = f"{row['label']}/{row.get('category', '')}/{row['source']}"
+        hits[key].append((s >= threshold, s >= threshold or rules_match(row["text"])))
+    print(f"{name} (threshold {threshold}; classifier alone, and with the phrase rules):")
     for key, flags in sorted(hits.items()):
-        print(f"  {key:48s} flagged {sum(flags)}/{len(flags)} = {sum(flags) / len(flags):.3f}")
+        alone, either = sum(a for a, _ in flags), sum(e for _, e in flags)
+        print(
+            f"  {key:48s} flagged {alone}/{len(flags)} = {alone / len(flags):.3f}"
+            f"  with rules {either}/{len(flags)} = {either / len(flags):.3f}"
+        )
 
 
 def main() -> None:
@@ -90,20 +179,43 @@ def main() -> None:
     parser.add_argument("--dev", type=Path, default=DEFAULT_DEV)
     parser.add_argument("--corpora", type=Path, default=public_corpora.default_root())
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--without-public-jailbreaks",
+        action="store_true",
+        help="leave out guards.public_jailbreaks' sources (for comparison; not the shipped mix)",
+    )
+    parser.add_argument(
+        "--no-report",
+        action="store_true",
+        help="train and print the threshold only: no figure on held-out rows or GPTFuzz",
+    )
     args = parser.parse_args()
     dev = read_jsonl(args.dev)
-    rows = training_rows(dev, args.corpora)
+    rows = training_rows(
+        dev, args.corpora, public_sources=not args.without_public_jailbreaks, log=True
+    )
     texts = [r["text"] for r in rows]
     labels = [float(r["label"] == "attack") for r in rows]
-    threshold = choose_threshold(rows, out_of_fold(texts, labels))
-    w, b = fit(texts, labels)
+    weights = weights_of(rows)
+    oof = out_of_fold(texts, labels, weights=weights, l2=L2, epochs=EPOCHS)
+    threshold = choose_threshold(rows, oof, log=True)
+    w, b = fit(texts, labels, weights=weights, l2=L2, epochs=EPOCHS)
     np.savez_compressed(
         args.out, weights=w.astype(np.float16), bias=np.asarray([b], dtype=np.float32)
     )
     print(f"wrote {args.out}; recommended threshold {threshold} (out of fold, training rows)")
+    if args.no_report:
+        return
     held = [r for r in rows_in(dev, "heldout") if r["label"] in {"attack", "benign"}]
     attacks, _ = public_corpora.gptfuzz(args.corpora)
-    report("held-out half of dev + GPTFuzz (never trained on)", held + attacks, w, b, threshold)
+    unseen = held + attacks + unseen_benign(args.corpora)
+    report(
+        "held-out half of dev, GPTFuzz, awesome-chatgpt-prompts' held-out half",
+        unseen,
+        w,
+        b,
+        threshold,
+    )
 
 
 if __name__ == "__main__":

@@ -20,10 +20,64 @@ from guards.verdict import Finding
 
 MODEL_PATH = Path(__file__).resolve().parent.parent / "data" / "injection_model.npz"
 
+
+def _alternation(words: str) -> str:
+    """`words` ("a|b|...") as one regex alternation with shared prefixes factored out
+    ("re(?:cite|peat|veal)"): re tries an alternation's branches one by one at every position,
+    so a factored one scans a KB about a quarter faster. Same matches as "(?:a|b|...)"."""
+
+    def build(suffixes: list[str]) -> str:
+        optional = "" in suffixes
+        by_first: dict[str, list[str]] = {}
+        for word in suffixes:
+            if word:
+                by_first.setdefault(word[0], []).append(word[1:])
+        parts = [re.escape(c) + build(sorted(set(rest))) for c, rest in sorted(by_first.items())]
+        if not parts:
+            return ""
+        body = parts[0] if len(parts) == 1 and not optional else "(?:" + "|".join(parts) + ")"
+        return body + "?" if optional else body
+
+    return "(?:" + build(sorted(set(words.split("|")))) + ")"
+
+
+_EXTRACT_VERB = (
+    r"\b"
+    + _alternation(
+        "reveal|print|show|repeat|output|tell me|give me|leak|display|dump|paste|recite|quote|"
+        "spell out|write out|copy|echo|disclose|share|send me|provide|spill|encode|translate|"
+        "what's|what is|what are|what was|what were|what does|what did|which"
+    )
+    + r"\b"
+)
+_COPY_VERB = (
+    r"\b"
+    + _alternation(
+        "print|output|repeat|echo|dump|return|copy|paste|show|display|tell me|write out|recite|"
+        "what is written|quote"
+    )
+    + r"\b"
+)
+# What only a model's own setup is called, and (after "your" and at most two of these
+# adjectives only) what else may be.
+_SYSTEM_NOUN = (
+    r"system[ -](?:prompt|message|instructions?)|developer (?:message|instructions?|prompt)|"
+    r"pre-?prompt|(?:hidden|secret|confidential|startup|setup|initiali[sz]ation|configuration)"
+    r" (?:prompt|instructions|message|preamble|rules|guidelines)"
+)
+_ADJECTIVE = (
+    r"own|full|exact|complete|entire|whole|original|initial|first|active|current|actual|real|"
+    r"hidden|secret|confidential|starting|opening"
+)
+_ANY_NOUN = r"instructions|prompt|rules|preamble|guidelines|configuration|setup message"
+_DEVICE = (
+    "iphone|ipad|ios|android|phone|device|console|kindle|firmware|router|playstation|ps4|ps5|"
+    "switch|xbox|chrome|browser|windows"
+)
 # Each rule with the literal substrings (of the lower-cased text) one of which every match
 # contains. Checking them with `in` (C speed, ~1 µs per KB) before running the rule keeps
-# benign prompts from paying for ten `.{0,40}` scans (~400 µs per KB measured here); the rules
-# run on the lower-cased text, so they need no IGNORECASE.
+# benign prompts from paying for every `.{0,40}` scan (~400 µs per KB for the first ten rules,
+# measured here); the rules run on the lower-cased text, so they need no IGNORECASE.
 _RULES: tuple[tuple[tuple[str, ...], str], ...] = (
     (
         ("ignore", "disregard", "forget", "override", "bypass"),
@@ -31,18 +85,106 @@ _RULES: tuple[tuple[tuple[str, ...], str], ...] = (
         r"\b(?:previous|prior|above|earlier|preceding|all|your|the)\b.{0,30}"
         r"\b(?:instructions?|prompts?|rules|directives|guidelines)",
     ),
+    # System-prompt extraction: an ask to print, repeat or tell what the model was given. The
+    # target needs "your", or "the" with a system-only noun not followed by a topic ("the
+    # system prompt for a bakery bot", "the initial instructions for the printer" are ordinary
+    # asks, and so are "what is a system prompt?" and "review my system prompt").
     (
-        ("prompt", "instructions", "rules"),
-        r"\b(?:reveal|print|show|repeat|output|tell me|give me|leak|display|"
-        r"what (?:is|are|was))\b.{0,40}"
-        r"\b(?:system prompt|initial (?:prompt|instructions)|hidden (?:prompt|instructions)|"
-        r"your (?:instructions|prompt|rules)|pre-?prompt)",
+        ("prompt", "instruction", "rules", "message", "preamble", "guidelines", "configuration"),
+        _EXTRACT_VERB + r".{0,40}"
+        r"(?:(?<!\bas )(?<!\binto )(?<!\bto )(?<!\bfor )(?<!\bwith )\byour "
+        r"(?:(?:[\w'-]+ ){0,2}?(?:" + _SYSTEM_NOUN + r")|(?:(?:" + _ADJECTIVE + r") ){0,2}"
+        r"(?:" + _ANY_NOUN + r"))\b(?!\s+(?:for|of|on|about|regarding|when)\b)"
+        r"|\bthe (?:[\w'-]+ ){0,2}?(?:" + _SYSTEM_NOUN + r")"
+        r"(?!\s+(?:for|of|in|on|about|to|template|example|and|is|that|which|role)\b))",
+    ),
+    (
+        ("prompt", "message", "instructions"),
+        r"\b" + _alternation("print|reveal|dump|leak|output|display|show|spill") + r"\s+(?:me\s+)?"
+        r"(?:the\s+)?(?:(?:above|preceding|previous|initial|original|hidden)\s+)?"
+        r"(?:system[ -](?:prompt|message|instructions)|prompt\b(?!\s+(?:for|of|on|to|that)\b)"
+        r"|above (?:prompt|instructions))",
     ),
     (("repeat ",), r"\brepeat (?:the|all)? ?(?:words|text|everything) (?:above|before)"),
     (
+        ("above", "before", "preceding", "prior to"),
+        _COPY_VERB + r".{0,30}\b(?:everything|all (?:of )?(?:the )?(?:text|words|content|messages)"
+        r"|the (?:text|words|content|messages))\b.{0,30}?"
+        r"\b(?:above|before|preceding|prior to) (?:this|my|the (?:user|first))\b",
+    ),
+    (
+        ("beginning of", "start of", "top of", "before the user", "before my first"),
+        r"\b(?:print|output|repeat|show|display|tell me|what (?:is|was|appears)|quote|paste)\b"
+        r".{0,40}\b(?:(?:the )?(?:beginning|start|top) of (?:this|the) (?:conversation|chat|"
+        r"context|session|thread)|before (?:the user|my first message))",
+    ),
+    (
+        (
+            "were you",
+            "have you",
+            "what did ",
+            "what do ",
+            "been given",
+            "were given",
+            "you received",
+            "you are following",
+            "you are operating",
+            "you are running",
+        ),
+        r"\bwhat (?:instructions|rules|guidelines|directions) (?:were|have) you (?:been )?"
+        r"(?:given|told)\b"
+        r"|\bwhat (?:were|have) you (?:been )?(?:told|instructed|programmed)\b.{0,20}?"
+        r"\b(?:before|at the (?:start|beginning)|initially|first|by (?:your|the) |not to|to (?:say"
+        r"|keep|hide))"
+        r"|\bhow (?:were|have) you (?:been )?(?:instructed|programmed|configured)\b"
+        r"|\bwhat (?:did|do) (?:your|the) (?:developers?|creators?|operators?|admins?|"
+        r"administrators?|makers?|owners?|company) (?:tell|say|write|instruct)"
+        r"|\b(?:instructions|rules|prompt) (?:that )?you (?:were given|have been given|'ve been "
+        r"given|received|are following|are operating under|are running (?:on|with|under))\b",
+    ),
+    # The same asks in other languages: "ignore the previous instructions" and "your system
+    # prompt / initial instructions" in Spanish, French, German, Italian, Portuguese, Dutch
+    # (not a bare "your instructions": "ich folge deinen Anweisungen" is an ordinary sentence).
+    (
+        ("ignor", "negeer"),
+        r"\b(?:ignora|ignore[sz]?|ignoriere[n]?|negeer)\b.{0,20}"
+        r"\b(?:instrucciones|instructions|anweisungen|istruzioni|instruç[õo]es|instructies)\s+"
+        r"(?:anteriores|previas|pr[ée]c[ée]dentes|vorherigen|bisherigen|vorigen|precedenti|"
+        r"eerdere|vorige)"
+        r"|\b(?:ignoriere[n]?|negeer)\b.{0,20}\b(?:vorherigen|bisherigen|vorige|eerdere)\s+"
+        r"(?:anweisungen|instructies)",
+    ),
+    (
+        (
+            "sistema",
+            "système",
+            "systeme",
+            "systemprompt",
+            "system-prompt",
+            "systeemprompt",
+            "instrucciones ",
+            "instructions initiales",
+            "instructions d'origine",
+            "instructions cach",
+            "anweisungen",
+            "istruzioni ",
+            "instruç",
+        ),
+        r"\b(?:tu|ton|tes|tus|dein(?:e[nrs]?)?|il tuo|le tue|o seu|seu|suas|je|jouw)\s+"
+        r"(?:prompt (?:del|de) sistema|prompt syst[èe]me|system-?prompt|systeemprompt|"
+        r"prompt di sistema|instrucciones (?:iniciales|originales|ocultas)|"
+        r"instructions (?:initiales|d'origine|cach[ée]es)|"
+        r"(?:urspr[üu]nglichen|anf[äa]nglichen|versteckten|geheimen) anweisungen|"
+        r"istruzioni (?:iniziali|originali|nascoste)|instruç[õo]es (?:iniciais|originais|ocultas))",
+    ),
+    (
         ("do anything now", "developer mode", "jailbr", "dan mode", "god mode", "evil mode"),
-        r"\b(?:do anything now|developer mode|jailbr(?:eak|oken)|"
-        r"dan mode|god mode|evil mode)\b",
+        r"\b(?:do anything now|dan mode|god mode|evil mode)\b"
+        # Phones, consoles and browsers have a developer mode and are jailbroken too: not when
+        # one is named beside it ("What is a jailbreak on an iPhone?").
+        r"|(?=developer mode|jailbr)" + "".join(f"(?<!{d} )" for d in _DEVICE.split("|")) + r"\b"
+        r"(?:developer mode|jailbr(?:eak|oken|eaking))\b"
+        r"(?!.{0,40}\b(?:" + _DEVICE + r")s?\b)",
     ),
     (
         ("you are ",),
