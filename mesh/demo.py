@@ -70,8 +70,8 @@ EXTERNAL_PROMPTS = (
     DemoPrompt("Name three primary colours.", stream=False, model="external"),
     DemoPrompt("Write one sentence about rain.", stream=True, model="external"),
     DemoPrompt(
-        "Write a SQL query that lists each customer's name and the total of their orders, "
-        "from tables customers(id, name) and orders(id, customer_id, amount).",
+        "Write a regular expression that matches a US ZIP code with an optional +4 extension, "
+        "and explain it.",
         stream=False,
     ),
     DemoPrompt("Prove that the square root of 2 is irrational.", stream=False),
