@@ -124,6 +124,13 @@ def training_rows(
         others += public_jailbreaks.cyberseceval_benign(corpora)
     rows = near_copies_dropped(templates, reported, templates=True)
     rows += near_copies_dropped(others, reported, templates=False)
+    # The filter's promise, checked on the real rows every time the model is trained (the
+    # corpora live only where training runs, so this is the trainer's check, not a test's).
+    reported_texts = {r["text"] for r in reported}
+    if drop_near_copies(rows, reported, either_way=True) != rows or any(
+        r["text"] in reported_texts for r in rows
+    ):
+        raise ValueError("a training row is a near-copy of a reported row: the filter failed")
     if log:
         before = Counter(r["source"] for r in templates + others)
         after = Counter(r["source"] for r in rows)
