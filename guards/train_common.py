@@ -5,6 +5,7 @@ that are near-copies of rows a figure is reported on."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -119,3 +120,16 @@ def drop_near_copies(
 def rate(flags: Iterable[bool]) -> tuple[int, int]:
     values = list(flags)
     return sum(values), len(values)
+
+
+def cut_for(values: Sequence[float], share: float) -> float:
+    """The lowest threshold that flags at most `share` of `values` (a score >= it is flagged)."""
+    allowed = int(len(values) * share)
+    return float(sorted(values, reverse=True)[allowed]) + 1e-6 if allowed < len(values) else 0.0
+
+
+def rounded_up(value: float, digits: int) -> float:
+    """`value` rounded UP to `digits` decimals: a threshold rounded to the nearest can land just
+    below the cut it was chosen above, and flag one row more than its limit allows."""
+    scale = 10**digits
+    return math.ceil(value * scale - 1e-9) / scale

@@ -34,7 +34,16 @@ import numpy as np
 from guards import public_corpora
 from guards.detectors.content_safety import CATEGORIES, CATEGORY_DIMENSIONS, MODEL_PATH
 from guards.dev_split import rows_in
-from guards.train_common import Row, drop_near_copies, fit, out_of_fold, read_jsonl, scores
+from guards.train_common import (
+    Row,
+    cut_for,
+    drop_near_copies,
+    fit,
+    out_of_fold,
+    read_jsonl,
+    rounded_up,
+    scores,
+)
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DEV = HERE.parent.parent / "shared" / "eval" / "guards" / "injection_dev.jsonl"
@@ -79,10 +88,8 @@ def choose_threshold(rows: list[Row], oof: np.ndarray) -> float:
     threshold = 0.5
     for key, values in benign.items():
         target = HARD_FP_TARGET if key == "benign_hard" else FP_TARGET
-        allowed = int(len(values) * target)
-        cut = sorted(values, reverse=True)[allowed] if allowed < len(values) else 0.0
-        threshold = max(threshold, cut + 1e-6)
-    return round(min(threshold, 0.995), 4)
+        threshold = max(threshold, cut_for(values, target))
+    return rounded_up(min(threshold, 0.995), 4)
 
 
 def main() -> None:

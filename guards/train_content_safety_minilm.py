@@ -35,7 +35,7 @@ from guards.detectors.content_safety import (
     windows,
 )
 from guards.dev_split import rows_in
-from guards.train_common import Row, drop_near_copies, read_jsonl
+from guards.train_common import Row, cut_for, drop_near_copies, read_jsonl, rounded_up
 from guards.train_content_safety import DEFAULT_DEV, training_rows
 
 Matrix = npt.NDArray[np.float64]
@@ -115,10 +115,8 @@ def choose_threshold(rows: list[Row], oof: Matrix) -> float:
     threshold = 0.5
     for key, values in benign.items():
         target = LOOKALIKE_FP_TARGET if key == "lookalike" else FP_TARGET
-        allowed = int(len(values) * target)
-        cut = sorted(values, reverse=True)[allowed] if allowed < len(values) else 0.0
-        threshold = max(threshold, cut + 1e-6)
-    return round(min(threshold, 0.995), 4)
+        threshold = max(threshold, cut_for(values, target))
+    return rounded_up(min(threshold, 0.995), 4)
 
 
 def embed(texts: Sequence[str]) -> Matrix:

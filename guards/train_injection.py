@@ -49,7 +49,16 @@ import numpy as np
 from guards import public_corpora, public_jailbreaks
 from guards.detectors.injection import rules_match
 from guards.dev_split import rows_in
-from guards.train_common import Row, drop_near_copies, fit, out_of_fold, read_jsonl, scores
+from guards.train_common import (
+    Row,
+    cut_for,
+    drop_near_copies,
+    fit,
+    out_of_fold,
+    read_jsonl,
+    rounded_up,
+    scores,
+)
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DEV = HERE.parent.parent / "shared" / "eval" / "guards" / "injection_dev.jsonl"
@@ -154,15 +163,14 @@ def choose_threshold(rows: list[Row], oof: np.ndarray, *, log: bool = False) -> 
             by_source[row["source"]].append(float(s))
     needs = {}
     for source, values in by_source.items():
-        allowed = int(len(values) * FP_TARGET)
-        needs[source] = sorted(values, reverse=True)[allowed] + 1e-6
+        needs[source] = cut_for(values, FP_TARGET)
     threshold = max([0.5, *needs.values()])
     if log and threshold > THRESHOLD_CAP:
         over = {
             s: f"{n:.3f} ({len(by_source[s])} rows)" for s, n in needs.items() if n > THRESHOLD_CAP
         }
         print(f"  the cap {THRESHOLD_CAP} binds: out of fold, {over} would need more")
-    return round(min(threshold, THRESHOLD_CAP), 3)
+    return rounded_up(min(threshold, THRESHOLD_CAP), 3)
 
 
 def report(name: str, rows: list[Row], w: np.ndarray, b: float, threshold: float) -> None:
