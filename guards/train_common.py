@@ -131,5 +131,5 @@ def cut_for(values: Sequence[float], share: float) -> float:
 def rounded_up(value: float, digits: int) -> float:
     """`value` rounded UP to `digits` decimals: a threshold rounded to the nearest can land just
     below the cut it was chosen above, and flag one row more than its limit allows."""
-    scale = 10**digits
+    scale = 10.0**digits
     return math.ceil(value * scale - 1e-9) / scale
