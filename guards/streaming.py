@@ -36,7 +36,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from guards.chain import GuardChain
-from guards.detectors.pii import CUE_LOOKBEHIND_CHARS, may_need_cue
+from guards.detectors.phone import CUE_LOOKBEHIND_CHARS
+from guards.detectors.pii import may_need_cue
 from guards.hooks import OutputChunkCheck, OutputFinalCheck
 from guards.verdict import (
     Action,

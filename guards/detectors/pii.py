@@ -10,6 +10,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable
 
+from guards.detectors.phone import TRAILING_CUE_WORDS, phones
 from guards.detectors.stream_tail import trailing_run_start
 from guards.verdict import Finding
 
@@ -29,69 +30,7 @@ IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:]
 # Every IPv6 match holds two colons at most four hex digits apart; a literal-led search for
 # that decides in ~2 µs whether the (slow, lookbehind-led) IPV6 scan can find anything.
 IPV6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
-# A phone number starts with "+", "(" or a digit; the lookbehinds after the first character
-# pick the branch that the original optional groups would have taken.
-PHONE = re.compile(
-    r"[+(\d](?<![\w+].)"
-    r"(?:(?<=\+)\d{8,15}(?!\d)"
-    r"|(?<=\+)\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{2,5}"
-    r"|(?<=\()\d{1,4}\)[ .-]?\d{2,5}"
-    r"|(?<=\d)\d{1,4})"
-    r"(?:[ .-]\d{2,5}){0,4}(?:\s?(?:x|ext\.?)\s?\d{1,5})?(?![\w])"
-)
 DIGIT = re.compile(r"\d")
-# A number right after a word that says it is one ("Phone: 451 5986", "Desk: 5403926876",
-# "answering at 99 668472", "call me on 07700 900123", "stop receiving messages to ..."): the
-# shape rules above refuse unseparated runs and two bare groups (prices, house numbers), but
-# after such a word they are phone numbers, as Presidio's context enhancer treats them. The
-# word must start at most PHONE_CONTEXT_GAP characters before the number, with nothing but
-# punctuation, "me"/"us" and "at", "on", "is" or "to" between, or, after a verb that reaches
-# someone, up to three words and then "at" or "on" ("call Anna Berg at ..."). "number" alone
-# is not a cue (order, invoice and ticket numbers); "my number is", "your number:" are.
-PHONE_CUE = re.compile(
-    r"\b(?:(?:phone|telephone|tel|mobile|cell|cellphone|fax|call|calling|dial|ring|text|sms|"
-    r"whatsapp|landline|hotline|desk|direct|answering|reach|contact|messages?\s+to)\b"
-    r"(?:\s+(?:me|us)\b)?"
-    r"[\s:#.,()-]*(?:(?:no|number)\b[\s:#.,()-]*)?(?:(?:at|on|is|to)\s+)?"
-    r"|(?:my|your|his|her|our|their)\s+number(?:\s+is\s+|\s*:\s*)"
-    r"|(?:call|ring|text|reach|contact|dial)(?:\s+[^\W\d]+){1,3}\s+(?:at|on)\s+)\Z",
-    re.IGNORECASE,
-)
-PHONE_CONTEXT_GAP = 32
-# How far before a number its cue can start (the gap plus the longest cue): streamed output
-# whose unreleased text holds a digit is checked with at least this much released text in
-# front (guards/streaming.py); without a digit there is no number for a cue to make a phone.
-CUE_LOOKBEHIND_CHARS = PHONE_CONTEXT_GAP + 16
-# A number followed by the line's label, as contact blocks write them ("416 60 039 office",
-# "0688 843 79 56 (mobile)"): the label ends the line or comes before "," or ";".
-TRAILING_CUE_WORDS = ("office", "fax", "mobile", "cell", "home", "work", "landline", "phone")
-TRAILING_CUE = re.compile(
-    r"[ -]*\(?(?:" + "|".join(TRAILING_CUE_WORDS) + r")\)?(?=[ \t]*(?:[\n\r,;]|\Z))",
-    re.IGNORECASE,
-)
-# Candidates for the rules below the shape rules: a run of digits and separators, "+" only as
-# its first character or right after an opening "(" ("(+30) 2310 123456"), "/" only once,
-# after an area code ("0664/1234567", "06-1/685 8783").
-CUED_NUMBER = re.compile(r"[+(\d](?<![\w+.,/].)\+?[\d ()./-]{5,22}\d(?![\w]|[.,]\d)")
-# National numbers that the shape rules refuse as two bare groups or an area code of five
-# digits, but whose form only phone numbers take: a trunk "0" and two groups ("01632 960123",
-# "050-1234567"), and a bracketed area code before a long group ("(0161) 4960000").
-TRUNK_TWO_GROUPS = re.compile(r"0[1-9]\d{0,3}[ -]\d{5,8}")
-AREA_CODE_LONG = re.compile(r"\(\d{2,5}\)[ -]?\d{2,9}(?:[ -]\d{2,8}){0,3}")
-# "00" and a country code, dialled from abroad, and then separated groups ("00421 2 70499962").
-INTERNATIONAL_00 = re.compile(r"00[1-9]\d{0,3}[ -]")
-# A trunk or country digit written before a number PHONE matched ("1-800-386-7560",
-# "8 (783) 101-2228", "0 513 969 371").
-TRUNK_DIGIT = re.compile(r"[018][ -]?")
-# An area code and "/" before a number PHONE matched ("35/139-6937", "(06)44/757-7104").
-SLASH_AREA_CODE = re.compile(r"\(?\d{1,5}\)?(?:-?\d{1,2})?/ ?")
-# A subtraction that GSM8K-style working writes out ("400-120-200=80", "450-150-36-50-20-10")
-# is not a phone.
-ARITHMETIC_AFTER = re.compile(r" *=|-\d")
-# An unseparated number ending in "000" after a cue is a quantity ("send messages to 1500000
-# users", "text 2000000 people"), not one of the thousandth of phone numbers that end so.
-ROUND_NUMBER = re.compile(r"\d+000")
-
 # IBAN lengths per country (ISO 13616) for the countries most seen; others need 15..34.
 IBAN_LENGTHS = {
     "GB": 22,
@@ -185,104 +124,6 @@ def _emails(text: str) -> Iterable[Finding]:
             yield Finding("EMAIL_ADDRESS", m.start(), m.end())
 
 
-def _phones(text: str) -> Iterable[Finding]:
-    shaped: list[tuple[int, int]] = []
-    for m in PHONE.finditer(text):
-        value = m.group()
-        if len(value) < 7:  # cannot hold 7 digits: most candidates are prices and years
-            continue
-        digits = sum(c.isdigit() for c in value.split("x")[0].split("ext")[0])
-        separated = value.startswith("+") or any(c in value for c in " -.()")
-        if (
-            7 <= digits <= 15
-            and separated
-            and not _looks_like_number(value)
-            and not ARITHMETIC_AFTER.match(text, m.end())
-        ):
-            shaped.append((m.start(), m.end()))
-    kept = set(range(len(shaped)))
-    more = list(_more_phones(text, shaped, kept))
-    yield from (Finding("PHONE_NUMBER", *shaped[i], 0.7) for i in sorted(kept))
-    yield from more
-
-
-def _more_phones(text: str, shaped: list[tuple[int, int]], kept: set[int]) -> Iterable[Finding]:
-    """Numbers the shape rules refused, or saw only part of, that an international, trunk or
-    area-code form, or a phone cue word before (PHONE_CUE) or after (TRAILING_CUE) makes a
-    phone number. A whole number replaces the part of it that PHONE matched ("+33 1 75 41 14
-    42" for "75 41 14 42", "1-800-386-7560" for "800-386-7560"); drops it from `kept`."""
-    starts = [start for start, _ in shaped]
-    for m in CUED_NUMBER.finditer(text):
-        start, end = m.start(), m.end()
-        # the shaped matches that overlap the candidate: few, as a candidate is short
-        lo = bisect.bisect_right(starts, start)
-        lo -= bool(lo and shaped[lo - 1][1] > start)
-        hi = bisect.bisect_left(starts, end)
-        parts = range(lo, hi)
-        if parts and not all(start <= shaped[k][0] and shaped[k][1] <= end for k in parts):
-            continue  # a shaped match reaches out of it (an extension)
-        value = m.group()
-        digits = sum(c.isdigit() for c in value)
-        if not 7 <= digits <= 15 or ISO_DATE.match(value) or "+" in value[2:]:
-            continue
-        if (value[1:2] == "+" and value[0] != "(") or value.count("/") > 1:
-            continue  # "5+1234567"; a date ("12/05/2024")
-        slash = "/" in value
-        if parts:
-            one = len(parts) == 1 and shaped[lo][1] == end
-            whole = shaped[lo] != (start, end) and (
-                (not slash and _national_or_international(value, digits))
-                or (
-                    one
-                    and (SLASH_AREA_CODE if slash else TRUNK_DIGIT).fullmatch(
-                        text, start, shaped[lo][0]
-                    )
-                )
-            )
-            if whole and not ARITHMETIC_AFTER.match(text, end):
-                kept.difference_update(parts)
-                yield Finding("PHONE_NUMBER", start, end, 0.7)
-        elif (
-            not slash
-            and _national_or_international(value, digits)
-            and not ARITHMETIC_AFTER.match(text, end)
-        ):
-            yield Finding("PHONE_NUMBER", start, end, 0.7)
-        elif not ROUND_NUMBER.fullmatch(value) and (
-            PHONE_CUE.search(text, max(0, start - PHONE_CONTEXT_GAP), start)
-            or TRAILING_CUE.match(text, end)
-        ):
-            yield Finding("PHONE_NUMBER", start, end, 0.6)
-
-
-def _national_or_international(value: str, digits: int) -> bool:
-    """The forms only phone numbers take that the PHONE pattern does not cover: "+" or "00"
-    with a one-digit or long group ("+54 9 11 1234 5678", "+49(0)3012345678", "00972 2 236
-    2027"), a trunk "0" and two groups, a bracketed area code before a long group."""
-    if value.startswith(("+", "(+")):
-        return 8 <= digits <= 15 and _international_groups(value)
-    if INTERNATIONAL_00.match(value):
-        return 10 <= digits <= 15 and _international_groups(value)
-    if TRUNK_TWO_GROUPS.fullmatch(value):
-        return 9 <= digits <= 12
-    if AREA_CODE_LONG.fullmatch(value) is None:
-        return False
-    return 10 <= digits <= 13 or (digits == 9 and value.startswith("(0"))
-
-
-def _international_groups(value: str) -> bool:
-    """Single separators between the groups (one bracket pair at most) and at most two groups
-    of one digit: "+4 5 6 7 8 9 10" in a sum is not a number."""
-    groups = DIGIT_RUN.findall(value)
-    separators = NON_DIGIT_RUN.findall(value.lstrip("(+"))
-    if any(len(sep) > 2 for sep in separators):
-        return False
-    opening, closing = value.count("("), value.count(")")
-    if opening != closing or opening > 1 or value.find("(") > value.find(")"):
-        return False
-    return sum(len(g) == 1 for g in groups) <= 2
-
-
 class _Spans:
     """Disjoint [start, end) spans kept sorted: overlap checks in O(log n), so a prompt with
     tens of thousands of values costs linear time, not quadratic (40,000 phone numbers in
@@ -308,35 +149,13 @@ class _Spans:
         return True
 
 
-ISO_DATE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}\b")
-DIGIT_RUN = re.compile(r"\d+")
-NON_DIGIT_RUN = re.compile(r"\D+")
-LOCAL_NUMBER = re.compile(r"\d{3}[-.]\d{4}")
-ROUND_RANGE = re.compile(r"\d00-\d+00")  # "500-1000 words", not 500-1000 the local number
-
-
-def _looks_like_number(value: str) -> bool:
-    """Decimal numbers, dates (with a time after them too) and pairs of numbers are not phone
-    numbers: "2012-10-01 00" is a timestamp, "975 3968" a house number and a postcode,
-    "3610-114" a postcode, "700-1000" a range. Two bare digit groups count only as a local
-    number (555-0134)."""
-    if re.fullmatch(r"\d{1,4}[.-]\d{1,2}[.-]\d{1,4}", value) or ISO_DATE.match(value):
-        return True
-    if re.fullmatch(r"\d+\.\d+", value):
-        return True
-    bare = not value.startswith(("+", "("))
-    if bare and ROUND_RANGE.fullmatch(value):
-        return True
-    return bare and len(DIGIT_RUN.findall(value)) == 2 and not LOCAL_NUMBER.fullmatch(value)
-
-
 SCANNERS: dict[str, Callable[[str], Iterable[Finding]]] = {
     "EMAIL_ADDRESS": _emails,
     "CREDIT_CARD": _cards,
     "IBAN_CODE": _ibans,
     "US_SSN": _ssns,
     "IP_ADDRESS": _ips,
-    "PHONE_NUMBER": _phones,
+    "PHONE_NUMBER": phones,
 }
 
 

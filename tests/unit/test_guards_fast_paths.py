@@ -12,7 +12,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guards.detectors import pii
+from guards.detectors import phone, pii
 from guards.detectors.injection import InjectionDetector, rules_match
 from guards.detectors.injection_features import DIMENSIONS, feature_indices, tokens
 from guards.detectors.secrets import SecretsDetector
@@ -68,12 +68,13 @@ def spans(pattern: re.Pattern[str], text: str) -> list[tuple[int, int]]:
 @given(TEXT)
 def test_reordered_pii_patterns_match_the_lookbehind_first_ones(text: str) -> None:
     for name, reference in REFERENCE_PII.items():
-        assert spans(getattr(pii, name), text) == spans(reference, text), name
+        module = phone if name == "PHONE" else pii
+        assert spans(getattr(module, name), text) == spans(reference, text), name
 
 
 def test_phone_pattern_takes_the_same_branch_as_the_optional_groups() -> None:
     for text in ("+1 (555) 123-4567", "(602)272-9781", "x(602)272-9781", "+abc 12", "a+44 20 7946"):
-        assert spans(pii.PHONE, text) == spans(REFERENCE_PII["PHONE"], text), text
+        assert spans(phone.PHONE, text) == spans(REFERENCE_PII["PHONE"], text), text
 
 
 @settings(max_examples=300, deadline=None)
