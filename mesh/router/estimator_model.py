@@ -170,14 +170,19 @@ class TierModel:
         out: F64 = (diff * active) @ self.hidden_weights
         return out
 
+    def pushes(self, x: F64, upper: int, lower: int) -> tuple[float, F64]:
+        """The embedding's and each structural feature's push on log p(upper) - log p(lower):
+        gradient x input (one gradient for both), which for the softmax regression is exactly
+        each part's term."""
+        grad = self._gradient(x, upper, lower)
+        struct: F64 = grad[self.dim :] * x[self.dim :]
+        return float(grad[: self.dim] @ x[: self.dim]), struct
+
     def struct_contributions(self, x: F64, upper: int, lower: int) -> F64:
-        """Each structural feature's push on log p(upper) - log p(lower): gradient x input,
-        which for the softmax regression is exactly the feature's term."""
-        out: F64 = self._gradient(x, upper, lower)[self.dim :] * x[self.dim :]
-        return out
+        return self.pushes(x, upper, lower)[1]
 
     def embedding_contribution(self, x: F64, upper: int, lower: int) -> float:
-        return float(self._gradient(x, upper, lower)[: self.dim] @ x[: self.dim])
+        return self.pushes(x, upper, lower)[0]
 
     def nearest_kinds(
         self, embedding: npt.NDArray[np.floating], k: int = 2

@@ -173,11 +173,9 @@ class TierEstimator:
         upper, lower = (1, 0) if index == 0 else (index, index - 1)
         sign = -1.0 if index == 0 else 1.0  # report pushes in the direction of the decision
         pushes: list[tuple[float, str]] = []
+        wording, contrib = self.model.pushes(x, upper, lower)  # one gradient per request
         if self.model.dim:
-            pushes.append(
-                (sign * self.model.embedding_contribution(x, upper, lower), "wording (MiniLM)")
-            )
-        contrib = self.model.struct_contributions(x, upper, lower)
+            pushes.append((sign * wording, "wording (MiniLM)"))
         for name, value in zip(STRUCT_NAMES, contrib, strict=True):
             raw = x[self.model.dim + STRUCT_NAMES.index(name)]
             word = STRUCT_WORDS[name][0 if raw >= 0 else 1]
