@@ -1,7 +1,7 @@
 """Click commands for security teams: policy lint/test/apply, audit, guard-eval.
 
 The `mesh` group loads them lazily by import path (mesh.cli.COMMANDS), so this module imports
-only click at the top: the policy loader pulls jsonschema, the audit log SQLAlchemy. An invalid
+only click at the top: the policy loader pulls the detectors, the audit log SQLAlchemy. An invalid
 policy (InvalidPolicy), a refused call or an unreadable file is reported by the `mesh`
 command's one error boundary (mesh.cli.errors) as one line.
 """

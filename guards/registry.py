@@ -53,9 +53,10 @@ _REFERENCE_KEYS = ("$ref", "$dynamicRef", "$recursiveRef")
 
 
 def _local_references_only(value: Any) -> None:
-    """ValueError for a reference outside the schema: jsonschema fetches such a URL while
+    """ValueError for a reference outside the schema: python-jsonschema fetched such a URL while
     validating a response (seen here: an HTTP request to the $ref's host), so a policy could
-    make the router call any address it names."""
+    make the router call any address it names. The detector's validator refuses to retrieve
+    any URI as well (guards/detectors/json_schema.py); this names the field at load."""
     stack = [value]
     while stack:
         node = stack.pop()
