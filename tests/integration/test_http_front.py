@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 import os
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -465,6 +467,45 @@ async def test_404_unknown_model(mesh: HttpMesh) -> None:
         await mesh.client().chat.completions.create(model="gpt-9", messages=user("hi"))
     body = _envelope(info.value)
     assert (body["type"], body["code"]) == ("invalid_request_error", "model_not_found")
+
+
+async def test_compressed_bodies_are_read_and_bounded_after_inflating(mesh: HttpMesh) -> None:
+    """gzip / deflate bodies were parsed as JSON (400 "not valid JSON"); now inflated, never
+    past the body limit (a small bomb is 413), and an unknown coding is 415."""
+
+    def chat_about(topic: str) -> bytes:
+        return json.dumps({"model": "auto", "max_tokens": 4, "messages": user(topic)}).encode()
+
+    chat = chat_about("Name a colour.")
+    headers = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
+    deflate = zlib.compressobj(wbits=zlib.MAX_WBITS)
+    async with httpx.AsyncClient(base_url=mesh.base_url) as http:
+        for coding, data in (
+            ("gzip", gzip.compress(chat_about("Name a fruit."))),
+            ("deflate", deflate.compress(chat_about("Name a river.")) + deflate.flush()),
+            ("identity", chat_about("Name a planet.")),
+        ):
+            answer = await http.post(
+                "/chat/completions", content=data, headers={**headers, "content-encoding": coding}
+            )
+            assert answer.status_code == 200, (coding, answer.text)
+            assert answer.json()["object"] == "chat.completion"
+        bomb = gzip.compress(b" " * (64 * MAX_BODY) + chat)  # ~300 bytes sent, 256 KB inflated
+        assert len(bomb) < MAX_BODY
+        for coding, data, status, code in (
+            ("gzip", bomb, 413, "request_too_large"),
+            ("gzip", b"not gzip at all", 400, None),
+            ("br", chat, 415, "unsupported_content_encoding"),
+        ):
+            refused = await http.post(
+                "/chat/completions", content=data, headers={**headers, "content-encoding": coding}
+            )
+            assert refused.status_code == status, refused.text
+            error = refused.json()["error"]
+            assert error["type"] == "invalid_request_error"
+            if code is not None:
+                assert error["code"] == code
+    assert mesh.engine.completed == 3
 
 
 async def test_413_body_over_the_limit(mesh: HttpMesh) -> None:

@@ -27,6 +27,7 @@ from mesh.router.http.chat_request import parse_chat_request
 from mesh.router.http.chat_response import ChunkFrames
 from mesh.router.http.errors import (
     RequestTooLarge,
+    UnsupportedContentEncoding,
     error_body,
     error_headers,
     http_error,
@@ -103,6 +104,9 @@ def test_every_problem_is_reported_at_once_under_its_openai_name() -> None:
                 "tools": [{"type": "function"}],
                 "response_format": {"type": "json_object"},
                 "logprobs": True,
+                "user": 42,
+                "metadata": {"team": 7},
+                "store": "no",
             },
             None,
         )
@@ -113,6 +117,9 @@ def test_every_problem_is_reported_at_once_under_its_openai_name() -> None:
         "tools",
         "logprobs",
         "response_format",
+        "user",
+        "metadata",
+        "store",
         "messages[0].role",
         "messages[1].content[0].type",
         "messages[2]",
@@ -122,6 +129,11 @@ def test_every_problem_is_reported_at_once_under_its_openai_name() -> None:
         "seed",
         "stream",
     ]
+
+
+def test_ignored_parameters_are_accepted_when_their_type_is_right() -> None:
+    call = parse_chat_request(body(user="u-17", metadata={"team": "search"}, store=False), None)
+    assert call.request.messages[0].content == "hi"
 
 
 @pytest.mark.parametrize("value", [None, [], {}, "text", 3])
@@ -146,6 +158,12 @@ def test_a_body_without_messages_or_not_an_object_is_refused(value: Any) -> None
         (GuardBlocked("no"), 403, "permission_error", "guard_blocked"),
         (ModelNotFound("gpt-9"), 404, "invalid_request_error", "model_not_found"),
         (RequestTooLarge("big"), 413, "invalid_request_error", "request_too_large"),
+        (
+            UnsupportedContentEncoding("br"),
+            415,
+            "invalid_request_error",
+            "unsupported_content_encoding",
+        ),
         (BudgetExceeded("spent"), 429, "insufficient_quota", "budget_exceeded"),
         (Overloaded("busy", retry_after_s=1.5), 429, "rate_limit_error", "overloaded"),
         (MeshError("bug"), 500, "server_error", "internal"),

@@ -7,7 +7,8 @@ prompt size) are the edge's: `mesh.router.edge.begin` checks them for both doors
 A parameter whose meaning the mesh cannot honour (tools, n > 1, logprobs, JSON mode) is refused
 with 400 rather than dropped: a client relying on it would otherwise get a wrong answer that
 looks right. Parameters that change nothing about the answer (`user`, `metadata`, `store`) are
-accepted and ignored.
+accepted and ignored, once their type is right (as OpenAI's API checks them: a client sending
+`user: 42` learns it here, not from the provider it moves to next).
 """
 
 from __future__ import annotations
@@ -127,6 +128,19 @@ def _messages(value: Any, problems: _Problems) -> list[types_pb2.ChatMessage]:
     return out
 
 
+def _ignored(body: Mapping[str, Any], problems: _Problems) -> None:
+    """Type checks of the parameters the mesh accepts and ignores."""
+    user = body.get("user")
+    if user is not None and not isinstance(user, str):
+        problems.add("user", "must be a string")
+    metadata = body.get("metadata")
+    if metadata is not None and not (
+        isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())
+    ):
+        problems.add("metadata", "must be an object of string values")
+    problems.boolean(body, "store")
+
+
 def _stop(value: Any, problems: _Problems) -> list[str]:
     if value is None:
         return []
@@ -153,6 +167,7 @@ def parse_chat_request(body: Any, request_id: str | None) -> ChatCall:
     for name, asks in _UNSUPPORTED.items():
         if asks(body.get(name)):
             problems.add(name, "not supported by the mesh")
+    _ignored(body, problems)
     messages = _messages(body.get("messages"), problems)
     sampling = types_pb2.SamplingParams(stop=_stop(body.get("stop"), problems))
     temperature = problems.number(body, "temperature")

@@ -61,6 +61,9 @@ _BY_REASON: dict[str, HttpError] = {
     "CONTEXT_WINDOW_EXCEEDED": HttpError(400, "invalid_request_error", "context_length_exceeded"),
     "BUDGET_EXCEEDED": HttpError(429, "insufficient_quota", "budget_exceeded"),
     "REQUEST_TOO_LARGE": HttpError(413, "invalid_request_error", "request_too_large"),
+    "UNSUPPORTED_CONTENT_ENCODING": HttpError(
+        415, "invalid_request_error", "unsupported_content_encoding"
+    ),
 }
 # Field names of the mesh contract -> the OpenAI parameter a client sent.
 _PARAM_PREFIXES = (("sampling.", ""), ("routing.model", "model"), ("routing.", ""))
@@ -71,6 +74,13 @@ class RequestTooLarge(MeshError):
 
     code = Code.RESOURCE_EXHAUSTED
     reason = "REQUEST_TOO_LARGE"
+
+
+class UnsupportedContentEncoding(MeshError):
+    """A body compressed in a coding the front does not read (it is not parsed as JSON)."""
+
+    code = Code.INVALID_ARGUMENT
+    reason = "UNSUPPORTED_CONTENT_ENCODING"
 
 
 def http_error(err: MeshError) -> HttpError:
