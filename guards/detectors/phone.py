@@ -23,8 +23,9 @@ PHONE = re.compile(
     r"|(?<=\+)\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{2,5}"
     r"|(?<=\()\d{1,4}\)[ .-]?\d{2,5}"
     r"|(?<=\d)\d{1,4})"
-    r"(?:[ .-]\d{2,5}){0,4}(?:\s?(?:x|ext\.?)\s?\d{1,5})?(?![\w])"
+    r"(?:[ .-]\d{2,5}){0,4}(?:\s?(?:x|ext\.?)\s?\d{1,5})?(?![\w]|\.\d)"
 )
+# (Not before ".<digit>": "255.255.255" of a netmask, "1.234.567" of a longer dotted number.)
 # A number right after a word that says it is one ("Phone: 451 5986", "Desk: 5403926876",
 # "answering at 99 668472", "call me on 07700 900123", "stop receiving messages to ..."): the
 # shape rules above refuse unseparated runs and two bare groups (prices, house numbers), but

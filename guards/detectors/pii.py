@@ -26,6 +26,15 @@ CARD = re.compile(r"\d(?<![\d+-].)(?:[ -]?\d){11,18}(?![\d-])")
 IBAN = re.compile(r"[A-Z](?<!\w.)[A-Z]\d{2}(?: ?[A-Z0-9]){11,30}\b")
 SSN = re.compile(r"(\d(?<![\d-].)\d\d)([- ]?)(\d{2})\2(\d{4})(?![\d-])")
 IPV4 = re.compile(r"\d(?<![\d.].)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?![\d.])")
+# A dotted quad named as a version ("version 2.10.3.4", "v10.0.0.1", "build 6.1.7601.1" has a
+# part over 255 anyway) is not an address, nor is the next one of a range ("... to 2.11.0.1"):
+# both were redacted as IP_ADDRESS in ordinary upgrade questions.
+VERSION_CUE = re.compile(
+    r"(?:\b(?:version|ver|build|release|rev|revision|firmware)\.?(?:\s*(?:no\.?|number|:))?\s*"
+    r"|\bv\s?)$",
+    re.IGNORECASE,
+)
+RANGE_JOIN = re.compile(r"\s*(?:to|and|or|through|-|\u2013|->|\u2192|,)\s*", re.IGNORECASE)
 IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 # Every IPv6 match holds two colons at most four hex digits apart; a literal-led search for
 # that decides in ~2 µs whether the (slow, lookbehind-led) IPV6 scan can find anything.
@@ -102,10 +111,26 @@ def _ssns(text: str) -> Iterable[Finding]:
             yield Finding("US_SSN", m.start(), m.end())
 
 
+def _netmask(octets: list[int]) -> bool:
+    """255.255.255.0 and the like: a contiguous mask says how a network is cut, not who is in
+    it (a mask-shaped address such as 255.255.0.0 is a mask in every real text)."""
+    value = int.from_bytes(bytes(octets), "big")
+    hosts = (~value & 0xFFFFFFFF) + 1
+    return octets[0] == 255 and hosts & (hosts - 1) == 0
+
+
 def _ips(text: str) -> Iterable[Finding]:
+    version_end = -1  # where the last dotted quad read as a version ended
     for m in IPV4.finditer(text):
-        if all(int(part) <= 255 for part in m.group().split(".")):
-            yield Finding("IP_ADDRESS", m.start(), m.end())
+        octets = [int(part) for part in m.group().split(".")]
+        if any(part > 255 for part in octets) or _netmask(octets):
+            continue
+        before = text[max(0, m.start() - 24) : m.start()]
+        joined = version_end >= 0 and RANGE_JOIN.fullmatch(text, version_end, m.start())
+        if VERSION_CUE.search(before) or joined:
+            version_end = m.end()
+            continue
+        yield Finding("IP_ADDRESS", m.start(), m.end())
     if IPV6_HINT.search(text):
         for m in IPV6.finditer(text):
             value = m.group()

@@ -45,11 +45,28 @@ def test_pii_finds_each_entity(text: str, expected: list[tuple[str, str]]) -> No
         "GB82WEST12345698765433 fails mod-97",
         "666-12-3456 and 900-12-3456 and 123-00-4567 are invalid SSNs",
         "version 1.2.3.4567 and 300.1.1.1",
+        # A named version, a range of them, and a netmask are not addresses (were IP_ADDRESS;
+        # the mask's first three groups were then a PHONE_NUMBER).
+        "Upgrade from version 2.10.3.4 to 2.11.0.1 of the library.",
+        "Firmware v1.0.4.2 is out; build 6.1.7601.1 too.",
+        "Use the subnet mask 255.255.255.0 (or 255.255.0.0) for the LAN.",
         "Janet had 3 apples on 2023-10-12 and paid 12.50 dollars for 1200 grams",
     ],
 )
 def test_pii_rejects_lookalikes(text: str) -> None:
     assert PiiDetector().find(text) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "addresses"),
+    [
+        ("Version 2.4 of nginx runs at 10.0.0.5", ["10.0.0.5"]),
+        ("Ping 10.0.0.5 and 10.0.0.6 please", ["10.0.0.5", "10.0.0.6"]),
+        ("The server at 255.255.1.7 is down", ["255.255.1.7"]),
+    ],
+)
+def test_addresses_near_versions_or_masks_are_still_found(text: str, addresses: list[str]) -> None:
+    assert types_of(PiiDetector().find(text), text) == [("IP_ADDRESS", a) for a in addresses]
 
 
 @pytest.mark.parametrize(
