@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Collection, Sequence
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from guards.detectors.banned import BannedWordsDetector
+from guards.detectors.banned import (
+    INLINE_MAX_PHRASES,
+    MAX_PHRASE_CHARS,
+    MAX_PHRASE_WORDS,
+    MAX_PHRASES,
+    MAX_TOTAL_CHARS,
+    BannedWordsDetector,
+    normalise,
+)
 from guards.detectors.base import DetectorGuard
 from guards.detectors.code_scan import DEFAULT_SKIP
 from guards.detectors.content_safety import CATEGORIES, MAX_WINDOWS, ContentSafetyDetector
@@ -23,15 +31,41 @@ from guards.verdict import Action
 
 
 class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A built-in guard's `params`, as hostile as the rest of the policy: no unknown key, no
+    NaN or infinity (`.nan` compares false with every bound and threshold), and no coercion:
+    YAML's `yes` is not the number 1, nor `"0.7"` a float, nor 8.0 an integer."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+def _known(values: list[str], known: Collection[str], what: str) -> list[str]:
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {what}: {unknown}; known: {list(known)}")
+    return values
 
 
 class PiiParams(_Params):
-    entities: list[str] = Field(default_factory=lambda: list(ENTITY_TYPES))
+    # At most one of each: a longer list can only repeat one.
+    entities: list[str] = Field(
+        default_factory=lambda: list(ENTITY_TYPES), min_length=1, max_length=len(ENTITY_TYPES)
+    )
+
+    @field_validator("entities")
+    @classmethod
+    def _known_entities(cls, value: list[str]) -> list[str]:
+        return _known(value, ENTITY_TYPES, "PII entities")
 
 
 class SecretsParams(_Params):
-    types: list[str] = Field(default_factory=lambda: list(SECRET_TYPES))
+    types: list[str] = Field(
+        default_factory=lambda: list(SECRET_TYPES), min_length=1, max_length=len(SECRET_TYPES)
+    )
+
+    @field_validator("types")
+    @classmethod
+    def _known_types(cls, value: list[str]) -> list[str]:
+        return _known(value, SECRET_TYPES, "secret types")
 
 
 class InjectionParams(_Params):
@@ -40,27 +74,70 @@ class InjectionParams(_Params):
     rules: bool = True
 
 
+def _banned_phrase(phrase: str) -> str:
+    """A phrase as short as matching needs (see guards.detectors.banned), measured as it is
+    matched: lower-cased, look-alikes undone, whitespace single."""
+    matched = normalise(phrase)
+    if not matched:
+        raise ValueError("a blank phrase matches nothing")
+    if len(matched) > MAX_PHRASE_CHARS:
+        raise ValueError(
+            f"{len(matched):,} characters; a phrase has at most {MAX_PHRASE_CHARS} characters"
+        )
+    if matched.count(" ") + 1 > MAX_PHRASE_WORDS:
+        raise ValueError(
+            f"{matched.count(' ') + 1} words; a phrase has at most {MAX_PHRASE_WORDS} words"
+        )
+    return phrase
+
+
 class BannedWordsParams(_Params):
-    words: list[str] = Field(..., min_length=1)
+    # Each request compares each phrase with each window of its text of similar length: these
+    # bounds keep the worst list on the worst 32k-token text under a second (banned.py).
+    words: list[Annotated[str, AfterValidator(_banned_phrase)]] = Field(
+        ..., min_length=1, max_length=MAX_PHRASES
+    )
     threshold: float = Field(88.0, ge=50, le=100)
+
+    @field_validator("words")
+    @classmethod
+    def _total_length(cls, value: list[str]) -> list[str]:
+        total = sum(len(normalise(phrase)) for phrase in value)
+        if total > MAX_TOTAL_CHARS:
+            raise ValueError(
+                f"{total:,} characters in all phrases; at most {MAX_TOTAL_CHARS:,} in all"
+            )
+        return value
 
 
 class TokenLimitParams(_Params):
-    max_tokens: int = Field(..., ge=1)
+    # Past any model's context window: a larger limit would be no limit, and surely a typo.
+    max_tokens: int = Field(..., ge=1, le=10_000_000)
 
 
 _REFERENCE_KEYS = ("$ref", "$dynamicRef", "$recursiveRef")
 
 
-def _local_references_only(value: Any) -> None:
-    """ValueError for a reference outside the schema: python-jsonschema fetched such a URL while
-    validating a response (seen here: an HTTP request to the $ref's host), so a policy could
-    make the router call any address it names. The detector's validator refuses to retrieve
-    any URI as well (guards/detectors/json_schema.py); this names the field at load."""
+# A response schema's nodes (mappings, lists, keys and values, as YAML counts them). Validation
+# can cost the schema times the answer: a `oneOf` of 20,000 `const`s (60,000 nodes) held the
+# event loop 0.67 s on each 8 KB answer and took 8.4 s on a 128 KB one; at this bound (a
+# `oneOf` of 1,666) the same 8 KB answer takes ~25 ms. Real response schemas are a few hundred.
+MAX_SCHEMA_NODES = 5_000
+
+
+def _check_schema(value: Any) -> None:
+    """ValueError for a schema past MAX_SCHEMA_NODES, or with a reference outside itself:
+    python-jsonschema fetched such a URL while validating a response (seen here: an HTTP
+    request to the $ref's host), so a policy could make the router call any address it names.
+    The detector's validator refuses to retrieve any URI as well
+    (guards/detectors/json_schema.py); this names the field at load."""
     stack = [value]
+    nodes = 0
     while stack:
         node = stack.pop()
+        nodes += 1
         if isinstance(node, dict):
+            nodes += len(node)
             for key, item in node.items():
                 if key in _REFERENCE_KEYS and isinstance(item, str) and not item.startswith("#"):
                     raise ValueError(
@@ -70,6 +147,8 @@ def _local_references_only(value: Any) -> None:
                 stack.append(item)
         elif isinstance(node, list):
             stack.extend(node)
+        if nodes > MAX_SCHEMA_NODES:
+            raise ValueError(f"more than {MAX_SCHEMA_NODES:,} nodes in the schema")
 
 
 class JsonSchemaParams(_Params):
@@ -78,35 +157,57 @@ class JsonSchemaParams(_Params):
 
     @field_validator("json_schema")
     @classmethod
-    def _no_remote_references(cls, value: dict[str, Any]) -> dict[str, Any]:
-        _local_references_only(value)
+    def _bounded_and_local(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _check_schema(value)
         return value
 
 
 class LeakageParams(_Params):
+    # Up to 64: each cached prompt index (16 kept) holds a tuple of n words per prompt word,
+    # 16 MiB for a 24,000-word prompt at 64 (6 MiB at 8); a 64-word run is a leak already.
     ngram_words: int = Field(8, ge=3, le=64)
 
 
+# Presidio's names are checked against its recognizers when the guard is built (that needs the
+# analyzer); these bounds only keep the list a list of names.
+PresidioEntity = Annotated[str, Field(min_length=1, max_length=64)]
+
+
 class PresidioParams(_Params):
-    entities: list[str] = Field(default_factory=lambda: ["PERSON", "LOCATION", "NRP"])
+    entities: list[PresidioEntity] = Field(
+        default_factory=lambda: ["PERSON", "LOCATION", "NRP"], min_length=1, max_length=64
+    )
     score_threshold: float = Field(0.5, ge=0, le=1)
+
+
+# A Bandit test id: B and three digits (B101 ... B704); anything else would skip nothing.
+BanditTestId = Annotated[str, Field(pattern=r"^B[0-9]{3}$")]
 
 
 class CodeScanParams(_Params):
     min_severity: Literal["low", "medium", "high"] = "low"
     # Bandit test ids not reported (default: its noisiest for snippets, see code_scan.py).
-    skip: list[str] = Field(default_factory=lambda: list(DEFAULT_SKIP))
+    skip: list[BanditTestId] = Field(default_factory=lambda: list(DEFAULT_SKIP), max_length=256)
     licenses: bool = True
     bandit: bool = True
-    max_block_chars: int = Field(20_000, ge=100, le=1_000_000)
+    # Bandit takes ~2.5 µs a character here: 100,000 is 0.25 s, one block of 1,000,000 took
+    # 2.5 s, past the guard's 2 s deadline and holding the GIL and the scan lock meanwhile.
+    max_block_chars: int = Field(20_000, ge=100, le=100_000)
 
 
 class ContentSafetyParams(_Params):
     model: Literal["minilm", "ngram"] = "minilm"
     threshold: float | None = Field(None, gt=0, lt=1)  # None: the shipped, trained one
-    categories: list[str] = Field(default_factory=lambda: list(CATEGORIES))
+    categories: list[str] = Field(
+        default_factory=lambda: list(CATEGORIES), min_length=1, max_length=len(CATEGORIES)
+    )
     stream_hold: Literal["all", "window"] = "all"
     max_windows: int = Field(MAX_WINDOWS, ge=1, le=256)
+
+    @field_validator("categories")
+    @classmethod
+    def _known_categories(cls, value: list[str]) -> list[str]:
+        return _known(value, CATEGORIES, "categories")
 
 
 def _pii(p: dict[str, Any], action: Action) -> Guard:
@@ -124,7 +225,9 @@ def _injection(p: dict[str, Any], action: Action) -> Guard:
 
 def _banned(p: dict[str, Any], action: Action) -> Guard:
     q = BannedWordsParams.model_validate(p)
-    return DetectorGuard(BannedWordsDetector(q.words, q.threshold), action)
+    detector = BannedWordsDetector(q.words, q.threshold)
+    # A long list is matched in a thread: rapidfuzz releases the GIL, the event loop runs on.
+    return DetectorGuard(detector, action, cpu_heavy=detector.phrase_count > INLINE_MAX_PHRASES)
 
 
 def _token_limit(p: dict[str, Any], action: Action) -> Guard:

@@ -27,7 +27,7 @@ REFERENCE_PII = {
     "PHONE": re.compile(
         r"(?<![\w+])(?:\+\d{8,15}(?!\d)|(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,5})"
         r"(?:[ .-]\d{2,5}){0,4}"
-        r"(?:\s?(?:x|ext\.?)\s?\d{1,5})?(?![\w])"
+        r"(?:\s?(?:x|ext\.?)\s?\d{1,5})?(?![\w]|\.\d)"  # ".<digit>": added later, in both
     ),
 }
 REFERENCE_RULE = re.compile(

@@ -63,7 +63,7 @@ def test_version_is_content_hash_not_formatting() -> None:
         (
             "guards:\n  - name: a\n    use: pii\n    params:\n      entities: [X]\n",
             5,
-            "guards[0].params",
+            "guards[0].params.entities",
             "unknown PII",
         ),
         (
