@@ -5,15 +5,19 @@ Embedding similarity only proposes candidates: MiniLM puts "Is it safe ..." and 
 at cosine 0.99. So a candidate is served only if its words, reduced by question_form.py, can be
 aligned with the request's words one for one, each difference explained:
 
-- the same word; a listed synonym ("fix" / "repair"); a typo (one internal edit of a word the
-  embedding model's vocabulary does not know: "captial" / "capital");
+- the same word; a listed synonym ("fix" / "repair", as verbs only where both can be nouns);
+  a typo (one internal edit between a word the embedding model's vocabulary knows and one it
+  does not: "captial" / "capital"; never two known or two unknown words, never a vowel for a
+  vowel); a word in capitals inside mixed-case text (SELECT, NASA) is neither;
 - in the same order, except a phrase opened by a preposition moved between the start and the
   end ("In Excel, how do I ..." / "How do I ... in Excel?") or the two sides of a plain "and" /
   "or" swapped ("Vue or React").
 
 Anything else vetoes the hit: a word on one side only ("not", "without", "un-"), a different
 number, date, version, entity, scope word, language, format or verb, a different inflection
-("woman" / "women"), or the same words in another order (swapped roles, conversion direction).
+("woman" / "women"), the same words in another order (swapped roles, conversion direction), a
+different article before a name or a letter ("the Matrix" / "a matrix", "vitamin a do" / "a
+vitamin do"), or a stripped "can you" against a stripped "will you".
 Default-deny: a rule missing here costs a cache miss, never a wrong answer.
 
 Verdicts name categories, never the prompt's words: they go on spans and on RouteInfo.
@@ -42,15 +46,19 @@ from mesh.router.question_lexicon import (
     ORDER_SENSITIVE_NUMBERS,
     ORDERED_CONTEXT,
     QUANTIFIERS,
+    SUBJECT_PRONOUNS,
     SYMMETRIC_LINKS,
     SYMMETRIC_RELATIONS,
     SYNONYM_GROUPS,
     SYNONYM_PAIRS,
+    VERB_CUES,
+    VERB_SYNONYMS,
 )
 
 log = logging.getLogger(__name__)
 _MAX_CONJUNCT = 4  # tokens on each side of a swapped "and" / "or"
 _ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
+_VOWELS = frozenset("aeiouy")
 _KEY_NEIGHBOURS = {
     c: "".join(
         other[k]
@@ -101,13 +109,18 @@ class QuestionVerifier:
         a, b = list(stored.tokens), list(asked.tokens)
         if not a or not b:
             return Verdict(False, "vetoed: nothing left to compare after normalising")
-        if a == b:
-            return Verdict(True, "verified: same words after normalising")
-        a, b = _join_compounds(a, b), _join_compounds(b, a)
+        if stored.opener and asked.opener and stored.opener != asked.opener:
+            return Verdict(False, "vetoed: modality differs (can / will)")
         explained: Counter[str] = Counter()
-        b, unexplained = self._align(a, b, explained)
-        if unexplained:
-            return Verdict(False, "vetoed: " + _difference_kind(*unexplained))
+        rewrite: dict[str, str] = {}
+        if a != b:
+            a, b = _join_compounds(a, b), _join_compounds(b, a)
+            unexplained = self._align(a, b, rewrite, explained, stored.names | asked.names)
+            if unexplained:
+                return Verdict(False, "vetoed: " + _difference_kind(*unexplained))
+            b = [rewrite.get(w, w) for w in b]
+        if _articles_differ(stored.articles, asked.articles, rewrite, set(a)):
+            return Verdict(False, "vetoed: articles differ (a name or a letter)")
         if a != b:
             how = _reordering(a, b)
             if how is None:
@@ -120,27 +133,37 @@ class QuestionVerifier:
 
     # -- word alignment ------------------------------------------------------------------
     def _align(
-        self, a: list[str], b: list[str], explained: Counter[str]
-    ) -> tuple[list[str], tuple[list[str], list[str]] | None]:
-        """`b` with each explained difference rewritten to `a`'s word; or what stays unmatched."""
+        self,
+        a: list[str],
+        b: list[str],
+        rewrite: dict[str, str],
+        explained: Counter[str],
+        names: frozenset[str],
+    ) -> tuple[list[str], list[str]] | None:
+        """Fill `rewrite` (b's word -> a's) with each explained difference; or return what
+        stays unmatched."""
         only_a = list((Counter(a) - Counter(b)).elements())
         only_b = list((Counter(b) - Counter(a)).elements())
-        rewrite: dict[str, str] = {}
         for word in list(only_a):
+            if word in names or word.startswith(QUOTE):
+                continue  # literal: a keyword in capitals, quoted text
             for kind in ("synonym", "typo"):
-                match = next((o for o in only_b if self._related(word, o, kind)), None)
-                if match is not None:
-                    only_a.remove(word)
-                    only_b.remove(match)
-                    rewrite[match] = word
-                    explained[kind] += 1
-                    break
-        if only_a or only_b:
-            return b, (only_a, only_b)
-        return [rewrite.get(w, w) for w in b], None
+                match = next(
+                    (o for o in only_b if o not in names and self._related(word, o, kind)), None
+                )
+                if match is None:
+                    continue
+                if kind == "synonym" and not _verb_synonyms(a, word, b, match):
+                    continue
+                only_a.remove(word)
+                only_b.remove(match)
+                rewrite[match] = word
+                explained[kind] += 1
+                break
+        return (only_a, only_b) if only_a or only_b else None
 
     def _related(self, x: str, y: str, kind: str) -> bool:
-        if x.startswith(QUOTE) or y.startswith(QUOTE):
+        if y.startswith(QUOTE):
             return False  # quoted text is literal
         if kind == "synonym":
             return y in self._synonyms.get(x, ()) or frozenset((x, y)) in SYNONYM_PAIRS
@@ -148,13 +171,52 @@ class QuestionVerifier:
 
     def _is_typo(self, x: str, y: str) -> bool:
         vocabulary = self._vocabulary
-        if vocabulary is None or (x in vocabulary and y in vocabulary):
-            return False  # two real words ("desert" / "dessert") are two meanings
+        # A typo is an unknown word next to a known one. Two known words ("desert" / "dessert")
+        # are two meanings; two unknown ones ("humus" / "hummus", a foreign "casado" /
+        # "cansado") give no way to tell which, if either, is the misspelling.
+        if vocabulary is None or (x in vocabulary) == (y in vocabulary):
+            return False
         if not (x.isalpha() and y.isalpha()) or min(len(x), len(y)) < 4 or x[0] != y[0]:
             return False
         if OSA.distance(x, y, score_cutoff=1) != 1:
             return False
         return _internal_edit(x, y)
+
+
+def _verb_synonyms(a: list[str], x: str, b: list[str], y: str) -> bool:
+    """Two verbs that can both be nouns ("fix" / "repair") are synonyms only where a verb
+    stands: first, or after "to", a modal, an auxiliary, a pronoun ("how do I fix", "can you
+    fix"); "a GPS fix" is not "a GPS repair"."""
+    if x not in VERB_SYNONYMS or y not in VERB_SYNONYMS:
+        return True
+    return all(
+        i == 0 or words[i - 1] in VERB_CUES
+        for words, word in ((a, x), (b, y))
+        for i, w in enumerate(words)
+        if w == word
+    )
+
+
+def _articles_differ(
+    stored: tuple[tuple[str, str], ...],
+    asked: tuple[tuple[str, str], ...],
+    rewrite: dict[str, str],
+    words: set[str],
+) -> bool:
+    """ "the Matrix" / "a matrix" (a name and a thing), or "vitamin a do" / "a vitamin do" (an
+    article on each side before a different word: one of them was a letter). An article on
+    one side only ("bake a cake" / "bake cake") is no difference."""
+    mine: dict[str, set[str]] = {}
+    theirs: dict[str, set[str]] = {}
+    for notes, out, names in ((stored, mine, {}), (asked, theirs, rewrite)):
+        for article, word in notes:
+            word = names.get(word, word)
+            if word in words:
+                out.setdefault(word, set()).add(article)
+    if any(not mine[w] & theirs[w] for w in mine.keys() & theirs.keys()):
+        return True
+    moved = [w for w in mine if w not in theirs and "a" in mine[w]]
+    return bool(moved) and any(w not in mine and "a" in theirs[w] for w in theirs)
 
 
 def _internal_edit(x: str, y: str) -> bool:
@@ -170,7 +232,9 @@ def _internal_edit(x: str, y: str) -> bool:
             return p >= 1
         # One letter struck for its neighbour on the keyboard, inside a long word. A vowel
         # swapped for a vowel is a different word as often as a misspelling ("ethanol" /
-        # "ethanal"), so it is not forgiven.
+        # "ethanal", "bison" / "boson", i and o are neighbours), so it is not forgiven.
+        if x[p] in _VOWELS and y[p] in _VOWELS:
+            return False
         return 1 <= p < len(x) - 1 and len(x) >= 5 and y[p] in _KEY_NEIGHBOURS.get(x[p], "")
     longer = x if len(x) > len(y) else y
     return 1 <= p < len(longer) - 1  # one letter added or dropped inside the word
@@ -246,8 +310,6 @@ def _exchange(a: list[str], b: list[str]) -> str | None:
     last = max(i for i in range(len(a)) if a[i] != b[i])
     if _not_moved(a, b, first, last):
         return "'not' placed after the subject"
-    if any(w in ORDERED_CONTEXT for w in a):
-        return None  # a function's parameters, a table's columns, steps in sequence
     numbers_ordered = any(w in ORDER_SENSITIVE_NUMBERS for w in a)
     symmetric = any(w in SYMMETRIC_RELATIONS for w in a)
     # Two spans exchanged: the first starts where a and b first differ, the second ends where
@@ -260,6 +322,11 @@ def _exchange(a: list[str], b: list[str]) -> str | None:
                 continue
             if any(w.startswith(QUOTE) for w in x + y + middle):
                 continue
+            # A function's parameters, a table's columns, steps in sequence: the context
+            # orders the items. The items themselves may be the ordering words ("before or
+            # after" / "after or before").
+            if any(w in ORDERED_CONTEXT for w in a[:first] + middle + a[last + 1 :]):
+                return None
             numeric = _numeric(x) or _numeric(y)
             if numeric and (numbers_ordered or _in_arithmetic(a, first, last)):
                 continue
@@ -297,6 +364,10 @@ def _not_moved(a: list[str], b: list[str], first: int, last: int) -> bool:
         if len(crossed) > 3 or y[last] != "not" or y[first:last] != crossed:
             continue
         if any(w in QUANTIFIERS or w in NEGATORS or w.startswith(QUOTE) for w in crossed):
+            continue
+        # The subject only: a pronoun is the whole subject, and "to" opens another verb
+        # ("why don't I want to eat" / "why do I want to not eat").
+        if "to" in crossed or (len(crossed) > 1 and any(w in SUBJECT_PRONOUNS for w in crossed)):
             continue
         return True
     return False

@@ -75,6 +75,15 @@ EMBEDDED_ASKS = _phrases(
     i need to know | let me know | any idea | do you have any idea"""
 )
 QUESTION_WORDS = _words("who whom whose what which where when why how")
+# A stripped "can you" / "will you" still says what was asked when the rest is a question,
+# not a request: "Can you die from a bee sting?" (is it possible) / "Will you die ...?" (is it
+# certain). Two prompts whose openers differ in this way are not the same question.
+MODAL_OPENERS: dict[Phrase, str] = {
+    ("can", "you"): "can",
+    ("could", "you"): "can",
+    ("will", "you"): "will",
+    ("would", "you"): "will",
+}
 # Trailing "for me" is politeness only in a request already softened ("Please write a poem
 # for me"); in "Is coffee bad for me?" it is the question.
 POLITE_OPENERS = _words("please kindly can could would will")
@@ -83,7 +92,8 @@ POLITE_TRAILING = _phrases("for me")
 # unless the word before makes them the object ("How do you say thank you", "a thank you").
 TRAILING_FILLERS = _phrases(
     """please | thanks | thank you | thanks a lot | thanks a bunch | thank you very much |
-    thank you so much | many thanks | thanks in advance | much appreciated | appreciated |
+    thank you so much | thanks so much | thanks very much | many thanks | thanks in advance |
+    much appreciated | appreciated |
     cheers | thx | ty | if you can | if possible | if you could | for me please | kindly"""
 )
 FILLER_AS_OBJECT = _words(
@@ -112,18 +122,19 @@ PHRASES: dict[Phrase, Phrase] = {
     for k, v in (
         *(
             (f"who {be} {agent} of", f"who {verb}")
-            for be in ("is", "was")
-            for agent, verb in (
-                ("author", "wrote"),
-                ("writer", "wrote"),
-                ("inventor", "invented"),
-                ("founder", "founded"),
-                ("creator", "created"),
-                ("composer", "composed"),
-                ("painter", "painted"),
-                ("director", "directed"),
-                ("discoverer", "discovered"),
+            for agent, verb, tenses in (
+                ("author", "wrote", ("is", "was")),
+                ("writer", "wrote", ("is", "was")),
+                ("inventor", "invented", ("is", "was")),
+                ("founder", "founded", ("is", "was")),
+                ("creator", "created", ("is", "was")),
+                ("composer", "composed", ("is", "was")),
+                ("painter", "painted", ("is", "was")),
+                # Also an office: "who is the director of the FBI" asks who holds it now.
+                ("director", "directed", ("was",)),
+                ("discoverer", "discovered", ("is", "was")),
             )
+            for be in tenses
         ),
         ("cannot", "can not"),  # one spelling, and "not" a word of its own (see AUXILIARIES)
         ("in order to", "to"),
@@ -194,9 +205,11 @@ QUANTITY_NOUNS: dict[str, Phrase] = {
 COUNTED_NOUNS: dict[str, Phrase] = {"week": ("7", "days")}
 
 # Words that open an adverbial phrase which may stand first or last without changing the
-# question: "In Python, how do I ..." / "How do I ... in Python?"
+# question: "In Python, how do I ..." / "How do I ... in Python?". Not "with" / "without": at
+# the end they may describe the word before ("support a partner with depression"), at the
+# start the asker ("With depression, how can I support a partner?").
 MOVABLE_PHRASE_OPENERS = _words(
-    """in on for using with without via by at from during inside within under through after
+    """in on for using via by at from during inside within under through after
     before since until near around across throughout among despite"""
 )
 # "not" after an auxiliary may stand after the subject instead ("Why don't cats ..." / "Why do
@@ -205,6 +218,18 @@ AUXILIARIES = _words("do does did is are was were am has have had")
 # After a modal the place of "not" changes the question ("Shouldn't I go?" asks for
 # confirmation, "Should I not go?" asks for advice), except after "why".
 MODALS = _words("can could will would should shall may might must need")
+# Verbs in SYNONYM_GROUPS that are also nouns of another meaning ("a GPS fix" is not "a GPS
+# repair", "an assist" in hockey is not "a help"): when both words of a pair can be nouns,
+# they are synonyms only where a verb stands (first, or after one of VERB_CUES). "begin" is
+# never a noun, so "when did the war begin / start" needs no such check.
+VERB_SYNONYMS = _words("fix repair start buy purchase help assist need")
+SUBJECT_PRONOUNS = _words("i you he she it we they")
+VERB_CUES = (
+    _words("howto to not please and or me us him her them")
+    | SUBJECT_PRONOUNS
+    | MODALS
+    | AUXILIARIES
+)
 ARITHMETIC = _words(
     """times plus minus divided multiplied over power squared cubed x * / + - ^ root mod
     modulo percent"""
@@ -216,9 +241,10 @@ QUANTIFIERS = _words(
 # Relations whose two sides may be exchanged: "How far is Madrid from Barcelona?", "How does a
 # hare differ from a rabbit?", "Is X the same as Y?". Only when nothing but this word and a
 # linking word stands between the two sides (so "How far can a dog chase a cat?" is not one).
+# Not "compatible": a donor's blood type, a reader and a card, a new console and an old game
+# are compatible one way only.
 SYMMETRIC_RELATIONS = _words(
-    """far distance differ differs different difference similar same equal equivalent
-    compatible"""
+    "far distance differ differs different difference similar same equal equivalent"
 )
 SYMMETRIC_LINKS = _words("from to as with and")
 # Words joining two items whose order does not change the question ("sum of 15 and 27",

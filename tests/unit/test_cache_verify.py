@@ -123,6 +123,15 @@ SAME = {
         # an ask wrapped around a question word is that question
         ("Could you tell me who designed the Eiffel Tower?", "Who designed the Eiffel Tower?"),
         ("Any idea which planet has rings?", "Which planet has rings?"),
+        # round 5: what the new vetoes must not catch
+        ("What is a haiku? Thanks so much.", "What is a haiku?"),
+        ("What is a haiku, Thank You", "What is a haiku?"),  # a comma sets it off: politeness
+        ("Translate 'Good night.' into Welsh.", "Translate 'Good night' into Welsh."),
+        ("How fast is 100 MB/s?", "how fast is 100 mb/s"),  # one case throughout: no unit case
+        ("How does the heart pump blood?", "How does a heart pump blood?"),  # a generic "the"
+        ("What is The Hobbit about?", "What's The Hobbit about?"),
+        ("Could you summarise this article?", "Can you summarise this article?"),
+        ("Who was the director of Alien?", "Who directed Alien?"),
     ],
     "phrase moved": [
         ("In Rust, how do I read a file?", "How do I read a file in Rust?"),
@@ -131,6 +140,7 @@ SAME = {
     "'not' placed after the subject": [
         ("Why doesn't bread rise in the fridge?", "Why does bread not rise in the fridge?"),
         ("Why can't ostriches fly?", "Why can ostriches not fly?"),
+        ("Why don't you like spicy food?", "Why do you not like spicy food?"),
     ],
     "sides of a symmetric relation swapped": [
         ("How far is Lyon from Geneva?", "How far is Geneva from Lyon?"),
@@ -139,10 +149,17 @@ SAME = {
     "items swapped around and/or": [
         ("What is the sum of 12 and 30?", "What is the sum of 30 and 12?"),
         ("Which is longer, the Danube or the Rhine?", "Which is longer, the Rhine or the Danube?"),
+        # the ordering words may themselves be the items
+        ("Should I stretch before or after running?", "Should I stretch after or before running?"),
     ],
     "synonym": [
         ("How do I repair a flat tyre?", "How do I fix a flat tyre?"),
         ("What is the biggest lake in Africa?", "What is the largest lake in Africa?"),
+        # a verb that can be a noun, where a verb stands; "begin" is never a noun
+        ("Can you help me fix my bike?", "Can you help me repair my bike?"),
+        ("When does the concert begin?", "When does the concert start?"),
+        # two letters in capitals are not a keyword
+        ("Is it OK to nap after lunch?", "Is it okay to nap after lunch?"),
     ],
     "typo": [
         ("How does a refrigerator work?", "How does a refrigerator wrok?"),
@@ -195,6 +212,43 @@ GUARDED = [
     ("Do you know where the station is?", "Where is the station?"),
 ]
 
+# Round 5: each of these was served as the same question before its rule (see
+# benchmarks/results/cache_verification.md, "Round 5").
+GUARDED_ROUND5 = [
+    # a typo needs one known word: two unknown ones may both be real (here Spanish)...
+    ("¿Qué significa pescado?", "¿Qué significa pesado?"),
+    # ...and a vowel for a vowel is a different word, even on neighbouring keys (i / o)
+    ("What does clonic mean?", "What does clinic mean?"),
+    # a word in capitals inside mixed-case text is a keyword or a name: never a synonym
+    ("What does DELETE do in Redis?", "What does REMOVE do in Redis?"),
+    # a verb that is also a noun is a synonym only where a verb stands
+    ("Is a quick fix worth it?", "Is a quick repair worth it?"),
+    # "not" moves across the subject only: never across a pronoun and its verb, or "to"
+    ("Why doesn't she want to talk?", "Why does she want to not talk?"),
+    # compatibility runs one way (a donor and a recipient)
+    ("Is O positive compatible with B negative?", "Is B negative compatible with O positive?"),
+    # a "with" phrase at the end may describe the word before it, at the start the asker
+    ("Can I adopt a child with epilepsy?", "With epilepsy, can I adopt a child?"),
+    # a director is also an office: "who is" asks who holds it now
+    ("Who is the director of the Met?", "Who was the director of the Met?"),
+    # a polite word capitalised inside a sentence is a title
+    ("Who recorded Thank You?", "Who recorded Cheers?"),
+    # punctuation inside a quotation is part of it
+    (
+        "Punctuate 'I love cooking, my family and my dog.'",
+        "Punctuate 'I love cooking my family and my dog.'",
+    ),
+    # a mixed-case unit symbol keeps its case (megabits / megabytes)
+    ("How fast is 100 Mb/s?", "How fast is 100 MB/s?"),
+    # "the" before a name is not "a" before a thing; an article with nothing after it, or a
+    # capital "A" in shouted text, is a letter
+    ("What does the Economist cover?", "What does an economist cover?"),
+    ("what causes hepatitis a", "what causes a hepatitis"),
+    ("WHAT IS PLAN A FOR?", "What is a plan for?"),
+    # a stripped "can you" is not a stripped "will you" (possible / certain)
+    ("Can you catch a cold from the rain?", "Will you catch a cold from the rain?"),
+]
+
 
 @pytest.mark.parametrize(
     ("category", "stored", "asked"),
@@ -218,7 +272,7 @@ def test_the_same_question_reworded_is_verified(
     assert how in result.reason
 
 
-@pytest.mark.parametrize(("stored", "asked"), GUARDED)
+@pytest.mark.parametrize(("stored", "asked"), GUARDED + GUARDED_ROUND5)
 def test_rewording_rules_do_not_reach_too_far(
     verifier: QuestionVerifier, stored: str, asked: str
 ) -> None:
@@ -235,6 +289,8 @@ def test_rewording_rules_do_not_reach_too_far(
         ("Is Rome older than Athens?", "Is Athens older than Rome?", "another order"),
         ("What rhymes with apple?", "What rhymes with apples?", "singular / plural"),
         ("Who founded Amazon?", "Who founded Netflix?", "content words differ (1 vs 1)"),
+        ("What is the Matrix?", "What is a matrix?", "articles differ"),
+        ("Can you eat raw rice?", "Will you eat raw rice?", "modality differs"),
     ],
 )
 def test_a_veto_names_the_category_and_never_the_words(
@@ -242,7 +298,8 @@ def test_a_veto_names_the_category_and_never_the_words(
 ) -> None:
     result = verdict(verifier, stored, asked)
     assert reason in result.reason
-    for word in ("legal", "visa", "cat", "dog", "Rome", "rome", "apple", "Amazon", "amazon"):
+    words = ("legal", "visa", "cat", "dog", "Rome", "rome", "apple", "Amazon", "amazon", "matrix")
+    for word in (*words, "rice"):
         assert word not in result.reason
 
 
@@ -284,6 +341,24 @@ def test_every_message_of_a_conversation_must_agree(verifier: QuestionVerifier) 
 )
 def test_question_form(text: str, tokens: tuple[str, ...]) -> None:
     assert question_form(text).tokens == tokens
+
+
+def test_what_the_dropped_words_still_say_travels_with_the_form() -> None:
+    assert question_form("What is the Matrix?").articles == (("the", "matrix"),)
+    assert question_form("How does the heart work?").articles == ()  # generic: not noted
+    assert question_form("what does vitamin a do").tokens[-2:] == ("vitamin", "do")
+    assert question_form("what does vitamin a do").articles == (("a", "do"),)
+    assert question_form("what causes hepatitis a").tokens[-1] == "a"  # nothing after it
+    assert question_form("Could you tell me the time?").opener == "can"
+    assert question_form("Would you mind telling me the time?").opener == ""  # a politeness
+    assert question_form("What does SELECT do in SQL?").names == {"select", "sql"}
+    assert question_form("WHAT DOES SELECT DO?").names == frozenset()  # shouting
+    assert question_form("Is 5 mW a lot?").tokens == ("is", "5", "mW", "lot")
+    assert question_form("Who sang Please?").tokens == ("who", "sang", "please")
+    assert question_form("Explain 'eat, Grandma.'").tokens == ("explain", '"eat', '",', '"grandma')
+    # equal keys share a cache entry without the verifier, so a noted difference is in the key
+    assert question_form("What is the Matrix?").key != question_form("What is a matrix?").key
+    assert question_form("Can you swim?").key != question_form("Will you swim?").key
 
 
 def test_numbers_are_read_as_digits_for_the_cache_scope() -> None:
