@@ -1,8 +1,9 @@
 """Runs a policy's guards on one text and combines their verdicts into one decision.
 
 Guards run concurrently: fast ones inline (a thread hop costs more than they do), CPU-heavy
-ones in a thread so the event loop never blocks. Each call has its guard's timeout; an error
-or timeout follows the guard's `on_error`. Monitor-mode verdicts are recorded, never applied.
+ones in a thread so the event loop never blocks, guardrails-ai validators in another process
+(guards/validator_sandbox.py), killed at their deadline. Each call has its guard's timeout; an
+error or timeout follows the guard's `on_error`. Monitor-mode verdicts are recorded, never applied.
 
 Inside a recorded trace, a chain run on an input or a whole output is ONE `apply_guardrail
 {target}` span (mesh.telemetry.semconv.guard_chain_span: the combined decision, policy id and
@@ -75,6 +76,14 @@ async def _run_one(built: BuiltGuard, check: Check) -> Verdict:
     deadline_ms = timeout_ms(built)
     timeout = deadline_ms / 1000
     try:
+        isolated = getattr(built.guard, "check_isolated", None)
+        if isolated is not None:
+            # Out of process (guardrails-ai validators): a worker still on the call at the
+            # deadline is killed. A thread cannot be stopped, and a validator's regex holding
+            # the GIL in one froze the whole event loop far past its timeout.
+            text = check.view(built.roles).text if isinstance(check, InputCheck) else check.text
+            verdict: Verdict = await asyncio.wait_for(isolated(text, timeout), timeout)
+            return verdict
         if built.guard.cpu_heavy:
             return await asyncio.wait_for(asyncio.to_thread(call), timeout)
         # Fast detectors: inline on short texts (a thread hop costs more than they do), in a
@@ -88,6 +97,8 @@ async def _run_one(built: BuiltGuard, check: Check) -> Verdict:
         return verdict
     except TimeoutError:
         raise GuardFailure(f"timed out after {deadline_ms} ms", "timeout") from None
+    except GuardFailure:
+        raise  # says what failed already (a sandboxed validator that raised, a worker that died)
     except Exception as exc:
         raise GuardFailure(f"{type(exc).__name__}: {exc}", type(exc).__qualname__) from exc
 

@@ -13,6 +13,11 @@ guardrails.hub.*) before it is imported, and the attribute must be a guardrails-
 subclass before it is called. Measured before the fence: `use: "logging:basicConfig"` in a
 policy ApplyPolicy refused still reconfigured the router's logging, and `use: "this:s"`
 printed into its output.
+
+Validators run out of process (guards/validator_sandbox.py): the router checks the allow-list
+and never imports the module; a worker imports it, checks the class, constructs it, validates,
+and translates the result here into a Verdict. In the router's thread a catastrophic regex
+once froze the whole event loop for 15.5 s.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any
 
 from guards.errors import UnknownGuard
 from guards.hooks import InputCheck, OutputChunkCheck, OutputFinalCheck
+from guards.validator_sandbox import SandboxedValidator, ValidatorSpec
 from guards.verdict import Action, Finding, Verdict
 
 _lock = threading.Lock()
@@ -126,35 +132,15 @@ def translate(result: Any, text: str, action: Action, finding_type: str) -> Verd
     return Verdict.decide(action, text, findings)
 
 
-@dataclass
-class GuardrailsGuard:
-    """A guardrails-ai validator run through its own `validate`; CPU-heavy, so run in a thread."""
-
-    validator: Any
-    action: Action
-    finding_type: str
-    cpu_heavy: bool = True
-
-    def _check(self, text: str) -> Verdict:
-        return translate(self.validator.validate(text, {}), text, self.action, self.finding_type)
-
-    def check_input(self, check: InputCheck) -> Verdict:
-        return self._check(check.text)
-
-    def check_output_chunk(self, check: OutputChunkCheck) -> Verdict:
-        return self._check(check.text)
-
-    def check_output_final(self, check: OutputFinalCheck) -> Verdict:
-        return self._check(check.text)
+def validate_text(validator: Any, text: str, action: Action, finding_type: str) -> Verdict:
+    """One validator call and its translation (in a sandbox worker)."""
+    return translate(validator.validate(text, {}), text, action, finding_type)
 
 
-def build_guardrails_guard(
-    use: str, params: dict[str, Any], action: Action, patterns: Sequence[str]
-) -> GuardrailsGuard:
-    """`use` is 'package.module:ValidatorClass' from an allowed module; params are the
-    validator's keyword arguments. Checked in this order, each before the next step runs:
-    the module is allowed (nothing imported yet), then imported, then the attribute is a
-    guardrails-ai Validator subclass (nothing called yet), then constructed."""
+def construct_validator(use: str, params: dict[str, Any], patterns: Sequence[str]) -> Any:
+    """Build `use` with `params` (in a sandbox worker, after the router checked `use`). Each
+    step before the next runs: the module is allowed (checked again here), imported, the
+    attribute is a guardrails-ai Validator subclass (nothing called yet), then constructed."""
     module_name, class_name = check_validator_use(use, patterns)
     offline_guardrails()
     from guardrails.validator_base import Validator  # type: ignore[import-untyped]
@@ -170,5 +156,53 @@ def build_guardrails_guard(
         raise UnknownGuard(f"{use!r} is not a guardrails-ai Validator subclass; not called")
     # on_fail="noop": we decide what a failure does. Remote inference is off in settings.rc,
     # so validators that support it run locally (not every constructor accepts use_local=).
-    validator = cls(**params, on_fail="noop")
-    return GuardrailsGuard(validator, action, class_name.upper())
+    return cls(**params, on_fail="noop")
+
+
+@dataclass
+class GuardrailsGuard:
+    """A guardrails-ai validator run in the validator sandbox, out of the router's process.
+
+    The chain awaits `check_isolated` with the guard's timeout (a worker still on the call
+    after it is killed); the synchronous hooks, for callers outside the chain, use the chain's
+    default timeout for guards off the event loop."""
+
+    validator: SandboxedValidator
+    cpu_heavy: bool = True  # never inline
+
+    async def check_isolated(self, text: str, timeout_s: float) -> Verdict:
+        return await self.validator.check(text, timeout_s)
+
+    def _check(self, text: str) -> Verdict:
+        from guards.chain import CPU_HEAVY_TIMEOUT_MS  # the chain imports the policy loader
+
+        return self.validator.check_blocking(text, CPU_HEAVY_TIMEOUT_MS / 1000)
+
+    def check_input(self, check: InputCheck) -> Verdict:
+        return self._check(check.text)
+
+    def check_output_chunk(self, check: OutputChunkCheck) -> Verdict:
+        return self._check(check.text)
+
+    def check_output_final(self, check: OutputFinalCheck) -> Verdict:
+        return self._check(check.text)
+
+    def close(self) -> None:
+        """Release the validator in the sandbox (a replaced policy's guards)."""
+        self.validator.close()
+
+
+def build_guardrails_guard(
+    use: str, params: dict[str, Any], action: Action, patterns: Sequence[str]
+) -> GuardrailsGuard:
+    """`use` is 'package.module:ValidatorClass' from an allowed module; params are the
+    validator's keyword arguments. The allow-list is checked here, importing nothing; the
+    rest (import, Validator subclass check, construction) happens in a sandbox worker
+    (`construct_validator`) before this returns, so a bad `use` or bad params fail the load:
+    UnknownGuard for the `use`, the builtin class of what the constructor raised otherwise."""
+    _, class_name = check_validator_use(use, patterns)
+    # Nothing here runs a validator, but guardrails used by anything else in the router
+    # (guardrails' own Guard API in an embedding program) must be offline too.
+    offline_guardrails()
+    spec = ValidatorSpec(use, dict(params), action, class_name.upper(), tuple(patterns))
+    return GuardrailsGuard(SandboxedValidator.open(spec))

@@ -124,10 +124,13 @@ class PolicyStore:
         Raises InvalidPolicy and leaves the active policy in force when the text is broken.
         """
         loaded = self.load(yaml_text, source)
-        previous = self._active.version
+        replaced = self._active
+        previous = replaced.version
         if not dry_run:
             self._active = loaded  # one reference assignment: atomic for every reader
             log.info("policy %s installed from %s (was %s)", loaded.version, source, previous)
+            self._chains.clear()  # they hold the replaced policy's guards
+            close_guards(replaced)
         return loaded, previous
 
     async def apply_async(
@@ -156,6 +159,12 @@ class PolicyStore:
                 name="policy-watch",
             )
         return self._watch_task
+
+    def close(self) -> None:
+        """Release what the active policy's guards hold outside this process (the validator
+        sandbox's workers exit when no policy uses them). A guard used afterwards takes it back."""
+        self._chains.clear()
+        close_guards(self._active)
 
     async def stop_watching(self) -> None:
         if self._watch_task is not None:
@@ -229,6 +238,23 @@ class PolicyStore:
             await audit.record_policy_change(change)
         except Exception:
             log.exception("could not audit the policy file change (%s)", outcome)
+
+
+def close_guards(policy: LoadedPolicy) -> None:
+    """Close the guards of a policy that is no longer in force that hold something outside this
+    process (guardrails-ai validators: their sandbox workers). A request still running under
+    it is not broken: such a guard takes its resources back when used. Never raises."""
+    seen: set[int] = set()
+    for guards in policy.guards_by_tenant.values():
+        for built in guards:
+            close = getattr(built.guard, "close", None)
+            if close is None or id(built.guard) in seen:
+                continue
+            seen.add(id(built.guard))
+            try:
+                close()
+            except Exception:
+                log.exception("could not close guard %s", built.spec.name)
 
 
 def _mtime(path: Path) -> float | None:

@@ -281,6 +281,8 @@ class RouterRuntime:
         await self.pool.close()
         if self.policy_store is not None:
             await self.policy_store.stop_watching()
+            # Validator sandbox workers (guards.validator_sandbox) go now, not at interpreter exit.
+            await asyncio.to_thread(self.policy_store.close)
         if self.audit is not None:
             await self.audit.close()
         if self.ledger is not None:

@@ -6,7 +6,9 @@ validators in a fresh interpreter whose audit hook records every socket connect 
 lookup from before guardrails is imported until the interpreter has exited (exit handlers
 flush telemetry exporters), with an rc file that turns metrics ON: the adapter must win.
 Without the adapter's RC.load wrapper the same probe recorded eight DNS lookups of guardrails'
-hub endpoint (checked by hand while writing this test).
+hub endpoint (checked by hand while writing this test). The hook is installed by a
+sitecustomize on the probe's PYTHONPATH, so the validator sandbox's worker processes (where
+the validators run) are audited the same way, from their start until they have exited.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,57 +45,76 @@ guards:
     timeout_ms: 5000
 """
 
-# Runs in the child. Events are written with os.write on a descriptor opened before the hook,
-# so recording never re-enters the hook and survives to the last exit handler.
-PROBE = textwrap.dedent(
+# Runs at the start of every interpreter with the probe's environment: the probe and each
+# sandbox worker it starts. Events are written with os.write on a descriptor opened before the
+# hook, so recording never re-enters the hook and survives to the last exit handler; "start"
+# and "exit" (the first atexit handler registered, so the last to run) frame each process.
+SITECUSTOMIZE = textwrap.dedent(
     """
-    import asyncio, json, os, socket, sys
-    log_fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    import atexit, json, os, sys
+    log_fd = os.open(os.environ["MESH_AUDIT_LOG"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     WATCHED = {"socket.connect", "socket.getaddrinfo", "socket.gethostbyname",
                "socket.gethostbyname_ex", "socket.sendto", "socket.sendmsg",
                "http.client.connect", "urllib.Request"}
+    def record(*event):
+        os.write(log_fd, (json.dumps([*event, os.getpid()]) + "\\n").encode())
     def hook(event, args):
         if event in WATCHED:
-            os.write(log_fd, (json.dumps([event, repr(args)[:200]]) + "\\n").encode())
+            record(event, repr(args)[:200])
+    record("start", " ".join(sys.argv)[:300])
+    atexit.register(record, "exit", "")
     sys.addaudithook(hook)
+    """
+)
+
+PROBE = textwrap.dedent(
+    """
+    import asyncio, json, socket, sys
 
     from guards.hooks import InputCheck
     from guards.policy_loader import load_policy
     from guards.policy_store import PolicyStore
+    from guards.validator_sandbox import worker_pids
     from guards.verdict import Stage
 
-    store = PolicyStore(load_policy(sys.argv[2], "gr.yaml"))
+    store = PolicyStore(load_policy(sys.argv[1], "gr.yaml"))
     chain = store.chain(Stage.INPUT)
     key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
     texts = ["TICKET-12: printer on fire", "no ticket here",
              f"TICKET-9: key\\naws_secret_access_key = '{key}'\\n"]
     actions = [asyncio.run(chain.run(InputCheck(t))).action.value for t in texts]
+    workers = worker_pids()
     # guardrails' own Guard API in the same process: it re-reads the rc file and, unless the
     # adapter's switch holds, exports hub telemetry (DNS lookups of an AWS endpoint, seen here).
     from guardrails import Guard
     from guardrails.settings import settings
     from guardrails_ai.regex_match import RegexMatch
     passed = Guard().use(RegexMatch(regex="a.*", on_fail="noop")).validate("abc").validation_passed
-    print(json.dumps({"actions": actions, "guard_passed": passed,
+    print(json.dumps({"actions": actions, "guard_passed": passed, "workers": workers,
                       "enable_metrics": settings.rc.enable_metrics}))
-    if len(sys.argv) > 3:  # control run: a real loopback connection must be recorded
-        with socket.create_connection(("127.0.0.1", int(sys.argv[3])), timeout=5):
+    if len(sys.argv) > 2:  # control run: a real loopback connection must be recorded
+        with socket.create_connection(("127.0.0.1", int(sys.argv[2])), timeout=5):
             pass
     """
 )
 
 
-def run_probe(tmp_path: Path, control_port: int | None = None) -> tuple[dict[str, object], list]:
+def run_probe(
+    tmp_path: Path, control_port: int | None = None
+) -> tuple[dict[str, Any], list[list[Any]]]:
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     # The user's rc file asks for telemetry; the adapter must switch it off regardless.
     (home / ".guardrailsrc").write_text("id=test-user\nenable_metrics=true\n", encoding="utf-8")
+    site = tmp_path / "site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
     log = tmp_path / "network.jsonl"
     log.write_text("", encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-    env.update(HOME=str(home), PYTHONPATH=str(REPO))
+    env.update(HOME=str(home), PYTHONPATH=f"{site}{os.pathsep}{REPO}", MESH_AUDIT_LOG=str(log))
     env.pop("GUARDRAILS_DISABLE_TRACING", None)
-    args = [sys.executable, "-c", PROBE, str(log), POLICY]
+    args = [sys.executable, "-c", PROBE, POLICY]
     if control_port is not None:
         args.append(str(control_port))
     proc = subprocess.run(
@@ -101,7 +123,12 @@ def run_probe(tmp_path: Path, control_port: int | None = None) -> tuple[dict[str
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     events = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
-    return result, events
+    # Every interpreter the probe started (itself, its sandbox workers) was audited until its
+    # exit handlers had run; the validators ran in the workers.
+    started = {e[2] for e in events if e[0] == "start"}
+    assert result["workers"] and set(result["workers"]) < started
+    assert started == {e[2] for e in events if e[0] == "exit"}
+    return result, [e for e in events if e[0] not in ("start", "exit")]
 
 
 def test_guardrails_validators_make_no_network_attempt(tmp_path: Path) -> None:

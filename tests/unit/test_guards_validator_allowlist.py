@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from guards import validator_sandbox
 from guards.audit import AuditLog, DecisionQuery
 from guards.errors import InvalidPolicy
 from guards.guardrails_adapter import module_allowed
@@ -48,8 +49,12 @@ def probe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         encoding="utf-8",
     )
     monkeypatch.syspath_prepend(str(tmp_path))
+    # Sandbox workers take the router's sys.path when they start: ones an earlier test started
+    # would not see this folder.
+    validator_sandbox.shutdown()
     yield marks
     sys.modules.pop(PROBE, None)
+    validator_sandbox.shutdown()
 
 
 def policy(use: str, **extra: str) -> str:
