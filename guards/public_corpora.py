@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from guards.dev_split import rows_in
+
 Row = dict[str, Any]
 
 
@@ -92,6 +94,18 @@ FILES = {
         "data/advbench/harmful_behaviors.csv",
         "a15b58f0300d4129b06f63311a9af285ab0466da4ac138e3645064d3c9c60a72",
         "MIT",
+    ),
+    # CLINC150 (Larson et al. 2019, clinc/oos-eval, CC-BY-3.0): 23,700 crowd-written queries
+    # to a voice assistant, in-scope and out-of-scope ("can you tell me my account balance",
+    # "would you please tell me today's date"): the casual, polite asks of real traffic that
+    # the other benign sources lack. Split in two by guards.dev_split (a fixed hash of each
+    # query): a sample of one half is trained on, the other half is a reported benign source.
+    "clinc150": CorpusFile(
+        "clinc/oos-eval",
+        "828f8093932c8fe6ca7936c3d2e52903b1c523de",
+        "data/data_full.json",
+        "36923c3705a59e08fe9c3883d8bc2dd966ef93e22cb78ac41171782a698d56e0",
+        "CC-BY-3.0",
     ),
     # Never trained on: the unseen source that jailbreak and harmful-request recall are
     # reported on besides the dev set's held-out half.
@@ -207,6 +221,16 @@ def benign_instructions(root: Path, seed: int = 7, per_source: int = 600) -> lis
         picked = rng.sample(texts, min(per_source, len(texts)))
         rows += [_row(t, "benign", source) for t in picked]
     return rows
+
+
+def clinc150(root: Path, split: str = "all") -> list[Row]:
+    """CLINC150's queries (every split of data_full.json, in-scope and out-of-scope), one row
+    per distinct text, in `split` ("train", "heldout" or "all") by a hash of the text, as the
+    dev set's rows are split by their id."""
+    doc = json.loads(_open(root, "clinc150").read_text(encoding="utf-8"))
+    texts = dict.fromkeys(t.strip() for part in doc.values() for t, _intent in part if t.strip())
+    rows = [{**_row(t, "benign", "clinc150"), "id": t} for t in texts]
+    return rows_in(rows, split)
 
 
 def gptfuzz(root: Path) -> tuple[list[Row], list[Row]]:

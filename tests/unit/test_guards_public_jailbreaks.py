@@ -1,5 +1,6 @@
-"""guards.public_jailbreaks (corpora for the injection trainer) and the near-copy rule the
-trainer applies to them: checksums refused, what each loader keeps, near-copies dropped."""
+"""guards.public_jailbreaks and CLINC150 (corpora for the injection trainer) and the near-copy
+rule the trainer applies to them: checksums refused, what each loader keeps, near-copies
+dropped."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from guards import public_corpora
 from guards import public_jailbreaks as pj
 from guards.dev_split import split_of
 from guards.public_corpora import CorpusFile
@@ -116,3 +118,35 @@ def test_templates_sharing_a_fifth_are_dropped_other_rows_only_at_half() -> None
     fifth = {"text": " ".join(words[:17]) + " " + own}
     assert near_copies_dropped([edited, fifth], reported, templates=True) == [edited]
     assert near_copies_dropped([edited, fifth], reported, templates=False) == [edited, fifth]
+
+
+def test_clinc150_rows_are_distinct_benign_queries_split_by_their_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queries = [f"can you tell me fact number {i}" for i in range(40)]
+    doc = {
+        "train": [[q, "fun_fact"] for q in queries[:30]] + [[" " + queries[0], "fun_fact"]],
+        "oos_test": [[q, "oos"] for q in queries[30:]] + [["  ", "oos"]],
+    }
+    data = json.dumps(doc).encode()
+    spec = CorpusFile("clinc/oos-eval", "0" * 40, "data/data_full.json", "0" * 64, "CC-BY-3.0")
+    spec.local(tmp_path).parent.mkdir(parents=True)
+    spec.local(tmp_path).write_bytes(data)
+    monkeypatch.setitem(public_corpora.FILES, "clinc150", spec)
+    with pytest.raises(ValueError, match="sha256"):
+        public_corpora.clinc150(tmp_path)
+    spec = CorpusFile(spec.repo, spec.commit, spec.path, hashlib.sha256(data).hexdigest(), "")
+    monkeypatch.setitem(public_corpora.FILES, "clinc150", spec)
+    everything = public_corpora.clinc150(tmp_path)
+    assert [r["text"] for r in everything] == queries
+    assert {(r["label"], r["source"]) for r in everything} == {("benign", "clinc150")}
+    train = public_corpora.clinc150(tmp_path, "train")
+    held = public_corpora.clinc150(tmp_path, "heldout")
+    assert train and held and sorted(r["text"] for r in train + held) == sorted(queries)
+    assert all(split_of(r["text"]) == "heldout" for r in held)
+
+
+def test_the_public_benign_files_name_a_commit_a_sha256_and_a_free_licence() -> None:
+    for spec in public_corpora.FILES.values():
+        assert len(spec.commit) == 40 and len(spec.sha256) == 64, spec
+        assert "NC" not in spec.licence and "GPL" not in spec.licence, spec
