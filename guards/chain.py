@@ -28,7 +28,13 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Tracer
 
 from guards.errors import GuardFailure
-from guards.hooks import InputCheck, OutputChunkCheck, OutputFinalCheck
+from guards.hooks import (
+    CPU_HEAVY_TIMEOUT_MS,
+    INLINE_TIMEOUT_MS,
+    InputCheck,
+    OutputChunkCheck,
+    OutputFinalCheck,
+)
 from guards.policy_loader import BuiltGuard
 from guards.verdict import (
     Action,
@@ -48,10 +54,6 @@ Check = InputCheck | OutputChunkCheck | OutputFinalCheck
 # Above this many characters fast guards leave the event loop: the default chain costs roughly
 # 0.5 ms per KB here, so 8 KB holds the loop for a few milliseconds at most.
 OFF_LOOP_CHARS = 8192
-# Default deadlines (a spec's `timeout_ms` overrides): inline guards are never cut short (their
-# overrun is logged), so theirs only marks a slow call; a guard in a thread is cut at its own.
-INLINE_TIMEOUT_MS = 200
-CPU_HEAVY_TIMEOUT_MS = 2000
 
 
 def _hook(built: BuiltGuard, check: Check) -> Callable[[], Verdict]:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from guards.errors import UnknownGuard
-from guards.hooks import InputCheck, OutputChunkCheck, OutputFinalCheck
+from guards.hooks import CPU_HEAVY_TIMEOUT_MS, InputCheck, OutputChunkCheck, OutputFinalCheck
 from guards.validator_sandbox import SandboxedValidator, ValidatorSpec
 from guards.verdict import Action, Finding, Verdict
 
@@ -174,8 +174,6 @@ class GuardrailsGuard:
         return await self.validator.check(text, timeout_s)
 
     def _check(self, text: str) -> Verdict:
-        from guards.chain import CPU_HEAVY_TIMEOUT_MS  # the chain imports the policy loader
-
         return self.validator.check_blocking(text, CPU_HEAVY_TIMEOUT_MS / 1000)
 
     def check_input(self, check: InputCheck) -> Verdict:

@@ -80,6 +80,13 @@ class OutputFinalCheck:
     system_prompt: str = ""
 
 
+# Default deadlines of one guard call (a spec's `timeout_ms` overrides): inline guards are never
+# cut short (their overrun is logged), so theirs only marks a slow call; a guard off the event
+# loop (a thread, or the validator sandbox) is cut at its own.
+INLINE_TIMEOUT_MS = 200
+CPU_HEAVY_TIMEOUT_MS = 2000
+
+
 @runtime_checkable
 class Guard(Protocol):
     """A check on text. Hooks are synchronous: the chain decides whether to run them inline or in

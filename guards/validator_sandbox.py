@@ -418,7 +418,24 @@ class _Pool:
         self, worker: _Worker, key: int, spec: ValidatorSpec, timeout_s: float | None
     ) -> None:
         message = ("build", key, spec.use, spec.params, spec.action, spec.finding_type)
-        reply = worker.ask((*message, spec.patterns, self._stale(worker, key)), timeout_s)
+        try:
+            reply = worker.ask((*message, spec.patterns, self._stale(worker, key)), timeout_s)
+        except _WorkerGone as gone:
+            # A worker that died at once, without overrunning, may have been killed from
+            # outside just before (the OOM killer, an operator, a test): a build is safe to
+            # repeat, so once more on a fresh worker before the validator counts as failed
+            # (refused at load, or `build_failed` for the policy's life). Seen in CI: a policy
+            # refused because the worker picked for its build had been SIGKILLed a moment
+            # earlier and not yet reaped.
+            if gone.overran:
+                raise
+            log.warning(
+                "validator worker %s gone before a build (%s); starting a new one",
+                worker.name,
+                gone,
+            )
+            worker.start()
+            reply = worker.ask((*message, spec.patterns, []), timeout_s)
         worker.built[key] = None if reply[0] == "built" else reply
 
     def _build_in_background(self, worker: _Worker, key: int, spec: ValidatorSpec) -> None:

@@ -160,6 +160,23 @@ async def test_a_worker_killed_from_outside_fails_the_call_closed(
     assert result.blocked  # on_error: closed
 
 
+async def test_a_worker_killed_while_idle_does_not_refuse_the_next_policy(
+    open_stores: list[PolicyStore],
+) -> None:
+    """A build is safe to repeat: one that lands on a worker killed from outside a moment
+    before (not yet reaped) runs again on a fresh one. In CI a policy was refused so."""
+    marker = f"{FIXTURES}:MarkerValidatorForTests"
+    await ready_store(policy(marker), open_stores)
+    for pid in worker_pids():
+        os.kill(pid, signal.SIGKILL)
+    _, chain = await ready_store(
+        policy(f"{FIXTURES}:MarkerValidatorForTests", delay_s=0.0), open_stores
+    )
+    result = await chain.run(InputCheck("a secret-1"))
+    assert only_error(result) == ("", "")
+    assert result.text == "a [MARKERVALIDATORFORTESTS]"
+
+
 async def test_concurrent_calls_each_get_their_own_verdict(
     open_stores: list[PolicyStore],
 ) -> None:
