@@ -5,19 +5,21 @@ Embedding similarity only proposes candidates: MiniLM puts "Is it safe ..." and 
 at cosine 0.99. So a candidate is served only if its words, reduced by question_form.py, can be
 aligned with the request's words one for one, each difference explained:
 
-- the same word; a listed synonym ("fix" / "repair", as verbs only where both can be nouns);
-  a typo (one internal edit between a word the embedding model's vocabulary knows and one it
-  does not: "captial" / "capital"; never two known or two unknown words, never a vowel for a
-  vowel); a word in capitals inside mixed-case text (SELECT, NASA) is neither;
-- in the same order, except a phrase opened by a preposition moved between the start and the
-  end ("In Excel, how do I ..." / "How do I ... in Excel?") or the two sides of a plain "and" /
-  "or" swapped ("Vue or React").
+- the same word; a listed synonym in the sense that makes it one ("fix" / "repair" only where
+  a verb stands, "film" / "movie" not before another noun: "film camera"; never a word
+  capitalised inside a sentence: "Big Ben"); a typo (one internal edit between a word nobody
+  knows and one MiniLM's vocabulary or the English dictionary (SCOWL, english_words.py) knows:
+  "captial" / "capital", but not "bream" / "beam"; never a vowel for a vowel, never in a
+  prompt about words or in another language); a word in capitals (SELECT, NASA) is neither;
+- in the same order, except the reorderings of question_order.py: a phrase moved between the
+  start and the end ("In Excel, how do I ..." / "How do I ... in Excel?"), the two sides of a
+  plain "and" / "or" or of a symmetric relation exchanged, "not" after the subject.
 
 Anything else vetoes the hit: a word on one side only ("not", "without", "un-"), a different
 number, date, version, entity, scope word, language, format or verb, a different inflection
 ("woman" / "women"), the same words in another order (swapped roles, conversion direction), a
 different article before a name or a letter ("the Matrix" / "a matrix", "vitamin a do" / "a
-vitamin do"), or a stripped "can you" against a stripped "will you".
+vitamin do"), or a stripped "can you" against a stripped "will you" or a past "could you".
 Default-deny: a rule missing here costs a cache miss, never a wrong answer.
 
 Verdicts name categories, never the prompt's words: they go on spans and on RouteInfo.
@@ -29,34 +31,28 @@ from __future__ import annotations
 import functools
 import logging
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Container, Sequence
 from dataclasses import dataclass
 
 from rapidfuzz.distance import OSA
 
+from mesh.router.english_words import english_words
 from mesh.router.question_form import QUOTE, QuestionForm
 from mesh.router.question_lexicon import (
-    ARITHMETIC,
-    AUXILIARIES,
-    COMMUTATIVE_JOINERS,
-    MODALS,
-    MOVABLE_PHRASE_OPENERS,
+    COMPOUND_SYNONYMS,
+    FUNCTION_WORDS,
+    LANGUAGE_NAMES,
     NEGATING_PREFIXES,
     NEGATORS,
-    ORDER_SENSITIVE_NUMBERS,
-    ORDERED_CONTEXT,
-    QUANTIFIERS,
-    SUBJECT_PRONOUNS,
-    SYMMETRIC_LINKS,
-    SYMMETRIC_RELATIONS,
+    NOUN_TOO,
     SYNONYM_GROUPS,
-    SYNONYM_PAIRS,
     VERB_CUES,
     VERB_SYNONYMS,
+    WORD_QUESTIONS,
 )
+from mesh.router.question_order import reordering
 
 log = logging.getLogger(__name__)
-_MAX_CONJUNCT = 4  # tokens on each side of a swapped "and" / "or"
 _ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
 _VOWELS = frozenset("aeiouy")
 _KEY_NEIGHBOURS = {
@@ -82,10 +78,17 @@ class Verdict:
 class QuestionVerifier:
     """Aligns two question forms word by word (see the module docstring)."""
 
-    def __init__(self, vocabulary: Collection[str] | None = None) -> None:
-        # Words the embedding model knows whole: a word outside it may be a typo of one inside.
-        # Without a vocabulary no typo is forgiven (fewer hits, never a wrong one).
+    def __init__(
+        self,
+        vocabulary: Collection[str] | None = None,
+        dictionary: Container[str] | None = None,
+    ) -> None:
+        # Words the embedding model knows whole, and (by default the packaged SCOWL list,
+        # loaded on the first typo check) English words: a word neither knows may be a typo
+        # of one they know. Without a vocabulary no typo is forgiven (fewer hits, never a
+        # wrong one).
         self._vocabulary = vocabulary
+        self._dictionary = dictionary
         self._synonyms: dict[str, frozenset[str]] = {}
         for group in SYNONYM_GROUPS:
             for word in group:
@@ -110,19 +113,22 @@ class QuestionVerifier:
         if not a or not b:
             return Verdict(False, "vetoed: nothing left to compare after normalising")
         if stored.opener and asked.opener and stored.opener != asked.opener:
-            return Verdict(False, "vetoed: modality differs (can / will)")
+            return Verdict(False, "vetoed: modality differs (can / could / will)")
         explained: Counter[str] = Counter()
         rewrite: dict[str, str] = {}
+        names = stored.names | asked.names
+        capitalised = names | stored.capitalised | asked.capitalised
         if a != b:
             a, b = _join_compounds(a, b), _join_compounds(b, a)
-            unexplained = self._align(a, b, rewrite, explained, stored.names | asked.names)
+            typos = not (_about_words(a) or _about_words(b))
+            unexplained = self._align(a, b, rewrite, explained, names, capitalised, typos)
             if unexplained:
                 return Verdict(False, "vetoed: " + _difference_kind(*unexplained))
             b = [rewrite.get(w, w) for w in b]
         if _articles_differ(stored.articles, asked.articles, rewrite, set(a)):
             return Verdict(False, "vetoed: articles differ (a name or a letter)")
         if a != b:
-            how = _reordering(a, b)
+            how = reordering(a, b, capitalised)
             if how is None:
                 return Verdict(False, "vetoed: same words in another order (roles or direction)")
             explained[how] += 1
@@ -139,21 +145,29 @@ class QuestionVerifier:
         rewrite: dict[str, str],
         explained: Counter[str],
         names: frozenset[str],
+        capitalised: frozenset[str],
+        typos: bool,
     ) -> tuple[list[str], list[str]] | None:
         """Fill `rewrite` (b's word -> a's) with each explained difference; or return what
-        stays unmatched."""
+        stays unmatched. `names`: keywords in capitals, never rewritten; `capitalised`: names
+        too, never a synonym ("Big Ben" / "Large Ben"), but may be misspelt."""
         only_a = list((Counter(a) - Counter(b)).elements())
         only_b = list((Counter(b) - Counter(a)).elements())
+        kinds = ("synonym", "typo") if typos else ("synonym",)
         for word in list(only_a):
             if word in names or word.startswith(QUOTE):
                 continue  # literal: a keyword in capitals, quoted text
-            for kind in ("synonym", "typo"):
+            for kind in kinds:
+                literal = capitalised if kind == "synonym" else names
+                if word in literal:
+                    continue
                 match = next(
-                    (o for o in only_b if o not in names and self._related(word, o, kind)), None
+                    (o for o in only_b if o not in literal and self._related(word, o, kind)),
+                    None,
                 )
                 if match is None:
                     continue
-                if kind == "synonym" and not _verb_synonyms(a, word, b, match):
+                if kind == "synonym" and not _in_context(a, word, b, match):
                     continue
                 only_a.remove(word)
                 only_b.remove(match)
@@ -166,32 +180,66 @@ class QuestionVerifier:
         if y.startswith(QUOTE):
             return False  # quoted text is literal
         if kind == "synonym":
-            return y in self._synonyms.get(x, ()) or frozenset((x, y)) in SYNONYM_PAIRS
+            return y in self._synonyms.get(x, ())
         return self._is_typo(x, y)
 
     def _is_typo(self, x: str, y: str) -> bool:
         vocabulary = self._vocabulary
-        # A typo is an unknown word next to a known one. Two known words ("desert" / "dessert")
-        # are two meanings; two unknown ones ("humus" / "hummus", a foreign "casado" /
-        # "cansado") give no way to tell which, if either, is the misspelling.
-        if vocabulary is None or (x in vocabulary) == (y in vocabulary):
+        if vocabulary is None:
             return False
         if not (x.isalpha() and y.isalpha()) or min(len(x), len(y)) < 4 or x[0] != y[0]:
             return False
-        if OSA.distance(x, y, score_cutoff=1) != 1:
+        if OSA.distance(x, y, score_cutoff=1) != 1 or not _internal_edit(x, y):
             return False
-        return _internal_edit(x, y)
+        dictionary = self._dictionary if self._dictionary is not None else english_words()
+        if dictionary is None:
+            return False
+        # A typo is a word nobody knows next to a known one. Two known words ("desert" /
+        # "dessert", "bream" / "beam": MiniLM knows only "beam", the dictionary both) are two
+        # meanings; two unknown ones (a foreign "casado" / "cansado") give no way to tell
+        # which, if either, is the misspelling.
+        return _known(x, vocabulary, dictionary) != _known(y, vocabulary, dictionary)
 
 
-def _verb_synonyms(a: list[str], x: str, b: list[str], y: str) -> bool:
-    """Two verbs that can both be nouns ("fix" / "repair") are synonyms only where a verb
-    stands: first, or after "to", a modal, an auxiliary, a pronoun ("how do I fix", "can you
-    fix"); "a GPS fix" is not "a GPS repair"."""
-    if x not in VERB_SYNONYMS or y not in VERB_SYNONYMS:
-        return True
+def _known(word: str, vocabulary: Container[str], dictionary: Container[str]) -> bool:
+    return word in dictionary or word in vocabulary
+
+
+def _about_words(tokens: list[str]) -> bool:
+    """A prompt about a word ("what does X mean", "spell X") or naming a language, or with
+    letters outside English's: its odd words may be foreign or the word asked about."""
+    return any(w in WORD_QUESTIONS or w in LANGUAGE_NAMES or not w.isascii() for w in tokens)
+
+
+def _in_context(a: list[str], x: str, b: list[str], y: str) -> bool:
+    """Where both words of a synonym pair are used in the sense that makes them synonyms.
+
+    Verbs ("fix" / "repair", "delete" / "remove") only where a verb stands: first, after one
+    of VERB_CUES, or last when one of them is never a noun ("when did the war begin"); "a GPS fix"
+    is not "a GPS repair", and in "what does delete do in C++" the word is the subject.
+    Nouns and plain adjectives that head compounds ("film", "kid", "big") only where no
+    content word follows: "film camera", "kid gloves", "big data" are other things.
+    """
+    pair = (x, y)
+    if x in VERB_SYNONYMS or y in VERB_SYNONYMS:
+        last_ok = x not in NOUN_TOO or y not in NOUN_TOO
+        return all(_verb_at(words, w, last_ok) for words, w in zip((a, b), pair, strict=True))
+    if x in COMPOUND_SYNONYMS or y in COMPOUND_SYNONYMS:
+        return all(_ends_phrase(words, w) for words, w in zip((a, b), pair, strict=True))
+    return True
+
+
+def _verb_at(words: list[str], word: str, last_ok: bool) -> bool:
     return all(
-        i == 0 or words[i - 1] in VERB_CUES
-        for words, word in ((a, x), (b, y))
+        i == 0 or words[i - 1] in VERB_CUES or (last_ok and i == len(words) - 1)
+        for i, w in enumerate(words)
+        if w == word
+    )
+
+
+def _ends_phrase(words: list[str], word: str) -> bool:
+    return all(
+        i + 1 == len(words) or words[i + 1] in FUNCTION_WORDS or words[i + 1][:1].isdigit()
         for i, w in enumerate(words)
         if w == word
     )
@@ -273,108 +321,7 @@ def _difference_kind(only_a: list[str], only_b: list[str]) -> str:
 
 
 def _negates(x: str, y: str) -> bool:
-    return any(y == prefix + x for prefix in NEGATING_PREFIXES)
-
-
-def _reordering(a: list[str], b: list[str]) -> str | None:
-    """How `b` is `a` reordered without changing the question, or None.
-
-    At most one phrase moved between the start and the end, then at most one exchange: the
-    two sides of a plain "and" / "or", of a symmetric relation, or a "not" placed after the
-    subject instead of after its auxiliary.
-    """
-    for moved, c in _phrase_moves(a):
-        if c == b:
-            return "phrase moved"
-        how = _exchange(c, b)
-        if how is not None:
-            return f"phrase moved, {how}" if moved else how
-    return None
-
-
-def _phrase_moves(a: list[str]) -> list[tuple[bool, list[str]]]:
-    """`a` itself, and `a` with a phrase opened by a preposition moved to the other end."""
-    out = [(False, a)]
-    for i in range(1, len(a)):
-        opened = a[0] in MOVABLE_PHRASE_OPENERS or a[i] in MOVABLE_PHRASE_OPENERS
-        inside_quote = a[i - 1].startswith(QUOTE) and a[i].startswith(QUOTE)
-        if opened and not inside_quote:
-            out.append((True, a[i:] + a[:i]))
-    return out
-
-
-def _exchange(a: list[str], b: list[str]) -> str | None:
-    if len(a) != len(b):
-        return None
-    first = next(i for i in range(len(a)) if a[i] != b[i])
-    last = max(i for i in range(len(a)) if a[i] != b[i])
-    if _not_moved(a, b, first, last):
-        return "'not' placed after the subject"
-    numbers_ordered = any(w in ORDER_SENSITIVE_NUMBERS for w in a)
-    symmetric = any(w in SYMMETRIC_RELATIONS for w in a)
-    # Two spans exchanged: the first starts where a and b first differ, the second ends where
-    # they last differ; whatever stands between them stays in place.
-    for left in range(1, _MAX_CONJUNCT + 1):
-        for right in range(1, _MAX_CONJUNCT + 1):
-            x, y = a[first : first + left], a[last + 1 - right : last + 1]
-            middle = a[first + left : last + 1 - right]
-            if not middle or a[:first] + y + middle + x + a[last + 1 :] != b:
-                continue
-            if any(w.startswith(QUOTE) for w in x + y + middle):
-                continue
-            # A function's parameters, a table's columns, steps in sequence: the context
-            # orders the items. The items themselves may be the ordering words ("before or
-            # after" / "after or before").
-            if any(w in ORDERED_CONTEXT for w in a[:first] + middle + a[last + 1 :]):
-                return None
-            numeric = _numeric(x) or _numeric(y)
-            if numeric and (numbers_ordered or _in_arithmetic(a, first, last)):
-                continue
-            if middle == [middle[0]] and middle[0] in COMMUTATIVE_JOINERS:
-                return "items swapped around and/or"
-            if symmetric and not numeric and _symmetric_link(middle):
-                return "sides of a symmetric relation swapped"
-    return None
-
-
-def _in_arithmetic(a: list[str], first: int, last: int) -> bool:
-    """A number swapped next to an operator is part of an expression: "5 and 7 times 2"."""
-    outside = a[first - 1 : first] + a[last + 1 : last + 2]
-    return any(w in ARITHMETIC for w in outside)
-
-
-def _symmetric_link(middle: list[str]) -> bool:
-    """ "from" / "to" / "as" / "with" / "and", alone or after the relation word itself."""
-    if middle[-1] not in SYMMETRIC_LINKS:
-        return False
-    return len(middle) == 1 or (len(middle) == 2 and middle[0] in SYMMETRIC_RELATIONS)
-
-
-def _not_moved(a: list[str], b: list[str], first: int, last: int) -> bool:
-    """ "why do not cats like" / "why do cats not like": one "not" right after an auxiliary in
-    one, after the next one to three words in the other, crossing no quantifier."""
-    for x, y in ((a, b), (b, a)):
-        if x[first] != "not" or first == 0:
-            continue
-        aux = x[first - 1]
-        why_modal = aux in MODALS and first > 1 and x[first - 2] == "why"
-        if aux not in AUXILIARIES and not why_modal:
-            continue
-        crossed = x[first + 1 : last + 1]
-        if len(crossed) > 3 or y[last] != "not" or y[first:last] != crossed:
-            continue
-        if any(w in QUANTIFIERS or w in NEGATORS or w.startswith(QUOTE) for w in crossed):
-            continue
-        # The subject only: a pronoun is the whole subject, and "to" opens another verb
-        # ("why don't I want to eat" / "why do I want to not eat").
-        if "to" in crossed or (len(crossed) > 1 and any(w in SUBJECT_PRONOUNS for w in crossed)):
-            continue
-        return True
-    return False
-
-
-def _numeric(words: list[str]) -> bool:
-    return any(any(c.isdigit() for c in w) for w in words)
+    return len(x) > 2 and any(y == prefix + x for prefix in NEGATING_PREFIXES)
 
 
 @functools.cache

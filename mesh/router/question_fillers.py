@@ -22,6 +22,7 @@ from mesh.router.question_lexicon import (
     POLITE_TRAILING,
     PREPOSITIONS,
     QUESTION_WORDS,
+    REQUEST_VERBS,
     THE_ASKS,
     TRAILING_FILLERS,
 )
@@ -88,7 +89,7 @@ def _trim(sentence: list[Tok], openers: set[str]) -> list[Tok]:
         if n:
             stripped = tuple(w.low for w in words[:n] if not _is_comma(w))
             if stripped in MODAL_OPENERS:
-                openers.add(MODAL_OPENERS[stripped])
+                openers.add(_modality(stripped, words[n:]))
             polite = polite or any(w in POLITE_OPENERS for w in stripped)
             words, changed = words[n:], True
         n = _trailing_filler(words, polite)
@@ -96,6 +97,16 @@ def _trim(sentence: list[Tok], openers: set[str]) -> list[Tok]:
             polite = polite or any(w.low in POLITE_OPENERS for w in words[-n:])
             words, changed = words[: len(words) - n], True
     return _the_ask([w for w in words if not _is_comma(w)])
+
+
+def _modality(opener: Phrase, rest: list[Tok]) -> str:
+    """What a stripped "can you" / "could you" / "will you" / "would you" asked. Before a request
+    ("Could you explain X?") "could" is "can"; before anything else it is the past or a
+    condition: "Could you smoke in pubs?" is not "Can you smoke in pubs?"."""
+    modality = MODAL_OPENERS[opener]
+    if opener[0] == "could" and _first_word(rest) not in REQUEST_VERBS:
+        return "could"
+    return modality
 
 
 def _the_ask(words: list[Tok]) -> list[Tok]:
@@ -146,7 +157,10 @@ def _trailing_filler(words: list[Tok], polite: bool) -> int:
         if comma or n == len(words):
             return n
         titled = any(w.raw[:1].isupper() and not w.raw.isupper() for w in words[-n:])
-        if not titled and words[-n - 1].low not in FILLER_AS_OBJECT:
+        # Not set off by a comma, a "thanks" / "cheers" may be what the sentence is about
+        # ("When should I use cheers?"); only a request already softened ends in one.
+        thanks = not any(w.low in POLITE_OPENERS for w in words[-n:])
+        if not titled and words[-n - 1].low not in FILLER_AS_OBJECT and (polite or not thanks):
             return n
     return 0
 

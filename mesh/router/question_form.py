@@ -8,8 +8,9 @@ I" / "what are the steps to" made one token, numbers as digits ("seven", "VII" a
 quoted text marked literal (its punctuation included). It never drops a word that can change an
 answer: negators, numbers, prepositions, pronouns and every content word stay, in order. What
 the dropped words still say travels beside the tokens: which article stood before which word,
-whether a stripped "can you" / "will you" asked, which words were written in capitals; and a
-mixed-case unit symbol keeps its case ("Mb" / "MB").
+whether a stripped "can you" / "could you" / "will you" asked, which words were written in
+capitals or capitalised inside a sentence; and a mixed-case unit symbol keeps its case ("Mb" /
+"MB").
 
 Pure Python, ~50 us for a one-line prompt; computed once per key, off the event loop.
 """
@@ -90,6 +91,10 @@ class QuestionForm:
     # Words of 3+ letters written in capitals in mixed-case text (SELECT, NASA): compared
     # literally, never as a synonym or a typo.
     names: frozenset[str] = frozenset()
+    # Words written with a capital inside a sentence ("Big Ben", "the Doctor", "in Excel"):
+    # names, never a synonym (they may still be misspelt); empty in title-case or shouted
+    # text.
+    capitalised: frozenset[str] = frozenset()
 
     @property
     def key(self) -> str:
@@ -117,7 +122,19 @@ def question_form(text: str) -> QuestionForm:
         for t in words
         if not shouting and not t.quoted and len(t.raw) > 2 and t.raw.isalpha() and t.raw.isupper()
     )
-    return QuestionForm(tuple(tokens), tuple(numbers), articles, opener, names)
+    return QuestionForm(
+        tuple(tokens), tuple(numbers), articles, opener, names, _capitalised(words, shouting)
+    )
+
+
+def _capitalised(words: list[Tok], shouting: bool) -> frozenset[str]:
+    """Words capitalised inside a sentence; none when most words are (a title-case prompt)."""
+    inner = [t for t in words if not t.quoted and not t.initial and t.raw[:1].isalpha()]
+    # Capitals throughout are another mark ("OK", "TV"; NASA is one of `names`).
+    caps = [t for t in inner if t.raw[:1].isupper() and not t.raw.isupper()]
+    if shouting or 2 * len(caps) > len(inner) >= 4:
+        return frozenset()
+    return frozenset(t.low for t in caps)
 
 
 # -- tokens --------------------------------------------------------------------------------
