@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -93,6 +94,30 @@ async def reflected_services(
     request = reflection_pb2.ServerReflectionRequest(list_services="")
     reply = await reflection_reply(channel, request, method=method)
     return {service.name for service in reply.list_services_response.service}
+
+
+class LoopTicks:
+    """How many times a task on the event loop got a turn while `ticking()` was open."""
+
+    count = 0
+
+
+@contextlib.asynccontextmanager
+async def ticking(interval_s: float = 0.01) -> AsyncIterator[LoopTicks]:
+    """Counts the event loop's turns meanwhile: a check that ran off the loop leaves many, one
+    that held the loop (a regex keeping the GIL, say) leaves none."""
+    ticks = LoopTicks()
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            ticks.count += 1
+
+    task = asyncio.create_task(tick())
+    try:
+        yield ticks
+    finally:
+        task.cancel()
 
 
 async def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:

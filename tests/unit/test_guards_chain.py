@@ -11,6 +11,7 @@ from guards.proto_convert import verdict_to_proto
 from guards.verdict import Action, Finding, Stage, Verdict
 from mesh.v1 import types_pb2
 from tests.fixtures.guards import RecordingGuard, built
+from tests.helpers import ticking
 
 EMAIL = Finding("EMAIL_ADDRESS", 6, 13)
 
@@ -112,22 +113,13 @@ async def test_cpu_heavy_guards_run_in_parallel_off_the_loop() -> None:
         built(RecordingGuard(f"h{i}", r, cpu_heavy=True, sleep_s=0.15), timeout_ms=2000)
         for i in range(3)
     ]
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    task = asyncio.create_task(ticker())
     loop = asyncio.get_running_loop()
-    started = loop.time()
-    await GuardChain(heavy, Stage.INPUT, "v").run(InputCheck("x"))
-    elapsed = loop.time() - started
-    task.cancel()
+    async with ticking() as ticks:
+        started = loop.time()
+        await GuardChain(heavy, Stage.INPUT, "v").run(InputCheck("x"))
+        elapsed = loop.time() - started
     assert elapsed < 0.4  # three 0.15 s guards overlapped
-    assert ticks >= 5  # the event loop kept running meanwhile
+    assert ticks.count >= 5  # the event loop kept running meanwhile
     assert threading.current_thread() is threading.main_thread()
 
 

@@ -28,7 +28,7 @@ from guards.policy_loader import LoadRules, load_policy
 from guards.policy_store import PolicyStore
 from guards.validator_sandbox import WORKERS, worker_pids
 from guards.verdict import Action, ChainResult, Stage
-from tests.helpers import wait_until
+from tests.helpers import ticking, wait_until
 
 pytest.importorskip("guardrails", reason="the `guardrails` extra is not installed")
 
@@ -87,23 +87,12 @@ async def test_a_catastrophic_regex_times_out_and_the_event_loop_keeps_running(
     open_stores: list[PolicyStore],
 ) -> None:
     _, chain = await ready_store(REDOS, open_stores)
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.02)
-            ticks += 1
-
-    task = asyncio.create_task(ticker())
-    started = time.monotonic()
-    try:
+    async with ticking(0.02) as ticks:
+        started = time.monotonic()
         result = await chain.run(InputCheck(CATASTROPHIC))
-    finally:
         elapsed = time.monotonic() - started
-        task.cancel()
     assert elapsed < 5
-    assert ticks >= 5, f"the event loop ticked {ticks} times in {elapsed:.1f} s"
+    assert ticks.count >= 5, f"the event loop ticked {ticks.count} times in {elapsed:.1f} s"
     assert only_error(result) == ("timeout", "timed out after 300 ms")
     assert result.action is Action.FLAG  # on_error: open, flagged GUARD_ERROR
 
