@@ -61,6 +61,9 @@ class UpstreamPool:
         self.credentials = credentials
         # node id -> (address, credentials generation, channel)
         self._channels: dict[str, tuple[str, int, grpc.aio.Channel]] = {}
+        # One stub per open channel: building one makes a multicallable per method (~20 µs
+        # a call at c1, 11 % of the forward stage's own CPU in a py-spy profile).
+        self._stubs: dict[str, inference_pb2_grpc.InferenceServiceStub] = {}
         self._retiring: set[grpc.aio.Channel] = set()
         self._probe_interval_s = probe_interval_s
         self._probe_timeout_s = probe_timeout_s
@@ -85,6 +88,9 @@ class UpstreamPool:
         )
         known = self._channels.get(node_id)
         if known is not None and known[:2] == (address, generation):
+            stub = self._stubs.get(node_id)
+            if stub is not None:
+                return stub
             channel = known[2]
         else:
             if known is not None:
@@ -100,7 +106,8 @@ class UpstreamPool:
                 interceptors=self._interceptors or None,
             )
             self._channels[node_id] = (address, generation, channel)
-        return inference_pb2_grpc.InferenceServiceStub(channel)
+        stub = self._stubs[node_id] = inference_pb2_grpc.InferenceServiceStub(channel)
+        return stub
 
     def _close_later(self, channel: grpc.aio.Channel, *, retire: bool = False) -> None:
         """Close a channel in the background: at once, or (`retire`) once its calls ended."""
@@ -172,6 +179,7 @@ class UpstreamPool:
         await asyncio.gather(*(self.probe(e) for e in entries))
         live = {e.node_id for e in self.catalog.entries()}
         for node_id in [n for n in self._channels if n not in live]:  # expired or deregistered
+            self._stubs.pop(node_id, None)
             self._close_later(self._channels.pop(node_id)[2])
         for listener in self.after_probe:
             listener(self.catalog)
@@ -197,3 +205,4 @@ class UpstreamPool:
         await asyncio.gather(*(ch.close() for ch in channels))
         await asyncio.gather(*self._closing, return_exceptions=True)
         self._channels.clear()
+        self._stubs.clear()
