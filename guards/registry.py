@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from guards.detectors.banned import (
     INLINE_MAX_PHRASES,
@@ -72,6 +79,14 @@ class InjectionParams(_Params):
     threshold: float = Field(0.5, gt=0, lt=1)
     classifier: bool = True
     rules: bool = True
+    # The MiniLM second opinion in the n-gram model's grey zone (injection_semantic.py).
+    semantic: bool = False
+
+    @model_validator(mode="after")
+    def _semantic_needs_classifier(self) -> InjectionParams:
+        if self.semantic and not self.classifier:
+            raise ValueError("semantic needs classifier: true (its gate is the n-gram score)")
+        return self
 
 
 def _banned_phrase(phrase: str) -> str:
@@ -220,6 +235,16 @@ def _secrets(p: dict[str, Any], action: Action) -> Guard:
 
 def _injection(p: dict[str, Any], action: Action) -> Guard:
     q = InjectionParams.model_validate(p)
+    if q.semantic:
+        from guards.detectors.injection_semantic import (
+            SemanticInjectionDetector,
+            SemanticInjectionGuard,
+        )
+
+        detector = SemanticInjectionDetector(q.threshold, q.classifier, q.rules)
+        # Off the event loop: a prompt in the grey zone takes one or two MiniLM runs (2-20
+        # ms), which would stall every other call on the loop; the hop costs ~0.1 ms.
+        return SemanticInjectionGuard(detector, action, cpu_heavy=True)
     return DetectorGuard(InjectionDetector(q.threshold, q.classifier, q.rules), action)
 
 

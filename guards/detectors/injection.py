@@ -252,7 +252,7 @@ _WORD = re.compile(r"[^\W\d_]{2,}")
 _MIN_WORDS = 3
 
 
-def _has_words(text: str) -> bool:
+def has_words(text: str) -> bool:
     """Whether the classifier has anything to read: a few hashed n-grams of digits and single
     letters can collide with attack features ("q 28 9" scored 0.7). No attack in the shared
     dev set has fewer than three words; the phrase rules still see every text."""
@@ -276,7 +276,7 @@ class InjectionDetector:
     def find(self, text: str, system_prompt: str = "") -> list[Finding]:
         if self.use_rules and rules_match(text):
             return [Finding("PROMPT_INJECTION", 0, len(text), 1.0)]
-        if self.use_classifier and _has_words(text):
+        if self.use_classifier and has_words(text):
             score = classifier_score(text)
             if score >= self.threshold:
                 return [Finding("PROMPT_INJECTION", 0, len(text), round(score, 4))]
