@@ -9,11 +9,17 @@ aligned with the request's words one for one, each difference explained:
   a verb stands, "film" / "movie" not before another noun: "film camera"; never a word
   capitalised inside a sentence: "Big Ben"); a typo (one internal edit between a word nobody
   knows and one MiniLM's vocabulary or the English dictionary (SCOWL, english_words.py) knows:
-  "captial" / "capital", but not "bream" / "beam"; never a vowel for a vowel, never in a
-  prompt about words or in another language); a word in capitals (SELECT, NASA) is neither;
+  "captial" / "capital", but not "bream" / "beam"; a vowel for a vowel only inside a long
+  word, never in a prompt about words or in another language); a word in capitals (SELECT,
+  NASA) is neither;
+- (round 8) a unit's abbreviation and its name where the abbreviation stands as a unit ("5
+  km" / "5 kilometres", question_units.py); a misspelling with a letter doubled in the wrong
+  place ("untill", "brocolli") or a vowel for a vowel inside a long word ("seperate"), the
+  misspelt side still a word no dictionary knows;
 - in the same order, except the reorderings of question_order.py: a phrase moved between the
   start and the end ("In Excel, how do I ..." / "How do I ... in Excel?"), the two sides of a
-  plain "and" / "or" or of a symmetric relation exchanged, "not" after the subject.
+  plain "and" / "or" or of a symmetric relation exchanged, "not" after the subject, and
+  (round 8) a subordinate clause moved or whole sentences in another order.
 
 Anything else vetoes the hit: a word on one side only ("not", "without", "un-"), a different
 number, date, version, entity, scope word, language, format or verb, a different inflection
@@ -39,18 +45,15 @@ from rapidfuzz.distance import OSA
 from mesh.router.english_words import english_words
 from mesh.router.question_form import QUOTE, QuestionForm
 from mesh.router.question_lexicon import (
-    COMPOUND_SYNONYMS,
-    FUNCTION_WORDS,
     LANGUAGE_NAMES,
     NEGATING_PREFIXES,
     NEGATORS,
-    NOUN_TOO,
     SYNONYM_GROUPS,
-    VERB_CUES,
-    VERB_SYNONYMS,
     WORD_QUESTIONS,
 )
-from mesh.router.question_order import reordering
+from mesh.router.question_order import reordering, sentences_reordered
+from mesh.router.question_senses import in_context
+from mesh.router.question_units import as_unit, same_unit
 
 log = logging.getLogger(__name__)
 _ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
@@ -128,7 +131,10 @@ class QuestionVerifier:
         if _articles_differ(stored.articles, asked.articles, rewrite, set(a)):
             return Verdict(False, "vetoed: articles differ (a name or a letter)")
         if a != b:
-            how = reordering(a, b, capitalised)
+            one_sentence = not stored.sentences and not asked.sentences
+            how = reordering(a, b, capitalised, one_sentence)
+            if how is None and len(a) == len(stored.tokens) and len(b) == len(asked.tokens):
+                how = sentences_reordered(a, b, stored.sentences, asked.sentences, capitalised)
             if how is None:
                 return Verdict(False, "vetoed: same words in another order (roles or direction)")
             explained[how] += 1
@@ -153,7 +159,7 @@ class QuestionVerifier:
         too, never a synonym ("Big Ben" / "Large Ben"), but may be misspelt."""
         only_a = list((Counter(a) - Counter(b)).elements())
         only_b = list((Counter(b) - Counter(a)).elements())
-        kinds = ("synonym", "typo") if typos else ("synonym",)
+        kinds = ("synonym", "unit", "typo") if typos else ("synonym",)
         for word in list(only_a):
             if word in names or word.startswith(QUOTE):
                 continue  # literal: a keyword in capitals, quoted text
@@ -167,7 +173,9 @@ class QuestionVerifier:
                 )
                 if match is None:
                     continue
-                if kind == "synonym" and not _in_context(a, word, b, match):
+                if kind == "synonym" and not in_context(a, word, b, match):
+                    continue
+                if kind == "unit" and not (as_unit(a, word) and as_unit(b, match)):
                     continue
                 only_a.remove(word)
                 only_b.remove(match)
@@ -181,6 +189,8 @@ class QuestionVerifier:
             return False  # quoted text is literal
         if kind == "synonym":
             return y in self._synonyms.get(x, ())
+        if kind == "unit":
+            return same_unit(x, y)
         return self._is_typo(x, y)
 
     def _is_typo(self, x: str, y: str) -> bool:
@@ -189,7 +199,9 @@ class QuestionVerifier:
             return False
         if not (x.isalpha() and y.isalpha()) or min(len(x), len(y)) < 4 or x[0] != y[0]:
             return False
-        if OSA.distance(x, y, score_cutoff=1) != 1 or not _internal_edit(x, y):
+        if _undoubled(x) == _undoubled(y) and min(len(x), len(y)) >= 5:
+            pass  # a letter doubled in the wrong place: "untill", "brocolli", "acommodate"
+        elif OSA.distance(x, y, score_cutoff=1) != 1 or not _internal_edit(x, y):
             return False
         dictionary = self._dictionary if self._dictionary is not None else english_words()
         if dictionary is None:
@@ -209,40 +221,6 @@ def _about_words(tokens: list[str]) -> bool:
     """A prompt about a word ("what does X mean", "spell X") or naming a language, or with
     letters outside English's: its odd words may be foreign or the word asked about."""
     return any(w in WORD_QUESTIONS or w in LANGUAGE_NAMES or not w.isascii() for w in tokens)
-
-
-def _in_context(a: list[str], x: str, b: list[str], y: str) -> bool:
-    """Where both words of a synonym pair are used in the sense that makes them synonyms.
-
-    Verbs ("fix" / "repair", "delete" / "remove") only where a verb stands: first, after one
-    of VERB_CUES, or last when one of them is never a noun ("when did the war begin"); "a GPS fix"
-    is not "a GPS repair", and in "what does delete do in C++" the word is the subject.
-    Nouns and plain adjectives that head compounds ("film", "kid", "big") only where no
-    content word follows: "film camera", "kid gloves", "big data" are other things.
-    """
-    pair = (x, y)
-    if x in VERB_SYNONYMS or y in VERB_SYNONYMS:
-        last_ok = x not in NOUN_TOO or y not in NOUN_TOO
-        return all(_verb_at(words, w, last_ok) for words, w in zip((a, b), pair, strict=True))
-    if x in COMPOUND_SYNONYMS or y in COMPOUND_SYNONYMS:
-        return all(_ends_phrase(words, w) for words, w in zip((a, b), pair, strict=True))
-    return True
-
-
-def _verb_at(words: list[str], word: str, last_ok: bool) -> bool:
-    return all(
-        i == 0 or words[i - 1] in VERB_CUES or (last_ok and i == len(words) - 1)
-        for i, w in enumerate(words)
-        if w == word
-    )
-
-
-def _ends_phrase(words: list[str], word: str) -> bool:
-    return all(
-        i + 1 == len(words) or words[i + 1] in FUNCTION_WORDS or words[i + 1][:1].isdigit()
-        for i, w in enumerate(words)
-        if w == word
-    )
 
 
 def _articles_differ(
@@ -281,11 +259,22 @@ def _internal_edit(x: str, y: str) -> bool:
         # One letter struck for its neighbour on the keyboard, inside a long word. A vowel
         # swapped for a vowel is a different word as often as a misspelling ("ethanol" /
         # "ethanal", "bison" / "boson", i and o are neighbours), so it is not forgiven.
+        # Inside a long word (not its last three letters, where "-ol" / "-al" and "-ane" /
+        # "-ene" name other compounds) a vowel for a vowel is a misspelling: "seperate",
+        # "definately".
         if x[p] in _VOWELS and y[p] in _VOWELS:
-            return False
+            return _vowel_slip(x, p)
         return 1 <= p < len(x) - 1 and len(x) >= 5 and y[p] in _KEY_NEIGHBOURS.get(x[p], "")
     longer = x if len(x) > len(y) else y
     return 1 <= p < len(longer) - 1  # one letter added or dropped inside the word
+
+
+def _vowel_slip(word: str, p: int) -> bool:
+    return len(word) >= 7 and 2 <= p <= len(word) - 4
+
+
+def _undoubled(word: str) -> str:
+    return "".join(c for i, c in enumerate(word) if i == 0 or c != word[i - 1])
 
 
 def _join_compounds(words: list[str], other: list[str]) -> list[str]:

@@ -29,6 +29,9 @@ from mesh.router.question_lexicon import (
 
 Phrase = tuple[str, ...]
 BOUNDARY = frozenset(".!?;:")
+# Between two sentences kept: question_form takes it out of the words and notes where it stood
+# (QuestionForm.sentences), so that no phrase or number is read across two sentences.
+SENTENCE = "\x1e"
 
 
 @dataclass
@@ -72,6 +75,8 @@ def strip_fillers(toks: list[Tok]) -> tuple[list[Tok], str]:
             words = _trim(sentence, openers)
             if words and not out:
                 words[0].initial = True
+            elif words:
+                out.append(Tok(SENTENCE, SENTENCE, initial=True))  # see question_form
             out += words
             sentence = []
         else:

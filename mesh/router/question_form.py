@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from mesh.router.question_fillers import (
     BOUNDARY,
     HOWTO_INDEX,
+    SENTENCE,
     Tok,
     index_phrases,
     starts_with,
@@ -32,13 +33,16 @@ from mesh.router.question_fillers import (
 from mesh.router.question_lexicon import (
     ARTICLES,
     COUNTED_NOUNS,
+    GET_OUT_OF,
     MULTIPLIERS,
     NUMBER_WORDS,
     ORDINAL_WORDS,
     PHRASES,
     QUANTITY_NOUNS,
+    STAINS,
     TENS,
 )
+from mesh.router.question_units import unit_tokens
 
 QUOTE = '"'  # prefix of a token from quoted text: compared literally, never reordered
 HOWTO = "howto"
@@ -95,6 +99,9 @@ class QuestionForm:
     # names, never a synonym (they may still be misspelt); empty in title-case or shouted
     # text.
     capitalised: frozenset[str] = frozenset()
+    # Where each sentence after the first starts in `tokens` ("I have a cat. What should I
+    # feed her?": (4,)): sentences may be given in another order (question_order).
+    sentences: tuple[int, ...] = ()
 
     @property
     def key(self) -> str:
@@ -113,9 +120,13 @@ def question_form(text: str) -> QuestionForm:
     shouting = not any(c.islower() for c in text)
     _numerals(toks, shouting)
     _unit_symbols(toks)
-    words, opener = strip_fillers(toks)
+    words, opener = strip_fillers(unit_tokens(toks))
     words, articles = _articles(_quantities(words), shouting)
-    tokens = _number_words(_phrases([QUOTE + t.low if t.quoted else t.low for t in words]))
+    marked = _number_words(
+        _get_out_of(_phrases([QUOTE + t.low if t.quoted else t.low for t in words]))
+    )
+    tokens = [t for t in marked if t != SENTENCE]
+    starts = tuple(i - n for n, i in enumerate(i for i, t in enumerate(marked) if t == SENTENCE))
     numbers = sorted(n for t in tokens for n in _DIGITS.findall(t))
     names = frozenset(
         t.low
@@ -123,7 +134,13 @@ def question_form(text: str) -> QuestionForm:
         if not shouting and not t.quoted and len(t.raw) > 2 and t.raw.isalpha() and t.raw.isupper()
     )
     return QuestionForm(
-        tuple(tokens), tuple(numbers), articles, opener, names, _capitalised(words, shouting)
+        tuple(tokens),
+        tuple(numbers),
+        articles,
+        opener,
+        names,
+        _capitalised(words, shouting),
+        starts,
     )
 
 
@@ -281,6 +298,28 @@ def _phrases(tokens: list[str]) -> list[str]:
         out.append(word)
         i += 1
     return out
+
+
+def _get_out_of(tokens: list[str]) -> list[str]:
+    """ "how do I get wax out of a carpet" -> "how do I remove wax from a carpet": after a
+    how-to opening or "to", "get" and one to four words ending in a stain or the like before
+    "out of" (not "get the most out of", "get out of a contract", "get text out of a PDF")."""
+    i = 0
+    while i < len(tokens):
+        if tokens[i] == GET_OUT_OF[0] and i and tokens[i - 1] in (HOWTO, "to"):
+            end = next(
+                (
+                    j
+                    for j in range(i + 2, min(i + 6, len(tokens) - 1))
+                    if tokens[j : j + 2] == ["out", "of"]
+                ),
+                None,
+            )
+            middle = tokens[i + 1 : end] if end is not None else []
+            if end is not None and middle[-1] in STAINS and SENTENCE not in middle:
+                tokens = [*tokens[:i], "remove", *middle, "from", *tokens[end + 2 :]]
+        i += 1
+    return tokens
 
 
 def _number_words(tokens: list[str]) -> list[str]:

@@ -114,8 +114,21 @@ HOWTO_OPENINGS = _phrases(
     tell me how to | teach me how to | what is the way to | what is the procedure to |
     what is the process to | what is the right way to | what is the correct way to |
     what is the proper way to | is there a way to | is there any way to |
-    what is the best way to""",
+    what is the best way to | what is good way to | what is way to | how might i |
+    what do i do to | what can i do to | what should i do to | what do i need to do to |
+    what steps should i take to | what steps do i take to | what steps do i need to take to |
+    any tips on how to | tips on how to | any advice on how to | advice on how to""",
     drop_articles=True,  # matched after articles are dropped
+)
+# Round 8: "get X out of Y" asks what "remove X from Y" asks, after a how-to opening or "to".
+# Only for what is removed, not extracted: "get text out of an image" (read it) is not "remove
+# text from an image" (erase it). The last word before "out of" must be a stain or the like.
+GET_OUT_OF = ("get", "out", "of")
+STAINS = _words(
+    """wax gum stain stains blood ink paint grease rust mould mold smell smells odour odor
+    odours odors sand splinter splinters glass sap chocolate lipstick makeup
+    glue tar mud dirt dust urine pee poop poo vomit sweat deodorant toothpaste polish slime
+    ketchup mustard grass"""
 )
 
 # Multi-word phrases with one canonical form (matched after articles are dropped).
@@ -153,8 +166,8 @@ SYNONYM_GROUPS: tuple[frozenset[str], ...] = tuple(
         """fix repair | fixes repairs | fixing repairing | fixed repaired |
     big large | bigger larger | biggest largest | fast quick | faster quicker |
     fastest quickest | begin start | begins starts | beginning starting | began started |
-    buy purchase | buying purchasing | bought purchased | delete remove | deleting removing |
-    deleted removed | film movie | films movies | kid child | kids children |
+    buy purchase | buying purchasing | bought purchased | film movie | films movies |
+    kid child | kids children |
     photo photograph | photos photographs | tv television |
     phone telephone | petrol gasoline | ok okay | maybe perhaps | help assist |
     choose select | need require | what which | colour color | colours colors | favourite favorite |
@@ -166,7 +179,15 @@ SYNONYM_GROUPS: tuple[frozenset[str], ...] = tuple(
     behaviour behavior | neighbour neighbor | flavour flavor | humour humor | grey gray |
     jewellery jewelry | aluminium aluminum | programme program | catalogue catalog |
     dialogue dialog | defence defense | licence license |
-    travelling traveling | cancelled canceled | modelling modeling""",
+    travelling traveling | cancelled canceled | modelling modeling |
+    recommend suggest | recommends suggests | quit stop | quitting stopping |
+    create make | creating making | erase delete remove | erasing deleting removing |
+    erased deleted removed | locate find | reduce lower | reducing lowering |
+    fridge refrigerator | fridges refrigerators | flu influenza | easiest simplest |
+    fast quickly | utilise utilize | mum mom | mums moms | maths math | tyre tire |
+    tyres tires | theatre theater | fibre fiber | mould mold | pyjamas pajamas |
+    sceptical skeptical | doughnut donut | doughnuts donuts | ageing aging |
+    judgement judgment | aeroplane airplane | moustache mustache | travelled traveled""",
         "|",
     )
 )
@@ -181,7 +202,7 @@ SYNONYM_GROUPS: tuple[frozenset[str], ...] = tuple(
 # cache_verify._in_context). Comparatives, superlatives and spellings are not in compounds.
 COMPOUND_SYNONYMS = _words(
     """film movie films movies kid child kids children photo photograph photos photographs tv
-    television phone telephone petrol gasoline big large fast quick"""
+    television phone telephone petrol gasoline big large fast quick flu influenza"""
 )
 NUMBER_WORDS: dict[str, int] = {
     w: i
@@ -235,9 +256,14 @@ MODALS = _words("can could will would should shall may might must need")
 # repair", "an assist" in hockey is not "a help", and in "What does delete / need / select
 # do?" the word is the subject (C++'s delete, Node's require, the select() call), not a verb.
 VERB_SYNONYMS = _words(
-    "fix repair start begin buy purchase help assist need require delete remove choose select"
+    """fix repair start begin buy purchase help assist need require delete remove choose select
+    recommend suggest quit stop create make erase locate find reduce lower"""
 )
-NOUN_TOO = _words("fix repair start buy purchase help assist need")
+# ...and never last when both may be something else there: nouns ("a GPS fix"), adjectives
+# ("lower"), or verbs with another sense ("What do these results suggest?").
+NOUN_TOO = _words(
+    "fix repair start buy purchase help assist need recommend suggest stop make find lower"
+)
 SUBJECT_PRONOUNS = _words("i you he she it we they")
 # Never an object: the word after one of these is a verb.
 SUBJECTS = _words("i we they he she howto")
@@ -331,4 +357,29 @@ REQUEST_VERBS = _words(
     paraphrase proofread correct edit review analyse analyze evaluate estimate plan design draft
     prepare build code implement debug check identify state share send let walk guide point
     talk say please kindly"""
+)
+# Round 8. A clause opened by one of these may stand before or after the main clause ("If my
+# flight is cancelled, am I owed money?" / "Am I owed money if my flight is cancelled?")...
+SUBORDINATORS = _words(
+    "if when whenever while because since although though unless once until whereas"
+)
+# ...but after one of these an "if" / "when" clause is what is asked, not a condition: "Tell
+# me if it will rain" is not "If it will rain, tell me"; "how do I know if".
+COMPLEMENT_TAKERS = _words(
+    """know knows tell ask asks check see wonder decide sure find out determine show me us him
+    her them you remind whether remember forget learn figure doubt understand notice matter
+    care test verify confirm predict guess say explain work idea unsure clue"""
+)
+# Sentences may come in another order only when none of them points at another one's place
+# ("Then multiply by 3", "If so, ...", "the first one", "5 years later", "the result")...
+SENTENCE_ORDER_WORDS = _words(
+    """then next first firstly second secondly third finally lastly last later afterwards
+    afterward earlier now again above below previous previously following former latter so
+    otherwise else instead result results answer answers same other another too also"""
+)
+# ...and a sentence that refers back ("What is its population?") only in a prompt of two
+# sentences, one of which asks: with three, "its" may mean what the sentence before it names.
+ANAPHORS = _words(
+    """it its itself they them their theirs themselves he him his himself she her hers herself
+    this that these those there such one ones"""
 )

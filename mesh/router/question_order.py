@@ -12,6 +12,12 @@ than Athens?"). Only these reorderings are forgiven, each with guards:
   longer one a name: in "retired teachers and nurses" "retired" may qualify both, in "nurses
   and retired teachers" only one; never two actions in sequence ("to eat and swim");
 - the two sides of a symmetric relation ("How far is X from Y");
+- (round 8) a subordinate clause moved between the start and the end of its sentence ("If my
+  flight is cancelled, am I owed money?" / "Am I owed money if my flight is cancelled?"),
+  never after a verb that makes it the question ("tell me if", "how do I know if");
+- (round 8) whole sentences given in another order, when at most one of them asks and none
+  points at another's place ("then", "if so", "later") or, in a prompt of three or more
+  sentences, refers back ("its");
 - "not" after the subject instead of after its auxiliary ("Why don't cats ..." / "Why do cats
   not ..."), the subject being one word or a possessive and a word, crossing no adverb,
   quantifier or indefinite pronoun ("Why doesn't everybody vote?" is not "Why does everybody
@@ -20,12 +26,16 @@ than Athens?"). Only these reorderings are forgiven, each with guards:
 
 from __future__ import annotations
 
+import itertools
+
 from mesh.router.question_form import QUOTE
 from mesh.router.question_lexicon import (
     ACTION_CUES,
+    ANAPHORS,
     ARITHMETIC,
     AUXILIARIES,
     COMMUTATIVE_JOINERS,
+    COMPLEMENT_TAKERS,
     DETACHED_PHRASE_OPENERS,
     FREQUENCY_ADVERBS,
     INDEFINITE_PRONOUNS,
@@ -36,23 +46,33 @@ from mesh.router.question_lexicon import (
     ORDERED_CONTEXT,
     POSSESSIVES,
     QUANTIFIERS,
+    QUESTION_WORDS,
+    REQUEST_VERBS,
+    SENTENCE_ORDER_WORDS,
+    SUBJECT_PRONOUNS,
     SUBJECTS,
+    SUBORDINATORS,
     SYMMETRIC_LINKS,
     SYMMETRIC_RELATIONS,
 )
 
 _MAX_CONJUNCT = 4  # tokens on each side of a swapped "and" / "or"
+# A sentence opened by one of these asks or commands (see _statement).
+STATEMENT_BLOCKERS = QUESTION_WORDS | AUXILIARIES | MODALS | REQUEST_VERBS | {"howto"}
 
 
-def reordering(a: list[str], b: list[str], names: frozenset[str]) -> str | None:
+def reordering(
+    a: list[str], b: list[str], names: frozenset[str], one_sentence: bool = True
+) -> str | None:
     """How `b` is `a` reordered without changing the question, or None. `names`: words written
-    as names (capitalised inside a sentence, or in capitals).
+    as names (capitalised inside a sentence, or in capitals); `one_sentence`: both are one
+    sentence (a subordinate clause moves only inside its sentence).
 
     At most one phrase moved between the start and the end, then at most one exchange: the
     two sides of a plain "and" / "or", of a symmetric relation, or a "not" placed after the
     subject instead of after its auxiliary.
     """
-    for moved, c in _phrase_moves(a, names):
+    for moved, c in _phrase_moves(a, names, one_sentence):
         if c == b:
             return "phrase moved"
         how = _exchange(c, b, names)
@@ -61,7 +81,9 @@ def reordering(a: list[str], b: list[str], names: frozenset[str]) -> str | None:
     return None
 
 
-def _phrase_moves(a: list[str], names: frozenset[str]) -> list[tuple[bool, list[str]]]:
+def _phrase_moves(
+    a: list[str], names: frozenset[str], one_sentence: bool
+) -> list[tuple[bool, list[str]]]:
     """`a` itself, and `a` with a prepositional phrase moved to the other end, where the
     phrase cannot be about someone (see the module docstring)."""
     out = [(False, a)]
@@ -71,9 +93,73 @@ def _phrase_moves(a: list[str], names: frozenset[str]) -> list[tuple[bool, list[
         # The phrase opens the prompt and moves to the end, or closes it and moves to the start.
         leading = a[0] in MOVABLE_PHRASE_OPENERS and _movable(a[:i], a[i:], names)
         trailing = a[i] in MOVABLE_PHRASE_OPENERS and _movable(a[i:], a[:i], names)
-        if leading or trailing:
+        clause = one_sentence and (_clause_moves(a[:i], a[i:]) or _clause_moves(a[i:], a[:i]))
+        if leading or trailing or clause:
             out.append((True, a[i:] + a[:i]))
     return out
+
+
+def _clause_moves(clause: list[str], main: list[str]) -> bool:
+    """A subordinate clause ("if my flight is cancelled", "when I stand up") may stand before
+    or after the main clause, unless after it the clause is what is asked: "tell me if",
+    "how do I know if", "remind me when" (a complement, not a condition)."""
+    return (
+        clause[0] in SUBORDINATORS
+        and len(clause) >= 3
+        and len(main) >= 2
+        and main[-1] not in COMPLEMENT_TAKERS
+    )
+
+
+def sentences_reordered(
+    a: list[str],
+    b: list[str],
+    a_starts: tuple[int, ...],
+    b_starts: tuple[int, ...],
+    names: frozenset[str],
+) -> str | None:
+    """The same sentences in another order ("I'm going to Iceland in February. What should I
+    pack?" / "What should I pack? I'm going to Iceland in February."), each the same or
+    reordered as above; only when at most one sentence asks or commands, the others being
+    statements, none points at another's place ("then", "if so", "the first one", "later"),
+    and a word referring back ("it", "she") stands only in a prompt of two sentences, in
+    the one that asks."""
+    if not a_starts or len(a_starts) != len(b_starts):
+        return None
+    xs, ys = _split(a, a_starts), _split(b, b_starts)
+    if any(w in SENTENCE_ORDER_WORDS or w.startswith(QUOTE) for w in a):
+        return None
+    asking = [s for s in xs if not _statement(s)]
+    if len(asking) > 1:
+        return None
+    referring = [s for s in xs if any(w in ANAPHORS for w in s)]
+    if referring and (len(xs) != 2 or referring != asking):
+        return None
+    free = list(range(len(xs)))
+    for y in ys:
+        match = next((i for i in free if xs[i] == y), None)
+        if match is None:
+            match = next((i for i in free if reordering(xs[i], y, names) is not None), None)
+        if match is None:
+            return None
+        free.remove(match)
+    return "sentences reordered"
+
+
+def _split(words: list[str], starts: tuple[int, ...]) -> list[list[str]]:
+    bounds = [0, *starts, len(words)]
+    return [words[i:j] for i, j in itertools.pairwise(bounds)]
+
+
+def _statement(sentence: list[str]) -> bool:
+    """ "I have a 2015 MacBook", "my budget is 800", "the leaves are yellow": a subject and a
+    verb, not a question ("is it", "how") or an order ("add 5", "keep it short")."""
+    first = sentence[0]
+    if first in SUBJECT_PRONOUNS or first in POSSESSIVES:
+        return True
+    if first in STATEMENT_BLOCKERS:
+        return False
+    return any(w in AUXILIARIES or w in MODALS for w in sentence[1:])
 
 
 def _movable(phrase: list[str], clause: list[str], names: frozenset[str]) -> bool:
@@ -155,7 +241,14 @@ def _symmetric_link(middle: list[str]) -> bool:
     """ "from" / "to" / "as" / "with" / "and", alone or after the relation word itself."""
     if middle[-1] not in SYMMETRIC_LINKS:
         return False
+    if _same_as(middle):
+        return True
     return len(middle) == 1 or (len(middle) == 2 and middle[0] in SYMMETRIC_RELATIONS)
+
+
+def _same_as(middle: list[str]) -> bool:
+    """ "the same size / age / height as" (round 8)."""
+    return len(middle) == 3 and middle[0] == "same" and middle[2] == "as"
 
 
 def _not_moved(a: list[str], b: list[str], first: int, last: int) -> bool:
