@@ -88,7 +88,12 @@ class AnthropicClient(ProviderClient):
     name = "anthropic"
 
     def __init__(self, *, base_url: str, api_key: str | None) -> None:
-        self._sdk = anthropic.AsyncAnthropic(base_url=base_url, api_key=api_key, max_retries=0)
+        self._sdk = anthropic.AsyncAnthropic(
+            base_url=base_url,
+            api_key=api_key,
+            max_retries=0,
+            http_client=anthropic.DefaultAioHttpClient(),  # as the OpenAI client (faster)
+        )
 
     def _arguments(self, request: ProviderRequest) -> dict[str, Any]:
         s = request.sampling

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import anthropic
 import httpx
 import openai
@@ -131,6 +132,23 @@ def is_provider_error(exc: BaseException) -> bool:
     return isinstance(exc, (*_STATUS_ERRORS, *_CONNECTION_ERRORS))
 
 
+def _dropped_connection(exc: BaseException) -> bool:
+    """Whether an SDK "timeout" is really a refused, reset or closed connection.
+
+    The SDKs' aiohttp transport (httpx-aiohttp) reports every aiohttp.ClientConnectionError as
+    httpx.ConnectTimeout, so a dead upstream would read as a slow one (not retried, the wrong
+    code); the aiohttp error is still in the chain of causes, and its own timeouts are
+    TimeoutErrors."""
+    cause: BaseException | None = exc
+    for _ in range(8):  # the SDK error, httpx's, aiohttp's: a short chain
+        if cause is None:
+            return False
+        if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, TimeoutError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 def map_provider_error(
     exc: BaseException, *, provider: str, model: str, secret: str | None = None
 ) -> MeshError:
@@ -158,7 +176,7 @@ def map_provider_error(
             metadata=metadata,
             retry_after_s=wait,
         )
-    if isinstance(exc, _TIMEOUTS):
+    if isinstance(exc, _TIMEOUTS) and not _dropped_connection(exc):
         return MeshError(
             f"{provider} did not answer in time",
             code=Code.DEADLINE_EXCEEDED,

@@ -117,6 +117,10 @@ class OpenAIClient(ProviderClient):
             base_url=base_url,
             api_key=api_key or _no_key,
             max_retries=0,
+            # The SDK's `[aiohttp]` transport: against the fake upstream here (1,500 sequential
+            # post() calls, three rounds) 0.74-0.77 ms p50 and 0.60 ms CPU per call, against
+            # 1.08-1.22 ms and 0.87-0.94 ms on its default httpx transport.
+            http_client=openai.DefaultAioHttpClient(),
         )
         self._headers: dict[str, Any] = {} if api_key else {"Authorization": openai.Omit()}
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email.utils
 
+import aiohttp
 import anthropic
 import httpx
 import openai
@@ -123,6 +124,37 @@ def test_timeouts_and_connection_errors() -> None:
     assert stalled.code == Code.DEADLINE_EXCEEDED
     with pytest.raises(TypeError):
         map_provider_error(ValueError("x"), provider="p", model="m")
+
+
+def _through_the_aiohttp_transport(cause: BaseException) -> BaseException:
+    """The chain the SDKs raise over httpx-aiohttp: APITimeoutError from httpx.ConnectTimeout
+    from the aiohttp error (the transport maps every ClientConnectionError to ConnectTimeout)."""
+    try:
+        try:
+            try:
+                raise cause
+            except Exception as exc:
+                raise httpx.ConnectTimeout(str(exc)) from exc
+        except httpx.ConnectTimeout as exc:
+            raise openai.APITimeoutError(request=_REQUEST) from exc
+    except openai.APITimeoutError as sdk_error:
+        return sdk_error
+
+
+def test_a_dead_upstream_behind_the_aiohttp_transport_is_unavailable_not_slow() -> None:
+    for dead in (
+        aiohttp.ServerDisconnectedError(),
+        aiohttp.ClientOSError(104, "Connection reset by peer"),
+    ):
+        mapped = map_provider_error(_through_the_aiohttp_transport(dead), provider="p", model="m")
+        assert (mapped.code, mapped.reason, mapped.retryable) == (
+            Code.UNAVAILABLE,
+            "UPSTREAM_UNAVAILABLE",
+            True,
+        ), dead
+    slow = aiohttp.ConnectionTimeoutError("connect timed out")  # aiohttp's own timeout
+    mapped = map_provider_error(_through_the_aiohttp_transport(slow), provider="p", model="m")
+    assert (mapped.code, mapped.reason) == (Code.DEADLINE_EXCEEDED, "UPSTREAM_TIMEOUT")
 
 
 def test_scrub() -> None:
