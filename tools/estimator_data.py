@@ -128,6 +128,34 @@ SOURCES: dict[str, Source] = {
         "Apache-2.0",
         "OlympiadBench text-only maths (He et al. 2024; OpenBMB/OlympiadBench), a copy",
     ),
+    "gpteacher_code": Source(
+        "teknium1/GPTeacher",
+        "481075123c29854bddb82655badeef6a438f2436",
+        ("Codegen/codegen-instruct.json",),
+        "MIT",
+        "GPTeacher codegen-instruct (teknium1 2023): short code tasks in many languages",
+    ),
+    "spider": Source(
+        "taoyds/spider",
+        "b7b5b8c890cd30e35427348bb9eb8c6d1350ca7c",
+        ("evaluation_examples/examples/dev.json", "evaluation_examples/examples/tables.json"),
+        "CC-BY-SA-4.0 (Spider data); repository code Apache-2.0",
+        "Spider text-to-SQL dev set (Yu et al. 2018)",
+    ),
+    "nl_rx": Source(
+        "nicholaslocascio/deep-regex",
+        "096490db7f4b0394fbb46b914cb35a0aa1cba29c",
+        ("datasets/NL-RX-Turk/src.txt",),
+        "MIT (datasets/license.md)",
+        "NL-RX-Turk regular-expression descriptions (Locascio et al. 2016)",
+    ),
+    "math": Source(
+        "microsoft/ToRA",
+        "213c1c995038c73fab10343814df7a42f990f026",
+        ("src/data/math/test.jsonl",),
+        "MIT (ToRA; MATH itself MIT)",
+        "MATH test problems with their difficulty levels (Hendrycks et al. 2021), a copy",
+    ),
 }
 
 # P3 templates by what the prompt asks; all are routine work for a small model.
@@ -176,6 +204,10 @@ _MMLU_RECALL = _words(
     "marketing miscellaneous nutrition prehistory public_relations sociology us_foreign_policy "
     "virology world_religions"
 )
+# Knowledge of code (what a snippet prints, what a keyword does) at school level: small when
+# both models answered, as the recall subjects; more rows per subject, since code words alone
+# must not read as "harder than small".
+_MMLU_CODE_RECALL = _words("high_school_computer_science computer_security")
 _MMLU_REASONING = _words(
     "abstract_algebra college_mathematics college_physics college_chemistry formal_logic "
     "high_school_mathematics high_school_statistics high_school_physics econometrics "
@@ -242,7 +274,9 @@ class Reader:
         return self.read(source, path).decode("utf-8")
 
     def jsonl(self, source: Source, path: str) -> list[dict[str, object]]:
-        return [json.loads(line) for line in self.text(source, path).splitlines() if line.strip()]
+        # split on newlines only: str.splitlines also breaks at U+2028 inside JSON strings
+        lines = self.text(source, path).split("\n")
+        return [json.loads(line) for line in lines if line.strip()]
 
 
 def _norm(text: str) -> str:
@@ -341,6 +375,8 @@ def mmlu(r: Reader, rng: random.Random) -> Iterator[Row]:
     for name in r.listdir(src, folder):
         subject = name.rsplit("mmlu_", 1)[1].removesuffix(".csv")
         recall, reasoning = subject in _MMLU_RECALL, subject in _MMLU_REASONING
+        cap = 60 if subject in _MMLU_CODE_RECALL else 25
+        recall = recall or cap == 60
         if not (recall or reasoning):
             continue
         rows = list(csv.DictReader(io.StringIO(r.text(src, name))))
@@ -349,7 +385,7 @@ def mmlu(r: Reader, rng: random.Random) -> Iterator[Row]:
         for row in rows:
             mixtral = row["mistralai/Mixtral-8x7B-Instruct-v0.1"] == "True"
             gpt4 = row["gpt-4-1106-preview"] == "True"
-            if recall and mixtral and gpt4 and taken < 25:
+            if recall and mixtral and gpt4 and taken < cap:
                 yield _row(row["prompt"], "small", f"mmlu_{subject}", "mmlu")
                 taken += 1
             elif reasoning and gpt4 and taken < 60:
@@ -413,6 +449,101 @@ def svamp(r: Reader) -> Iterator[Row]:
         text = f"{item['Body']} {item['Question']}".strip()
         tier = "small" if ops <= 1 else "medium"
         yield _row(text, tier, f"arithmetic_{ops}_ops", "svamp")
+
+
+def math_levels(r: Reader, per_tier: int, rng: random.Random) -> Iterator[Row]:
+    """Competition maths by MATH's own difficulty level: levels 4-5 -> frontier (hard counts,
+    number theory, derivations), levels 1-2 -> medium (a few steps); level 3 left out."""
+    src = SOURCES["math"]
+    items = r.jsonl(src, src.paths[0])
+    by_tier: dict[str, list[dict[str, object]]] = {"medium": [], "frontier": []}
+    for item in items:
+        level = str(item.get("level", ""))
+        tier = {
+            "Level 1": "medium",
+            "Level 2": "medium",
+            "Level 4": "frontier",
+            "Level 5": "frontier",
+        }.get(level)
+        if tier:
+            by_tier[tier].append(item)
+    for tier, chosen in by_tier.items():
+        for item in rng.sample(chosen, min(per_tier, len(chosen))):
+            kind = "math_" + str(item["type"]).lower().replace(" & ", "_").replace(" ", "_")
+            yield _row(str(item["problem"]), tier, kind, "math")
+
+
+# GPTeacher code tasks that ask for code to be written or changed (not questions about code).
+_CODE_ASK = re.compile(
+    r"^(write|create|implement|design|develop|translate|construct|fix|rewrite|debug|convert|"
+    r"build|compose|generate|modify|refactor|given|in|using)\b",
+    re.IGNORECASE,
+)
+
+
+def gpteacher_code(r: Reader, n: int, rng: random.Random) -> Iterator[Row]:
+    """Short single-purpose code tasks (a function, a shell script, a query, a fix) in many
+    languages -> medium (README: simple single-function code); questions about code skipped."""
+    src = SOURCES["gpteacher_code"]
+    items = [
+        x
+        for x in json.loads(r.text(src, src.paths[0]))
+        if _CODE_ASK.match(str(x["instruction"]).strip())
+    ]
+    for item in rng.sample(items, min(n, len(items))):
+        given = str(item.get("input", "")).strip()
+        text = f"{item['instruction']}\n\n{given}" if given else str(item["instruction"])
+        yield _row(text, "medium", "code_single_purpose", "gpteacher_code")
+
+
+_NESTED_SQL = re.compile(r"\(\s*select\b|\b(intersect|union|except)\b", re.IGNORECASE)
+_JOIN_OR_GROUP = re.compile(r"\b(join|group\s+by)\b", re.IGNORECASE)
+_SQL_ASKS = (
+    "Write a SQL query for this question.\nTables: {schema}\nQuestion: {question}",
+    "Given tables {schema}, write a SQL query: {question}",
+    "{question} Write the SQL, using these tables: {schema}",
+)
+
+
+def spider(r: Reader, n: int, rng: random.Random) -> Iterator[Row]:
+    """A question over a given schema whose gold query is a join or an aggregate with no nested
+    query or set operation -> medium (README: a SQL join). The schema is written as
+    table(columns); the question and schema are Spider's, the wording around them ours."""
+    src = SOURCES["spider"]
+    tables = {t["db_id"]: t for t in json.loads(r.text(src, src.paths[1]))}
+    items = [
+        x
+        for x in json.loads(r.text(src, src.paths[0]))
+        if _JOIN_OR_GROUP.search(str(x["query"])) and not _NESTED_SQL.search(str(x["query"]))
+    ]
+    for item in rng.sample(items, min(n, len(items))):
+        db = tables[str(item["db_id"])]
+        cols: dict[int, list[str]] = {}
+        for t, c in db["column_names_original"]:
+            if t >= 0:
+                cols.setdefault(t, []).append(c)
+        schema = ", ".join(
+            f"{name}({', '.join(cols.get(i, []))})"
+            for i, name in enumerate(db["table_names_original"])
+        )
+        ask = rng.choice(_SQL_ASKS).format(schema=schema, question=item["question"])
+        yield _row(ask, "medium", "sql_join_aggregate", "spider")
+
+
+_REGEX_ASKS = (
+    "Write a regular expression that matches {d}.",
+    "Give me a regex for {d}.",
+    "I need a regex to find {d}",
+)
+
+
+def nl_rx(r: Reader, n: int, rng: random.Random) -> Iterator[Row]:
+    """A regular expression from a plain description -> medium (README: a regex)."""
+    src = SOURCES["nl_rx"]
+    lines = sorted({x.strip() for x in r.text(src, src.paths[0]).splitlines() if x.strip()})
+    for line in rng.sample(lines, min(n, len(lines))):
+        d = line[0].lower() + line[1:].rstrip(".")
+        yield _row(rng.choice(_REGEX_ASKS).format(d=d), "medium", "regex", "nl_rx")
 
 
 def xquad(r: Reader, per_lang: int, rng: random.Random) -> Iterator[Row]:
@@ -498,6 +629,10 @@ def build(
         ("mbpp", lambda: mbpp(reader)),
         ("svamp", lambda: svamp(reader)),
         ("xquad", lambda: xquad(reader, 90, rng)),
+        ("gpteacher_code", lambda: gpteacher_code(reader, 400, rng)),
+        ("spider", lambda: spider(reader, 250, rng)),
+        ("nl_rx", lambda: nl_rx(reader, 200, rng)),
+        ("math", lambda: math_levels(reader, 450, rng)),
         *((f"extra:{p.name}", lambda p=p: extra_rows(p)) for p in extras),
     ]
     dev = dev_texts(eval_dir)

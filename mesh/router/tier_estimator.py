@@ -8,7 +8,11 @@ gives probabilities for small, medium and frontier. No regex names a task type: 
 comes from what labelled tasks of each tier look like, so it holds on wording it never saw.
 
 The tier chosen is the smallest whose chance of being too small stays under a risk bound
-(sending a frontier task to a small model costs a wrong answer, the other way only money). The
+(sending a frontier task to a small model costs a wrong answer, the other way only money):
+frontier when P(frontier) is over the frontier bound, else medium when P(medium or frontier) is
+over the small/medium bound, else small. Both bounds are chosen with the model on its
+validation split (`risk_frontier`, `risk` in its meta); a configured `underroute_risk` sets
+both, and a model without `risk_frontier` uses `risk` for both steps. The
 policy then takes the cheapest card at that tier or above, so a catalogue without a medium model
 sends medium work up. The reason line reports the evidence that decided: the probabilities,
 how much the wording and each structural cue pushed, and the training tasks nearest in meaning.
@@ -110,6 +114,9 @@ class TierEstimator:
             raise ValueError("this tier model needs embeddings; set estimator.embeddings: true")
         risk = self.settings.underroute_risk
         self.risk = float(risk if risk is not None else str(self.model.meta.get("risk", 0.3)))
+        # The frontier step's own bound, chosen with the model; a configured risk sets both.
+        frontier = self.model.meta.get("risk_frontier") if risk is None else None
+        self.risk_frontier = float(str(frontier)) if frontier is not None else self.risk
 
     @property
     def uses_embeddings(self) -> bool:
@@ -151,8 +158,10 @@ class TierEstimator:
         p = self.model.probabilities(x)
         above = np.cumsum(p[::-1])[::-1]  # above[i] = P(needs class i or higher)
         index = 0
-        while index < len(TIERS) - 1 and above[index + 1] > self.risk:
-            index += 1
+        if above[2] > self.risk_frontier:
+            index = 2
+        elif above[1] > self.risk:
+            index = 1
         estimated = _PROTO[TIERS[index]]
         tier = max(estimated, int(min_tier))
         probs = (float(p[0]), float(p[1]), 0.0, float(p[2]))
@@ -185,10 +194,13 @@ class TierEstimator:
         ]
         ps = "/".join(f"{v:.2f}" for v in p)
         if index == len(TIERS) - 1:
-            head = f"P(frontier) {p[-1]:.2f}"
+            head, risk = f"P(frontier) {p[-1]:.2f}", self.risk_frontier
+        elif index == 1:
+            head = f"P(above medium) {float(p[-1]):.2f} vs risk {self.risk_frontier:.2f}, "
+            head, risk = head + f"P(above small) {1.0 - float(p[0]):.2f}", self.risk
         else:
-            head = f"P(above {TIERS[index]}) {1.0 - float(np.cumsum(p)[index]):.2f}"
-        parts = [f"{head} vs risk {self.risk:.2f} [small/medium/frontier {ps}]"]
+            head, risk = f"P(above small) {1.0 - float(p[0]):.2f}", self.risk
+        parts = [f"{head} vs risk {risk:.2f} [small/medium/frontier {ps}]"]
         if decisive:
             parts.append("toward " + TIERS[index] + ": " + ", ".join(decisive[:3]))
         if self.model.dim and embedding.size:

@@ -118,3 +118,28 @@ def test_a_model_of_another_width_is_refused(minilm: BatchingEmbedder) -> None:
     struct_only = TierEstimator(EstimatorSettings(embeddings=False)).model
     with pytest.raises(ValueError, match="expects 0-d embeddings"):
         TierEstimator(EstimatorSettings(), embedder=minilm, model=struct_only)
+
+
+def test_frontier_step_has_its_own_risk_bound(minilm: BatchingEmbedder) -> None:
+    """`risk_frontier` in the model's meta bounds P(frontier) alone; `risk` bounds P(medium or
+    frontier); a configured underroute_risk sets both."""
+    from dataclasses import replace
+
+    base = TierEstimator(EstimatorSettings(), embedder=minilm).model
+    text = HARD[0]
+
+    def tier(meta: dict[str, object], settings: EstimatorSettings | None = None) -> int:
+        model = replace(base, meta={**base.meta, **meta})
+        est = TierEstimator(settings or EstimatorSettings(), embedder=minilm, model=model)
+        return est.estimate(_user(text)).tier
+
+    # P(frontier) over its bound goes up even when the small/medium bound is lax
+    assert tier({"risk": 0.999, "risk_frontier": 1e-6}) == FRONTIER
+    # P(frontier) under its bound, P(medium or frontier) over the other: medium
+    assert tier({"risk": 1e-6, "risk_frontier": 0.999999}) == MEDIUM
+    assert tier({"risk": 0.999999, "risk_frontier": 0.999999}) == SMALL
+    # a configured risk replaces both bounds
+    lax = EstimatorSettings(underroute_risk=0.999999)
+    assert tier({"risk": 1e-6, "risk_frontier": 1e-6}, lax) == SMALL
+    # a model without risk_frontier uses its one risk for both steps
+    assert tier({"risk": 1e-6, "risk_frontier": None}) == FRONTIER

@@ -14,6 +14,7 @@ import pytest
 from mesh.router.estimator_model import STRUCT_NAMES, TIERS, TierModel, structural
 from mesh.router.tier_estimator import DATA, DEFAULT_MODEL, DEFAULT_STRUCT_MODEL
 from mesh.router.train_estimator import (
+    FRONTIER_RISK_GRID,
     RISK_GRID,
     Example,
     choose,
@@ -66,6 +67,12 @@ def test_a_changed_weight_is_refused(tmp_path: Path) -> None:
         TierModel.load(bad)
 
 
+def test_shipped_model_has_both_risk_bounds() -> None:
+    meta = TierModel.load(DEFAULT_MODEL).meta
+    risk, frontier = float(str(meta["risk"])), float(str(meta["risk_frontier"]))
+    assert risk in RISK_GRID and frontier in FRONTIER_RISK_GRID and frontier <= risk
+
+
 def test_data_card_names_every_source_of_the_shipped_model() -> None:
     card = (DATA / "tier_model.md").read_text()
     sources = TierModel.load(DEFAULT_MODEL).meta["sources"]
@@ -93,6 +100,8 @@ def test_training_is_deterministic_and_round_trips(tmp_path: Path) -> None:
     assert int(np.argmax(p)) == 2 and abs(p.sum() - 1) < 1e-9
     full = report["full"]
     assert isinstance(full, dict) and full["risk"] in RISK_GRID
+    assert full["risk_frontier"] in FRONTIER_RISK_GRID and full["risk"] >= full["risk_frontier"]
+    assert a.meta["risk_frontier"] == full["risk_frontier"]
 
 
 def test_split_is_fixed_by_group() -> None:
@@ -106,6 +115,10 @@ def test_risk_rule_and_rates() -> None:
     p = np.array([[0.7, 0.2, 0.1], [0.5, 0.1, 0.4], [0.1, 0.2, 0.7]])
     assert choose(p, 0.35).tolist() == [0, 2, 2]
     assert choose(p, 0.25).tolist() == [1, 2, 2]
+    # a frontier bound of its own: P(frontier) alone decides the frontier step
+    assert choose(p, 0.35, 0.05).tolist() == [2, 2, 2]
+    assert choose(p, 0.25, 0.5).tolist() == [1, 1, 2]
+    assert choose(p, 0.5, 0.5).tolist() == [0, 0, 2]
     rates = scores(np.array([0, 2, 1]), np.array([0, 1, 2]))
     assert rates["frontier_under"] == 1.0 and rates["medium_over"] == 1.0
 
