@@ -114,13 +114,16 @@ class SemanticInjectionDetector(InjectionDetector):
             raise ValueError("semantic needs the classifier: its gate is the n-gram score")
         self.model: SemanticModel | None = None
         self.embedder: Embedder | None = None
-        self.unavailable = ""
         try:
             self.model = load_model(model_path, model_sha256)
             self.embedder = _embedder()
-        except Exception as exc:  # any failure: the n-gram verdict stands
-            self.unavailable = f"{type(exc).__name__}: {exc}"
-            log.warning("injection guard: semantic model unavailable (%s)", self.unavailable)
+        except Exception as exc:
+            # Refused at load, as content_safety is: a policy asking for the opinion must not
+            # apply and then flag every request it cannot judge. Failures after a good load
+            # (the embedder dying mid-run) keep the n-gram verdict and flag GUARD_ERROR.
+            raise ValueError(
+                f"semantic: true needs its model and the embedding model: {type(exc).__name__}"
+            ) from None
 
     def judge(self, text: str) -> tuple[list[Finding], bool]:
         if self.use_rules and rules_match(text):
@@ -152,7 +155,7 @@ class SemanticInjectionDetector(InjectionDetector):
         from mesh.embeddings.batching import embedding_text
 
         if self.embedder is None:
-            raise RuntimeError(f"no embedder: {self.unavailable}")
+            raise RuntimeError("no embedder")
         vectors = self.embedder.embed([embedding_text(w) for w in windows(text)])
         return semantic_score(np.asarray(vectors, dtype=np.float32), model)
 
