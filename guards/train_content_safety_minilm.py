@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -89,10 +89,11 @@ def out_of_fold(
 
 
 class Judged:
-    """Every row's windows (guards.detectors.content_safety.windows) embedded once."""
+    """Every row's windows (guards.detectors.content_safety.windows, or the guard's own `cut`)
+    embedded once: a window shared by rows is embedded once."""
 
-    def __init__(self, texts: Sequence[str]) -> None:
-        per_row = [windows(t) or [t] for t in texts]
+    def __init__(self, texts: Sequence[str], cut: Callable[[str], list[str]] = windows) -> None:
+        per_row = [cut(t) or [t] for t in texts]
         unique = sorted({w for ws in per_row for w in ws})
         at = {w: i for i, w in enumerate(unique)}
         self.vectors = embed(unique)

@@ -36,10 +36,10 @@ import numpy as np
 import numpy.typing as npt
 
 from guards import public_corpora
-from guards.detectors.injection_semantic import EMBEDDING_PRECISION, MODEL_PATH, windows
+from guards.detectors.injection_semantic import MODEL_PATH, windows
 from guards.dev_split import rows_in
 from guards.train_common import Row, out_of_fold, read_jsonl, rounded_up
-from guards.train_content_safety_minilm import fit_logistic
+from guards.train_content_safety_minilm import Judged, fit_logistic
 from guards.train_injection import (
     DEFAULT_DEV,
     EPOCHS,
@@ -59,15 +59,12 @@ MINILM_L2 = 0.1
 FOLDS = 5
 
 
-class Windows:
-    """Every row's windows embedded once (a window shared by rows embedded once)."""
+class Windows(Judged):
+    """Every row's windows of the injection guard (head and tail of a long prompt), embedded
+    once."""
 
     def __init__(self, texts: Sequence[str]) -> None:
-        per_row = [windows(t) or [t] for t in texts]
-        unique = sorted({w for ws in per_row for w in ws})
-        at = {w: i for i, w in enumerate(unique)}
-        self.vectors = embed(unique)
-        self.rows = [[at[w] for w in ws] for ws in per_row]
+        super().__init__(texts, cut=windows)
 
     def training_set(self, picked: Sequence[int]) -> tuple[list[int], list[int]]:
         """(window index, row index) for each window of each picked row."""
@@ -77,13 +74,6 @@ class Windows:
     def logits(self, w: Matrix, b: float) -> Matrix:
         per_window = self.vectors @ w + b
         return np.array([per_window[ix].max() for ix in self.rows])
-
-
-def embed(texts: Sequence[str]) -> Matrix:
-    from mesh.embeddings.batching import embedding_text, shared_embedder
-
-    embedder = shared_embedder(EMBEDDING_PRECISION)
-    return np.stack([embedder.embed([embedding_text(t)])[0] for t in texts]).astype(np.float64)
 
 
 def sample_weights(rows: list[Row]) -> Matrix:
