@@ -156,6 +156,21 @@ SOURCES: dict[str, Source] = {
         "MIT (ToRA; MATH itself MIT)",
         "MATH test problems with their difficulty levels (Hendrycks et al. 2021), a copy",
     ),
+    "ifeval": Source(
+        "Podtech-AI/IFEval",
+        "76670a377db0f75ac8e808bbdaa8df5e6f185399",
+        ("data/input_data.jsonl",),
+        "Apache-2.0 (IFEval, google-research/google-research instruction_following_eval; the "
+        "copy's files keep the Apache-2.0 headers)",
+        "IFEval prompts (Zhou et al. 2023): writing under verifiable instructions, a copy",
+    ),
+    "followbench": Source(
+        "YJiangcm/FollowBench",
+        "6278f4c1377b4eafab737267b8b21acd52ea0e52",
+        tuple(f"data/{c}_constraints.json" for c in ("content", "style", "format")),
+        "Apache-2.0",
+        "FollowBench (Jiang et al. 2024): instructions with 0-5 constraints added, English",
+    ),
 }
 
 # P3 templates by what the prompt asks; all are routine work for a small model.
@@ -473,6 +488,40 @@ def math_levels(r: Reader, per_tier: int, rng: random.Random) -> Iterator[Row]:
             yield _row(str(item["problem"]), tier, kind, "math")
 
 
+def ifeval(r: Reader) -> Iterator[Row]:
+    """Writing under two or more verifiable instructions (a word or paragraph count, required
+    words, a format, a case, a postscript) -> medium (README: moderately involved writing with
+    several constraints). Prompts with one instruction are left out: one format rule on a short
+    piece is often small work."""
+    src = SOURCES["ifeval"]
+    for item in r.jsonl(src, src.paths[0]):
+        ids = item.get("instruction_id_list")
+        assert isinstance(ids, list)
+        if len(ids) >= 2:
+            yield _row(str(item["prompt"]), "medium", "writing_constraints", "ifeval")
+
+
+def followbench(r: Reader) -> Iterator[Row]:
+    """Open-ended asks (explain, list, write, advise) at FollowBench's constraint levels: the
+    bare instruction (level 0) -> small (a short question or piece, no constraints); with two or
+    more content, style or format constraints added (levels 2-5: an audience, points to cover, a
+    tone, a structure) -> medium (README: writing or explanation with several constraints).
+    Level 1 is left out. The levels of one instruction share a `group`, so they never straddle
+    the split."""
+    src = SOURCES["followbench"]
+    for path in src.paths:
+        category = path.rsplit("/", 1)[1].split("_")[0]
+        for item in json.loads(r.text(src, path)):
+            level = int(item["level"])
+            if level == 1:
+                continue
+            tier = "small" if level == 0 else "medium"
+            row = _row(str(item["instruction"]), tier, f"constraints_{category}", "followbench")
+            key = f"followbench:{category}:{item['example_id']}"
+            row["group"] = hashlib.sha256(key.encode()).hexdigest()[:16]
+            yield row
+
+
 # GPTeacher code tasks that ask for code to be written or changed (not questions about code).
 _CODE_ASK = re.compile(
     r"^(write|create|implement|design|develop|translate|construct|fix|rewrite|debug|convert|"
@@ -611,8 +660,19 @@ def extra_rows(path: Path) -> Iterator[Row]:
             yield json.loads(line)
 
 
+# Sources of writing and explanation under several constraints (added 2026-12-06). Not in the
+# shipped model's build: with them, routing_hard_dev's medium tasks sent to small fell from 5
+# to 1-3 of 24, but more small tasks were sent up and frontier tasks sent lower (the data card,
+# "Constraint-following rows: tried, not shipped"). `--with-constraints` adds them.
+CONSTRAINT_SOURCES = ("ifeval", "followbench")
+
+
 def build(
-    mirrors: Path, eval_dir: Path, extras: tuple[Path, ...] = (), seed: int = 13
+    mirrors: Path,
+    eval_dir: Path,
+    extras: tuple[Path, ...] = (),
+    seed: int = 13,
+    constraints: bool = False,
 ) -> tuple[list[Row], dict[str, object]]:
     reader = Reader(mirrors)
     rng = random.Random(seed)  # noqa: S311 - sampling rows, reproducibly; not security
@@ -635,34 +695,51 @@ def build(
         ("math", lambda: math_levels(reader, 450, rng)),
         *((f"extra:{p.name}", lambda p=p: extra_rows(p)) for p in extras),
     ]
+    # Sources added on 2026-12-06, built after the rows above with their own random stream, so
+    # the earlier build's rows (and their casual copies) stay exactly as they were.
+    later: list[tuple[str, Callable[[], Iterator[Row]]]] = [
+        ("ifeval", lambda: ifeval(reader)),
+        ("followbench", lambda: followbench(reader)),
+    ]
+    if not constraints:
+        later = []
     dev = dev_texts(eval_dir)
-    rows: list[Row] = []
     dropped: Counter[str] = Counter()
     seen: set[str] = set()
-    for name, make in parts:
-        for row in make():
-            key = _norm(row["text"])
-            if key in seen:
-                continue
-            seen.add(key)
-            # MGSM rows carry their English original, which is what a dev row would contain.
-            probe = row["source"].split(":", 1)[1] if row["source"].startswith("mgsm:") else key
-            if overlaps_dev(probe, dev):
-                dropped[name] += 1
-                continue
-            row["source"] = name if row["source"].startswith("mgsm:") else row["source"]
-            rows.append(row)
+
+    def collect(sources: list[tuple[str, Callable[[], Iterator[Row]]]]) -> list[Row]:
+        out: list[Row] = []
+        for name, make in sources:
+            for row in make():
+                key = _norm(row["text"])
+                if key in seen:
+                    continue
+                seen.add(key)
+                # MGSM rows carry their English original, which is what a dev row would contain.
+                mgsm_row = row["source"].startswith("mgsm:")
+                probe = row["source"].split(":", 1)[1] if mgsm_row else key
+                if overlaps_dev(probe, dev):
+                    dropped[name] += 1
+                    continue
+                row["source"] = name if mgsm_row else row["source"]
+                out.append(row)
+        return out
+
+    rows = collect(parts)
     # GSM8K has 7.5k rows: keep the mix from being mostly word problems.
     gsm = [x for x in rows if x["source"] == "gsm8k"]
     keep = set(map(id, rng.sample(gsm, min(1600, len(gsm)))))
     rows = [x for x in rows if x["source"] != "gsm8k" or id(x) in keep]
     # A share of every tier re-typed casually (typos, lower case): casual phrasing is no cue.
+    later_rows = collect(later)
+    rng_later = random.Random(seed + 1)  # noqa: S311 - as above
     noisy = [
-        {**x, "text": casual(x["text"], rng), "kind": x["kind"] + "_casual"}
-        for x in rng.sample(rows, len(rows) // 8)
+        {**x, "text": casual(x["text"], r), "kind": x["kind"] + "_casual"}
+        for part, r in ((rows, rng), (later_rows, rng_later))
+        for x in r.sample(part, len(part) // 8)
         if len(x["text"]) < 1500
     ]
-    rows += noisy
+    rows += later_rows + noisy
     manifest: dict[str, object] = {
         "sources": {
             name: {
@@ -673,6 +750,7 @@ def build(
                 "origin": s.origin,
             }
             for name, s in SOURCES.items()
+            if constraints or name not in CONSTRAINT_SOURCES
         },
         "generated": GENERATED,
         "files": reader.files,
@@ -697,8 +775,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--extra", type=Path, action="append", default=[], help="generated rows (JSONL) to add"
     )
+    parser.add_argument(
+        "--with-constraints",
+        action="store_true",
+        help="add IFEval and FollowBench (writing under constraints; not in the shipped build)",
+    )
     args = parser.parse_args(argv)
-    rows, manifest = build(args.mirrors, args.eval_dir, tuple(args.extra))
+    rows, manifest = build(
+        args.mirrors, args.eval_dir, tuple(args.extra), constraints=args.with_constraints
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", encoding="utf-8") as fh:
         for row in rows:
