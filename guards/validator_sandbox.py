@@ -55,35 +55,24 @@ import atexit
 import builtins
 import concurrent.futures
 import contextlib
-import io
 import itertools
 import logging
-import os
-import pickle
 import queue
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import weakref
 from collections import deque
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from typing import Any
 
 from guards.errors import GuardFailure, UnknownGuard
+from guards.validator_process import START_TIMEOUT_S, STOP_GRACE_S, Worker, WorkerGone
 from guards.verdict import Action, Finding, Verdict
 
 log = logging.getLogger(__name__)
 
 WORKERS = 2
-# A new worker imports guardrails (about 2 s here) before it answers; a loaded host is slower.
-START_TIMEOUT_S = 60.0
 # A validator's constructor may load a model; this bounds one that never returns.
 BUILD_TIMEOUT_S = 60.0
-# How long a closing worker gets to exit by itself (EOF on its connection) before SIGKILL.
-STOP_GRACE_S = 2.0
 # How often idle dispatchers look at what garbage-collected guards released (a finalizer may
 # take no lock, so it leaves the key in a queue instead of waking anyone).
 RELEASE_POLL_S = 0.5
@@ -100,139 +89,11 @@ class ValidatorSpec:
     patterns: tuple[str, ...]  # the allow-list, checked again in the worker
 
 
-class _WorkerGone(Exception):
-    """The worker stopped answering: it overran its time (and was killed), crashed, or never
-    started."""
-
-    def __init__(self, why: str, *, overran: bool = False) -> None:
-        super().__init__(why)
-        self.overran = overran
-
-
-class _PlainUnpickler(pickle.Unpickler):
-    """Reads a worker's replies: tuples, strings, numbers, None, and nothing that names a class
-    or function. Unpickling what a process running third-party code sends could otherwise run
-    any code in the router."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"a worker's reply may not name {module}.{name}")
-
-
 def _verdict(reply: tuple[Any, ...]) -> Verdict:
     """In the router: the Verdict a worker's plain reply describes
     (guards.validator_worker.plain_verdict)."""
     _, action, findings, text = reply
     return Verdict(Action(action), tuple(Finding(*f) for f in findings), text)
-
-
-def _exit_text(code: int | None) -> str:
-    if code is None:
-        return "still running"
-    if code < 0:
-        with contextlib.suppress(ValueError):
-            return f"killed by {signal.Signals(-code).name}"
-    return f"exit code {code}"
-
-
-class _Worker:
-    """One worker process and its connection; used by its dispatcher thread only (and `kill`
-    by `_Pool.join` at shutdown)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.process: subprocess.Popen[bytes] | None = None
-        self.conn: Connection | None = None
-        # key -> None when built, else the worker's refusal (see _build_error)
-        self.built: dict[int, tuple[Any, ...] | None] = {}
-        self.killed = False
-        self.ready = False  # started, guardrails imported, answering
-
-    @property
-    def pid(self) -> int | None:
-        """The process's pid once it has said it is ready."""
-        process = self.process
-        return process.pid if process is not None and self.ready else None
-
-    def usable(self) -> bool:
-        return self.process is not None and not self.killed and self.process.poll() is None
-
-    def start(self) -> None:
-        """A fresh interpreter with the router's sys.path; returns once guardrails is
-        imported offline there. _WorkerGone when it does not get that far."""
-        self.stop()
-        ours, theirs = socket.socketpair()
-        # The router's sys.path, as multiprocessing's spawn passes it: an allow-listed module
-        # importable in the router is importable in the worker.
-        bootstrap = (
-            "import sys; sys.path[:] = sys.argv[3:]; "
-            "from guards.validator_worker import main; "
-            "main(int(sys.argv[1]), int(sys.argv[2]))"
-        )
-        args = [sys.executable, "-c", bootstrap, str(theirs.fileno()), str(os.getpid())]
-        try:
-            # Our own interpreter running our own module: nothing here comes from a policy.
-            self.process = subprocess.Popen(  # noqa: S603
-                [*args, *sys.path],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,  # a validator's prints stay out of the router's
-            )
-        except (OSError, ValueError, subprocess.SubprocessError) as exc:
-            ours.close()
-            raise _WorkerGone(f"could not start: {exc}") from None
-        finally:
-            theirs.close()
-        self.conn = Connection(ours.detach())
-        self.killed = False
-        self.built = {}
-        reply = self.ask(None, START_TIMEOUT_S)
-        if reply[0] != "ready":
-            raise _WorkerGone(f"could not start: {reply[1]}")
-        self.ready = True
-
-    def ask(self, message: tuple[Any, ...] | None, timeout_s: float | None = None) -> Any:
-        """Send one message (None: send nothing) and wait for its reply; _WorkerGone when the
-        worker dies first or `timeout_s` passes (then it is killed)."""
-        conn, process = self.conn, self.process
-        assert conn is not None and process is not None
-        try:
-            if message is not None:
-                conn.send(message)
-            if timeout_s is not None and not conn.poll(timeout_s):
-                self.kill()
-                raise _WorkerGone(f"no answer in {timeout_s:.1f} s", overran=True)
-            return _PlainUnpickler(io.BytesIO(conn.recv_bytes())).load()
-        except (EOFError, OSError):
-            try:
-                code = process.wait(STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                code = None
-            raise _WorkerGone(_exit_text(code)) from None
-
-    def kill(self) -> None:
-        self.killed = True
-        self.ready = False
-        process = self.process
-        if process is not None and process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-
-    def stop(self) -> None:
-        """End the process (EOF first, so its exit handlers run; SIGKILL after a grace) and
-        reap it: no zombie is left behind."""
-        conn, process = self.conn, self.process
-        self.conn = self.process = None
-        self.ready = False
-        if conn is not None:
-            conn.close()
-        if process is None:
-            return
-        try:
-            process.wait(0 if self.killed else STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            process.wait()
 
 
 class _Call:
@@ -280,7 +141,7 @@ class _Pool:
         self._specs: dict[int, ValidatorSpec] = {}
         self._build_failed: dict[int, str] = {}  # why a background build failed; not retried
         self.closed = False
-        self.workers = [_Worker(f"mesh-validator-{n}") for n in range(WORKERS)]
+        self.workers = [Worker(f"mesh-validator-{n}") for n in range(WORKERS)]
         self._threads = [
             threading.Thread(target=self._dispatch, args=(w,), name=w.name, daemon=True)
             for w in self.workers
@@ -366,14 +227,14 @@ class _Pool:
         self.close()
 
     # --- dispatcher threads ------------------------------------------------------------------
-    def _dispatch(self, worker: _Worker) -> None:
+    def _dispatch(self, worker: Worker) -> None:
         try:
             while not self.closed:
-                failure: _WorkerGone | None = None
+                failure: WorkerGone | None = None
                 if not worker.usable():  # first, or after a kill: replaced before any call
                     try:
                         worker.start()
-                    except _WorkerGone as gone:
+                    except WorkerGone as gone:
                         log.error("validator worker %s %s", worker.name, gone)
                         failure = gone
                 job = self._next_job(worker, builds=failure is None)
@@ -387,7 +248,7 @@ class _Pool:
             worker.stop()
 
     def _next_job(
-        self, worker: _Worker, *, builds: bool
+        self, worker: Worker, *, builds: bool
     ) -> _Call | tuple[int, ValidatorSpec] | None:
         """Blocks until there is something for this worker: a registered validator it has not
         built (first, so no call pays for it), a call, or the end (None)."""
@@ -406,7 +267,7 @@ class _Pool:
                     continue
             self._close_if_idle()  # takes the module lock: never under self._cond
 
-    def _stale(self, worker: _Worker, keep: int) -> list[int]:
+    def _stale(self, worker: Worker, keep: int) -> list[int]:
         """Validators the worker holds that nobody uses any more (sent along to be dropped)."""
         with self._cond:
             stale = [k for k in worker.built if k not in self._specs and k != keep]
@@ -415,12 +276,12 @@ class _Pool:
         return stale
 
     def _build(
-        self, worker: _Worker, key: int, spec: ValidatorSpec, timeout_s: float | None
+        self, worker: Worker, key: int, spec: ValidatorSpec, timeout_s: float | None
     ) -> None:
         message = ("build", key, spec.use, spec.params, spec.action, spec.finding_type)
         try:
             reply = worker.ask((*message, spec.patterns, self._stale(worker, key)), timeout_s)
-        except _WorkerGone as gone:
+        except WorkerGone as gone:
             # A worker that died at once, without overrunning, may have been killed from
             # outside just before (the OOM killer, an operator, a test): a build is safe to
             # repeat, so once more on a fresh worker before the validator counts as failed
@@ -438,23 +299,23 @@ class _Pool:
             reply = worker.ask((*message, spec.patterns, []), timeout_s)
         worker.built[key] = None if reply[0] == "built" else reply
 
-    def _build_in_background(self, worker: _Worker, key: int, spec: ValidatorSpec) -> None:
+    def _build_in_background(self, worker: Worker, key: int, spec: ValidatorSpec) -> None:
         try:
             self._build(worker, key, spec, BUILD_TIMEOUT_S)
-        except Exception as exc:  # _WorkerGone, or params that cannot be pickled
-            why = f"{worker.name} {exc}" if isinstance(exc, _WorkerGone) else repr(exc)
+        except Exception as exc:  # WorkerGone, or params that cannot be pickled
+            why = f"{worker.name} {exc}" if isinstance(exc, WorkerGone) else repr(exc)
             log.error("validator %s could not be built: %s", spec.use, why)
             with self._cond:
                 self._build_failed[key] = why
 
-    def _run(self, worker: _Worker, call: _Call, failure: _WorkerGone | None) -> None:
+    def _run(self, worker: Worker, call: _Call, failure: WorkerGone | None) -> None:
         # A caller that gave up while the call queued cancelled it: skipped, never sent.
         if not call.future.set_running_or_notify_cancel():
             return
         result: Verdict | BaseException | None
         try:
             result = self._result(worker, call, failure)
-        except _WorkerGone as gone:
+        except WorkerGone as gone:
             if gone.overran:
                 ms = round(call.timeout_s * 1000)
                 result = GuardFailure(f"timed out after {ms} ms", "timeout")
@@ -470,7 +331,7 @@ class _Pool:
         call.settle(result)
 
     def _result(
-        self, worker: _Worker, call: _Call, failure: _WorkerGone | None
+        self, worker: Worker, call: _Call, failure: WorkerGone | None
     ) -> Verdict | BaseException | None:
         if failure is not None:
             raise failure

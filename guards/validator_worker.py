@@ -21,7 +21,7 @@ from guards.verdict import Action, Verdict
 
 def plain_verdict(verdict: Verdict) -> tuple[Any, ...]:
     """A Verdict as plain data for the reply (the router reads it back with no unpickling of
-    classes: guards.validator_sandbox._PlainUnpickler)."""
+    classes: guards.validator_process.PlainUnpickler)."""
     findings = tuple((f.type, f.start, f.end, f.score) for f in verdict.findings)
     return ("verdict", verdict.action.value, findings, verdict.text)
 
