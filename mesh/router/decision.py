@@ -223,9 +223,14 @@ def no_route(req: RouteRequest, rejected: Sequence[ScoredCandidate]) -> NoRoute:
 
 
 def _tier_clause(req: RouteRequest) -> str:
-    if req.estimate is None:
-        return f"tier {tier_name(req.needed_tier)}"
-    return f"tier {tier_name(req.needed_tier)}: {req.estimate.reason}"
+    """What the reason says about the tier: the estimate's evidence, a min_tier floor, or that
+    no tier was estimated (a pinned model, a policy without the estimator): never a tier the
+    prompt was not judged to be."""
+    if req.estimate is not None:
+        return f"tier {tier_name(req.needed_tier)}: {req.estimate.reason}"
+    if int(req.hints.min_tier) != types_pb2.MODEL_TIER_UNSPECIFIED:
+        return f"tier {tier_name(req.needed_tier)} (min_tier)"
+    return "tier not estimated"
 
 
 def decided(

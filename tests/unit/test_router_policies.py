@@ -159,6 +159,18 @@ def test_pinned_by_id_or_alias_ignores_tier_and_orders_by_load() -> None:
     assert err.value.code is Code.NOT_FOUND
 
 
+def test_a_reason_without_an_estimate_claims_no_tier() -> None:
+    """A pinned request is never estimated: its reason must not say "tier small" (issue 13: a
+    reason never names a category the prompt is not); a min_tier floor is named as such."""
+    pool = [cand("s1", SMOL), cand("b", BIG)]
+    bare = RouteRequest(MSG, 100, t.RoutingHints(), None)  # type: ignore[arg-type]
+    d = PinnedPolicy("pinned", "smol").decide(bare, pool)
+    assert d.reason == "tier not estimated; pinned to smol on s1"
+    floored = RouteRequest(MSG, 100, t.RoutingHints(min_tier=MEDIUM), None)  # type: ignore[arg-type]
+    d = PinnedPolicy("pinned", "smol").decide(floored, pool)
+    assert d.reason.startswith("tier medium (min_tier); pinned to smol")
+
+
 def test_latency_policy_prefers_lowest_ewma_ttft_unknown_as_default() -> None:
     pool = [cand("a", SMOL, ttft=250), cand("b", SMOL, ttft=80), cand("c", SMOL)]
     d = LatencyPolicy("latency", unknown_ttft_ms=1000).decide(req(), pool)
