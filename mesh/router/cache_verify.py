@@ -124,7 +124,10 @@ class QuestionVerifier:
         if a != b:
             a, b = _join_compounds(a, b), _join_compounds(b, a)
             typos = not (_about_words(a) or _about_words(b))
-            unexplained = self._align(a, b, rewrite, explained, names, capitalised, typos)
+            cased = (stored.cased, asked.cased)
+            unexplained = self._align(
+                a, b, rewrite, explained, names, capitalised, typos, cased
+            )
             if unexplained:
                 return Verdict(False, "vetoed: " + _difference_kind(*unexplained))
             b = [rewrite.get(w, w) for w in b]
@@ -153,6 +156,7 @@ class QuestionVerifier:
         names: frozenset[str],
         capitalised: frozenset[str],
         typos: bool,
+        cased: tuple[bool, bool] = (False, False),
     ) -> tuple[list[str], list[str]] | None:
         """Fill `rewrite` (b's word -> a's) with each explained difference; or return what
         stays unmatched. `names`: keywords in capitals, never rewritten; `capitalised`: names
@@ -176,6 +180,8 @@ class QuestionVerifier:
                 if kind == "synonym" and not in_context(a, word, b, match):
                     continue
                 if kind == "unit" and not (as_unit(a, word) and as_unit(b, match)):
+                    continue
+                if kind == "typo" and _name_and_word(word, match, capitalised, cased):
                     continue
                 only_a.remove(word)
                 only_b.remove(match)
@@ -211,6 +217,18 @@ class QuestionVerifier:
         # meanings; two unknown ones (a foreign "casado" / "cansado") give no way to tell
         # which, if either, is the misspelling.
         return _known(x, vocabulary, dictionary) != _known(y, vocabulary, dictionary)
+
+
+def _name_and_word(
+    stored: str, asked: str, capitalised: frozenset[str], cased: tuple[bool, bool]
+) -> bool:
+    """A name on one side, written in lower case on the other by a writer who uses capitals:
+    "What is Django?" / "What is dango?" are two things, not a misspelling. A prompt typed all
+    in lower case ("who compsoed the four seasosn") says nothing, so its typos stay forgiven."""
+    if (stored in capitalised) == (asked in capitalised):
+        return False
+    plain_side_cased = cased[1] if stored in capitalised else cased[0]
+    return plain_side_cased
 
 
 def _known(word: str, vocabulary: Container[str], dictionary: Container[str]) -> bool:

@@ -102,6 +102,9 @@ class QuestionForm:
     # Where each sentence after the first starts in `tokens` ("I have a cat. What should I
     # feed her?": (4,)): sentences may be given in another order (question_order).
     sentences: tuple[int, ...] = ()
+    # The writer uses capitals (not all lower case, not shouted): a word then written in lower
+    # case is not a name, so it is no misspelling of one ("What is dango?" / "... Django?").
+    cased: bool = False
 
     @property
     def key(self) -> str:
@@ -141,6 +144,7 @@ def question_form(text: str) -> QuestionForm:
         names,
         _capitalised(words, shouting),
         starts,
+        not shouting and any(c.isupper() for c in text),
     )
 
 

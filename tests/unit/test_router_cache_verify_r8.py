@@ -188,3 +188,20 @@ def test_sentences_are_noted_and_not_read_across() -> None:
     assert form.sentences == (3,)
     assert question_form("Hello! What is it?").sentences == ()
     assert question_form("What is twenty. One more?").tokens == ("what", "is", "20", "1", "more")
+
+
+def test_a_name_is_no_misspelling_of_a_lower_case_word(verifier: QuestionVerifier) -> None:
+    # Found when the cache's static embedding put "dango" near "Django" (cosine 0.54; MiniLM's
+    # 0.2 kept it from ever being checked): a writer who uses capitals wrote a different word.
+    check(
+        verifier,
+        wins=[
+            ("Who composed The Four Seasons?", "who compsoed the four seasosn"),
+            ("how do i deactivte my facebok account", "How do I deactivate my Facebook account?"),
+            ("What is the capital of Germany?", "What is the capital of Gemany?"),
+        ],
+        refuses=[
+            ("What is Django?", "What is dango?"),
+            ("Tell me about Pythn.", "Tell me about python."),
+        ],
+    )
