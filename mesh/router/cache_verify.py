@@ -125,9 +125,7 @@ class QuestionVerifier:
             a, b = _join_compounds(a, b), _join_compounds(b, a)
             typos = not (_about_words(a) or _about_words(b))
             cased = (stored.cased, asked.cased)
-            unexplained = self._align(
-                a, b, rewrite, explained, names, capitalised, typos, cased
-            )
+            unexplained = self._align(a, b, rewrite, explained, names, capitalised, typos, cased)
             if unexplained:
                 return Verdict(False, "vetoed: " + _difference_kind(*unexplained))
             b = [rewrite.get(w, w) for w in b]
