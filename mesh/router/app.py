@@ -15,6 +15,7 @@ from mesh.config import RouterConfig, is_loopback
 from mesh.contract.serving import BoundServer, bound_address, create_server
 from mesh.contract.tls import ChannelCredentialsSource
 from mesh.embeddings.batching import shared_embedder
+from mesh.embeddings.static import shared_static_embedder
 from mesh.router.accounting import Accounting
 from mesh.router.admin_auth import policy_servicer
 from mesh.router.auth import ApiKeyAuth
@@ -92,13 +93,17 @@ class RouterRuntime:
         self.breakers = BreakerBoard(config.breaker)
         self.policies = PolicySet(config.routing)
         embedder = shared_embedder(config.embeddings.precision)
-        self.estimator = TierEstimator(config.routing.estimator, embedder=embedder)
+        static = shared_static_embedder() if config.embeddings.static else None
+        self.estimator = TierEstimator(
+            config.routing.estimator, embedder=embedder, fast_embedder=static
+        )
         self.planner = Planner(self.catalog, self.breakers, self.policies, self.estimator)
         self.cache: ResponseCache | None = None
+        self._cache_embedder = (
+            (static or embedder) if config.cache.enabled and config.cache.semantic else None
+        )
         if config.cache.enabled:
-            self.cache = ResponseCache(
-                config.cache, embedder=embedder if config.cache.semantic else None
-            )
+            self.cache = ResponseCache(config.cache, embedder=self._cache_embedder)
         self.budgets = BudgetTracker(config.budgets)
         self.ledger = (
             Ledger(config.ledger_url(), config.ledger.flush_interval_s)
@@ -241,6 +246,8 @@ class RouterRuntime:
             self.policy_store.watch(self.config.guards.policy_file, audit=self.audit)
         # The embedding model loads once per process; do it now, not on the first request.
         await asyncio.to_thread(self.estimator.warm_up)
+        if self._cache_embedder is not None:
+            await asyncio.to_thread(self._cache_embedder.embed, ["warm up"])
         await self.pool.probe_all()
         self.pool.start()
         interceptors: list[grpc.aio.ServerInterceptor] = list(

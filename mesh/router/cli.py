@@ -239,9 +239,14 @@ def route_eval_command(
             **{**estimator_settings.model_dump(), "embeddings": False}
         )
     from mesh.embeddings.batching import shared_embedder
+    from mesh.embeddings.static import shared_static_embedder
 
-    precision = config.router.embeddings.precision
-    estimator = TierEstimator(estimator_settings, embedder=shared_embedder(precision))
+    embeddings = config.router.embeddings
+    estimator = TierEstimator(
+        estimator_settings,
+        embedder=shared_embedder(embeddings.precision),
+        fast_embedder=shared_static_embedder() if embeddings.static else None,
+    )
     policy = PolicySet(settings).get(settings.default_policy)
     report = evaluate(rows, cards, estimator, policy, max_tokens=max_tokens)
     if as_json:
@@ -265,6 +270,9 @@ def format_route_eval(report: dict[str, Any], cards: Sequence[Any]) -> str:
     lines.append(f"over-routing rate         {report['over_routing_rate']:.3f}")
     shares = ", ".join(f"{k} {v:.0%}" for k, v in report["tier_share"].items())
     lines.append(f"tier share                {shares}")
+    deciders = ", ".join(f"{k} {v:.0%}" for k, v in report.get("decided_by", {}).items())
+    if deciders:
+        lines.append(f"decided by                {deciders}")
     lines.append("labelled   n     sent lower  sent higher  sent to")
     for label, t in report["by_tier"].items():
         sent = ", ".join(f"{k} {v}" for k, v in t["sent"].items())

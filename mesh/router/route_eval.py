@@ -100,12 +100,14 @@ def evaluate(
     routed_cost = frontier_cost = 0.0
     under = over = 0
     shares: Counter[str] = Counter()
+    deciders: Counter[str] = Counter()
     confusion: dict[str, Counter[str]] = {}
     by_kind: dict[str, Counter[str]] = {}
     by_trap: dict[str, Counter[str]] = {}
     for row in rows:
         messages = [types_pb2.ChatMessage(role=types_pb2.ROLE_USER, content=row.text)]
         estimate = estimator.estimate(messages)
+        deciders[estimate.decided_by] += 1
         decision = policy.decide(
             RouteRequest(messages=messages, max_tokens=max_tokens, estimate=estimate), candidates
         )
@@ -157,6 +159,7 @@ def evaluate(
         "by_kind": {k: dict(v) for k, v in sorted(by_kind.items())},
         "policy": policy.name,
         "embeddings": estimator.uses_embeddings,
+        "decided_by": {name: _rate(count, n) for name, count in sorted(deciders.items())},
         "catalogue": [f"{c.model_id}:{tier_name(c.tier)}" for c in cards],
     }
     if by_trap:

@@ -22,6 +22,7 @@ With `embeddings: false` a structure-only model (same training rows, no MiniLM) 
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ __all__ = ["FEATURE_CHARS", "TierEstimate", "TierEstimator", "load_model"]
 DATA = Path(__file__).with_name("data")
 DEFAULT_MODEL = DATA / "tier_model.npz"
 DEFAULT_STRUCT_MODEL = DATA / "tier_model_struct.npz"
+DEFAULT_FAST_MODEL = DATA / "tier_model_static.npz"
+STATIC_EMBEDDING = "minilm-static-v1"  # the static table's recipe (static_table.TABLE_VERSION)
 
 # The model's classes as ModelTier values; `large` has no class of its own (no public data
 # labels it apart): the policy serves a medium estimate from a large card when it is cheapest.
@@ -74,6 +77,8 @@ class TierEstimate:
     confidence: float
     reason: str
     probabilities: tuple[float, float, float, float]  # small, medium, large, frontier
+    # The model that decided: "static" (clear of its bounds), "MiniLM", or "structure".
+    decided_by: str = ""
 
     @property
     def name(self) -> str:
@@ -88,14 +93,33 @@ def _task(messages: Sequence[types_pb2.ChatMessage]) -> str:
     )
 
 
+@dataclass(frozen=True)
+class _Stage:
+    """One model with the bounds it decides by."""
+
+    model: TierModel
+    risk: float
+    risk_frontier: float
+    label: str  # how the reason names its embedding
+
+
 class TierEstimator:
-    """The learned tier model; thread-safe, the embedder loads on first use."""
+    """The learned tier model; thread-safe, the embedders load on first use.
+
+    With a `fast_embedder` (static vectors, mesh/embeddings/static.py) a static model decides
+    first; its estimate stands only where both of its probabilities sit at least the model's
+    `cascade_margin` (log-odds) from their bounds, else MiniLM's model decides. The margin is
+    chosen on the validation split so that the two together mis-route no more than MiniLM's
+    model alone (mesh/router/train_cascade.py); most prompts then never run MiniLM.
+    """
 
     def __init__(
         self,
         settings: EstimatorSettings | None = None,
         embedder: Embedder | None = None,
         model: TierModel | None = None,
+        fast_embedder: Embedder | None = None,
+        fast_model: TierModel | None = None,
     ) -> None:
         self.settings = settings or EstimatorSettings()
         self._embedder: Embedder | None = None
@@ -112,18 +136,46 @@ class TierEstimator:
             )
         if self._embedder is None and self.model.dim:
             raise ValueError("this tier model needs embeddings; set estimator.embeddings: true")
+        self._full = self._stage(self.model, "MiniLM")
+        self._fast: _Stage | None = None
+        self._fast_embedder: Embedder | None = None
+        self.cascade_margin = 0.0
+        if fast_embedder is not None and self._embedder is not None:
+            fast = fast_model or load_model(self.settings.static_model_path or DEFAULT_FAST_MODEL)
+            margin = fast.meta.get("cascade_margin")
+            if fast.meta.get("embedding") != STATIC_EMBEDDING or margin is None:
+                raise ValueError(
+                    f"the static tier model must be trained on {STATIC_EMBEDDING} vectors and "
+                    "carry a cascade_margin (python -m mesh.router.train_cascade)"
+                )
+            if fast.dim != fast_embedder.dim:
+                raise ValueError(f"static tier model expects {fast.dim}-d vectors")
+            self._fast = self._stage(fast, "static")
+            self._fast_embedder = fast_embedder
+            self.cascade_margin = float(str(margin))
+        # The bounds in effect (the full model's; a configured risk sets every model's).
+        self.risk = self._full.risk
+        self.risk_frontier = self._full.risk_frontier
+
+    def _stage(self, model: TierModel, label: str) -> _Stage:
         risk = self.settings.underroute_risk
-        self.risk = float(risk if risk is not None else str(self.model.meta.get("risk", 0.3)))
+        bound = float(risk if risk is not None else str(model.meta.get("risk", 0.3)))
         # The frontier step's own bound, chosen with the model; a configured risk sets both.
-        frontier = self.model.meta.get("risk_frontier") if risk is None else None
-        self.risk_frontier = float(str(frontier)) if frontier is not None else self.risk
+        frontier = model.meta.get("risk_frontier") if risk is None else None
+        return _Stage(model, bound, float(str(frontier)) if frontier is not None else bound, label)
 
     @property
     def uses_embeddings(self) -> bool:
         return self._embedder is not None
 
+    @property
+    def static_first(self) -> bool:
+        return self._fast is not None
+
     def warm_up(self) -> None:
-        """Load the embedding model now instead of on the first request."""
+        """Load the embedding models now instead of on the first request."""
+        if self._fast_embedder is not None:
+            self._fast_embedder.embed(["warm up"])
         if self._embedder is not None:
             self._embedder.embed(["warm up"])
 
@@ -134,76 +186,120 @@ class TierEstimator:
 
         Blocking (embeds on this thread); the router's request path uses `aestimate`.
         """
+        task = _task(messages)
+        fast = self._try_fast(task, len(messages), min_tier)
+        if fast is not None:
+            return fast
         query = None
         if self._embedder is not None:
-            query = self._embedder.embed([model_text(_task(messages))])[0]
-        return self._estimate(messages, min_tier, query)
+            query = self._embedder.embed([model_text(task)])[0]
+        return self._estimate(self._full, task, len(messages), min_tier, query)
 
     async def aestimate(
         self, messages: Sequence[types_pb2.ChatMessage], min_tier: int = 0
     ) -> TierEstimate:
-        """`estimate` with the embedding off the event loop, batched with concurrent requests."""
+        """`estimate` with MiniLM off the event loop, batched with concurrent requests (the
+        static step runs inline: a table lookup costs less than the hop)."""
+        task = _task(messages)
+        fast = self._try_fast(task, len(messages), min_tier)
+        if fast is not None:
+            return fast
         query = None
         if self._embedder is not None:
-            query = (await aembed(self._embedder, [model_text(_task(messages))]))[0]
-        return self._estimate(messages, min_tier, query)
+            query = (await aembed(self._embedder, [model_text(task)]))[0]
+        return self._estimate(self._full, task, len(messages), min_tier, query)
+
+    def _try_fast(self, task: str, turns: int, min_tier: int) -> TierEstimate | None:
+        """The static model's estimate where it is clear of both bounds, else None."""
+        if self._fast is None or self._fast_embedder is None:
+            return None
+        vector = self._fast_embedder.embed([model_text(task)])[0]
+        p = self._fast.model.probabilities(self._fast.model.inputs(vector, structural(task, turns)))
+        if _margin(p, self._fast) < self.cascade_margin:
+            return None
+        return self._estimate(self._fast, task, turns, min_tier, vector, p)
 
     def _estimate(
-        self, messages: Sequence[types_pb2.ChatMessage], min_tier: int, query: Vector | None
+        self,
+        stage: _Stage,
+        task: str,
+        turns: int,
+        min_tier: int,
+        query: Vector | None,
+        p: np.ndarray | None = None,
     ) -> TierEstimate:
-        task = _task(messages)
-        struct = structural(task, len(messages))
+        struct = structural(task, turns)
         embedding = query if query is not None else np.zeros(0, dtype=np.float32)
-        x = self.model.inputs(embedding, struct)
-        p = self.model.probabilities(x)
+        x = stage.model.inputs(embedding, struct)
+        if p is None:
+            p = stage.model.probabilities(x)
         above = np.cumsum(p[::-1])[::-1]  # above[i] = P(needs class i or higher)
         index = 0
-        if above[2] > self.risk_frontier:
+        if above[2] > stage.risk_frontier:
             index = 2
-        elif above[1] > self.risk:
+        elif above[1] > stage.risk:
             index = 1
         estimated = _PROTO[TIERS[index]]
         tier = max(estimated, int(min_tier))
         probs = (float(p[0]), float(p[1]), 0.0, float(p[2]))
         confidence = float(p[index]) if index == len(TIERS) - 1 else 1.0 - float(above[index + 1])
-        reason = self._reason(p, index, x, embedding)
+        reason = _reason(stage, p, index, x, embedding)
+        if stage is self._fast:
+            reason = f"static estimate, clear of both bounds; {reason}"
         if tier != estimated:
             reason = f"{reason}; raised to min_tier {tier_name(tier)}"
-        return TierEstimate(tier, round(confidence, 3), reason, probs)
+        decided_by = stage.label if stage.model.dim else "structure"
+        return TierEstimate(tier, round(confidence, 3), reason, probs, decided_by)
 
-    def _reason(self, p: np.ndarray, index: int, x: np.ndarray, embedding: np.ndarray) -> str:
-        """The evidence: probabilities vs the risk bound, the pushes that decided, neighbours.
 
-        The decisive comparison is between the chosen class and the one next to it: for a small
-        estimate, small vs medium (what kept it down); otherwise the chosen class vs the one
-        below (what lifted it). Each push is the log-odds a part of the input added to that
-        comparison, so "wording +2.1" means the embedding alone moved it by e^2.1.
-        """
-        upper, lower = (1, 0) if index == 0 else (index, index - 1)
-        sign = -1.0 if index == 0 else 1.0  # report pushes in the direction of the decision
-        pushes: list[tuple[float, str]] = []
-        wording, contrib = self.model.pushes(x, upper, lower)  # one gradient per request
-        if self.model.dim:
-            pushes.append((sign * wording, "wording (MiniLM)"))
-        for name, value in zip(STRUCT_NAMES, contrib, strict=True):
-            raw = x[self.model.dim + STRUCT_NAMES.index(name)]
-            word = STRUCT_WORDS[name][0 if raw >= 0 else 1]
-            pushes.append((sign * float(value), word))
-        decisive = [
-            f"{label} {v:+.1f}" for v, label in sorted(pushes, reverse=True) if v >= _MIN_CUE
-        ]
-        ps = "/".join(f"{v:.2f}" for v in p)
-        if index == len(TIERS) - 1:
-            head, risk = f"P(frontier) {p[-1]:.2f}", self.risk_frontier
-        elif index == 1:
-            head = f"P(above medium) {float(p[-1]):.2f} vs risk {self.risk_frontier:.2f}, "
-            head, risk = head + f"P(above small) {1.0 - float(p[0]):.2f}", self.risk
-        else:
-            head, risk = f"P(above small) {1.0 - float(p[0]):.2f}", self.risk
-        parts = [f"{head} vs risk {risk:.2f} [small/medium/frontier {ps}]"]
-        if decisive:
-            parts.append("toward " + TIERS[index] + ": " + ", ".join(decisive[:3]))
-        if self.model.dim and embedding.size:
-            near = ", ".join(f"{k} {s:.2f}" for k, s in self.model.nearest_kinds(embedding))
-            parts.append(f"nearest training tasks: {near}")
-        return "; ".join(parts)
+def _margin(p: np.ndarray, stage: _Stage) -> float:
+    """How far (log-odds) the estimate sits from the nearer of its two bounds."""
+    above = np.clip(np.cumsum(p[::-1])[::-1], 1e-6, 1 - 1e-6)
+    return float(
+        min(
+            abs(_logit(float(above[2])) - _logit(stage.risk_frontier)),
+            abs(_logit(float(above[1])) - _logit(stage.risk)),
+        )
+    )
+
+
+def _logit(q: float) -> float:
+    q = min(max(q, 1e-6), 1 - 1e-6)
+    return math.log(q / (1 - q))
+
+
+def _reason(stage: _Stage, p: np.ndarray, index: int, x: np.ndarray, embedding: np.ndarray) -> str:
+    """The evidence: probabilities vs the risk bound, the pushes that decided, neighbours.
+
+    The decisive comparison is between the chosen class and the one next to it: for a small
+    estimate, small vs medium (what kept it down); otherwise the chosen class vs the one
+    below (what lifted it). Each push is the log-odds a part of the input added to that
+    comparison, so "wording +2.1" means the embedding alone moved it by e^2.1.
+    """
+    model = stage.model
+    upper, lower = (1, 0) if index == 0 else (index, index - 1)
+    sign = -1.0 if index == 0 else 1.0  # report pushes in the direction of the decision
+    pushes: list[tuple[float, str]] = []
+    wording, contrib = model.pushes(x, upper, lower)  # one gradient per request
+    if model.dim:
+        pushes.append((sign * wording, f"wording ({stage.label})"))
+    for name, value in zip(STRUCT_NAMES, contrib, strict=True):
+        raw = x[model.dim + STRUCT_NAMES.index(name)]
+        word = STRUCT_WORDS[name][0 if raw >= 0 else 1]
+        pushes.append((sign * float(value), word))
+    decisive = [f"{label} {v:+.1f}" for v, label in sorted(pushes, reverse=True) if v >= _MIN_CUE]
+    ps = "/".join(f"{v:.2f}" for v in p)
+    if index == len(TIERS) - 1:
+        head, risk = f"P(frontier) {p[-1]:.2f}", stage.risk_frontier
+    elif index == 1:
+        head = f"P(above medium) {float(p[-1]):.2f} vs risk {stage.risk_frontier:.2f}, "
+        head, risk = head + f"P(above small) {1.0 - float(p[0]):.2f}", stage.risk
+    else:
+        head, risk = f"P(above small) {1.0 - float(p[0]):.2f}", stage.risk
+    parts = [f"{head} vs risk {risk:.2f} [small/medium/frontier {ps}]"]
+    if decisive:
+        parts.append("toward " + TIERS[index] + ": " + ", ".join(decisive[:3]))
+    if model.dim and embedding.size:
+        near = ", ".join(f"{k} {s:.2f}" for k, s in model.nearest_kinds(embedding))
+        parts.append(f"nearest training tasks: {near}")
+    return "; ".join(parts)

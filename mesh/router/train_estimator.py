@@ -107,6 +107,19 @@ def minilm_embed(texts: Sequence[str]) -> npt.NDArray[np.float32]:
     return np.concatenate(out) if out else np.zeros((0, embedder.dim), dtype=np.float32)
 
 
+def static_embed(texts: Sequence[str]) -> npt.NDArray[np.float32]:
+    """The static table's vectors (mesh/embeddings/static.py), as the router computes them."""
+    from mesh.embeddings.static import StaticEmbedder
+
+    return StaticEmbedder().embed(texts)
+
+
+EMBEDDINGS: dict[str, tuple[Embed, str]] = {
+    "minilm": (minilm_embed, "minilm-int8"),
+    "static": (static_embed, "minilm-static-v1"),  # tier_estimator.STATIC_EMBEDDING
+}
+
+
 def embed_cached(texts: Sequence[str], embed: Embed, cache: Path | None) -> F64:
     """Embeddings of `texts`; those already in `cache` (by text hash) are not embedded again."""
     keys = [hashlib.sha256(t.encode()).hexdigest()[:24] for t in texts]
@@ -390,16 +403,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, help="write the training report (JSON) here")
     parser.add_argument("--no-leave-source-out", action="store_true")
     parser.add_argument(
+        "--embedding",
+        choices=sorted(EMBEDDINGS),
+        default="minilm",
+        help="the vectors the model reads (static: the router's first, cheap estimate)",
+    )
+    parser.add_argument(
         "--hidden", type=int, default=HIDDEN, help="hidden ReLU units (0: softmax regression)"
     )
     args = parser.parse_args(argv)
     rows = load_rows(args.train)
+    embed, embedding = EMBEDDINGS[args.embedding]
     model, struct_model, report = train(
         rows,
+        embed=embed,
         cache=args.cache,
         leave_source_out=not args.no_leave_source_out,
         hidden=args.hidden,
     )
+    model = replace(model, meta={**model.meta, "embedding": embedding})
     struct_out = args.struct_out or args.out.with_name(args.out.stem + "_struct.npz")
     report["sha256"] = {
         "full": model.save(args.out),

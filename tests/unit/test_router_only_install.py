@@ -62,6 +62,7 @@ ROUTER_PROCESS = textwrap.dedent(
         await runtime.start()  # loads MiniLM and embeds the estimator's exemplars
         try:
             assert runtime.estimator.uses_embeddings and runtime.cache is not None
+            assert runtime.estimator.static_first  # the static table was distilled or read
             vector = shared_embedder().embed(["What is the capital of Peru?"])
             assert vector.shape == (1, 384), vector.shape
         finally:
