@@ -12,11 +12,12 @@ embeddings.md has the whole table):
 | numpy forward pass, fp32      | 17.8 ms   | 119.1 ms   | 102.5 ms      | 147 MB             |
 
 The whole default-config router idles at 247 MB RSS with fp32 (885 MB with torch; target
-<= 250), 206 MB with int8. fp32 is the default because it is the same model to float
-precision (max |cos - 1| vs torch 4.8e-7 over 625 eval texts), so the cache and the estimator
-give the same answers as before on every eval row. int8 moves cosines by up to 0.018 - as much
-as the margins the 0.95 cache threshold works with - lost 1 of 50 true cache hits and shifted
-the hard routing set (cost 0.385 vs 0.376): offered as `precision="int8"`, not the default.
+<= 250), 206 MB with int8. fp32 is the same model to float precision (max |cos - 1| vs torch
+4.8e-7 over 625 eval texts). int8 moves cosines by up to 0.018; it was first offered as an
+option for that, and became the router's default (`router.embeddings.precision`) once the
+cache verified candidates word by word and the tier model was trained on int8 vectors (see
+mesh/config/router.py). Since 2026-12-06 most new prompts never reach MiniLM at all: the
+cache and a first tier estimate read static vectors (mesh/embeddings/static.py).
 
 One intra-op thread: the embedder runs on the batching worker beside the event loop. Two
 threads gained nothing on 2 cores (15 tokens 5.4 vs 5.5 ms, 256 tokens 49.9 vs 43.9 ms) and

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -27,14 +27,26 @@ Vector = npt.NDArray[np.float32]
 MAX_TOKENS = 512  # embedding_text keeps at most 2,000 characters; this bounds the gather
 
 
-class StaticEmbedder:
-    """Unit-length mean of the table rows of a text's tokens; thread-safe, loads on first use."""
+Pooling = Literal["mean", "mean+max"]
 
-    dim = DIM
+
+class StaticEmbedder:
+    """Table rows of a text's tokens, pooled; thread-safe, loads on first use.
+
+    "mean" (the cache's vectors): the unit-length mean. "mean+max" (the tier estimate's
+    features, not for cosines): the unit mean beside the unit element-wise maximum (norm
+    sqrt(2); scaled to 1 the model fitted worse at the same L2: validation log-loss 0.353 vs
+    0.337). The maximum keeps the one telling token ("prove", "integral") a long mean dilutes:
+    on the tier model's validation split the static model's accuracy rose from 0.760 to 0.788
+    (MiniLM's model: 0.786).
+    """
+
     name = "minilm-static"
 
-    def __init__(self, folder: Path | None = None) -> None:
+    def __init__(self, folder: Path | None = None, pooling: Pooling = "mean") -> None:
         self._folder = folder
+        self.pooling: Pooling = pooling
+        self.dim = DIM * (2 if pooling == "mean+max" else 1)
         self._lock = threading.Lock()
         self._table: npt.NDArray[np.float16] | None = None
         self._tokenizer: Any = None
@@ -42,22 +54,11 @@ class StaticEmbedder:
     def load(self) -> None:
         """Distil (first time on this machine) and read the table; idempotent."""
         with self._lock:
-            if self._table is not None:
-                return
-            from tokenizers import Tokenizer
-
-            folder = self._folder or static_table()
-            table = np.load(folder / TABLE_FILE, allow_pickle=False)
-            tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-            if table.shape != (tokenizer.get_vocab_size(), DIM) or not np.isfinite(table).all():
-                raise ValueError(f"{folder / TABLE_FILE}: not a {DIM}-wide table of the vocabulary")
-            tokenizer.no_padding()
-            tokenizer.enable_truncation(max_length=MAX_TOKENS)
-            self._tokenizer = tokenizer
-            self._table = table
+            if self._table is None:
+                self._table, self._tokenizer = _load(self._folder or static_table())
 
     def embed(self, texts: Sequence[str]) -> Vector:
-        out: Vector = np.zeros((len(texts), DIM), dtype=np.float32)
+        out: Vector = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
         if self._table is None:
@@ -67,10 +68,10 @@ class StaticEmbedder:
         for row, encoding in enumerate(encodings):
             if not encoding.ids:
                 continue  # nothing to embed: the zero vector, similar to nothing
-            mean = self._table[encoding.ids].astype(np.float32).mean(axis=0)
-            norm = float(np.linalg.norm(mean))
-            if norm > 0:
-                out[row] = mean / norm
+            rows = self._table[encoding.ids].astype(np.float32)
+            out[row, :DIM] = _unit(rows.mean(axis=0))
+            if self.pooling == "mean+max":
+                out[row, DIM:] = _unit(rows.max(axis=0))
         return out
 
     async def aembed(self, texts: Sequence[str]) -> Vector:
@@ -78,14 +79,41 @@ class StaticEmbedder:
         return self.embed(texts)
 
 
-_shared: StaticEmbedder | None = None
+def _unit(v: Vector) -> Vector:
+    norm = float(np.linalg.norm(v))
+    return v / norm if norm > 0 else v
+
+
+_tables: dict[Path, tuple[npt.NDArray[np.float16], Any]] = {}
+_tables_lock = threading.Lock()
+
+
+def _load(folder: Path) -> tuple[npt.NDArray[np.float16], Any]:
+    """The table and its tokenizer, read and checked once per process per folder."""
+    from tokenizers import Tokenizer
+
+    with _tables_lock:
+        known = _tables.get(folder)
+        if known is not None:
+            return known
+        table = np.load(folder / TABLE_FILE, allow_pickle=False)
+        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        if table.shape != (tokenizer.get_vocab_size(), DIM) or not np.isfinite(table).all():
+            raise ValueError(f"{folder / TABLE_FILE}: not a {DIM}-wide table of the vocabulary")
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(max_length=MAX_TOKENS)
+        _tables[folder] = (table, tokenizer)
+        return table, tokenizer
+
+
+_shared: dict[str, StaticEmbedder] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_static_embedder() -> StaticEmbedder:
-    """The process-wide static embedder (the table is read once)."""
-    global _shared
+def shared_static_embedder(pooling: Pooling = "mean") -> StaticEmbedder:
+    """The process-wide static embedder of a pooling (one table in memory for both)."""
     with _shared_lock:
-        if _shared is None:
-            _shared = StaticEmbedder()
-        return _shared
+        embedder = _shared.get(pooling)
+        if embedder is None:
+            embedder = _shared[pooling] = StaticEmbedder(pooling=pooling)
+        return embedder

@@ -95,7 +95,9 @@ class RouterRuntime:
         embedder = shared_embedder(config.embeddings.precision)
         static = shared_static_embedder() if config.embeddings.static else None
         self.estimator = TierEstimator(
-            config.routing.estimator, embedder=embedder, fast_embedder=static
+            config.routing.estimator,
+            embedder=embedder,
+            fast_embedder=shared_static_embedder("mean+max") if static else None,
         )
         self.planner = Planner(self.catalog, self.breakers, self.policies, self.estimator)
         self.cache: ResponseCache | None = None

@@ -245,7 +245,7 @@ def route_eval_command(
     estimator = TierEstimator(
         estimator_settings,
         embedder=shared_embedder(embeddings.precision),
-        fast_embedder=shared_static_embedder() if embeddings.static else None,
+        fast_embedder=shared_static_embedder("mean+max") if embeddings.static else None,
     )
     policy = PolicySet(settings).get(settings.default_policy)
     report = evaluate(rows, cards, estimator, policy, max_tokens=max_tokens)

@@ -49,7 +49,8 @@ DATA = Path(__file__).with_name("data")
 DEFAULT_MODEL = DATA / "tier_model.npz"
 DEFAULT_STRUCT_MODEL = DATA / "tier_model_struct.npz"
 DEFAULT_FAST_MODEL = DATA / "tier_model_static.npz"
-STATIC_EMBEDDING = "minilm-static-v1"  # the static table's recipe (static_table.TABLE_VERSION)
+# The static table's recipe (static_table.TABLE_VERSION) and pooling the static model reads.
+STATIC_EMBEDDING = "minilm-static-v1-mean+max"
 
 # The model's classes as ModelTier values; `large` has no class of its own (no public data
 # labels it apart): the policy serves a medium estimate from a large card when it is cheapest.

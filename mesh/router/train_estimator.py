@@ -108,15 +108,16 @@ def minilm_embed(texts: Sequence[str]) -> npt.NDArray[np.float32]:
 
 
 def static_embed(texts: Sequence[str]) -> npt.NDArray[np.float32]:
-    """The static table's vectors (mesh/embeddings/static.py), as the router computes them."""
+    """The static table's mean+max vectors (mesh/embeddings/static.py), as the router's first
+    tier estimate reads them."""
     from mesh.embeddings.static import StaticEmbedder
 
-    return StaticEmbedder().embed(texts)
+    return StaticEmbedder(pooling="mean+max").embed(texts)
 
 
 EMBEDDINGS: dict[str, tuple[Embed, str]] = {
     "minilm": (minilm_embed, "minilm-int8"),
-    "static": (static_embed, "minilm-static-v1"),  # tier_estimator.STATIC_EMBEDDING
+    "static": (static_embed, "minilm-static-v1-mean+max"),  # tier_estimator.STATIC_EMBEDDING
 }
 
 

@@ -28,6 +28,17 @@ def test_rows_are_unit_length_and_deterministic(static: StaticEmbedder) -> None:
     assert np.array_equal(rows, StaticEmbedder().embed(texts))
 
 
+def test_mean_and_max_for_the_tier_estimate(static: StaticEmbedder) -> None:
+    both = shared_static_embedder("mean+max")
+    assert both.dim == 2 * DIM and shared_static_embedder("mean+max") is both
+    texts = ["Prove that there are infinitely many primes.", "Write a haiku about rain."]
+    rows = both.embed(texts)
+    assert rows.shape == (2, 2 * DIM)
+    # Two unit halves: the cache's mean vector, then the maximum.
+    assert np.allclose(rows[:, :DIM], static.embed(texts), atol=1e-6)
+    assert np.allclose(np.linalg.norm(rows[:, DIM:], axis=1), 1.0, atol=1e-5)
+
+
 def test_nothing_to_embed_is_the_zero_vector(static: StaticEmbedder) -> None:
     rows = static.embed(["", "   "])
     assert not rows.any()

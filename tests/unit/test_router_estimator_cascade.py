@@ -48,7 +48,7 @@ def _user(text: str) -> list[t.ChatMessage]:
 
 @pytest.fixture(scope="module")
 def static() -> StaticEmbedder:
-    return shared_static_embedder()
+    return shared_static_embedder("mean+max")
 
 
 def _cascade(
