@@ -246,7 +246,9 @@ class TierEstimator:
         confidence = float(p[index]) if index == len(TIERS) - 1 else 1.0 - float(above[index + 1])
         reason = _reason(stage, p, index, x, embedding)
         if stage is self._fast:
-            reason = f"static estimate, clear of both bounds; {reason}"
+            reason = f"{reason}; static model, clear of both bounds"
+        elif self._fast is not None and stage.model.dim:
+            reason = f"{reason}; MiniLM model (the static estimate was near a bound)"
         if tier != estimated:
             reason = f"{reason}; raised to min_tier {tier_name(tier)}"
         decided_by = stage.label if stage.model.dim else "structure"

@@ -2,7 +2,8 @@
 ledger, breakers, first-token timeouts, and a node killed under load.
 
 Nodes run FakeEngine (a deterministic test engine, named as such) so the mesh's own logic is what
-is tested; the tier estimator and the semantic cache use the real MiniLM model.
+is tested; the tier estimator and the semantic cache use the real MiniLM model and the static
+table distilled from it.
 """
 
 from __future__ import annotations
@@ -259,6 +260,25 @@ async def test_cache_serves_repeats_unary_and_streamed_and_respects_scope() -> N
         await m.router.ledger.flush()
         (total,) = await m.router.ledger.summary()
         assert total.requests == 6 and total.cache_hits == 2 and total.savings_cache_usd > 0
+
+
+@pytest.mark.parametrize("static", [True, False])
+async def test_static_vectors_route_and_serve_paraphrases_like_minilm(static: bool) -> None:
+    """`router.embeddings.static`: on, the static model places a routine question without
+    MiniLM and static vectors find the paraphrase; off, MiniLM does both, as before."""
+    from mesh.config.router import EmbeddingSettings
+
+    cache = CacheSettings(enabled=True)
+    embeddings = EmbeddingSettings(static=static)
+    async with mesh([fake_node_config("a")], cache=cache, embeddings=embeddings) as m:
+        first = await m.stub.Generate(request(EASY), timeout=30)
+        para = await m.stub.Generate(request("Tell me the capital of France."), timeout=30)
+        other = await m.stub.Generate(request("What is the capital of Spain?"), timeout=30)
+    assert first.route.reason.startswith("tier small: P(above small)")
+    decided = "static model, clear of both bounds"
+    assert (decided in first.route.reason) == static
+    assert para.route.cache_hit and "cache hit (semantic" in para.route.reason
+    assert not other.route.cache_hit
 
 
 # Only the output stage blocks: the fake engine echoes the prompt, so the secret comes back.

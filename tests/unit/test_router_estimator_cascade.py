@@ -71,7 +71,8 @@ def test_a_clear_routine_question_never_runs_minilm(
     assert estimator.static_first and estimator.cascade_margin > 0
     est = estimator.estimate(_user("What is the capital of Peru?"))
     assert est.tier == t.MODEL_TIER_SMALL and est.decided_by == "static"
-    assert est.reason.startswith("static estimate, clear of both bounds")
+    assert est.reason.startswith("P(above small)")
+    assert est.reason.endswith("; static model, clear of both bounds")
     assert "wording (static)" in est.reason or "nearest training tasks" in est.reason
     assert counting.texts == 0
 
@@ -91,6 +92,7 @@ def test_an_unsure_static_estimate_is_decided_by_minilm_exactly(
             "MiniLM",
         )
     assert counting.texts == len(PROMPTS)
+    assert got.reason == f"{want.reason}; MiniLM model (the static estimate was near a bound)"
 
 
 def test_margin_zero_is_the_static_model_alone(
