@@ -187,7 +187,9 @@ class TierModel:
     def nearest_kinds(
         self, embedding: npt.NDArray[np.floating], k: int = 2
     ) -> list[tuple[str, float]]:
-        sims = self.kind_centroids @ embedding.astype(np.float64)
+        # A cosine: the static model's mean+max vectors have norm sqrt(2), not 1.
+        vector = embedding.astype(np.float64)
+        sims = self.kind_centroids @ (vector / (np.linalg.norm(vector) or 1.0))
         top = np.argsort(-sims, kind="stable")[:k]
         return [(self.kind_names[int(i)], float(sims[int(i)])) for i in top]
 

@@ -73,7 +73,9 @@ def test_a_clear_routine_question_never_runs_minilm(
     assert est.tier == t.MODEL_TIER_SMALL and est.decided_by == "static"
     assert est.reason.startswith("P(above small)")
     assert est.reason.endswith("; static model, clear of both bounds")
-    assert "wording (static)" in est.reason or "nearest training tasks" in est.reason
+    nearest = est.reason.split("nearest training tasks: ")[1].split(";")[0]
+    cosines = [float(part.rsplit(" ", 1)[1]) for part in nearest.split(", ")]
+    assert all(0 < c <= 1 for c in cosines), nearest  # mean+max vectors have norm sqrt(2)
     assert counting.texts == 0
 
 
