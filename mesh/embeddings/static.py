@@ -96,10 +96,16 @@ def _load(folder: Path) -> tuple[npt.NDArray[np.float16], Any]:
         known = _tables.get(folder)
         if known is not None:
             return known
-        table = np.load(folder / TABLE_FILE, allow_pickle=False)
-        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        hint = f"delete {folder} and the router distils it again"
+        try:
+            table = np.load(folder / TABLE_FILE, allow_pickle=False)
+            tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        except Exception as err:  # a truncated, foreign or unreadable file: one clear error
+            raise ValueError(f"{folder / TABLE_FILE}: unreadable ({err}); {hint}") from None
         if table.shape != (tokenizer.get_vocab_size(), DIM) or not np.isfinite(table).all():
-            raise ValueError(f"{folder / TABLE_FILE}: not a {DIM}-wide table of the vocabulary")
+            raise ValueError(
+                f"{folder / TABLE_FILE}: not a {DIM}-wide table of the vocabulary; {hint}"
+            )
         tokenizer.no_padding()
         tokenizer.enable_truncation(max_length=MAX_TOKENS)
         _tables[folder] = (table, tokenizer)

@@ -82,3 +82,11 @@ def test_a_corrupt_table_is_refused(tmp_path: Path, table: np.ndarray) -> None:
     np.save(tmp_path / TABLE_FILE, table)
     with pytest.raises(ValueError, match="not a 384-wide table"):
         StaticEmbedder(tmp_path).embed(["hello"])
+
+
+def test_a_truncated_table_says_how_to_rebuild_it(tmp_path: Path) -> None:
+    source = static_table(show_progress=False)
+    (tmp_path / "tokenizer.json").write_bytes((source / "tokenizer.json").read_bytes())
+    (tmp_path / TABLE_FILE).write_bytes((source / TABLE_FILE).read_bytes()[:4096])
+    with pytest.raises(ValueError, match=r"unreadable .*delete .* distils it again"):
+        StaticEmbedder(tmp_path).embed(["hello"])
