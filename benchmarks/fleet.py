@@ -5,9 +5,9 @@ run's temporary folder, so SQLite files are neither shared between processes nor
 user's cache; the model cache (MESH_CACHE_DIR) is left alone so converted models are reused.
 
 Router configs:
-- "default": the shipped defaults, nothing but the upstreams (cheapest policy, MiniLM tier
-  estimate, semantic cache, guards, tracing at 100 %, metrics). Only the Prometheus port is
-  made a free one (port 0) so several processes can run side by side.
+- "default": the shipped defaults, nothing but the upstreams (cheapest policy, the tier
+  estimate static-first, semantic cache, guards, tracing at 100 %, metrics). Only the
+  Prometheus port is made a free one (port 0) so several processes can run side by side.
 - "lean": the minimum a router does: guards and tracing on, exact cache tier only, a
   features-only tier estimate (MiniLM never loads), no metrics endpoint; requests pin the model.
 - "lean-untraced": lean with telemetry off, the baseline for the cost of tracing.

@@ -90,3 +90,17 @@ def test_a_truncated_table_says_how_to_rebuild_it(tmp_path: Path) -> None:
     (tmp_path / TABLE_FILE).write_bytes((source / TABLE_FILE).read_bytes()[:4096])
     with pytest.raises(ValueError, match=r"unreadable .*delete .* distils it again"):
         StaticEmbedder(tmp_path).embed(["hello"])
+
+
+def test_the_memo_answers_the_second_ask_and_stays_bounded(static: StaticEmbedder) -> None:
+    from mesh.embeddings import static as module
+
+    table = module._load(static_table(show_progress=False))
+    first = table.pooled("What is a good name for a goldfish?")
+    assert table.pooled("What is a good name for a goldfish?") is first  # no second tokenize
+    for i in range(module.MEMO_SIZE + 10):
+        table.pooled(f"prompt number {i}")
+    assert len(table._memo) == module.MEMO_SIZE
+    # the cache's mean and the estimator's mean+max read one computation
+    both = shared_static_embedder("mean+max").embed(["Name a red fruit."])[0]
+    assert np.array_equal(both[:DIM], static.embed(["Name a red fruit."])[0])
