@@ -104,3 +104,20 @@ def test_the_memo_answers_the_second_ask_and_stays_bounded(static: StaticEmbedde
     # the cache's mean and the estimator's mean+max read one computation
     both = shared_static_embedder("mean+max").embed(["Name a red fruit."])[0]
     assert np.array_equal(both[:DIM], static.embed(["Name a red fruit."])[0])
+
+
+def test_concurrent_threads_get_the_vectors_one_thread_gets(static: StaticEmbedder) -> None:
+    """The router embeds on its loop while the guards' and trainers' threads may too: the
+    shared memo must never hand one text's vector to another."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = [f"Question {i}: what is {i} times {i + 3}?" for i in range(300)]
+    alone = StaticEmbedder(pooling="mean+max").embed(texts)
+    both = shared_static_embedder("mean+max")
+
+    def one(i: int) -> np.ndarray:
+        return both.embed([texts[i]])[0]
+
+    with ThreadPoolExecutor(8) as pool:
+        rows = list(pool.map(one, list(range(300)) * 3))
+    assert all(np.array_equal(row, alone[i % 300]) for i, row in enumerate(rows))
