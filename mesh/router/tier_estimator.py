@@ -188,13 +188,14 @@ class TierEstimator:
         Blocking (embeds on this thread); the router's request path uses `aestimate`.
         """
         task = _task(messages)
-        fast = self._try_fast(task, len(messages), min_tier)
+        struct = structural(task, len(messages))
+        fast = self._try_fast(task, struct, min_tier)
         if fast is not None:
             return fast
         query = None
         if self._embedder is not None:
             query = self._embedder.embed([model_text(task)])[0]
-        return self._estimate(self._full, task, len(messages), min_tier, query)
+        return self._estimate(self._full, struct, min_tier, query)
 
     async def aestimate(
         self, messages: Sequence[types_pb2.ChatMessage], min_tier: int = 0
@@ -202,38 +203,40 @@ class TierEstimator:
         """`estimate` with MiniLM off the event loop, batched with concurrent requests (the
         static step runs inline: a table lookup costs less than the hop)."""
         task = _task(messages)
-        fast = self._try_fast(task, len(messages), min_tier)
+        struct = structural(task, len(messages))
+        fast = self._try_fast(task, struct, min_tier)
         if fast is not None:
             return fast
         query = None
         if self._embedder is not None:
             query = (await aembed(self._embedder, [model_text(task)]))[0]
-        return self._estimate(self._full, task, len(messages), min_tier, query)
+        return self._estimate(self._full, struct, min_tier, query)
 
-    def _try_fast(self, task: str, turns: int, min_tier: int) -> TierEstimate | None:
+    def _try_fast(self, task: str, struct: np.ndarray, min_tier: int) -> TierEstimate | None:
         """The static model's estimate where it is clear of both bounds, else None."""
         if self._fast is None or self._fast_embedder is None:
             return None
         vector = self._fast_embedder.embed([model_text(task)])[0]
-        p = self._fast.model.probabilities(self._fast.model.inputs(vector, structural(task, turns)))
+        x = self._fast.model.inputs(vector, struct)
+        p = self._fast.model.probabilities(x)
         if _margin(p, self._fast) < self.cascade_margin:
             return None
-        return self._estimate(self._fast, task, turns, min_tier, vector, p)
+        return self._estimate(self._fast, struct, min_tier, vector, (x, p))
 
     def _estimate(
         self,
         stage: _Stage,
-        task: str,
-        turns: int,
+        struct: np.ndarray,
         min_tier: int,
         query: Vector | None,
-        p: np.ndarray | None = None,
+        computed: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> TierEstimate:
-        struct = structural(task, turns)
         embedding = query if query is not None else np.zeros(0, dtype=np.float32)
-        x = stage.model.inputs(embedding, struct)
-        if p is None:
+        if computed is None:
+            x = stage.model.inputs(embedding, struct)
             p = stage.model.probabilities(x)
+        else:
+            x, p = computed  # the static step's inputs and probabilities
         above = np.cumsum(p[::-1])[::-1]  # above[i] = P(needs class i or higher)
         index = 0
         if above[2] > stage.risk_frontier:
