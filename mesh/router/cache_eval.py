@@ -146,7 +146,8 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"{report['n']} pairs ({report['direction']}), verification "
         f"{'on, candidates from cosine' if report['verify'] else 'off, hits from cosine'} "
-        f">= {report['threshold']:g}",
+        f">= {report['threshold']:g}"
+        + (f" of {report['vectors']} vectors" if report.get("vectors") else ""),
         f"false-hit rate  {report['false_hit_rate']:.3f}  "
         f"({report['false_hits']}/{report['false_pairs']} pairs that need different answers "
         "were served the stored one)",

@@ -37,7 +37,8 @@ def cache_eval_command(
     as_json: bool,
 ) -> None:
     """Store each pair's first prompt, ask the second: report false and true cache hits."""
-    from mesh.embeddings.batching import shared_embedder
+    from mesh.embeddings.batching import Embedder, shared_embedder
+    from mesh.embeddings.static import shared_static_embedder
     from mesh.router.cache_eval import evaluate, format_report, load_pairs
 
     try:
@@ -56,6 +57,15 @@ def cache_eval_command(
         settings = settings.model_copy(update=overrides)
     if not settings.enabled:
         raise click.ClickException("router.cache.enabled is false: nothing to evaluate")
-    embedder = shared_embedder(router.embeddings.precision) if settings.semantic else None
+    embedder: Embedder | None = None
+    if settings.semantic:  # the vectors the router's cache reads with this config
+        embedder = (
+            shared_static_embedder()
+            if router.embeddings.static
+            else shared_embedder(router.embeddings.precision)
+        )
     report = evaluate(pairs, settings, embedder, reverse=reverse).as_dict()
+    report["vectors"] = (
+        "none" if embedder is None else "static" if router.embeddings.static else "minilm"
+    )
     click.echo(json.dumps(report) if as_json else format_report(report))

@@ -49,9 +49,10 @@ def test_the_command_prints_both_rates_and_json(tmp_path: Path, minilm: Batching
     report = json.loads(result.output)
     assert report["false_hit_rate"] == 0.0 and report["true_hit_rate"] == 1.0
     assert set(report["by_kind"]) == {"diff_swapped_roles", "diff_numbers", "para_x"}
+    assert report["vectors"] == "static"  # what the router's cache reads by default
     text = runner.invoke(cli, ["cache-eval", str(path), "--reverse"])
     assert text.exit_code == 0 and "false-hit rate  0.000" in text.output
-    assert "b stored, a asked" in text.output
+    assert "b stored, a asked" in text.output and "of static vectors" in text.output
 
 
 def test_a_malformed_pairs_file_names_the_line(tmp_path: Path) -> None:
