@@ -229,7 +229,9 @@ class ResponseCache:
                     break
         assert self._verifier is not None or not candidates
         for entry_id, forms, similarity in candidates:
-            verdict = self._verifier.verify_turns(forms, key.forms)  # type: ignore[union-attr]
+            verdict = self._verifier.verify_turns(  # type: ignore[union-attr]
+                forms, key.forms, explain=not key.veto
+            )
             if verdict.same:
                 with self._lock:
                     if entry_id in self._entries:  # not evicted while we verified

@@ -98,20 +98,24 @@ class QuestionVerifier:
                 self._synonyms[word] = self._synonyms.get(word, frozenset()) | (group - {word})
 
     def verify_turns(
-        self, stored: Sequence[QuestionForm], asked: Sequence[QuestionForm]
+        self, stored: Sequence[QuestionForm], asked: Sequence[QuestionForm], explain: bool = True
     ) -> Verdict:
-        """Every message must ask the same (the caller matched turn count and roles)."""
+        """Every message must ask the same (the caller matched turn count and roles).
+
+        `explain=False`: a veto of differing words says only "vetoed: content words differ"
+        without naming the kind (the cache keeps the first candidate's reason only, and naming
+        it was a third of a vetoed candidate's cost)."""
         if len(stored) != len(asked):
             return Verdict(False, "vetoed: different number of messages")
         notes: list[str] = []
         for s, a in zip(stored, asked, strict=True):
-            verdict = self.verify(s, a)
+            verdict = self.verify(s, a, explain)
             if not verdict.same:
                 return verdict
             notes.append(verdict.reason)
         return Verdict(True, notes[-1] if len(set(notes)) == 1 else "; ".join(notes))
 
-    def verify(self, stored: QuestionForm, asked: QuestionForm) -> Verdict:
+    def verify(self, stored: QuestionForm, asked: QuestionForm, explain: bool = True) -> Verdict:
         a, b = list(stored.tokens), list(asked.tokens)
         if not a or not b:
             return Verdict(False, "vetoed: nothing left to compare after normalising")
@@ -127,7 +131,8 @@ class QuestionVerifier:
             cased = (stored.cased, asked.cased)
             unexplained = self._align(a, b, rewrite, explained, names, capitalised, typos, cased)
             if unexplained:
-                return Verdict(False, "vetoed: " + _difference_kind(*unexplained))
+                kind = _difference_kind(*unexplained) if explain else "content words differ"
+                return Verdict(False, "vetoed: " + kind)
             b = [rewrite.get(w, w) for w in b]
         if _articles_differ(stored.articles, asked.articles, rewrite, set(a)):
             return Verdict(False, "vetoed: articles differ (a name or a letter)")
@@ -325,8 +330,13 @@ def _difference_kind(only_a: list[str], only_b: list[str]) -> str:
     return f"content words differ ({len(only_a)} vs {len(only_b)})"
 
 
+_PREFIXES = frozenset(NEGATING_PREFIXES)
+
+
 def _negates(x: str, y: str) -> bool:
-    return len(x) > 2 and any(y == prefix + x for prefix in NEGATING_PREFIXES)
+    """y is x with a negating prefix ("unsafe" / "safe"): one slice and a set lookup, since a
+    vetoed candidate asks this for every pair of differing words."""
+    return len(x) > 2 and len(y) > len(x) and y.endswith(x) and y[: -len(x)] in _PREFIXES
 
 
 @functools.cache

@@ -205,3 +205,31 @@ def test_a_name_is_no_misspelling_of_a_lower_case_word(verifier: QuestionVerifie
             ("Tell me about Pythn.", "Tell me about python."),
         ],
     )
+
+
+def test_a_veto_is_named_only_when_asked(verifier: QuestionVerifier) -> None:
+    """The cache names the first vetoed candidate's difference and skips naming the rest."""
+    stored, asked = (
+        question_form("Is it safe to swim here?"),
+        question_form("Is it unsafe to swim here?"),
+    )
+    named = verifier.verify(stored, asked)
+    quiet = verifier.verify(stored, asked, explain=False)
+    assert not named.same and not quiet.same
+    assert named.reason == "vetoed: negation or polarity differs"
+    assert quiet.reason == "vetoed: content words differ"
+    assert verifier.verify_turns([stored], [asked], explain=False).reason == quiet.reason
+
+
+def test_negating_prefixes_are_found_as_before() -> None:
+    from mesh.router.cache_verify import _negates
+    from mesh.router.question_lexicon import NEGATING_PREFIXES
+
+    words = ["safe", "unsafe", "legal", "illegal", "possible", "impossible", "able", "disable",
+             "code", "decode", "use", "misuse", "stop", "nonstop", "virus", "antivirus", "un",
+             "let", "inlet", "ab", "xsafe", "unun", "ununsafe"]  # fmt: skip
+
+    def by_definition(x: str, y: str) -> bool:
+        return len(x) > 2 and any(y == prefix + x for prefix in NEGATING_PREFIXES)
+
+    assert all(_negates(x, y) == by_definition(x, y) for x in words for y in words)
