@@ -4,6 +4,7 @@ that are near-copies of rows a figure is reported on."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import re
@@ -15,6 +16,25 @@ import numpy as np
 import numpy.typing as npt
 
 from guards.detectors.injection_features import DIMENSIONS, feature_indices
+
+# The guards' development set, beside the project folder (../shared), as every trainer reads it.
+SHARED_EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
+DEFAULT_DEV = SHARED_EVAL / "guards" / "injection_dev.jsonl"
+
+
+def trainer_parser(doc: str | None, out: Path) -> argparse.ArgumentParser:
+    """The flags every guard trainer takes: --dev (the shared dev set, whose `train` half is
+    read), --corpora (the fetched public corpora) and --out (the model file)."""
+    from guards import public_corpora
+
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--dev", type=Path, default=DEFAULT_DEV)
+    parser.add_argument("--corpora", type=Path, default=public_corpora.default_root())
+    parser.add_argument("--out", type=Path, default=out)
+    return parser
+
 
 Row = dict[str, Any]
 _WORDS = re.compile(r"[a-z0-9']+")

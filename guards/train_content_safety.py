@@ -25,7 +25,6 @@ Usage: python -m guards.train_content_safety [--dev PATH] [--corpora DIR] [--out
 
 from __future__ import annotations
 
-import argparse
 from collections import defaultdict
 from pathlib import Path
 
@@ -43,10 +42,10 @@ from guards.train_common import (
     read_jsonl,
     rounded_up,
     scores,
+    trainer_parser,
 )
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_DEV = HERE.parent.parent / "shared" / "eval" / "guards" / "injection_dev.jsonl"
 HANDWRITTEN = HERE / "data" / "content_safety_handwritten.jsonl"
 # The target is <= 2 % on look-alikes at >= 0.80 recall; a bag of n-grams cannot reach
 # it (out of fold, 2 % on look-alikes left ~0.2 recall), so the shipped threshold trades 10 %.
@@ -93,12 +92,7 @@ def choose_threshold(rows: list[Row], oof: np.ndarray) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--dev", type=Path, default=DEFAULT_DEV)
-    parser.add_argument("--corpora", type=Path, default=public_corpora.default_root())
-    parser.add_argument("--out", type=Path, default=MODEL_PATH)
+    parser = trainer_parser(__doc__, MODEL_PATH)
     args = parser.parse_args()
     dev = read_jsonl(args.dev)
     rows, _ = training_rows(dev, args.corpora)

@@ -18,7 +18,6 @@ Usage: python -m guards.train_content_safety_minilm [--dev PATH] [--corpora DIR]
 
 from __future__ import annotations
 
-import argparse
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,8 +34,15 @@ from guards.detectors.content_safety import (
     windows,
 )
 from guards.dev_split import rows_in
-from guards.train_common import Row, cut_for, drop_near_copies, read_jsonl, rounded_up
-from guards.train_content_safety import DEFAULT_DEV, training_rows
+from guards.train_common import (
+    Row,
+    cut_for,
+    drop_near_copies,
+    read_jsonl,
+    rounded_up,
+    trainer_parser,
+)
+from guards.train_content_safety import training_rows
 
 Matrix = npt.NDArray[np.float64]
 # The bar is <= 2 % on XSTest-safe at >= 0.80 recall; out of fold, 2 % on the few
@@ -129,12 +135,7 @@ def embed(texts: Sequence[str]) -> Matrix:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--dev", type=Path, default=DEFAULT_DEV)
-    parser.add_argument("--corpora", type=Path, default=public_corpora.default_root())
-    parser.add_argument("--out", type=Path, default=MINILM_MODEL_PATH)
+    parser = trainer_parser(__doc__, MINILM_MODEL_PATH)
     args = parser.parse_args()
     dev = read_jsonl(args.dev)
     rows, reported = training_rows(dev, args.corpora)

@@ -44,7 +44,6 @@ Usage: python -m guards.train_injection [--dev PATH] [--corpora DIR] [--out PATH
 
 from __future__ import annotations
 
-import argparse
 import random
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -63,10 +62,10 @@ from guards.train_common import (
     read_jsonl,
     rounded_up,
     scores,
+    trainer_parser,
 )
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_DEV = HERE.parent.parent / "shared" / "eval" / "guards" / "injection_dev.jsonl"
 HANDWRITTEN = HERE / "data" / "injection_handwritten.jsonl"
 # Never trained on: a measuring set of benign prompts in casual, polite phrasings ("could you
 # tell me ...", greetings, thanks, typos, a few other languages) and ordinary prompts holding
@@ -224,12 +223,7 @@ def report(name: str, rows: list[Row], w: np.ndarray, b: float, threshold: float
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--dev", type=Path, default=DEFAULT_DEV)
-    parser.add_argument("--corpora", type=Path, default=public_corpora.default_root())
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser = trainer_parser(__doc__, OUT)
     parser.add_argument(
         "--without-public-jailbreaks",
         action="store_true",

@@ -26,7 +26,6 @@ then pin the printed sha256 in guards/detectors/injection_semantic.py (MODEL_SHA
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 from collections import defaultdict
 from collections.abc import Sequence
@@ -38,10 +37,9 @@ import numpy.typing as npt
 from guards import public_corpora
 from guards.detectors.injection_semantic import MODEL_PATH, windows
 from guards.dev_split import rows_in
-from guards.train_common import Row, out_of_fold, read_jsonl, rounded_up
+from guards.train_common import Row, out_of_fold, read_jsonl, rounded_up, trainer_parser
 from guards.train_content_safety_minilm import Judged, fit_logistic
 from guards.train_injection import (
-    DEFAULT_DEV,
     EPOCHS,
     FP_TARGET,
     L2,
@@ -142,12 +140,7 @@ def summary(name: str, rows: list[Row], flags: npt.NDArray[np.bool_]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--dev", type=Path, default=DEFAULT_DEV)
-    parser.add_argument("--corpora", type=Path, default=public_corpora.default_root())
-    parser.add_argument("--out", type=Path, default=MODEL_PATH)
+    parser = trainer_parser(__doc__, MODEL_PATH)
     parser.add_argument(
         "--report",
         action="store_true",
