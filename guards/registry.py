@@ -218,6 +218,8 @@ class ContentSafetyParams(_Params):
     )
     stream_hold: Literal["all", "window"] = "all"
     max_windows: int = Field(MAX_WINDOWS, ge=1, le=256)
+    # minilm only: windows a static model scores clearly harmless never reach MiniLM
+    static_first: bool = True
 
     @field_validator("categories")
     @classmethod
@@ -288,7 +290,7 @@ def _code_scan(p: dict[str, Any], action: Action) -> Guard:
 def _content_safety(p: dict[str, Any], action: Action) -> Guard:
     q = ContentSafetyParams.model_validate(p)
     detector = ContentSafetyDetector(
-        q.threshold, q.categories, q.stream_hold, q.model, q.max_windows
+        q.threshold, q.categories, q.stream_hold, q.model, q.max_windows, q.static_first
     )
     # MiniLM runs take milliseconds: in a thread, like Presidio, never on the event loop.
     return DetectorGuard(detector, action, cpu_heavy=q.model == "minilm")

@@ -5,6 +5,9 @@ blocked answer leaves at any split position."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 import yaml
 
@@ -152,6 +155,59 @@ def test_policy_parameters_are_validated() -> None:
         policy(model="bert")
     with pytest.raises(InvalidPolicy):
         policy(max_windows=100_000)
+    with pytest.raises(InvalidPolicy):
+        policy(static_first="yes")  # a string is not a switch
+    policy(static_first=False)
+
+
+PROSE = [
+    "Our quarterly report covers revenue, hiring and the new office in Lisbon. Sales grew in "
+    "every region except the north, where a supplier delay held back two large orders.",
+    "The library will open later on Sundays from March. Volunteers are needed for the "
+    "children's reading hour, and the café will stay open until the last session ends.",
+    "To rotate the certificates, copy the new files beside the old ones; the router reloads "
+    "them within a minute and logs the new serial number and expiry date.",
+]
+
+
+def test_clearly_harmless_prose_never_reaches_minilm_and_harm_still_does() -> None:
+    """The static first pass: windows it scores clearly harmless skip MiniLM; without it (or
+    for a harmful sentence among them) MiniLM judges every window."""
+
+    class Counting:
+        def __init__(self, inner: Any) -> None:
+            self.inner, self.texts = inner, 0
+
+        def embed(self, texts: list[str]) -> Any:
+            self.texts += len(texts)
+            return self.inner.embed(texts)
+
+    fast = ContentSafetyDetector(model="minilm")
+    slow = ContentSafetyDetector(model="minilm", static_first=False)
+    assert fast._static is not None and slow._static is None
+    fast._embedder = fast_count = Counting(fast._embedder)  # type: ignore[assignment]
+    slow._embedder = slow_count = Counting(slow._embedder)  # type: ignore[assignment]
+    text = " ".join(PROSE)
+    assert fast.find(text) == [] and slow.find(text) == []
+    assert fast_count.texts == 0 and slow_count.texts == len(windows(text))
+    mixed = f"{PROSE[0]} {HARMFUL['weapons']} {PROSE[1]}"
+    found = fast.find(mixed)
+    assert found and found[0].type == "HARMFUL_WEAPONS"
+    assert 1 <= fast_count.texts < len(windows(mixed))
+
+
+def test_a_malformed_static_pass_is_refused(tmp_path: Path) -> None:
+    import numpy as np
+
+    from guards.detectors.content_safety import StaticPass
+
+    bad = tmp_path / "static.npz"
+    np.savez(bad, weights=np.zeros(5, dtype=np.float32), bias=[0.0], skip_below=[0.3])
+    with pytest.raises(ValueError, match="not a static content-safety pass"):
+        StaticPass.load(bad)
+    np.savez(bad, weights=np.zeros(768, dtype=np.float32), bias=[0.0], skip_below=[1.5])
+    with pytest.raises(ValueError, match="not a static content-safety pass"):
+        StaticPass.load(bad)
 
 
 def test_the_minilm_model_runs_off_the_event_loop() -> None:
