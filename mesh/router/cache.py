@@ -116,7 +116,7 @@ class ResponseCache:
 
     @staticmethod
     def _texts(key: CacheKey) -> list[str]:
-        # The task text is the tier estimator's too: the shared embedder's memo answers it.
+        # The task text is the tier estimator's too: the embedder's memo answers the second ask.
         task = embedding_text(key.task)
         return [task, key.context] if key.context else [task]
 

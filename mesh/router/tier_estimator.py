@@ -2,8 +2,8 @@
 
 The model (mesh/router/estimator_model.py, trained by mesh/router/train_estimator.py on the rows
 tools/estimator_data.py builds; data card: mesh/router/data/tier_model.md) reads the task's
-MiniLM embedding - the one the semantic cache also asks for, so a new prompt is embedded once -
-and a dozen structural features (length, code lines, numbers, script, where the ask sits), and
+MiniLM embedding (asked only where the static model below is unsure) and a dozen structural
+features (length, code lines, numbers, script, where the ask sits), and
 gives probabilities for small, medium and frontier. No regex names a task type: a prompt's tier
 comes from what labelled tasks of each tier look like, so it holds on wording it never saw.
 

@@ -4,7 +4,8 @@ The exact tier is a hash lookup (microseconds), so a repeated prompt is answered
 tier estimate or embedding. Its scope is the routing policy and hints rather than the estimated
 tier: the same conversation under the same policy is always estimated the same. The semantic
 tier needs the estimated tier (a paraphrase may only reuse an answer routed to the same tier)
-and the embedding the estimator already computed (the shared embedder's memo answers it).
+and the task's vector (static by default: the static table's memo answers the estimator's
+ask and the cache's with one computation; MiniLM's worker memo with `embeddings.static: false`).
 Lookups run on the redacted conversation, after the input guards.
 """
 

@@ -1,8 +1,9 @@
 """Plan stage: which policy, which tier, then which candidates in which order.
 
 `plan` picks the policy and, only when the policy uses it, estimates the tier (a model learned
-from public data over the MiniLM embedding and structural features; the embedding runs on the
-shared embedder's worker thread, so the event loop never waits on it). `decide` orders the
+from public data: a static model first, on the loop in ~0.1 ms, and MiniLM's where the static
+estimate is near a bound, its embedding on the shared embedder's worker thread so the event
+loop never waits on it). `decide` orders the
 routing table's candidates. They are apart because the exact cache tier is consulted between
 them: a repeated prompt is served before any estimate.
 """
