@@ -134,12 +134,18 @@ def embed(texts: Sequence[str]) -> Matrix:
     return np.stack([embedder.embed([embedding_text(t)])[0] for t in texts]).astype(np.float64)
 
 
+def minilm_training_rows(dev: list[Row], corpora: Path) -> list[Row]:
+    """The n-gram model's rows plus AdvBench's harmful behaviours (near-copies of reported rows
+    dropped): what the MiniLM model, and the static pass in front of it, are fitted on."""
+    rows, reported = training_rows(dev, corpora)
+    return rows + drop_near_copies(public_corpora.advbench(corpora), reported)
+
+
 def main() -> None:
     parser = trainer_parser(__doc__, MINILM_MODEL_PATH)
     args = parser.parse_args()
     dev = read_jsonl(args.dev)
-    rows, reported = training_rows(dev, args.corpora)
-    rows += drop_near_copies(public_corpora.advbench(args.corpora), reported)
+    rows = minilm_training_rows(dev, args.corpora)
     counts: dict[str, int] = defaultdict(int)
     for r in rows:
         counts[f"{r['label']}/{r['source']}"] += 1
@@ -174,10 +180,16 @@ def main() -> None:
     report(dev, args.corpora, w, b, threshold)
 
 
-def report(dev: list[Row], corpora: Path, w: Matrix, b: float, threshold: float) -> None:
+def heldout_rows(dev: list[Row], corpora: Path) -> list[Row]:
+    """The rows content safety is scored on and never trained or tuned on: the dev set's
+    held-out harmful and benign rows, and the GPTFuzz questions."""
     held = [r for r in rows_in(dev, "heldout") if r["label"] in {"harmful", "benign"}]
     _, gptfuzz_harmful = public_corpora.gptfuzz(corpora)
-    rows = held + gptfuzz_harmful
+    return held + gptfuzz_harmful
+
+
+def report(dev: list[Row], corpora: Path, w: Matrix, b: float, threshold: float) -> None:
+    rows = heldout_rows(dev, corpora)
     groups: dict[str, list[bool]] = defaultdict(list)
     for row, score in zip(rows, Judged([r["text"] for r in rows]).scores(w, b), strict=True):
         groups[f"{row['label']}/{row['source']}"].append(bool(score >= threshold))

@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from guards import public_corpora
 from guards.detectors.content_safety import (
     MINILM_MODEL_PATH,
     STATIC_MODEL_PATH,
@@ -33,14 +32,14 @@ from guards.detectors.content_safety import (
     load_model,
     windows,
 )
-from guards.dev_split import rows_in
-from guards.train_common import Row, drop_near_copies, read_jsonl, trainer_parser
-from guards.train_content_safety import training_rows
+from guards.train_common import Row, read_jsonl, trainer_parser
 from guards.train_content_safety_minilm import (
     LOOKALIKE_WEIGHT,
     Judged,
     fit_logistic,
+    heldout_rows,
     is_lookalike,
+    minilm_training_rows,
     predict,
 )
 
@@ -89,8 +88,7 @@ def main() -> None:
     parser = trainer_parser(__doc__, STATIC_MODEL_PATH)
     args = parser.parse_args()
     dev = read_jsonl(args.dev)
-    rows, reported = training_rows(dev, args.corpora)
-    rows += drop_near_copies(public_corpora.advbench(args.corpora), reported)
+    rows = minilm_training_rows(dev, args.corpora)
     y = [float(r["label"] == "harmful") for r in rows]
     weights = [LOOKALIKE_WEIGHT if is_lookalike(r) else 1.0 for r in rows]
     x = static_embed([r["text"][:WINDOW_CHARS] for r in rows])
@@ -130,9 +128,7 @@ def main() -> None:
 
 def report(dev: list[Row], corpora: Path, w: Matrix, b: float, bound: float) -> None:
     """Held-out rows (never trained or tuned on): MiniLM alone vs the static pass first."""
-    held = [r for r in rows_in(dev, "heldout") if r["label"] in {"harmful", "benign"}]
-    _, gptfuzz_harmful = public_corpora.gptfuzz(corpora)
-    rows = held + gptfuzz_harmful
+    rows = heldout_rows(dev, corpora)
     win = Windows([r["text"] for r in rows])
     m = load_model(MINILM_MODEL_PATH)
     minilm = predict(win.minilm, m.weights.astype(np.float64), m.bias)
