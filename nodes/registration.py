@@ -146,9 +146,18 @@ class RegistrationLoop:
         """Stop heartbeating and leave the router's table (best effort, bounded)."""
         self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Let the call in flight finish (each is bounded by call_timeout_s). Cancelled
+            # mid-Register, the router lists this node while the node believes itself out of
+            # the table and never says goodbye (seen under load in CI: the router kept it).
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), self.call_timeout_s + 1.0)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            except asyncio.CancelledError:
+                if not self._task.done():
+                    raise  # stop() itself was cancelled
             self._task = None
         if self._channel is None:
             return

@@ -159,6 +159,39 @@ async def test_register_heartbeat_with_load_then_deregister(
     assert not loop.registered
 
 
+async def test_stop_during_a_register_in_flight_still_deregisters(
+    fake_node: NodeRuntime,
+) -> None:
+    """The router has added the node but its reply is still on the way when the node stops:
+    the node lets the call finish, then says goodbye, so the router's table ends empty."""
+    added = asyncio.Event()
+
+    class SlowReply(RecordingRegistry):
+        async def Register(  # type: ignore[override]
+            self, request: registry_pb2.RegisterRequest, context: Any
+        ) -> registry_pb2.RegisterResponse:
+            reply = await super().Register(request, context)
+            added.set()
+            await asyncio.sleep(0.5)  # the table has the node; the reply is late
+            return reply
+
+    recorder = SlowReply()
+    bound = await start_registry(recorder)
+    loop = RegistrationLoop(
+        fake_node.servicer, fake_node.address, f"127.0.0.1:{bound.port}", interval_s=30
+    )
+    try:
+        await loop.start()
+        await asyncio.wait_for(added.wait(), 10)
+        assert "reg-node" in recorder.table and not loop.registered
+        await loop.stop()
+        assert recorder.names() == ["Register", "Deregister"]
+        assert recorder.table == {} and not loop.registered
+    finally:
+        await loop.stop()
+        await bound.server.stop(0)
+
+
 async def test_registers_again_when_the_router_forgets(
     fake_node: NodeRuntime, registry: tuple[RecordingRegistry, str]
 ) -> None:
