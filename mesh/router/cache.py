@@ -62,6 +62,13 @@ MAX_VERIFIED_CANDIDATES = 8
 # inline when its answer is stored, so the write lands before the next request, as it did
 # before verification existed; a long one is reduced in a thread.
 INLINE_FORM_CHARS = 200
+# A lookup's vector product costs 0.03 ms at 2,000 rows and 0.30 ms at 10,000 (the default
+# max_entries), each verified candidate ~33 us; a thread hop saves the event loop that CPU but
+# costs two GIL handoffs, which under load is the larger bill: at 32 concurrent requests the
+# default router served 213 rps with every lookup in a thread and 240-247 rps with lookups
+# inline (same machine, alternating runs, 2026-12-06). So a lookup runs inline while the index
+# and the prompt are small enough, in a thread past that.
+INLINE_SEARCH_ROWS = 10_000
 VERIFIED_SAME_FORM = "verified: same words after normalising"
 
 
@@ -136,6 +143,11 @@ class ResponseCache:
             key.vectors = self._pair(await aembed(self._embedder, self._texts(key)))
         return key.vectors
 
+    @staticmethod
+    def _reduced_inline(key: CacheKey) -> bool:
+        """Whether the key's canonical words are known or cheap enough to compute inline."""
+        return key.has_forms or sum(len(c) for _, c in key.norm) <= INLINE_FORM_CHARS
+
     def _form_key(self, key: CacheKey) -> str:
         """Scope and canonical words of every message; "" when the task reduces to nothing."""
         if self._verifier is None or not key.forms or not key.forms[-1].tokens:
@@ -185,16 +197,19 @@ class ResponseCache:
         hit = None
         if key.semantic_ok and self._entries:
             vectors = await self._avectors(key)
-            # ~1 ms at 1e4 entries: worth a thread hop, an empty cache is not.
-            hit = await asyncio.to_thread(self._get_semantic, key, vectors)
+            if self._index.high <= INLINE_SEARCH_ROWS and self._reduced_inline(key):
+                hit = self._get_semantic(key, vectors)
+            else:
+                hit = await asyncio.to_thread(self._get_semantic, key, vectors)
         if hit is None:
             self.stats.misses += 1
         return hit
 
     def _get_semantic(self, key: CacheKey, vectors: tuple[Vector, Vector]) -> CacheHit | None:
-        """Runs in a worker thread. The lock is held only to read and to commit, never over the
-        vector product or the verification: the event loop takes the same lock for every exact
-        lookup and every store (held throughout, it made those wait ~2 ms each, measured)."""
+        """Runs inline or in a worker thread (aget_semantic decides). The lock is held only to
+        read and to commit, never over the vector product or the verification: the event loop
+        takes the same lock for every exact lookup and every store (held throughout, it made
+        those wait ~2 ms each, measured)."""
         task_vec, ctx_vec = vectors
         threshold = self.threshold
         form_key = self._form_key(key)  # canonical words: computed here, off the event loop
@@ -351,8 +366,7 @@ class ResponseCache:
         if not stored or not key.semantic_ok:
             return stored
         vectors = await self._avectors(key)
-        chars = sum(len(c) for _, c in key.norm)
-        if not key.has_forms and chars > INLINE_FORM_CHARS:  # the scope needs them too
+        if not self._reduced_inline(key):  # the scope needs them too
             await asyncio.to_thread(lambda: key.forms)
         form_key = self._form_key(key)
         with self._lock:

@@ -129,7 +129,9 @@ class QuestionVerifier:
             a, b = _join_compounds(a, b), _join_compounds(b, a)
             typos = not (_about_words(a) or _about_words(b))
             cased = (stored.cased, asked.cased)
-            unexplained = self._align(a, b, rewrite, explained, names, capitalised, typos, cased)
+            unexplained = self._align(
+                a, b, rewrite, explained, names, capitalised, typos, cased, stop_early=not explain
+            )
             if unexplained:
                 kind = _difference_kind(*unexplained) if explain else "content words differ"
                 return Verdict(False, "vetoed: " + kind)
@@ -160,15 +162,26 @@ class QuestionVerifier:
         capitalised: frozenset[str],
         typos: bool,
         cased: tuple[bool, bool] = (False, False),
+        stop_early: bool = False,
     ) -> tuple[list[str], list[str]] | None:
         """Fill `rewrite` (b's word -> a's) with each explained difference; or return what
         stays unmatched. `names`: keywords in capitals, never rewritten; `capitalised`: names
-        too, never a synonym ("Big Ben" / "Large Ben"), but may be misspelt."""
-        only_a = list((Counter(a) - Counter(b)).elements())
-        only_b = list((Counter(b) - Counter(a)).elements())
+        too, never a synonym ("Big Ben" / "Large Ben"), but may be misspelt.
+
+        Each match removes one word from each side, so a word left without one, or sides of
+        unequal length, already decide the veto: `stop_early` returns there (what is returned
+        is then only part of the difference; used when no reason is asked for).
+        """
+        count_a, count_b = Counter(a), Counter(b)
+        only_a = list((count_a - count_b).elements())
+        only_b = list((count_b - count_a).elements())
+        if stop_early and len(only_a) != len(only_b):
+            return only_a, only_b
         kinds = ("synonym", "unit", "typo") if typos else ("synonym",)
         for word in list(only_a):
             if word in names or word.startswith(QUOTE):
+                if stop_early:
+                    return only_a, only_b
                 continue  # literal: a keyword in capitals, quoted text
             for kind in kinds:
                 literal = capitalised if kind == "synonym" else names
@@ -191,6 +204,9 @@ class QuestionVerifier:
                 rewrite[match] = word
                 explained[kind] += 1
                 break
+            else:
+                if stop_early:
+                    return only_a, only_b  # `word` has no counterpart
         return (only_a, only_b) if only_a or only_b else None
 
     def _related(self, x: str, y: str, kind: str) -> bool:

@@ -253,3 +253,40 @@ async def test_an_answer_is_an_exact_hit_before_its_embedding_is_ready(
     # and once indexed, a reworded repeat is a semantic hit
     hit = await cache.aget(cache.key(SCOPE, _msgs(text.lower().rstrip("?") + "?")))
     assert hit is not None and hit.text == "Indian."
+
+
+async def test_a_small_lookup_runs_inline_and_a_large_one_in_a_thread(
+    minilm: BatchingEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load a thread hop costs more than a short search (cache.py, INLINE_SEARCH_ROWS);
+    a large index or a long prompt still leaves the event loop free."""
+    import threading
+
+    import mesh.router.cache as cache_module
+
+    cache = ResponseCache(CacheSettings(), embedder=minilm)
+    threads: list[int] = []
+    search = cache._get_semantic
+
+    def spy(*args: object) -> object:
+        threads.append(threading.get_ident())
+        return search(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cache, "_get_semantic", spy)
+    await cache.aput(
+        cache.key(SCOPE, _msgs("Name the largest planet in the solar system.")),
+        "Jupiter.",
+        USAGE,
+        outcome=Outcome.COMPLETE,
+        model="m",
+        node_id="n",
+    )
+    ask = cache.key(SCOPE, _msgs("name the largest planet in the solar system"))
+    assert (await cache.aget(ask)) is not None
+    long_ask = cache.key(SCOPE, _msgs("name the largest planet in the solar system " * 8))
+    await cache.aget(long_ask)  # canonical words of a long prompt cost more than a hop
+    monkeypatch.setattr(cache_module, "INLINE_SEARCH_ROWS", 0)
+    again = cache.key(SCOPE, _msgs("Name the largest planet in the solar system, please."))
+    assert (await cache.aget(again)) is not None
+    loop = threading.get_ident()
+    assert [ident == loop for ident in threads] == [True, False, False]
