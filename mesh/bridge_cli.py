@@ -6,7 +6,6 @@ the command line (shell history, `ps`).
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from mesh.cli.options import (
 from mesh.cli.server_telemetry import describe_metrics, flag_settings, server_telemetry
 from mesh.config import ConfigError
 from mesh.config.bridges import PROVIDERS, BridgeConfig
-from mesh.serve_loop import serve_until_signal
+from mesh.serve_loop import run_server, serve_until_signal
 
 # A fixed port beside `mesh node`'s, unlike BridgeConfig's 0: the address examples dial.
 DEFAULT_BRIDGE_LISTEN = "127.0.0.1:50071"
@@ -103,7 +102,7 @@ def bridge(**options: Any) -> None:
             err=True,
         )
 
-    asyncio.run(
+    run_server(
         serve_until_signal(runtime.start, runtime.stop, grace_s=options["grace"], on_ready=ready)
     )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import get_args
 
@@ -26,7 +25,7 @@ from mesh.cli.options import (
 )
 from mesh.cli.server_telemetry import describe_metrics, flag_settings, server_telemetry
 from mesh.config import NodeConfig, VllmEngineConfig, default_engine
-from mesh.serve_loop import serve_until_signal
+from mesh.serve_loop import run_server, serve_until_signal
 
 NODE = "mesh.config:NodeConfig"
 # A fixed port, unlike NodeConfig's 0: the address printed in docs and dialled by examples.
@@ -145,4 +144,4 @@ def node(
     def ready(address: str) -> None:
         click.echo(f"node {config.id} ready on {address} ({describe_metrics(telemetry)})", err=True)
 
-    asyncio.run(serve_until_signal(runtime.start, runtime.stop, grace_s=grace, on_ready=ready))
+    run_server(serve_until_signal(runtime.start, runtime.stop, grace_s=grace, on_ready=ready))

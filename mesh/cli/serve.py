@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import click
 
 from mesh.cli.options import (
@@ -17,7 +15,7 @@ from mesh.cli.options import (
     with_http_listen,
 )
 from mesh.cli.server_telemetry import server_telemetry
-from mesh.serve_loop import serve_until_signal
+from mesh.serve_loop import run_server, serve_until_signal
 
 
 def _ready_line(what: str, address: str, http_address: str) -> str:
@@ -44,7 +42,7 @@ def up(config_path: str | None, listen: str | None, http_listen: str | None, gra
     # Before any engine loads: a missing bridge key fails in a second, not after a minute.
     mesh.check_bridge_keys()
     http = mesh.router.http
-    asyncio.run(
+    run_server(
         serve_until_signal(
             mesh.start,
             mesh.stop,
@@ -69,7 +67,7 @@ def router(config_path: str, listen: str | None, http_listen: str | None, grace:
     telemetry = server_telemetry("mesh-router", config.telemetry)
     runtime = RouterRuntime(config.router, telemetry=telemetry)
     http = runtime.http
-    asyncio.run(
+    run_server(
         serve_until_signal(
             lambda: runtime.start(listen),
             runtime.stop,
