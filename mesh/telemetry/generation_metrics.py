@@ -92,12 +92,8 @@ class GenerationRecorder:
                 role=ROLE_NODE,
             )
             metrics.count_request(status=status, model=self.model, node=self.node, role=ROLE_NODE)
-        # Ids, counts and timings only: never prompt or completion text. A failure at INFO; a
-        # success at DEBUG (log_level: DEBUG), as the router logs none: the span store and the
-        # metrics carry the same ids and timings, and the line cost 4 % of a bridge's event
-        # loop at c32 (py-spy, 250 req/s: 250 lines a second).
-        log.log(
-            logging.DEBUG if status == "OK" else logging.INFO,
+        # Ids, counts and timings only: never prompt or completion text.
+        log.info(
             "request %s on node %s: %s in %.3fs, %s input / %s output tokens",
             self.request_id or "-",
             self.node,
