@@ -212,7 +212,7 @@ class ResponseCache:
         those wait ~2 ms each, measured)."""
         task_vec, ctx_vec = vectors
         threshold = self.threshold
-        form_key = self._form_key(key)  # canonical words: computed here, off the event loop
+        form_key = self._form_key(key)  # canonical words (inline only when cheap)
         scope = self._semantic_scope(key)
         with self._lock:
             if not self._entries:
