@@ -19,8 +19,10 @@ would flood the trace. Outside a recorded trace nothing is recorded at all.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -54,6 +56,13 @@ Check = InputCheck | OutputChunkCheck | OutputFinalCheck
 # Above this many characters fast guards leave the event loop: the default chain costs roughly
 # 0.5 ms per KB here, so 8 KB holds the loop for a few milliseconds at most.
 OFF_LOOP_CHARS = 8192
+# Texts a chain allowed untouched, remembered per tenant: a repeated prompt (a retry, a popular
+# question, every exact cache hit) then skips the detectors, which were a fifth of the router's
+# work on a cache hit (py-spy). Only where every guard is deterministic (the built-in
+# detectors; a guardrails-ai validator may call a model, so its chain never remembers), and
+# never a block, redaction, flag, monitor-mode finding or failure: those run, and are recorded
+# and audited, every time. A new policy builds new chains, so nothing outlives its policy.
+ALLOWED_MEMO_ENTRIES = 1024
 
 
 def _hook(built: BuiltGuard, check: Check) -> Callable[[], Verdict]:
@@ -150,6 +159,14 @@ def combine(text: str, outcomes: Sequence[GuardOutcome], policy_version: str) ->
     return ChainResult(action, text, tuple(outcomes), policy_version)
 
 
+def _untouched(result: ChainResult) -> bool:
+    """Every guard allowed, found nothing and did not fail: the text passes as it came."""
+    return result.action is Action.ALLOW and all(
+        o.verdict.action is Action.ALLOW and not o.verdict.findings and not o.error_type
+        for o in result.outcomes
+    )
+
+
 def _categories(outcome: GuardOutcome) -> list[str]:
     return [f.type for f in outcome.verdict.findings]
 
@@ -200,6 +217,10 @@ class GuardChain:
         self._cpu_heavy = any(g.guard.cpu_heavy for g in self.guards)
         # All inline: gather would only add task overhead, the result is the same.
         self._sequential = len(self.guards) == 1 or not self._cpu_heavy
+        deterministic = all(getattr(g.guard, "deterministic", False) for g in self.guards)
+        self._allowed: OrderedDict[bytes, tuple[GuardOutcome, ...]] | None = (
+            OrderedDict() if self.guards and deterministic else None
+        )
 
     async def _outcomes(self, check: Check) -> list[GuardOutcome]:
         if self._sequential:
@@ -309,6 +330,52 @@ class GuardChain:
     async def run(self, check: Check) -> ChainResult:
         if not self.guards:
             return ChainResult(Action.ALLOW, check.text, (), self.policy_version)
+        key = self._memo_key(check)
+        if key is None:
+            return await self._run(check)
+        assert self._allowed is not None
+        known = self._allowed.get(key)
+        if known is not None:
+            self._allowed.move_to_end(key)
+            return self._replay(check, known)
+        result = await self._run(check)
+        if _untouched(result):
+            self._allowed[key] = result.outcomes
+            while len(self._allowed) > ALLOWED_MEMO_ENTRIES:
+                self._allowed.popitem(last=False)
+        return result
+
+    def _memo_key(self, check: Check) -> bytes | None:
+        """A 128-bit digest of what the verdicts depend on, or None where nothing is kept (a
+        stream's chunks, a chain with a guard that may answer differently next time)."""
+        if self._allowed is None or isinstance(check, OutputChunkCheck):
+            return None
+        turns = check.turns if isinstance(check, InputCheck) else ()
+        layout = ";".join(f"{t.role}:{t.start}:{t.end}" for t in turns)
+        digest = hashlib.blake2b(digest_size=16)
+        for part in (check.tenant, check.system_prompt, layout, check.text):
+            raw = part.encode("utf-8", "surrogatepass")
+            digest.update(len(raw).to_bytes(8, "little"))
+            digest.update(raw)
+        return digest.digest()
+
+    def _replay(self, check: Check, outcomes: tuple[GuardOutcome, ...]) -> ChainResult:
+        """A remembered allow: the same outcomes, one event saying no guard had to run."""
+        current = trace.get_current_span()
+        if current.is_recording():
+            semconv.record_allowed_chain(
+                current,
+                self.stage.value,
+                guards=[o.guard for o in outcomes],
+                durations_ms=[0.0] * len(outcomes),
+                end_ns=time.time_ns(),
+                policy_id=self.policy_id or None,
+                policy_version=self.policy_version,
+                remembered=True,
+            )
+        return ChainResult(Action.ALLOW, check.text, outcomes, self.policy_version)
+
+    async def _run(self, check: Check) -> ChainResult:
         current = trace.get_current_span()
         if not current.is_recording():
             return combine(check.text, await self._outcomes(check), self.policy_version)

@@ -29,6 +29,9 @@ class DetectorGuard:
     action: Action
     cpu_heavy: bool = False
     input_only: bool = False
+    # The same text always gets the same verdict (the built-in detectors are pure functions of
+    # the text and their configuration), so a chain may remember an allow (guards/chain.py).
+    deterministic = True
 
     def __post_init__(self) -> None:
         self._whole_text_only = bool(getattr(self.detector, "judges_whole_text", False))

@@ -103,6 +103,9 @@ MESH_GUARD_MODE = "mesh.guard.mode"
 MESH_GUARD_COUNT = "mesh.guard.count"
 MESH_GUARD_NAMES = "mesh.guard.names"  # every guard of a chain run, in policy order
 MESH_GUARD_DURATIONS_MS = "mesh.guard.durations_ms"  # their run times, in the same order
+# True when the chain answered from its memory of texts it allowed untouched (guards/chain.py):
+# no guard ran, so the durations are 0
+MESH_GUARD_REMEMBERED = "mesh.guard.remembered"
 MESH_GUARD_DURATION_MS = "mesh.guard.duration_ms"
 MESH_GUARD_CHUNK_OFFSET = "mesh.guard.chunk_offset"
 # The event a guard-chain span carries per guard (and a stream's current span per notable
@@ -504,6 +507,7 @@ def record_allowed_chain(
     end_ns: int,
     policy_id: str | None = None,
     policy_version: str | None = None,
+    remembered: bool = False,
 ) -> None:
     """A guard chain that let the text through unchanged, as ONE `apply_guardrail {target}`
     event on the current span (the request's server span) instead of a span of its own.
@@ -516,6 +520,8 @@ def record_allowed_chain(
     attributes[GEN_AI_SECURITY_DECISION_TYPE] = "allow"
     attributes[MESH_GUARD_NAMES] = list(guards)
     attributes[MESH_GUARD_DURATIONS_MS] = list(durations_ms)
+    if remembered:
+        attributes[MESH_GUARD_REMEMBERED] = True
     target = TARGET_LLM_OUTPUT if stage == "output" else TARGET_LLM_INPUT
     span.add_event(f"{OPERATION_APPLY_GUARDRAIL} {target}", attributes, timestamp=end_ns)
 
