@@ -149,7 +149,9 @@ async def _refused(store: SharedBudgets, tenant: str, amount: float) -> BudgetEx
 async def test_holds_of_a_replica_that_stops_renewing_expire_and_live_ones_do_not(
     fresh_postgres_url: str,
 ) -> None:
-    async with _stores(fresh_postgres_url, "alive", "dead", ttl_s=1.0) as (alive, dead):
+    # A 3 s TTL (renewed every second): a database that stalls for 2 s under a loaded CI
+    # machine expired the live hold too at 1 s (seen once in CI: "no answer within 2s").
+    async with _stores(fresh_postgres_url, "alive", "dead", ttl_s=3.0) as (alive, dead):
         kept = await alive.reserve("acme", 4.0, LIMIT)
         await dead.reserve("acme", 6.0, LIMIT)
         assert dead._loop is not None
@@ -161,7 +163,7 @@ async def test_holds_of_a_replica_that_stops_renewing_expire_and_live_ones_do_no
             return figures["holds"] == 1 and figures["reserved_usd"] == 4.0
 
         assert await _eventually(reclaimed)  # ... until it expires and is given back
-        await asyncio.sleep(2.5)  # the live hold outlives its 1 s TTL: its replica renews it
+        await asyncio.sleep(4.0)  # the live hold outlives its 3 s TTL: its replica renews it
         assert (await alive.spent("acme"))["reserved_usd"] == 4.0
         admitted = await alive.reserve("acme", 6.0, LIMIT)
         await alive.settle("acme", [kept, admitted], 10.0, _row("both", "acme", 10.0))
