@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from benchmarks.harness import versions
+from benchmarks.prompts import unique_variants
 from benchmarks.stats import Row, suite_arguments, write_rows
 from guards.chain import GuardChain
 from guards.hooks import InputCheck
@@ -84,9 +85,14 @@ async def interleaved_p50_us(
 async def chain_vs_baseline(
     chain: GuardChain, text: str, rounds: int, per_round: int
 ) -> tuple[float, float]:
-    check = InputCheck(text)
+    # A new text every call, for both: the chain remembers the texts it allowed (a repeat
+    # would measure that memory, not the guards).
+    texts, base_texts = unique_variants(text), unique_variants(text)
     result = await interleaved_p50_us(
-        {"chain": lambda: chain.run(check), "baseline": lambda: naive_chain(text)},
+        {
+            "chain": lambda: chain.run(InputCheck(next(texts))),
+            "baseline": lambda: naive_chain(next(base_texts)),
+        },
         rounds,
         per_round,
     )

@@ -82,3 +82,12 @@ def distinct_prompts(seed: int = 7) -> Iterator[str]:
 
 
 REPEATED_PROMPT = "What is the capital of France?"
+
+
+def unique_variants(text: str) -> Iterator[str]:
+    """`text` with its last 9 characters replaced by " " and a counter, forever: the same length
+    and content, never the same string twice. A guard chain remembers the texts it allowed
+    (guards/chain.py), so a benchmark of what a chain costs on a new text must never repeat one."""
+    head = text[:-9]
+    for i in itertools.count():
+        yield f"{head} {i:08d}"

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import platform
 import statistics
@@ -418,17 +419,20 @@ def bench_chain(rounds: int, runs: int) -> None:
     provider = _provider(SimpleSpanProcessor(memory))
     tracer = provider.get_tracer("bench")
     chain = PolicyStore.from_file(tracer=tracer).chain(Stage.INPUT)
-    check = InputCheck(PROMPT_1KB)
+    # A new text each run, the same length: the chain remembers the texts it allowed.
+    texts = (f"{PROMPT_1KB[:-9]} {i:08d}" for i in itertools.count())
 
     async def timed(traced: bool) -> float:
         samples = []
         for _ in range(runs):
             if traced:
                 with tracer.start_as_current_span("request"):
+                    check = InputCheck(next(texts))
                     start = time.perf_counter()
                     await chain.run(check)
                     samples.append(time.perf_counter() - start)
             else:
+                check = InputCheck(next(texts))
                 start = time.perf_counter()
                 await chain.run(check)
                 samples.append(time.perf_counter() - start)
@@ -441,7 +445,7 @@ def bench_chain(rounds: int, runs: int) -> None:
             plain.append(await timed(False))
             traced.append(await timed(True))
         with tracer.start_as_current_span("request"):
-            await chain.run(check)
+            await chain.run(InputCheck(next(texts)))
         return plain, traced, len(memory.get_finished_spans()) - 1
 
     plain, traced, spans = asyncio.run(main())
