@@ -1,6 +1,8 @@
-"""A fake OpenAI-compatible upstream for benchmarks (not a model): the same tiny answer to
-every chat completion, as fast as aiohttp can send it, so what is measured is the proxy in
-front of it (LiteLLM's, or the router + bridge), never an engine.
+"""A fake OpenAI-compatible upstream for benchmarks (not a model): a tiny answer of eight words
+to every chat completion, as fast as aiohttp can send it, so what is measured is the proxy in
+front of it (LiteLLM's, or the router + bridge), never an engine. The last word counts the
+requests: no two answers are the same text, as with a real model (a router's output guards
+remember the texts they allowed, and one fixed answer would be checked only once).
 
 Serves GET /v1/models (readiness, the bridge's health probe) and POST /v1/chat/completions,
 unary and SSE streaming (with a usage chunk when `stream_options.include_usage` asks). It runs
@@ -10,13 +12,19 @@ in its own process: `python -m benchmarks.fake_openai --listen 127.0.0.1:PORT`.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from typing import Any
 
 from aiohttp import web
 
 ANSWER_WORDS = ("Paris", " is", " the", " capital", " of", " France", ".", " Yes")
-ANSWER = "".join(ANSWER_WORDS)
+_served = itertools.count(1)
+
+
+def _answer_words() -> tuple[str, ...]:
+    """ANSWER_WORDS with the last word replaced by this request's number."""
+    return (*ANSWER_WORDS[:-1], f" {next(_served)}")
 
 
 def _usage(body: dict[str, Any]) -> dict[str, int]:
@@ -57,7 +65,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": ANSWER},
+                        "message": {"role": "assistant", "content": "".join(_answer_words())},
                         "finish_reason": "stop",
                     }
                 ],
@@ -67,7 +75,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
     events = [_chunk(model, {"role": "assistant", "content": ""}, None)]
-    events += [_chunk(model, {"content": word}, None) for word in ANSWER_WORDS]
+    events += [_chunk(model, {"content": word}, None) for word in _answer_words()]
     events.append(_chunk(model, {}, "stop"))
     if (body.get("stream_options") or {}).get("include_usage"):
         events.append({**_chunk(model, {}, None), "choices": [], "usage": _usage(body)})
