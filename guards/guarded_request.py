@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from guards.audit import AuditLog
@@ -77,13 +77,17 @@ class GuardedRequest:
         request_id: str,
         system_prompt: str,
         audit: AuditLog | None = None,
+        on_outcomes: Callable[[Sequence[GuardOutcome]], None] | None = None,
     ) -> None:
+        """`on_outcomes` sees every verdict once, as it is recorded (the router counts them
+        for its metrics); a failure there is logged and never fails the request."""
         self.store = store
         self.policy: LoadedPolicy = store.active
         self.tenant = tenant
         self.request_id = request_id
         self.system_prompt = system_prompt
         self.audit = audit
+        self.on_outcomes = on_outcomes
 
     @property
     def version(self) -> str:
@@ -122,7 +126,13 @@ class GuardedRequest:
         )
 
     async def record(self, outcomes: Sequence[GuardOutcome], text: str) -> None:
-        """Audit non-allow outcomes; a failing audit store is logged, never fails the request."""
+        """Count every outcome and audit the non-allow ones; a failing audit store or counter is
+        logged, never fails the request."""
+        if self.on_outcomes is not None:
+            try:
+                self.on_outcomes(outcomes)
+            except Exception:
+                log.exception("counting guard verdicts failed for request %s", self.request_id)
         if self.audit is None:
             return
         try:

@@ -133,7 +133,7 @@ class RouterRuntime:
         tracer = telemetry.tracer if telemetry else None
         self.settle = Settle(self.accounting, self.cache, metrics)
         self.pipeline = Pipeline(
-            input_guards=InputGuards(self.policy_store, self.audit),
+            input_guards=InputGuards(self.policy_store, self.audit, metrics),
             planner=self.planner,
             cache=CacheLookup(self.cache, metrics),
             forwarder=Forwarder(

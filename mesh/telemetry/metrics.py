@@ -66,6 +66,7 @@ _MODEL = "mesh.model"
 _GUARD = "mesh.guard"
 _STAGE = "mesh.guard.stage"
 _ACTION = "mesh.guard.action"
+_MODE = "mesh.guard.mode"
 _HIT = "mesh.cache.hit"
 # Who observed a GenAI measurement: "node" (where the model ran) or "router" (its upstream
 # attempt). In `mesh up` both live in one process; without it their series would merge.
@@ -190,10 +191,12 @@ class MeshMetrics:
             unit="{request}",
             description="Requests finished, by status",
         )
-        self.guard_verdicts = meter.create_counter(
+        self._guard_verdicts = _Totals()
+        self.guard_verdicts = meter.create_observable_counter(
             "mesh.guard.verdicts",
+            callbacks=[self._guard_verdicts.observe],
             unit="{verdict}",
-            description="Guard verdicts by guard and action",
+            description="Guard verdicts by guard, stage, action and mode (errors by type)",
         )
         self._cache_lookups = _Totals()
         self.cache_lookups = meter.create_observable_counter(
@@ -347,9 +350,20 @@ class MeshMetrics:
         )
 
     @never_raises
-    def count_guard_verdict(self, *, guard: str, action: str, stage: str) -> None:
-        """One guard verdict (pass, flag, redact, block, ...)."""
-        self.guard_verdicts.add(1, {_GUARD: guard, _ACTION: action, _STAGE: stage})
+    def count_guard_verdict(
+        self, *, guard: str, action: str, stage: str, mode: str = "enforce", error_type: str = ""
+    ) -> None:
+        """One guard verdict (allow, flag, redact, block); `mode` says whether it took effect
+        (enforce) or was only recorded (monitor); a guard that failed names its error type."""
+        attributes: dict[str, AttributeValue] = {
+            _GUARD: guard,
+            _STAGE: stage,
+            _ACTION: action,
+            _MODE: mode,
+        }
+        if error_type:
+            attributes[sc.ERROR_TYPE] = error_type
+        self._guard_verdicts.add(1, attributes)
 
     @never_raises
     def count_cache_lookup(

@@ -12,6 +12,7 @@ import pytest
 from opentelemetry.trace import INVALID_SPAN
 
 from guards.errors import GuardBlocked
+from guards.guarded_request import GuardedRequest
 from guards.policy_loader import load_policy
 from guards.policy_store import PolicyStore
 from mesh.config import (
@@ -144,6 +145,22 @@ async def test_input_guards_block_with_the_guard_named() -> None:
         InputGuards.apply(ctx, await InputGuards.check(ctx))
     assert info.value.metadata["guards"] == "injection"
     assert info.value.metadata["stage"] == "request"
+
+
+async def test_a_failing_verdict_counter_never_fails_the_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen: list[str] = []
+
+    def broken_counter(outcomes: object) -> None:
+        seen.append("called")
+        raise RuntimeError("metrics backend gone")
+
+    store = PolicyStore(load_policy(POLICY))
+    guarded = GuardedRequest(store, "t", "req-1", "", audit=None, on_outcomes=broken_counter)
+    result = await guarded.check_input("mail a@b.io now")
+    assert result.redactions and seen == ["called"]
+    assert "counting guard verdicts failed for request req-1" in caplog.text
 
 
 async def test_without_guards_the_stage_passes_everything() -> None:

@@ -11,11 +11,14 @@ or raises GuardBlocked once the verdict is known.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from guards.audit import AuditLog
 from guards.guarded_request import GuardedRequest, Segments, blocked_error
 from guards.policy_store import PolicyStore
-from guards.verdict import ChainResult
+from guards.verdict import ChainResult, GuardOutcome
 from mesh.router.pipeline.context import RequestContext
+from mesh.telemetry.metrics import MeshMetrics
 from mesh.v1 import types_pb2
 
 _SYSTEM = types_pb2.ROLE_SYSTEM
@@ -34,9 +37,25 @@ def _segments(ctx: RequestContext) -> Segments:
 class InputGuards:
     """Opens each request's guard snapshot and runs its input chain."""
 
-    def __init__(self, store: PolicyStore | None, audit: AuditLog | None) -> None:
+    def __init__(
+        self, store: PolicyStore | None, audit: AuditLog | None, metrics: MeshMetrics | None = None
+    ) -> None:
         self.store = store
         self.audit = audit
+        self.metrics = metrics
+
+    def _count(self, outcomes: Sequence[GuardOutcome]) -> None:
+        """Every verdict of the request (input, output, a stream's window) on the
+        `mesh.guard.verdicts` counter: what a security team graphs and alerts on."""
+        assert self.metrics is not None
+        for o in outcomes:
+            self.metrics.count_guard_verdict(
+                guard=o.guard,
+                stage=o.stage.value,
+                action=o.verdict.action.value,
+                mode=o.mode.value,
+                error_type=o.error_type,
+            )
 
     @property
     def enabled(self) -> bool:
@@ -50,7 +69,10 @@ class InputGuards:
         if self.store is None:
             return None
         system = "\n".join(m.content for m in ctx.request.messages if m.role == _SYSTEM)
-        ctx.guards = GuardedRequest(self.store, ctx.tenant, ctx.request_id, system, self.audit)
+        count = self._count if self.metrics is not None else None
+        ctx.guards = GuardedRequest(
+            self.store, ctx.tenant, ctx.request_id, system, self.audit, on_outcomes=count
+        )
         return ctx.guards
 
     @staticmethod
