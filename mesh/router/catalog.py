@@ -264,6 +264,10 @@ class Catalog:
             )
         return out
 
+    def tiers(self) -> frozenset[int]:
+        """The tiers of every card in the table, healthy or not (as the tier screen reads it)."""
+        return frozenset(int(card.tier) for entry in self._nodes.values() for card in entry.cards)
+
     def page(self, page_size: int, page_token: str) -> tuple[list[NodeEntry], str]:
         """A page ordered by node id, and the token for the next one ("" on the last page)."""
         size = _page_size(page_size)

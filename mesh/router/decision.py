@@ -15,7 +15,7 @@ from mesh.config import tier_name
 from mesh.contract.errors import Code, MeshError, echo
 from mesh.router.catalog import Candidate
 from mesh.router.costs import estimate_cost, estimate_prompt_tokens
-from mesh.router.tier_estimator import TierEstimate
+from mesh.router.tier_estimator import ESTIMATED_TIERS, TierEstimate
 from mesh.v1 import types_pb2
 
 
@@ -29,6 +29,8 @@ class RouteRequest:
     estimate: TierEstimate | None = None
     allow_external_default: bool = True
     prompt_tokens: int = -1  # -1: estimated from messages
+    # Why no estimate was made although the policy uses one (see `routes_alike`).
+    unestimated_because: str = ""
 
     @property
     def prompt_token_estimate(self) -> int:
@@ -170,6 +172,21 @@ def is_full(load: types_pb2.NodeLoad) -> bool:
     return at_limit or load.kv_cache_usage >= 0.95
 
 
+def routes_alike(tiers: frozenset[int], min_tier: int) -> bool:
+    """Whether every tier an estimate can name leaves the same candidates eligible in a
+    catalogue of `tiers` (see `screen`): then no estimate can change the decision.
+
+    True for a one-tier catalogue, or a min_tier at the top of it: the router then skips the
+    estimator (MiniLM is most of a routed request's CPU where it runs). Never for an empty one.
+    """
+    if not tiers:
+        return False
+    top = max(tiers)
+    needed = {max(min(t, top), min_tier) for t in ESTIMATED_TIERS}
+    eligible = {frozenset(t for t in tiers if t >= n) for n in needed}
+    return len(eligible) == 1
+
+
 def screen(
     req: RouteRequest,
     candidates: Sequence[Candidate],
@@ -228,6 +245,8 @@ def _tier_clause(req: RouteRequest) -> str:
     prompt was not judged to be."""
     if req.estimate is not None:
         return f"tier {tier_name(req.needed_tier)}: {req.estimate.reason}"
+    if req.unestimated_because:
+        return f"tier not estimated: {req.unestimated_because}"
     if int(req.hints.min_tier) != types_pb2.MODEL_TIER_UNSPECIFIED:
         return f"tier {tier_name(req.needed_tier)} (min_tier)"
     return "tier not estimated"

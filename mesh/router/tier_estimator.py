@@ -43,7 +43,7 @@ from mesh.router.estimator_model import (
 )
 from mesh.v1 import types_pb2
 
-__all__ = ["FEATURE_CHARS", "TierEstimate", "TierEstimator", "load_model"]
+__all__ = ["ESTIMATED_TIERS", "FEATURE_CHARS", "TierEstimate", "TierEstimator", "load_model"]
 
 DATA = Path(__file__).with_name("data")
 DEFAULT_MODEL = DATA / "tier_model.npz"
@@ -55,6 +55,8 @@ STATIC_EMBEDDING = "minilm-static-v1-mean+max"
 # The model's classes as ModelTier values; `large` has no class of its own (no public data
 # labels it apart): the policy serves a medium estimate from a large card when it is cheapest.
 _PROTO = {name: Tier.named(name).proto for name in TIERS}  # type: ignore[union-attr]
+# Every tier an estimate can name, lowest first.
+ESTIMATED_TIERS: tuple[int, ...] = tuple(sorted(_PROTO.values()))
 _MIN_CUE = 0.4  # a structural feature is named only when it moved the log-odds this much
 
 _models: dict[Path, TierModel] = {}

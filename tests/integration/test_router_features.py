@@ -270,7 +270,9 @@ async def test_static_vectors_route_and_serve_paraphrases_like_minilm(static: bo
 
     cache = CacheSettings(enabled=True)
     embeddings = EmbeddingSettings(static=static)
-    async with mesh([fake_node_config("a")], cache=cache, embeddings=embeddings) as m:
+    # Two tiers, so an estimate can change the decision and is made (one tier skips it).
+    big = fake_node_config("b", model="big", tier=Tier.FRONTIER, input_price_per_mtok=2.5)
+    async with mesh([fake_node_config("a"), big], cache=cache, embeddings=embeddings) as m:
         first = await m.stub.Generate(request(EASY), timeout=30)
         para = await m.stub.Generate(request("Tell me the capital of France."), timeout=30)
         other = await m.stub.Generate(request("What is the capital of Spain?"), timeout=30)

@@ -224,6 +224,43 @@ async def test_a_pin_skips_the_estimate_and_a_policy_uses_it() -> None:
     assert named.name == "latency" and not named.pinned_model
 
 
+async def test_no_estimate_where_the_catalogue_routes_every_tier_alike(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One tier in the table (or a min_tier at its top): no estimate could change the decision,
+    so the estimator is never asked, and the reason says why; two tiers: estimated as ever."""
+    plans = planner()
+    request = context().request
+    cheapest = plans.policy_for("alice", t.RoutingHints())
+    estimated = await plans.plan(
+        "alice", cheapest, request.messages, request.sampling, t.RoutingHints()
+    )
+    assert estimated.route_request.estimate is not None
+
+    async def never(*_: object) -> None:
+        raise AssertionError("the estimator was asked")
+
+    assert plans.estimator is not None
+    monkeypatch.setattr(plans.estimator, "aestimate", never)
+    top = t.RoutingHints(min_tier=t.MODEL_TIER_FRONTIER)
+    floored = await plans.plan("alice", cheapest, request.messages, request.sampling, top)
+    assert floored.route_request.estimate is None
+    assert plans.decide(floored).reason.startswith(
+        "tier not estimated: every tier routes alike in this catalogue (small, frontier; "
+        "min_tier frontier); cheapest healthy: frontier"
+    )
+    only_big = Catalog()
+    only_big.add_static("big-node", "127.0.0.1:2", [BIG])
+    plans.catalog = only_big
+    plan = await plans.plan("alice", cheapest, request.messages, request.sampling, t.RoutingHints())
+    assert plan.route_request.estimate is None and plan.cache_target == "tier:small"
+    decision = plans.decide(plan)
+    assert decision.chosen.node_id == "big-node"
+    assert decision.reason.startswith(
+        "tier not estimated: every tier routes alike in this catalogue (frontier); cheapest"
+    )
+
+
 @pytest.mark.parametrize("tier", [5, 99, -1])
 def test_an_unknown_min_tier_is_the_callers_mistake(tier: int) -> None:
     with pytest.raises(InvalidRequest) as info:

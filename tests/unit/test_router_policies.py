@@ -9,7 +9,7 @@ from mesh.config import BaselineSettings, PolicyConfig, RoutingSettings
 from mesh.contract.errors import Code, MeshError
 from mesh.router.catalog import Candidate
 from mesh.router.costs import actual_cost, baseline_cost, estimate_cost, estimate_prompt_tokens
-from mesh.router.decision import NoRoute, RouteRequest
+from mesh.router.decision import NoRoute, RouteRequest, routes_alike, screen
 from mesh.router.policies import (
     CheapestCapablePolicy,
     LatencyPolicy,
@@ -19,7 +19,7 @@ from mesh.router.policies import (
     PrefixAffinityPolicy,
     prefix_blocks,
 )
-from mesh.router.tier_estimator import TierEstimate
+from mesh.router.tier_estimator import ESTIMATED_TIERS, TierEstimate
 from mesh.v1 import types_pb2 as t
 
 SMALL, FRONTIER, MEDIUM = t.MODEL_TIER_SMALL, t.MODEL_TIER_FRONTIER, t.MODEL_TIER_MEDIUM
@@ -169,6 +169,51 @@ def test_a_reason_without_an_estimate_claims_no_tier() -> None:
     floored = RouteRequest(MSG, 100, t.RoutingHints(min_tier=MEDIUM), None)  # type: ignore[arg-type]
     d = PinnedPolicy("pinned", "smol").decide(floored, pool)
     assert d.reason.startswith("tier medium (min_tier); pinned to smol")
+
+
+ALL_TIERS = (t.MODEL_TIER_UNSPECIFIED, SMALL, MEDIUM, t.MODEL_TIER_LARGE, FRONTIER)
+
+
+def _screens(pool: list[Candidate], min_tier: int) -> set[tuple[tuple[str, ...], ...]]:
+    """The distinct (eligible, rejected) node sets the screen gives over every tier an estimate
+    can name."""
+    outcomes = set()
+    for estimated in ESTIMATED_TIERS:
+        estimate = TierEstimate(estimated, 1.0, "test", (0.0, 0.0, 0.0, 0.0))
+        r = RouteRequest(MSG, 100, t.RoutingHints(min_tier=min_tier), estimate)  # type: ignore[arg-type]
+        eligible, rejected = screen(r, pool, 500.0)
+        outcomes.add(
+            (tuple(c.node_id for c in eligible), tuple(sc.candidate.node_id for sc in rejected))
+        )
+    return outcomes
+
+
+@pytest.mark.parametrize("min_tier", ALL_TIERS)
+def test_routes_alike_holds_exactly_where_no_estimate_can_change_the_eligible_set(
+    min_tier: int,
+) -> None:
+    """Checked against the screen every policy uses, for every catalogue of up to three tiers:
+    with every node healthy, `routes_alike` is True iff every tier an estimate can name leaves
+    the same candidates eligible; with one node down it is never True where they differ (it
+    reads tiers only, as health may change before the decision)."""
+    import itertools
+
+    cards = {tier: card(f"m{tier}", tier, 0.1 * (tier + 1)) for tier in ALL_TIERS}
+    for size in range(1, 4):
+        for tiers in itertools.combinations(ALL_TIERS, size):
+            alike = routes_alike(frozenset(tiers), min_tier)
+            healthy = [cand(f"n{tier}", cards[tier]) for tier in tiers]
+            assert alike == (len(_screens(healthy, min_tier)) == 1), tiers
+            for down in tiers:
+                pool = [cand(f"n{x}", cards[x], healthy=x != down) for x in tiers]
+                assert not alike or len(_screens(pool, min_tier)) == 1, (tiers, down)
+    assert not routes_alike(frozenset(), min_tier)  # nothing known yet: estimate as ever
+
+
+def test_a_request_left_unestimated_says_why_in_its_reason() -> None:
+    r = RouteRequest(MSG, 100, unestimated_because="one tier")  # type: ignore[arg-type]
+    d = CheapestCapablePolicy("cheapest").decide(r, [cand("b", BIG)])
+    assert d.reason.startswith("tier not estimated: one tier; cheapest healthy: frontier")
 
 
 def test_latency_policy_prefers_lowest_ewma_ttft_unknown_as_default() -> None:

@@ -1,6 +1,7 @@
 """Plan stage: which policy, which tier, then which candidates in which order.
 
-`plan` picks the policy and, only when the policy uses it, estimates the tier (a model learned
+`plan` picks the policy and, only when the policy uses it and the catalogue's tiers let an
+estimate change the decision (`routes_alike`), estimates the tier (a model learned
 from public data: a static model first, on the loop in ~0.1 ms, and MiniLM's where the static
 estimate is near a bound, its embedding on the shared embedder's worker thread so the event
 loop never waits on it). `decide` orders the
@@ -16,7 +17,7 @@ from mesh.config import tier_name
 from mesh.contract.errors import FieldViolation, InvalidRequest, UpstreamUnavailable
 from mesh.router.breaker import BreakerBoard
 from mesh.router.catalog import Candidate, Catalog
-from mesh.router.decision import RouteDecision, RouteRequest
+from mesh.router.decision import RouteDecision, RouteRequest, routes_alike
 from mesh.router.policies import PolicySet, RoutingPolicy
 from mesh.router.tier_estimator import TierEstimate, TierEstimator
 from mesh.v1 import types_pb2
@@ -79,8 +80,17 @@ class Planner:
         )
         min_tier = max(int(hints.min_tier), self.policies.min_tier(policy))
         estimate: TierEstimate | None = None
+        unestimated = ""
         if policy.needs_estimate and self.estimator is not None:
-            estimate = await self.estimator.aestimate(messages, min_tier)  # type: ignore[arg-type]
+            tiers = self.catalog.tiers()
+            if routes_alike(tiers, min_tier):
+                unestimated = (
+                    "every tier routes alike in this catalogue ("
+                    + ", ".join(tier_name(t) for t in sorted(tiers))
+                    + (f"; min_tier {tier_name(min_tier)})" if min_tier else ")")
+                )
+            else:
+                estimate = await self.estimator.aestimate(messages, min_tier)  # type: ignore[arg-type]
         route_hints = hints
         if min_tier != int(hints.min_tier):
             route_hints = types_pb2.RoutingHints()
@@ -92,6 +102,7 @@ class Planner:
             hints=route_hints,
             estimate=estimate,
             allow_external_default=settings.allow_external,
+            unestimated_because=unestimated,
         )
         return Plan(tenant, policy, request)
 
