@@ -73,14 +73,24 @@ class Fleet:
         self.pids[name] = proc.pid
         return proc.pid
 
-    def node(self, name: str, address: str, node_id: str = "fake-node") -> int:
+    def node(
+        self,
+        name: str,
+        address: str,
+        node_id: str = "fake-node",
+        *,
+        model: str = FAKE_MODEL,
+        tier: str = "frontier",
+        price: float = 0.0,
+    ) -> int:
         """`mesh node --engine fake`: FakeEngine, 8 one-word chunks per answer.
 
-        Tier frontier: the one node must be capable of every prompt the default config's
-        tier estimate sends it (a smaller tier fails the harder prompts as no candidate).
+        Tier frontier by default: a lone node must be capable of every prompt (with tiers
+        beside it, a smaller one would fail the harder prompts as no candidate).
         """
-        args = mesh_command("node", "--engine", "fake", "--model", FAKE_MODEL, "--listen", address)
-        args += ["--node-id", node_id, "--tier", "frontier", "--max-inflight", "256"]
+        args = mesh_command("node", "--engine", "fake", "--model", model, "--listen", address)
+        args += ["--node-id", node_id, "--tier", tier, "--max-inflight", "256"]
+        args += ["--price-in", str(price), "--price-out", str(2 * price)]
         args += ["--metrics-listen", "off"]
         return self.start(name, args, grpc_ready(address))
 
@@ -153,3 +163,17 @@ def start_mesh_paths(f: Fleet, routers: dict[str, str]) -> Started:
         pid = f.router(name, kind, addr, [("fake-node", node)])
         started[name] = (addr, {"front": pid, "node": node_pid})
     return started
+
+
+def start_tiered_router(f: Fleet, name: str, frontier_node: str, frontier_pid: int) -> Started:
+    """A default-config router over three tiers: small and medium FakeEngine nodes (cheaper)
+    beside the frontier node. With one tier a router makes no estimate (none could change the
+    decision); with three it does, so this path carries the tier estimator's cost."""
+    upstreams = [("fake-node", frontier_node)]
+    for tier, price in (("small", 0.02), ("medium", 0.15)):
+        addr = loopback()
+        f.node(f"node {tier}", addr, f"fake-{tier}", model=f"fake-{tier}", tier=tier, price=price)
+        upstreams.append((f"fake-{tier}", addr))
+    addr = loopback()
+    pid = f.router(name, "default", addr, upstreams)
+    return {name: (addr, {"front": pid, "node": frontier_pid})}

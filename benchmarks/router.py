@@ -4,8 +4,11 @@ own process, figures as medians of round medians and as ratios against D and N o
 - D: client -> node; N: client -> do-nothing grpc.aio relay -> node (the floor of a hop);
 - R lean: the minimum router (benchmarks.fleet), model pinned;
 - R lean-untraced: R lean with telemetry off (the cost of tracing at 100 % sampling);
-- R default: the shipped default config on distinct prompts (no cache hits): what a user gets;
-- R default-hit: the default config on one repeated prompt (response-cache hits).
+- R default: the shipped default config on distinct prompts (no cache hits): what a user gets
+  with one model (a one-tier catalogue: no tier estimate, none could change the decision);
+- R default-hit: the default config on one repeated prompt (response-cache hits);
+- R default 3-tier: the default config over three nodes (small, medium, frontier) on distinct
+  prompts: the tier estimate runs (static model first, MiniLM where it is near a bound).
 
 The node runs FakeEngine (a fast deterministic test engine, named as such) so what is measured
 is the mesh's own cost.
@@ -19,7 +22,7 @@ import asyncio
 import sys
 
 from benchmarks.clients import PathResult, hits_and_errors, measure_unary, open_paths, repeated
-from benchmarks.fleet import fleet, start_mesh_paths
+from benchmarks.fleet import fleet, start_mesh_paths, start_tiered_router
 from benchmarks.harness import cpu_note, versions
 from benchmarks.prompts import distinct_prompts
 from benchmarks.stats import (
@@ -41,6 +44,8 @@ def run(plan: Plan) -> dict[str, PathResult]:
     with fleet() as f:
         started = start_mesh_paths(f, ROUTERS)
         started["R default-hit"] = started["R default"]  # the same router, a repeated prompt
+        node, roles = started["D node"]
+        started.update(start_tiered_router(f, "R default 3-tier", node, roles["node"]))
 
         async def go() -> dict[str, PathResult]:
             async with open_paths(
@@ -121,6 +126,14 @@ def report(results: dict[str, PathResult], plan: Plan) -> None:
         paired_added(lean.latency, untraced.latency), paired_added(lean.latency, d.latency)
     )
     print(f"tracing: {100 * share:.0f} % of R lean's added p50")
+    one, three = results["R default"], results["R default 3-tier"]
+    print(
+        "tier estimate (R default 3-tier over R default): "
+        f"+{paired_added(three.latency, one.latency):.2f} ms p50, "
+        f"router CPU {three.get('cpu_ms_front', float('nan')):.2f} vs "
+        f"{one.get('cpu_ms_front', float('nan')):.2f} ms/req at c32, "
+        f"c32 {three['rps_c32']:.0f} vs {one['rps_c32']:.0f} rps"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
