@@ -16,6 +16,11 @@ aligned with the request's words one for one, each difference explained:
   km" / "5 kilometres", question_units.py); a misspelling with a letter doubled in the wrong
   place ("untill", "brocolli") or a vowel for a vowel inside a long word ("seperate"), the
   misspelt side still a word no dictionary knows;
+- (round 9) a unit's abbreviation and its name also where a language names a thing ("Greek
+  yoghurt"), not only where typos are forgiven; never in a prompt about wording or
+  translation ("what does 5 km mean", "say it in Greek");
+- (round 9) a whole sentence of greetings, thanks and good wishes (question_fillers.py,
+  SOCIAL_WORDS) dropped when another sentence remains;
 - in the same order, except the reorderings of question_order.py: a phrase moved between the
   start and the end ("In Excel, how do I ..." / "How do I ... in Excel?"), the two sides of a
   plain "and" / "or" or of a symmetric relation exchanged, "not" after the subject, and
@@ -128,9 +133,11 @@ class QuestionVerifier:
         if a != b:
             a, b = _join_compounds(a, b), _join_compounds(b, a)
             typos = not (_about_words(a) or _about_words(b))
+            units = typos or not (_about_wording(a) or _about_wording(b))
             cased = (stored.cased, asked.cased)
+            kinds = ("synonym", "unit", "typo") if typos else ("synonym", "unit") if units else ()
             unexplained = self._align(
-                a, b, rewrite, explained, names, capitalised, typos, cased, stop_early=not explain
+                a, b, rewrite, explained, names, capitalised, kinds, cased, stop_early=not explain
             )
             if unexplained:
                 kind = _difference_kind(*unexplained) if explain else "content words differ"
@@ -160,7 +167,7 @@ class QuestionVerifier:
         explained: Counter[str],
         names: frozenset[str],
         capitalised: frozenset[str],
-        typos: bool,
+        kinds: tuple[str, ...],
         cased: tuple[bool, bool] = (False, False),
         stop_early: bool = False,
     ) -> tuple[list[str], list[str]] | None:
@@ -177,7 +184,7 @@ class QuestionVerifier:
         only_b = list((count_b - count_a).elements())
         if stop_early and len(only_a) != len(only_b):
             return only_a, only_b
-        kinds = ("synonym", "unit", "typo") if typos else ("synonym",)
+        kinds = kinds or ("synonym",)
         for word in list(only_a):
             if word in names or word.startswith(QUOTE):
                 if stop_early:
@@ -258,6 +265,18 @@ def _about_words(tokens: list[str]) -> bool:
     """A prompt about a word ("what does X mean", "spell X") or naming a language, or with
     letters outside English's: its odd words may be foreign or the word asked about."""
     return any(w in WORD_QUESTIONS or w in LANGUAGE_NAMES or not w.isascii() for w in tokens)
+
+
+def _about_wording(tokens: list[str]) -> bool:
+    """A prompt about how something is written or said ("what does X mean", "say 5 km in
+    Greek"), where "5 km" and "5 kilometres" are two texts. A language name that only
+    describes a thing ("Greek yoghurt", "French press") does not make it one."""
+    return any(w in WORD_QUESTIONS for w in tokens) or any(
+        w in LANGUAGE_NAMES and i and tokens[i - 1] in _TO_A_LANGUAGE for i, w in enumerate(tokens)
+    )
+
+
+_TO_A_LANGUAGE = frozenset(("in", "into", "to", "from"))
 
 
 def _articles_differ(

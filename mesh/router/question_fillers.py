@@ -23,6 +23,8 @@ from mesh.router.question_lexicon import (
     PREPOSITIONS,
     QUESTION_WORDS,
     REQUEST_VERBS,
+    SOCIAL_MARKERS,
+    SOCIAL_WORDS,
     THE_ASKS,
     TRAILING_FILLERS,
 )
@@ -67,21 +69,36 @@ def strip_fillers(toks: list[Tok]) -> tuple[list[Tok], str]:
     """Drop greetings, "could you please", "thanks" at sentence edges; drop punctuation. Also
     what a stripped "can you" / "will you" asked ("can", "will", or ""): in a request they
     are all polite, but "Can you die from X?" and "Will you die from X?" differ."""
-    out: list[Tok] = []
     openers: set[str] = set()
+    sentences: list[list[Tok]] = []
     sentence: list[Tok] = []
     for t in [*toks, Tok(".", ".")]:
         if t.low in BOUNDARY and not t.quoted:
             words = _trim(sentence, openers)
-            if words and not out:
-                words[0].initial = True
-            elif words:
-                out.append(Tok(SENTENCE, SENTENCE, initial=True))  # see question_form
-            out += words
+            if words:
+                sentences.append(words)
             sentence = []
         else:
             sentence.append(t)
+    kept = [s for s in sentences if not _social(s)]
+    out: list[Tok] = []
+    for words in kept or sentences:
+        if out:
+            out.append(Tok(SENTENCE, SENTENCE, initial=True))  # see question_form
+        words[0].initial = not out or words[0].initial
+        out += words
     return out, " ".join(sorted(openers))
+
+
+def _social(words: list[Tok]) -> bool:
+    """A sentence of greetings, thanks and good wishes only (SOCIAL_WORDS): no answer depends
+    on it. A quoted word or any other word keeps the sentence."""
+    lows = {w.low for w in words}
+    return (
+        not any(w.quoted for w in words)
+        and lows <= SOCIAL_WORDS
+        and not lows.isdisjoint(SOCIAL_MARKERS)
+    )
 
 
 def _trim(sentence: list[Tok], openers: set[str]) -> list[Tok]:

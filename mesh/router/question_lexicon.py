@@ -98,6 +98,24 @@ TRAILING_FILLERS = _phrases(
     much appreciated | appreciated |
     cheers | thx | ty | if you can | if possible | if you could | for me please | kindly"""
 )
+# A whole sentence made only of these words, with at least one marker among them, is social
+# ("Dear assistant, I would be very grateful for your help with the following.", "Hope you are
+# well!", "Many thanks in advance and kind regards."): it changes no answer, so a prompt loses it
+# when another sentence remains. Closed lists with no content word: "Thanks, answer in French."
+# or "I would be grateful for a short answer." keep theirs ("answer", "french", "short").
+SOCIAL_WORDS = _words(
+    """i me my we us our you your it this that there here is are am was were be been being
+    would could will can do does did have has had hope hoping hoped a an the and so but or
+    just really very much many quite bit of for with in to on at about from by hi hello hey
+    dear greetings assistant everyone all folks thanks thank grateful thankful appreciate
+    appreciated regards kind kindly best wishes cheers help following below advance having
+    doing good great nice lovely wonderful day morning afternoon evening week weekend ok okay
+    well alright question questions quick background sorry bother trouble any out again too"""
+)
+SOCIAL_MARKERS = _words(
+    """hi hello hey dear greetings thanks thank grateful thankful appreciate appreciated
+    regards cheers hope hoping wishes background"""
+)
 FILLER_AS_OBJECT = _words(
     """say says saying said translate translates spell pronounce mean means word words called
     is are was for to in as of a an the my your his her their our and or not"""
