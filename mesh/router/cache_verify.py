@@ -21,6 +21,8 @@ aligned with the request's words one for one, each difference explained:
   translation ("what does 5 km mean", "say it in Greek");
 - (round 9) a whole sentence of greetings, thanks and good wishes (question_fillers.py,
   SOCIAL_WORDS) dropped when another sentence remains;
+- (round 9) a contraction typed without its apostrophe ("whats", "dont", "im"), where the
+  bare form is no other word (question_form.py: "its", "were", "wont" stay as written);
 - in the same order, except the reorderings of question_order.py: a phrase moved between the
   start and the end ("In Excel, how do I ..." / "How do I ... in Excel?"), the two sides of a
   plain "and" / "or" or of a symmetric relation exchanged, "not" after the subject, and

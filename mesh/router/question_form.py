@@ -77,6 +77,37 @@ _CONTRACTIONS = [
         (r"\b(who|what|where|when|why|how|there|here|that|it|he|she|this)'s\b", r"\1 is"),
     )
 ]
+# Contractions typed without the apostrophe ("whats the capital", "i dont know"): only words
+# that are nothing else ("its", "were", "ill", "wont", "lets", "id" are words, left alone).
+_BARE_CONTRACTIONS = {
+    w: tuple(expanded.split())
+    for w, expanded in (
+        ("whats", "what is"),
+        ("thats", "that is"),
+        ("hows", "how is"),
+        ("wheres", "where is"),
+        ("whos", "who is"),
+        ("dont", "do not"),
+        ("doesnt", "does not"),
+        ("didnt", "did not"),
+        ("isnt", "is not"),
+        ("arent", "are not"),
+        ("wasnt", "was not"),
+        ("werent", "were not"),
+        ("havent", "have not"),
+        ("hasnt", "has not"),
+        ("hadnt", "had not"),
+        ("shouldnt", "should not"),
+        ("wouldnt", "would not"),
+        ("couldnt", "could not"),
+        ("mustnt", "must not"),
+        ("cant", "can not"),
+        ("im", "i am"),
+        ("ive", "i have"),
+        ("youre", "you are"),
+        ("theyre", "they are"),
+    )
+}
 _PHRASES = index_phrases(tuple(PHRASES), 0)
 _TWO_WORD_TENS = {t + u: TENS[t] + NUMBER_WORDS[u] for t in TENS for u in list(NUMBER_WORDS)[1:10]}
 
@@ -186,7 +217,15 @@ def _plain(segment: str) -> list[Tok]:
     if "'" in segment:
         for pattern, repl in _CONTRACTIONS:
             segment = pattern.sub(repl, segment)
-    return [Tok(w.lower(), w) for w in _TOKEN.findall(segment)]
+    out: list[Tok] = []
+    for w in _TOKEN.findall(segment):
+        low = w.lower()
+        bare = _BARE_CONTRACTIONS.get(low)
+        if bare is None:
+            out.append(Tok(low, w))
+        else:  # the first word keeps the capital ("Whats" -> "What is")
+            out += [Tok(p, w[0] + p[1:] if not i else p) for i, p in enumerate(bare)]
+    return out
 
 
 def _numerals(toks: list[Tok], shouting: bool) -> None:

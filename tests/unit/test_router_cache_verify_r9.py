@@ -85,3 +85,25 @@ def test_units_are_forgiven_beside_a_language_that_only_describes_a_thing(
             ),
         ],
     )
+
+
+def test_contractions_typed_without_the_apostrophe(verifier: QuestionVerifier) -> None:
+    check(
+        verifier,
+        wins=[
+            ("whats the tallest mountain in africa", "What is the tallest mountain in Africa?"),
+            ("why doesnt ice sink in water", "Why doesn't ice sink in water?"),
+            ("im vegan, what can i eat for protein", "I'm vegan, what can I eat for protein?"),
+        ],
+        refuses=[
+            # The "not" it holds is still a "not".
+            ("why doesnt ice sink in water", "why does ice sink in water"),
+            (
+                "I cant swim, what should I do at the beach?",
+                "I can swim, what should I do at the beach?",
+            ),
+        ],
+    )
+    # Words that are also words stay as written.
+    for word in ("its", "were", "ill", "wont", "lets", "id", "well", "shell"):
+        assert question_form(f"what about {word}").tokens[-1] == word
