@@ -30,17 +30,18 @@ from mesh.router.breaker import BreakerBoard
 from mesh.router.budget import BudgetTracker
 from mesh.router.cache import Outcome, ResponseCache
 from mesh.router.catalog import Catalog
+from mesh.router.decision import RouteRequest
 from mesh.router.edge import EdgeLimits, begin
 from mesh.router.pipeline.attempts import Attempts
 from mesh.router.pipeline.cache_lookup import CacheLookup
 from mesh.router.pipeline.context import RequestContext
 from mesh.router.pipeline.forward import Upstream, _for_node
 from mesh.router.pipeline.input_guards import InputGuards
-from mesh.router.pipeline.plan import Planner
+from mesh.router.pipeline.plan import Plan, Planner
 from mesh.router.pipeline.run import _gated
 from mesh.router.pipeline.settle import Settle
 from mesh.router.policies import PolicySet
-from mesh.router.tier_estimator import TierEstimator
+from mesh.router.tier_estimator import TierEstimate, TierEstimator
 from mesh.v1 import inference_pb2
 from mesh.v1 import types_pb2 as t
 from tests.unit.test_router_policies import BIG, SMOL, cand
@@ -259,6 +260,25 @@ async def test_no_estimate_where_the_catalogue_routes_every_tier_alike(
     assert decision.reason.startswith(
         "tier not estimated: every tier routes alike in this catalogue (frontier); cheapest"
     )
+
+
+def test_the_semantic_scope_is_the_tier_the_decision_can_reach() -> None:
+    """A frontier estimate in a catalogue whose best tier is medium is answered by a medium
+    model: its answer is filed as a medium answer, never as a frontier one that a frontier
+    request would reuse once a frontier model joins."""
+    policy = planner().policy_for("alice", t.RoutingHints())
+    frontier = TierEstimate(t.MODEL_TIER_FRONTIER, 0.9, "test", (0.0, 0.1, 0.0, 0.9))
+
+    def target(top: int, min_tier: int = 0) -> str:
+        hints = t.RoutingHints(min_tier=min_tier)  # type: ignore[arg-type]
+        request = RouteRequest([], 16, hints, frontier)  # type: ignore[arg-type]
+        return Plan("alice", policy, request, top).cache_target
+
+    assert target(t.MODEL_TIER_MEDIUM) == "tier:medium"
+    assert target(t.MODEL_TIER_FRONTIER) == "tier:frontier"
+    assert target(0) == "tier:frontier"  # no card known: the estimate as it stands
+    # A caller's floor above the catalogue is never lowered (nothing can serve it anyway).
+    assert target(t.MODEL_TIER_MEDIUM, t.MODEL_TIER_FRONTIER) == "tier:frontier"
 
 
 @pytest.mark.parametrize("tier", [5, 99, -1])

@@ -32,13 +32,19 @@ class Plan:
     tenant: str
     policy: RoutingPolicy
     route_request: RouteRequest
+    top_tier: int = 0  # the best tier in the catalogue when planned (0: none known)
 
     @property
     def cache_target(self) -> str:
-        """What a cached answer must have been routed to: the pinned model, or the tier."""
+        """What a cached answer must have been routed to: the pinned model, or the tier the
+        decision can reach. A frontier estimate in a catalogue whose best is medium is served
+        by a medium model, so its answer is a medium answer: were it filed under frontier, a
+        frontier request would get it once a frontier model joins."""
         if self.policy.pinned_model:
             return f"model:{self.policy.pinned_model}"
-        return f"tier:{tier_name(self.route_request.needed_tier)}"
+        request = self.route_request
+        tier = request.tier_within(self.top_tier) if self.top_tier else request.needed_tier
+        return f"tier:{tier_name(tier)}"
 
 
 class Planner:
@@ -81,8 +87,8 @@ class Planner:
         min_tier = max(int(hints.min_tier), self.policies.min_tier(policy))
         estimate: TierEstimate | None = None
         unestimated = ""
+        tiers = self.catalog.tiers()
         if policy.needs_estimate and self.estimator is not None:
-            tiers = self.catalog.tiers()
             if routes_alike(tiers, min_tier):
                 unestimated = (
                     "every tier routes alike in this catalogue ("
@@ -104,7 +110,7 @@ class Planner:
             allow_external_default=settings.allow_external,
             unestimated_because=unestimated,
         )
-        return Plan(tenant, policy, request)
+        return Plan(tenant, policy, request, max(tiers, default=0))
 
     def candidates(self) -> list[Candidate]:
         """Every (node, model) in the table; an open breaker or an ejection counts as unhealthy."""
