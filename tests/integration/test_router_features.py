@@ -399,3 +399,26 @@ async def test_killing_a_node_under_load_loses_no_request_that_had_not_started_s
             if result != "ok":  # only a stream that had already committed may end in error
                 assert isinstance(result, grpc.aio.AioRpcError) and received[i] > 0, result
         assert m.engine("b-node").completed >= 30
+
+
+async def test_a_cached_answer_is_not_replayed_once_a_stronger_tier_joins() -> None:
+    """A proof answered by the only (small) model is cached; once a frontier node joins, the
+    same proof is routed to it instead of replaying the small model's answer."""
+    small = fake_node_config("small-node", model="smol", tier=Tier.SMALL)
+    async with mesh([small], cache=CacheSettings(enabled=True)) as m:
+        first = await m.stub.Generate(request(HARD), timeout=30)
+        again = await m.stub.Generate(request(HARD), timeout=30)
+        assert first.route.node_id == "small-node" and again.route.cache_hit
+        big = NodeRuntime(
+            fake_node_config("big-node", model="big", tier=Tier.FRONTIER),
+            FakeEngine(model_id="big"),
+        )
+        await big.start()
+        try:
+            m.router.add_upstream("big-node", big.address)
+            catalog = m.router.planner.catalog
+            assert await wait_until(lambda: types_pb2.MODEL_TIER_FRONTIER in catalog.tiers(), 10)
+            stronger = await m.stub.Generate(request(HARD), timeout=30)
+        finally:
+            await big.stop(0)
+    assert not stronger.route.cache_hit and stronger.route.node_id == "big-node"

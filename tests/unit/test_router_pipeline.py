@@ -193,6 +193,8 @@ async def test_exact_hits_need_no_plan_and_semantic_scope_follows_the_plan() -> 
     hit = lookup.exact(again, policy, "v1")
     assert hit is not None and hit.text == "Paris." and hit.tier == 1
     assert lookup.exact(context(), policy, "v2") is None  # another guard policy version
+    # A stronger best tier joined the catalogue: the request would now be routed elsewhere.
+    assert lookup.exact(context(), policy, "v1", t.MODEL_TIER_FRONTIER) is None
     other = context()
     other.principal = Principal("bob", admin=False, key_name="")
     assert lookup.exact(other, policy, "v1") is None  # another tenant

@@ -1,8 +1,9 @@
 """Cache stage: the exact tier before planning, the semantic tier after it.
 
 The exact tier is a hash lookup (microseconds), so a repeated prompt is answered before any
-tier estimate or embedding. Its scope is the routing policy and hints rather than the estimated
-tier: the same conversation under the same policy is always estimated the same. The semantic
+tier estimate or embedding. Its scope is the routing policy, the hints and the catalogue's best
+tier rather than the estimated tier: the same conversation under the same policy is always
+estimated the same, and routed the same while the catalogue's best tier stays. The semantic
 tier needs the estimated tier (a paraphrase may only reuse an answer routed to the same tier)
 and the task's vector (static by default: the static table's memo answers the estimator's
 ask and the cache's with one computation; MiniLM's worker memo with `embeddings.static: false`).
@@ -30,9 +31,13 @@ class CacheLookup:
         self.metrics = metrics
 
     def exact(
-        self, ctx: RequestContext, policy: RoutingPolicy, policy_version: str
+        self, ctx: RequestContext, policy: RoutingPolicy, policy_version: str, top_tier: int = 0
     ) -> CacheHit | None:
-        """Key the request and try the exact tier (no hit under BYPASS or REFRESH)."""
+        """Key the request and try the exact tier (no hit under BYPASS or REFRESH).
+
+        A routed (not pinned) request's scope names the catalogue's best tier: an answer given
+        while the best model was a small one is not replayed once a stronger one has joined,
+        when the same request would be routed to it."""
         cache = self.cache
         request = ctx.request
         mode = request.routing.cache
@@ -41,6 +46,8 @@ class CacheLookup:
         if sum(len(m.content) for m in request.messages) > cache.settings.max_exact_chars:
             return None  # not cached at all: keying it would cost more than a repeat saves
         target = f"policy:{policy.name}|{policy.pinned_model}|{int(request.routing.min_tier)}"
+        if not policy.pinned_model:
+            target += f"|top:{top_tier}"
         scope = CacheScope.build(ctx.tenant, policy_version, target, request.sampling)
         ctx.cache_key = cache.key(scope, request.messages)
         if mode == _REFRESH:

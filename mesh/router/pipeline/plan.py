@@ -112,6 +112,10 @@ class Planner:
         )
         return Plan(tenant, policy, request, max(tiers, default=0))
 
+    def top_tier(self) -> int:
+        """The best tier in the catalogue now (0 when no card is known)."""
+        return max(self.catalog.tiers(), default=0)
+
     def candidates(self) -> list[Candidate]:
         """Every (node, model) in the table; an open breaker or an ejection counts as unhealthy."""
         return self.catalog.candidates(available=self.breakers.available)

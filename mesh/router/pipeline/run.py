@@ -97,7 +97,8 @@ class Pipeline:
         )
         routed = Routed(span, policy)
         try:
-            routed.hit = self.cache.exact(ctx, policy, ctx.guards.version if ctx.guards else "")
+            version = ctx.guards.version if ctx.guards else ""
+            routed.hit = self.cache.exact(ctx, policy, version, self.planner.top_tier())
             if routed.hit is not None:
                 ctx.cache_hit = routed.hit
                 return routed
