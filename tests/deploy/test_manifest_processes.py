@@ -8,18 +8,21 @@ service, and a chat goes through the registered node.
 
 Only what a laptop cannot be is changed: addresses become loopback ports, files mounted from
 Secrets become files in a temp dir, the node runs the fake engine (a deterministic test engine,
-not a model: the mesh's wiring is what is tested), the bridge points at an address nothing
-listens on (registration needs no provider call), and spans go to the local store instead of
-the in-cluster Collector.
+not a model: the mesh's wiring is what is tested), the bridge points at a loopback stand-in
+for the provider that answers only its model list (the bridge probes it for health; no chat
+reaches it), and spans go to the local store instead of the in-cluster Collector.
 """
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import re
 import secrets
+import threading
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -31,6 +34,38 @@ from tests.deploy.k8s import K8S, Obj, Pod, find, kustomize, pods
 from tests.process import free_address, run_mesh, start_mesh, wait_for
 
 POD_NAMESPACE = "inference-mesh"
+
+
+class _ModelList(http.server.BaseHTTPRequestHandler):
+    """The provider's `GET /v1/models`, which a bridge probes for its health; nothing else."""
+
+    def do_GET(self) -> None:  # http.server's name for a GET handler
+        if self.path != "/v1/models":
+            self.send_error(404)
+            return
+        body = json.dumps({"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model"}]})
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *_: object) -> None:
+        return None
+
+
+@pytest.fixture
+def provider_url() -> Iterator[str]:
+    """A loopback HTTP server answering the model list: the bridge stays healthy (an address
+    nothing listens on made it NOT_SERVING at its first probe, which a slow start then saw)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ModelList)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def _mesh_container(pod: Pod) -> Obj:
@@ -96,7 +131,7 @@ def rendered() -> dict[str, list[Obj]]:
 
 
 def test_routers_nodes_and_bridges_start_from_the_manifests(
-    rendered: dict[str, list[Obj]], tmp_path: Path
+    rendered: dict[str, list[Obj]], tmp_path: Path, provider_url: str
 ) -> None:
     base = rendered["base"]
     # Files the pods get from Secrets, here in a temp dir.
@@ -156,7 +191,7 @@ def test_routers_nodes_and_bridges_start_from_the_manifests(
         ),
         {
             "--api-key-file": str(provider),
-            "--base-url": "http://127.0.0.1:9/v1",  # nothing listens: no provider is called
+            "--base-url": provider_url,  # answers the health probe; no chat is sent to it
             "--listen": bridge_address,
             "--advertise": bridge_address,
             "--router": router,
