@@ -20,7 +20,9 @@ aligned with the request's words one for one, each difference explained:
   yoghurt"), not only where typos are forgiven; never in a prompt about wording or
   translation ("what does 5 km mean", "say it in Greek");
 - (round 9) a whole sentence of greetings, thanks and good wishes (question_fillers.py,
-  SOCIAL_WORDS) dropped when another sentence remains;
+  SOCIAL_WORDS) dropped when another sentence remains, never in a prompt that works on a text
+  (a greeting may be the text: "Translate into French: Thanks!"; after a content sentence
+  ending in a colon no word is a filler);
 - (round 9) a contraction typed without its apostrophe ("whats", "dont", "im"), where the
   bare form is no other word (question_form.py: "its", "were", "wont" stay as written);
 - in the same order, except the reorderings of question_order.py: a phrase moved between the

@@ -17,7 +17,10 @@ from mesh.router.question_lexicon import (
     GREETINGS,
     HOWTO_OPENINGS,
     LEADING_FILLERS,
+    MATERIAL_WITH_POINTER,
+    MATERIAL_WORDS,
     MODAL_OPENERS,
+    POINTERS,
     POLITE_OPENERS,
     POLITE_TRAILING,
     PREPOSITIONS,
@@ -68,26 +71,58 @@ _EMBEDDED_ASKS = index_phrases(EMBEDDED_ASKS, 0)
 def strip_fillers(toks: list[Tok]) -> tuple[list[Tok], str]:
     """Drop greetings, "could you please", "thanks" at sentence edges; drop punctuation. Also
     what a stripped "can you" / "will you" asked ("can", "will", or ""): in a request they
-    are all polite, but "Can you die from X?" and "Will you die from X?" differ."""
+    are all polite, but "Can you die from X?" and "Will you die from X?" differ.
+
+    Text a prompt works on is never a filler: after a sentence with content that ends in a
+    colon ("Translate into French: Thanks!", "Reply to this email: Hi, hope you are well!")
+    every word is kept as written, and in a prompt about text (MATERIAL_WORDS: "What's wrong
+    with this sentence? Thanks so much.") no sentence is dropped whole."""
     openers: set[str] = set()
-    sentences: list[list[Tok]] = []
+    sentences: list[list[Tok]] = []  # each sentence trimmed (possibly to nothing)
+    raws: list[list[Tok]] = []  # each sentence as written, commas aside
     sentence: list[Tok] = []
+    material = False  # past a content sentence ending in ":" everything is the text worked on
     for t in [*toks, Tok(".", ".")]:
         if t.low in BOUNDARY and not t.quoted:
-            words = _trim(sentence, openers)
-            if words:
+            raw = [w for w in sentence if not _is_comma(w)]
+            words = raw if material else _trim(sentence, openers)
+            if raw:
                 sentences.append(words)
+                raws.append(raw)
+            material = material or (t.low == ":" and bool(words))
             sentence = []
         else:
             sentence.append(t)
-    kept = [s for s in sentences if not _social(s)]
+    if _about_text(sentences, raws):  # a sentence trimmed to nothing may be the text: kept
+        kept = [words or raw for words, raw in zip(sentences, raws, strict=True)]
+    else:
+        trimmed = [words for words in sentences if words]
+        kept = [s for s in trimmed if not _social(s)] or trimmed
     out: list[Tok] = []
-    for words in kept or sentences:
+    for words in kept:
         if out:
             out.append(Tok(SENTENCE, SENTENCE, initial=True))  # see question_form
         words[0].initial = not out or words[0].initial
         out += words
     return out, " ".join(sorted(openers))
+
+
+def _about_text(sentences: list[list[Tok]], raws: list[list[Tok]]) -> bool:
+    """Whether the prompt works on a text (MATERIAL_WORDS, or "write" / "words" beside a
+    pointer such as "this" or "the following" in a sentence that is not a social one)."""
+    lows = {w.low for raw in raws for w in raw if not w.quoted}
+    if not lows.isdisjoint(MATERIAL_WORDS):
+        return True
+    if lows.isdisjoint(MATERIAL_WITH_POINTER):
+        return False
+    pointing = (
+        w.low
+        for words, raw in zip(sentences, raws, strict=True)
+        if words and not _social(words)
+        for w in raw
+        if not w.quoted
+    )
+    return any(low in POINTERS for low in pointing)
 
 
 def _social(words: list[Tok]) -> bool:

@@ -107,3 +107,52 @@ def test_contractions_typed_without_the_apostrophe(verifier: QuestionVerifier) -
     # Words that are also words stay as written.
     for word in ("its", "were", "ill", "wont", "lets", "id", "well", "shell"):
         assert question_form(f"what about {word}").tokens[-1] == word
+
+
+def test_a_greeting_or_thanks_that_is_the_text_worked_on_is_never_a_filler(
+    verifier: QuestionVerifier,
+) -> None:
+    """After a content sentence ending in a colon every word is the text worked on, and in a
+    prompt about a text (translate it, reply to it, judge it) no sentence is dropped whole:
+    the first five pairs were served as the same question by the first round-9 rule, the
+    next three by the older filler rules."""
+    check(
+        verifier,
+        wins=[
+            (
+                "Write a limerick about a lazy cat.",
+                "Good morning! Please write a limerick about a lazy cat for me. Thank you.",
+            ),
+            (
+                "Hey! Quick question: how do I write a for loop in Rust? Cheers",
+                "How do I write a for loop in Rust?",
+            ),
+        ],
+        refuses=[
+            (
+                "Translate into French: Hope you are having a good day!",
+                "Translate into French: Thank you very much for your help!",
+            ),
+            (
+                "Reply to this email: Hi, hope you are well!",
+                "Reply to this email: Thanks so much, kind regards.",
+            ),
+            (
+                "What's wrong with this sentence? Hope you are well.",
+                "What's wrong with this sentence? Thanks so much.",
+            ),
+            (
+                "Count the words. Thanks so much for your help.",
+                "Count the words. Hope you are well.",
+            ),
+            ("Write this in French. Thank you very much.", "Write this in French."),
+            ("Translate into French: Thanks!", "Translate into French: Hello!"),
+            ("Translate into German: Thank you very much.", "Translate into German."),
+            ("Reply politely to: Thanks!", "Reply politely to: Cheers!"),
+            ("Proofread this: Hello, hope you are well.", "Proofread this: Thanks in advance."),
+            (
+                "Write the following in Spanish: Good morning!",
+                "Write the following in Spanish: Good evening!",
+            ),
+        ],
+    )
