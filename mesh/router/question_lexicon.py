@@ -357,14 +357,17 @@ WORD_QUESTIONS = _words(
 )
 # Words of a prompt that works on a text (translate it, reply to it, judge its wording): there
 # a greeting or a "thanks" may be the text itself, so no sentence is dropped as a filler.
-MATERIAL_WORDS = _words(
-    """translate translated translation translations sentence sentences text texts message
+MATERIAL_WORDS = (
+    _words(
+        """translate translated translation translations sentence sentences text texts message
     messages email emails mail letter letters note reply replies respond response responses
     quote quoted phrase phrases paragraph paragraphs rewrite rephrase reword proofread
     correct correction grammar grammatical punctuation tone polite politely formal informal
     casual say saying said greeting greetings wording count spell spelling mean means meaning
     pronounce language caption"""
-) | WORD_QUESTIONS
+    )
+    | WORD_QUESTIONS
+)
 # Writing and words are a text worked on only next to a word that points at one ("Write this
 # in French.", "the following words"); "Write a limerick" or "about 200 words" is not.
 MATERIAL_WITH_POINTER = _words("write writes writing written word words")

@@ -78,8 +78,10 @@ class Planner:
         messages: list[types_pb2.ChatMessage] | object,
         sampling: types_pb2.SamplingParams,
         hints: types_pb2.RoutingHints,
+        tiers: frozenset[int] | None = None,
     ) -> Plan:
-        """Estimate the tier when the policy needs it (no candidate is looked at yet)."""
+        """Estimate the tier when the policy needs it and the catalogue's `tiers` (read now
+        unless given) let it matter; no candidate is looked at yet."""
         settings = self.policies.settings
         max_tokens = (
             sampling.max_tokens if sampling.HasField("max_tokens") else settings.default_max_tokens
@@ -87,7 +89,7 @@ class Planner:
         min_tier = max(int(hints.min_tier), self.policies.min_tier(policy))
         estimate: TierEstimate | None = None
         unestimated = ""
-        tiers = self.catalog.tiers()
+        tiers = self.catalog.tiers() if tiers is None else tiers
         if policy.needs_estimate and self.estimator is not None:
             if routes_alike(tiers, min_tier):
                 unestimated = (
@@ -111,10 +113,6 @@ class Planner:
             unestimated_because=unestimated,
         )
         return Plan(tenant, policy, request, max(tiers, default=0))
-
-    def top_tier(self) -> int:
-        """The best tier in the catalogue now (0 when no card is known)."""
-        return max(self.catalog.tiers(), default=0)
 
     def candidates(self) -> list[Candidate]:
         """Every (node, model) in the table; an open breaker or an ejection counts as unhealthy."""

@@ -98,12 +98,13 @@ class Pipeline:
         routed = Routed(span, policy)
         try:
             version = ctx.guards.version if ctx.guards else ""
-            routed.hit = self.cache.exact(ctx, policy, version, self.planner.top_tier())
+            tiers = self.planner.catalog.tiers()  # read once: the exact scope and the plan
+            routed.hit = self.cache.exact(ctx, policy, version, max(tiers, default=0))
             if routed.hit is not None:
                 ctx.cache_hit = routed.hit
                 return routed
             ctx.plan = plan = await self.planner.plan(
-                ctx.tenant, policy, request.messages, request.sampling, request.routing
+                ctx.tenant, policy, request.messages, request.sampling, request.routing, tiers
             )
             routed.hit = await self.cache.semantic(ctx, plan)
             if routed.hit is not None:
