@@ -34,7 +34,12 @@ from nodes.runtime import NodeRuntime
 from tests.helpers import request
 
 BIG = 3_900_000  # characters: just under the 4 MiB gRPC message limit
-HEALTH_DEADLINE_S = 1.0
+# The stall that motivated these tests made health wait 4.1 s. On a 2-core machine half as fast
+# as the one they were written on, three allowed 3.9 MB prompts held the GIL in the detectors'
+# regex scans (each one C call over the whole text: loop gaps up to ~250 ms from the guards alone)
+# and health answered in 0.66-1.0 s, old and new code alike: 1 s failed one run in four. 2 s
+# still fails any stall of the kind found.
+HEALTH_DEADLINE_S = 2.0
 
 
 @contextlib.asynccontextmanager
