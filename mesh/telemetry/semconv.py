@@ -78,6 +78,16 @@ SERVICE_NAME = "service.name"
 RPC_SYSTEM = "rpc.system"
 RPC_SERVICE = "rpc.service"
 RPC_METHOD = "rpc.method"
+# HTTP server (stable HTTP semantic conventions), for the router's OpenAI-compatible front.
+HTTP_REQUEST_METHOD = "http.request.method"
+HTTP_ROUTE = "http.route"
+HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
+HTTP_SERVER_REQUEST_DURATION = "http.server.request.duration"
+URL_PATH = "url.path"
+URL_SCHEME = "url.scheme"
+NETWORK_PROTOCOL_VERSION = "network.protocol.version"
+CLIENT_ADDRESS = "client.address"
+USER_AGENT_ORIGINAL = "user_agent.original"
 
 # --- the mesh --------------------------------------------------------------------------------
 MESH_REQUEST_ID = "mesh.request_id"

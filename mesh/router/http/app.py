@@ -1,16 +1,12 @@
 """The HTTP front's ASGI app: three routes, the error envelope, tracing outermost.
 
-Built once per router. With telemetry, opentelemetry-instrumentation-asgi wraps everything: it
-continues a caller's W3C `traceparent`, and its SERVER span is current while the pipeline runs,
-so the route, guard and attempt spans (and through the attempt's metadata, the node's spans)
-hang below it: one tree in `mesh trace`. It records method, path, status and peer, never a
-body or a header value (no prompt, no key). Its per-message `http send`/`http receive` spans
-are off: a stream would otherwise add one span per token.
+Built once per router. With telemetry, `TracedHttp` (mesh.router.http.tracing) wraps
+everything: it continues a caller's W3C `traceparent`, and its SERVER span is current while
+the pipeline runs, so the route, guard and attempt spans (and through the attempt's metadata,
+the node's spans) hang below it: one tree in `mesh trace`.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -20,20 +16,13 @@ from starlette.types import ASGIApp
 from mesh.router.http.endpoint import GenerationEndpoint
 from mesh.router.http.errors import framework_error
 from mesh.router.http.models import ModelList
+from mesh.router.http.tracing import TracedHttp
 from mesh.telemetry.setup import Telemetry
 
 CHAT_PATH = "/v1/chat/completions"
 MESSAGES_PATH = "/v1/messages"
 MODELS_PATH = "/v1/models"
-_PATHS = frozenset({CHAT_PATH, MESSAGES_PATH, MODELS_PATH})
-
-
-def _span_details(scope: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """`POST /v1/chat/completions`; any other path is named by its method only, so a
-    scanner's random paths cannot mint span names."""
-    method = scope.get("method", "HTTP")
-    path = scope.get("path", "")
-    return (f"{method} {path}" if path in _PATHS else method), {}
+ROUTES = frozenset({CHAT_PATH, MESSAGES_PATH, MODELS_PATH})
 
 
 def build_app(
@@ -52,12 +41,9 @@ def build_app(
     )
     if telemetry is None:  # as the gRPC server: no interceptors without telemetry
         return app
-    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
-
-    return OpenTelemetryMiddleware(  # type: ignore[no-any-return]
+    return TracedHttp(
         app,
-        default_span_details=_span_details,
+        routes=ROUTES,
         tracer_provider=telemetry.tracer_provider,
         meter_provider=telemetry.meter_provider,
-        exclude_spans=["receive", "send"],
     )
