@@ -72,6 +72,13 @@ PROMPT_1KB = (
 
 
 # --- the exporter as it was (baseline only) --------------------------------------------------
+PREVIOUS_INSERT = """
+INSERT OR REPLACE INTO spans (trace_id, span_id, parent_id, name, kind, service, start_ns,
+    end_ns, status, status_message, attributes, events, request_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+
 class PreviousSqliteExporter(SpanExporter):
     """Benchmark baseline only: the store's exporter before this benchmark was written (each
     span converted to a StoredSpan, then attributes and events through json.dumps)."""
@@ -84,7 +91,7 @@ class PreviousSqliteExporter(SpanExporter):
         rows = [self.row(span) for span in spans]
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.executemany(span_store._INSERT, rows)
+            self._conn.executemany(PREVIOUS_INSERT, rows)
             self._conn.execute("COMMIT")
         return SpanExportResult.SUCCESS
 

@@ -16,6 +16,7 @@ bound instead of shrinking (no VACUUM: it would rewrite the whole file under a w
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -60,8 +61,18 @@ CREATE INDEX IF NOT EXISTS spans_by_start ON spans (start_ns);
 _INSERT = """
 INSERT OR REPLACE INTO spans (trace_id, span_id, parent_id, name, kind, service, start_ns,
     end_ns, status, status_message, attributes, events, request_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
+VALUES """
+_ROW_PLACEHOLDERS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# 13 columns x 64 rows = 832 parameters: under 999, the limit of SQLite builds before 3.32.
+ROWS_PER_INSERT = 64
+
+
+@functools.lru_cache(maxsize=ROWS_PER_INSERT)
+def _insert_rows(count: int) -> str:
+    """INSERT of `count` rows in one statement."""
+    return _INSERT + ", ".join([_ROW_PLACEHOLDERS] * count)
+
+
 _COLUMNS = (
     "trace_id, span_id, parent_id, name, kind, service, start_ns, end_ns, status, "
     "status_message, attributes, events"
@@ -313,17 +324,26 @@ class SqliteSpanExporter(SpanExporter):
         )
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        """One transaction per batch. Rows are built as sqlite3 asks for them: each insert
-        step releases the GIL, so the event loop waits for at most one row's Python, not the
-        whole batch's (~5 ms for 512 spans here, longer than the interpreter's 5 ms switch
-        interval). A span that cannot be stored loses its batch, never the process."""
+        """One transaction per batch, ROWS_PER_INSERT rows per INSERT statement.
+
+        This thread and the event loop share the GIL. sqlite3 hands it over around every
+        statement step, so `executemany` (one step a row) handed it over once per span. With one
+        statement per 64 rows this thread's CPU fell from 59-78 to 29-32 us a span, measured
+        beside a busy grpc.aio server (a do-nothing servicer at c8, one span a call, three
+        alternating runs each); the whole process's CPU a call moved less than its noise
+        (870-914 -> 848-879 us). The loop waits for at most 64 rows' Python (~0.6 ms, under the
+        interpreter's 5 ms switch interval), never the whole batch's. A span that cannot be
+        stored loses its batch, never the process."""
         try:
             with self._lock:
                 if self._conn is None:
                     return SpanExportResult.FAILURE
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
-                    self._conn.executemany(_INSERT, map(self.row_of, spans))
+                    for start in range(0, len(spans), ROWS_PER_INSERT):
+                        chunk = spans[start : start + ROWS_PER_INSERT]
+                        values = [v for span in chunk for v in self.row_of(span)]
+                        self._conn.execute(_insert_rows(len(chunk)), values)
                     self._conn.execute("COMMIT")
                 except BaseException:
                     self._conn.execute("ROLLBACK")

@@ -15,6 +15,7 @@ from mesh.contract.errors import UpstreamUnavailable
 from mesh.telemetry import semconv as sc
 from mesh.telemetry.setup import span_store_processor
 from mesh.telemetry.span_store import (
+    ROWS_PER_INSERT,
     SpanStore,
     SqliteSpanExporter,
     StoredSpan,
@@ -128,3 +129,37 @@ def test_stored_rows_read_back_as_the_sdk_spans(tmp_path: Path) -> None:
 
 def _start(span: StoredSpan) -> int:
     return span.start_ns
+
+
+def test_a_batch_of_several_statements_is_stored_whole_or_not_at_all(tmp_path: Path) -> None:
+    """Rows go ROWS_PER_INSERT to a statement: a batch of two full statements and a partial one
+    is stored span for span, a span exported twice is one row, and a batch whose last statement
+    fails leaves none of its rows (one transaction)."""
+    store = tmp_path / "t.db"
+    provider = TracerProvider(resource=Resource.create({"service.name": "router"}))
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("t")
+    count = 2 * ROWS_PER_INSERT + 7
+    for i in range(count):
+        with tracer.start_as_current_span(f"s{i}"):
+            sc.tag_request(f"req-{i}")
+    spans = list(memory.get_finished_spans())
+    exporter = SqliteSpanExporter(store)
+    assert exporter.export([*spans, spans[0]]).name == "SUCCESS"
+    reader = SpanStore(store)
+    stored = {s.name for t in reader.last_trace_ids(10 * count) for s in reader.trace(t)}
+    assert stored == {f"s{i}" for i in range(count)}
+    assert len(reader.last_trace_ids(10 * count)) == count
+
+    with tracer.start_as_current_span("unstorable \ud800") as bad:  # not UTF-8: sqlite3 refuses
+        pass
+    bad_span = memory.get_finished_spans()[-1]
+    with tracer.start_as_current_span("never stored"):
+        pass
+    fresh = [memory.get_finished_spans()[-1]] * (ROWS_PER_INSERT + 1)
+    assert exporter.export([*fresh, bad_span]).name == "FAILURE"
+    names = {s.name for t in reader.last_trace_ids(10 * count) for s in reader.trace(t)}
+    assert "never stored" not in names and len(names) == count
+    assert bad.get_span_context().is_valid
+    exporter.shutdown()
