@@ -151,6 +151,20 @@ async def test_without_traceparent_the_span_starts_a_trace(make: Any) -> None:
     assert span.parent is None
 
 
+@pytest.mark.parametrize(
+    "value",
+    [b"garbage", b"00-" + b"0" * 32 + b"-" + b"0" * 16 + b"-01", b"00-xyz", b"\xff\xfe" * 4000],
+)
+async def test_a_malformed_traceparent_starts_a_new_trace_and_the_request_is_served(
+    make: Any, value: bytes
+) -> None:
+    t = make()
+    sent = await call(t.app, scope(headers=[(b"traceparent", value), (b"tracestate", value)]))
+    assert sent[0]["status"] == 200
+    [span] = t.finished()
+    assert span.parent is None and span.context is not None and span.context.is_valid
+
+
 async def test_a_path_outside_the_routes_names_no_span_and_no_series(make: Any) -> None:
     t = make(answering(404))
     await call(t.app, scope(path="/" + "x" * 5000))
