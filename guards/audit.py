@@ -32,7 +32,7 @@ from sqlalchemy import Boolean, DateTime, Index, String, Text, and_, delete, fun
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from guards.verdict import Action, Finding, GuardOutcome
+from guards.verdict import GUARD_ERROR, Action, Finding, GuardOutcome
 from mesh.config import GuardSettings, ensure_sqlite_dir, field_default
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,7 @@ class Decision:
     findings: tuple[Finding, ...]
     content_sha256: str
     content: str | None
+    error_type: str = ""  # why the guard could not decide; "" when it ran
 
 
 def content_sha256(text: str) -> str:
@@ -289,12 +290,7 @@ class AuditLog:
                 action=o.verdict.action.value,
                 mode=o.mode.value,
                 policy_version=policy_version,
-                findings_json=json.dumps(
-                    [
-                        {"type": f.type, "start": f.start, "end": f.end, "score": f.score}
-                        for f in o.verdict.findings
-                    ]
-                ),
+                findings_json=_findings_json(o),
                 content_sha256=digest,
                 content=text if store_content else None,
             )
@@ -378,7 +374,23 @@ class AuditLog:
         return [_decision(r) for r in rows[:size]], next_token
 
 
+def _findings_json(outcome: GuardOutcome) -> str:
+    """The findings as stored. A guard that failed carries its error type on its GUARD_ERROR
+    finding: a key in the row's JSON rather than a column, so tables written by earlier
+    versions are read (and written) as they are, with no migration."""
+    findings: list[dict[str, object]] = [
+        {"type": f.type, "start": f.start, "end": f.end, "score": f.score}
+        for f in outcome.verdict.findings
+    ]
+    if outcome.error_type:
+        for finding in findings:
+            if finding["type"] == GUARD_ERROR:
+                finding["error_type"] = outcome.error_type
+    return json.dumps(findings)
+
+
 def _decision(row: GuardDecisionRow) -> Decision:
+    stored = json.loads(row.findings_json)
     return Decision(
         id=row.id,
         decided_at=_utc(row.decided_at),
@@ -389,10 +401,8 @@ def _decision(row: GuardDecisionRow) -> Decision:
         action=row.action,
         mode=row.mode,
         policy_version=row.policy_version,
-        findings=tuple(
-            Finding(f["type"], f["start"], f["end"], f["score"])
-            for f in json.loads(row.findings_json)
-        ),
+        findings=tuple(Finding(f["type"], f["start"], f["end"], f["score"]) for f in stored),
         content_sha256=row.content_sha256,
         content=row.content,
+        error_type=next((str(f["error_type"]) for f in stored if f.get("error_type")), ""),
     )

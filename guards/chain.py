@@ -39,6 +39,7 @@ from guards.hooks import (
 )
 from guards.policy_loader import BuiltGuard
 from guards.verdict import (
+    GUARD_ERROR,
     Action,
     ChainResult,
     Finding,
@@ -126,7 +127,7 @@ async def _outcome(built: BuiltGuard, stage: Stage, check: Check) -> GuardOutcom
         # on_error closed blocks; open lets the text pass, flagged: an allow here would read,
         # in the verdicts and the audit log, as if the guard had checked the text and found
         # nothing (a validator raising on every call then allowed every request unseen).
-        error = [Finding("GUARD_ERROR", 0, 0, 1.0)]
+        error = [Finding(GUARD_ERROR, 0, 0, 1.0)]
         failed = Verdict.block(error) if spec.on_error == "closed" else Verdict.flag(error)
         return GuardOutcome(
             spec.name,

@@ -215,6 +215,7 @@ def audit(
                         "policy_version": d.policy_version,
                         "content_sha256": d.content_sha256,
                         "findings": [f.__dict__ for f in d.findings],
+                        **({"error_type": d.error_type} if d.error_type else {}),
                     }
                 )
             )

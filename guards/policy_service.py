@@ -238,7 +238,11 @@ def _since(request: policy_pb2.ListGuardDecisionsRequest) -> dt.datetime | None:
 
 def _decision_proto(d: Decision) -> policy_pb2.GuardDecision:
     outcome = GuardOutcome(
-        d.guard, Stage(d.stage), Mode(d.mode), Verdict(Action(d.action), tuple(d.findings))
+        d.guard,
+        Stage(d.stage),
+        Mode(d.mode),
+        Verdict(Action(d.action), tuple(d.findings)),
+        error_type=d.error_type,
     )
     verdict = verdicts_to_proto([outcome], d.policy_version)[0]
     return policy_pb2.GuardDecision(

@@ -35,6 +35,7 @@ def verdict_to_proto(outcome: GuardOutcome, policy_version: str) -> types_pb2.Gu
             types_pb2.GuardFinding(type=f.type, start=f.start, end=f.end, score=f.score)
             for f in outcome.verdict.findings
         ],
+        error_type=outcome.error_type,
     )
 
 

@@ -30,6 +30,10 @@ class Stage(enum.Enum):
     OUTPUT = "output"
 
 
+# The finding type of a guard that could not decide (GuardOutcome.error_type says why).
+GUARD_ERROR = "GUARD_ERROR"
+
+
 @dataclass(frozen=True)
 class Finding:
     """One thing a detector found: a type and a character span in the checked text."""

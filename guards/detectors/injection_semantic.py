@@ -34,7 +34,7 @@ import numpy.typing as npt
 from guards.detectors.base import DetectorGuard
 from guards.detectors.injection import InjectionDetector, classifier_score, has_words, rules_match
 from guards.hooks import InputCheck, OutputChunkCheck, OutputFinalCheck
-from guards.verdict import Finding, Verdict
+from guards.verdict import GUARD_ERROR, Finding, Verdict
 
 if TYPE_CHECKING:
     from mesh.embeddings.batching import Embedder
@@ -160,7 +160,7 @@ class SemanticInjectionDetector(InjectionDetector):
         return semantic_score(np.asarray(vectors, dtype=np.float32), model)
 
 
-_DEGRADED = (Finding("GUARD_ERROR", 0, 0, 1.0),)
+_DEGRADED = (Finding(GUARD_ERROR, 0, 0, 1.0),)
 
 
 @dataclass

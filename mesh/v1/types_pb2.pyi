@@ -207,20 +207,22 @@ class GuardFinding(_message.Message):
     def __init__(self, type: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., score: _Optional[float] = ...) -> None: ...
 
 class GuardVerdict(_message.Message):
-    __slots__ = ("guard", "stage", "action", "mode", "policy_version", "findings")
+    __slots__ = ("guard", "stage", "action", "mode", "policy_version", "findings", "error_type")
     GUARD_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
     FINDINGS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_TYPE_FIELD_NUMBER: _ClassVar[int]
     guard: str
     stage: GuardStage
     action: GuardAction
     mode: GuardMode
     policy_version: str
     findings: _containers.RepeatedCompositeFieldContainer[GuardFinding]
-    def __init__(self, guard: _Optional[str] = ..., stage: _Optional[_Union[GuardStage, str]] = ..., action: _Optional[_Union[GuardAction, str]] = ..., mode: _Optional[_Union[GuardMode, str]] = ..., policy_version: _Optional[str] = ..., findings: _Optional[_Iterable[_Union[GuardFinding, _Mapping]]] = ...) -> None: ...
+    error_type: str
+    def __init__(self, guard: _Optional[str] = ..., stage: _Optional[_Union[GuardStage, str]] = ..., action: _Optional[_Union[GuardAction, str]] = ..., mode: _Optional[_Union[GuardMode, str]] = ..., policy_version: _Optional[str] = ..., findings: _Optional[_Iterable[_Union[GuardFinding, _Mapping]]] = ..., error_type: _Optional[str] = ...) -> None: ...
 
 class ModelCard(_message.Message):
     __slots__ = ("model_id", "provider", "kind", "tier", "context_window", "input_price_per_mtok", "output_price_per_mtok", "cached_input_price_per_mtok", "capabilities", "aliases")

@@ -105,6 +105,8 @@ async def test_secrets_present_fixes_a_request_and_a_failing_validator_is_flagge
     flaky = verdicts["flaky_output"]
     assert flaky.action == types_pb2.GUARD_ACTION_FLAG  # an error, not an allow
     assert [f.type for f in flaky.findings] == ["GUARD_ERROR"]
+    assert flaky.error_type == "RuntimeError"  # why it could not decide
+    assert verdicts["secrets_gr"].error_type == ""
 
     admin = policy_pb2_grpc.PolicyServiceStub(channel)  # type: ignore[no-untyped-call]
 
@@ -126,6 +128,7 @@ async def test_secrets_present_fixes_a_request_and_a_failing_validator_is_flagge
         await asyncio.sleep(0.05)
     assert rows["flaky_output"].verdict.action == types_pb2.GUARD_ACTION_FLAG
     assert [f.type for f in rows["flaky_output"].verdict.findings] == ["GUARD_ERROR"]
+    assert rows["flaky_output"].verdict.error_type == "RuntimeError"
     assert rows["secrets_gr"].verdict.action == types_pb2.GUARD_ACTION_REDACT
 
     from guardrails.settings import settings  # type: ignore[import-untyped]

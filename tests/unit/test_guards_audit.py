@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from guards.audit import AuditLog, DecisionQuery, content_sha256
-from guards.verdict import Finding, GuardOutcome, Mode, Stage, Verdict
+from guards.policy_service import _decision_proto
+from guards.verdict import GUARD_ERROR, Finding, GuardOutcome, Mode, Stage, Verdict
+from mesh.v1 import types_pb2
 
 
 def outcome(guard: str, verdict: Verdict, mode: Mode = Mode.ENFORCE) -> GuardOutcome:
@@ -35,6 +37,35 @@ async def test_records_non_allow_and_monitor(audit_log: AuditLog) -> None:
     assert (row.mode, row.action, row.policy_version, row.tenant) == ("monitor", "flag", "v1", "t1")
     assert row.content is None and row.content_sha256 == content_sha256("secret text")
     assert row.findings == (Finding("Y", 1, 2),)
+
+
+async def test_a_guard_that_could_not_decide_is_audited_with_its_error_type(
+    audit_log: AuditLog,
+) -> None:
+    failed = GuardOutcome(
+        "flaky",
+        Stage.OUTPUT,
+        Mode.ENFORCE,
+        Verdict.flag([Finding(GUARD_ERROR, 0, 0, 1.0)]),
+        error="RuntimeError: scripted",
+        error_type="RuntimeError",
+    )
+    await audit_log.record(
+        [failed, outcome("b", Verdict.block([Finding("X", 0, 3)]))],
+        text="t",
+        tenant="t",
+        request_id="r",
+        policy_version="v",
+    )
+    rows, _ = await audit_log.query(DecisionQuery())
+    by_guard = {r.guard: r for r in rows}
+    assert by_guard["flaky"].error_type == "RuntimeError"
+    assert by_guard["flaky"].findings == (Finding(GUARD_ERROR, 0, 0, 1.0),)
+    assert by_guard["b"].error_type == ""
+    proto = _decision_proto(by_guard["flaky"])
+    assert proto.verdict.error_type == "RuntimeError"
+    assert proto.verdict.action == types_pb2.GUARD_ACTION_FLAG
+    assert _decision_proto(by_guard["b"]).verdict.error_type == ""
 
 
 async def test_content_only_when_opted_in(audit_log: AuditLog) -> None:

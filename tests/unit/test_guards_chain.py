@@ -7,7 +7,7 @@ import threading
 
 from guards.chain import GuardChain
 from guards.hooks import InputCheck
-from guards.proto_convert import verdict_to_proto
+from guards.proto_convert import verdict_to_proto, verdicts_to_proto
 from guards.verdict import Action, Finding, Stage, Verdict
 from mesh.v1 import types_pb2
 from tests.fixtures.guards import RecordingGuard, built
@@ -105,6 +105,9 @@ async def test_an_unset_timeout_depends_on_how_the_guard_runs() -> None:
     chain = GuardChain([built(heavy, timeout_ms=50, on_error="closed")], Stage.INPUT, "v1")
     result = await chain.run(InputCheck("hello a@b.com"))
     assert [f.type for f in result.outcomes[0].verdict.findings] == ["GUARD_ERROR"]
+    assert result.outcomes[0].error_type == "timeout"
+    [verdict] = verdicts_to_proto(result.outcomes, "v1")
+    assert (verdict.error_type, verdict.action) == ("timeout", types_pb2.GUARD_ACTION_BLOCK)
 
 
 async def test_cpu_heavy_guards_run_in_parallel_off_the_loop() -> None:

@@ -33,6 +33,7 @@ from mesh.router.http.errors import (
     http_error,
     openai_param,
 )
+from mesh.router.http.extension import mesh_extension
 from mesh.router.http.messages_request import parse_messages_request
 from mesh.router.http.messages_response import MessageFrames
 from mesh.v1 import inference_pb2, types_pb2
@@ -364,3 +365,19 @@ def test_flag_then_mesh_yaml_then_the_command_default() -> None:
     assert listen(disabled, None, MESH_UP_HTTP_LISTEN) is None
     assert listen(configured, "off", MESH_UP_HTTP_LISTEN) is None
     assert listen(disabled, "127.0.0.1:0", None) == "127.0.0.1:0"
+
+
+def test_the_mesh_object_names_why_a_guard_could_not_decide_and_only_then() -> None:
+    failed = types_pb2.GuardVerdict(
+        guard="flaky",
+        stage=types_pb2.GUARD_STAGE_OUTPUT,
+        action=types_pb2.GUARD_ACTION_FLAG,
+        mode=types_pb2.GUARD_MODE_ENFORCE,
+        findings=[types_pb2.GuardFinding(type="GUARD_ERROR", score=1.0)],
+        error_type="timeout",
+    )
+    ran = types_pb2.GuardVerdict(guard="pii", action=types_pb2.GUARD_ACTION_ALLOW)
+    extension = mesh_extension("req-1", types_pb2.RouteInfo(), types_pb2.Usage(), [failed, ran])
+    flaky, pii = extension["guard_verdicts"]
+    assert (flaky["guard"], flaky["action"], flaky["error_type"]) == ("flaky", "flag", "timeout")
+    assert "error_type" not in pii

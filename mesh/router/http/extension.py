@@ -26,6 +26,7 @@ _MODES = {types_pb2.GUARD_MODE_ENFORCE: "enforce", types_pb2.GUARD_MODE_MONITOR:
 
 
 def _verdict(verdict: types_pb2.GuardVerdict) -> dict[str, Any]:
+    failed = {"error_type": verdict.error_type} if verdict.error_type else {}
     return {
         "guard": verdict.guard,
         "stage": _STAGES.get(verdict.stage, "unspecified"),
@@ -37,6 +38,7 @@ def _verdict(verdict: types_pb2.GuardVerdict) -> dict[str, Any]:
             {"type": f.type, "start": f.start, "end": f.end, "score": f.score}
             for f in verdict.findings
         ],
+        **failed,  # only on a guard that could not decide, as on the gRPC verdict
     }
 
 
