@@ -19,6 +19,7 @@ LiteLLM's, 2.6-3.1x with the library).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -31,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mesh.telemetry import semconv as sc
 
 INSTRUMENTATION_NAME = "mesh.http"
+CANCELLED = "CANCELLED"  # error.type of a request the server gave up on (as gRPC's code name)
 _MAX_PATH_CHARS = 200  # a scanner's random path is kept short, never a span name
 _MAX_AGENT_CHARS = 200
 # The histogram's boundaries in seconds, as the semantic conventions advise for HTTP servers.
@@ -117,6 +119,9 @@ class TracedHttp:
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         try:
             await self.app(scope, receive, traced_send)
+        except asyncio.CancelledError:  # the server stopping mid-request: an outcome, as on gRPC
+            error = CANCELLED
+            raise
         except BaseException as exc:  # recorded, then the server sees it as before
             span.record_exception(exc)
             error = type(exc).__name__
@@ -145,6 +150,7 @@ class TracedHttp:
         if error is not None or status >= 500:
             span.set_attribute(sc.ERROR_TYPE, error or str(status))
             labels[sc.ERROR_TYPE] = error or str(status)
-            span.set_status(Status(StatusCode.ERROR, error or ""))
+            if error != CANCELLED:
+                span.set_status(Status(StatusCode.ERROR, error or ""))
         span.end()
         self.duration.record(time.perf_counter() - started, labels)
