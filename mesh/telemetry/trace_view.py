@@ -113,6 +113,9 @@ def _attributes(span: StoredSpan, parent: StoredSpan | None) -> str:
     code = attrs.get(sc.RPC_GRPC_STATUS_CODE)
     if code and sc.ERROR_TYPE not in attrs:
         parts.append(f"grpc_code={code}")
+    http_status = attrs.get(sc.HTTP_RESPONSE_STATUS_CODE)
+    if http_status:  # the HTTP front's server span: 200, or the error status a client saw
+        parts.append(f"http={http_status}")
     return "  ".join(parts)
 
 

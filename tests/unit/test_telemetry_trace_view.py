@@ -186,6 +186,32 @@ def test_tree_reads_at_a_glance() -> None:
     ]
 
 
+def test_an_http_front_request_shows_the_status_its_client_saw() -> None:
+    spans = [
+        _span(
+            "h1",
+            None,
+            "POST /v1/chat/completions",
+            0,
+            9.0,
+            kind="SERVER",
+            attributes={
+                sc.MESH_REQUEST_ID: "req-h",
+                sc.HTTP_REQUEST_METHOD: "POST",
+                sc.HTTP_RESPONSE_STATUS_CODE: 403,
+            },
+        ),
+        _span(
+            "h2", "h1", "apply_guardrail llm_input", 0.5, 1.0, attributes={sc.MESH_GUARD_COUNT: 4}
+        ),
+    ]
+    lines = render_trace(spans).splitlines()
+    assert lines[1] == (
+        "POST /v1/chat/completions  [router]  server  +0.00 ms  9.0 ms  request=req-h  http=403"
+    )
+    assert "http=" not in lines[2]
+
+
 def test_orphans_become_roots_and_json_keeps_everything() -> None:
     orphan = _span("c1", "gone", "late span", 50, 51, service="node")
     roots = build_tree([*SPANS, orphan])
