@@ -25,6 +25,7 @@ import grpc.aio
 import httpx
 import openai
 import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
@@ -74,6 +75,7 @@ class HttpMesh:
     router: RouterRuntime
     node: NodeRuntime
     telemetry: dict[str, Telemetry]
+    metrics: InMemoryMetricReader  # the router's
 
     @property
     def base_url(self) -> str:
@@ -101,14 +103,15 @@ class HttpMesh:
         return found
 
 
-def _telemetry(service: str) -> Telemetry:
+def _telemetry(service: str, *readers: InMemoryMetricReader) -> Telemetry:
     settings = TelemetrySettings(exporters=["memory"], prometheus_listen=None)
-    return setup_telemetry(service, settings, install_global=False)
+    return setup_telemetry(service, settings, install_global=False, metric_readers=readers)
 
 
 @contextlib.asynccontextmanager
 async def http_mesh(tmp_path: Path, *, nodes: bool = True) -> AsyncIterator[HttpMesh]:
-    telemetry = {name: _telemetry(name) for name in ("router", "fake-node")}
+    metrics = InMemoryMetricReader()
+    telemetry = {"router": _telemetry("router", metrics), "fake-node": _telemetry("fake-node")}
     node = NodeRuntime(
         NodeConfig(
             id="fake-node",
@@ -148,7 +151,7 @@ async def http_mesh(tmp_path: Path, *, nodes: bool = True) -> AsyncIterator[Http
         router.add_upstream("fake-node", node.address)
     await router.start()
     try:
-        yield HttpMesh(router, node, telemetry)
+        yield HttpMesh(router, node, telemetry, metrics)
     finally:
         await router.stop(0.5)
         if nodes:
@@ -679,6 +682,25 @@ async def test_a_client_that_leaves_aborts_the_generation(mesh: HttpMesh) -> Non
     with pytest.raises(openai.APITimeoutError):
         await mesh.client(timeout=0.5).chat.completions.create(model="auto", messages=user("hi"))
     assert await wait_until(lambda: mesh.engine.aborted_total == 2, 10)
+
+
+async def test_every_request_is_timed_by_route_and_status(mesh: HttpMesh) -> None:
+    await mesh.client().chat.completions.create(model="auto", messages=user("hi"), max_tokens=2)
+    with pytest.raises(openai.AuthenticationError):
+        await mesh.client(key="sk-wrong").chat.completions.create(model="auto", messages=user("x"))
+    data = mesh.metrics.get_metrics_data()
+    assert data is not None
+    points = {
+        (p.attributes[sc.HTTP_ROUTE], p.attributes[sc.HTTP_RESPONSE_STATUS_CODE]): p
+        for rm in data.resource_metrics
+        for scope in rm.scope_metrics
+        for metric in scope.metrics
+        if metric.name == sc.HTTP_SERVER_REQUEST_DURATION
+        for p in metric.data.data_points
+    }
+    chat = "/v1/chat/completions"
+    assert points[(chat, 200)].count == 1 and points[(chat, 401)].count == 1
+    assert points[(chat, 200)].sum > 0
 
 
 async def test_traceparent_continues_and_the_http_span_is_the_root(mesh: HttpMesh) -> None:
