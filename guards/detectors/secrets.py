@@ -35,6 +35,13 @@ from detect_secrets.plugins import (
 )
 from detect_secrets.plugins.base import RegexBasedDetector
 
+from guards.detectors.credentials import (
+    NAMED_TYPES,
+    PROVIDER_HINTS,
+    PROVIDER_KEYS,
+    find_named,
+    open_named_start,
+)
 from guards.detectors.stream_tail import IGNORECASE_EXTRAS, trailing_run_start
 from guards.verdict import Finding
 
@@ -77,11 +84,20 @@ JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8
 NPM = re.compile(r"//\S+?/:_authToken=\s*(?:npm_\S+|[A-Fa-f0-9-]{36})\S*")
 assert npm.NpmDetector.denylist  # the plugin we replace still exists
 
-SECRET_TYPES = (*PLUGINS, "PRIVATE_KEY")
-OWN_PATTERNS: dict[str, list[re.Pattern[str]]] = {"JWT": [JWT], "NPM_TOKEN": [NPM]}
+# Stripe's plugin pattern stops after 24 characters of the key: ours masks all of it.
+OWN_PATTERNS: dict[str, list[re.Pattern[str]]] = {
+    "JWT": [JWT],
+    "NPM_TOKEN": [NPM],
+    "STRIPE_KEY": PROVIDER_KEYS["STRIPE_KEY"],
+}
+# Formats a plugin's type also has that its regexes miss (credentials.py says which).
+EXTRA_PATTERNS = {k: v for k, v in PROVIDER_KEYS.items() if k in PLUGINS and k not in OWN_PATTERNS}
+NEW_PROVIDERS = [k for k in PROVIDER_KEYS if k not in PLUGINS]
+SECRET_TYPES = (*PLUGINS, "PRIVATE_KEY", *NEW_PROVIDERS, *NAMED_TYPES)
 
-# Streams (`SecretsDetector.holdback`). Every pattern but four matches only these characters
-# (ASCII letters and digits, "_-+/=.\\:", Unicode digits for `\d`, and the letters
+# Streams (`SecretsDetector.holdback`). Every pattern but four (and the named secrets and bearer
+# tokens of credentials.py, held from their name by `open_named_start`) matches only these
+# characters (ASCII letters and digits, "_-+/=.\\:", Unicode digits for `\d`, and the letters
 # IGNORECASE folds to ASCII), so a secret still being streamed lies inside the text's trailing
 # run of them: usually the last, unfinished word.
 TOKEN_CHARS = (
@@ -141,10 +157,11 @@ HINTS: dict[str, tuple[str, ...]] = {
     "SENDGRID_KEY": ("SG.",),
     "SLACK_TOKEN": ("xox", "hooks.slack.com"),
     "SQUARE_OAUTH_SECRET": ("sq0csp-",),
-    "STRIPE_KEY": ("k_live_",),
     "TWILIO_KEY": ("AC", "SK"),
     "PRIVATE_KEY": ("PRIVATE KEY",),
 }
+for _name, _hints in PROVIDER_HINTS.items():
+    HINTS[_name] = (*HINTS.get(_name, ()), *_hints)
 
 
 def _digit_before_colon(text: str) -> bool:
@@ -186,11 +203,16 @@ class SecretsDetector:
                 # `denylist` is a class attribute that detect-secrets types as a property.
                 denylist: Iterable[re.Pattern[str]] = plugin.denylist  # type: ignore[assignment]
                 patterns = OWN_PATTERNS[name] if name in OWN_PATTERNS else list(denylist)
+                patterns = patterns + EXTRA_PATTERNS.get(name, [])
                 self._groups.append((name, _gate(name), patterns))
         if "PRIVATE_KEY" in selected:
             self._groups.append(("PRIVATE_KEY", _gate("PRIVATE_KEY"), [PRIVATE_KEY]))
+        for name in NEW_PROVIDERS:
+            if name in selected:
+                self._groups.append((name, _gate(name), PROVIDER_KEYS[name]))
         self._open = [OPEN_MATCHES[name] for name in OPEN_MATCHES if name in selected]
         self._private_keys = "PRIVATE_KEY" in selected
+        self._named = frozenset(NAMED_TYPES) & selected
 
     def find(self, text: str, system_prompt: str = "") -> list[Finding]:
         found: list[Finding] = []
@@ -204,7 +226,16 @@ class SecretsDetector:
                     start, end = m.span(1) if use_group and m.lastindex else m.span()
                     if end > start:
                         found.append(Finding(name, start, end))
-        return sorted(found, key=lambda f: f.start)
+        if self._named:
+            # A value a provider's pattern typed already keeps that type.
+            found.extend(
+                f
+                for f in find_named(text)
+                if f.type in self._named
+                and not any(g.start < f.end and f.start < g.end for g in found)
+            )
+        # One finding per value: two patterns of one type may match the same key.
+        return sorted(set(found), key=lambda f: (f.start, f.end, f.type))
 
     def holdback(self, text: str, system_prompt: str = "") -> int:
         """The trailing token run, or from where an open (non-token) match may have begun."""
@@ -219,4 +250,8 @@ class SecretsDetector:
             key = _open_private_key(text)
             if key is not None:
                 start = min(start, key)
+        if self._named:
+            named = open_named_start(text)
+            if named is not None:
+                start = min(start, named)
         return len(text) - start

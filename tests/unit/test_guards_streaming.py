@@ -55,6 +55,10 @@ SECRETS = {
     "PRIVATE_KEY": "-----BEGIN RSA PRIVATE KEY-----\n"
     + "MIIEowIBAAKCAQEA7bq" * 6
     + "\n-----END RSA PRIVATE KEY-----",
+    # formats detect-secrets has no plugin for (guards/detectors/credentials.py)
+    "ANTHROPIC_API_KEY": "sk-ant-api03-" + "Zq7_Kd2-Lm9xWv4Tb8Ns1Rj6Hc3Yp5Fg0" * 3 + "AA",
+    "GOOGLE_API_KEY": "AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY",
+    "HUGGINGFACE_TOKEN": "hf_" + "QwErTyUiOpAsDfGhJkLzXcVbNmQwErTyUi",
 }
 
 
@@ -227,6 +231,11 @@ PIECES = [
     "https://user:hunter2@host.example/x",
     "//registry.npmjs.org/:_authToken=npm_abcdefghijklmnopqrstuvwxyz0123",
     "aws_secret_access_key = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY'",
+    # named secrets whose values hold characters no token holds (held from their name)
+    'password: "p@ss!w0rd#"',
+    "DB_PASSWORD=hun~ter2!",
+    "Authorization: Bearer ya29.a0Af~H6SM/Bx+3kL9zQ7pR2w",
+    "api_key = Zx9!Yw8@Vu7",
     "xoxb-123456789-abcdefgh",
     "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N",
 ]

@@ -1,0 +1,274 @@
+"""Credentials detect-secrets has no plugin for: today's provider keys and secrets assigned to a
+name ("password: ...", `API_KEY=...`, "Authorization: Bearer ...").
+
+detect-secrets 1.5.0 (and its maintained fork detect-secrets-plus 1.5.2, checked: the same
+plugin set) knows no Anthropic, Google or Hugging Face key, no GitHub fine-grained token, no
+OpenAI project key without the legacy `T3BlbkFJ` marker, and matches only the first 24
+characters of a Stripe key (the rest of a 107-character key reached the model). The provider
+patterns below follow each provider's documented key format: a fixed prefix, then a run of
+token characters, so they stay inside `secrets.TOKEN_CHARS` and a stream holds them like any
+other token.
+
+Named secrets: detect-secrets' KeywordDetector finds them line by line with no character span
+and, for config files, takes any word after "password:" (prose such as "Password: must be
+long" too). Here the name must end in a credential word at an identifier boundary ("tokenizer",
+"max_tokens", "DB_PASSWORD_FILE", "bypass" are not names of secrets) and an unquoted value must
+look like a secret rather than a word, a number or code: it holds a digit or a symbol, or the
+name is an environment variable's (upper case), or the pair is a config line of its own.
+Templates, references and placeholders (`${DB_PASS}`, `os.environ[...]`, `<your-key>`,
+`********`) are never findings. Only the value is masked; the name stays readable.
+
+Streams: a value is held from its name until it ends (`open_named_start`). "A config line of its
+own" is judged on the text a chunk check sees, which may start after the line did: a stream can
+then mask a bare word the whole text would not ("The answer is password: hunter"), never less.
+"""
+
+from __future__ import annotations
+
+import re
+
+from guards.verdict import Finding
+
+# Provider keys: (type, pattern). Each ends where the token does (no token character after it).
+_END = r"(?![A-Za-z0-9_-])"
+PROVIDER_KEYS: dict[str, list[re.Pattern[str]]] = {
+    "ANTHROPIC_API_KEY": [re.compile(r"\bsk-ant-[a-z]{2,8}\d{2}-[A-Za-z0-9_-]{32,}")],
+    # project, service-account and admin keys; a legacy key (48 characters) without the marker
+    "OPENAI_API_KEY": [
+        re.compile(r"\bsk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{32,}"),
+        re.compile(r"\bsk-[A-Za-z0-9]{40,64}" + _END),
+    ],
+    "GOOGLE_API_KEY": [re.compile(r"\bAIza[0-9A-Za-z_-]{35}" + _END)],
+    "HUGGINGFACE_TOKEN": [re.compile(r"\bhf_[A-Za-z0-9]{30,40}" + _END)],
+    "GITHUB_TOKEN": [re.compile(r"\bgithub_pat_[A-Za-z0-9_]{40,}")],
+    "STRIPE_KEY": [re.compile(r"\b[rs]k_(?:live|test)_[0-9A-Za-z]{24,}")],
+}
+PROVIDER_HINTS: dict[str, tuple[str, ...]] = {
+    "ANTHROPIC_API_KEY": ("sk-ant-",),
+    "OPENAI_API_KEY": ("sk-",),
+    "GOOGLE_API_KEY": ("AIza",),
+    "HUGGINGFACE_TOKEN": ("hf_",),
+    "GITHUB_TOKEN": ("github_pat_",),
+    "STRIPE_KEY": ("k_live_", "k_test_"),
+}
+
+# The name of a secret: its last part is one of these words, at an identifier boundary (start,
+# "_", ".", "-", a quote, or a camelCase hump: "dbPassword").
+_WORD = (
+    r"(?i:pass(?:word|wd|phrase)?|pwd|secret|token|api[_-]?key|apikey"
+    r"|(?:access|secret|private|auth|client|account|service|master|signing|encryption)[_-]?key)"
+)
+_NAME = rf"(?:(?<![A-Za-z0-9])|(?<=[a-z])(?=[A-Z])){_WORD}(?![A-Za-z0-9_])"
+_ASSIGN = r"[\"'\]]{0,2}[ \t]{0,8}(?P<op>:=|[:=])[ \t]{0,8}"
+NAMED_SECRET = re.compile(
+    rf"(?P<name>{_NAME}){_ASSIGN}"
+    r"(?:(?P<quote>[\"'`])(?P<quoted>[^\s\"'`]{4,200})(?P=quote)"
+    r"|(?P<bare>[^\s\"'`,;]{4,200}))"
+)
+# A named secret still being written at the end of a stream: held from its name.
+OPEN_NAMED_SECRET = re.compile(rf"{_NAME}{_ASSIGN}[\"'`]?[^\s\"'`,;]{{0,200}}\Z")
+_IDENTIFIER_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+# "token" alone is a tokenizer's word too (pad_token, bos_token, text_pad_token): a name ending
+# in it is a credential's only as an environment variable, alone, or after one of these.
+_TOKEN_QUALIFIERS = (
+    "access",
+    "auth",
+    "refresh",
+    "api",
+    "bearer",
+    "bot",
+    "secret",
+    "session",
+    "personal",
+    "oauth",
+    "github",
+    "gitlab",
+    "slack",
+    "hf",
+    "npm",
+    "pypi",
+    "discord",
+    "telegram",
+    "webhook",
+    "private",
+    "service",
+    "deploy",
+    "registry",
+    "vault",
+    "admin",
+)
+_WORDS = ("pass", "pwd", "secret", "token", "key")  # every credential word holds one
+_OP_REACH = 40  # from such a word to the assignment: the rest of the name, quotes, spaces
+_NAME_BEFORE_WORD = 16  # "encryption_key": the name starts before the word found
+_MATCH_REACH = 300  # from the word to the end of a 200-character value
+BEARER = re.compile(r"(?i:\bbearer)[ \t]+(?P<bare>[A-Za-z0-9._~+/-]{20,}=*)")
+OPEN_BEARER = re.compile(r"(?i:\bbearer)[ \t]+[A-Za-z0-9._~+/-]*=*\Z")
+
+_REFERENCE_START = tuple("$<{%!([*&@")
+_PLACEHOLDERS = frozenset(
+    (
+        "null", "none", "nil", "true", "false", "undefined", "required", "optional", "string",
+        "str", "secret", "password", "passwd", "pass", "token", "changeit", "redacted",
+        "hidden", "masked", "example",
+    )
+)  # fmt: skip
+_PLACEHOLDER_STARTS = (
+    "your",
+    "<your",
+    "fake",
+    "dummy",
+    "example",
+    "placeholder",
+    "insert",
+    "replace",
+)
+_IDENTIFIER_PATH = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
+# "ANTHROPIC_API_KEY", os.environ/OPENAI_API_KEY, env:DB_PASS, process.env.API_KEY: a name or a
+# reference to one, not a key.
+_ENV_NAME = re.compile(r"(?:\S*[/:.])?[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
+_TYPE_NAME = re.compile(r"(?:[A-Z][a-z0-9]+){2,}")  # secret: PotentialSecret
+_SECRET_LOOKING = re.compile(r"[0-9!#$%^&*+/=?~|@]")
+_AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}")
+
+
+def _placeholder(value: str) -> bool:
+    return (
+        value.startswith(_REFERENCE_START)
+        or value.lower().startswith(_PLACEHOLDER_STARTS)
+        or _IDENTIFIER_PATH.fullmatch(value) is not None  # settings.DB_PASSWORD
+        or _TYPE_NAME.fullmatch(value.lstrip("_")) is not None  # token: _StrPathToken
+        or any(c in value for c in "([{")
+        or value.lower() in _PLACEHOLDERS
+        or not value.strip("*xX.#-_")
+    )
+
+
+def _line_of_its_own(text: str, start: int, end: int) -> bool:
+    """The pair is all its line holds: a config line ("password: hunter", `token = abc`)."""
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    rest = text[end : len(text) if line_end < 0 else line_end]
+    return not text[line_start:start].strip(" \t-\"'") and not rest.strip()
+
+
+def _identifier(text: str, m: re.Match[str]) -> str:
+    """The whole name the credential word ends: "db_password", "SLACK_BOT_TOKEN"."""
+    start = m.start("name")
+    while start and text[start - 1] in _IDENTIFIER_CHARS:
+        start -= 1
+    return text[start : m.end("name")]
+
+
+def _names_a_credential(ident: str, word: str) -> bool:
+    if ident == "PWD":
+        return False  # the shell's working directory
+    if word.lower() != "token" or ident.isupper():
+        return True
+    before = ident[: -len(word)].lower().rstrip("_.-")
+    return not before or before.endswith(_TOKEN_QUALIFIERS)
+
+
+def _token_like(value: str) -> bool:
+    """A token's value: long, with a digit or both cases (not "_sa_default", "dbapiunicode")."""
+    return len(value) >= 8 and (
+        any(c.isdigit() for c in value) or (value.lower() != value and value.upper() != value)
+    )
+
+
+def _env_assignment(text: str, m: re.Match[str], ident: str) -> bool:
+    """`API_KEY=abc`: an upper-case name and no space around "=", as in .env files and shells
+    (`TOKEN = CHAR ^ CTL` is a Python constant)."""
+    op_start, op_end = m.span("op")
+    return (
+        ident.isupper()
+        and m.group("op") == "="
+        and not text[op_start - 1].isspace()
+        and not text[op_end : op_end + 1].isspace()
+    )
+
+
+def _named_value_is_secret(text: str, m: re.Match[str]) -> bool:
+    value = m.group("quoted") or m.group("bare")
+    ident = _identifier(text, m)
+    word = m.group("name")
+    if _placeholder(value) or _ENV_NAME.fullmatch(value) or not _names_a_credential(ident, word):
+        return False
+    if word.lower() == "token" and not _token_like(value):
+        return False
+    if m.group("quoted"):
+        return True
+    if value.isdecimal():
+        return False  # max_tokens: 512
+    if _SECRET_LOOKING.search(value) or _env_assignment(text, m, ident):
+        return True
+    # A bare word after "=" is a variable (token = DEFAULT_TOKEN); after ":" on a line of its
+    # own, a config value (password: hunter), unless it is a type (secret: PotentialSecret).
+    return m.group("op") == ":" and _line_of_its_own(text, m.start(), m.end())
+
+
+def _named_type(word: str, value: str, ident: str) -> str:
+    lowered = word.lower()
+    if lowered.startswith("pass") or lowered == "pwd":
+        return "PASSWORD"
+    if "aws" in ident.lower() and _AWS_SECRET.fullmatch(value):
+        return "AWS_SECRET_KEY"
+    return "CREDENTIAL"
+
+
+def _named_matches(text: str, low: str) -> list[re.Match[str]]:
+    """Each credential word that an assignment follows closely (str.find, C speed), matched
+    where its name can start: running the pattern over the text instead cost ~150 µs a KB of
+    prose that merely says "key: ..." (measured here)."""
+    matches: dict[int, re.Match[str]] = {}
+    for word in _WORDS:
+        j = low.find(word)
+        while j != -1:
+            near = low[j : j + _OP_REACH]
+            if ":" in near or "=" in near:
+                end = min(j + _MATCH_REACH, len(text))
+                for pos in range(max(j - _NAME_BEFORE_WORD, 0), j + 1):
+                    m = NAMED_SECRET.match(text, pos, end)
+                    if m is not None:
+                        matches[m.start()] = m
+                        break
+            j = low.find(word, j + 1)
+    return [matches[k] for k in sorted(matches)]
+
+
+def find_named(text: str) -> list[Finding]:
+    """Values assigned to a secret's name, and bearer tokens; each finding is the value only."""
+    found: list[Finding] = []
+    low = text.lower()
+    if ":" in text or "=" in text:
+        for m in _named_matches(text, low):
+            if _named_value_is_secret(text, m):
+                group = "quoted" if m.group("quoted") else "bare"
+                value = m.group(group)
+                kind = _named_type(m.group("name"), value, _identifier(text, m))
+                found.append(Finding(kind, *m.span(group)))
+    if "bearer" in low:
+        found.extend(Finding("CREDENTIAL", *m.span("bare")) for m in BEARER.finditer(text))
+    return found
+
+
+def open_named_start(text: str) -> int | None:
+    """Where a named secret or bearer token that may still grow begins (None: none is open).
+
+    Its value holds no whitespace, and from its name to its value lie at most ~40 characters,
+    so it starts within 80 characters before the text's last space, tab or newline."""
+    last_space = max(text.rfind(" "), text.rfind("\t"), text.rfind("\n"))
+    tail_start = max(last_space - 80, 0)
+    low = text[tail_start:].lower()
+    starts = []
+    if any(map(low.__contains__, _WORDS)) and (":" in low or "=" in low):
+        m = OPEN_NAMED_SECRET.search(text, tail_start)
+        if m is not None:
+            starts.append(m.start())
+    if "bearer" in low:
+        m = OPEN_BEARER.search(text, tail_start)
+        if m is not None:
+            starts.append(m.start())
+    return min(starts) if starts else None
+
+
+NAMED_TYPES = ("PASSWORD", "CREDENTIAL", "AWS_SECRET_KEY")
