@@ -42,6 +42,8 @@ PROVIDER_KEYS: dict[str, list[re.Pattern[str]]] = {
     "HUGGINGFACE_TOKEN": [re.compile(r"\bhf_[A-Za-z0-9]{30,40}" + _END)],
     "GITHUB_TOKEN": [re.compile(r"\bgithub_pat_[A-Za-z0-9_]{40,}")],
     "STRIPE_KEY": [re.compile(r"\b[rs]k_(?:live|test)_[0-9A-Za-z]{24,}")],
+    # a granular access token on its own (the plugin only knows the .npmrc line)
+    "NPM_TOKEN": [re.compile(r"\bnpm_[A-Za-z0-9]{36}" + _END)],
 }
 PROVIDER_HINTS: dict[str, tuple[str, ...]] = {
     "ANTHROPIC_API_KEY": ("sk-ant-",),
@@ -50,12 +52,19 @@ PROVIDER_HINTS: dict[str, tuple[str, ...]] = {
     "HUGGINGFACE_TOKEN": ("hf_",),
     "GITHUB_TOKEN": ("github_pat_",),
     "STRIPE_KEY": ("k_live_", "k_test_"),
+    "NPM_TOKEN": ("npm_",),
 }
 
 # The name of a secret: its last part is one of these words, at an identifier boundary (start,
 # "_", ".", "-", a quote, or a camelCase hump: "dbPassword").
+# The password in other languages: passwort, kennwort, contraseña, senha, wachtwoord, mot de
+# passe; psk: a Wi-Fi passphrase (wpa_supplicant).
+_LOGIN_WORDS = (
+    r"pass(?:word|wd|phrase|wort)?|pwd|psk|kennwort|contrase[ñn]a|senha|wachtwoord"
+    r"|mot_?de_?passe"
+)
 _WORD = (
-    r"(?i:pass(?:word|wd|phrase)?|pwd|secret|token|api[_-]?key|apikey"
+    rf"(?i:{_LOGIN_WORDS}|secret|token|api[_-]?key|apikey"
     r"|(?:access|secret|private|auth|client|account|service|master|signing|encryption)[_-]?key)"
 )
 _NAME = rf"(?:(?<![A-Za-z0-9])|(?<=[a-z])(?=[A-Z])){_WORD}(?![A-Za-z0-9_])"
@@ -97,10 +106,29 @@ _TOKEN_QUALIFIERS = (
     "vault",
     "admin",
 )
-_WORDS = ("pass", "pwd", "secret", "token", "key")  # every credential word holds one
+# every credential word holds one
+_WORDS = ("pass", "pwd", "psk", "secret", "token", "key", "kennwort", "contrase", "senha",
+          "wachtwoord")  # fmt: skip
 _OP_REACH = 40  # from such a word to the assignment: the rest of the name, quotes, spaces
 _NAME_BEFORE_WORD = 16  # "encryption_key": the name starts before the word found
 _MATCH_REACH = 300  # from the word to the end of a 200-character value
+# Prose and .netrc: "password Tangerine#Lamp44", "reset her password to Sakura-Teal-2026",
+# "login ci-bot password Lx4!rT9z", "Passwort ist ...": no ":" or "=", so the value must look
+# like a password (a letter with a digit or a symbol; "password manager", "password reset-link"
+# are words).
+_PROSE_WORD = (
+    r"(?i:\b(?:password|passwd|passphrase|passwort|kennwort|contrase[ñn]a|senha|wachtwoord"
+    r"|mot de passe|pw))"
+)
+_CONNECTORS = r"(?:[ \t]+(?i:is|was|to|now|set|changed|will|be|es|ist|est|é|era|war))"
+PROSE_PASSWORD = re.compile(
+    rf"{_PROSE_WORD}{_CONNECTORS}{{0,3}}[ \t]+(?P<bare>[^\s\"'`,;]{{6,64}})"
+)
+OPEN_PROSE_PASSWORD = re.compile(
+    rf"{_PROSE_WORD}{_CONNECTORS}{{0,3}}(?:[ \t]+[^\s\"'`,;]{{0,64}})?[ \t]*\Z"
+)
+_PROSE_HINTS = ("pass", "pw", "kennwort", "contrase", "senha", "wachtwoord")
+_PROSE_VALUE = re.compile(r"(?=.*[^\W\d_])(?=.*[\d!#$%^&*+=?~|@])")
 BEARER = re.compile(r"(?i:\bbearer)[ \t]+(?P<bare>[A-Za-z0-9._~+/-]{20,}=*)")
 OPEN_BEARER = re.compile(r"(?i:\bbearer)[ \t]+[A-Za-z0-9._~+/-]*=*\Z")
 
@@ -206,9 +234,11 @@ def _named_value_is_secret(text: str, m: re.Match[str]) -> bool:
     return m.group("op") == ":" and _line_of_its_own(text, m.start(), m.end())
 
 
+_LOGIN_WORD = re.compile(rf"(?i:{_LOGIN_WORDS})")
+
+
 def _named_type(word: str, value: str, ident: str) -> str:
-    lowered = word.lower()
-    if lowered.startswith("pass") or lowered == "pwd":
+    if _LOGIN_WORD.fullmatch(word):
         return "PASSWORD"
     if "aws" in ident.lower() and _AWS_SECRET.fullmatch(value):
         return "AWS_SECRET_KEY"
@@ -248,6 +278,27 @@ def find_named(text: str) -> list[Finding]:
                 found.append(Finding(kind, *m.span(group)))
     if "bearer" in low:
         found.extend(Finding("CREDENTIAL", *m.span("bare")) for m in BEARER.finditer(text))
+    found.extend(_prose_passwords(text, low, {(f.start, f.end) for f in found}))
+    return found
+
+
+def _prose_passwords(text: str, low: str, taken: set[tuple[int, int]]) -> list[Finding]:
+    """Passwords named in a sentence or a .netrc line, matched where a password word starts."""
+    found = []
+    for hint in _PROSE_HINTS:
+        j = low.find(hint)
+        while j != -1:
+            for pos in (j, j - 7) if hint == "pass" else (j,):  # "mot de passe"
+                m = PROSE_PASSWORD.match(text, max(pos, 0), min(j + 160, len(text)))
+                if m is None:
+                    continue
+                value = m.group("bare").rstrip(".!?)")
+                span = (m.start("bare"), m.start("bare") + len(value))
+                if span not in taken and _PROSE_VALUE.match(value) and not _placeholder(value):
+                    taken.add(span)
+                    found.append(Finding("PASSWORD", *span))
+                break
+            j = low.find(hint, j + 1)
     return found
 
 
@@ -266,6 +317,10 @@ def open_named_start(text: str) -> int | None:
             starts.append(m.start())
     if "bearer" in low:
         m = OPEN_BEARER.search(text, tail_start)
+        if m is not None:
+            starts.append(m.start())
+    if any(map(low.__contains__, _PROSE_HINTS)):
+        m = OPEN_PROSE_PASSWORD.search(text, tail_start)
         if m is not None:
             starts.append(m.start())
     return min(starts) if starts else None

@@ -91,7 +91,7 @@ OWN_PATTERNS: dict[str, list[re.Pattern[str]]] = {
     "STRIPE_KEY": PROVIDER_KEYS["STRIPE_KEY"],
 }
 # Formats a plugin's type also has that its regexes miss (credentials.py says which).
-EXTRA_PATTERNS = {k: v for k, v in PROVIDER_KEYS.items() if k in PLUGINS and k not in OWN_PATTERNS}
+EXTRA_PATTERNS = {k: v for k, v in PROVIDER_KEYS.items() if k in PLUGINS and k != "STRIPE_KEY"}
 NEW_PROVIDERS = [k for k in PROVIDER_KEYS if k not in PLUGINS]
 SECRET_TYPES = (*PLUGINS, "PRIVATE_KEY", *NEW_PROVIDERS, *NAMED_TYPES)
 

@@ -67,6 +67,21 @@ def test_provider_keys_detect_secrets_lacks_are_found_whole(value: str, kind: st
             'curl -H "Authorization: Bearer ya29.a0AfH6SMBx-3kL~9zQ/7pR+2w" https://api.example',
             [("CREDENTIAL", "ya29.a0AfH6SMBx-3kL~9zQ/7pR+2w")],
         ),
+        # other languages, Wi-Fi passphrases, .netrc and sentences
+        ('  passwort: "Schwalbe!Nest-2026"', [("PASSWORD", "Schwalbe!Nest-2026")]),
+        ('network={\n  psk="otter-lantern-Basil-88"\n}', [("PASSWORD", "otter-lantern-Basil-88")]),
+        (
+            "machine api.example.com\n  login ci-bot\n  password Lx4!rT9zQe2w\n",
+            [("PASSWORD", "Lx4!rT9zQe2w")],
+        ),
+        ("user root, password Tangerine#Lamp44, and", [("PASSWORD", "Tangerine#Lamp44")]),
+        ("i reset her password to Sakura-Teal-2026 but", [("PASSWORD", "Sakura-Teal-2026")]),
+        ("mi contraseña es Lune7!bleu.", [("PASSWORD", "Lune7!bleu")]),
+        # an npm granular token on its own, outside an .npmrc line
+        (
+            "npm token npm_FZSdhp65ChgtQiXRAMQ5fAq0YqoHfLs5royy ok?",
+            [("NPM_TOKEN", "npm_FZSdhp65ChgtQiXRAMQ5fAq0YqoHfLs5royy")],
+        ),
         # a provider key under a name keeps its provider's type
         (f"ANTHROPIC_API_KEY={ANTHROPIC}", [("ANTHROPIC_API_KEY", ANTHROPIC)]),
     ],
@@ -103,6 +118,8 @@ def test_a_value_assigned_to_a_secrets_name_is_masked_not_the_name(
         "The key: focus on the users first, then on the budget.",
         "Secret: don't tell anyone.",
         "He was the bearer of bad news.",
+        "Use a password manager. The password reset-link expired; my password is weak.",
+        "the password is 12 characters long",
     ],
 )
 def test_names_references_placeholders_and_prose_are_not_secrets(text: str) -> None:
@@ -125,6 +142,7 @@ def test_every_new_type_can_be_selected_alone() -> None:
         "Use password: p@ss!w0rd#x now",
         'config = {"api_key": "Zx9!Yw8@Vu7#Ts6"} ok',
         "Authorization: Bearer ya29.a0Af~H6SM/Bx+3kL9zQ7pR2w done",
+        "and my password is now Tange#rine!Lamp44 ok",
     ],
 )
 def test_a_named_value_being_streamed_is_held_from_its_name(text: str) -> None:

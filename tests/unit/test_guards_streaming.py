@@ -236,6 +236,7 @@ PIECES = [
     "DB_PASSWORD=hun~ter2!",
     "Authorization: Bearer ya29.a0Af~H6SM/Bx+3kL9zQ7pR2w",
     "api_key = Zx9!Yw8@Vu7",
+    "my password is Tange#rine!44",
     "xoxb-123456789-abcdefgh",
     "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N",
 ]
