@@ -20,6 +20,10 @@ Training data, documented (sources and licences: guards/data/ATTRIBUTION.md):
 - guards/data/injection_handwritten.jsonl: handwritten attacks (system-prompt extraction in
   many phrasings and languages) and look-alike benign prompts ("repeat after me", "summarise
   the text above", "act as a Linux shell", "what is a system prompt?").
+- guards/data/benign_technical.jsonl, its train half: handwritten benign developer prompts
+  (configs, code, logs, LLM-app code and prompt templates), as negatives. Without them the
+  model blocked 17.7 % of the held-out half and 4.2 % of the PII/credentials probe (never
+  trained on): "password", "user", "prompt" and code punctuation weighed as attack cues.
 
 Every source, the dev set's own train half included, is filtered against the rows figures are
 reported on (the dev set's held-out half, GPTFuzz, the held-out halves of awesome-chatgpt-
@@ -73,6 +77,14 @@ HANDWRITTEN = HERE / "data" / "injection_handwritten.jsonl"
 # before the model that first reported on it was trained. Near-copies are dropped from every
 # training source like those of the other reported rows.
 POLITE_PROBE = HERE / "data" / "benign_polite_probe.jsonl"
+# Handwritten benign developer prompts (pasted configs, code, logs, prompt templates; words such
+# as "password", "user", "prompt", "ignore" in them): the train half (guards.dev_split, by id)
+# is trained on, the held-out half reported. guards/data/benign_technical.md says who wrote it.
+BENIGN_TECHNICAL = HERE / "data" / "benign_technical.jsonl"
+# Never trained on: benign prompts carrying personal data and credentials, written by a helper
+# who never read the detectors (benchmarks/data/guards/README_probe.md); the injection guard's
+# false positives on them are reported, and their near-copies dropped from every source.
+PII_PROBE = HERE.parent / "benchmarks" / "data" / "guards" / "pii_secrets_probe.jsonl"
 OUT = HERE / "data" / "injection_model.npz"
 FP_TARGET = 0.01
 # Above this, one odd row of a small benign source (one of the dev set's 56 self-instruct
@@ -80,8 +92,9 @@ FP_TARGET = 0.01
 # worst ("You need to write an email to negotiate your salary.") scored 0.984 (the handwritten
 # look-alikes needed 0.952), and a threshold over it (0.985) flagged 68 of the 131 extraction
 # asks instead of 88, 107 of the 168 injections instead of 123, 324 of the 393 jailbreaks
-# instead of 334 (classifier alone). With CLINC150's short queries in the mix the cap no longer
-# binds: every benign source stays under 1 % out of fold at a lower threshold.
+# instead of 334 (classifier alone). With CLINC150's short queries the cap stopped binding
+# (0.928); with the benign technical prompts it binds again: out of fold their train half
+# would need 0.992 for 1 % (at 0.95, 7 of 222 are flagged), so the threshold is the cap.
 THRESHOLD_CAP = 0.95
 BENIGN_PER_SOURCE = 400
 # A sample of CLINC150's train half (crowd-written assistant queries): the casual polite asks
@@ -102,6 +115,20 @@ EPOCHS = 1200
 SOURCE_WEIGHTS: dict[str, float] = {"awesome_chatgpt_prompts": 2.0, "handwritten": 2.0}
 
 
+def benign_technical(split: str) -> list[Row]:
+    """One half of the handwritten benign developer prompts (BENIGN_TECHNICAL)."""
+    rows = [{**r, "source": "benign_technical"} for r in read_jsonl(BENIGN_TECHNICAL)]
+    return rows_in(rows, split)
+
+
+def pii_probe() -> list[Row]:
+    """The PII and credentials probe set as benign prompts (PII_PROBE; never trained on)."""
+    return [
+        {"text": r["text"], "label": "benign", "category": "benign", "source": "pii_probe"}
+        for r in read_jsonl(PII_PROBE)
+    ]
+
+
 def polite_probe() -> list[Row]:
     """The measuring set of casual, polite benign prompts (POLITE_PROBE; never trained on)."""
     return [{**r, "source": "benign_polite_probe"} for r in read_jsonl(POLITE_PROBE)]
@@ -115,6 +142,8 @@ def unseen_benign(corpora: Path) -> list[Row]:
         public_jailbreaks.awesome_chatgpt_prompts(corpora, "heldout")
         + public_corpora.clinc150(corpora, "heldout")
         + polite_probe()
+        + benign_technical("heldout")
+        + pii_probe()
     )
 
 
@@ -159,6 +188,7 @@ def training_rows(
     others += public_corpora.benign_instructions(corpora, per_source=BENIGN_PER_SOURCE)
     others += clinc_sample(corpora)
     others += [{**r, "source": "handwritten"} for r in read_jsonl(HANDWRITTEN)]
+    others += benign_technical("train")
     if public_sources:
         dev_texts = {r["text"].strip() for r in dev}
         templates += [r for r in public_jailbreaks.inthewild(corpora) if r["text"] not in dev_texts]
@@ -255,8 +285,8 @@ def main() -> None:
     attacks, _ = public_corpora.gptfuzz(args.corpora)
     unseen = held + attacks + unseen_benign(args.corpora)
     report(
-        "held-out half of dev, GPTFuzz, held-out halves of awesome-chatgpt-prompts and CLINC150, "
-        "the polite measuring set",
+        "held-out half of dev, GPTFuzz, held-out halves of awesome-chatgpt-prompts, CLINC150 and "
+        "the benign technical prompts, the polite measuring set, the PII/credentials probe",
         unseen,
         w,
         b,

@@ -14,9 +14,9 @@ gets an n-gram score and a MiniLM score from models that never saw it. A prompt 
 its n-gram score reaches NGRAM_THRESHOLD (the default policy's), or its n-gram score is at least
 the gate and its MiniLM score at least the threshold. For each gate in GATES, the lowest
 threshold keeping every benign source's out-of-fold false positives at most the n-gram model's
-own and within FP_TARGET; the pair flagging the most training attacks wins (ties: the higher,
-cheaper gate). Held-out rows are read only with `--report`, for the figures of the one shipped
-candidate.
+own (so within the n-gram trainer's 1 % wherever the n-gram model is); of the pairs flagging
+within GATE_SLACK of the most training attacks, the highest (cheapest) gate wins. Held-out rows
+are read only with `--report`, for the figures of the one shipped candidate.
 
 Deterministic (no sampling, no random init). Rebuild:
     OPENBLAS_NUM_THREADS=1 python -m guards.train_injection_minilm [--dev PATH] [--corpora DIR]
@@ -41,7 +41,6 @@ from guards.train_common import Row, out_of_fold, read_jsonl, rounded_up, traine
 from guards.train_content_safety_minilm import Judged, fit_logistic
 from guards.train_injection import (
     EPOCHS,
-    FP_TARGET,
     L2,
     training_rows,
     unseen_benign,
@@ -49,8 +48,13 @@ from guards.train_injection import (
 )
 
 Matrix = npt.NDArray[np.float64]
-NGRAM_THRESHOLD = 0.928  # guards/policies/default.yaml's prompt_injection threshold
+NGRAM_THRESHOLD = 0.95  # guards/policies/default.yaml's prompt_injection threshold
 GATES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
+# The highest gate flagging within this share of the best gate's attacks wins: a lower gate
+# embeds most benign prompts (0.02 sends "What is the capital of Australia?" to MiniLM) for a
+# few more training attacks (567 vs 563 of 724 out of fold when the benign technical prompts
+# joined the n-gram model's rows).
+GATE_SLACK = 0.01
 # Chosen out of fold among 0.01, 0.1, 1 and 10 (and against a 32/64-unit MLP, which did no
 # better): the weakest L2 tried flagged the most attacks at the same false-positive rule.
 MINILM_L2 = 0.1
@@ -107,8 +111,10 @@ def choose(
         if r["label"] == "benign":
             sources[r["source"]].append(i)
     base = ngram >= NGRAM_THRESHOLD
-    allowed = {s: min(int(base[ix].sum()), int(len(ix) * FP_TARGET)) for s, ix in sources.items()}
-    best: tuple[int, float, float] | None = None
+    # No benign source gains a false positive over the n-gram model's own: one already past
+    # FP_TARGET alone (the benign technical prompts at the capped threshold) gains none either.
+    allowed = {s: int(base[ix].sum()) for s, ix in sources.items()}
+    candidates: list[tuple[int, float, float]] = []
     for gate in GATES:
         band = (ngram >= gate) & ~base
         worst = 0.0
@@ -116,18 +122,18 @@ def choose(
             extra = int(allowed[s] - base[ix].sum())
             # the band's benign scores of this source: all but `extra` of them stay under
             scores = sorted((float(semantic[i]) for i in ix if band[i]), reverse=True)
-            if extra < 0:
-                raise ValueError(f"{s}: the n-gram model alone is past {FP_TARGET:.0%}")
             if len(scores) > extra:
                 worst = max(worst, scores[extra])
         threshold = rounded_up(min(worst + 1e-6, 0.9999), 4)
         flagged = int((base | (band & (semantic >= threshold)))[y].sum())
         if log:
             print(f"  gate {gate}: threshold {threshold} flags {flagged}/{int(y.sum())} attacks")
-        if best is None or flagged >= best[0]:
-            best = (flagged, gate, threshold)
-    assert best is not None
-    return best[1], best[2]
+        candidates.append((flagged, gate, threshold))
+    most = max(flagged for flagged, _, _ in candidates)
+    _, gate, threshold = max(
+        (c for c in candidates if c[0] >= most * (1 - GATE_SLACK)), key=lambda c: c[1]
+    )
+    return gate, threshold
 
 
 def summary(name: str, rows: list[Row], flags: npt.NDArray[np.bool_]) -> None:

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 MODEL_PATH = Path(__file__).resolve().parent.parent / "data" / "injection_minilm.npz"
 # sha256 of the shipped file: a changed or truncated model is refused (the guard then falls
 # back to the n-gram verdict, flagged), never silently used. `train_injection_minilm` prints it.
-MODEL_SHA256: Final = "2742528e012de3772c07c8e6971228131faa49b60da86b9fea39fc00399c58fe"
+MODEL_SHA256: Final = "130e1df249550af2af67b22c1d57de5ef1aa9fffb502a8d04076bf0baff77ca6"
 EMBEDDING_PRECISION: Final = "int8"  # the router's default precision: the vectors trained on
 # MiniLM reads 256 word pieces: about 1,000 characters of English.
 WINDOW_CHARS = 1000

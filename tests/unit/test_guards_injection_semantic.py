@@ -40,7 +40,10 @@ ROLE_PLAY = (
     "of places I like, and you will suggest three places to visit nearby, with a sentence on "
     "each. My first request: I am in Alfama and I like small museums and good coffee."
 )
-SHORT_BENIGN = ["What is the capital of Australia?", "Could you tell me how to boil an egg?"]
+# Under the gate with the shipped n-gram model. About 8 % of CLINC150's held-out queries sit in
+# the band (7.8 %; 7.2 % before the benign technical prompts were trained on, when "What is the
+# capital of Australia?", 0.105 now, was the first example here).
+SHORT_BENIGN = ["How many legs does a spider have?", "Could you tell me how to boil an egg?"]
 
 
 class CountingEmbedder:
