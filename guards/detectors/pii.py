@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import bisect
 import ipaddress
+import itertools
 import re
 from collections.abc import Callable, Iterable
 
@@ -18,12 +19,26 @@ from guards.verdict import Finding
 # every position (~100 µs per KB each). These open with a character class instead, and the
 # lookbehind follows that first character (`\d(?<![\d-].)` = a digit not preceded by a digit
 # or "-"), so re skips to candidate characters in C: same matches, 3-5x faster.
+# Letters of any script (zoë@kaffeehaus-zoe.de, info@bäckerei-schmitt.de) and the at-sign as
+# pages and tools encode it: %40 in a URL, &#64; in HTML source, the full-width at-sign (U+FF20)
+# of a PDF. A user@host followed by ":path" is an SSH/SCP remote (git@github.com:org/repo.git),
+# not a mailbox.
+AT_SIGNS = ("@", "%40", "\uff20", "&#64;", "&#x40;")
 EMAIL = re.compile(
-    r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b"
+    r"(?<![\w.+-])[\w.%+-]{1,64}(?:@|%40|\uff20|&#64;|&#x40;)[^\W_](?:[\w-]*[^\W_])?"
+    r"(?:\.[\w-]+)*\.[^\W\d_]{2,24}\b(?!:\S)",
+    re.IGNORECASE,
 )
 # A card number never follows "+" (that is an international phone number).
 CARD = re.compile(r"\d(?<![\d+-].)(?:[ -]?\d){11,18}(?![\d-])")
+# Dotted cards ("4234.7485.5673.8346") only in groups of four: a dotted quad is an address.
+DOTTED_CARD = re.compile(r"\d(?<![\d.].)\d{3}\.\d{4}\.\d{4}\.\d{1,7}(?![\d.])")
 IBAN = re.compile(r"[A-Z](?<!\w.)[A-Z]\d{2}(?: ?[A-Z0-9]){11,30}\b")
+# Typed in lower case ("nl34ingb6912471996"): the same checks (country length, mod-97); spaced
+# only in groups of four, or the next lower-case word would join it.
+IBAN_LOWER = re.compile(
+    r"[a-z](?<!\w.)[a-z]\d{2}(?:[a-z0-9]{11,30}|(?: [a-z0-9]{4}){2,7}(?: [a-z0-9]{1,4})?)\b"
+)
 SSN = re.compile(r"(\d(?<![\d-].)\d\d)([- ]?)(\d{2})\2(\d{4})(?![\d-])")
 IPV4 = re.compile(r"\d(?<![\d.].)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?![\d.])")
 # A dotted quad named as a version ("version 2.10.3.4", "v10.0.0.1", "build 6.1.7601.1" has a
@@ -77,7 +92,7 @@ def luhn_valid(digits: str) -> bool:
 
 
 def iban_valid(candidate: str) -> bool:
-    iban = candidate.replace(" ", "")
+    iban = candidate.replace(" ", "").upper()
     expected = IBAN_LENGTHS.get(iban[:2])
     if (expected is not None and len(iban) != expected) or not 15 <= len(iban) <= 34:
         return False
@@ -91,14 +106,14 @@ def ssn_valid(area: str, group: str, serial: str) -> bool:
 
 
 def _cards(text: str) -> Iterable[Finding]:
-    for m in CARD.finditer(text):
+    for m in itertools.chain(CARD.finditer(text), DOTTED_CARD.finditer(text)):
         digits = re.sub(r"\D", "", m.group())
         if 12 <= len(digits) <= 19 and len(set(digits)) > 1 and luhn_valid(digits):
             yield Finding("CREDIT_CARD", m.start(), m.end())
 
 
 def _ibans(text: str) -> Iterable[Finding]:
-    for m in IBAN.finditer(text):
+    for m in itertools.chain(IBAN.finditer(text), IBAN_LOWER.finditer(text)):
         if iban_valid(m.group()):
             yield Finding("IBAN_CODE", m.start(), m.end())
 
@@ -144,7 +159,7 @@ def _ips(text: str) -> Iterable[Finding]:
 
 
 def _emails(text: str) -> Iterable[Finding]:
-    if "@" in text:
+    if any(map(text.__contains__, AT_SIGNS)):
         for m in EMAIL.finditer(text):
             yield Finding("EMAIL_ADDRESS", m.start(), m.end())
 
@@ -186,7 +201,8 @@ SCANNERS: dict[str, Callable[[str], Iterable[Finding]]] = {
 
 # Streams (`PiiDetector.holdback`): per entity, the characters a match is made of and how long a
 # match can be, so only a trailing run that could still grow into one is held.
-EMAIL_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-@"
+# Letters of other scripts count too (`_email_hold`); "&#;" and "\uff20" spell encoded at-signs.
+EMAIL_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-@&#;\uff20"
 LOCAL_PART_MAX = 64
 # Cards, SSNs, IPv4 and phones: digits, separators, "+", brackets and the "/" after an area
 # code; the longest match is a phone with a country code, area code, four more groups and an
@@ -194,9 +210,9 @@ LOCAL_PART_MAX = 64
 NUMBER_CHARS = "0123456789+() .-/"
 NUMBER_MAX = 52
 EXTENSION = re.compile(r"\d\s?(?:x|e|ex|ext|ext\.)\s?\d*\Z")
-IBAN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 "
+IBAN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 "
 IBAN_MAX = 64
-IBAN_PREFIX = re.compile(r"[A-Z](?:[A-Z](?:\d(?:\d(?: ?[A-Z0-9]){0,30} ?)?)?)?\Z")
+IBAN_PREFIX = re.compile(r"[A-Za-z](?:[A-Za-z](?:\d(?:\d(?: ?[A-Za-z0-9]){0,30} ?)?)?)?\Z")
 IPV6_CHARS = "0123456789ABCDEFabcdef:"
 IPV6_MAX = 39
 IPV6_PREFIX = re.compile(r"(?:[0-9A-Fa-f]{0,4}:){0,7}[0-9A-Fa-f]{0,4}")
@@ -207,7 +223,7 @@ def _never(_: str) -> bool:
 
 
 def _email_hold(text: str) -> int:
-    start = trailing_run_start(text, EMAIL_CHARS, _never)
+    start = trailing_run_start(text, EMAIL_CHARS, str.isalnum)
     at = text.rfind("@", start)
     # The local part is at most 64 characters and ends at the match's "@" (the domain has none).
     return len(text) - max(start, (at if at >= 0 else len(text)) - LOCAL_PART_MAX)
@@ -294,8 +310,8 @@ class PiiDetector:
         )
 
     def find(self, text: str, system_prompt: str = "") -> list[Finding]:
-        if "@" not in text and DIGIT.search(text) is None:
-            return []
+        if "@" not in text and "\uff20" not in text and DIGIT.search(text) is None:
+            return []  # every entity but a full-width-@ address holds a digit or an "@"
         claimed = _Spans()
         found: list[Finding] = []
         for scan in self._scanners:
@@ -314,7 +330,7 @@ class PiiDetector:
             most = max(most, hold(text))
         start = len(text) - most
         if most == 0 or start == 0 or ("@" not in text and DIGIT.search(text) is None):
-            return most
+            return most  # a full-width-@ address overlaps no other entity: nothing to widen
         matches = [f for scan in self._scanners for f in scan(text)]
         widened = True
         while widened:

@@ -257,6 +257,11 @@ def test_injection_classifier_ignores_texts_without_words_but_rules_still_apply(
 # -- holdback: how much of a stream's tail a detector may still turn into a finding ----------
 
 STREAMED_VALUES = [
+    ("zo\u00eb@kaffeehaus-zoe.de", "pii"),
+    ("emily.chen\uff20meridianhq.com", "pii"),
+    ("ann.lee%40example.com", "pii"),
+    ("4111.1111.1111.1111", "pii"),
+    ("gb82west12345698765432", "pii"),
     ("AKIAIOSFODNN7EXAMPLE", "secrets"),
     ("ghp_" + "a1B2" * 9, "secrets"),
     ("sk-proj" + "A" * 20 + "T3BlbkFJ" + "B" * 20, "secrets"),
@@ -275,6 +280,34 @@ STREAMED_VALUES = [
     ("2001:db8::8a2e:370:7334", "pii"),
 ]
 HOLDERS = {"secrets": SecretsDetector(), "pii": PiiDetector()}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("share: zo\u00eb@kaffeehaus-zoe.de ok", [("EMAIL_ADDRESS", "zo\u00eb@kaffeehaus-zoe.de")]),
+        (
+            "mail info@b\u00e4ckerei-schmitt.de",
+            [("EMAIL_ADDRESS", "info@b\u00e4ckerei-schmitt.de")],
+        ),
+        ("open?e=ann.lee%40example.com&c=1", [("EMAIL_ADDRESS", "ann.lee%40example.com")]),
+        (
+            "pdf: emily.chen\uff20meridianhq.com.",
+            [("EMAIL_ADDRESS", "emily.chen\uff20meridianhq.com")],
+        ),
+        ("html contact&#64;rivermill.co here", [("EMAIL_ADDRESS", "contact&#64;rivermill.co")]),
+        ("cc 4111.1111.1111.1111 cvv", [("CREDIT_CARD", "4111.1111.1111.1111")]),
+        ("to gb82west12345698765432 now", [("IBAN_CODE", "gb82west12345698765432")]),
+        ("to gb82 west 1234 5698 7654 32 now", [("IBAN_CODE", "gb82 west 1234 5698 7654 32")]),
+        # look-alikes: an SSH remote, an address and a version, a lower-case hash
+        ("git clone git@github.com:org/repo.git", []),
+        ("v4.17.21.1234 on 192.168.100.200", [("IP_ADDRESS", "192.168.100.200")]),
+        ("commit de12ab34cd56ef7890ab12 in the log", []),
+    ],
+)
+def test_pii_forms_seen_in_unseen_prompts(text: str, expected: list[tuple[str, str]]) -> None:
+    """Forms the probe set's train half showed missing (benchmarks/data/guards)."""
+    assert types_of(PiiDetector().find(text), text) == expected
 
 
 @pytest.mark.parametrize(("value", "detector"), STREAMED_VALUES)
