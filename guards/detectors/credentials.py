@@ -128,6 +128,9 @@ OPEN_PROSE_PASSWORD = re.compile(
     rf"{_PROSE_WORD}{_CONNECTORS}{{0,3}}(?:[ \t]+[^\s\"'`,;]{{0,64}})?[ \t]*\Z"
 )
 _PROSE_HINTS = ("pass", "pw", "kennwort", "contrase", "senha", "wachtwoord")
+# Every word either pass looks for holds one of these ("pwd" holds "pw").
+_HINTS = ("pass", "pw", "psk", "secret", "token", "key", "kennwort", "contrase", "senha",
+          "wachtwoord")  # fmt: skip
 _PROSE_VALUE = re.compile(r"(?=.*[^\W\d_])(?=.*[\d!#$%^&*+=?~|@])")
 BEARER = re.compile(r"(?i:\bbearer)[ \t]+(?P<bare>[A-Za-z0-9._~+/-]{20,}=*)")
 OPEN_BEARER = re.compile(r"(?i:\bbearer)[ \t]+[A-Za-z0-9._~+/-]*=*\Z")
@@ -245,12 +248,12 @@ def _named_type(word: str, value: str, ident: str) -> str:
     return "CREDENTIAL"
 
 
-def _named_matches(text: str, low: str) -> list[re.Match[str]]:
+def _named_matches(text: str, low: str, words: list[str]) -> list[re.Match[str]]:
     """Each credential word that an assignment follows closely (str.find, C speed), matched
     where its name can start: running the pattern over the text instead cost ~150 µs a KB of
     prose that merely says "key: ..." (measured here)."""
     matches: dict[int, re.Match[str]] = {}
-    for word in _WORDS:
+    for word in words:
         j = low.find(word)
         while j != -1:
             near = low[j : j + _OP_REACH]
@@ -269,8 +272,13 @@ def find_named(text: str) -> list[Finding]:
     """Values assigned to a secret's name, and bearer tokens; each finding is the value only."""
     found: list[Finding] = []
     low = text.lower()
-    if ":" in text or "=" in text:
-        for m in _named_matches(text, low):
+    # Each word checked once (~1 µs a KB each): most texts hold none and stop here.
+    present = [w for w in _HINTS if w in low]
+    if not present and "bearer" not in low:
+        return found
+    words = [w for w in _WORDS if w in present or (w == "pwd" and "pw" in present)]
+    if words and (":" in text or "=" in text):
+        for m in _named_matches(text, low, words):
             if _named_value_is_secret(text, m):
                 group = "quoted" if m.group("quoted") else "bare"
                 value = m.group(group)
@@ -278,14 +286,18 @@ def find_named(text: str) -> list[Finding]:
                 found.append(Finding(kind, *m.span(group)))
     if "bearer" in low:
         found.extend(Finding("CREDENTIAL", *m.span("bare")) for m in BEARER.finditer(text))
-    found.extend(_prose_passwords(text, low, {(f.start, f.end) for f in found}))
+    hints = [h for h in _PROSE_HINTS if h in present]
+    if hints:
+        found.extend(_prose_passwords(text, low, hints, {(f.start, f.end) for f in found}))
     return found
 
 
-def _prose_passwords(text: str, low: str, taken: set[tuple[int, int]]) -> list[Finding]:
+def _prose_passwords(
+    text: str, low: str, hints: list[str], taken: set[tuple[int, int]]
+) -> list[Finding]:
     """Passwords named in a sentence or a .netrc line, matched where a password word starts."""
     found = []
-    for hint in _PROSE_HINTS:
+    for hint in hints:
         j = low.find(hint)
         while j != -1:
             for pos in (j, j - 7) if hint == "pass" else (j,):  # "mot de passe"

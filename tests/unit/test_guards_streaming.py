@@ -237,13 +237,12 @@ PIECES = [
     "Authorization: Bearer ya29.a0Af~H6SM/Bx+3kL9zQ7pR2w",
     "api_key = Zx9!Yw8@Vu7",
     "my password is Tange#rine!44",
-    # e-mail addresses in other scripts and with encoded at-signs; dotted cards; lower-case IBANs
+    # e-mail addresses in other scripts and with encoded at-signs; dotted cards
     "zo\u00eb@kaffeehaus-zoe.de",
     "ann.lee%40example.com",
     "emily.chen\uff20meridianhq.com",
     "contact&#64;rivermill.co",
     "4111.1111.1111.1111",
-    "gb82west12345698765432",
     "git@github.com:org/repo.git",
     "xoxb-123456789-abcdefgh",
     "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N",
