@@ -79,7 +79,8 @@ def _score_pii(row: dict[str, Any], result: Any, entity: dict[str, dict[str, int
             for f in found
         ):
             counts["detected"] += 1
-        if text[span["start"] : span["end"]] in result.text:
+        # A blocked request is never forwarded: its text keeps every value, and leaks none.
+        if not result.blocked and text[span["start"] : span["end"]] in result.text:
             counts["survived"] += 1
     for f in found:
         if f.type in {"PROMPT_INJECTION", "TOKEN_LIMIT_EXCEEDED"}:
