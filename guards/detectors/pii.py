@@ -10,6 +10,11 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable
 
+from guards.detectors.obfuscated_email import (
+    may_hold_an_address,
+    obfuscated_email_hold,
+    obfuscated_emails,
+)
 from guards.detectors.phone import TRAILING_CUE_WORDS, phones
 from guards.detectors.stream_tail import trailing_run_start
 from guards.verdict import Finding
@@ -31,11 +36,19 @@ EMAIL = re.compile(
 # ("4234.7485.5673.8346") only in groups of four: a dotted quad is an address. One pattern for
 # both forms: each full scan of a KB costs 20-30 µs on this project's machines.
 CARD = re.compile(
-    r"\d(?<![\d+-].)(?:(?:[ -]?\d){11,18}(?![\d-])|\d{3}\.\d{4}\.\d{4}\.\d{1,7}(?![\d.]))"
+    r"\d(?<![\d+-].)(?:(?:[ -]?\d){11,18}(?![\d-])|\d{3}\.\d{4}\.\d{4}\.\d{1,7}(?!\.?\d))"
 )
 IBAN = re.compile(r"[A-Z](?<!\w.)[A-Z]\d{2}(?: ?[A-Z0-9]){11,30}\b")
-SSN = re.compile(r"(\d(?<![\d-].)\d\d)([- ]?)(\d{2})\2(\d{4})(?![\d-])")
-IPV4 = re.compile(r"\d(?<![\d.].)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?![\d.])")
+SSN = re.compile(r"(\d(?<![\d-].)\d\d)([-. ]?)(\d{2})\2(\d{4})(?![\d-]|\.\d)")
+# Nine digits run together are an SSN only right after its name ("SSN 539601948", "social
+# security no.: 539601948", "SS#539601948"); anywhere else they are too often something else.
+SSN_CUE = re.compile(
+    r"(?:\bssn|\bss|\bsocial[ -]security(?:[ -]?(?:number|num|no))?)\.?\s*(?:#|no\.?|number)?"
+    r"\s*[:=#]?\s*\Z",
+    re.IGNORECASE,
+)
+# A full stop may end the sentence after an address ("connecting from 91.204.73.118.").
+IPV4 = re.compile(r"\d(?<![\d.].)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?!\.?\d)")
 # A dotted quad named as a version ("version 2.10.3.4", "v10.0.0.1", "build 6.1.7601.1" has a
 # part over 255 anyway) is not an address, nor is the next one of a range ("... to 2.11.0.1"):
 # both were redacted as IP_ADDRESS in ordinary upgrade questions.
@@ -116,8 +129,9 @@ def _ibans(text: str) -> Iterable[Finding]:
 def _ssns(text: str) -> Iterable[Finding]:
     for m in SSN.finditer(text):
         area, sep, group, serial = m.groups()
-        # Unseparated nine-digit numbers are too often something else; require a separator.
-        if sep and ssn_valid(area, group, serial):
+        # Unseparated nine-digit numbers are too often something else: only after a cue.
+        cued = sep or SSN_CUE.search(text, max(0, m.start() - 32), m.start()) is not None
+        if cued and ssn_valid(area, group, serial):
             yield Finding("US_SSN", m.start(), m.end())
 
 
@@ -157,6 +171,7 @@ def _emails(text: str) -> Iterable[Finding]:
     if any(map(text.__contains__, AT_SIGNS)):
         for m in EMAIL.finditer(text):
             yield Finding("EMAIL_ADDRESS", m.start(), m.end())
+    yield from obfuscated_emails(text)
 
 
 class _Spans:
@@ -186,8 +201,8 @@ class _Spans:
 
 SCANNERS: dict[str, Callable[[str], Iterable[Finding]]] = {
     "EMAIL_ADDRESS": _emails,
-    "CREDIT_CARD": _cards,
     "IBAN_CODE": _ibans,
+    "CREDIT_CARD": _cards,
     "US_SSN": _ssns,
     "IP_ADDRESS": _ips,
     "PHONE_NUMBER": phones,
@@ -282,9 +297,9 @@ def _ipv6_hold(text: str) -> int:
 
 # IPv4 is digits and dots: the number rule holds it.
 HOLDS: dict[str, tuple[Callable[[str], int], ...]] = {
-    "EMAIL_ADDRESS": (_email_hold,),
-    "CREDIT_CARD": (_number_hold,),
+    "EMAIL_ADDRESS": (_email_hold, obfuscated_email_hold),
     "IBAN_CODE": (_iban_hold,),
+    "CREDIT_CARD": (_number_hold,),
     "US_SSN": (_number_hold,),
     "IP_ADDRESS": (_number_hold, _ipv6_hold),
     "PHONE_NUMBER": (_number_hold, _trailing_cue_hold),
@@ -298,15 +313,22 @@ class PiiDetector:
         unknown = set(entities) - set(SCANNERS)
         if unknown:
             raise ValueError(f"unknown PII entities: {sorted(unknown)}; known: {list(SCANNERS)}")
-        # Stronger (checksummed) scanners first, phone last: it is the loosest.
+        # Stronger (checksummed) scanners first, phone last: it is the loosest. An IBAN before
+        # a card: an IBAN's digits pass Luhn one time in ten ("DE25 0520 2173 3595 2893 07"
+        # was a card), a card never starts with a country code.
         self._scanners = [SCANNERS[name] for name in SCANNERS if name in set(entities)]
         self._holds = list(
             dict.fromkeys(h for name in SCANNERS if name in set(entities) for h in HOLDS[name])
         )
 
     def find(self, text: str, system_prompt: str = "") -> list[Finding]:
-        if "@" not in text and "\uff20" not in text and DIGIT.search(text) is None:
-            return []  # every entity but a full-width-@ address holds a digit or an "@"
+        if (
+            "@" not in text
+            and "\uff20" not in text
+            and DIGIT.search(text) is None
+            and not may_hold_an_address(text)
+        ):
+            return []  # every entity but an address with no "@" in it holds a digit or an "@"
         claimed = _Spans()
         found: list[Finding] = []
         for scan in self._scanners:

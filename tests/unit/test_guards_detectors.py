@@ -277,6 +277,12 @@ STREAMED_VALUES = [
     ("35/139-6937", "pii"),
     ("192.168.1.20", "pii"),
     ("2001:db8::8a2e:370:7334", "pii"),
+    ("marco [dot] bellini [at] tessutilab [dot] it", "pii"),
+    ("r.vance(at)cedarbrook-law.com", "pii"),
+    ("olaf { at } nordvik { dot } no", "pii"),
+    ("jane dot doe at example dot com", "pii"),
+    ("SSN 539601948", "pii"),
+    ("539.60.1948", "pii"),
 ]
 HOLDERS = {"secrets": SecretsDetector(), "pii": PiiDetector()}
 
@@ -300,6 +306,37 @@ HOLDERS = {"secrets": SecretsDetector(), "pii": PiiDetector()}
         ("git clone git@github.com:org/repo.git", []),
         ("v4.17.21.1234 on 192.168.100.200", [("IP_ADDRESS", "192.168.100.200")]),
         ("commit de12ab34cd56ef7890ab12 in the log", []),
+        # addresses written against harvesters
+        (
+            "CV: marco [dot] bellini [at] tessutilab [dot] it",
+            [("EMAIL_ADDRESS", "marco [dot] bellini [at] tessutilab [dot] it")],
+        ),
+        (
+            "lawyer: r.vance(at)cedarbrook-law.com, write",
+            [("EMAIL_ADDRESS", "r.vance(at)cedarbrook-law.com")],
+        ),
+        ("footer: olaf{at}nordvik{dot}no. Fine", [("EMAIL_ADDRESS", "olaf{at}nordvik{dot}no")]),
+        (
+            "to jane dot doe at example dot com now",
+            [("EMAIL_ADDRESS", "jane dot doe at example dot com")],
+        ),
+        ("MAIL JOHN AT EXAMPLE DOT ORG", [("EMAIL_ADDRESS", "JOHN AT EXAMPLE DOT ORG")]),
+        # prose with "at" and "dot" in it
+        ("sign up at example.com today", []),
+        ("I worked at a dot com startup", []),
+        ("she worked at Pets dot com in 1999", []),
+        ("look at the dot in the logo at noon", []),
+        ("it costs (at) least 5 dot points", []),
+        # the full stop after an address; an IBAN whose digits pass Luhn
+        ("connecting from 91.204.73.118. What now", [("IP_ADDRESS", "91.204.73.118")]),
+        ("pay DE25 0520 2173 3595 2893 07 now", [("IBAN_CODE", "DE25 0520 2173 3595 2893 07")]),
+        # SSNs: dotted, and nine digits run together right after the name only
+        ("ssn 539.60.1948.", [("US_SSN", "539.60.1948")]),
+        ("SSN: 539601948 on file", [("US_SSN", "539601948")]),
+        ("Social Security No. 539601948", [("US_SSN", "539601948")]),
+        ("SS#539601948", [("US_SSN", "539601948")]),
+        ("order 539601948 shipped", []),
+        ("SSN: 666601948 on file", []),
     ],
 )
 def test_pii_forms_seen_in_unseen_prompts(text: str, expected: list[tuple[str, str]]) -> None:
@@ -320,8 +357,13 @@ def test_holdback_keeps_every_prefix_of_a_value(value: str, detector: str) -> No
 def test_holdback_releases_finished_words() -> None:
     for detector in HOLDERS.values():
         assert detector.holdback("The capital of France is Paris. ") == 0
-        assert detector.holdback("in 2024, then ") == 0
+        assert detector.holdback("in 2024, then, ") == 0
         assert detector.holdback("The capital of Fra") == 3  # an unfinished word may go on
+    assert SecretsDetector().holdback("in 2024, then ") == 0
+    # A word and a space may still be an address's local part ("then [at] example [dot] com"):
+    # only it waits, until the next word shows it is not.
+    assert PiiDetector().holdback("in 2024, then ") == len("then ")
+    assert PiiDetector().holdback("in 2024, then you ") == len("you ")
 
 
 def test_pii_holdback_keeps_a_phone_number_whose_extension_is_being_written() -> None:

@@ -35,8 +35,8 @@ def test_a_value_in_a_blocked_request_did_not_survive(tmp_path: Path) -> None:
 
 
 def test_a_value_no_guard_found_survives(tmp_path: Path) -> None:
-    text = "Write to jane dot doe at example dot com today"
-    value = "jane dot doe at example dot com"
+    text = "Write to jane, then the at-sign, then example.org today"
+    value = "jane, then the at-sign, then example.org"
     data = write_rows(tmp_path / "rows.jsonl", [email_row("c", text, value)])
     figures = evaluate(data, policy=None)["by_entity"]["EMAIL_ADDRESS"]
     assert figures["recall"] == 0.0 and figures["survived_redaction"] == 1

@@ -152,8 +152,10 @@ async def test_a_guard_that_cannot_say_holds_the_policy_window() -> None:
 
 async def test_monitor_mode_guards_hold_nothing_back() -> None:
     """A monitored guard changes nothing the client gets: the leak streams word by word (the
-    enforced guard would hold it), and the verdict it would have given is still recorded."""
-    policy = policy_with(system_prompt_leakage={"mode": "monitor"})
+    enforced guard would hold it), and the verdict it would have given is still recorded.
+    (PII is monitored too: enforced, it holds a word followed by a space, which may still be
+    an address's local part.)"""
+    policy = policy_with(system_prompt_leakage={"mode": "monitor"}, pii={"mode": "monitor"})
     words = [w + " " for w in LEAK_OUTPUT.split(" ")]
     guard = stream_guard(policy, SYSTEM_PROMPT)
     for word in words:
@@ -244,6 +246,14 @@ PIECES = [
     "contact&#64;rivermill.co",
     "4111.1111.1111.1111",
     "git@github.com:org/repo.git",
+    # addresses written against harvesters, prose that looks like them; SSN forms
+    "marco [dot] bellini [at] tessutilab [dot] it",
+    "r.vance(at)cedarbrook-law.com",
+    "olaf{at}nordvik{dot}no",
+    "jane dot doe at example dot com",
+    "look at the dot com",
+    "SSN 539601948",
+    "539.60.1948",
     "xoxb-123456789-abcdefgh",
     "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N",
 ]
