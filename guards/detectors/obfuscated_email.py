@@ -1,109 +1,203 @@
 """E-mail addresses written against address harvesters: "marco [dot] bellini [at] lab [dot] it",
-"r.vance(at)cedarbrook-law.com", "olaf{at}nordvik{dot}no", "jane dot doe at example dot com".
+"r.vance(at)cedarbrook-law.com", "olaf{at}nordvik{dot}no", "jane dot doe at example dot com",
+"billing[@]phish[.]com" (a defanged indicator), "tom . baker @ gmail . com", "carlos.vega
+arroba correo punto es", "jonas punkt weber ät posteo punkt de".
 
-People paste such addresses from web pages and CVs (the PII probe's `email_obfuscated` rows: 4 of
-6 in its train half passed through untouched); they are still someone's mailbox. A bracketed
-"at" ([at], (at), {at}, <at>) is never prose. A spoken "at" is prose more often than not ("sign
-up at example.com", "I worked at a dot com"), so it counts only with a spoken or bracketed dot in
-the domain, a known top-level domain after it, and no function word or common verb on either
-side of it.
+People paste such addresses from web pages, CVs and threat reports; they are still someone's
+mailbox. A bracketed "at" ([at], (at), {@}, <at>) is never prose. A spoken English "at" is prose
+more often than not ("sign up at example.com", "I worked at a dot com"), so it counts only with
+a spelled-out dot in the domain, a known top-level domain and no function word or common verb
+beside it — or, before a dotted domain, written "AT" in a lower-case address or after a local
+part with an underscore ("anna_k AT harlan-tools.com"). The words other languages read "@" as
+(arroba, arobase, ät, chiocciola, małpa) are not prose words, but still need a known TLD.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from guards.verdict import Finding
 
-_OPEN = r"[\[({<]"
-_CLOSE = r"[\])}>]"
-_WORD = r"[^\W_](?:[\w+%-]*[^\W_])?"
-# At most three spaces around a spelled-out separator: bounded, so a stream's hold is too.
-_BRACKET_AT = rf"\s{{0,3}}{_OPEN}\s{{0,3}}at\s{{0,3}}{_CLOSE}\s{{0,3}}"
-_SPOKEN_AT = r"\s{1,3}at\s{1,3}"
-_DOT = rf"(?:\.|\s{{0,3}}{_OPEN}\s{{0,3}}dot\s{{0,3}}{_CLOSE}\s{{0,3}}|\s{{1,3}}dot\s{{1,3}})"
-OBFUSCATED_EMAIL = re.compile(
-    rf"(?<![\w.+%-]){_WORD}(?:{_DOT}{_WORD}){{0,8}}(?P<at>{_BRACKET_AT}|{_SPOKEN_AT})"
-    rf"{_WORD}(?:{_DOT}{_WORD}){{0,6}}{_DOT}(?P<tld>[^\W\d_]{{2,24}})\b",
-    re.IGNORECASE,
-)
-# Every match holds a bracketed "at" or a spoken "dot". Literal-led searches of the lower-cased
-# text decide whether the (slow, lookbehind-led) scan above can find anything: ~3 µs a KB, where
-# one case-insensitive pattern for both took ~38.
-_CLOSING_AT = re.compile(rf"at\s{{0,3}}{_CLOSE}")
-_SPOKEN_DOT_WORD = re.compile(r"dot\s")
-_SPOKEN_DOT = re.compile(rf"\sdot\s|{_OPEN}\s{{0,3}}dot\s{{0,3}}{_CLOSE}", re.IGNORECASE)
-_OPENING_BEFORE = re.compile(rf"{_OPEN}\s{{0,3}}\Z")
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
 
 
-def _words(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
-SPOKEN_TLDS = _words(
-    "com org net edu gov mil int io co ai dev app info biz me us uk de fr es it nl be ch at se "
-    "no dk fi pl pt ie jp cn in br au ca ru eu nz za mx ar kr tw hk sg cz sk hu ro gr tr il"
+AT_WORDS = _words("at arroba arobase ät chiocciola małpa malpa")
+DOT_WORDS = _words("dot punto punkt point ponto punt kropka")
+KNOWN_TLDS = frozenset(
+    _words(
+        "com org net edu gov mil int io co ai dev app info biz me us uk de fr es it nl be ch at "
+        "se no dk fi pl pt ie jp cn in br au ca ru eu nz za mx ar kr tw hk sg cz sk hu ro gr tr il"
+    )
 )
 # Words that stand before or after a spoken "at" in prose far more often than in an address.
-PROSE_WORDS = _words(
-    "a an the this that these those my our your his her its their i we you he she they it me "
-    "us them is was are were be been am look looked looking looks meet met meeting work worked "
-    "working works live lived lives living stay stayed staying arrive arrived arriving here "
-    "there home one all least most best first last once night noon dawn school "
-    "shop shopping job jobs hired employed available found sign signed log logged"
+PROSE_WORDS = frozenset(
+    _words(
+        "a an the this that these those my our your his her its their i we you he she they it "
+        "me us them is was are were be been am look looked looking looks meet met meeting work "
+        "worked working works live lived lives living stay stayed staying arrive arrived "
+        "arriving here there home one all least most best first last once night noon dawn "
+        "school shop shopping job jobs hired employed available found sign signed log logged"
+    )
 )
-# The longest match reported: a 64-character local part and a 253-character domain, with room
+# The longest address reported: a 64-character local part and a 253-character domain, with room
 # for the spelled-out separators. A stream holds at most this much for one address.
 MAX_CHARS = 400
+LOCAL_MAX = 160  # a 64-character local part written with spelled-out dots
+
+_OPEN = r"[\[({<]"
+_CLOSE = r"[\])}>]"
+_AT = "|".join(AT_WORDS)
+_DOTW = "|".join(DOT_WORDS)
+_WORD = r"[^\W_](?:[\w+%-]*[^\W_])?"
+# At most three spaces around a separator: bounded, so a stream's hold is too. A dot is ".", a
+# bracketed dot or dot word, a spoken dot word, or " . " with space on both sides ("Paris. It"
+# is a sentence).
+_DOT = (
+    rf"(?:\.|\s{{0,3}}{_OPEN}\s{{0,3}}(?:{_DOTW}|\.)\s{{0,3}}{_CLOSE}\s{{0,3}}"
+    rf"|\s{{1,3}}(?:{_DOTW}|\.)\s{{1,3}})"
+)
+DOMAIN = re.compile(
+    rf"{_WORD}(?:{_DOT}{_WORD}){{0,6}}{_DOT}(?P<tld>[^\W\d_]{{2,24}})\b", re.IGNORECASE
+)
+# After an English "at", only "dot" is a spelled-out dot ("entered at some point in the" is a
+# sentence; "point", "punt" are English words too).
+SPELLED_DOT = re.compile(rf"\s(?:dot|\.)\s|{_OPEN}", re.IGNORECASE)
+# The at-sign's core, found by literal-led searches of the lower-cased text (~3 µs a KB; one
+# case-insensitive pattern for every form took ~130): "at" before a space or a closing bracket,
+# "@" with a space or bracket beside it, and the other languages' words.
+_AT_CORE = re.compile(rf"at(?=\s|{_CLOSE})")
+_SIGN_CORE = re.compile(r"@")
+_OTHER_CORES = tuple(re.compile(re.escape(w) + r"(?=\s)") for w in AT_WORDS[1:])
+# Around the core: a bracket pair, or space on both sides.
+_AFTER_BRACKET = re.compile(rf"\s{{0,3}}{_CLOSE}\s{{0,3}}")
+_AFTER_SPACE = re.compile(r"\s{1,3}")
+# The local part, read backwards from the at-sign (reversed text), word by word.
+_WORD_REV = r"[\w+%-]++"
+
+
+def _reversed_alternatives(words: Iterable[str]) -> str:
+    return "|".join(re.escape(w[::-1]) for w in sorted(words, key=len, reverse=True))
+
+
+_OPEN_REV, _CLOSE_REV = _CLOSE, _OPEN  # reading backwards, a closing bracket comes first
+_DOT_REV = (
+    rf"(?:\.|\s{{0,3}}{_OPEN_REV}\s{{0,3}}(?:{_reversed_alternatives(DOT_WORDS)}|\.)\s{{0,3}}"
+    rf"{_CLOSE_REV}\s{{0,3}}|\s{{1,3}}(?:{_reversed_alternatives(DOT_WORDS)}|\.)\s{{1,3}})"
+)
+LOCAL_REV = re.compile(rf"{_WORD_REV}(?:{_DOT_REV}{_WORD_REV}){{0,8}}", re.IGNORECASE)
+_NOT_LOCAL_EDGE = "+%-_."
+
+
+def _cores(text: str) -> Iterator[tuple[int, int]]:
+    """Where an at-sign's core may stand: (start, end), in text order. A core word stands
+    after a space or an opening bracket ("that " holds no core)."""
+    low = text.lower()
+    if len(low) != len(text):  # "İ" lowers to two characters: keep offsets aligned
+        low = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+    found = [
+        (m.start(), m.end())
+        for m in _AT_CORE.finditer(low)
+        if m.start() and (low[m.start() - 1].isspace() or low[m.start() - 1] in "[({<")
+    ]
+    if "@" in low:
+        found.extend((m.start(), m.end()) for m in _SIGN_CORE.finditer(low))
+    ascii_only = text.isascii()  # O(1): "ät" and "małpa" need not be looked for
+    for word, core in zip(AT_WORDS[1:], _OTHER_CORES, strict=True):
+        if (word.isascii() or not ascii_only) and word in low:
+            found.extend((m.start(), m.end()) for m in core.finditer(low))
+    return iter(sorted(found))
 
 
 def may_hold_an_address(text: str) -> bool:
-    """Whether `text` has a bracketed "at" or a spoken "dot" (every match has one)."""
-    low = text.lower()
-    for m in _CLOSING_AT.finditer(low):  # "at)" also ends "format)" in code: check the opening
-        if _OPENING_BEFORE.search(low, max(0, m.start() - 4), m.start()):
-            return True
-    return any(m.start() and low[m.start() - 1].isspace() for m in _SPOKEN_DOT_WORD.finditer(low))
+    """Whether `text` has anything an at-sign's core could be (a cheap first test)."""
+    return next(_cores(text), None) is not None
 
 
 def obfuscated_emails(text: str) -> Iterable[Finding]:
-    if not may_hold_an_address(text):
-        return
-    for m in OBFUSCATED_EMAIL.finditer(text):
-        if m.end() - m.start() > MAX_CHARS:
+    last_end = 0
+    for start, end in _cores(text):
+        if start < last_end:
             continue
-        if not m.group("at").strip().startswith(("[", "(", "{", "<")) and not _spoken_ok(m):
-            continue
-        yield Finding("EMAIL_ADDRESS", m.start(), m.end())
+        found = _address_around(text, start, end)
+        if found is not None:
+            last_end = found.end
+            yield found
 
 
-def _spoken_ok(m: re.Match[str]) -> bool:
-    """A spoken "at" names an address only with a spelled-out dot after it, a known TLD and
-    no prose word beside it ("worked at a dot com" is a sentence)."""
-    local = m.string[m.start() : m.start("at")]
-    domain = m.string[m.end("at") : m.start("tld")]
-    if _SPOKEN_DOT.search(domain) is None or m.group("tld").lower() not in SPOKEN_TLDS:
+def _address_around(text: str, core_start: int, core_end: int) -> Finding | None:
+    """The address whose at-sign's core is text[core_start:core_end], if it is one."""
+    left_end = core_start  # where the separator before the core begins
+    while left_end > 0 and core_start - left_end < 3 and text[left_end - 1].isspace():
+        left_end -= 1
+    bracketed = left_end > 0 and text[left_end - 1] in "[({<"
+    if bracketed:
+        left_end -= 1
+        while left_end > 0 and core_start - left_end < 7 and text[left_end - 1].isspace():
+            left_end -= 1
+    elif left_end == core_start:
+        return None  # a spoken core has a space before it
+    after = (_AFTER_BRACKET if bracketed else _AFTER_SPACE).match(text, core_end)
+    if after is None:
+        return None
+    domain = DOMAIN.match(text, after.end())  # most cores ("at the") end here
+    if domain is None:
+        return None
+    before = text[max(0, left_end - LOCAL_MAX) : left_end][::-1]
+    local = LOCAL_REV.match(before)
+    if local is None or domain.end() - core_end > MAX_CHARS - LOCAL_MAX:
+        return None
+    local_start = left_end - local.end()
+    while text[local_start] in _NOT_LOCAL_EDGE and local_start < left_end:
+        local_start += 1
+    if local_start > 0 and (text[local_start - 1].isalnum() or text[local_start - 1] in "_.@"):
+        return None  # the local part runs on into something that is not one
+    core = text[core_start:core_end]
+    local_part = text[local_start:left_end]
+    tld = domain.group("tld")
+    if not _accepted(core, bracketed, local_part, text[after.end() : domain.start("tld")], tld):
+        return None
+    return Finding("EMAIL_ADDRESS", local_start, domain.end())
+
+
+def _accepted(core: str, bracketed: bool, local: str, domain: str, tld: str) -> bool:
+    if bracketed:
+        return True
+    if tld.lower() not in KNOWN_TLDS:
         return False
-    last_local = re.split(r"\W+", local.strip())[-1].lower()
-    first_domain = re.split(r"\W+", domain.strip())[0].lower()
-    return last_local not in PROSE_WORDS and first_domain not in PROSE_WORDS
+    if core.lower() != "at":
+        return True  # "@" with space on both sides, or another language's word for it
+    last_local = re.split(r"[^\w]+", local)[-1].lower()
+    first_domain = re.split(r"[^\w-]+", domain)[0].lower()
+    if last_local in PROSE_WORDS or first_domain in PROSE_WORDS:
+        return False
+    if SPELLED_DOT.search(domain) is not None:
+        return True
+    # A dotted domain after a spoken "at" is prose ("sign up at example.com") unless the
+    # writer shouted the "at" in a lower-case address or the local part has an underscore.
+    return (core == "AT" and local == local.lower()) or "_" in local
 
 
 # Streams: the trailing text that is, or may still become, the start of such an address: words
-# joined by dots and "at"s, spelled out or not, then perhaps one more separator or its start.
-# A word followed by a space is held until the next word shows it is not a local part.
-# Matched on the reversed tail, from its end: the chain is read word by word and stops at the
-# first break (~2 µs), where a forward search for the earliest start took ~500 µs on 400
-# characters of prose.
-_WORD_REV = r"[\w+%-]++"
-_OPEN_REV, _CLOSE_REV = _CLOSE, _OPEN
+# joined by separators (dots and at-signs in every form above), then perhaps one more
+# separator or its start. A word followed by a space is held until the next word shows it is
+# not a local part. Matched on the reversed tail, from its end: the chain is read word by word
+# and stops at the first break (~2 µs), where a forward search for the earliest start took
+# ~500 µs on 400 characters of prose.
+def _prefixes(words: Iterable[str]) -> set[str]:
+    return {w[:i] for w in words for i in range(1, len(w) + 1)}
+
+
+_CORE_WORDS_REV = _reversed_alternatives([*AT_WORDS, *DOT_WORDS])
 _SEPARATOR_REV = (
-    rf"(?:\.|\s{{0,3}}{_OPEN_REV}\s{{0,3}}(?:ta|tod)\s{{0,3}}{_CLOSE_REV}\s{{0,3}}"
-    r"|\s{1,3}(?:ta|tod)\s{1,3})"
+    rf"(?:\.|\s{{0,3}}{_OPEN_REV}\s{{0,3}}(?:{_CORE_WORDS_REV}|[.@])\s{{0,3}}{_CLOSE_REV}"
+    rf"\s{{0,3}}|\s{{1,3}}(?:{_CORE_WORDS_REV}|[.@])\s{{1,3}})"
 )
-_PARTIAL_BRACKET_REV = rf"\s{{0,3}}(?:t?a|(?:t?o)?d)?\s{{0,3}}{_CLOSE_REV}\s{{0,3}}"
-_PARTIAL_SPOKEN_REV = r"(?:t?a|(?:t?o)?d)?\s{1,3}"
+_PARTIAL_WORDS_REV = _reversed_alternatives(_prefixes([*AT_WORDS, *DOT_WORDS]))
+_PARTIAL_BRACKET_REV = rf"\s{{0,3}}(?:{_PARTIAL_WORDS_REV}|[.@])?\s{{0,3}}{_CLOSE_REV}\s{{0,3}}"
+_PARTIAL_SPOKEN_REV = rf"(?:(?:{_PARTIAL_WORDS_REV}|[.@])\s{{0,3}})?\s{{1,3}}"
 _CHAIN_REV = rf"{_WORD_REV}(?:{_SEPARATOR_REV}{_WORD_REV})*"
 # The tail may end in a word, a whole separator or the start of one: each reading is tried and
 # the longest chain kept ("jane dot d" is a partial " d" after "jane dot", or the word "d").

@@ -41,10 +41,11 @@ CARD = re.compile(
 IBAN = re.compile(r"[A-Z](?<!\w.)[A-Z]\d{2}(?: ?[A-Z0-9]){11,30}\b")
 SSN = re.compile(r"(\d(?<![\d-].)\d\d)([-. ]?)(\d{2})\2(\d{4})(?![\d-]|\.\d)")
 # Nine digits run together are an SSN only right after its name ("SSN 539601948", "social
-# security no.: 539601948", "SS#539601948"); anywhere else they are too often something else.
+# security no.: 539601948", "SS#539601948", a JSON field "employee_ssn": "042657226");
+# anywhere else they are too often something else.
 SSN_CUE = re.compile(
-    r"(?:\bssn|\bss|\bsocial[ -]security(?:[ -]?(?:number|num|no))?)\.?\s*(?:#|no\.?|number)?"
-    r"\s*[:=#]?\s*\Z",
+    r"(?:(?<![^\W_])ssn|\bss|\bsocial[ _-]?security(?:[ _-]?(?:number|num|no))?)\.?[\"']?"
+    r"\s*(?:#|no\.?|number)?\s*[:=#]?\s*[\"']?\Z",
     re.IGNORECASE,
 )
 # A full stop may end the sentence after an address ("connecting from 91.204.73.118.").

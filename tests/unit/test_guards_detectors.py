@@ -283,6 +283,10 @@ STREAMED_VALUES = [
     ("jane dot doe at example dot com", "pii"),
     ("SSN 539601948", "pii"),
     ("539.60.1948", "pii"),
+    ("jonas punkt weber \u00e4t posteo punkt de", "pii"),
+    ("tom . baker @ gmail . com", "pii"),
+    ("billing-update[@]secure-paypa1-verify[.]com", "pii"),
+    ("anna_k AT harlan-tools.com", "pii"),
 ]
 HOLDERS = {"secrets": SecretsDetector(), "pii": PiiDetector()}
 
@@ -321,7 +325,26 @@ HOLDERS = {"secrets": SecretsDetector(), "pii": PiiDetector()}
             [("EMAIL_ADDRESS", "jane dot doe at example dot com")],
         ),
         ("MAIL JOHN AT EXAMPLE DOT ORG", [("EMAIL_ADDRESS", "JOHN AT EXAMPLE DOT ORG")]),
-        # prose with "at" and "dot" in it
+        (
+            "an jonas punkt weber \u00e4t posteo punkt de, bitte",
+            [("EMAIL_ADDRESS", "jonas punkt weber \u00e4t posteo punkt de")],
+        ),
+        (
+            "a carlos.vega arroba correo-sur punto es o",
+            [("EMAIL_ADDRESS", "carlos.vega arroba correo-sur punto es")],
+        ),
+        ("bio: tom . baker @ gmail . com", [("EMAIL_ADDRESS", "tom . baker @ gmail . com")]),
+        ("and anna_k AT harlan-tools.com", [("EMAIL_ADDRESS", "anna_k AT harlan-tools.com")]),
+        (
+            "IOC: billing-update[@]secure-paypa1-verify[.]com, sent",
+            [("EMAIL_ADDRESS", "billing-update[@]secure-paypa1-verify[.]com")],
+        ),
+        # prose with "at" and "dot" in it; code with "@" and "(at)"
+        ("y = x @ self.weight and c = a @ b.T", []),
+        ("x = format(at) + data(at)", []),
+        ("the punto de vista of an arroba sign", []),
+        ("it was entered at some point in the chat", []),
+        ("The capital of France is Paris. It is", []),
         ("sign up at example.com today", []),
         ("I worked at a dot com startup", []),
         ("she worked at Pets dot com in 1999", []),
@@ -335,7 +358,10 @@ HOLDERS = {"secrets": SecretsDetector(), "pii": PiiDetector()}
         ("SSN: 539601948 on file", [("US_SSN", "539601948")]),
         ("Social Security No. 539601948", [("US_SSN", "539601948")]),
         ("SS#539601948", [("US_SSN", "539601948")]),
+        ('{"employee_ssn": "042657226", "x": 1}', [("US_SSN", "042657226")]),
+        ("ssn='539601948'", [("US_SSN", "539601948")]),
         ("order 539601948 shipped", []),
+        ("classn 539601948", []),
         ("SSN: 666601948 on file", []),
     ],
 )
