@@ -78,6 +78,25 @@ ARITHMETIC_AFTER = re.compile(r" *=|-\d")
 # users", "text 2000000 people"), not one of the thousandth of phone numbers that end so.
 ROUND_NUMBER = re.compile(r"\d+000")
 
+# A number right after a word that names it as something else ("order no. 0 986 494 829",
+# not "booking number": in British English the line one books on
+# "part numbers like 0 986 494 829", "invoice #2026 0412 77", "Dossier: 2026 4471 08") is
+# that thing: a bare number (no "+" or bracket) there is not a phone unless a phone cue
+# stands before it too. The cue starts at most PHONE_CONTEXT_GAP characters before the number,
+# with only numbering words, other numbers and punctuation between (a stream holds that much).
+IDENTIFIER_CUE = re.compile(
+    r"\b(?:order|invoice|inv|ref|reference|tracking|ticket|case|part|parts|serial|sku|isbn|"
+    r"confirmation|dossier|dossiernummer|policy|claim|account|acct|item|article|"
+    r"model|batch|lot|shipment|transaction|txn|receipt|membership|customer|patient|"
+    r"employee|student|bestellnummer|rechnungsnummer|numbers)"
+    r"(?:[\s:#.,()-]*(?:no|nr|number|numbers|id|is|are|was|were|like|of|and|or|\d+)\b\.?)*"
+    r"[\s:#.,()-]*\Z",
+    re.IGNORECASE,
+)
+# A bare number led by a year-like group of four ("2026-1204-7781", "2026.4471.08") is a
+# reference or a case number: national phone numbers without "+" start with a trunk "0" or
+# a three-digit area code.
+YEAR_LED = re.compile(r"(?:19|20)\d\d[ .-]\d+(?:[ .-]\d+)+")
 ISO_DATE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}\b")
 DIGIT_RUN = re.compile(r"\d+")
 NON_DIGIT_RUN = re.compile(r"\D+")
@@ -95,6 +114,8 @@ def _looks_like_number(value: str) -> bool:
     if re.fullmatch(r"\d+\.\d+", value):
         return True
     bare = not value.startswith(("+", "("))
+    if bare and YEAR_LED.fullmatch(value):
+        return True
     if bare and ROUND_RANGE.fullmatch(value):
         return True
     return bare and len(DIGIT_RUN.findall(value)) == 2 and not LOCAL_NUMBER.fullmatch(value)
@@ -113,12 +134,25 @@ def phones(text: str) -> Iterable[Finding]:
             and separated
             and not _looks_like_number(value)
             and not ARITHMETIC_AFTER.match(text, m.end())
+            and not _named_as_identifier(text, m.start(), value)
         ):
             shaped.append((m.start(), m.end()))
     kept = set(range(len(shaped)))
     more = list(_more_phones(text, shaped, kept))
     yield from (Finding("PHONE_NUMBER", *shaped[i], 0.7) for i in sorted(kept))
     yield from more
+
+
+def _named_as_identifier(text: str, start: int, value: str) -> bool:
+    """A bare number after IDENTIFIER_CUE and no phone cue ("order no. 555-123-4567" stays a
+    number; "order line, call 555-123-4567" a phone)."""
+    if value.startswith(("+", "(")):
+        return False
+    lo = max(0, start - PHONE_CONTEXT_GAP)
+    return (
+        IDENTIFIER_CUE.search(text, lo, start) is not None
+        and PHONE_CUE.search(text, lo, start) is None
+    )
 
 
 def _more_phones(text: str, shaped: list[tuple[int, int]], kept: set[int]) -> Iterable[Finding]:
@@ -154,13 +188,18 @@ def _more_phones(text: str, shaped: list[tuple[int, int]], kept: set[int]) -> It
                     )
                 )
             )
-            if whole and not ARITHMETIC_AFTER.match(text, end):
+            if (
+                whole
+                and not ARITHMETIC_AFTER.match(text, end)
+                and not _named_as_identifier(text, start, value)
+            ):
                 kept.difference_update(parts)
                 yield Finding("PHONE_NUMBER", start, end, 0.7)
         elif (
             not slash
             and _national_or_international(value, digits)
             and not ARITHMETIC_AFTER.match(text, end)
+            and not _named_as_identifier(text, start, value)
         ):
             yield Finding("PHONE_NUMBER", start, end, 0.7)
         elif not ROUND_NUMBER.fullmatch(value) and (

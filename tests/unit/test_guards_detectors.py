@@ -363,6 +363,14 @@ HOLDERS = {"secrets": SecretsDetector(), "pii": PiiDetector()}
         ("order 539601948 shipped", []),
         ("classn 539601948", []),
         ("SSN: 666601948 on file", []),
+        # numbers named as something else: identifiers, year-led references
+        ("order no. 555-123-4567 shipped", []),
+        ("part numbers like 0 986 494 829 here", []),
+        ("the call reference they gave me is 2026-1204-7781.", []),
+        ("dossiernummer 2026.4471.08, kamer 3", []),
+        ("order line, call 555-123-4567", [("PHONE_NUMBER", "555-123-4567")]),
+        ("the booking number is 0131 552 7094.", [("PHONE_NUMBER", "0131 552 7094")]),
+        ("account: +44 20 7946 0958", [("PHONE_NUMBER", "+44 20 7946 0958")]),
     ],
 )
 def test_pii_forms_seen_in_unseen_prompts(text: str, expected: list[tuple[str, str]]) -> None:

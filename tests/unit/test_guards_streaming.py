@@ -257,6 +257,8 @@ PIECES = [
     "billing-update[@]secure-paypa1-verify[.]com",
     "anna_k AT harlan-tools.com",
     "x @ self.weight",
+    "order no. 555-123-4567",
+    "ref 2026-1204-7781",
     "SSN 539601948",
     "539.60.1948",
     "xoxb-123456789-abcdefgh",
