@@ -111,11 +111,6 @@ def _cores(text: str) -> Iterator[tuple[int, int]]:
     return iter(sorted(found))
 
 
-def may_hold_an_address(text: str) -> bool:
-    """Whether `text` has anything an at-sign's core could be (a cheap first test)."""
-    return next(_cores(text), None) is not None
-
-
 def obfuscated_emails(text: str) -> Iterable[Finding]:
     last_end = 0
     for start, end in _cores(text):

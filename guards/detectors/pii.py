@@ -10,11 +10,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable
 
-from guards.detectors.obfuscated_email import (
-    may_hold_an_address,
-    obfuscated_email_hold,
-    obfuscated_emails,
-)
+from guards.detectors.obfuscated_email import obfuscated_email_hold, obfuscated_emails
 from guards.detectors.phone import TRAILING_CUE_WORDS, phones
 from guards.detectors.stream_tail import trailing_run_start
 from guards.verdict import Finding
@@ -318,18 +314,15 @@ class PiiDetector:
         # a card: an IBAN's digits pass Luhn one time in ten ("DE25 0520 2173 3595 2893 07"
         # was a card), a card never starts with a country code.
         self._scanners = [SCANNERS[name] for name in SCANNERS if name in set(entities)]
+        self._emails = "EMAIL_ADDRESS" in set(entities)
         self._holds = list(
             dict.fromkeys(h for name in SCANNERS if name in set(entities) for h in HOLDS[name])
         )
 
     def find(self, text: str, system_prompt: str = "") -> list[Finding]:
-        if (
-            "@" not in text
-            and "\uff20" not in text
-            and DIGIT.search(text) is None
-            and not may_hold_an_address(text)
-        ):
-            return []  # every entity but an address with no "@" in it holds a digit or an "@"
+        if "@" not in text and "\uff20" not in text and DIGIT.search(text) is None:
+            # Every entity but an address written without an "@" holds a digit or an "@".
+            return list(obfuscated_emails(text)) if self._emails else []
         claimed = _Spans()
         found: list[Finding] = []
         for scan in self._scanners:
