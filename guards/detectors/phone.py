@@ -31,14 +31,15 @@ PHONE = re.compile(
 # shape rules above refuse unseparated runs and two bare groups (prices, house numbers), but
 # after such a word they are phone numbers, as Presidio's context enhancer treats them. The
 # word must start at most PHONE_CONTEXT_GAP characters before the number, with nothing but
-# punctuation, "me"/"us" and "at", "on", "is" or "to" between, or, after a verb that reaches
+# punctuation, "me"/"us" and "at", "on", "is", "to" or "from" ("SMS from 2029178834", "a
+# missed call from ...") between, or, after a verb that reaches
 # someone, up to three words and then "at" or "on" ("call Anna Berg at ..."). "number" alone
 # is not a cue (order, invoice and ticket numbers); "my number is", "your number:" are.
 PHONE_CUE = re.compile(
     r"\b(?:(?:phone|telephone|tel|mobile|cell|cellphone|fax|call|calling|dial|ring|text|sms|"
     r"whatsapp|landline|hotline|desk|direct|answering|reach|contact|messages?\s+to)\b"
     r"(?:\s+(?:me|us)\b)?"
-    r"[\s:#.,()-]*(?:(?:no|number)\b[\s:#.,()-]*)?(?:(?:at|on|is|to)\s+)?"
+    r"[\s:#.,()-]*(?:(?:no|number)\b[\s:#.,()-]*)?(?:(?:at|on|is|to|from)\s+)?"
     r"|(?:my|your|his|her|our|their)\s+number(?:\s+is\s+|\s*:\s*)"
     r"|(?:call|ring|text|reach|contact|dial)(?:\s+[^\W\d]+){1,3}\s+(?:at|on)\s+)\Z",
     re.IGNORECASE,

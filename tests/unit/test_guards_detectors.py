@@ -371,6 +371,8 @@ HOLDERS = {"secrets": SecretsDetector(), "pii": PiiDetector()}
         ("order line, call 555-123-4567", [("PHONE_NUMBER", "555-123-4567")]),
         ("the booking number is 0131 552 7094.", [("PHONE_NUMBER", "0131 552 7094")]),
         ("account: +44 20 7946 0958", [("PHONE_NUMBER", "+44 20 7946 0958")]),
+        ("SMS from 2029178834 today", [("PHONE_NUMBER", "2029178834")]),
+        ("rows from 2029178834 on", []),
     ],
 )
 def test_pii_forms_seen_in_unseen_prompts(text: str, expected: list[tuple[str, str]]) -> None:
