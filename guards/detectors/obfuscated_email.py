@@ -74,6 +74,14 @@ _OTHER_CORES = tuple(re.compile(re.escape(w) + r"(?=\s)") for w in AT_WORDS[1:])
 # Around the core: a bracket pair, or space on both sides.
 _AFTER_BRACKET = re.compile(rf"\s{{0,3}}{_CLOSE}\s{{0,3}}")
 _AFTER_SPACE = re.compile(r"\s{1,3}")
+_AFTER_SIGN = re.compile(r"\s{0,3}")
+# A word saying an address follows, at most 32 characters before its local part (a stream
+# reads that much released text again before a window with an "at" in it: pii.may_need_cue).
+EMAIL_CUE = re.compile(
+    r"\b(?:e-?mail(?:ed|ing)?|mail|write|wrote|send|sent|contact|reach|cc|bcc|address|inbox"
+    r"|mailto|correo|courriel|e-mail-adresse)\b[^.!?\n]{0,24}\Z",
+    re.IGNORECASE,
+)
 # The local part, read backwards from the at-sign (reversed text), word by word.
 _WORD_REV = r"[\w+%-]++"
 
@@ -132,9 +140,17 @@ def _address_around(text: str, core_start: int, core_end: int) -> Finding | None
         left_end -= 1
         while left_end > 0 and core_start - left_end < 7 and text[left_end - 1].isspace():
             left_end -= 1
+    sign = text[core_start:core_end] == "@"
+    if bracketed:
+        after = _AFTER_BRACKET.match(text, core_end)
+    elif sign:  # "tom @gmail.com", "tom@ gmail.com": a space on one side (none: EMAIL's)
+        after = _AFTER_SIGN.match(text, core_end)
+        if after is not None and left_end == core_start and after.end() == core_end:
+            return None
     elif left_end == core_start:
         return None  # a spoken core has a space before it
-    after = (_AFTER_BRACKET if bracketed else _AFTER_SPACE).match(text, core_end)
+    else:
+        after = _AFTER_SPACE.match(text, core_end)
     if after is None:
         return None
     domain = DOMAIN.match(text, after.end())  # most cores ("at the") end here
@@ -152,12 +168,16 @@ def _address_around(text: str, core_start: int, core_end: int) -> Finding | None
     core = text[core_start:core_end]
     local_part = text[local_start:left_end]
     tld = domain.group("tld")
-    if not _accepted(core, bracketed, local_part, text[after.end() : domain.start("tld")], tld):
+    cued = EMAIL_CUE.search(text, max(0, local_start - 32), local_start) is not None
+    domain_part = text[after.end() : domain.start("tld")]
+    if not _accepted(core, bracketed, local_part, domain_part, tld, cued):
         return None
     return Finding("EMAIL_ADDRESS", local_start, domain.end())
 
 
-def _accepted(core: str, bracketed: bool, local: str, domain: str, tld: str) -> bool:
+def _accepted(
+    core: str, bracketed: bool, local: str, domain: str, tld: str, cued: bool = False
+) -> bool:
     if bracketed:
         return True
     if tld.lower() not in KNOWN_TLDS:
@@ -170,9 +190,11 @@ def _accepted(core: str, bracketed: bool, local: str, domain: str, tld: str) -> 
         return False
     if SPELLED_DOT.search(domain) is not None:
         return True
-    # A dotted domain after a spoken "at" is prose ("sign up at example.com") unless the
-    # writer shouted the "at" in a lower-case address or the local part has an underscore.
-    return (core == "AT" and local == local.lower()) or "_" in local
+    # A dotted domain after a spoken "at" is prose ("sign up at example.com") unless a word
+    # before it says an address follows ("write to rohan at quillpath.com", "email: jane at
+    # example.org"), the writer shouted the "at" in a lower-case address, or the local part
+    # has an underscore.
+    return cued or (core == "AT" and local == local.lower()) or "_" in local
 
 
 # Streams: the trailing text that is, or may still become, the start of such an address: words
@@ -187,8 +209,8 @@ def _prefixes(words: Iterable[str]) -> set[str]:
 
 _CORE_WORDS_REV = _reversed_alternatives([*AT_WORDS, *DOT_WORDS])
 _SEPARATOR_REV = (
-    rf"(?:\.|\s{{0,3}}{_OPEN_REV}\s{{0,3}}(?:{_CORE_WORDS_REV}|[.@])\s{{0,3}}{_CLOSE_REV}"
-    rf"\s{{0,3}}|\s{{1,3}}(?:{_CORE_WORDS_REV}|[.@])\s{{1,3}})"
+    rf"(?:\.|\s{{0,3}}@\s{{0,3}}|\s{{0,3}}{_OPEN_REV}\s{{0,3}}(?:{_CORE_WORDS_REV}|[.@])"
+    rf"\s{{0,3}}{_CLOSE_REV}\s{{0,3}}|\s{{1,3}}(?:{_CORE_WORDS_REV}|\.)\s{{1,3}})"
 )
 _PARTIAL_WORDS_REV = _reversed_alternatives(_prefixes([*AT_WORDS, *DOT_WORDS]))
 _PARTIAL_BRACKET_REV = rf"\s{{0,3}}(?:{_PARTIAL_WORDS_REV}|[.@])?\s{{0,3}}{_CLOSE_REV}\s{{0,3}}"

@@ -352,6 +352,10 @@ class PiiDetector:
         return len(text) - start
 
 
+SPOKEN_AT = re.compile(r"\bat\b", re.IGNORECASE)
+
+
 def may_need_cue(window: str) -> bool:
-    """Whether text about to be judged could hold a number a cue before it makes a phone."""
-    return DIGIT.search(window) is not None
+    """Whether text about to be judged could hold a number a cue before it makes a phone, or
+    a spoken "at" a cue before it makes an address ("write to rohan at quillpath.com")."""
+    return DIGIT.search(window) is not None or SPOKEN_AT.search(window) is not None

@@ -287,6 +287,8 @@ STREAMED_VALUES = [
     ("tom . baker @ gmail . com", "pii"),
     ("billing-update[@]secure-paypa1-verify[.]com", "pii"),
     ("anna_k AT harlan-tools.com", "pii"),
+    ("john @gmail.com", "pii"),
+    ("john@ gmail.com", "pii"),
 ]
 HOLDERS = {"secrets": SecretsDetector(), "pii": PiiDetector()}
 
@@ -339,7 +341,18 @@ HOLDERS = {"secrets": SecretsDetector(), "pii": PiiDetector()}
             "IOC: billing-update[@]secure-paypa1-verify[.]com, sent",
             [("EMAIL_ADDRESS", "billing-update[@]secure-paypa1-verify[.]com")],
         ),
+        # a spoken "at" before a dotted domain, after a word saying an address follows
+        (
+            "write to me at rohan at quillpath.com if",
+            [("EMAIL_ADDRESS", "rohan at quillpath.com")],
+        ),
+        ("email: jane at example.org today", [("EMAIL_ADDRESS", "jane at example.org")]),
+        # "@" with a space on one side
+        ("mail john @gmail.com now", [("EMAIL_ADDRESS", "john @gmail.com")]),
+        ("mail john@ gmail.com now", [("EMAIL_ADDRESS", "john@ gmail.com")]),
         # prose with "at" and "dot" in it; code with "@" and "(at)"
+        ("the docs are at docs.python.org, email me", []),
+        ("y = x @self.weight and x @ y", []),
         ("y = x @ self.weight and c = a @ b.T", []),
         ("x = format(at) + data(at)", []),
         ("the punto de vista of an arroba sign", []),
