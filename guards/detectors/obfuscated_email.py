@@ -7,9 +7,11 @@ People paste such addresses from web pages, CVs and threat reports; they are sti
 mailbox. A bracketed "at" ([at], (at), {@}, <at>) is never prose. A spoken English "at" is prose
 more often than not ("sign up at example.com", "I worked at a dot com"), so it counts only with
 a spelled-out dot in the domain, a known top-level domain and no function word or common verb
-beside it — or, before a dotted domain, written "AT" in a lower-case address or after a local
-part with an underscore ("anna_k AT harlan-tools.com"). The words other languages read "@" as
-(arroba, arobase, ät, chiocciola, małpa) are not prose words, but still need a known TLD.
+beside it — or, before a dotted domain, after a word saying an address follows ("write to
+rohan at quillpath.com"), written "AT" in a lower-case address, or after a local part with an
+underscore ("anna_k AT harlan-tools.com"). The words other languages read "@" as (arroba,
+arobase, ät, chiocciola, małpa) are not prose words, but still need a known TLD; so does an "@"
+with a space on one side ("john @gmail.com"; none at all is the plain e-mail pattern's).
 """
 
 from __future__ import annotations
