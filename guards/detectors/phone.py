@@ -80,10 +80,10 @@ ARITHMETIC_AFTER = re.compile(r" *=|-\d")
 ROUND_NUMBER = re.compile(r"\d+000")
 
 # A number right after a word that names it as something else ("order no. 0 986 494 829",
-# not "booking number": in British English the line one books on
 # "part numbers like 0 986 494 829", "invoice #2026 0412 77", "Dossier: 2026 4471 08") is
 # that thing: a bare number (no "+" or bracket) there is not a phone unless a phone cue
-# stands before it too. The cue starts at most PHONE_CONTEXT_GAP characters before the number,
+# stands before it too. Not "booking": in British English the booking number is the line one
+# books on. The cue starts at most PHONE_CONTEXT_GAP characters before the number,
 # with only numbering words, other numbers and punctuation between (a stream holds that much).
 IDENTIFIER_CUE = re.compile(
     r"\b(?:order|invoice|inv|ref|reference|tracking|ticket|case|part|parts|serial|sku|isbn|"
