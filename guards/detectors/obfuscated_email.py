@@ -163,8 +163,10 @@ def _address_around(text: str, core_start: int, core_end: int) -> Finding | None
     if local is None or domain.end() - core_end > MAX_CHARS - LOCAL_MAX:
         return None
     local_start = left_end - local.end()
-    while text[local_start] in _NOT_LOCAL_EDGE and local_start < left_end:
+    while local_start < left_end and text[local_start] in _NOT_LOCAL_EDGE:
         local_start += 1
+    if local_start == left_end:
+        return None  # "-- [at] example [dot] com": no local part
     if local_start > 0 and (text[local_start - 1].isalnum() or text[local_start - 1] in "_.@"):
         return None  # the local part runs on into something that is not one
     core = text[core_start:core_end]

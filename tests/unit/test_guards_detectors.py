@@ -353,6 +353,7 @@ HOLDERS = {"secrets": SecretsDetector(), "pii": PiiDetector()}
         # prose with "at" and "dot" in it; code with "@" and "(at)"
         ("the docs are at docs.python.org, email me", []),
         ("y = x @self.weight and x @ y", []),
+        ("see -- [at] example [dot] com", []),
         ("y = x @ self.weight and c = a @ b.T", []),
         ("x = format(at) + data(at)", []),
         ("the punto de vista of an arroba sign", []),
