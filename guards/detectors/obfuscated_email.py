@@ -73,7 +73,8 @@ SPELLED_DOT = re.compile(rf"\s(?:dot|\.)\s|{_OPEN}", re.IGNORECASE)
 _AT_CORE = re.compile(rf"at(?=\s|{_CLOSE})")
 _SIGN_CORE = re.compile(r"@")
 _OTHER_CORES = tuple(re.compile(re.escape(w) + r"(?=\s)") for w in AT_WORDS[1:])
-# Around the core: a bracket pair, or space on both sides.
+# Around the core: a bracket pair; a spoken word's spaces on both sides; an "@"'s on one side
+# at least.
 _AFTER_BRACKET = re.compile(rf"\s{{0,3}}{_CLOSE}\s{{0,3}}")
 _AFTER_SPACE = re.compile(r"\s{1,3}")
 _AFTER_SIGN = re.compile(r"\s{0,3}")
@@ -93,9 +94,10 @@ def _reversed_alternatives(words: Iterable[str]) -> str:
 
 
 _OPEN_REV, _CLOSE_REV = _CLOSE, _OPEN  # reading backwards, a closing bracket comes first
+_DOT_WORDS_REV = _reversed_alternatives(DOT_WORDS)
 _DOT_REV = (
-    rf"(?:\.|\s{{0,3}}{_OPEN_REV}\s{{0,3}}(?:{_reversed_alternatives(DOT_WORDS)}|\.)\s{{0,3}}"
-    rf"{_CLOSE_REV}\s{{0,3}}|\s{{1,3}}(?:{_reversed_alternatives(DOT_WORDS)}|\.)\s{{1,3}})"
+    rf"(?:\.|\s{{0,3}}{_OPEN_REV}\s{{0,3}}(?:{_DOT_WORDS_REV}|\.)\s{{0,3}}"
+    rf"{_CLOSE_REV}\s{{0,3}}|\s{{1,3}}(?:{_DOT_WORDS_REV}|\.)\s{{1,3}})"
 )
 LOCAL_REV = re.compile(rf"{_WORD_REV}(?:{_DOT_REV}{_WORD_REV}){{0,8}}", re.IGNORECASE)
 _NOT_LOCAL_EDGE = "+%-_."
