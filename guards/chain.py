@@ -1,9 +1,11 @@
 """Runs a policy's guards on one text and combines their verdicts into one decision.
 
 Guards run concurrently: fast ones inline (a thread hop costs more than they do), CPU-heavy
-ones in a thread so the event loop never blocks, guardrails-ai validators in another process
-(guards/validator_sandbox.py), killed at their deadline. Each call has its guard's timeout; an
-error or timeout follows the guard's `on_error`. Monitor-mode verdicts are recorded, never applied.
+ones in the guards' own worker threads so the event loop never blocks (guards/check_threads.py:
+a check that outlives its deadline keeps its worker, so each guard may leave only a few
+behind), guardrails-ai validators in another process (guards/validator_sandbox.py), killed at
+their deadline. Each call has its guard's timeout; an error or timeout follows the guard's
+`on_error`. Monitor-mode verdicts are recorded, never applied.
 
 Inside a recorded trace, a chain run on an input or a whole output is ONE `apply_guardrail
 {target}` span (mesh.telemetry.semconv.guard_chain_span: the combined decision, policy id and
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from opentelemetry import trace
 from opentelemetry.trace import Span, Tracer
 
+from guards.check_threads import CHECK_THREADS
 from guards.errors import GuardFailure
 from guards.hooks import (
     CPU_HEAVY_TIMEOUT_MS,
@@ -97,13 +100,13 @@ async def _run_one(built: BuiltGuard, check: Check) -> Verdict:
             verdict: Verdict = await asyncio.wait_for(isolated(text, timeout), timeout)
             return verdict
         if built.guard.cpu_heavy:
-            return await asyncio.wait_for(asyncio.to_thread(call), timeout)
+            return await CHECK_THREADS.run_until(built.spec.name, call, timeout)
         # Fast detectors: inline on short texts (a thread hop costs more than they do), in a
         # thread on long ones so the event loop (health checks, other calls) keeps getting the
         # GIL. Never cut short: failing a guard after the fact would turn a slow text, or CPU
         # contention, into an `on_error` pass; an overrun is logged instead.
         started = time.perf_counter()
-        verdict = call() if len(check.text) <= OFF_LOOP_CHARS else await asyncio.to_thread(call)
+        verdict = call() if len(check.text) <= OFF_LOOP_CHARS else await CHECK_THREADS.run(call)
         if time.perf_counter() - started > timeout:
             log.warning("inline guard %s overran its %d ms timeout", built.spec.name, deadline_ms)
         return verdict
