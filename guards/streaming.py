@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from guards.chain import GuardChain
 from guards.detectors.phone import CUE_LOOKBEHIND_CHARS
 from guards.detectors.pii import may_need_cue
+from guards.detectors.table_column import MAX_CHARS_ABOVE, table_top
 from guards.hooks import OutputChunkCheck, OutputFinalCheck
 from guards.verdict import (
     Action,
@@ -74,7 +75,8 @@ _CONTEXT_MAX = 64
 # Released text a detector may read before a finding (a phone number's cue word, "Phone:"):
 # the window is checked with at least this much in front.
 _LOOKBEHIND = CUE_LOOKBEHIND_CHARS
-_TAIL_KEPT = _LOOKBEHIND + _CONTEXT_MAX
+# A table's lines above the window (its header names a column's values: table_column.py).
+_TAIL_KEPT = MAX_CHARS_ABOVE + 1024
 
 Holdback = Callable[[OutputChunkCheck], int | None]
 
@@ -179,12 +181,20 @@ class StreamGuard:
         `_LOOKBEHIND` characters (a cue word before a number: "Phone: 451 5986"); otherwise
         from the last whitespace only, so a chunk of plain words is not judged twice over.
         Capped: text without spaces gets 64 characters more, and a match that starts before
-        them can only be masked more."""
+        them can only be masked more. A window with a digit in a table's row is read with the
+        table's lines above it, back to its header."""
         tail = self._released_tail
-        i = max(len(tail) - _LOOKBEHIND, 0) if may_need_cue(self._window) else len(tail)
-        while i and not tail[i - 1].isspace():
+        cue = may_need_cue(self._window)
+        i = max(len(tail) - _LOOKBEHIND, 0) if cue else len(tail)
+        floor = max(i - _CONTEXT_MAX, 0)
+        while i > floor and not tail[i - 1].isspace():
             i -= 1
-        return tail[i - 1 :] if i else tail
+        start = i - 1 if i > floor else floor
+        if cue and "\n" in tail:
+            table = table_top(tail, tail.rfind("\n") + 1)
+            if table is not None and table[0] < start:
+                return tail[table[0] :]
+        return tail[start:]
 
     def _release(self, cut: int, spans: list[Finding]) -> StreamStep:
         raw = self._window[:cut]

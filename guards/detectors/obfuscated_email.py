@@ -72,7 +72,7 @@ SPELLED_DOT = re.compile(rf"\s(?:dot|\.)\s|{_OPEN}", re.IGNORECASE)
 # "@" with a space or bracket beside it, and the other languages' words.
 _AT_CORE = re.compile(rf"at(?=\s|{_CLOSE})")
 _SIGN_CORE = re.compile(r"@")
-_OTHER_CORES = tuple(re.compile(re.escape(w) + r"(?=\s)") for w in AT_WORDS[1:])
+_OTHER_CORES = tuple(re.compile(re.escape(w) + rf"(?=\s|{_CLOSE})") for w in AT_WORDS[1:])
 # Around the core: a bracket pair; a spoken word's spaces on both sides; an "@"'s on one side
 # at least.
 _AFTER_BRACKET = re.compile(rf"\s{{0,3}}{_CLOSE}\s{{0,3}}")

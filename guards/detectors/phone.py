@@ -13,17 +13,23 @@ import bisect
 import re
 from collections.abc import Iterable
 
+from guards.detectors.table_column import column_header
 from guards.verdict import Finding
 
 # A phone number starts with "+", "(" or a digit; the lookbehinds after the first character
 # pick the branch that the original optional groups would have taken.
+# Chinese, Japanese and Korean text runs into a number without a space ("手机139 8180 1359",
+# "번호는 010-2300-9453이고"): their letters do not join a number the way Latin ones do.
+CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
+JOINING = rf"[^\W{CJK}]"  # a letter, digit or "_" that makes a number part of a word
 PHONE = re.compile(
-    r"[+(\d](?<![\w+].)"
+    rf"[+(\d](?<!{JOINING}.)(?<!\+.)"
     r"(?:(?<=\+)\d{8,15}(?!\d)"
     r"|(?<=\+)\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{2,5}"
     r"|(?<=\()\d{1,4}\)[ .-]?\d{2,5}"
     r"|(?<=\d)\d{1,4})"
-    r"(?:[ .-]\d{2,5}){0,4}(?:\s?(?:x|ext\.?)\s?\d{1,5})?(?![\w]|\.\d)"
+    r"(?:[ .-]\d{2,5}){0,4}(?:\s?(?:x|ext\.?|extension)\s?\d{1,5}|;ext=\d{1,5})?"
+    rf"(?!{JOINING}|\.\d)"
 )
 # (Not before ".<digit>": "255.255.255" of a netmask, "1.234.567" of a longer dotted number.)
 # A number right after a word that says it is one ("Phone: 451 5986", "Desk: 5403926876",
@@ -36,12 +42,19 @@ PHONE = re.compile(
 # someone, up to three words and then "at" or "on" ("call Anna Berg at ..."). "number" alone
 # is not a cue (order, invoice and ticket numbers); "my number is", "your number:" are.
 PHONE_CUE = re.compile(
-    r"\b(?:(?:phone|telephone|tel|mobile|cell|cellphone|fax|call|calling|dial|ring|text|sms|"
-    r"whatsapp|landline|hotline|desk|direct|answering|reach|contact|messages?\s+to)\b"
-    r"(?:\s+(?:me|us)\b)?"
-    r"[\s:#.,()-]*(?:(?:no|number)\b[\s:#.,()-]*)?(?:(?:at|on|is|to|from)\s+)?"
+    r"(?:(?<![^\W_])(?:phone|telephone|tel|mobile|cell|cellphone|fax|call|calling|dial|ring|"
+    r"text|sms|whatsapp|landline|hotline|desk|direct|answering|reach|contact|messages?\s+to|"
+    r"msisdn|caller[ _-]?id|callerid|telefon|telefono|tel\u00e9fono|telefone|t\u00e9l\u00e9phone|"
+    r"t\u00e9l|handy|mobil|m\u00f3vil|movil|celular|cellulare|portable|rufnummer|"
+    r"(?:ani|dnis)(?=\s*[=:]))(?![^\W_])"
+    r"(?:[\s_]+(?:me|us)\b)?"
+    r"[\s:#.,()=\"'_-]*(?:(?:no|number|nr|num)\b[\s:#.,()=\"'-]*)?(?:(?:at|on|is|to|from)\s+)?"
     r"|(?:my|your|his|her|our|their)\s+number(?:\s+is\s+|\s*:\s*)"
-    r"|(?:call|ring|text|reach|contact|dial)(?:\s+[^\W\d]+){1,3}\s+(?:at|on)\s+)\Z",
+    r"|(?:call|ring|text|reach|contact|dial)(?:\s+[^\W\d]+){1,3}\s+(?:at|on)\s+"
+    r"|(?:\u96fb\u8a71|\u643a\u5e2f|\u624b\u673a|\u7535\u8bdd|\u624b\u6a5f|\u4ee3\u8868\u756a\u53f7"
+    r"|\uc804\ud654|\ud734\ub300\ud3f0|\ud578\ub4dc\ud3f0|\uc5f0\ub77d\ucc98)"
+    r"(?:\u756a\u53f7|\ubc88\ud638|\u53f7\u7801|[\u306f\u304c\u306e\ub294\uc740]|\u3067\u3059|[\s:\uff1a])*"
+    r")\Z",
     re.IGNORECASE,
 )
 PHONE_CONTEXT_GAP = 32
@@ -56,20 +69,33 @@ TRAILING_CUE = re.compile(
     r"[ -]*\(?(?:" + "|".join(TRAILING_CUE_WORDS) + r")\)?(?=[ \t]*(?:[\n\r,;]|\Z))",
     re.IGNORECASE,
 )
+# A table column so headed holds phone numbers (table_column.py): "contact_id,phone" over
+# "9012,7135550138", "Kunde;Telefon;Mobil" over "B\u00e4ckerei Hoffmann;0221 / 1110258".
+PHONE_HEADER = re.compile(
+    r"(?<![^\W_])(?:phone|tel|telephone|mobile|cell|fax|msisdn|telefon|telefono|tel\u00e9fono|"
+    r"telefone|t\u00e9l\u00e9phone|t\u00e9l|handy|mobil|m\u00f3vil|celular|cellulare|whatsapp|"
+    r"ani|dnis|caller[ _-]?id)(?![^\W_])"
+    r"|\u96fb\u8a71|\u643a\u5e2f|\u624b\u673a|\u7535\u8bdd|\uc804\ud654|\ud734\ub300\ud3f0|\uc5f0\ub77d\ucc98",
+    re.IGNORECASE,
+)
 # Candidates for the rules below the shape rules: a run of digits and separators, "+" only as
 # its first character or right after an opening "(" ("(+30) 2310 123456"), "/" only once,
 # after an area code ("0664/1234567", "06-1/685 8783").
-CUED_NUMBER = re.compile(r"[+(\d](?<![\w+.,/].)\+?[\d ()./-]{5,22}\d(?![\w]|[.,]\d)")
+# After a "," too: a CSV cell ("9012,7135550138").
+CUED_NUMBER = re.compile(
+    rf"[+(\d](?<!{JOINING}.)(?<![+./].)\+?[\d ()./-]{{5,22}}\d(?!{JOINING}|[.,]\d)"
+)
 # National numbers that the shape rules refuse as two bare groups or an area code of five
 # digits, but whose form only phone numbers take: a trunk "0" and two groups ("01632 960123",
-# "050-1234567"), and a bracketed area code before a long group ("(0161) 4960000").
-TRUNK_TWO_GROUPS = re.compile(r"0[1-9]\d{0,3}[ -]\d{5,8}")
+# "050-1234567", "096882 00139"), and a bracketed area code before a long group ("(0161)
+# 4960000").
+TRUNK_TWO_GROUPS = re.compile(r"0[1-9]\d{0,4}[ -]\d{5,8}")
 AREA_CODE_LONG = re.compile(r"\(\d{2,5}\)[ -]?\d{2,9}(?:[ -]\d{2,8}){0,3}")
 # "00" and a country code, dialled from abroad, and then separated groups ("00421 2 70499962").
 INTERNATIONAL_00 = re.compile(r"00[1-9]\d{0,3}[ -]")
 # A trunk or country digit written before a number PHONE matched ("1-800-386-7560",
-# "8 (783) 101-2228", "0 513 969 371").
-TRUNK_DIGIT = re.compile(r"[018][ -]?")
+# "1.888.555.0147", "8 (783) 101-2228", "0 513 969 371").
+TRUNK_DIGIT = re.compile(r"[018][ .-]?")
 # An area code and "/" before a number PHONE matched ("35/139-6937", "(06)44/757-7104").
 SLASH_AREA_CODE = re.compile(r"\(?\d{1,5}\)?(?:-?\d{1,2})?/ ?")
 # A subtraction that GSM8K-style working writes out ("400-120-200=80", "450-150-36-50-20-10")
@@ -86,11 +112,22 @@ ROUND_NUMBER = re.compile(r"\d+000")
 # books on. The cue starts at most PHONE_CONTEXT_GAP characters before the number,
 # with only numbering words, other numbers and punctuation between (a stream holds that much).
 IDENTIFIER_CUE = re.compile(
-    r"\b(?:order|invoice|inv|ref|reference|tracking|ticket|case|part|parts|serial|sku|isbn|"
+    r"(?:\b(?:order|invoice|inv|ref|reference|tracking|ticket|case|part|parts|serial|sku|isbn|"
     r"confirmation|dossier|dossiernummer|policy|claim|account|acct|item|article|"
     r"model|batch|lot|shipment|transaction|txn|receipt|membership|customer|patient|"
-    r"employee|student|bestellnummer|rechnungsnummer|numbers)"
-    r"(?:[\s:#.,()-]*(?:no|nr|number|numbers|id|is|are|was|were|like|of|and|or|\d+)\b\.?)*"
+    r"employee|student|bestellnummer|rechnungsnummer|numbers|po|p/n|pn|s/n|sn|imei|ean|upc|"
+    r"gtin|barcode|kundennr|kundennummer|auftragsnr|auftragsnummer|bestellnr|rechnungsnr|"
+    r"sendungsnummer|artikelnummer|aktenzeichen|referenz|pedido|factura|commande|facture|"
+    r"ordine|fattura|fatura|sipari\u015f|takip|zam\u00f3wienia|faktury|faktura)"
+    r"(?:[\s:#.,()-]*(?:no|nr|number|numbers|id|is|are|was|were|like|of|and|or|"
+    r"n\u00ba|n\u00b0|num|numero|n\u00famero|num\u00e9ro|nummer|numer|\d+)\b\.?)*"
+    # An identity or serial number's name may stand a few words before it ("serial number on
+    # the unit is SN ...", "Seriennummer auf dem Aufkleber: ...", "NIP sprzedawcy ...").
+    r"|\b(?:serial|seriennummer|s/n|imei|nip|regon|cnpj|cpf|vat|siret|siren|ust-?id|"
+    r"steuernummer)\b(?:[\s:#.,()-]+[^\W\d]+){0,3}"
+    r"|(?:\u4f1d\u7968|\u6ce8\u6587|\u8ffd\u8de1|\u8ba2\u5355|\u8fd0\u5355|\u5feb\u9012\u5355"
+    r"|\uc8fc\ubb38|\uc6b4\uc1a1\uc7a5|\uc1a1\uc7a5|\u90f5\u4fbf|\u3012)"
+    r"(?:\u756a\u53f7|\u53f7|\ubc88\ud638|[\u306f\ub294\uc740]|\s)*)"
     r"[\s:#.,()-]*\Z",
     re.IGNORECASE,
 )
@@ -136,12 +173,29 @@ def phones(text: str) -> Iterable[Finding]:
             and not _looks_like_number(value)
             and not ARITHMETIC_AFTER.match(text, m.end())
             and not _named_as_identifier(text, m.start(), value)
+            and not _not_a_phone(text, m.start(), value)
         ):
             shaped.append((m.start(), m.end()))
     kept = set(range(len(shaped)))
     more = list(_more_phones(text, shaped, kept))
     yield from (Finding("PHONE_NUMBER", *shaped[i], 0.7) for i in sorted(kept))
     yield from more
+
+
+def _cued(text: str, start: int) -> bool:
+    return PHONE_CUE.search(text, max(0, start - PHONE_CONTEXT_GAP), start) is not None
+
+
+def _in_phone_column(text: str, start: int, end: int) -> bool:
+    cell = column_header(text, start, end)
+    return cell is not None and PHONE_HEADER.search(cell) is not None
+
+
+def _not_a_phone(text: str, start: int, value: str) -> bool:
+    """One digit repeated ("(555) 555-5555", "0000 0000 00": placeholders), or the tail of a
+    code that letters and a hyphen open ("model HX-415-5550")."""
+    digits = {c for c in value if c.isdigit()}
+    return len(digits) == 1 or (start >= 2 and text[start - 1] == "-" and text[start - 2].isalpha())
 
 
 def _named_as_identifier(text: str, start: int, value: str) -> bool:
@@ -164,6 +218,8 @@ def _more_phones(text: str, shaped: list[tuple[int, int]], kept: set[int]) -> It
     starts = [start for start, _ in shaped]
     for m in CUED_NUMBER.finditer(text):
         start, end = m.start(), m.end()
+        if text[start] == "(" and ")" not in m.group():
+            start += 1  # a bracket around the number, not an area code's ("(0151 12377785)")
         # the shaped matches that overlap the candidate: few, as a candidate is short
         lo = bisect.bisect_right(starts, start)
         lo -= bool(lo and shaped[lo - 1][1] > start)
@@ -171,12 +227,14 @@ def _more_phones(text: str, shaped: list[tuple[int, int]], kept: set[int]) -> It
         parts = range(lo, hi)
         if parts and not all(start <= shaped[k][0] and shaped[k][1] <= end for k in parts):
             continue  # a shaped match reaches out of it (an extension)
-        value = m.group()
+        value = text[start:end]
         digits = sum(c.isdigit() for c in value)
         if not 7 <= digits <= 15 or ISO_DATE.match(value) or "+" in value[2:]:
             continue
         if (value[1:2] == "+" and value[0] != "(") or value.count("/") > 1:
             continue  # "5+1234567"; a date ("12/05/2024")
+        if _not_a_phone(text, start, value):
+            continue
         slash = "/" in value
         if parts:
             one = len(parts) == 1 and shaped[lo][1] == end
@@ -204,8 +262,11 @@ def _more_phones(text: str, shaped: list[tuple[int, int]], kept: set[int]) -> It
         ):
             yield Finding("PHONE_NUMBER", start, end, 0.7)
         elif not ROUND_NUMBER.fullmatch(value) and (
-            PHONE_CUE.search(text, max(0, start - PHONE_CONTEXT_GAP), start)
+            # After a "," the number is a CSV cell, which its column names, not the cell
+            # before it ("...",FALSE,TEXT,1024570189": "text" is no cue there).
+            (text[start - 1 : start] != "," and _cued(text, start))
             or TRAILING_CUE.match(text, end)
+            or _in_phone_column(text, start, end)
         ):
             yield Finding("PHONE_NUMBER", start, end, 0.6)
 

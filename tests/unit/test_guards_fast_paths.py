@@ -21,13 +21,15 @@ from guards.detectors.token_limit import approximate_tokens
 # The formulations before the speed work (reference only).
 REFERENCE_PII = {
     "CARD": re.compile(r"(?<![\d+-])\d(?:[ -]?\d){11,18}(?![\d-])"),
-    "IBAN": re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"),
-    "SSN": re.compile(r"(?<![\d-])(\d{3})([- ]?)(\d{2})\2(\d{4})(?![\d-])"),
+    "IBAN": re.compile(r"\b[A-Z]{2}\d{2}(?:(?: ?|-(?=[A-Z0-9]))[A-Z0-9]){11,30}\b"),
+    "SSN": re.compile(r"(?<![\d\u2013-])(\d{3})([-.\u2013 ]?)(\d{2})\2(\d{4})(?![\d\u2013-]|\.\d)"),
     "IPV4": re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])"),
     "PHONE": re.compile(
-        r"(?<![\w+])(?:\+\d{8,15}(?!\d)|(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,5})"
+        rf"(?<!{phone.JOINING})(?<!\+)"
+        r"(?:\+\d{8,15}(?!\d)|(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,5})"
         r"(?:[ .-]\d{2,5}){0,4}"
-        r"(?:\s?(?:x|ext\.?)\s?\d{1,5})?(?![\w]|\.\d)"  # ".<digit>": added later, in both
+        r"(?:\s?(?:x|ext\.?|extension)\s?\d{1,5}|;ext=\d{1,5})?"
+        rf"(?!{phone.JOINING}|\.\d)"  # ".<digit>": added later, in both
     ),
 }
 REFERENCE_RULE = re.compile(
@@ -53,9 +55,16 @@ PIECES = [
     "2024-01-02",
     "+44 20 7946 0958",
     "a1234567",
+    "\u624b\u673a139 8180 1359",
+    "085\u201367\u20138807",
+    "(212) 555-0170 extension 4410",
+    "ES42-3053-6328-1197-9961-5276",
 ]
 TEXT = st.lists(
-    st.one_of(st.sampled_from(PIECES), st.text(alphabet="ab1234567890 +-().:x\n", max_size=12)),
+    st.one_of(
+        st.sampled_from(PIECES),
+        st.text(alphabet="ab1234567890 +-().:x\n\u2013\u673a;=", max_size=12),
+    ),
     max_size=8,
 ).map("".join)
 

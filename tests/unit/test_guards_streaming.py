@@ -318,6 +318,30 @@ async def test_a_number_made_a_phone_by_the_word_before_it_never_leaks_at_any_sp
     assert one_by_one == expected
 
 
+TABLE_TEXT = (
+    "Here is the roster you asked for:\n\n"
+    "| Employee | Department | SSN | Phone |\n"
+    "|---|---|---|---|\n"
+    "| Kwame Osei | Kitchen and catering | 540357703 | 7135550138 |\n"
+    "| Marisol Vega | Warehouse night shift | 609409910 | 4025550131 |\n"
+    "Let me know if you need more."
+)
+
+
+async def test_a_value_named_by_its_table_header_never_leaks_at_any_split() -> None:
+    """The header (far more than a cue's reach above the rows) names the column: the stream
+    reads the table's lines again before a window with a digit, so each value is masked at
+    every split position, as in the whole text."""
+    expected = await unary(TABLE_TEXT)
+    for value in ("540357703", "609409910", "7135550138", "4025550131"):
+        assert value not in expected
+    for cut in range(1, len(TABLE_TEXT)):
+        released, blocked, _ = await stream([TABLE_TEXT[:cut], TABLE_TEXT[cut:]])
+        assert not blocked and released == expected, cut
+    one_by_one, _, _ = await stream(list(TABLE_TEXT))
+    assert one_by_one == expected
+
+
 LABELLED_PHONE_TEXT = "Paxata\nBox 9168\n451 5986 office\n99 668472 (fax)\n1500000 office chairs"
 
 

@@ -1,0 +1,222 @@
+"""PII in the forms a fourth unseen probe showed (benchmarks/data/guards/pii_probe_r4.jsonl):
+values named by a table's header, numbers glued to Chinese, Japanese and Korean text, keys
+of logs and JSON, numbers named as identifiers in other languages, card networks, networks
+that are not hosts. Each rule has a case it must refuse beside the case it finds."""
+
+from __future__ import annotations
+
+import pytest
+
+from guards.detectors.pii import PiiDetector, card_network_valid, luhn_valid
+
+DETECTOR = PiiDetector()
+
+
+def found(text: str, kind: str | None = None) -> list[str]:
+    return [text[f.start : f.end] for f in DETECTOR.find(text) if kind in (None, f.type)]
+
+
+def with_luhn_digit(body: str) -> str:
+    return next(body + d for d in "0123456789" if luhn_valid(body + d))
+
+
+# -- table columns -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("dept|name|ssn|hours\nOps|Lee, Ana|219875412|40\n", "219875412"),
+        (
+            "| Name | SSN |\n|---|---|\n| J. Ruiz | 219\u201387\u20135412 |\n",
+            "219\u201387\u20135412",
+        ),
+        ("id;Social Security Number;rate\n7;219875412;21.50\n8;320114455;19.00", "320114455"),
+        ("emp\tTIN\n42\t219875412\n", "219875412"),
+    ],
+)
+def test_an_unseparated_ssn_in_a_column_so_headed_is_found(text: str, value: str) -> None:
+    assert value in found(text, "US_SSN")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "id,amount\n1,219875412\n",  # the column is something else
+        "id,ssn\n1,ref 219875412\n",  # not the whole cell
+        "code,total\nA|B,219875412\n",  # another delimiter on the row
+    ],
+)
+def test_a_nine_digit_number_in_another_column_is_not_an_ssn(text: str) -> None:
+    assert found(text, "US_SSN") == []
+
+
+def test_phone_numbers_in_a_phone_column_are_found_and_an_id_column_is_not() -> None:
+    text = "contact_id,phone\n9011,2125550199\n9012,7135550138\n"
+    assert found(text, "PHONE_NUMBER") == ["2125550199", "7135550138"]
+    assert found("contact_id,amount\n9011,2125550199\n", "PHONE_NUMBER") == []
+    german = "Kunde;Telefon;Mobil\nB\u00e4ckerei Hoffmann;0221 / 1110258;0151 12377785\n"
+    assert found(german, "PHONE_NUMBER") == ["0221 / 1110258", "0151 12377785"]
+
+
+def test_prose_lines_of_a_multiline_csv_field_are_not_a_header() -> None:
+    text = 'act,notes,n\nx,"the long note\nabout the phone, and more, more"\n2125550199,a,b\n'
+    assert found(text, "PHONE_NUMBER") == []
+
+
+# -- cues --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("<Subscriber><SSN>219875412</SSN></Subscriber>", "219875412"),
+        ("recipient_tin: 219875412", "219875412"),
+        ("claimant Ann Feld, social 219875412, filed late", "219875412"),
+        ("N\u00famero de Seguro Social: 219875412", "219875412"),
+    ],
+)
+def test_ssn_cues_of_markup_forms_and_other_languages(text: str, value: str) -> None:
+    assert found(text, "US_SSN") == [value]
+
+
+def test_example_ssns_and_words_ending_in_tin_are_not_ssns() -> None:
+    assert found("Format it like 123-45-6789 or 078-05-1120.", "US_SSN") == []
+    assert found("Martin 219875412 units", "US_SSN") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "values"),
+    [
+        ("[otp] send ok msisdn=447700900271 len=6", ["447700900271"]),
+        ("ivr: call_start ani=2145550161 dnis=8005550100", ["2145550161", "8005550100"]),
+        ('{"name": "Ana", "phone": "2125550199"}', ["2125550199"]),
+        ("mobile_phone=2125550199", ["2125550199"]),
+    ],
+)
+def test_log_and_json_keys_name_a_phone(text: str, values: list[str]) -> None:
+    assert found(text, "PHONE_NUMBER") == values
+
+
+def test_a_word_that_only_contains_a_cue_is_none() -> None:
+    assert found("annie=2145550161 iphone 2145550162", "PHONE_NUMBER") == []
+    assert found('id,text\n5,"x",FALSE,TEXT,1024570189\n', "PHONE_NUMBER") == []
+
+
+# -- Chinese, Japanese and Korean ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "values"),
+    [
+        ("\u8054\u7cfb\u738b\u7ecf\u7406\uff0c\u624b\u673a13981801359\uff0c", ["13981801359"]),
+        ("\u529e\u516c\u5ba4\u7535\u8bdd010-6552 8310\uff0c", ["010-6552 8310"]),
+        ("\u4ee3\u8868\u756a\u53f7\u306f03-5412-7730\u3067\u3059", ["03-5412-7730"]),
+        ("\uae30\uc0ac\ub2d8 \ubc88\ud638\ub294 010-2300-9453\uc774\uace0", ["010-2300-9453"]),
+    ],
+)
+def test_numbers_glued_to_cjk_text_are_phones(text: str, values: list[str]) -> None:
+    assert found(text, "PHONE_NUMBER") == values
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\u6ce8\u6587\u756a\u53f7\u306f 2026-1130-4471 \u3067\u3059",  # order number
+        "\u90f5\u4fbf\u756a\u53f7\u3012150-0002",  # postal code
+        "\uc6b4\uc1a1\uc7a5 \ubc88\ud638\ub294 6085 2231 9907",  # waybill number
+        "\u8ba2\u5355\u53f7 2026110488213",  # order number
+    ],
+)
+def test_numbers_named_as_identifiers_in_cjk_are_not_phones(text: str) -> None:
+    assert found(text, "PHONE_NUMBER") == []
+
+
+def test_an_address_glued_to_cjk_text_is_cut_where_the_script_changes() -> None:
+    text = "\u62c5\u5f53\u306ft.suzuki@sakura-kogyo.co.jp\u3067\u3059"
+    assert found(text, "EMAIL_ADDRESS") == ["t.suzuki@sakura-kogyo.co.jp"]
+    idn = "\u7528\u6237@\u4f8b\u5b50.\u5e7f\u544a"
+    assert found(f"write to {idn} today", "EMAIL_ADDRESS") == [idn]
+
+
+# -- numbers named as something else -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "PO# 4471-220-9983 is late",
+        "the serial number on the unit is SN 800-447-2213",
+        "The boiler plate says S/N 2125-550-1839",
+        "Seriennummer auf dem Aufkleber: 4471 220 998 1047",
+        "NIP sprzedawcy 525-000-12-35",
+        "Takip no: 3184 5521 0907",
+        "Auftragsnr. 4500 1187 23",
+        "O CNPJ da empresa \u00e9 12.345.679",
+        "test account number (555) 555-5555",
+        "replacement pump model HX-415-5551",
+    ],
+)
+def test_identifiers_placeholders_and_model_codes_are_not_phones(text: str) -> None:
+    assert found(text, "PHONE_NUMBER") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("or my work line (212) 555-0170 extension 4410.", "(212) 555-0170 extension 4410"),
+        ('<a href="tel:+1-415-555-0132;ext=22">', "+1-415-555-0132;ext=22"),
+        ("I've called 1.888.555.0147 twice", "1.888.555.0147"),
+        ("Sato Bakery,Ken Sato,1-206-555-0153,Seattle", "1-206-555-0153"),
+        ("Er hat mir aufs Handy geschrieben (0151 12377785).", "0151 12377785"),
+        ("Mobile: 096882 00139", "096882 00139"),
+    ],
+)
+def test_phone_forms_whole(text: str, value: str) -> None:
+    assert found(text, "PHONE_NUMBER") == [value]
+
+
+# -- cards, IBANs, IPs, e-mail -------------------------------------------------------------
+
+
+def test_luhn_valid_numbers_no_card_network_issues_are_not_cards() -> None:
+    imei = with_luhn_digit("35453331478932")  # 15 digits from "35": an IMEI
+    isbn = with_luhn_digit("978976260007")  # 13 digits from "978"
+    order = with_luhn_digit("1145567890123")  # 14 digits from "1"
+    for number in (imei, isbn, order):
+        assert not card_network_valid(number)
+        assert found(f"value {number} here", "CREDIT_CARD") == []
+    for card in ("378282246310005", "4111111111111111", "5555555555554444", "3530111333300000"):
+        assert found(f"card {card} ok", "CREDIT_CARD") == [card]
+    jcb15 = with_luhn_digit("21317519779645")
+    assert found(f"Please block card no {jcb15}", "CREDIT_CARD") == [jcb15]
+
+
+def test_a_dashed_iban_is_found() -> None:
+    assert found("IBAN ES91-2100-0418-4502-0005-1332 please", "IBAN_CODE") == [
+        "ES91-2100-0418-4502-0005-1332"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "values"),
+    [
+        ("-A INPUT -s 10.0.0.0/8 -j DROP; -s 198.51.100.7/32 -j ACCEPT", ["198.51.100.7"]),
+        ("ingress 192.168.0.0/16 tcp/22, egress 0.0.0.0/0 all", []),
+        ("Block 45.0.0.0 and allow 45.12.0.9", ["45.12.0.9"]),
+        ("the prefix 2001:db8::/32 and the host 2001:db8::7", ["2001:db8::7"]),
+        ("why ::ffff:198.51.100.204 in the log?", ["::ffff:198.51.100.204"]),
+    ],
+)
+def test_networks_are_not_host_addresses(text: str, values: list[str]) -> None:
+    assert found(text, "IP_ADDRESS") == values
+
+
+def test_email_forms() -> None:
+    assert found("addresses like o'brien.sean@kilkennycrafts.ie break it", "EMAIL_ADDRESS") == [
+        "o'brien.sean@kilkennycrafts.ie"
+    ]
+    assert found("quoted 'bob@example.com' here", "EMAIL_ADDRESS") == ["bob@example.com"]
+    assert found("copia a lucia.gestoria(arroba)gmail.com, gracias", "EMAIL_ADDRESS") == [
+        "lucia.gestoria(arroba)gmail.com"
+    ]
