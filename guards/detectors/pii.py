@@ -329,9 +329,17 @@ LOCAL_PART_MAX = 64
 # Cards, SSNs, IPv4 and phones: digits, separators, "+", brackets and the "/" after an area
 # code; the longest match is a phone with a country code, area code, four more groups and an
 # extension (52 characters).
-NUMBER_CHARS = "0123456789+() .-/"
-NUMBER_MAX = 52
-EXTENSION = re.compile(r"\d\s?(?:x|e|ex|ext|ext\.)\s?\d*\Z")
+NUMBER_CHARS = "0123456789+() .-/\u2013"
+NUMBER_MAX = 58  # "extension" spelled out
+# A number's extension while it is still arriving: "x", "ext.", "extension" or a tel: URI's
+# ";ext=", each typed one character at a time.
+_EXTENSION_WORDS = "|".join(
+    sorted({w[:i] for w in ("ext.", "extension") for i in range(1, len(w) + 1)} | {"x"}, key=len)[
+        ::-1
+    ]
+).replace(".", "\\.")
+EXTENSION = re.compile(rf"\d(?:\s?(?:{_EXTENSION_WORDS})\s?\d*|;(?:e|ex|ext|ext=\d*)?)\Z")
+EXTENSION_CHARS = "xetnsio;="
 IBAN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 "
 IBAN_MAX = 64
 IBAN_PREFIX = re.compile(r"[A-Z](?:[A-Z](?:\d(?:\d(?: ?[A-Z0-9]){0,30} ?)?)?)?\Z")
@@ -355,11 +363,12 @@ def _email_hold(text: str) -> int:
 
 def _number_hold(text: str) -> int:
     last = text[-1:]
-    if not (last in NUMBER_CHARS or last in "xet" or last.isdecimal() or last.isspace()):
+    if not (last in NUMBER_CHARS or last in EXTENSION_CHARS or last.isdecimal() or last.isspace()):
         return 0  # most often a letter: no number, and no extension, ends in one
     if DIGIT.search(text, max(0, len(text) - NUMBER_MAX)) is None:
-        return 1 if last and last in "+(" else 0  # "+" or "(" opens one before any digit
-    tail = text[-16:]
+        # "+" or "(" opens one before any digit; "(+" both
+        return len(text) - len(text.rstrip("+(")) if last in "+(" else 0
+    tail = text[-24:]
     ext = EXTENSION.search(tail)
     head = text if ext is None else text[: len(text) - len(tail) + ext.start() + 1]
     start = max(trailing_run_start(head, NUMBER_CHARS), len(text) - NUMBER_MAX)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -448,3 +449,17 @@ async def test_block_mid_stream_signals_and_stops() -> None:
     assert released == "all good so far then "
     assert (await guard.push("later")).blocked
     assert (await guard.finish()).blocked
+
+
+PROBES = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "guards"
+
+
+@pytest.mark.parametrize("probe", ["pii_probe_r2.jsonl", "pii_probe_r4.jsonl"])
+async def test_every_pii_probe_row_streams_as_the_whole_text_is_masked(probe: str) -> None:
+    """The development probes' 450 texts (tables, tel: links with extensions, en-dash SSNs,
+    "(+34)" numbers), one character per chunk: what a client receives equals the whole-text
+    masking, so no value is ever released in part."""
+    for line in (PROBES / probe).read_text(encoding="utf-8").splitlines():
+        text = json.loads(line)["text"]
+        released, blocked, _ = await stream(list(text))
+        assert not blocked and released == await unary(text), json.loads(line)["id"]
