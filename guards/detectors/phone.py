@@ -28,7 +28,7 @@ PHONE = re.compile(
     r"|(?<=\+)\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{2,5}"
     r"|(?<=\()\d{1,4}\)[ .-]?\d{2,5}"
     r"|(?<=\d)\d{1,4})"
-    r"(?:[ .-]\d{2,5}){0,4}(?:\s?(?:x|ext\.?|extension)\s?\d{1,5}|;ext=\d{1,5})?"
+    r"(?:[ .-]\d{2,5}){0,4}(?:,?\s?(?:x|ext\.?|extension)\s?\d{1,5}|;ext=\d{1,5})?"
     rf"(?!{JOINING}|\.\d)"
 )
 # (Not before ".<digit>": "255.255.255" of a netmask, "1.234.567" of a longer dotted number.)
@@ -52,7 +52,10 @@ PHONE_CUE = re.compile(
     r"|(?:my|your|his|her|our|their)\s+number(?:\s+is\s+|\s*:\s*)"
     r"|(?:call|ring|text|reach|contact|dial)(?:\s+[^\W\d]+){1,3}\s+(?:at|on)\s+"
     r"|(?:\u96fb\u8a71|\u643a\u5e2f|\u624b\u673a|\u7535\u8bdd|\u624b\u6a5f|\u4ee3\u8868\u756a\u53f7"
-    r"|\uc804\ud654|\ud734\ub300\ud3f0|\ud578\ub4dc\ud3f0|\uc5f0\ub77d\ucc98)"
+    r"|\uc804\ud654|\ud734\ub300\ud3f0|\ud578\ub4dc\ud3f0|\uc5f0\ub77d\ucc98"
+    # Arabic: phone, mobile, to get in touch, WhatsApp
+    r"|\u0647\u0627\u062a\u0641|\u062c\u0648\u0627\u0644|\u0645\u0648\u0628\u0627\u064a\u0644"
+    r"|\u0644\u0644\u062a\u0648\u0627\u0635\u0644|\u0648\u0627\u062a\u0633\u0627\u0628)"
     r"(?:\u756a\u53f7|\ubc88\ud638|\u53f7\u7801|[\u306f\u304c\u306e\ub294\uc740]|\u3067\u3059|[\s:\uff1a])*"
     r")\Z",
     re.IGNORECASE,
@@ -101,6 +104,11 @@ SLASH_AREA_CODE = re.compile(r"\(?\d{1,5}\)?(?:-?\d{1,2})?/ ?")
 # A subtraction that GSM8K-style working writes out ("400-120-200=80", "450-150-36-50-20-10")
 # is not a phone.
 ARITHMETIC_AFTER = re.compile(r" *=|-\d")
+# A WhatsApp chat link holds the number in international form: "https://wa.me/5511984172250".
+WHATSAPP_LINK = re.compile(r"\bwa\.me/(\d{8,15})\b")
+# A trunk "0", an area code and "/" before the subscriber's groups ("030/2847 1193"); not a
+# month and year ("05/2024 1234").
+SLASH_TRUNK = re.compile(r"0\d{1,4}/ ?(?!(?:19|20)\d\d\b)\d{3,8}(?:[ -]\d{2,8}){0,2}")
 # An unseparated number ending in "000" after a cue is a quantity ("send messages to 1500000
 # users", "text 2000000 people"), not one of the thousandth of phone numbers that end so.
 ROUND_NUMBER = re.compile(r"\d+000")
@@ -118,15 +126,19 @@ IDENTIFIER_CUE = re.compile(
     r"employee|student|bestellnummer|rechnungsnummer|numbers|po|p/n|pn|s/n|sn|imei|ean|upc|"
     r"gtin|barcode|kundennr|kundennummer|auftragsnr|auftragsnummer|bestellnr|rechnungsnr|"
     r"sendungsnummer|artikelnummer|aktenzeichen|referenz|pedido|factura|commande|facture|"
-    r"ordine|fattura|fatura|sipari\u015f|takip|zam\u00f3wienia|faktury|faktura)"
+    r"ordine|fattura|fatura|sipari\u015f|takip|zam\u00f3wienia|faktury|faktura|meeting|"
+    r"conference|webinar|pin|passcode|access\s+code|mrn|accession|apn|parcel|nf-e|nfe)"
     r"(?:[\s:#.,()-]*(?:no|nr|number|numbers|id|is|are|was|were|like|of|and|or|"
     r"n\u00ba|n\u00b0|num|numero|n\u00famero|num\u00e9ro|nummer|numer|\d+)\b\.?)*"
     # An identity or serial number's name may stand a few words before it ("serial number on
     # the unit is SN ...", "Seriennummer auf dem Aufkleber: ...", "NIP sprzedawcy ...").
-    r"|\b(?:serial|seriennummer|s/n|imei|nip|regon|cnpj|cpf|vat|siret|siren|ust-?id|"
-    r"steuernummer)\b(?:[\s:#.,()-]+[^\W\d]+){0,3}"
+    # National identity, tax and company register numbers are never phones either.
+    r"|\b(?:serial|seriennummer|s/n|imei|nip|regon|cnpj|cpf|vat|siret|siren|ust-?id(?:nr)?|"
+    r"steuernummer|sin|nas|aadhaar|nif|nie|dni|curp|rfc|pesel|bsn|nino|c\u00e9dula|cedula|rcs|"
+    r"hrb|tax\s+id|tin)\b(?:[\s:#.,()-]+[^\W\d]+){0,3}"
     r"|(?:\u4f1d\u7968|\u6ce8\u6587|\u8ffd\u8de1|\u8ba2\u5355|\u8fd0\u5355|\u5feb\u9012\u5355"
-    r"|\uc8fc\ubb38|\uc6b4\uc1a1\uc7a5|\uc1a1\uc7a5|\u90f5\u4fbf|\u3012)"
+    r"|\uc8fc\ubb38|\uc6b4\uc1a1\uc7a5|\uc1a1\uc7a5|\u90f5\u4fbf|\u3012|\u554f\u3044\u5408\u308f\u305b\u756a\u53f7"
+    r"|\uc0ac\uc5c5\uc790\ub4f1\ub85d)"
     r"(?:\u756a\u53f7|\u53f7|\ubc88\ud638|[\u306f\ub294\uc740]|\s)*)"
     r"[\s:#.,()-]*\Z",
     re.IGNORECASE,
@@ -180,6 +192,9 @@ def phones(text: str) -> Iterable[Finding]:
     more = list(_more_phones(text, shaped, kept))
     yield from (Finding("PHONE_NUMBER", *shaped[i], 0.7) for i in sorted(kept))
     yield from more
+    if "wa.me/" in text:
+        for m in WHATSAPP_LINK.finditer(text):
+            yield Finding("PHONE_NUMBER", m.start(1), m.end(1), 0.7)
 
 
 def _cued(text: str, start: int) -> bool:
@@ -255,8 +270,11 @@ def _more_phones(text: str, shaped: list[tuple[int, int]], kept: set[int]) -> It
                 kept.difference_update(parts)
                 yield Finding("PHONE_NUMBER", start, end, 0.7)
         elif (
-            not slash
-            and _national_or_international(value, digits)
+            (
+                _national_or_international(value, digits)
+                if not slash
+                else SLASH_TRUNK.fullmatch(value) is not None and digits <= 12
+            )
             and not ARITHMETIC_AFTER.match(text, end)
             and not _named_as_identifier(text, start, value)
         ):

@@ -35,6 +35,7 @@ APOSTROPHE_WORD_REV = re.compile(r"(?:'[^\W\d_][\w.%+-]*)+")
 # Chinese, Japanese and Korean run into an address without a space ("担当はt.suzuki@
 # sakura-kogyo.co.jpです"): an address whose local part or top-level domain mixes their
 # letters with Latin ones is cut where the script changes (an all-CJK address stays whole).
+MESSAGE_ID_CUE = re.compile(r"\b(?:message-id|in-reply-to)\s*:\s*<\Z", re.IGNORECASE)
 CJK_EDGE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]+")
 # A card number never follows "+" (that is an international phone number). Dotted cards
 # ("4234.7485.5673.8346") only in groups of four: a dotted quad is an address. One pattern for
@@ -43,9 +44,12 @@ CARD = re.compile(
     r"\d(?<![\d+-].)(?:(?:[ -]?\d){11,18}(?![\d-])|\d{3}\.\d{4}\.\d{4}\.\d{1,7}(?!\.?\d))"
 )
 # Grouped by spaces or, as some invoices print it, dashes ("ES42-3053-6328-...").
-IBAN = re.compile(r"[A-Z](?<!\w.)[A-Z]\d{2}(?:(?: ?|-(?=[A-Z0-9]))[A-Z0-9]){11,30}\b")
+IBAN = re.compile(r"[A-Z](?<!\w.)[A-Z]\d{2}(?:(?:[ \xa0]?|-(?=[A-Z0-9]))[A-Z0-9]){11,30}\b")
 # Dashes as word processors write them too (an en dash, U+2013, between the groups).
-SSN = re.compile(r"(\d(?<![\d\u2013-].)\d\d)([-.\u2013 ]?)(\d{2})\2(\d{4})(?![\d\u2013-]|\.\d)")
+SSN = re.compile(
+    r"(\d(?<![\d\u2013-].)\d\d)( [-.\u2013] |[-.\u2013 ]?)(\d{2})\2(\d{4})"
+    r"(?![\d\u2013-]|\.\d)"
+)
 # Nine digits run together are an SSN only right after its name ("SSN 539601948", "social
 # security no.: 539601948", "SS#539601948", "social 076124228", a JSON field "employee_ssn":
 # "042657226", an XML element <SSN>531369018, a taxpayer id "recipient_tin: 017853269" (a TIN
@@ -63,12 +67,16 @@ SSN_HEADER = re.compile(
 # Numbers the SSA never issued that forms and manuals print as examples.
 EXAMPLE_SSNS = frozenset({"123456789", "078051120", "219099999"})
 # A full stop may end the sentence after an address ("connecting from 91.204.73.118.").
-IPV4 = re.compile(r"\d(?<![\d.].)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?!\.?\d)")
+# Also defanged, as threat reports write indicators so they are not clickable:
+# "45.141.87[.]19", "193(.)233(.)20(.)140".
+_DOT = r"(?:\.|\[\.\]|\(\.\))"
+IPV4 = re.compile(rf"\d(?<![\d.].)\d{{0,2}}{_DOT}(?:\d{{1,3}}{_DOT}){{2}}\d{{1,3}}(?!\.?\d)")
 # A dotted quad named as a version ("version 2.10.3.4", "v10.0.0.1", "build 6.1.7601.1" has a
 # part over 255 anyway) is not an address, nor is the next one of a range ("... to 2.11.0.1"):
 # both were redacted as IP_ADDRESS in ordinary upgrade questions.
 VERSION_CUE = re.compile(
-    r"(?:\b(?:version|ver|build|release|rev|revision|firmware)\.?(?:\s*(?:no\.?|number|:))?\s*"
+    r"(?:\b(?:version|ver|build|release|rev|revision|firmware)\.?(?:\s*(?:no\.?|number|:))?"
+    r"(?:\s+(?:is|was|now))?\s*"
     r"|\bv\s?)$",
     re.IGNORECASE,
 )
@@ -122,7 +130,9 @@ def luhn_valid(digits: str) -> bool:
 
 
 def iban_valid(candidate: str) -> bool:
-    iban = candidate.replace(" ", "").replace("-", "")
+    iban = candidate.replace(" ", "").replace("-", "").replace("\xa0", "")
+    if iban.startswith("RF"):
+        return False  # an ISO 11649 creditor reference: the same check digits, no account
     expected = IBAN_LENGTHS.get(iban[:2])
     if (expected is not None and len(iban) != expected) or not 15 <= len(iban) <= 34:
         return False
@@ -190,8 +200,10 @@ def _ssns(text: str) -> Iterable[Finding]:
         # Unseparated nine-digit numbers are too often something else: only after a cue.
         if not ssn_valid(area, group, serial):
             continue
+        # Groups set apart by spaced dashes ("405 - 82 - 0070") need the cue too: so is a
+        # subtraction written.
         if (
-            sep
+            len(sep) == 1
             or SSN_CUE.search(text, max(0, m.start() - 32), m.start())
             or _in_column(text, m.start(), m.end(), SSN_HEADER)
         ):
@@ -209,6 +221,10 @@ def _netmask(octets: list[int]) -> bool:
     value = int.from_bytes(bytes(octets), "big")
     hosts = (~value & 0xFFFFFFFF) + 1
     return octets[0] == 255 and hosts & (hosts - 1) == 0
+
+
+def _undefanged(value: str) -> str:
+    return value.replace("[.]", ".").replace("(.)", ".")
 
 
 def _network(text: str, end: int, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -239,7 +255,7 @@ def _ips(text: str) -> Iterable[Finding]:
                     yield Finding("IP_ADDRESS", m.start(), m.end())
     version_end = -1  # where the last dotted quad read as a version ended
     for m in IPV4.finditer(text):
-        octets = [int(part) for part in m.group().split(".")]
+        octets = [int(part) for part in _undefanged(m.group()).split(".")]
         if any(part > 255 for part in octets) or _netmask(octets):
             continue
         before = text[max(0, m.start() - 24) : m.start()]
@@ -256,6 +272,8 @@ def _emails(text: str) -> Iterable[Finding]:
     if any(map(text.__contains__, AT_SIGNS)):
         for m in EMAIL.finditer(text):
             start, end = m.start(), m.end()
+            if MESSAGE_ID_CUE.search(text, max(0, start - 24), start):
+                continue  # a mail header's message id, not a mailbox
             if text[start - 1 : start] == "'" and text[start].isalpha():
                 start = _over_apostrophes(text, start)
             if not m.group().isascii():
@@ -329,7 +347,7 @@ LOCAL_PART_MAX = 64
 # Cards, SSNs, IPv4 and phones: digits, separators, "+", brackets and the "/" after an area
 # code; the longest match is a phone with a country code, area code, four more groups and an
 # extension (52 characters).
-NUMBER_CHARS = "0123456789+() .-/\u2013"
+NUMBER_CHARS = "0123456789+() .-/\u2013[]"
 NUMBER_MAX = 58  # "extension" spelled out
 # A number's extension while it is still arriving: "x", "ext.", "extension" or a tel: URI's
 # ";ext=", each typed one character at a time.
@@ -338,11 +356,13 @@ _EXTENSION_WORDS = "|".join(
         ::-1
     ]
 ).replace(".", "\\.")
-EXTENSION = re.compile(rf"\d(?:\s?(?:{_EXTENSION_WORDS})\s?\d*|;(?:e|ex|ext|ext=\d*)?)\Z")
-EXTENSION_CHARS = "xetnsio;="
-IBAN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 "
+EXTENSION = re.compile(rf"\d(?:,?\s?(?:{_EXTENSION_WORDS})\s?\d*|,\s?|;(?:e|ex|ext|ext=\d*)?)\Z")
+EXTENSION_CHARS = "xetnsio;=,"
+IBAN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 -\xa0"
 IBAN_MAX = 64
-IBAN_PREFIX = re.compile(r"[A-Z](?:[A-Z](?:\d(?:\d(?: ?[A-Z0-9]){0,30} ?)?)?)?\Z")
+IBAN_PREFIX = re.compile(
+    r"[A-Z](?:[A-Z](?:\d(?:\d(?:[ \xa0-]?[A-Z0-9]){0,30}[ \xa0-]?)?)?)?\Z"
+)
 IPV6_CHARS = "0123456789ABCDEFabcdef:."
 IPV6_MAX = 45  # with an IPv4 tail
 IPV6_PREFIX = re.compile(
@@ -404,7 +424,7 @@ def _iban_hold(text: str) -> int:
         return 0
     start = max(trailing_run_start(text, IBAN_CHARS), len(text) - IBAN_MAX)
     for i in range(start, len(text)):
-        if (i == 0 or text[i - 1] == " " or i == start) and IBAN_PREFIX.match(text, i):
+        if (i == 0 or text[i - 1] in " \xa0" or i == start) and IBAN_PREFIX.match(text, i):
             return len(text) - i
     return 0
 
@@ -429,6 +449,18 @@ HOLDS: dict[str, tuple[Callable[[str], int], ...]] = {
 }
 
 
+# Digits and signs as other scripts and full-width forms write them ("\uff10\uff13\uff0d...",
+# Arabic-Indic digits), read as ASCII one character for one, so every offset stays where it
+# was and the checksums (Luhn reads ord(ch) - 48) see digits.
+FOLD = {
+    **{0xFF01 + i: chr(0x21 + i) for i in range(0x5E)},  # full-width ASCII
+    **{0x0660 + i: str(i) for i in range(10)},  # Arabic-Indic
+    **{0x06F0 + i: str(i) for i in range(10)},  # Extended Arabic-Indic (Persian, Urdu)
+    **{0x0966 + i: str(i) for i in range(10)},  # Devanagari
+    0x2212: "-",  # minus sign
+}
+
+
 class PiiDetector:
     """Runs the selected scanners; a span claimed by an earlier scanner is not re-reported."""
 
@@ -446,6 +478,8 @@ class PiiDetector:
         )
 
     def find(self, text: str, system_prompt: str = "") -> list[Finding]:
+        if not text.isascii():
+            text = text.translate(FOLD)
         if "@" not in text and "\uff20" not in text and DIGIT.search(text) is None:
             # Every entity but an address written without an "@" holds a digit or an "@".
             return list(obfuscated_emails(text)) if self._emails else []
@@ -462,6 +496,8 @@ class PiiDetector:
         widened to any whole match that reaches into it: `find` drops a match that overlaps
         an earlier scanner's, and the one it overlaps may still vanish as the text grows (a
         card's digits running on), so a match dropped now may be a finding later."""
+        if not text.isascii():
+            text = text.translate(FOLD)
         most = 0
         for hold in self._holds:
             most = max(most, hold(text))

@@ -28,7 +28,7 @@ REFERENCE_PII = {
         rf"(?<!{phone.JOINING})(?<!\+)"
         r"(?:\+\d{8,15}(?!\d)|(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,5})"
         r"(?:[ .-]\d{2,5}){0,4}"
-        r"(?:\s?(?:x|ext\.?|extension)\s?\d{1,5}|;ext=\d{1,5})?"
+        r"(?:,?\s?(?:x|ext\.?|extension)\s?\d{1,5}|;ext=\d{1,5})?"
         rf"(?!{phone.JOINING}|\.\d)"  # ".<digit>": added later, in both
     ),
 }

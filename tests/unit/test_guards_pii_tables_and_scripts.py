@@ -220,3 +220,68 @@ def test_email_forms() -> None:
     assert found("copia a lucia.gestoria(arroba)gmail.com, gracias", "EMAIL_ADDRESS") == [
         "lucia.gestoria(arroba)gmail.com"
     ]
+
+
+ARABIC_INDIC_NUMBER = "\u0660\u0661\u0660\u0660\u0662\u0668\u0664\u0665\u0667\u0661\u0663"
+
+
+# -- forms a fifth unseen probe showed (benchmarks/data/guards/pii_probe_r5.jsonl) -----------
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "values"),
+    [
+        (
+            "- C2: hxxp://45.141.87[.]19/login and 193(.)233(.)20(.)140",
+            "IP_ADDRESS",
+            [
+                "45.141.87[.]19",
+                "193(.)233(.)20(.)140",
+            ],
+        ),
+        (
+            "IBAN\u00a0: FR76\u00a03000\u00a06000\u00a00112\u00a03456\u00a07890\u00a0189",
+            "IBAN_CODE",
+            ["FR76\u00a03000\u00a06000\u00a00112\u00a03456\u00a07890\u00a0189"],
+        ),
+        ("Co-borrower SSN: 405 - 82 - 0070", "US_SSN", ["405 - 82 - 0070"]),
+        (
+            "\u304a\u554f\u3044\u5408\u308f\u305b\uff1a\uff10\uff13\uff0d\uff15\uff12\uff11\uff11\uff0d\uff18\uff18\uff14\uff17",
+            "PHONE_NUMBER",
+            ["\uff10\uff13\uff0d\uff15\uff12\uff11\uff11\uff0d\uff18\uff18\uff14\uff17"],
+        ),
+        (
+            "\u0644\u0644\u062a\u0648\u0627\u0635\u0644: " + ARABIC_INDIC_NUMBER,
+            "PHONE_NUMBER",
+            [ARABIC_INDIC_NUMBER],
+        ),
+        ("falar com ela: https://wa.me/5511984172250", "PHONE_NUMBER", ["5511984172250"]),
+        ("erreichen Sie mich unter 030/2847 1193.", "PHONE_NUMBER", ["030/2847 1193"]),
+        ("Main 1 (402) 555-0100, ext. 3318 | Fax", "PHONE_NUMBER", ["(402) 555-0100, ext. 3318"]),
+    ],
+)
+def test_fifth_probe_forms_are_found(text: str, kind: str, values: list[str]) -> None:
+    assert found(text, kind) == values
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("Message-ID: <CAF7x2Qm8k1-20261203.144107@mail.example-cu.org>", "EMAIL_ADDRESS"),
+        ("The switch firmware is 10.2.3.4 now", "IP_ADDRESS"),
+        ("Pay reference RF18539007547034 today", "IBAN_CODE"),
+        ("500 - 12 - 1234 is what is left", "US_SSN"),
+        ("Meeting ID: 844 1920 3371", "PHONE_NUMBER"),
+        ("Join by phone (US) PIN: 418 220 771", "PHONE_NUMBER"),
+        ("My SIN is 553 331 471", "PHONE_NUMBER"),
+        ("USt-IdNr. DE 318 442 910", "PHONE_NUMBER"),
+        ("NIF do condom\u00ednio 901 248 119", "PHONE_NUMBER"),
+        ("RCS Nantes 848 932 885", "PHONE_NUMBER"),
+        ("MRN 004418822, Accession 26-338-04471", "PHONE_NUMBER"),
+        ("\u304a\u554f\u3044\u5408\u308f\u305b\u756a\u53f7 4471-8293-0551", "PHONE_NUMBER"),
+        ("NF-e n\u00ba 000.118.204", "PHONE_NUMBER"),
+        ("Invoice period 05/2024 1234", "PHONE_NUMBER"),
+    ],
+)
+def test_fifth_probe_look_alikes_are_not_values(text: str, kind: str) -> None:
+    assert found(text, kind) == []
