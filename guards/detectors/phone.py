@@ -22,13 +22,16 @@ from guards.verdict import Finding
 # "번호는 010-2300-9453이고"): their letters do not join a number the way Latin ones do.
 CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
 JOINING = rf"[^\W{CJK}]"  # a letter, digit or "_" that makes a number part of a word
+# An extension, in any case: "x214", "Ext. 215", "extension 3", Spanish "anexo", Portuguese
+# "ramal", German "Durchwahl", French "poste".
+EXTENSION_WORDS = r"x|ext\.?|extension|anexo|ramal|durchwahl|poste"
 PHONE = re.compile(
     rf"[+(\d](?<!{JOINING}.)(?<!\+.)"
     r"(?:(?<=\+)\d{8,15}(?!\d)"
     r"|(?<=\+)\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{2,5}"
     r"|(?<=\()\d{1,4}\)[ .-]?\d{2,5}"
     r"|(?<=\d)\d{1,4})"
-    r"(?:[ .-]\d{2,5}){0,4}(?:,?\s?(?:x|ext\.?|extension)\s?\d{1,5}|;ext=\d{1,5})?"
+    rf"(?:[ .-]\d{{2,5}}){{0,4}}(?:,?\s?(?i:{EXTENSION_WORDS})\s?\d{{1,5}}|;ext=\d{{1,5}})?"
     rf"(?!{JOINING}|\.\d)"
 )
 # (Not before ".<digit>": "255.255.255" of a netmask, "1.234.567" of a longer dotted number.)
@@ -48,14 +51,15 @@ PHONE_CUE = re.compile(
     r"t\u00e9l|handy|mobil|m\u00f3vil|movil|celular|cellulare|portable|rufnummer|"
     r"(?:ani|dnis)(?=\s*[=:]))(?![^\W_])"
     r"(?:[\s_]+(?:me|us)\b)?"
-    r"[\s:#.,()=\"'_-]*(?:(?:no|number|nr|num)\b[\s:#.,()=\"'-]*)?(?:(?:at|on|is|to|from)\s+)?"
+    r"[\s:#.,()=\"'_-]*(?:(?:no|number|nr|num)\b[\s:#.,()=\"'-]*)?(?:(?:at|on|is|to|from|es|est|ist|\u00e9|\u00e8)\s+)?"
     r"|(?:my|your|his|her|our|their)\s+number(?:\s+is\s+|\s*:\s*)"
     r"|(?:call|ring|text|reach|contact|dial)(?:\s+[^\W\d]+){1,3}\s+(?:at|on)\s+"
     r"|(?:\u96fb\u8a71|\u643a\u5e2f|\u624b\u673a|\u7535\u8bdd|\u624b\u6a5f|\u4ee3\u8868\u756a\u53f7"
     r"|\uc804\ud654|\ud734\ub300\ud3f0|\ud578\ub4dc\ud3f0|\uc5f0\ub77d\ucc98"
     # Arabic: phone, mobile, to get in touch, WhatsApp
     r"|\u0647\u0627\u062a\u0641|\u062c\u0648\u0627\u0644|\u0645\u0648\u0628\u0627\u064a\u0644"
-    r"|\u0644\u0644\u062a\u0648\u0627\u0635\u0644|\u0648\u0627\u062a\u0633\u0627\u0628)"
+    r"|\u0644\u0644\u062a\u0648\u0627\u0635\u0644|\u0648\u0627\u062a\u0633\u0627\u0628"
+    r"|\u0631\u0642\u0645\u064a)"  # ... and "my number"
     r"(?:\u756a\u53f7|\ubc88\ud638|\u53f7\u7801|[\u306f\u304c\u306e\ub294\uc740]|\u3067\u3059|[\s:\uff1a])*"
     r")\Z",
     re.IGNORECASE,
@@ -104,6 +108,14 @@ SLASH_AREA_CODE = re.compile(r"\(?\d{1,5}\)?(?:-?\d{1,2})?/ ?")
 # A subtraction that GSM8K-style working writes out ("400-120-200=80", "450-150-36-50-20-10")
 # is not a phone.
 ARITHMETIC_AFTER = re.compile(r" *=|-\d")
+# Digits read out one at a time, as voice transcripts write them ("the garage number is 0 1 1
+# 7 4 9 6 0 2 9 1"): a phone number after a phone cue or a word saying a number follows.
+SPACED_DIGITS = re.compile(r"\d(?<!\w\d)(?<!\d \d)(?: \d){6,14}(?!\w| \d)")
+NUMBER_IS = re.compile(
+    r"\b(?:number|n\u00famero|numero|nomor|nummer|num\u00e9ro)"
+    r"(?:\s+(?:is|es|\u00e9|est|ist|nya|adalah))?[\s:]*\Z",
+    re.IGNORECASE,
+)
 # A WhatsApp chat link holds the number in international form: "https://wa.me/5511984172250".
 WHATSAPP_LINK = re.compile(r"\bwa\.me/(\d{8,15})\b")
 # A trunk "0", an area code and "/" before the subscriber's groups ("030/2847 1193"); not a
@@ -127,7 +139,8 @@ IDENTIFIER_CUE = re.compile(
     r"gtin|barcode|kundennr|kundennummer|auftragsnr|auftragsnummer|bestellnr|rechnungsnr|"
     r"sendungsnummer|artikelnummer|aktenzeichen|referenz|pedido|factura|commande|facture|"
     r"ordine|fattura|fatura|sipari\u015f|takip|zam\u00f3wienia|faktury|faktura|meeting|"
-    r"conference|webinar|pin|passcode|access\s+code|mrn|accession|apn|parcel|nf-e|nfe)"
+    r"conference|webinar|pin|passcode|access\s+code|mrn|accession|apn|parcel|nf-e|nfe|member|"
+    r"ap\u00f3lice|apolice|fact|feuille)"
     r"(?:[\s:#.,()-]*(?:no|nr|number|numbers|id|is|are|was|were|like|of|and|or|"
     r"n\u00ba|n\u00b0|num|numero|n\u00famero|num\u00e9ro|nummer|numer|\d+)\b\.?)*"
     # An identity or serial number's name may stand a few words before it ("serial number on
@@ -135,7 +148,7 @@ IDENTIFIER_CUE = re.compile(
     # National identity, tax and company register numbers are never phones either.
     r"|\b(?:serial|seriennummer|s/n|imei|nip|regon|cnpj|cpf|vat|siret|siren|ust-?id(?:nr)?|"
     r"steuernummer|sin|nas|aadhaar|nif|nie|dni|curp|rfc|pesel|bsn|nino|c\u00e9dula|cedula|rcs|"
-    r"hrb|tax\s+id|tin)\b(?:[\s:#.,()-]+[^\W\d]+){0,3}"
+    r"hrb|tax\s+id|tin|id|uscis|ndc|ruc|s\u00e9curit\u00e9\s+sociale)\b(?:[\s:#.,()-]+[^\W\d]+){0,3}"
     r"|(?:\u4f1d\u7968|\u6ce8\u6587|\u8ffd\u8de1|\u8ba2\u5355|\u8fd0\u5355|\u5feb\u9012\u5355"
     r"|\uc8fc\ubb38|\uc6b4\uc1a1\uc7a5|\uc1a1\uc7a5|\u90f5\u4fbf|\u3012|\u554f\u3044\u5408\u308f\u305b\u756a\u53f7"
     r"|\uc0ac\uc5c5\uc790\ub4f1\ub85d)"
@@ -192,9 +205,21 @@ def phones(text: str) -> Iterable[Finding]:
     more = list(_more_phones(text, shaped, kept))
     yield from (Finding("PHONE_NUMBER", *shaped[i], 0.7) for i in sorted(kept))
     yield from more
+    if " " in text:
+        yield from _spaced_digits(text)
     if "wa.me/" in text:
         for m in WHATSAPP_LINK.finditer(text):
             yield Finding("PHONE_NUMBER", m.start(1), m.end(1), 0.7)
+
+
+def _spaced_digits(text: str) -> Iterable[Finding]:
+    for m in SPACED_DIGITS.finditer(text):
+        start = m.start()
+        lo = max(0, start - PHONE_CONTEXT_GAP)
+        if _cued(text, start) or (
+            NUMBER_IS.search(text, lo, start) and not IDENTIFIER_CUE.search(text, lo, start)
+        ):
+            yield Finding("PHONE_NUMBER", start, m.end(), 0.6)
 
 
 def _cued(text: str, start: int) -> bool:

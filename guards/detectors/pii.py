@@ -58,12 +58,13 @@ SSN = re.compile(
 SSN_CUE = re.compile(
     r"(?:(?<![^\W_])(?:ssn|tin)|\bss|\bsocial(?:[ _-]?security)?(?:[ _-]?(?:number|num|no))?"
     r"|\bseguro social|\uc0ac\ud68c\ubcf4\uc7a5\ubc88\ud638)\.?[\"']?"
-    r"\s*(?:#|no\.?|number)?\s*[:=#>]?\s*[\"']?\Z",
+    r"\s*(?:#|no\.?|number)?\s*(?:is\s+)?[:=#>]?\s*[\"']?\Z",
     re.IGNORECASE,
 )
 SSN_HEADER = re.compile(
     r"(?<![^\W_])(?:ssn|tin|ss ?#|ss ?no|social[ _-]?security)(?![^\W_])", re.IGNORECASE
 )
+SPACED_SSN = re.compile(r"\d(?<!\w\d)(?<!\d \d)(?: \d){8}(?!\w| \d)")
 # Numbers the SSA never issued that forms and manuals print as examples.
 EXAMPLE_SSNS = frozenset({"123456789", "078051120", "219099999"})
 # A full stop may end the sentence after an address ("connecting from 91.204.73.118.").
@@ -75,7 +76,7 @@ IPV4 = re.compile(rf"\d(?<![\d.].)\d{{0,2}}{_DOT}(?:\d{{1,3}}{_DOT}){{2}}\d{{1,3
 # part over 255 anyway) is not an address, nor is the next one of a range ("... to 2.11.0.1"):
 # both were redacted as IP_ADDRESS in ordinary upgrade questions.
 VERSION_CUE = re.compile(
-    r"(?:\b(?:version|ver|build|release|rev|revision|firmware)\.?(?:\s*(?:no\.?|number|:))?"
+    r"(?:\b(?:version|ver|build|release|rev|revision|firmware|fw)\.?(?:\s*(?:no\.?|number|:))?"
     r"(?:\s+(?:is|was|now))?\s*"
     r"|\bv\s?)$",
     re.IGNORECASE,
@@ -178,14 +179,27 @@ def card_network_valid(digits: str) -> bool:
 
 def _cards(text: str) -> Iterable[Finding]:
     for m in CARD.finditer(text):
-        digits = re.sub(r"\D", "", m.group())
-        if (
-            12 <= len(digits) <= 19
-            and len(set(digits)) > 1
-            and card_network_valid(digits)
-            and luhn_valid(digits)
-        ):
-            yield Finding("CREDIT_CARD", m.start(), m.end())
+        # The pattern takes every digit group it can ("5150555488858853 11/28" runs on into the
+        # expiry date): a number that is no card may have one before a separator in it.
+        # Only where the groups before the cut are a card's (4-4-4-4, 4-6-5), not hex bytes.
+        value = m.group()
+        ends = [len(value)] + [
+            i
+            for i in range(len(value) - 1, 0, -1)
+            if value[i] in " -" and min(map(len, re.split(r"[ -]", value[:i]))) >= 4
+        ]
+        for end in ends:
+            digits = re.sub(r"\D", "", value[:end])
+            if len(digits) < 12:
+                break
+            if (
+                len(digits) <= 19
+                and len(set(digits)) > 1
+                and card_network_valid(digits)
+                and luhn_valid(digits)
+            ):
+                yield Finding("CREDIT_CARD", m.start(), m.start() + end)
+                break
 
 
 def _ibans(text: str) -> Iterable[Finding]:
@@ -206,6 +220,19 @@ def _ssns(text: str) -> Iterable[Finding]:
             len(sep) == 1
             or SSN_CUE.search(text, max(0, m.start() - 32), m.start())
             or _in_column(text, m.start(), m.end(), SSN_HEADER)
+        ):
+            yield Finding("US_SSN", m.start(), m.end())
+    if " " in text:
+        yield from _spaced_ssns(text)
+
+
+def _spaced_ssns(text: str) -> Iterable[Finding]:
+    """Nine digits read out one at a time after the SSN's name ("my social security number
+    is 3 5 7 0 2 5 4 2 7"), as voice transcripts write them."""
+    for m in SPACED_SSN.finditer(text):
+        digits = m.group().replace(" ", "")
+        if ssn_valid(digits[:3], digits[3:5], digits[5:]) and SSN_CUE.search(
+            text, max(0, m.start() - 40), m.start()
         ):
             yield Finding("US_SSN", m.start(), m.end())
 
@@ -351,18 +378,22 @@ NUMBER_CHARS = "0123456789+() .-/\u2013[]"
 NUMBER_MAX = 58  # "extension" spelled out
 # A number's extension while it is still arriving: "x", "ext.", "extension" or a tel: URI's
 # ";ext=", each typed one character at a time.
+_EXTENSION_SPELLINGS = ("ext.", "extension", "anexo", "ramal", "durchwahl", "poste")
 _EXTENSION_WORDS = "|".join(
-    sorted({w[:i] for w in ("ext.", "extension") for i in range(1, len(w) + 1)} | {"x"}, key=len)[
-        ::-1
-    ]
-).replace(".", "\\.")
-EXTENSION = re.compile(rf"\d(?:,?\s?(?:{_EXTENSION_WORDS})\s?\d*|,\s?|;(?:e|ex|ext|ext=\d*)?)\Z")
-EXTENSION_CHARS = "xetnsio;=,"
+    re.escape(prefix)
+    for prefix in sorted(
+        {w[:i] for w in _EXTENSION_SPELLINGS for i in range(1, len(w) + 1)} | {"x"},
+        key=len,
+        reverse=True,
+    )
+)
+EXTENSION = re.compile(
+    rf"\d(?:,?\s?(?:{_EXTENSION_WORDS})\s?\d*|,\s?|;(?:e|ex|ext|ext=\d*)?)\Z", re.IGNORECASE
+)
+EXTENSION_CHARS = frozenset("".join(_EXTENSION_SPELLINGS) + "x;=,")
 IBAN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 -\xa0"
 IBAN_MAX = 64
-IBAN_PREFIX = re.compile(
-    r"[A-Z](?:[A-Z](?:\d(?:\d(?:[ \xa0-]?[A-Z0-9]){0,30}[ \xa0-]?)?)?)?\Z"
-)
+IBAN_PREFIX = re.compile(r"[A-Z](?:[A-Z](?:\d(?:\d(?:[ \xa0-]?[A-Z0-9]){0,30}[ \xa0-]?)?)?)?\Z")
 IPV6_CHARS = "0123456789ABCDEFabcdef:."
 IPV6_MAX = 45  # with an IPv4 tail
 IPV6_PREFIX = re.compile(
@@ -383,7 +414,12 @@ def _email_hold(text: str) -> int:
 
 def _number_hold(text: str) -> int:
     last = text[-1:]
-    if not (last in NUMBER_CHARS or last in EXTENSION_CHARS or last.isdecimal() or last.isspace()):
+    if not (
+        last in NUMBER_CHARS
+        or last.lower() in EXTENSION_CHARS
+        or last.isdecimal()
+        or last.isspace()
+    ):
         return 0  # most often a letter: no number, and no extension, ends in one
     if DIGIT.search(text, max(0, len(text) - NUMBER_MAX)) is None:
         # "+" or "(" opens one before any digit; "(+" both

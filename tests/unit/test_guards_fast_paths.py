@@ -21,14 +21,17 @@ from guards.detectors.token_limit import approximate_tokens
 # The formulations before the speed work (reference only).
 REFERENCE_PII = {
     "CARD": re.compile(r"(?<![\d+-])\d(?:[ -]?\d){11,18}(?![\d-])"),
-    "IBAN": re.compile(r"\b[A-Z]{2}\d{2}(?:(?: ?|-(?=[A-Z0-9]))[A-Z0-9]){11,30}\b"),
-    "SSN": re.compile(r"(?<![\d\u2013-])(\d{3})([-.\u2013 ]?)(\d{2})\2(\d{4})(?![\d\u2013-]|\.\d)"),
-    "IPV4": re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])"),
+    "IBAN": re.compile(r"\b[A-Z]{2}\d{2}(?:(?:[ \xa0]?|-(?=[A-Z0-9]))[A-Z0-9]){11,30}\b"),
+    "SSN": re.compile(
+        r"(?<![\d\u2013-])(\d{3})( [-.\u2013] |[-.\u2013 ]?)(\d{2})\2(\d{4})"
+        r"(?![\d\u2013-]|\.\d)"
+    ),
+    "IPV4": re.compile(r"(?<![\d.])\d{1,3}(?:(?:\.|\[\.\]|\(\.\))\d{1,3}){3}(?!\.?\d)"),
     "PHONE": re.compile(
         rf"(?<!{phone.JOINING})(?<!\+)"
         r"(?:\+\d{8,15}(?!\d)|(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,5})"
         r"(?:[ .-]\d{2,5}){0,4}"
-        r"(?:,?\s?(?:x|ext\.?|extension)\s?\d{1,5}|;ext=\d{1,5})?"
+        rf"(?:,?\s?(?i:{phone.EXTENSION_WORDS})\s?\d{{1,5}}|;ext=\d{{1,5}})?"
         rf"(?!{phone.JOINING}|\.\d)"  # ".<digit>": added later, in both
     ),
 }
@@ -59,11 +62,15 @@ PIECES = [
     "085\u201367\u20138807",
     "(212) 555-0170 extension 4410",
     "ES42-3053-6328-1197-9961-5276",
+    "45.141.87[.]19",
+    "405 - 82 - 0070",
+    "192.168.0.1.",
+    "(01) 441-2867 Anexo 215",
 ]
 TEXT = st.lists(
     st.one_of(
         st.sampled_from(PIECES),
-        st.text(alphabet="ab1234567890 +-().:x\n\u2013\u673a;=", max_size=12),
+        st.text(alphabet="ab1234567890 +-().:x\n\u2013\u673a;=[]E\xa0", max_size=12),
     ),
     max_size=8,
 ).map("".join)

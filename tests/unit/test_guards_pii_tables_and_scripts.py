@@ -285,3 +285,46 @@ def test_fifth_probe_forms_are_found(text: str, kind: str, values: list[str]) ->
 )
 def test_fifth_probe_look_alikes_are_not_values(text: str, kind: str) -> None:
     assert found(text, kind) == []
+
+
+# -- forms a sixth unseen probe showed (benchmarks/data/guards/pii_probe_r6.jsonl) -----------
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "values"),
+    [
+        (
+            "Seller: send card details. I almost typed 5150555488858853 11/28 cvv 314",
+            "CREDIT_CARD",
+            ["5150555488858853"],
+        ),
+        ("Office: 239.263.1100 Ext. 215", "PHONE_NUMBER", ["239.263.1100 Ext. 215"]),
+        ("tel\u00e9fono (01) 441-2867 anexo 215", "PHONE_NUMBER", ["(01) 441-2867 anexo 215"]),
+        ("Mi tel\u00e9fono es 8841 2763.", "PHONE_NUMBER", ["8841 2763"]),
+        (
+            "the garage number is 0 1 1 7 4 9 6 0 2 9 1 period",
+            "PHONE_NUMBER",
+            ["0 1 1 7 4 9 6 0 2 9 1"],
+        ),
+        ("my social security number is 3 5 7 0 2 5 4 2 7", "US_SSN", ["3 5 7 0 2 5 4 2 7"]),
+    ],
+)
+def test_sixth_probe_forms_are_found(text: str, kind: str, values: list[str]) -> None:
+    assert found(text, kind) == values
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("the order number is 1 2 3 4 5 6 7 8", "PHONE_NUMBER"),
+        ("scores: 1 2 3 4 5 6 7 8 9", "US_SSN"),
+        ("Model AX3000, FW 1.2.0.48", "IP_ADDRESS"),
+        ("ID de motorista 8830-4471-2209", "PHONE_NUMBER"),
+        ("Receipt says member #111 9048 2213", "PHONE_NUMBER"),
+        ("Ap\u00f3lice n\u00ba 0091/223841", "PHONE_NUMBER"),
+        ("USCIS# 218-445-903", "PHONE_NUMBER"),
+        ("bytes: 57 68 61 74 20 69 73 20 61 20", "CREDIT_CARD"),
+    ],
+)
+def test_sixth_probe_look_alikes_are_not_values(text: str, kind: str) -> None:
+    assert found(text, kind) == []

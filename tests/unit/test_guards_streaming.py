@@ -455,10 +455,11 @@ PROBES = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "guards"
 
 
 @pytest.mark.parametrize(
-    "probe", ["pii_probe_r2.jsonl", "pii_probe_r4.jsonl", "pii_probe_r5.jsonl"]
+    "probe",
+    ["pii_probe_r2.jsonl", "pii_probe_r4.jsonl", "pii_probe_r5.jsonl", "pii_probe_r6.jsonl"],
 )
 async def test_every_pii_probe_row_streams_as_the_whole_text_is_masked(probe: str) -> None:
-    """The development probes' 690 texts (tables, tel: links with extensions, en-dash SSNs,
+    """The development probes' 910 texts (tables, tel: links with extensions, en-dash SSNs,
     "(+34)" numbers, IBANs grouped by no-break spaces), one character per chunk: what a
     client receives equals the whole-text masking, so no value is ever released in part."""
     for line in (PROBES / probe).read_text(encoding="utf-8").splitlines():
