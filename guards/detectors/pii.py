@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Iterable
 
 from guards.detectors.obfuscated_email import obfuscated_email_hold, obfuscated_emails
-from guards.detectors.phone import TRAILING_CUE_WORDS, phones
+from guards.detectors.phone import SPACED_HINT, TRAILING_CUE_WORDS, phones
 from guards.detectors.stream_tail import trailing_run_start
 from guards.detectors.table_column import column_header
 from guards.verdict import Finding
@@ -222,7 +222,7 @@ def _ssns(text: str) -> Iterable[Finding]:
             or _in_column(text, m.start(), m.end(), SSN_HEADER)
         ):
             yield Finding("US_SSN", m.start(), m.end())
-    if " " in text:
+    if SPACED_HINT.search(text):
         yield from _spaced_ssns(text)
 
 
