@@ -32,10 +32,11 @@ EMAIL = re.compile(
 # An apostrophe between letters belongs to the local part (o'brien.sean@kilkennycrafts.ie):
 # read backwards from where EMAIL's match starts (an alternation in EMAIL cost ~70 % more).
 APOSTROPHE_WORD_REV = re.compile(r"(?:'[^\W\d_][\w.%+-]*)+")
+# A mail header's message id has an address's shape ("Message-ID: <CAF7x2...@mail.example>").
+MESSAGE_ID_CUE = re.compile(r"\b(?:message-id|in-reply-to)\s*:\s*<\Z", re.IGNORECASE)
 # Chinese, Japanese and Korean run into an address without a space ("担当はt.suzuki@
 # sakura-kogyo.co.jpです"): an address whose local part or top-level domain mixes their
 # letters with Latin ones is cut where the script changes (an all-CJK address stays whole).
-MESSAGE_ID_CUE = re.compile(r"\b(?:message-id|in-reply-to)\s*:\s*<\Z", re.IGNORECASE)
 CJK_EDGE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]+")
 # A card number never follows "+" (that is an international phone number). Dotted cards
 # ("4234.7485.5673.8346") only in groups of four: a dotted quad is an address. One pattern for
@@ -150,7 +151,7 @@ def ssn_valid(area: str, group: str, serial: str) -> bool:
 
 # Card networks by their first digits (ISO/IEC 7812 issuer ranges) and the lengths they issue:
 # a Luhn-valid number outside them is something else that carries a Luhn digit, an IMEI
-# (15 digits from "35"), an ISBN-13 ("978..."), a shop's order number. Longest prefix first.
+# (15 digits from "35"), an ISBN-13 ("978..."), a shop's order number.
 CARD_LENGTHS: tuple[tuple[str, range], ...] = (
     ("4", range(13, 20)),  # Visa: 13, 16, 19 (and 14-18 in some issuers' tests)
     ("34", range(15, 16)),  # American Express
