@@ -238,6 +238,31 @@ def test_guard_eval_on_the_shared_dev_sets(name: str) -> None:
         assert entities["PHONE_NUMBER"]["precision"] >= 0.9
 
 
+@pytest.mark.parametrize("writer", ["a", "b"])
+def test_guard_eval_on_the_content_safety_contrast_sets(writer: str) -> None:
+    """Two writers the content-safety model never saw (benchmarks/data/guards/
+    README_content_safety_contrast.md). Floors a little under the figures measured when the
+    files were written (recall 0.275 / 0.344, look-alike false positives 10.5 % / 9.2 %): they
+    catch a regression, not the gap to the issue's target."""
+    data = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "guards"
+    out = mesh(
+        "guard-eval",
+        str(data / f"content_safety_contrast_{writer}.jsonl"),
+        "--policy",
+        str(data / "content_safety_only.yaml"),
+        "--split",
+        "all",
+        "--json",
+    )
+    assert out.returncode == 0, out.stderr
+    figures = json.loads(out.stdout)
+    flagged = sum(v["flagged"] for v in figures["by_category"].values())
+    harmful = sum(v["total"] for v in figures["by_category"].values())
+    assert harmful == (280 if writer == "a" else 250)
+    assert flagged / harmful >= 0.25
+    assert figures["by_source"][f"contrast_{writer}"]["false_positive_rate"] <= 0.12
+
+
 # --- audit --since -------------------------------------------------------------------------
 def _audit_db(path: Path, now: dt.datetime) -> str:
     """A real audit database: a block decided now and a redaction decided three days ago."""
