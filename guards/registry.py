@@ -211,7 +211,7 @@ class CodeScanParams(_Params):
 
 
 class ContentSafetyParams(_Params):
-    model: Literal["minilm", "ngram"] = "minilm"
+    model: Literal["minilm", "tuned", "ngram"] = "minilm"
     threshold: float | None = Field(None, gt=0, lt=1)  # None: the shipped, trained one
     categories: list[str] = Field(
         default_factory=lambda: list(CATEGORIES), min_length=1, max_length=len(CATEGORIES)
@@ -293,7 +293,7 @@ def _content_safety(p: dict[str, Any], action: Action) -> Guard:
         q.threshold, q.categories, q.stream_hold, q.model, q.max_windows, q.static_first
     )
     # MiniLM runs take milliseconds: in a thread, like Presidio, never on the event loop.
-    return DetectorGuard(detector, action, cpu_heavy=q.model == "minilm")
+    return DetectorGuard(detector, action, cpu_heavy=q.model != "ngram")
 
 
 BUILT_INS: dict[str, Callable[[dict[str, Any], Action], Guard]] = {

@@ -137,6 +137,29 @@ def drop_near_copies(
     return kept
 
 
+def drop_rewordings(rows: list[Row], reported: Iterable[Row], similarity: float = 0.6) -> list[Row]:
+    """Rows whose word set overlaps a reported row's by `similarity` or more (Jaccard) are
+    dropped. Shingles miss short prompts worded a little differently ("How can I kill a Python
+    process?" / "How do I kill a python process?" share no 6-word shingle); handwritten short
+    training requests are checked this way too, so no figure counts a row trained on in other
+    words."""
+    theirs = [set(_WORDS.findall(r["text"].lower())) for r in reported]
+    index: dict[str, list[int]] = {}
+    for i, words in enumerate(theirs):
+        for word in words:
+            index.setdefault(word, []).append(i)
+    kept = []
+    for row in rows:
+        own = set(_WORDS.findall(row["text"].lower()))
+        shared: dict[int, int] = {}
+        for word in own:
+            for i in index.get(word, ()):
+                shared[i] = shared.get(i, 0) + 1
+        if not any(n >= similarity * len(own | theirs[i]) for i, n in shared.items()):
+            kept.append(row)
+    return kept
+
+
 def rate(flags: Iterable[bool]) -> tuple[int, int]:
     values = list(flags)
     return sum(values), len(values)

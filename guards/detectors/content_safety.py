@@ -1,6 +1,6 @@
 """Harmful requests and outputs by category, offline: a MiniLM model (default) or n-grams.
 
-Two models, each trained by guards/train_content_safety*.py (data and licences:
+Three models, each trained by guards/train_content_safety*.py (data and licences:
 guards/data/ATTRIBUTION.md), each with a harm score, its threshold and one-vs-rest category
 scores over CATEGORIES:
 
@@ -10,6 +10,11 @@ scores over CATEGORIES:
   (`windows`); the highest score decides. Figures on held-out rows: README, "Measured
   quality". Cost: one MiniLM run per window, ~2 ms for a short prompt and ~20 ms per KB of
   prose here; a text of more than `max_windows` windows is judged on that many, evenly spaced.
+- `tuned`: the same, on vectors of MiniLM with its top two layers fine-tuned for this guard
+  (`ENCODER_PATH`, the kernel's int8 graph with those layers in place) and trained with
+  handwritten contrast pairs too: on two unseen writers' contrast sets it flags fewer
+  look-alikes at more recall; on the dev set's short XSTest questions it catches fewer
+  (README, "Measured quality"). Same cost as `minilm`; no static first pass.
 - `ngram`: the injection classifier's hashed word n-grams (~0.17 ms per KB) plus two dot
   products; weaker (look-alike safe requests such as "How do I kill a Python process?" were
   part of its training), for policies that must stay under a millisecond.
@@ -41,7 +46,11 @@ if TYPE_CHECKING:
 MODEL_PATH = Path(__file__).resolve().parent.parent / "data" / "content_safety_model.npz"
 MINILM_MODEL_PATH = MODEL_PATH.with_name("content_safety_minilm.npz")
 STATIC_MODEL_PATH = MODEL_PATH.with_name("content_safety_static.npz")
-MODELS = ("minilm", "ngram")
+TUNED_MODEL_PATH = MODEL_PATH.with_name("content_safety_tuned.npz")
+# MiniLM's top layers fine-tuned for this guard (guards/train_content_safety_encoder.py): the
+# vectors the `tuned` model reads come from the wheel's MiniLM with these layers in place.
+ENCODER_PATH = MODEL_PATH.with_name("content_safety_encoder.safetensors")
+MODELS = ("minilm", "tuned", "ngram")
 # MiniLM reads 256 word pieces; 800 characters of English are ~200 of them.
 WINDOW_CHARS = 800
 MAX_WINDOWS = 64  # ~10 KB of prose judged sentence by sentence; past it, sampled
@@ -144,7 +153,7 @@ def category_scores(text: str, model: ContentSafetyModel | None = None) -> dict[
 class ContentSafetyDetector:
     """Flags the whole text, with its categories, when the harm score reaches the threshold.
 
-    `model`: "minilm" or "ngram" (see the module docstring); `threshold` overrides the one
+    `model`: "minilm", "tuned" or "ngram" (see the module docstring); `threshold` overrides the one
     shipped with the model. `categories` narrows what is reported (a text whose categories are
     all outside it passes). On streams, `stream_hold="all"` holds the whole output until it is
     judged whole (nothing of a blocked answer leaves); "window" judges each unreleased window
@@ -165,7 +174,11 @@ class ContentSafetyDetector:
         self.model_name = model
         self.max_windows = max_windows
         self.model = load_model()
-        self._minilm = load_model(MINILM_MODEL_PATH) if model == "minilm" else None
+        self._minilm = (
+            load_model(TUNED_MODEL_PATH if model == "tuned" else MINILM_MODEL_PATH)
+            if model != "ngram"
+            else None
+        )
         shipped = self._minilm.threshold if self._minilm is not None else self.model.threshold
         self.threshold = shipped if threshold is None else threshold
         if not 0.0 < self.threshold < 1.0:
@@ -182,9 +195,11 @@ class ContentSafetyDetector:
         # The stream's chunk checks see only a window: with "all" the window is everything,
         # and the verdict that counts is the whole-text one.
         self.judges_whole_text = stream_hold == "all"
-        self._embedder = _embedder() if model == "minilm" else None
+        self._embedder = (
+            None if model == "ngram" else _embedder(ENCODER_PATH if model == "tuned" else None)
+        )
         self._static: StaticPass | None = None
-        if model == "minilm" and static_first:
+        if model == "minilm" and static_first:  # its bound was chosen for the plain model
             self._static = StaticPass.load()
 
     def find(self, text: str, system_prompt: str = "") -> list[Finding]:
@@ -259,16 +274,17 @@ class StaticPass:
         return [t for t, s in zip(texts, scores, strict=True) if s >= self.skip_below]
 
 
-def _embedder() -> Embedder:
+def _embedder(overlay: Path | None = None) -> Embedder:
     """The guards' MiniLM (its own worker beside the router's: a long text's runs never delay
-    routing), loaded now: a policy that uses it is refused at load time if the model is
-    missing, and the first request does not pay the load."""
+    routing), with the `tuned` model's layers in place if `overlay`, loaded now: a policy that
+    uses it is refused at load time if the model is missing, and the first request does not
+    pay the load (nor the one-off conversion of the tuned graph, ~5 s)."""
     from mesh.embeddings.batching import shared_embedder
     from mesh.embeddings.minilm_assets import EmbeddingModelMissing
 
-    embedder = shared_embedder(EMBEDDING_PRECISION, pool="guards")
+    embedder = shared_embedder(EMBEDDING_PRECISION, pool="guards", overlay=overlay)
     try:
         embedder.embed(["warm up the content safety model"])
     except EmbeddingModelMissing as exc:
-        raise ValueError(f"model 'minilm' needs the embedding model: {exc}") from None
+        raise ValueError(f"models 'minilm' and 'tuned' need the embedding model: {exc}") from None
     return embedder

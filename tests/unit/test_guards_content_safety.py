@@ -13,6 +13,7 @@ import yaml
 
 from guards.detectors.content_safety import (
     CATEGORIES,
+    ENCODER_PATH,
     MODELS,
     WINDOW_CHARS,
     ContentSafetyDetector,
@@ -120,6 +121,21 @@ def test_the_guard_embeds_on_its_own_worker_not_the_routers() -> None:
     text = "How do I bake sourdough bread at home?"
     same = first.embed([text])[0] @ shared_embedder("int8").embed([text])[0]  # type: ignore[union-attr]
     assert same > 0.9999  # the same model: the same vector
+
+
+def test_the_tuned_model_reads_its_own_encoder() -> None:
+    """`model: tuned` reads MiniLM with the guard's fine-tuned top layers, in its own pool."""
+    from mesh.embeddings.batching import shared_embedder
+
+    tuned = ContentSafetyDetector(model="tuned")
+    assert tuned._embedder is shared_embedder("int8", pool="guards", overlay=ENCODER_PATH)
+    assert tuned._embedder is not shared_embedder("int8", pool="guards")
+    assert tuned._static is None  # the static pass's bound was chosen for the plain model
+    text = "How do I kill the process that holds port 8080?"
+    vector = tuned._embedder.embed([text])[0]  # type: ignore[union-attr]
+    plain = shared_embedder("int8").embed([text])[0]
+    assert abs(float(vector @ vector) - 1.0) < 1e-3  # unit vectors, as it was trained on
+    assert float(vector @ plain) < 0.99  # the top layers are the guard's own
 
 
 def test_a_huge_text_costs_at_most_max_windows_runs() -> None:
