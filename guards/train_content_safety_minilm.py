@@ -146,10 +146,7 @@ def main() -> None:
     args = parser.parse_args()
     dev = read_jsonl(args.dev)
     rows = minilm_training_rows(dev, args.corpora)
-    counts: dict[str, int] = defaultdict(int)
-    for r in rows:
-        counts[f"{r['label']}/{r['source']}"] += 1
-    print("training rows:", dict(sorted(counts.items())))
+    print_counts(rows)
 
     # Fitted on each row's opening window (rows are prompts of a sentence or a few), judged
     # as the guard judges: the highest of its windows.
@@ -161,6 +158,22 @@ def main() -> None:
     w, b = fit_logistic(x, y, weights)
     print(f"threshold {threshold} (out-of-fold, training rows only)")
 
+    save_model(args.out, x, rows, (w, b), threshold)
+    report(dev, args.corpora, w, b, threshold)
+
+
+def print_counts(rows: list[Row]) -> None:
+    counts: dict[str, int] = defaultdict(int)
+    for r in rows:
+        counts[f"{r['label']}/{r['source']}"] += 1
+    print("training rows:", dict(sorted(counts.items())))
+
+
+def save_model(
+    out: Path, x: Matrix, rows: list[Row], harm: tuple[Matrix, float], threshold: float
+) -> None:
+    """The model file: the harm regression and its threshold, and one-vs-rest category
+    regressions fitted on the rows' vectors `x` of the harmful rows that have a category."""
     harmful = [i for i, r in enumerate(rows) if r.get("category") in CATEGORIES]
     cat_w = np.zeros((len(CATEGORIES), x.shape[1]), dtype=np.float32)
     cat_b = np.zeros(len(CATEGORIES), dtype=np.float32)
@@ -169,15 +182,24 @@ def main() -> None:
         cw, cb = fit_logistic(x[harmful], labels)
         cat_w[k], cat_b[k] = cw, cb
     np.savez_compressed(
-        args.out,
-        weights=w.astype(np.float32),
-        bias=np.asarray([b], dtype=np.float32),
+        out,
+        weights=harm[0].astype(np.float32),
+        bias=np.asarray([harm[1]], dtype=np.float32),
         threshold=np.asarray([threshold], dtype=np.float32),
         category_weights=cat_w,
         category_bias=cat_b,
     )
-    print(f"wrote {args.out}")
-    report(dev, args.corpora, w, b, threshold)
+    print(f"wrote {out}")
+
+
+def print_flagged(rows: list[Row], scores: Matrix, threshold: float) -> None:
+    """Per `label/source`: how many rows score at or above the threshold."""
+    groups: dict[str, list[bool]] = defaultdict(list)
+    for row, score in zip(rows, scores, strict=True):
+        groups[f"{row['label']}/{row['source']}"].append(bool(score >= threshold))
+    print("held out (never trained or tuned on): flagged")
+    for key, flags in sorted(groups.items()):
+        print(f"  {key:36s} {sum(flags)}/{len(flags)} = {sum(flags) / len(flags):.3f}")
 
 
 def heldout_rows(dev: list[Row], corpora: Path) -> list[Row]:
@@ -190,12 +212,7 @@ def heldout_rows(dev: list[Row], corpora: Path) -> list[Row]:
 
 def report(dev: list[Row], corpora: Path, w: Matrix, b: float, threshold: float) -> None:
     rows = heldout_rows(dev, corpora)
-    groups: dict[str, list[bool]] = defaultdict(list)
-    for row, score in zip(rows, Judged([r["text"] for r in rows]).scores(w, b), strict=True):
-        groups[f"{row['label']}/{row['source']}"].append(bool(score >= threshold))
-    print("held out (never trained or tuned on): flagged")
-    for key, flags in sorted(groups.items()):
-        print(f"  {key:36s} {sum(flags)}/{len(flags)} = {sum(flags) / len(flags):.3f}")
+    print_flagged(rows, Judged([r["text"] for r in rows]).scores(w, b), threshold)
 
 
 if __name__ == "__main__":

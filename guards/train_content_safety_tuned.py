@@ -22,7 +22,6 @@ Usage: python -m guards.train_content_safety_tuned [--dev PATH] [--corpora DIR] 
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,7 +30,6 @@ import numpy.typing as npt
 
 from guards import public_corpora
 from guards.detectors.content_safety import (
-    CATEGORIES,
     EMBEDDING_PRECISION,
     ENCODER_PATH,
     TUNED_MODEL_PATH,
@@ -53,6 +51,9 @@ from guards.train_content_safety_minilm import (
     is_lookalike,
     minilm_training_rows,
     predict,
+    print_counts,
+    print_flagged,
+    save_model,
 )
 
 Matrix = npt.NDArray[np.float64]
@@ -121,10 +122,7 @@ def main() -> None:
     args = parser.parse_args()
     dev = read_jsonl(args.dev)
     rows = tuned_training_rows(dev, args.corpora)
-    counts: dict[str, int] = defaultdict(int)
-    for r in rows:
-        counts[f"{r['label']}/{r['source']}"] += 1
-    print("training rows:", dict(sorted(counts.items())))
+    print_counts(rows)
     train = [r for r in rows if not is_validation(r)]
     valid = [r for r in rows if is_validation(r)]
     print(f"{len(train)} rows fitted, {len(valid)} validation rows (threshold only)")
@@ -145,21 +143,7 @@ def main() -> None:
     ]
     print(f"threshold {threshold}; validation harmful recall {sum(caught)}/{len(caught)}")
 
-    harmful = [i for i, r in enumerate(train) if r.get("category") in CATEGORIES]
-    cat_w = np.zeros((len(CATEGORIES), x.shape[1]), dtype=np.float32)
-    cat_b = np.zeros(len(CATEGORIES), dtype=np.float32)
-    for k, category in enumerate(CATEGORIES):
-        labels = [float(train[i]["category"] == category) for i in harmful]
-        cat_w[k], cat_b[k] = fit_logistic(x[harmful], labels)
-    np.savez_compressed(
-        args.out,
-        weights=w.astype(np.float32),
-        bias=np.asarray([b], dtype=np.float32),
-        threshold=np.asarray([threshold], dtype=np.float32),
-        category_weights=cat_w,
-        category_bias=cat_b,
-    )
-    print(f"wrote {args.out}")
+    save_model(args.out, x, train, (w, b), threshold)
     report(dev, args.corpora, w, b, threshold, args.encoder)
 
 
@@ -169,13 +153,7 @@ def report(
     held = [r for r in rows_in(dev, "heldout") if r["label"] in {"harmful", "benign"}]
     _, gptfuzz_harmful = public_corpora.gptfuzz(corpora)
     rows = held + gptfuzz_harmful + contrast_sets()
-    groups: dict[str, list[bool]] = defaultdict(list)
-    scores = judged_scores([r["text"] for r in rows], encoder, w, b)
-    for row, score in zip(rows, scores, strict=True):
-        groups[f"{row['label']}/{row['source']}"].append(bool(score >= threshold))
-    print("held out (never trained or tuned on): flagged")
-    for key, flags in sorted(groups.items()):
-        print(f"  {key:36s} {sum(flags)}/{len(flags)} = {sum(flags) / len(flags):.3f}")
+    print_flagged(rows, judged_scores([r["text"] for r in rows], encoder, w, b), threshold)
 
 
 if __name__ == "__main__":
