@@ -98,11 +98,16 @@ class Judged:
     """Every row's windows (guards.detectors.content_safety.windows, or the guard's own `cut`)
     embedded once: a window shared by rows is embedded once."""
 
-    def __init__(self, texts: Sequence[str], cut: Callable[[str], list[str]] = windows) -> None:
+    def __init__(
+        self,
+        texts: Sequence[str],
+        cut: Callable[[str], list[str]] = windows,
+        encoder: Path | None = None,
+    ) -> None:
         per_row = [cut(t) or [t] for t in texts]
         unique = sorted({w for ws in per_row for w in ws})
         at = {w: i for i, w in enumerate(unique)}
-        self.vectors = embed(unique)
+        self.vectors = embed(unique, encoder)
         self.rows = [[at[w] for w in ws] for ws in per_row]
 
     def scores(self, w: Matrix, b: float) -> Matrix:
@@ -126,11 +131,12 @@ def choose_threshold(rows: list[Row], oof: Matrix) -> float:
     return rounded_up(min(threshold, 0.995), 4)
 
 
-def embed(texts: Sequence[str]) -> Matrix:
-    """Each text's vector as the guard computes it (one text per int8 run)."""
+def embed(texts: Sequence[str], encoder: Path | None = None) -> Matrix:
+    """Each text's vector as the guard computes it (one text per int8 run); `encoder`: the
+    `tuned` model's layers in place (content_safety.ENCODER_PATH)."""
     from mesh.embeddings.batching import embedding_text, shared_embedder
 
-    embedder = shared_embedder(EMBEDDING_PRECISION)
+    embedder = shared_embedder(EMBEDDING_PRECISION, overlay=encoder)
     return np.stack([embedder.embed([embedding_text(t)])[0] for t in texts]).astype(np.float64)
 
 

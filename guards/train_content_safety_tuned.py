@@ -22,7 +22,6 @@ Usage: python -m guards.train_content_safety_tuned [--dev PATH] [--corpora DIR] 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +29,9 @@ import numpy.typing as npt
 
 from guards import public_corpora
 from guards.detectors.content_safety import (
-    EMBEDDING_PRECISION,
     ENCODER_PATH,
     TUNED_MODEL_PATH,
     WINDOW_CHARS,
-    windows,
 )
 from guards.dev_split import rows_in
 from guards.train_common import (
@@ -46,11 +43,12 @@ from guards.train_common import (
 )
 from guards.train_content_safety_minilm import (
     LOOKALIKE_WEIGHT,
+    Judged,
     choose_threshold,
+    embed,
     fit_logistic,
     is_lookalike,
     minilm_training_rows,
-    predict,
     print_counts,
     print_flagged,
     save_model,
@@ -95,23 +93,6 @@ def is_validation(row: Row) -> bool:
     return int.from_bytes(digest[:4], "big") < VALIDATION_SHARE * 2**32
 
 
-def embed(texts: Sequence[str], encoder: Path) -> Matrix:
-    """Each text's vector as the guard computes it (the encoder's int8 graph, one text a run)."""
-    from mesh.embeddings.batching import embedding_text, shared_embedder
-
-    embedder = shared_embedder(EMBEDDING_PRECISION, pool="guards", overlay=encoder)
-    return np.stack([embedder.embed([embedding_text(t)])[0] for t in texts]).astype(np.float64)
-
-
-def judged_scores(texts: Sequence[str], encoder: Path, w: Matrix, b: float) -> Matrix:
-    """Each text scored as the guard scores it: the highest of its windows."""
-    per_text = [windows(t) or [t] for t in texts]
-    unique = sorted({x for ws in per_text for x in ws})
-    at = {x: i for i, x in enumerate(unique)}
-    scores = predict(embed(unique, encoder), w, b)
-    return np.array([max(scores[at[x]] for x in ws) for ws in per_text])
-
-
 def main() -> None:
     parser = trainer_parser(__doc__, TUNED_MODEL_PATH)
     parser.add_argument("--encoder", type=Path, default=ENCODER_PATH)
@@ -136,7 +117,7 @@ def main() -> None:
         fine_tune(texts, y, weights, args.encoder, layers=args.layers or LAYERS)
     x = embed(texts, args.encoder)
     w, b = fit_logistic(x, y, weights)
-    valid_scores = judged_scores([r["text"] for r in valid], args.encoder, w, b)
+    valid_scores = Judged([r["text"] for r in valid], encoder=args.encoder).scores(w, b)
     threshold = choose_threshold(valid, valid_scores)
     caught = [
         s >= threshold for r, s in zip(valid, valid_scores, strict=True) if r["label"] == "harmful"
@@ -153,7 +134,7 @@ def report(
     held = [r for r in rows_in(dev, "heldout") if r["label"] in {"harmful", "benign"}]
     _, gptfuzz_harmful = public_corpora.gptfuzz(corpora)
     rows = held + gptfuzz_harmful + contrast_sets()
-    print_flagged(rows, judged_scores([r["text"] for r in rows], encoder, w, b), threshold)
+    print_flagged(rows, Judged([r["text"] for r in rows], encoder=encoder).scores(w, b), threshold)
 
 
 if __name__ == "__main__":
