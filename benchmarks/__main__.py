@@ -33,6 +33,7 @@ SUITES = (
     Suite("benchmarks.cache", 600),
     Suite("benchmarks.tracing", 900, writes_rows=False),
     Suite("benchmarks.router", 1800),
+    Suite("benchmarks.soak", 600),
     Suite("benchmarks.streaming", 1800),
     Suite("benchmarks.litellm_beside", 3000),  # the first run builds LiteLLM's venv
     Suite("benchmarks.vllm_node", 1800, in_quick=False),

@@ -83,7 +83,8 @@ class GrpcPath:
     cache_hits: int = 0
     errors: int = 0
 
-    def _count(self, err: grpc.aio.AioRpcError) -> None:
+    def count_error(self, err: grpc.aio.AioRpcError) -> None:
+        """Count a transient error; raise any other, or too many of them."""
         if err.code() not in TRANSIENT:
             raise err
         self.errors += 1
@@ -96,7 +97,7 @@ class GrpcPath:
         try:
             reply = await self.stub.Generate(request, timeout=REQUEST_TIMEOUT_S)
         except grpc.aio.AioRpcError as err:
-            self._count(err)
+            self.count_error(err)
             return False
         self.sent += 1
         self.cache_hits += reply.route.cache_hit
@@ -117,7 +118,7 @@ class GrpcPath:
                 elif event.HasField("summary"):
                     self.cache_hits += event.summary.route.cache_hit
         except grpc.aio.AioRpcError as err:
-            self._count(err)
+            self.count_error(err)
             return {}
         end = time.perf_counter()
         self.sent += 1

@@ -29,18 +29,31 @@ from benchmarks.harness import Ready, grpc_ready, loopback, server
 
 FAKE_MODEL = "fake-model"  # served by FakeEngine, the deterministic test engine
 
-_LEAN = "  cache: {semantic: false}\n  routing: {estimator: {embeddings: false}}\n"
+_LEAN_ROUTING = "  routing: {estimator: {embeddings: false}}\n"
+# kind -> (telemetry section, router.cache settings, the rest of the router section)
 ROUTER_CONFIGS = {
-    "default": ("telemetry: {prometheus_listen: '127.0.0.1:0'}\n", ""),
-    "lean": ("telemetry: {prometheus_listen: null}\n", _LEAN),
-    "lean-untraced": ("telemetry: {enabled: false, prometheus_listen: null}\n", _LEAN),
+    "default": ("telemetry: {prometheus_listen: '127.0.0.1:0'}\n", {}, ""),
+    "lean": ("telemetry: {prometheus_listen: null}\n", {"semantic": "false"}, _LEAN_ROUTING),
+    "lean-untraced": (
+        "telemetry: {enabled: false, prometheus_listen: null}\n",
+        {"semantic": "false"},
+        _LEAN_ROUTING,
+    ),
 }
 
 
-def router_config(kind: str, upstreams: Sequence[tuple[str, str]]) -> str:
-    """mesh.yaml text for a router of `kind` over (node id, address) upstreams."""
-    telemetry, router_extra = ROUTER_CONFIGS[kind]
+def router_config(
+    kind: str, upstreams: Sequence[tuple[str, str]], cache_entries: int | None = None
+) -> str:
+    """mesh.yaml text for a router of `kind` over (node id, address) upstreams; `cache_entries`
+    bounds its response cache (the shipped bound otherwise)."""
+    telemetry, cache, router_extra = ROUTER_CONFIGS[kind]
+    cache = {**cache, **({"max_entries": str(cache_entries)} if cache_entries else {})}
     lines = "".join(f"  - {{id: {node_id}, address: '{addr}'}}\n" for node_id, addr in upstreams)
+    if cache:
+        router_extra = f"  cache: {{{', '.join(f'{k}: {v}' for k, v in cache.items())}}}\n" + (
+            router_extra
+        )
     return telemetry + "router:\n  upstreams:\n" + lines + router_extra
 
 
@@ -107,10 +120,11 @@ class Fleet:
         address: str,
         upstreams: Sequence[tuple[str, str]],
         http_listen: str | None = None,
+        cache_entries: int | None = None,
     ) -> int:
         """A `mesh router`; with `http_listen`, its OpenAI-compatible HTTP front too."""
         config = self.workdir / f"router-{name.replace(' ', '-')}.yaml"
-        config.write_text(router_config(kind, upstreams))
+        config.write_text(router_config(kind, upstreams, cache_entries))
         args = mesh_command("router", "--config", str(config), "--listen", address)
         if http_listen:
             args += ["--http-listen", http_listen]
@@ -147,11 +161,13 @@ def fleet() -> Iterator[Fleet]:
 Started = dict[str, tuple[str, dict[str, int]]]  # path name -> (address, role -> pid)
 
 
-def start_mesh_paths(f: Fleet, routers: dict[str, str]) -> Started:
+def start_mesh_paths(
+    f: Fleet, routers: dict[str, str], cache_entries: int | None = None
+) -> Started:
     """A FakeEngine node (path D), the relay in front of it (N), and routers over it (R ...).
 
-    `routers` maps path name -> router config kind. Roles: "node", and "front" for the relay
-    or router in front of it.
+    `routers` maps path name -> router config kind; `cache_entries` bounds their response
+    caches. Roles: "node", and "front" for the relay or router in front of it.
     """
     node = loopback()
     node_pid = f.node("node", node)
@@ -160,7 +176,7 @@ def start_mesh_paths(f: Fleet, routers: dict[str, str]) -> Started:
     started["N relay"] = (relay, {"front": f.relay("relay", relay, node), "node": node_pid})
     for name, kind in routers.items():
         addr = loopback()
-        pid = f.router(name, kind, addr, [("fake-node", node)])
+        pid = f.router(name, kind, addr, [("fake-node", node)], cache_entries=cache_entries)
         started[name] = (addr, {"front": pid, "node": node_pid})
     return started
 

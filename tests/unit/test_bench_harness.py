@@ -3,6 +3,7 @@ version gate. No servers are started here."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -11,8 +12,10 @@ import grpc.aio
 import pytest
 
 from benchmarks.clients import GrpcPath
+from benchmarks.fleet import ROUTER_CONFIGS, router_config
 from benchmarks.litellm_venv import COMPROMISED, VERSION, Unavailable, check_version
 from benchmarks.prompts import SUBJECTS, TEMPLATES, distinct_prompts
+from benchmarks.soak import Soak, SoakPlan, endless_distinct
 from benchmarks.stats import (
     Figure,
     Plan,
@@ -26,6 +29,7 @@ from benchmarks.stats import (
     summarise,
     write_rows,
 )
+from mesh.config.loader import parse_config
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -144,9 +148,45 @@ def test_a_path_counts_transient_errors_and_stops_on_others_or_too_many() -> Non
     path = GrpcPath(stub=None, prompts=iter(()), pinned=True)  # type: ignore[arg-type]
     path.sent = 100
     for _ in range(5):  # 5 of 105: within the 5 % a loaded router may answer UNAVAILABLE
-        path._count(_rpc_error(grpc.StatusCode.UNAVAILABLE))
+        path.count_error(_rpc_error(grpc.StatusCode.UNAVAILABLE))
     assert path.errors == 5
     with pytest.raises(RuntimeError, match="6 UNAVAILABLE"):
-        path._count(_rpc_error(grpc.StatusCode.UNAVAILABLE))
+        path.count_error(_rpc_error(grpc.StatusCode.UNAVAILABLE))
     with pytest.raises(grpc.aio.AioRpcError):  # a bench bug or a guard block: never counted
-        path._count(_rpc_error(grpc.StatusCode.PERMISSION_DENIED))
+        path.count_error(_rpc_error(grpc.StatusCode.PERMISSION_DENIED))
+
+
+@pytest.mark.parametrize("kind", sorted(ROUTER_CONFIGS))
+def test_bench_router_configs_parse_and_bound_the_cache_only_when_asked(kind: str) -> None:
+    upstreams = [("fake-node", "127.0.0.1:1")]
+    shipped = parse_config(router_config(kind, upstreams)).router
+    bounded = parse_config(router_config(kind, upstreams, cache_entries=321)).router
+    assert bounded.cache.max_entries == 321
+    assert shipped.cache.max_entries == type(shipped.cache)().max_entries  # the shipped bound
+    # The bound joins the kind's own cache settings (lean: no semantic tier), never replaces them.
+    assert bounded.cache.semantic == shipped.cache.semantic == (kind == "default")
+
+
+def test_the_soak_prompts_never_repeat_past_the_distinct_ones() -> None:
+    base = len(TEMPLATES) * len(SUBJECTS)
+    prompts = list(itertools.islice(endless_distinct(), 2 * base + 5))
+    assert len(set(prompts)) == len(prompts)
+    assert prompts[:base] == list(distinct_prompts())
+
+
+def test_soak_growth_compares_the_edges_medians_and_the_slope_is_per_minute() -> None:
+    path = GrpcPath(stub=None, prompts=iter(()), pinned=True)  # type: ignore[arg-type]
+    readings = [(0.0, 100.0), (5.0, 100.5), (10.0, 140.0), (15.0, 101.0), (20.0, 102.0)]
+    readings += [(25.0, 102.5), (30.0, 103.0)]
+    soak = Soak(readings, requests=10, path=path)
+    # A one-reading spike at either edge does not decide the growth: medians of three.
+    assert (soak.first_mb, soak.last_mb) == (100.5, 102.5)
+    assert soak.growth_mb == pytest.approx(2.0)
+    steady = Soak([(0.0, 100.0), (30.0, 101.0), (60.0, 102.0)], requests=10, path=path)
+    assert steady.slope_mb_per_min == pytest.approx(2.0)
+    assert SoakPlan.of(quick=True).soak_s < SoakPlan.of(quick=False).soak_s == 60
+    assert SoakPlan.of(quick=False, soak_s=300).soak_s == 300
+    # The warm-up serves more distinct prompts than the cache holds, so it is full before the
+    # first reading: twice over at the slowest rate seen here (~200 req/s at c32).
+    for plan in (SoakPlan.of(quick=True), SoakPlan.of(quick=False)):
+        assert 200 * plan.warmup_s >= 2 * plan.cache_entries

@@ -15,6 +15,7 @@ Deadlines travel as the remaining time; cancelling the call aborts the node's ge
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from opentelemetry.trace import Span, Tracer
 
 from mesh.contract.errors import UpstreamUnavailable
 from mesh.contract.status import error_details, relayed_error
+from mesh.router import stream_read
 from mesh.router.accounting import Accounting
 from mesh.router.breaker import BreakerBoard
 from mesh.router.budget import BudgetExceeded
@@ -90,11 +92,8 @@ class Upstream:
         than cancelled (its status follows the summary at once)."""
         if self.call is None:
             return
-        try:
-            async with asyncio.timeout(_FINISH_TIMEOUT_S):
-                await self.call.read()
-        except (TimeoutError, grpc.aio.AioRpcError):
-            pass
+        with contextlib.suppress(TimeoutError, grpc.aio.AioRpcError):
+            await stream_read.read(self.call, _FINISH_TIMEOUT_S)
 
 
 class Forwarder:
@@ -251,15 +250,11 @@ class Forwarder:
     async def _read(
         call: Any, limit: float | None, ctx: RequestContext, what: str
     ) -> inference_pb2.GenerateStreamResponse | None:
-        remaining = ctx.remaining()
-        if limit is None or limit >= remaining:
-            event = await call.read()
-        else:
-            try:
-                async with asyncio.timeout(limit):
-                    event = await call.read()
-            except TimeoutError:
-                raise Stalled(f"{what} within {limit:g}s") from None
+        wait = None if limit is None or limit >= ctx.remaining() else limit
+        try:
+            event = await stream_read.read(call, wait)
+        except TimeoutError:
+            raise Stalled(f"{what} within {limit:g}s") from None
         return None if event is grpc.aio.EOF else event  # type: ignore[no-any-return]
 
     # -- helpers ----------------------------------------------------------------------------
