@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -20,6 +21,7 @@ import grpc.aio
 from mesh.v1 import inference_pb2, inference_pb2_grpc, types_pb2
 from nodes.engines.base import GenerationInput, Message, Sampling, TextChunk
 from nodes.engines.fake import FakeEngine
+from nodes.runtime import NodeRuntime
 from tests.fixtures.recording_engine import RecordingFakeEngine
 from tests.reliability.scenarios import Scenario
 
@@ -43,6 +45,18 @@ def prompt(worker: int, turn: int, words: int = ANSWER_WORDS) -> str:
     start = (worker * 7 + turn) % len(VOCABULARY)
     body = [VOCABULARY[(start + k) % len(VOCABULARY)] for k in range(words)]
     return f"worker w{worker} turn t{turn} says " + " ".join(body)
+
+
+def soak_router(nodes: Sequence[NodeRuntime]) -> dict[str, Any]:
+    """The router section of a soak: the shipped guard policy, the exact cache (bounded), no
+    embedding, static upstreams - as an operator runs a lean router."""
+    return {
+        "upstreams": [{"id": n.config.id, "address": n.address} for n in nodes],
+        "guards": {"watch": False},  # the shipped default policy
+        "cache": {"semantic": False, "max_entries": 256},
+        "routing": {"estimator": {"embeddings": False}},
+        "registry": {"mode": "off"},
+    }
 
 
 def generate_request(text: str, max_tokens: int = 64) -> inference_pb2.GenerateRequest:

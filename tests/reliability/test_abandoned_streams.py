@@ -22,7 +22,15 @@ from mesh.v1 import inference_pb2_grpc
 from nodes.engines.fake import FakeEngine
 from nodes.runtime import NodeRuntime
 from tests.fixtures.router_process import started_router
-from tests.reliability.load import SOAK_S, check, prompt, recorded, stream_once, stream_request
+from tests.reliability.load import (
+    SOAK_S,
+    check,
+    prompt,
+    recorded,
+    soak_router,
+    stream_once,
+    stream_request,
+)
 from tests.reliability.memory import RSS_GROWTH_LIMIT_MB, WARM_UP_SHARE, sampling
 from tests.reliability.scenarios import ScenarioTable
 
@@ -59,13 +67,7 @@ async def test_streams_abandoned_after_their_first_chunk_leave_nothing_behind(
     tmp_path: Path, recording_nodes: list[NodeRuntime], scenarios: ScenarioTable
 ) -> None:
     scenario = scenarios(f"abandoned streams: {CALLERS} callers, {SOAK_S:.0f} s")
-    router = {
-        "upstreams": [{"id": n.config.id, "address": n.address} for n in recording_nodes],
-        "guards": {"watch": False},  # the shipped default policy
-        "cache": {"semantic": False, "max_entries": 256},
-        "routing": {"estimator": {"embeddings": False}},
-        "registry": {"mode": "off"},
-    }
+    router = soak_router(recording_nodes)
     engines = [n.backend for n in recording_nodes]
     assert all(isinstance(e, FakeEngine) for e in engines)
     abandoned = 0

@@ -23,7 +23,7 @@ from mesh.v1 import inference_pb2_grpc
 from nodes.runtime import NodeRuntime
 from tests.fixtures.recording_engine import RecordingFakeEngine
 from tests.fixtures.router_process import started_router
-from tests.reliability.load import ANSWER_WORDS, SOAK_S, Load, recorded
+from tests.reliability.load import ANSWER_WORDS, SOAK_S, Load, recorded, soak_router
 from tests.reliability.memory import RSS_GROWTH_LIMIT_MB, WARM_UP_SHARE, sampling
 from tests.reliability.scenarios import ScenarioTable, percentile
 
@@ -36,13 +36,7 @@ async def test_soak_streams_arrive_exactly_and_the_router_memory_stays_flat(
     tmp_path: Path, recording_nodes: list[NodeRuntime], scenarios: ScenarioTable
 ) -> None:
     scenario = scenarios(f"soak: {STREAMS} streams, {SOAK_S:.0f} s")
-    router = {
-        "upstreams": [{"id": n.config.id, "address": n.address} for n in recording_nodes],
-        "guards": {"watch": False},  # the shipped default policy
-        "cache": {"semantic": False, "max_entries": 256},
-        "routing": {"estimator": {"embeddings": False}},
-        "registry": {"mode": "off"},
-    }
+    router = soak_router(recording_nodes)
     process, address = await asyncio.to_thread(started_router, tmp_path, router)
     try:
         async with grpc.aio.insecure_channel(address) as channel:
