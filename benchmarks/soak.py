@@ -1,13 +1,15 @@
 """Memory under sustained load (BENCH.md: ≤ 5 MB growth over a 60 s soak at concurrency 32).
 
-Each router (R lean, then R default: benchmarks.fleet) runs alone in front of a FakeEngine node
-(a fast deterministic test engine, named as such) and takes 32 callers sending distinct prompts
-without pause: first a warm-up, then the soak, reading the router's RSS every few seconds.
+Each path (PATHS: the do-nothing relay, R lean, R default, and streams abandoned after their
+first chunk through the relay and R default; benchmarks.fleet) runs alone in front of a
+FakeEngine node (a fast deterministic test engine, named as such) and takes 32 callers sending
+distinct prompts without pause: first a warm-up, then the soak, reading the front's RSS every
+few seconds. Each router row is printed beside the relay's growth on the same kind of load.
 
 What a router is meant to hold grows until its bound and then stops: the response cache is
-bounded here at CACHE_ENTRIES rows (the shipped bound, 10,000, would still be filling during
-the soak: its rows and the semantic index's pages are the cache working, not a leak), and the
-warm-up serves more distinct prompts than that, so the cache is full before the first reading.
+bounded here at SoakPlan.cache_entries rows (the shipped bound, 10,000, would still be filling
+during the soak: its rows and the semantic index's pages are the cache working, not a leak),
+and the warm-up serves more distinct prompts than that, so it is full before the first reading.
 Everything else a request leaves behind (spans, ledger rows, guard memos, breaker and affinity
 state, gRPC call objects, a stream its client cancelled) must not grow: the growth over the soak
 is the median of the last EDGE_READINGS readings minus that of the first; the slope of a
@@ -112,12 +114,23 @@ async def first_chunk_then_cancel(path: GrpcPath) -> bool:
 
 
 Caller = Callable[[GrpcPath], Awaitable[bool]]
-PATHS: dict[str, tuple[str, Caller]] = {  # soak path -> (front, one request)
-    "N relay": ("N relay", GrpcPath.call),  # the floor: a do-nothing grpc.aio relay's growth
-    "R lean": ("R lean", GrpcPath.call),
-    "R default": ("R default", GrpcPath.call),
-    "N relay, streams cancelled": ("N relay", first_chunk_then_cancel),
-    "R default, streams cancelled": ("R default", first_chunk_then_cancel),
+
+
+@dataclass(frozen=True)
+class SoakPath:
+    front: str  # the started path it loads (benchmarks.fleet names)
+    call: Caller  # one request
+    baseline: str | None = None  # the relay's soak path on the same kind of load (routers)
+
+
+PATHS = {
+    "N relay": SoakPath("N relay", GrpcPath.call),
+    "R lean": SoakPath("R lean", GrpcPath.call, "N relay"),
+    "R default": SoakPath("R default", GrpcPath.call, "N relay"),
+    "N relay, streams cancelled": SoakPath("N relay", first_chunk_then_cancel),
+    "R default, streams cancelled": SoakPath(
+        "R default", first_chunk_then_cancel, "N relay, streams cancelled"
+    ),
 }
 
 
@@ -146,7 +159,7 @@ async def load(path: GrpcPath, call: Caller, seconds: float, every_s: float, pid
 def run(plan: SoakPlan) -> dict[str, Soak]:
     with fleet() as f:
         started = start_mesh_paths(f, ROUTERS, cache_entries=plan.cache_entries)
-        chosen = {name: started[name] for name in {front for front, _ in PATHS.values()}}
+        chosen = {name: started[name] for name in {p.front for p in PATHS.values()}}
 
         async def go() -> dict[str, Soak]:
             async with open_paths(
@@ -155,8 +168,8 @@ def run(plan: SoakPlan) -> dict[str, Soak]:
                 pinned=lambda name: not name.startswith("R default"),
             ) as paths:
                 out = {}
-                for name, (router, call) in PATHS.items():  # one at a time: each has the machine
-                    path = paths[router]
+                for name, soak_path in PATHS.items():  # one at a time: each has the machine
+                    path, call = paths[soak_path.front], soak_path.call
                     pid = path.processes["front"]
                     await load(path, call, plan.warmup_s, plan.warmup_s, pid)
                     out[name] = await load(path, call, plan.soak_s, plan.every_s, pid)
@@ -176,8 +189,9 @@ def report(results: dict[str, Soak], plan: SoakPlan) -> list[Row]:
         sizes = [f"{first:.1f}", f"{last:.1f}", *growth]
         body.append([name, str(soak.requests), f"{rps:.0f}", *sizes, hits_and_errors_of(soak)])
     for name, soak in results.items():
-        if name.startswith("R "):
-            relay = results["N relay" + name.partition(",")[1] + name.partition(",")[2]]
+        baseline = PATHS[name].baseline
+        if baseline is not None:
+            relay = results[baseline]
             rows.append(
                 Row(
                     f"router RSS growth over a {plan.soak_s:.0f} s soak at c{CONCURRENCY}, "
