@@ -33,6 +33,7 @@ import grpc.aio
 from mesh.config import DEFAULT_MAX_MESSAGE_BYTES
 from mesh.contract.serving import channel_options
 from mesh.contract.tls import ChannelCredentialsSource, open_channel
+from mesh.router import upstream_calls
 from mesh.router.catalog import Catalog, NodeEntry
 from mesh.v1 import inference_pb2, inference_pb2_grpc
 
@@ -146,7 +147,7 @@ class UpstreamPool:
             log.warning("upstream %s froze: giving up %d pending call(s)", node_id, len(calls))
         for call in calls:
             self._abandoned.add(call)
-            call.cancel()
+            upstream_calls.cancel(call)
 
     # -- probes -------------------------------------------------------------------------------
     async def probe(self, entry: NodeEntry) -> bool:

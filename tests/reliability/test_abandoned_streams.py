@@ -2,7 +2,7 @@
 text chunk and cancel, for MESH_SOAK_S seconds (60 in `make test`). The router must give up the
 node's generation every time and keep its memory flat.
 
-Before mesh/router/stream_read.py the router's own cancellation cancelled its pending upstream
+Before mesh/router/upstream_calls.py the router's own cancellation cancelled its pending upstream
 read, which grpc.aio never frees (grpc/grpc#43360): ~0.9 KB per abandoned stream, 14-17 MB
 over two minutes in `python -m benchmarks.soak`. The router runs as `mesh router` in its own
 process (its RSS is its own), with the shipped guard policy, over two nodes on
@@ -53,7 +53,7 @@ async def _abandon_after_first_chunk(
         call.cancel()
 
 
-async def _settled_inflight(nodes: list[NodeRuntime], within_s: float = 10.0) -> list[int]:
+async def settled_inflight(nodes: list[NodeRuntime], within_s: float = 10.0) -> list[int]:
     """Each node's requests in flight, once they reach 0 or `within_s` has passed."""
     deadline = time.monotonic() + within_s
     while True:
@@ -93,7 +93,7 @@ async def test_streams_abandoned_after_their_first_chunk_leave_nothing_behind(
             text = prompt(CALLERS, 0)
             whole = await stream_once(stub, text, timeout_s=30.0)
             problem = check(whole, await recorded(engines)(text))  # type: ignore[arg-type]
-            still_running = await _settled_inflight(recording_nodes)
+            still_running = await settled_inflight(recording_nodes)
     finally:
         await asyncio.to_thread(process.stop)
 

@@ -28,7 +28,7 @@ from opentelemetry.trace import Span, Tracer
 
 from mesh.contract.errors import UpstreamUnavailable
 from mesh.contract.status import error_details, relayed_error
-from mesh.router import stream_read
+from mesh.router import upstream_calls
 from mesh.router.accounting import Accounting
 from mesh.router.breaker import BreakerBoard
 from mesh.router.budget import BudgetExceeded
@@ -93,7 +93,7 @@ class Upstream:
         if self.call is None:
             return
         with contextlib.suppress(TimeoutError, grpc.aio.AioRpcError):
-            await stream_read.read(self.call, _FINISH_TIMEOUT_S)
+            await upstream_calls.read(self.call, _FINISH_TIMEOUT_S)
 
 
 class Forwarder:
@@ -124,7 +124,7 @@ class Forwarder:
             stub = self.pool.stub(cand.node_id, cand.address)
             started = time.perf_counter()
             call = stub.Generate(request, timeout=remaining_s, metadata=md)
-            reply = await self._watched(cand, call, call)
+            reply = await self._watched(cand, call, upstream_calls.reply(call))
             return Upstream(cand, reply, trace.INVALID_SPAN, started)
 
         return await self._commit(ctx, route_span, attempt)
@@ -252,7 +252,7 @@ class Forwarder:
     ) -> inference_pb2.GenerateStreamResponse | None:
         wait = None if limit is None or limit >= ctx.remaining() else limit
         try:
-            event = await stream_read.read(call, wait)
+            event = await upstream_calls.read(call, wait)
         except TimeoutError:
             raise Stalled(f"{what} within {limit:g}s") from None
         return None if event is grpc.aio.EOF else event  # type: ignore[no-any-return]
