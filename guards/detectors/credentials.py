@@ -45,6 +45,31 @@ PROVIDER_KEYS: dict[str, list[re.Pattern[str]]] = {
     # a granular access token on its own (the plugin only knows the .npmrc line)
     "NPM_TOKEN": [re.compile(r"\bnpm_[A-Za-z0-9]{36}" + _END)],
 }
+# Developer platforms' tokens, each in its documented prefixed form. One search for any of
+# their prefixes gates them all: fourteen gates of their own cost ~25 µs a KB (measured).
+PLATFORM_KEYS: dict[str, list[re.Pattern[str]]] = {
+    "DOCKER_HUB_TOKEN": [re.compile(r"\bdckr_pat_[A-Za-z0-9_-]{24,}" + _END)],
+    "POSTMAN_API_KEY": [re.compile(r"\bPMAK-[0-9a-f]{24}-[0-9a-f]{34}" + _END)],
+    "NEW_RELIC_KEY": [re.compile(r"\bNR(?:AK|II|JS)-[A-Za-z0-9]{27,32}" + _END)],
+    "DIGITALOCEAN_TOKEN": [re.compile(r"\bdo[opr]_v1_[0-9a-f]{64}" + _END)],
+    "SHOPIFY_TOKEN": [re.compile(r"\bshp(?:at|ss|ca|pa)_[0-9a-fA-F]{32}" + _END)],
+    "VAULT_TOKEN": [re.compile(r"\bhv[sbr]\.[A-Za-z0-9_-]{24,}" + _END)],
+    "GRAFANA_TOKEN": [
+        re.compile(r"\bgl(?:sa_[A-Za-z0-9]{32}_[0-9a-f]{8}|c_[A-Za-z0-9+/]{32,}={0,2})" + _END)
+    ],
+    "ATLASSIAN_TOKEN": [re.compile(r"\bATATT3[A-Za-z0-9_=-]{100,}" + _END)],
+    "DATABRICKS_TOKEN": [re.compile(r"\bdapi[0-9a-f]{32}(?:-\d)?" + _END)],
+    "SENTRY_TOKEN": [re.compile(r"\bsntr[ysu]_[A-Za-z0-9+/=_]{30,}" + _END)],
+    "LINEAR_API_KEY": [re.compile(r"\blin_(?:api|oauth)_[A-Za-z0-9]{40}" + _END)],
+    "MAILGUN_KEY": [re.compile(r"\bkey-[0-9a-f]{32}" + _END)],
+    "PLANETSCALE_TOKEN": [re.compile(r"\bpscale_(?:tkn|pw|oauth)_[A-Za-z0-9_.-]{32,}" + _END)],
+    "SUPABASE_TOKEN": [re.compile(r"\bsbp_[0-9a-f]{40}" + _END)],
+}
+PLATFORM_PREFIX = re.compile(
+    r"dckr_pat_|PMAK-|NR(?:AK|II|JS)-|do[opr]_v1_|shp(?:at|ss|ca|pa)_|hv[sbr]\.|gl(?:sa|c)_"
+    r"|ATATT3|dapi[0-9a-f]|sntr[ysu]_|lin_(?:api|oauth)_|key-[0-9a-f]|pscale_|sbp_"
+)
+PROVIDER_KEYS.update(PLATFORM_KEYS)
 PROVIDER_HINTS: dict[str, tuple[str, ...]] = {
     "ANTHROPIC_API_KEY": ("sk-ant-",),
     "OPENAI_API_KEY": ("sk-",),
@@ -64,18 +89,31 @@ _LOGIN_WORDS = (
     r"|mot_?de_?passe"
 )
 _WORD = (
-    rf"(?i:{_LOGIN_WORDS}|secret|token|api[_-]?key|apikey"
-    r"|(?:access|secret|private|auth|client|account|service|master|signing|encryption)[_-]?key)"
+    rf"(?i:{_LOGIN_WORDS}|secret|token|api[_-]?key|apikey|hmac(?:[_-]?(?:key|secret))?"
+    r"|(?:access|secret|private|auth|client|account|service|master|signing|encryption|app)"
+    r"[_-]?key)"
 )
 _NAME = rf"(?:(?<![A-Za-z0-9])|(?<=[a-z])(?=[A-Z])){_WORD}(?![A-Za-z0-9_])"
-_ASSIGN = r"[\"'\]]{0,2}[ \t]{0,8}(?P<op>:=|[:=])[ \t]{0,8}"
+# `name = value`, `name: value`, `name := value`; a typed constant (`API_TOKEN: &str = "..."`,
+# `apiKey: string = '...'`); or a quoted name, a comma and a quoted value, as a call or a tuple
+# passes the pair (PHP's `define('DB_PASSWORD', '...')`, `("password", "...")`, `put("apiKey",
+# ...)`): `comma` is set, and only a quoted value counts.
+_ASSIGN = (
+    r"(?:[\"'\]]{0,2}[ \t]{0,24}(?::[ \t]{0,4}&?[A-Za-z_][\w<>\[\]. ]{0,24}?[ \t]{0,4}(?==))?"
+    r"(?P<op>:=|[:=])|[\"'](?P<comma>,))[ \t]{0,16}"
+)
 NAMED_SECRET = re.compile(
     rf"(?P<name>{_NAME}){_ASSIGN}"
     r"(?:(?P<quote>[\"'`])(?P<quoted>[^\s\"'`]{4,200})(?P=quote)"
+    r"|(?<==)\{(?P<braced>[^{}\n]{4,200})\}"  # ODBC's `Pwd={...}` (a value with ";" in it)
     r"|(?P<bare>[^\s\"'`,;]{4,200}))"
 )
-# A named secret still being written at the end of a stream: held from its name.
-OPEN_NAMED_SECRET = re.compile(rf"{_NAME}{_ASSIGN}[\"'`]?[^\s\"'`,;]{{0,200}}\Z")
+# A named secret still being written at the end of a stream: held from its name (a quoted
+# value may hold "," and ";", as a bare one may not).
+OPEN_NAMED_SECRET = re.compile(
+    rf"{_NAME}{_ASSIGN}"
+    r"(?:[\"'`][^\s\"'`]{0,200}|[^\s\"'`,;]{0,200}|(?<==)\{[^{}\n]{0,200})\Z"
+)
 _IDENTIFIER_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 # "token" alone is a tokenizer's word too (pad_token, bos_token, text_pad_token): a name ending
 # in it is a credential's only as an environment variable, alone, or after one of these.
@@ -107,8 +145,8 @@ _TOKEN_QUALIFIERS = (
     "admin",
 )
 # every credential word holds one
-_WORDS = ("pass", "pwd", "psk", "secret", "token", "key", "kennwort", "contrase", "senha",
-          "wachtwoord")  # fmt: skip
+_WORDS = ("pass", "pwd", "psk", "secret", "token", "key", "hmac", "kennwort", "contrase",
+          "senha", "wachtwoord")  # fmt: skip
 _OP_REACH = 40  # from such a word to the assignment: the rest of the name, quotes, spaces
 _NAME_BEFORE_WORD = 16  # "encryption_key": the name starts before the word found
 _MATCH_REACH = 300  # from the word to the end of a 200-character value
@@ -121,16 +159,22 @@ _PROSE_WORD = (
     r"|mot de passe|pw))"
 )
 _CONNECTORS = r"(?:[ \t]+(?i:is|was|to|now|set|changed|will|be|es|ist|est|é|era|war))"
+# "the password for the staging box is ...", "pw on the NAS is ...": what it opens, then "is".
+_PROSE_OF = (
+    r"(?:[ \t]+(?i:for|of|on|to|at|für|para|pour)(?:[ \t]+[\w.@-]{1,30}){1,4}?"
+    r"(?=[ \t]+(?i:is|was|es|ist|est|é|era|war)\b))?"
+)
 PROSE_PASSWORD = re.compile(
-    rf"{_PROSE_WORD}{_CONNECTORS}{{0,3}}[ \t]+(?P<bare>[^\s\"'`,;]{{6,64}})"
+    rf"{_PROSE_WORD}{_PROSE_OF}{_CONNECTORS}{{0,3}}[ \t]+(?P<bare>[^\s\"'`,;]{{6,64}})"
 )
 OPEN_PROSE_PASSWORD = re.compile(
-    rf"{_PROSE_WORD}{_CONNECTORS}{{0,3}}(?:[ \t]+[^\s\"'`,;]{{0,64}})?[ \t]*\Z"
+    rf"{_PROSE_WORD}(?:[ \t]+[\w.@-]{{1,30}}){{0,5}}?{_CONNECTORS}{{0,3}}"
+    r"(?:[ \t]+[^\s\"'`,;]{0,64})?[ \t]*\Z"
 )
 _PROSE_HINTS = ("pass", "pw", "kennwort", "contrase", "senha", "wachtwoord")
 # Every word either pass looks for holds one of these ("pwd" holds "pw").
-_HINTS = ("pass", "pw", "psk", "secret", "token", "key", "kennwort", "contrase", "senha",
-          "wachtwoord")  # fmt: skip
+_HINTS = ("pass", "pw", "psk", "secret", "token", "key", "hmac", "kennwort", "contrase",
+          "senha", "wachtwoord")  # fmt: skip
 _PROSE_VALUE = re.compile(r"(?=.*[^\W\d_])(?=.*[\d!#$%^&*+=?~|@])")
 BEARER = re.compile(r"(?i:\bbearer)[ \t]+(?P<bare>[A-Za-z0-9._~+/-]{20,}=*)")
 OPEN_BEARER = re.compile(r"(?i:\bbearer)[ \t]+[A-Za-z0-9._~+/-]*=*\Z")
@@ -144,6 +188,7 @@ _PLACEHOLDERS = frozenset(
     )
 )  # fmt: skip
 _PLACEHOLDER_STARTS = (
+    "changeme",
     "your",
     "<your",
     "fake",
@@ -162,16 +207,26 @@ _SECRET_LOOKING = re.compile(r"[0-9!#$%^&*+/=?~|@]")
 _AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}")
 
 
-def _placeholder(value: str) -> bool:
+# In a quoted value only a template or a call is code: a random secret may hold any symbol
+# (WordPress's salts hold "{", "(" and ",").
+_TEMPLATE_MARK = re.compile(r"\{\{|\$\{|#\{|%\(|\{%|[A-Za-z_]\w*\(")
+
+
+def _placeholder(value: str, quoted: bool = False) -> bool:
     return (
         value.startswith(_REFERENCE_START)
         or value.lower().startswith(_PLACEHOLDER_STARTS)
         or _IDENTIFIER_PATH.fullmatch(value) is not None  # settings.DB_PASSWORD
         or _TYPE_NAME.fullmatch(value.lstrip("_")) is not None  # token: _StrPathToken
-        or any(c in value for c in "([{")
+        or (_TEMPLATE_MARK.search(value) is not None if quoted else any(c in value for c in "([{"))
         or value.lower() in _PLACEHOLDERS
         or not value.strip("*xX.#-_")
     )
+
+
+def is_placeholder(value: str) -> bool:
+    """A quoted or delimited value that stands for a secret rather than being one."""
+    return _placeholder(value, quoted=True)
 
 
 def _line_of_its_own(text: str, start: int, end: int) -> bool:
@@ -218,15 +273,35 @@ def _env_assignment(text: str, m: re.Match[str], ident: str) -> bool:
     )
 
 
+def _value_group(m: re.Match[str]) -> str:
+    return next(g for g in ("quoted", "braced", "bare") if m.group(g))
+
+
+_TEMPLATE_FIELD = re.compile(r"[A-Za-z_]\w*")  # `pwd={pwd}`: a format string's field
+
+
 def _named_value_is_secret(text: str, m: re.Match[str]) -> bool:
-    value = m.group("quoted") or m.group("bare")
+    group = _value_group(m)
+    value = m.group(group)
     ident = _identifier(text, m)
     word = m.group("name")
-    if _placeholder(value) or _ENV_NAME.fullmatch(value) or not _names_a_credential(ident, word):
+    if group == "braced":
+        if _TEMPLATE_FIELD.fullmatch(value) or value.startswith(_REFERENCE_START):
+            return False
+    elif _placeholder(value, quoted=group == "quoted"):
         return False
+    if _ENV_NAME.fullmatch(value) or not _names_a_credential(ident, word):
+        return False
+    ident_start = m.end("name") - len(ident)
+    if text[max(ident_start - 2, 0) : ident_start] == "${" and value.startswith("?"):
+        return False  # ${DB_PASSWORD:?must be set}: the shell's message when it is unset
     if word.lower() == "token" and not _token_like(value):
         return False
-    if m.group("quoted"):
+    if m.group("comma"):
+        # ("password", some_variable) names no value; {"key": "apiKey", "value": ...}: the
+        # quoted word after the comma is the next field's name (credential_forms reads it).
+        return group == "quoted" and not text[m.end() : m.end() + 4].lstrip().startswith(":")
+    if group != "bare":
         return True
     if value.isdecimal():
         return False  # max_tokens: 512
@@ -238,6 +313,26 @@ def _named_value_is_secret(text: str, m: re.Match[str]) -> bool:
 
 
 _LOGIN_WORD = re.compile(rf"(?i:{_LOGIN_WORDS})")
+_NAME_AT_END = re.compile(rf"(?:(?<![A-Za-z0-9])|(?<=[a-z])(?=[A-Z])){_WORD}\Z")
+
+
+def named_value_kind(name: str, value: str, *, quoted: bool) -> str | None:
+    """The type of `value` given under `name` elsewhere than in an assignment (an option, a
+    name/value record: guards.detectors.credential_forms), or None when it is no secret: the
+    name must end in a credential word and the value pass the checks an assigned one does;
+    an unquoted value under a token's or key's name must look like one."""
+    m = _NAME_AT_END.search(name)
+    if m is None or not _names_a_credential(name, m.group()):
+        return None
+    word = m.group()
+    if _placeholder(value, quoted=quoted) or _ENV_NAME.fullmatch(value) or value.isdecimal():
+        return None
+    if word.lower() == "token" and not _token_like(value):
+        return None
+    looks_secret = _SECRET_LOOKING.search(value) is not None or _token_like(value)
+    if not quoted and not _LOGIN_WORD.fullmatch(word) and not looks_secret:
+        return None
+    return _named_type(word, value, name)
 
 
 def _named_type(word: str, value: str, ident: str) -> str:
@@ -257,7 +352,7 @@ def _named_matches(text: str, low: str, words: list[str]) -> list[re.Match[str]]
         j = low.find(word)
         while j != -1:
             near = low[j : j + _OP_REACH]
-            if ":" in near or "=" in near:
+            if ":" in near or "=" in near or "," in near:
                 end = min(j + _MATCH_REACH, len(text))
                 for pos in range(max(j - _NAME_BEFORE_WORD, 0), j + 1):
                     m = NAMED_SECRET.match(text, pos, end)
@@ -277,10 +372,10 @@ def find_named(text: str) -> list[Finding]:
     if not present and "bearer" not in low:
         return found
     words = [w for w in _WORDS if w in present or (w == "pwd" and "pw" in present)]
-    if words and (":" in text or "=" in text):
+    if words and (":" in text or "=" in text or "," in text):
         for m in _named_matches(text, low, words):
             if _named_value_is_secret(text, m):
-                group = "quoted" if m.group("quoted") else "bare"
+                group = _value_group(m)
                 value = m.group(group)
                 kind = _named_type(m.group("name"), value, _identifier(text, m))
                 found.append(Finding(kind, *m.span(group)))
@@ -323,7 +418,7 @@ def open_named_start(text: str) -> int | None:
     tail_start = max(last_space - 80, 0)
     low = text[tail_start:].lower()
     starts = []
-    if any(map(low.__contains__, _WORDS)) and (":" in low or "=" in low):
+    if any(map(low.__contains__, _WORDS)) and (":" in low or "=" in low or "," in low):
         m = OPEN_NAMED_SECRET.search(text, tail_start)
         if m is not None:
             starts.append(m.start())

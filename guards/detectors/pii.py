@@ -461,7 +461,8 @@ def _iban_hold(text: str) -> int:
         return 0
     start = max(trailing_run_start(text, IBAN_CHARS), len(text) - IBAN_MAX)
     for i in range(start, len(text)):
-        if (i == 0 or text[i - 1] in " \xa0" or i == start) and IBAN_PREFIX.match(text, i):
+        # an IBAN starts after any non-word character its run holds: a blank, or "-"
+        if (i == 0 or text[i - 1] in " \xa0-" or i == start) and IBAN_PREFIX.match(text, i):
             return len(text) - i
     return 0
 

@@ -35,8 +35,11 @@ from detect_secrets.plugins import (
 )
 from detect_secrets.plugins.base import RegexBasedDetector
 
+from guards.detectors.credential_forms import find_forms, open_form_start
 from guards.detectors.credentials import (
     NAMED_TYPES,
+    PLATFORM_KEYS,
+    PLATFORM_PREFIX,
     PROVIDER_HINTS,
     PROVIDER_KEYS,
     find_named,
@@ -213,11 +216,16 @@ class SecretsDetector:
         self._open = [OPEN_MATCHES[name] for name in OPEN_MATCHES if name in selected]
         self._private_keys = "PRIVATE_KEY" in selected
         self._named = frozenset(NAMED_TYPES) & selected
+        self._platforms = bool(selected & set(PLATFORM_KEYS))
 
     def find(self, text: str, system_prompt: str = "") -> list[Finding]:
         found: list[Finding] = []
+        platforms = self._platforms and PLATFORM_PREFIX.search(text) is not None
         for name, gate, patterns in self._groups:
-            if gate is not None and not gate(text):
+            if name in PLATFORM_KEYS:
+                if not platforms:
+                    continue
+            elif gate is not None and not gate(text):
                 continue
             # Basic auth: mask only the password (group 1), keep the URL readable.
             use_group = name == "BASIC_AUTH_CREDENTIALS"
@@ -230,7 +238,7 @@ class SecretsDetector:
             # A value a provider's pattern typed already keeps that type.
             found.extend(
                 f
-                for f in find_named(text)
+                for f in find_named(text) + find_forms(text, text.lower())
                 if f.type in self._named
                 and not any(g.start < f.end and f.start < g.end for g in found)
             )
@@ -251,7 +259,7 @@ class SecretsDetector:
             if key is not None:
                 start = min(start, key)
         if self._named:
-            named = open_named_start(text)
-            if named is not None:
-                start = min(start, named)
+            for named in (open_named_start(text), open_form_start(text)):
+                if named is not None:
+                    start = min(start, named)
         return len(text) - start

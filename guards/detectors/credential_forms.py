@@ -1,0 +1,188 @@
+"""Credentials in developer material's own forms, where no `name = value` pair names them:
+command-line options, URLs, and name/value records.
+
+- Options: `--password X`, `--token=X`, `--requirepass X` (any long option whose name ends in a
+  credential word), `curl -u user:X` / `--user`, httpie's `-a user:X`, `mysql -pX`,
+  `sshpass -p X`, `redis-cli -a X`.
+- URLs: `scheme://user:X@host` with the symbols detect-secrets' basic-auth pattern stops at
+  (`!`, `$`, `&`, `*`, ...) or with no user (`redis://:X@host`), Oracle's thin form
+  `jdbc:oracle:thin:user/X@host`, and signed URLs' signatures (`sig=`, `X-Amz-Signature=`).
+- A .pgpass line: `host:port:database:user:X`.
+- Records that carry the name in one field and the value in another: JSON (`{"key": "apiKey",
+  "value": "X"}`, a HAR or Postman export; `{"name": "DB_PASSWORD", "value": "X"}`, an ECS task
+  or a Kubernetes env entry as JSON) and YAML (`- name: AWS_SECRET_ACCESS_KEY` then
+  `value: X` on the next line).
+
+Each finding is the value only; the name is what makes it a secret, so a value is judged like a
+named one (`credentials.named_value_kind`: placeholders, references and templates are never
+findings). Streams: `open_form_start` says from where a form may still be growing, so the
+value is held from its name, as `credentials.open_named_start` does for assignments.
+"""
+
+from __future__ import annotations
+
+import re
+
+from guards.detectors.credentials import is_placeholder, named_value_kind
+from guards.verdict import Finding
+
+# A long option ending in a credential word; its value after "=" or blanks.
+_OPTION_WORD = r"(?:password|passwd|pass|pwd|token|secret|api-?key|requirepass|auth-?token)"
+# After "=", blanks, or - in an exec-form argument list (`["redis-server", "--requirepass",
+# "..."]`) - a quote, a comma and the value's opening quote.
+_OPTION_SEP = r"(?:=|[ \t]+|[\"'][ \t]*,[ \t]*)"
+LONG_OPTION = re.compile(
+    rf"(?<![\w-])--(?P<name>(?:[a-z0-9]+-)*{_OPTION_WORD}){_OPTION_SEP}"
+    r"(?P<quote>[\"']?)(?P<value>[^\s\"']{3,200})(?P=quote)(?![^\s\"'\],;)])",
+    re.IGNORECASE,
+)
+OPEN_LONG_OPTION = re.compile(
+    rf"(?<![\w-])--(?:[a-z0-9]+-)*{_OPTION_WORD}(?:{_OPTION_SEP}[\"']?[^\s\"']{{0,200}})?\Z",
+    re.IGNORECASE,
+)
+# Short options, by the command that gives them a password: mysql's `-p` takes its value
+# without a space (`-p` alone prompts), the others after one. httpie is `http`/`https` followed
+# by a blank (a URL's scheme is followed by "://").
+_SHORT = (
+    r"(?:\b(?:mysql|mysqldump|mysqladmin|mariadb)\b[^\n|;&]{0,160}?(?<=\s)-p(?=[^\s-])"
+    r"|\bsshpass[ \t]+-p[ \t]+"
+    r"|\bredis-cli\b[^\n|;&]{0,160}?(?<=\s)-a[ \t]+"
+    r"|\b(?:curl|wget)\b[^\n|;&]{0,200}?(?<=\s)(?:-u|--user)[ \t]+[\"']?[^\s:\"']+:"
+    r"|\bhttps?[ \t][^\n|;&]{0,200}?(?<=\s)(?:-a|--auth)[ \t]+[\"']?[^\s:\"']+:)"
+)
+SHORT_OPTION = re.compile(
+    rf"{_SHORT}(?P<quote>[\"']?)(?P<value>[^\s\"']{{3,200}})(?![^\s\"'\],;)])"
+)
+# The command is the evidence, so a stream holds its line from the command on until the line
+# (or the command: "|", ";", "&") ends.
+OPEN_SHORT_OPTION = re.compile(
+    r"(?:\b(?:mysql|mysqldump|mysqladmin|mariadb|redis-cli|curl|wget)\b|\bsshpass[ \t]"
+    r"|\bhttps?[ \t])[^\n|;&]{0,420}\Z"
+)
+_SHORT_HINTS = ("mysql", "mariadb", "sshpass", "redis-cli", "curl", "wget", "http")
+
+# URL credentials: a user (maybe empty), ":", the password up to the "@" before the host.
+URL_PASSWORD = re.compile(
+    r"[A-Za-z][A-Za-z0-9+.-]{1,20}://[^:/?#\[\]@\s\"'<>]*:(?P<value>[^/?#\[\]@\s\"'<>]{1,200})@"
+    r"(?=[A-Za-z0-9\[])"
+)
+OPEN_URL_PASSWORD = re.compile(r"://[^:/?#\[\]@\s\"'<>]*:[^/?#\[\]@\s\"'<>]{0,200}\Z")
+ORACLE_THIN = re.compile(r"\boracle:thin:[^/\s@:\"']+/(?P<value>[^@\s\"']{1,200})@")
+OPEN_ORACLE_THIN = re.compile(r"\boracle:thin:[^/\s@:\"']*(?:/[^@\s\"']{0,200})?\Z")
+
+# A .pgpass line, hostname:port:database:username:password (port a number or "*"; "\:" is an
+# escaped colon inside a field).
+_PGPASS_FIELD = r"(?:[^:\s\\]|\\.)+"
+PGPASS_LINE = re.compile(
+    rf"^{_PGPASS_FIELD}:(?:\d{{1,5}}|\*):{_PGPASS_FIELD}:{_PGPASS_FIELD}:(?P<value>\S{{1,200}})$",
+    re.MULTILINE,
+)
+OPEN_PGPASS_LINE = re.compile(
+    rf"^{_PGPASS_FIELD}:(?:\d{{1,5}}|\*):{_PGPASS_FIELD}:{_PGPASS_FIELD}:\S{{0,200}}\Z",
+    re.MULTILINE,
+)
+# A signed URL's signature: whoever holds the URL holds the access (an Azure SAS `sig=`, AWS
+# and Google presigned URLs' `X-Amz-Signature=` / `X-Goog-Signature=`).
+URL_SIGNATURE = re.compile(
+    r"[?&](?:sig|X-Amz-Signature|X-Goog-Signature)=(?P<value>[A-Za-z0-9%+/=_-]{20,})"
+)
+OPEN_URL_SIGNATURE = re.compile(
+    r"[?&](?:sig|X-Amz-Signature|X-Goog-Signature)(?:=[A-Za-z0-9%+/=_-]{0,600})?\Z"
+)
+
+# Name/value records. The name is a credential's name as in an assignment (checked with the
+# same words: `credentials.named_value_kind`).
+_FIELD_NAME = r"[\"'](?:key|name)[\"'][ \t]*:[ \t]*"
+JSON_RECORD = re.compile(
+    rf"{_FIELD_NAME}[\"'](?P<name>[A-Za-z0-9_.-]{{1,60}})[\"'][ \t]*,[ \t\r\n]*"
+    r"[\"']value[\"'][ \t]*:[ \t]*(?P<quote>[\"'])(?P<value>[^\s\"']{4,200})(?P=quote)"
+)
+# The record's name field is the evidence: a stream holds from it while its object is open.
+OPEN_JSON_RECORD = re.compile(rf"{_FIELD_NAME}[^{{}}]{{0,300}}\Z")
+YAML_RECORD = re.compile(
+    r"\bname:[ \t]*[\"']?(?P<name>[A-Za-z0-9_.-]{1,60})[\"']?[ \t]*\r?\n[ \t]*value:[ \t]*"
+    r"(?P<quote>[\"']?)(?P<value>[^\s\"']{4,200})(?P=quote)(?![^\s\"'])"
+)
+# ... and from a YAML `name:` while its line or the next one is being written.
+OPEN_YAML_RECORD = re.compile(r"\bname:[^\n]{0,80}(?:\n[^\n]{0,220})?\Z")
+_RECORD_HINT = "value"
+
+_OPEN_FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
+    (("--",), OPEN_LONG_OPTION),
+    (_SHORT_HINTS, OPEN_SHORT_OPTION),
+    (("://",), OPEN_URL_PASSWORD),
+    (("oracle:thin:",), OPEN_ORACLE_THIN),
+    ((":",), OPEN_PGPASS_LINE),
+    (("sig", "Signature"), OPEN_URL_SIGNATURE),
+    (("key", "name"), OPEN_JSON_RECORD),
+    (("name:",), OPEN_YAML_RECORD),
+)
+
+
+def find_forms(text: str, low: str) -> list[Finding]:
+    """Values these forms name as credentials (`low` is `text.lower()`)."""
+    found: list[Finding] = []
+    if "--" in text:
+        for m in LONG_OPTION.finditer(text):
+            name = m.group("name").replace("-", "_")
+            if name.lower().endswith("requirepass"):  # redis-server's password
+                name = "password"
+            kind = named_value_kind(name, m.group("value"), quoted=bool(m.group("quote")))
+            if kind is not None:
+                found.append(Finding(kind, *m.span("value")))
+    # every short option follows a blank: a cheap test before the commands' names (~5 µs a KB)
+    if (" -" in text or "\t-" in text) and any(map(low.__contains__, _SHORT_HINTS)):
+        for m in SHORT_OPTION.finditer(text):
+            kind = named_value_kind("password", m.group("value"), quoted=bool(m.group("quote")))
+            if kind is not None:
+                found.append(Finding(kind, *m.span("value")))
+    if "://" in text:
+        for m in URL_PASSWORD.finditer(text):
+            if _url_password(m.group("value")):
+                found.append(Finding("PASSWORD", *m.span("value")))
+    if "oracle:thin:" in low:
+        for m in ORACLE_THIN.finditer(text):
+            if _url_password(m.group("value")):
+                found.append(Finding("PASSWORD", *m.span("value")))
+    if text.count(":") >= 4:
+        for m in PGPASS_LINE.finditer(text):
+            if _url_password(m.group("value")):
+                found.append(Finding("PASSWORD", *m.span("value")))
+    if "sig=" in text or "Signature=" in text:
+        found.extend(Finding("CREDENTIAL", *m.span("value")) for m in URL_SIGNATURE.finditer(text))
+    if _RECORD_HINT in low:
+        for pattern in (JSON_RECORD, YAML_RECORD):
+            for m in pattern.finditer(text):
+                kind = named_value_kind(m.group("name"), m.group("value"), quoted=True)
+                if kind is not None:
+                    found.append(Finding(kind, *m.span("value")))
+    return found
+
+
+def _url_password(value: str) -> bool:
+    """Not a port ("host:8080@"), a template (`:${PASS}@`, `:{password}@`) or a mask."""
+    return not (
+        value.isdecimal()
+        or value.startswith(("$", "{", "<", "%"))  # %REDIS_PASSWORD%: cmd.exe's variable
+        or not value.strip("*xX.")
+        or is_placeholder(value)  # postgres://app:changeme@, :example-not-real@
+    )
+
+
+_OPEN_REACH = 600  # a command line, or a record's two lines
+
+
+def open_form_start(text: str) -> int | None:
+    """Where a form that may still be growing at the end of `text` begins (None: none is):
+    every form lies within the text's last two lines."""
+    last_line = text.rfind("\n")
+    tail_start = max(text.rfind("\n", 0, max(last_line, 0)) + 1, len(text) - _OPEN_REACH, 0)
+    tail = text[tail_start:]
+    starts = [
+        tail_start + m.start()
+        for hints, pattern in _OPEN_FORMS
+        if any(map(tail.__contains__, hints))
+        for m in [pattern.search(tail)]
+        if m is not None
+    ]
+    return min(starts) if starts else None

@@ -1,0 +1,158 @@
+"""Credentials in developer material's own forms (guards/detectors/credential_forms.py) and the
+assignment forms credentials.py gained with them: options, URLs, records, typed constants,
+calls that pass a name and a value, ODBC's braces, new provider prefixes.
+
+Every value is made up in the documented format of its tool or provider.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from guards.detectors.credential_forms import open_form_start
+from guards.detectors.secrets import SecretsDetector
+
+
+def found(text: str) -> list[tuple[str, str]]:
+    return [(f.type, text[f.start : f.end]) for f in SecretsDetector().find(text)]
+
+
+def values(text: str) -> list[str]:
+    return [value for _, value in found(text)]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        # command-line options
+        ("redis-server --requirepass 'kst-Redis-88qLw2' --port 6380", "kst-Redis-88qLw2"),
+        ('command: ["redis-server", "--requirepass", "Rd!s-88qLw2"]', "Rd!s-88qLw2"),
+        ("influx write --org ops --token KoMqjjNgVt7YR03zSipw-cqEx --bucket b", None),
+        ("pg_dump --password=Hx7!mq-ops db > out.sql", "Hx7!mq-ops"),
+        ("curl -sS --user 'deploy:W!ndmill-Deploy-9' https://ci.example/api", "W!ndmill-Deploy-9"),
+        ("curl -u admin:Qz8-tr!ck https://x.example/metrics", "Qz8-tr!ck"),
+        ("mysql -h db-01.lan -u root -p'K3strel!root' -e 'SHOW TABLES'", "K3strel!root"),
+        ("redis-cli -h cache-01.lan -a 'redis-K3strel-cache' INFO memory", "redis-K3strel-cache"),
+        ("sshpass -p 'Patchday_2026' ssh ops@bastion", "Patchday_2026"),
+        # URLs
+        ("REDIS_URL: redis://:kst-Redis-88qLw2@redis:6379/0", "kst-Redis-88qLw2"),
+        ("postgres://app:qyW0FAmk*mTstzluP@db.internal:5432/app", "qyW0FAmk*mTstzluP"),
+        ("jdbc:oracle:thin:compta/Compta_Nantes44@db-ora:1521/COMPTA", "Compta_Nantes44"),
+        (
+            "https://acct.blob.core.windows.net/c?sv=2022-11-02&sp=r&sig=HRHDCm2tajT%2FbukSEm"
+            "InD097eJ%2Fkh1Kc%2Bqf4pmiW0Rw%3D",
+            "HRHDCm2tajT%2FbukSEmInD097eJ%2Fkh1Kc%2Bqf4pmiW0Rw%3D",
+        ),
+        # records: a name in one field, the value in another
+        (
+            '{ "key": "adminPassword", "value": "Harrow-Stg-0091!", "enabled": true }',
+            "Harrow-Stg-0091!",
+        ),
+        (
+            "env:\n  - name: AWS_SECRET_ACCESS_KEY\n"
+            "    value: G7FKi5xgE8wUtOsrQb9VE+F01EaNnnrmd0Un7NkK",
+            "G7FKi5xgE8wUtOsrQb9VE+F01EaNnnrmd0Un7NkK",
+        ),
+        # a .pgpass line
+        ("pg-replica.internal:5432:*:readonly:r3adonly-Quill-55", "r3adonly-Quill-55"),
+        # assignments in other shapes
+        ("define( 'DB_PASSWORD', 'St4g!ng_Wp#Kiel' );", "St4g!ng_Wp#Kiel"),
+        (
+            "define( 'AUTH_KEY',         '+t#C33X|UZ+xa{vJE}7,]jqi*.V#7s~3' );",
+            "+t#C33X|UZ+xa{vJE}7,]jqi*.V#7s~3",
+        ),
+        ('const API_TOKEN: &str = "tok_8Hq2LmZx9Yw4Vb7N";', "tok_8Hq2LmZx9Yw4Vb7N"),
+        ('  password               = "rep0rting-Adm1n-7731"', "rep0rting-Adm1n-7731"),
+        ("Server=tcp:sql,1433;Uid=etl;Pwd={Fx9;Etl!nightly};Encrypt=yes", "Fx9;Etl!nightly"),
+        (
+            'private static final String ADYEN_HMAC = "327ee037860feb980968c674";',
+            "327ee037860feb980968c674",
+        ),
+        (
+            'datadog_app_key   = "93ddf91794fb21d105c9e2c7168267d8ccfa2a05"',
+            "93ddf91794fb21d105c9e2c7168267d8ccfa2a05",
+        ),
+        # prose that names what the password opens before "is"
+        (
+            "the pw for the staging jump box is Mulberry!Kiosk_5530, rotate it",
+            "Mulberry!Kiosk_5530",
+        ),
+    ],
+)
+def test_a_credential_in_a_developer_form_is_masked_value_only(
+    text: str, value: str | None
+) -> None:
+    if value is None:  # an option whose value is the token itself
+        value = "KoMqjjNgVt7YR03zSipw-cqEx"
+    assert value in values(text), found(text)
+    assert all(v == value or v in text for v in values(text))
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ("dckr_pat_otniOMzafgczsbkVrrkNUZdcb2", "DOCKER_HUB_TOKEN"),
+        ("PMAK-555de8aa8fddfbb0f1496355-3cc27afdb574233762abd30d500597f437", "POSTMAN_API_KEY"),
+        ("NRAK-IGK774YP52G5NCTOPBQ562R5AEM", "NEW_RELIC_KEY"),
+        ("dop_v1_" + "a1b2c3d4" * 8, "DIGITALOCEAN_TOKEN"),
+        ("shpat_" + "0123456789abcdef" * 2, "SHOPIFY_TOKEN"),
+        ("hvs.CAESIJ" + "kq3L9xWv4Tb8Ns1Rj6Hc3Yp5", "VAULT_TOKEN"),
+        ("glsa_" + "Zq7Kd2Lm9xWv4Tb8Ns1Rj6Hc3Yp5Fg0A" + "_1a2b3c4d", "GRAFANA_TOKEN"),
+        ("dapi" + "0123456789abcdef" * 2, "DATABRICKS_TOKEN"),
+        ("lin_api_" + "Zq7Kd2Lm9xWv4Tb8Ns1Rj6Hc3Yp5Fg0AbCdEfGhi", "LINEAR_API_KEY"),
+        ("key-" + "0123456789abcdef" * 2, "MAILGUN_KEY"),
+        ("sbp_" + "0123456789abcdef" * 2 + "01234567", "SUPABASE_TOKEN"),
+    ],
+)
+def test_developer_platform_tokens_are_found_whole(value: str, kind: str) -> None:
+    assert found(f'echo "{value}" | docker login --password-stdin') == [(kind, value)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "docker login --password-stdin < token.txt",
+        "mysql -u root -p mydb",  # -p alone: mysql asks for it
+        "redis-cli --pass $REDIS_PASSWORD ping",
+        "curl -u $USER:$TOKEN https://x.example",
+        "REDIS_URL=redis://:%REDIS_PASSWORD%@cache:6379/0",
+        "DATABASE_URL=postgres://admin:changeme@localhost/app",
+        "DATABASE_URL=postgres://app:${DB_PASSWORD}@db:5432/app",
+        "http://localhost:8080@evil.example/",  # a port, not a password
+        "REDIS_URL: redis://:${REDIS_PASSWORD:?set}@redis:6379",
+        '{"key": "apiKey", "value": "{{api_key}}"}',
+        "- name: LOG_LEVEL\n  value: debug",
+        '("password", password_from_vault)',
+        'conn = f"Driver=x;Pwd={pwd};"',
+        "the password for the account is 12 characters long",
+        "--max-tokens 512 --temperature 0.2",
+    ],
+)
+def test_references_templates_and_look_alikes_in_these_forms_are_not_secrets(text: str) -> None:
+    """(detect-secrets' own basic-auth pattern, kept as it is, still masks `admin:changeme@`
+    and `localhost:8080@`: what is checked is that nothing else does.)"""
+    assert [f for f in found(text) if f[0] != "BASIC_AUTH_CREDENTIALS"] == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "redis-server --requirepass 'kst-Redis-88qLw2' now",
+        "curl --user 'deploy:W!ndmill-Deploy-9' https://x",
+        "url redis://:k$t-Redis!88@redis:6379 ok",
+        '{"key": "adminPassword", "value": "Harrow-Stg-0091!"} ok',
+        "  - name: DB_PASSWORD\n    value: 'Pa$$-w0rd!x' ok",
+        "host:5432:*:readonly:r3ad!only-Quill-55\nnext",
+        "Pwd={Fx9;Etl!nightly};Encrypt=yes",
+        "jdbc:oracle:thin:compta/Compta!Nantes44@db ok",
+        "&sig=HRHDCm2tajT%2FbukSEmInD097eJ%2Fkh1Kc%2B ok",
+    ],
+)
+def test_a_form_being_streamed_is_held_from_where_it_begins(text: str) -> None:
+    """At every split inside the value the detector holds back at least to the value's start
+    (these values hold characters no token holds, so the trailing run alone would leak)."""
+    [finding] = SecretsDetector().find(text)
+    for cut in range(finding.start, finding.end):
+        held = SecretsDetector().holdback(text[:cut])
+        assert held >= cut - finding.start, text[:cut]
+    assert open_form_start(text) is None or open_form_start(text) < finding.start
