@@ -246,3 +246,35 @@ class Load:
         finally:
             self.stop()
             await task
+
+
+async def abandoning_callers(
+    callers: int, seconds: float, scenario: Scenario, abandon: Callable[[str], Awaitable[bool]]
+) -> int:
+    """`callers` clients, each sending `abandon(prompt)` back to back with prompts no other call
+    uses, for `seconds`; how many calls were abandoned as meant (`abandon` returned True)."""
+    stop = time.monotonic() + seconds
+    abandoned = 0
+
+    async def caller(worker: int) -> None:
+        nonlocal abandoned
+        turn = 0
+        while time.monotonic() < stop:
+            started = time.monotonic()
+            meant = await abandon(prompt(worker, turn))
+            scenario.record(time.monotonic() - started, ok=meant)
+            abandoned += meant
+            turn += 1
+
+    await asyncio.gather(*(caller(w) for w in range(callers)))
+    return abandoned
+
+
+async def settled_inflight(nodes: Sequence[NodeRuntime], within_s: float = 10.0) -> list[int]:
+    """Each node's requests in flight, once they reach 0 or `within_s` has passed."""
+    deadline = time.monotonic() + within_s
+    while True:
+        counts = [n.servicer.admission.inflight for n in nodes]
+        if not any(counts) or time.monotonic() > deadline:
+            return counts
+        await asyncio.sleep(0.05)

@@ -12,7 +12,6 @@ RecordingFakeEngine (a deterministic test engine, named as such) on loopback.
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import grpc.aio
@@ -24,9 +23,11 @@ from nodes.runtime import NodeRuntime
 from tests.fixtures.router_process import started_router
 from tests.reliability.load import (
     SOAK_S,
+    abandoning_callers,
     check,
     prompt,
     recorded,
+    settled_inflight,
     soak_router,
     stream_once,
     stream_request,
@@ -53,16 +54,6 @@ async def _abandon_after_first_chunk(
         call.cancel()
 
 
-async def settled_inflight(nodes: list[NodeRuntime], within_s: float = 10.0) -> list[int]:
-    """Each node's requests in flight, once they reach 0 or `within_s` has passed."""
-    deadline = time.monotonic() + within_s
-    while True:
-        counts = [n.servicer.admission.inflight for n in nodes]
-        if not any(counts) or time.monotonic() > deadline:
-            return counts
-        await asyncio.sleep(0.05)
-
-
 async def test_streams_abandoned_after_their_first_chunk_leave_nothing_behind(
     tmp_path: Path, recording_nodes: list[NodeRuntime], scenarios: ScenarioTable
 ) -> None:
@@ -70,25 +61,15 @@ async def test_streams_abandoned_after_their_first_chunk_leave_nothing_behind(
     router = soak_router(recording_nodes)
     engines = [n.backend for n in recording_nodes]
     assert all(isinstance(e, FakeEngine) for e in engines)
-    abandoned = 0
     process, address = await asyncio.to_thread(started_router, tmp_path, router)
     try:
         async with grpc.aio.insecure_channel(address) as channel:
             stub = inference_pb2_grpc.InferenceServiceStub(channel)
-            stop = time.monotonic() + SOAK_S
-
-            async def caller(worker: int) -> None:
-                nonlocal abandoned
-                turn = 0
-                while time.monotonic() < stop:
-                    started = time.monotonic()
-                    got_chunk = await _abandon_after_first_chunk(stub, prompt(worker, turn))
-                    scenario.record(time.monotonic() - started, ok=got_chunk)
-                    abandoned += got_chunk
-                    turn += 1
 
             async with sampling(process.pid) as samples:
-                await asyncio.gather(*(caller(w) for w in range(CALLERS)))
+                abandoned = await abandoning_callers(
+                    CALLERS, SOAK_S, scenario, lambda text: _abandon_after_first_chunk(stub, text)
+                )
             # The router still answers a whole stream exactly after all that.
             text = prompt(CALLERS, 0)
             whole = await stream_once(stub, text, timeout_s=30.0)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from pathlib import Path
 
 import grpc.aio
@@ -29,16 +28,17 @@ from nodes.runtime import NodeRuntime
 from tests.fixtures.router_process import started_router
 from tests.reliability.load import (
     SOAK_S,
+    abandoning_callers,
     check,
     generate_once,
     generate_request,
     prompt,
     recorded,
+    settled_inflight,
     soak_router,
 )
 from tests.reliability.memory import RSS_GROWTH_LIMIT_MB, WARM_UP_SHARE, sampling
 from tests.reliability.scenarios import ScenarioTable
-from tests.reliability.test_abandoned_streams import settled_inflight
 
 CALLERS = 16  # the router's pace at c32 is below one call per 60 ms each: calls would queue
 SOAK_THIS_S = SOAK_S / 2
@@ -68,27 +68,17 @@ async def test_unary_calls_abandoned_mid_flight_leave_nothing_behind(
     assert all(isinstance(e, FakeEngine) for e in engines)
     for engine in engines:
         engine.script.delay_before_first_s = NODE_THINKS_S  # type: ignore[attr-defined]
-    abandoned = 0
     process, address = await asyncio.to_thread(
         started_router, tmp_path, soak_router(recording_nodes)
     )
     try:
         async with grpc.aio.insecure_channel(address) as channel:
             stub = inference_pb2_grpc.InferenceServiceStub(channel)
-            stop = time.monotonic() + SOAK_THIS_S
-
-            async def caller(worker: int) -> None:
-                nonlocal abandoned
-                turn = 0
-                while time.monotonic() < stop:
-                    started = time.monotonic()
-                    running = await _abandon_mid_call(stub, prompt(worker, turn))
-                    scenario.record(time.monotonic() - started, ok=running)
-                    abandoned += running
-                    turn += 1
 
             async with sampling(process.pid) as samples:
-                await asyncio.gather(*(caller(w) for w in range(CALLERS)))
+                abandoned = await abandoning_callers(
+                    CALLERS, SOAK_THIS_S, scenario, lambda text: _abandon_mid_call(stub, text)
+                )
             # The router still answers exactly after all that.
             for engine in engines:
                 engine.script.delay_before_first_s = 0.0  # type: ignore[attr-defined]
