@@ -46,6 +46,12 @@ CARD = re.compile(
 )
 # Grouped by spaces or, as some invoices print it, dashes ("ES42-3053-6328-...").
 IBAN = re.compile(r"[A-Z](?<!\w.)[A-Z]\d{2}(?:(?:[ \xa0]?|-(?=[A-Z0-9]))[A-Z0-9]){11,30}\b")
+# All lower case ("meine IBAN ist be46 0687 5972 4627", `normalise_iban("fr34...")`): only after
+# the word IBAN, at most IBAN_CUE_REACH characters before it (a lower-case scan of every text
+# would cost 20-30 µs a KB and hold every lower-case word in streams).
+IBAN_LOWER = re.compile(r"[a-z](?<!\w.)[a-z]\d{2}(?:(?:[ \xa0]?|-(?=[a-z0-9]))[a-z0-9]){11,30}\b")
+IBAN_CUE = re.compile(r"(?<![A-Za-z])(?i:iban)(?![a-z])")
+IBAN_CUE_REACH = 40
 # Dashes as word processors write them too (an en dash, U+2013, between the groups).
 SSN = re.compile(
     r"(\d(?<![\d\u2013-].)\d\d)( [-.\u2013] |[-.\u2013 ]?)(\d{2})\2(\d{4})"
@@ -207,6 +213,21 @@ def _ibans(text: str) -> Iterable[Finding]:
     for m in IBAN.finditer(text):
         if iban_valid(m.group()):
             yield Finding("IBAN_CODE", m.start(), m.end())
+    if "iban" in text or "IBAN" in text or "Iban" in text:
+        for m in IBAN_LOWER.finditer(text):
+            if IBAN_CUE.search(text, max(m.start() - IBAN_CUE_REACH, 0), m.start()):
+                end = _valid_iban_end(m.group())
+                if end:
+                    yield Finding("IBAN_CODE", m.start(), m.start() + end)
+
+
+def _valid_iban_end(candidate: str) -> int:
+    """The longest prefix of a lower-case match that is a valid IBAN, cut where a group ends
+    (the match runs on into the words after it: "be46 0687 5972 4627 nein"); 0 if none."""
+    ends = [len(candidate)] + [
+        i for i in range(len(candidate) - 1, 0, -1) if candidate[i] in " \xa0-"
+    ]
+    return next((end for end in ends if iban_valid(candidate[:end].upper())), 0)
 
 
 def _ssns(text: str) -> Iterable[Finding]:
@@ -467,6 +488,24 @@ def _iban_hold(text: str) -> int:
     return 0
 
 
+IBAN_CHARS_LOWER = "abcdefghijklmnopqrstuvwxyz0123456789 -\xa0"
+
+
+def _lower_iban_hold(text: str) -> int:
+    """A lower-case IBAN still being written after the word IBAN (see IBAN_LOWER)."""
+    if text[-1:] not in IBAN_CHARS_LOWER and not text[-1:].isdecimal():
+        return 0
+    start = max(trailing_run_start(text, IBAN_CHARS_LOWER), len(text) - IBAN_MAX)
+    if not IBAN_CUE.search(text, max(start - IBAN_CUE_REACH, 0)):
+        return 0
+    for i in range(start, len(text)):
+        if (i == 0 or text[i - 1] in " \xa0-" or i == start) and IBAN_PREFIX.match(
+            text[i:].upper()
+        ):
+            return len(text) - i
+    return 0
+
+
 def _ipv6_hold(text: str) -> int:
     if text[-1:] not in IPV6_CHARS:
         return 0
@@ -479,7 +518,7 @@ def _ipv6_hold(text: str) -> int:
 # IPv4 is digits and dots: the number rule holds it.
 HOLDS: dict[str, tuple[Callable[[str], int], ...]] = {
     "EMAIL_ADDRESS": (_email_hold, obfuscated_email_hold),
-    "IBAN_CODE": (_iban_hold,),
+    "IBAN_CODE": (_iban_hold, _lower_iban_hold),
     "CREDIT_CARD": (_number_hold,),
     "US_SSN": (_number_hold,),
     "IP_ADDRESS": (_number_hold, _ipv6_hold),

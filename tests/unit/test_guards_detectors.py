@@ -490,3 +490,26 @@ def test_a_prompt_full_of_values_finds_each_once_in_order() -> None:
     kinds = ["EMAIL_ADDRESS", "PHONE_NUMBER", "PHONE_NUMBER", "US_SSN"]
     assert [f.type for f in found[:4]] == kinds
     assert all(a.end <= b.start for a, b in itertools.pairwise(found))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("meine IBAN ist be46 0687 5972 4627 nein", ["be46 0687 5972 4627"]),
+        (
+            'assert normalise_iban("fr340323866110e7rnsbjcgz412") == x',
+            ["fr340323866110e7rnsbjcgz412"],
+        ),
+        ("iban: gb82 west 1234 5698 7654 32", ["gb82 west 1234 5698 7654 32"]),
+        # no IBAN word before it: lower-case letters and digits are too often something else
+        ("the code is gb82 west 1234 5698 7654 32 ok", []),
+        # the word too far before it, or a failed checksum
+        ("IBAN " + "words " * 8 + "gb82 west 1234 5698 7654 32", []),
+        ("iban gb83 west 1234 5698 7654 32", []),
+    ],
+)
+def test_a_lower_case_iban_is_found_only_after_the_word_iban(
+    text: str, expected: list[str]
+) -> None:
+    found = [text[f.start : f.end] for f in PiiDetector(["IBAN_CODE"]).find(text)]
+    assert found == expected

@@ -285,6 +285,8 @@ PIECES = [
             'const API_TOKEN: &str = "tok_8Hq2LmZx9Yw4Vb7N";',
             "dckr_pat_otniOMzafgczsbkVrrkNUZdcb2",
             "mysql -h db -u root -p'K3strel!root' -e 'SHOW TABLES'",
+            # a lower-case IBAN, a finding only after the word IBAN (guards/detectors/pii.py)
+            "meine IBAN ist be46 0687 5972 4627",
             '{"name": "DB_PASSWORD",\n "value": "Pa$$-w0rd!x"}',
         ]
     ),
