@@ -94,7 +94,7 @@ OPEN_URL_SIGNATURE = re.compile(
 # same words: `credentials.named_value_kind`).
 _FIELD_NAME = r"[\"'](?:key|name)[\"'][ \t]*:[ \t]*"
 JSON_RECORD = re.compile(
-    rf"{_FIELD_NAME}[\"'](?P<name>[A-Za-z0-9_.-]{{1,60}})[\"'][ \t]*,[ \t\r\n]*"
+    rf"{_FIELD_NAME}[\"'](?P<name>[A-Za-z0-9_.-]{{1,60}})[\"'][ \t]*,[ \t]*\r?\n?[ \t]*"
     r"[\"']value[\"'][ \t]*:[ \t]*(?P<quote>[\"'])(?P<value>[^\s\"']{4,200})(?P=quote)"
 )
 # The record's name field is the evidence: a stream holds from it while its object is open.
