@@ -93,7 +93,9 @@ _WORD = (
     r"|(?:access|secret|private|auth|client|account|service|master|signing|encryption|app)"
     r"[_-]?key)"
 )
-_NAME = rf"(?:(?<![A-Za-z0-9])|(?<=[a-z])(?=[A-Z])){_WORD}(?![A-Za-z0-9_])"
+# "Sec" ends a camelCase name as an abbreviation (`githubWebhookSec`); as a word of its own it
+# is seconds (`timeout_sec`), so only the hump counts, and only before a token-like value.
+_NAME = rf"(?:(?:(?<![A-Za-z0-9])|(?<=[a-z])(?=[A-Z])){_WORD}|(?<=[a-z])Sec)(?![A-Za-z0-9_])"
 # `name = value`, `name: value`, `name := value`; a typed constant (`API_TOKEN: &str = "..."`,
 # `apiKey: string = '...'`); or a quoted name, a comma and a quoted value, as a call or a tuple
 # passes the pair (PHP's `define('DB_PASSWORD', '...')`, `("password", "...")`, `put("apiKey",
@@ -115,35 +117,22 @@ OPEN_NAMED_SECRET = re.compile(
     r"(?:[\"'`][^\s\"'`]{0,200}|[^\s\"'`,;]{0,200}|(?<==)\{[^{}\n]{0,200})\Z"
 )
 _IDENTIFIER_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
-# "token" alone is a tokenizer's word too (pad_token, bos_token, text_pad_token): a name ending
-# in it is a credential's only as an environment variable, alone, or after one of these.
-_TOKEN_QUALIFIERS = (
-    "access",
-    "auth",
-    "refresh",
-    "api",
-    "bearer",
-    "bot",
-    "secret",
-    "session",
-    "personal",
-    "oauth",
-    "github",
-    "gitlab",
-    "slack",
-    "hf",
-    "npm",
-    "pypi",
-    "discord",
-    "telegram",
-    "webhook",
-    "private",
-    "service",
-    "deploy",
-    "registry",
-    "vault",
-    "admin",
-)
+# "token" alone is a tokenizer's, a parser's or a paginator's word too (pad_token, bos_token,
+# text_pad_token, next_token, nextPageToken, cancellation_token): a name ending in it is a
+# credential's unless the word before it is one of these. The earlier rule, a credential only
+# after a known qualifier (access, auth, github, ...), left every vendor's own name
+# (`pagerduty_token`, `runner_token`) readable.
+_TOKEN_NOT_SECRET = frozenset((
+    "pad", "bos", "eos", "unk", "sep", "cls", "mask", "start", "end", "stop", "special",
+    "added", "new", "next", "prev", "previous", "last", "first", "current", "cur", "input",
+    "output", "prompt", "completion", "max", "min", "num", "image", "img", "audio", "video",
+    "vision", "text", "word", "sub", "eot", "eom", "think", "tool", "sentinel", "placeholder",
+    "page", "continuation", "cancel", "cancellation", "sync", "resume", "lock", "lexer",
+    "parser", "peek", "expected", "unexpected", "ast", "syntax", "decoder", "vocab", "split",
+    "per",
+))  # fmt: skip
+_SNAKE_CASE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+")
+_NAME_PARTS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z0-9]+(?![a-z])")
 # every credential word holds one
 _WORDS = ("pass", "pwd", "psk", "secret", "token", "key", "hmac", "kennwort", "contrase",
           "senha", "wachtwoord")  # fmt: skip
@@ -250,8 +239,8 @@ def _names_a_credential(ident: str, word: str) -> bool:
         return False  # the shell's working directory
     if word.lower() != "token" or ident.isupper():
         return True
-    before = ident[: -len(word)].lower().rstrip("_.-")
-    return not before or before.endswith(_TOKEN_QUALIFIERS)
+    parts = _NAME_PARTS.findall(ident[: -len(word)])
+    return not parts or parts[-1].lower() not in _TOKEN_NOT_SECRET
 
 
 def _token_like(value: str) -> bool:
@@ -295,8 +284,10 @@ def _named_value_is_secret(text: str, m: re.Match[str]) -> bool:
     ident_start = m.end("name") - len(ident)
     if text[max(ident_start - 2, 0) : ident_start] == "${" and value.startswith("?"):
         return False  # ${DB_PASSWORD:?must be set}: the shell's message when it is unset
-    if word.lower() == "token" and not _token_like(value):
-        return False
+    if word.lower() in ("token", "sec") and (
+        not _token_like(value) or (group == "bare" and _SNAKE_CASE.fullmatch(value))
+    ):
+        return False  # best_token = candidate_0: a variable
     if m.group("comma"):
         # ("password", some_variable) names no value; {"key": "apiKey", "value": ...}: the
         # quoted word after the comma is the next field's name (credential_forms reads it).
@@ -369,11 +360,15 @@ def find_named(text: str) -> list[Finding]:
     low = text.lower()
     # Each word checked once (~1 µs a KB each): most texts hold none and stop here.
     present = [w for w in _HINTS if w in low]
-    if not present and "bearer" not in low:
+    if not present and "bearer" not in low and "Sec" not in text:
         return found
     words = [w for w in _WORDS if w in present or (w == "pwd" and "pw" in present)]
-    if words and (":" in text or "=" in text or "," in text):
-        for m in _named_matches(text, low, words):
+    humps = "Sec" in text
+    if (words or humps) and (":" in text or "=" in text or "," in text):
+        matches = _named_matches(text, low, words)
+        if humps:  # case matters: only a camelCase hump
+            matches += _named_matches(text, text, ["Sec"])
+        for m in sorted({m.start(): m for m in matches}.values(), key=lambda m: m.start()):
             if _named_value_is_secret(text, m):
                 group = _value_group(m)
                 value = m.group(group)
@@ -418,7 +413,9 @@ def open_named_start(text: str) -> int | None:
     tail_start = max(last_space - 80, 0)
     low = text[tail_start:].lower()
     starts = []
-    if any(map(low.__contains__, _WORDS)) and (":" in low or "=" in low or "," in low):
+    if (any(map(low.__contains__, _WORDS)) or "Sec" in text[tail_start:]) and (
+        ":" in low or "=" in low or "," in low
+    ):
         m = OPEN_NAMED_SECRET.search(text, tail_start)
         if m is not None:
             starts.append(m.start())

@@ -45,6 +45,7 @@ from guards.detectors.credentials import (
     find_named,
     open_named_start,
 )
+from guards.detectors.encoded_credentials import decoded_runs, login_kind
 from guards.detectors.stream_tail import IGNORECASE_EXTRAS, trailing_run_start
 from guards.verdict import Finding
 
@@ -97,6 +98,11 @@ OWN_PATTERNS: dict[str, list[re.Pattern[str]]] = {
 EXTRA_PATTERNS = {k: v for k, v in PROVIDER_KEYS.items() if k in PLUGINS and k != "STRIPE_KEY"}
 NEW_PROVIDERS = [k for k in PROVIDER_KEYS if k not in PLUGINS]
 SECRET_TYPES = (*PLUGINS, "PRIVATE_KEY", *NEW_PROVIDERS, *NAMED_TYPES)
+
+# A base64 run is decoded and searched (encoded_credentials.py), and so is a run inside what it
+# decodes to: a `.dockerconfigjson` holds an `"auth"` field in base64. No deeper: a hostile text
+# nested further costs no more than this.
+DECODE_DEPTH = 2
 
 # Streams (`SecretsDetector.holdback`). Every pattern but four (and the named secrets and bearer
 # tokens of credentials.py, held from their name by `open_named_start`) matches only these
@@ -219,6 +225,9 @@ class SecretsDetector:
         self._platforms = bool(selected & set(PLATFORM_KEYS))
 
     def find(self, text: str, system_prompt: str = "") -> list[Finding]:
+        return self._find(text, 0)
+
+    def _find(self, text: str, depth: int) -> list[Finding]:
         found: list[Finding] = []
         platforms = self._platforms and PLATFORM_PREFIX.search(text) is not None
         for name, gate, patterns in self._groups:
@@ -242,8 +251,25 @@ class SecretsDetector:
                 if f.type in self._named
                 and not any(g.start < f.end and f.start < g.end for g in found)
             )
+        if depth < DECODE_DEPTH:
+            found.extend(self._encoded(text, found, depth))
         # One finding per value: two patterns of one type may match the same key.
         return sorted(set(found), key=lambda f: (f.start, f.end, f.type))
+
+    def _encoded(self, text: str, found: list[Finding], depth: int) -> list[Finding]:
+        """Base64 runs that hold a secret once decoded, each masked whole with the type of what
+        it holds (encoded_credentials.py says why)."""
+        encoded = []
+        for start, end, plain in decoded_runs(text):
+            if any(f.start < end and start < f.end for f in found):
+                continue
+            kind = login_kind(text, start, plain) if "PASSWORD" in self._named else None
+            if kind is None:
+                inner = self._find(plain, depth + 1)
+                kind = inner[0].type if inner else None
+            if kind is not None:
+                encoded.append(Finding(kind, start, end))
+        return encoded
 
     def holdback(self, text: str, system_prompt: str = "") -> int:
         """The trailing token run, or from where an open (non-token) match may have begun."""

@@ -84,6 +84,14 @@ def test_provider_keys_detect_secrets_lacks_are_found_whole(value: str, kind: st
         ),
         # a provider key under a name keeps its provider's type
         (f"ANTHROPIC_API_KEY={ANTHROPIC}", [("ANTHROPIC_API_KEY", ANTHROPIC)]),
+        # a vendor's own token name, in lower case: no known qualifier before "token"
+        ('pagerduty_token   = "sWuAGYL7V-vn1-WekLUx"', [("CREDENTIAL", "sWuAGYL7V-vn1-WekLUx")]),
+        ("runner_token: glrt-t3Qx9WmZ2kLp8RvN", [("CREDENTIAL", "glrt-t3Qx9WmZ2kLp8RvN")]),
+        # "Sec" ending a camelCase name
+        (
+            '\tgithubWebhookSec  = "3893acae561c3a501d17522b19c41230247ba682"',
+            [("CREDENTIAL", "3893acae561c3a501d17522b19c41230247ba682")],
+        ),
     ],
 )
 def test_a_value_assigned_to_a_secrets_name_is_masked_not_the_name(
@@ -99,6 +107,13 @@ def test_a_value_assigned_to_a_secrets_name_is_masked_not_the_name(
         'tokenizer: gpt2\nmax_tokens: 512\npad_token: "<pad>"\nbos_token = "<s>"',
         "text_pad_token=129_595, eos_token_id: 2",
         "_UNICODE_TOKEN = 'dbapiunicode'",
+        # a parser's, a paginator's and a tokenizer's tokens under lower-case names
+        'next_token = "AAAAQ3Zx9WmZ2kLp8RvN"\nnextPageToken: "CiAKGjBpNDd2Nmp2Zml2cXRwYjBp"',
+        'decoder_start_token = "x7Yt2Qw9Lm3K"\ncontinuation_token: "Zq1x9WmZ2kLp8RvN"',
+        "cancellation_token = CancellationToken.None",
+        'best_token = candidate_0\nentity_mask2_token=entity_mask2_token,\n"per_token", "per_1x32"',
+        # "sec" is seconds: a number, a duration, a word of its own
+        'timeoutSec: 30\nretrySec = "1500ms"\ntimeout_sec = "t9Qw2Lm3Kx7Y"',
         # references, templates and placeholders
         "api_key: os.environ/OPENAI_API_KEY",
         "password: ${DB_PASSWORD}",

@@ -288,6 +288,10 @@ PIECES = [
             # a lower-case IBAN, a finding only after the word IBAN (guards/detectors/pii.py)
             "meine IBAN ist be46 0687 5972 4627",
             '{"name": "DB_PASSWORD",\n "value": "Pa$$-w0rd!x"}',
+            # base64 (guards/detectors/encoded_credentials.py): judged by what it decodes to
+            "Authorization: Basic YWRtaW46UzNjcmV0IXB3",
+            "AUTH PLAIN AHBvc3RtYXN0ZXJAbWcuZXhhbXBsZS5kZXYAa2V5LWIzMGFiZjI4NWExOGViOTM=",
+            "  DB_URL: cG9zdGdyZXM6Ly9hcHA6S3E5eExtMlB6QGRiOjU0MzIvYXBw",
         ]
     ),
 ]
