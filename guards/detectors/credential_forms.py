@@ -47,6 +47,8 @@ _SHORT = (
     r"(?:\b(?:mysql|mysqldump|mysqladmin|mariadb)\b[^\n|;&]{0,160}?(?<=\s)-p(?=[^\s-])"
     r"|\bsshpass[ \t]+-p[ \t]+"
     r"|\bredis-cli\b[^\n|;&]{0,160}?(?<=\s)-a[ \t]+"
+    r"|\bldap(?:search|modify|add|delete|whoami|passwd|compare|modrdn)\b"
+    r"[^\n|;&]{0,200}?(?<=\s)-w[ \t]+"
     r"|\b(?:curl|wget)\b[^\n|;&]{0,200}?(?<=\s)(?:-u|--user)[ \t]+[\"']?[^\s:\"']+:"
     r"|\bhttps?[ \t][^\n|;&]{0,200}?(?<=\s)(?:-a|--auth)[ \t]+[\"']?[^\s:\"']+:)"
 )
@@ -56,10 +58,10 @@ SHORT_OPTION = re.compile(
 # The command is the evidence, so a stream holds its line from the command on until the line
 # (or the command: "|", ";", "&") ends.
 OPEN_SHORT_OPTION = re.compile(
-    r"(?:\b(?:mysql|mysqldump|mysqladmin|mariadb|redis-cli|curl|wget)\b|\bsshpass[ \t]"
-    r"|\bhttps?[ \t])[^\n|;&]{0,420}\Z"
+    r"(?:\b(?:mysql|mysqldump|mysqladmin|mariadb|redis-cli|curl|wget|ldap[a-z]{3,7})\b"
+    r"|\bsshpass[ \t]|\bhttps?[ \t])[^\n|;&]{0,420}\Z"
 )
-_SHORT_HINTS = ("mysql", "mariadb", "sshpass", "redis-cli", "curl", "wget", "http")
+_SHORT_HINTS = ("mysql", "mariadb", "sshpass", "redis-cli", "curl", "wget", "http", "ldap")
 
 # URL credentials: a user (maybe empty), ":", the password up to the "@" before the host.
 URL_PASSWORD = re.compile(
@@ -81,6 +83,32 @@ OPEN_PGPASS_LINE = re.compile(
     rf"^{_PGPASS_FIELD}:(?:\d{{1,5}}|\*):{_PGPASS_FIELD}:{_PGPASS_FIELD}:\S{{0,200}}\Z",
     re.MULTILINE,
 )
+# Mail relays' credential files: Postfix's sasl_passwd (`[smtp.example.com]:587 user:X`) and
+# Exim's passwd.client (`*.example.org:user@example.org:X`, a wildcard host or an address as
+# the user). The host must be a domain name and the value look like a password (a letter and
+# a digit or a symbol), so that a listing (`setup.cfg flake8:max`) or a log position
+# (`main.py:42:E501`) is no finding.
+_RELAY_HOST = r"(?P<host>\[[\w.-]+\.[A-Za-z]{2,}\]|[\w*.-]+\.[A-Za-z]{2,})(?::\d{1,5})?"
+RELAY_LINE = re.compile(
+    rf"^[ \t]*{_RELAY_HOST}(?P<sep>[ \t]+|:)(?P<user>[^\s:]+):(?P<value>\S{{1,200}})[ \t]*$",
+    re.MULTILINE,
+)
+# held from the host once a blank or ":" follows it: a stream's next check reads from the
+# last blank, so the host must be held before the user is written
+OPEN_RELAY_LINE = re.compile(
+    rf"^[ \t]*{_RELAY_HOST}(?:[ \t]+|:)(?:[^\s:]+(?::\S{{0,200}})?)?\Z", re.MULTILINE
+)
+_PASSWORD_LIKE = re.compile(r"(?=.*[^\W\d_])(?=.*[\d!#$%^&*+=?~|@])")
+
+
+def _relay_login(m: re.Match[str]) -> bool:
+    exim = m.group("sep") == ":"
+    if exim and not (m.group("host").startswith("*.") or "@" in m.group("user")):
+        return False
+    value = m.group("value")
+    return _PASSWORD_LIKE.match(value) is not None and _url_password(value)
+
+
 # A signed URL's signature: whoever holds the URL holds the access (an Azure SAS `sig=`, AWS
 # and Google presigned URLs' `X-Amz-Signature=` / `X-Goog-Signature=`).
 URL_SIGNATURE = re.compile(
@@ -105,6 +133,29 @@ YAML_RECORD = re.compile(
 )
 # ... and from a YAML `name:` while its line or the next one is being written.
 OPEN_YAML_RECORD = re.compile(r"\bname:[^\n]{0,80}(?:\n[^\n]{0,220})?\Z")
+# JSON objects that hold a named value's "value" field: Terraform state and plan output
+# (`"db_password": {"sensitive": true, "type": "string", "value": "X"}`), ARM parameter files
+# (`"adminPassword": { "value": "X" }`).
+JSON_VALUE_OBJECT = re.compile(
+    r"[\"'](?P<name>[A-Za-z0-9_.-]{1,60})[\"'][ \t]*:[ \t]*\{[^{}]{0,300}?"
+    r"[\"']value[\"'][ \t]*:[ \t]*(?P<quote>[\"'])(?P<value>[^\s\"']{4,200})(?P=quote)"
+)
+# held from a credential's name while its object is open
+OPEN_JSON_VALUE_OBJECT = re.compile(
+    r"[\"'][A-Za-z0-9_.-]{0,50}(?i:pass(?:word|wd)?|pwd|secret|token|key)[\"'][ \t]*:[ \t]*"
+    r"\{[^{}]{0,300}\Z"
+)
+# XML elements that carry a name and a value as attributes: .NET appSettings and NuGet
+# (`<add key="ClearTextPassword" value="X" />`), Spring beans (`<property name="password"
+# value="X"/>`), Ant and Maven parameters.
+XML_RECORD = re.compile(
+    r"<[A-Za-z][\w:.-]{0,40}[ \t\n][^<>]{0,200}?\b(?:key|name)[ \t]*=[ \t]*[\"']"
+    r"(?P<name>[A-Za-z0-9_.:-]{1,60})[\"'][^<>]{0,200}?\bvalue[ \t]*=[ \t]*"
+    r"(?P<quote>[\"'])(?P<value>[^\s\"'<>]{4,200})(?P=quote)"
+)
+OPEN_XML_RECORD = re.compile(
+    r"<[A-Za-z][\w:.-]{0,40}[ \t\n][^<>]{0,200}?\b(?:key|name)[ \t]*=[^<>]{0,420}\Z"
+)
 _RECORD_HINT = "value"
 
 _OPEN_FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
@@ -112,10 +163,11 @@ _OPEN_FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
     (_SHORT_HINTS, OPEN_SHORT_OPTION),
     (("://",), OPEN_URL_PASSWORD),
     (("oracle:thin:",), OPEN_ORACLE_THIN),
-    ((":",), OPEN_PGPASS_LINE),
     (("sig", "Signature"), OPEN_URL_SIGNATURE),
     (("key", "name"), OPEN_JSON_RECORD),
     (("name:",), OPEN_YAML_RECORD),
+    (("{",), OPEN_JSON_VALUE_OBJECT),
+    (("key", "name"), OPEN_XML_RECORD),
 )
 
 
@@ -148,10 +200,15 @@ def find_forms(text: str, low: str) -> list[Finding]:
         for m in PGPASS_LINE.finditer(text):
             if _url_password(m.group("value")):
                 found.append(Finding("PASSWORD", *m.span("value")))
+    # a relay file's user is an address, or its host is bracketed with a port (Postfix)
+    if ":" in text and ("@" in text or "]:" in text):
+        for m in RELAY_LINE.finditer(text):
+            if _relay_login(m):
+                found.append(Finding("PASSWORD", *m.span("value")))
     if "sig=" in text or "Signature=" in text:
         found.extend(Finding("CREDENTIAL", *m.span("value")) for m in URL_SIGNATURE.finditer(text))
     if _RECORD_HINT in low:
-        for pattern in (JSON_RECORD, YAML_RECORD):
+        for pattern in (JSON_RECORD, YAML_RECORD, JSON_VALUE_OBJECT, XML_RECORD):
             for m in pattern.finditer(text):
                 kind = named_value_kind(m.group("name"), m.group("value"), quoted=True)
                 if kind is not None:
@@ -185,4 +242,12 @@ def open_form_start(text: str) -> int | None:
         for m in [pattern.search(tail)]
         if m is not None
     ]
+    # the line forms can only be the last line: matched there, not searched for
+    line_start = last_line + 1
+    starts.extend(
+        m.start()
+        for pattern in (OPEN_PGPASS_LINE, OPEN_RELAY_LINE)
+        for m in [pattern.match(text, line_start)]
+        if m is not None
+    )
     return min(starts) if starts else None

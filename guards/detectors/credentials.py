@@ -46,7 +46,8 @@ PROVIDER_KEYS: dict[str, list[re.Pattern[str]]] = {
     "NPM_TOKEN": [re.compile(r"\bnpm_[A-Za-z0-9]{36}" + _END)],
 }
 # Developer platforms' tokens, each in its documented prefixed form. One search for any of
-# their prefixes gates them all: fourteen gates of their own cost ~25 µs a KB (measured).
+# their prefixes gates them all: fourteen gates of their own cost ~25 µs a KB (measured). A
+# Mapbox token is a secret only as `sk.` (`pk.` ones are public, served to browsers).
 PLATFORM_KEYS: dict[str, list[re.Pattern[str]]] = {
     "DOCKER_HUB_TOKEN": [re.compile(r"\bdckr_pat_[A-Za-z0-9_-]{24,}" + _END)],
     "POSTMAN_API_KEY": [re.compile(r"\bPMAK-[0-9a-f]{24}-[0-9a-f]{34}" + _END)],
@@ -59,15 +60,25 @@ PLATFORM_KEYS: dict[str, list[re.Pattern[str]]] = {
     ],
     "ATLASSIAN_TOKEN": [re.compile(r"\bATATT3[A-Za-z0-9_=-]{100,}" + _END)],
     "DATABRICKS_TOKEN": [re.compile(r"\bdapi[0-9a-f]{32}(?:-\d)?" + _END)],
-    "SENTRY_TOKEN": [re.compile(r"\bsntr[ysu]_[A-Za-z0-9+/=_]{30,}" + _END)],
+    "SENTRY_TOKEN": [re.compile(r"\bsntry[su]_[A-Za-z0-9+/=_]{30,}" + _END)],
     "LINEAR_API_KEY": [re.compile(r"\blin_(?:api|oauth)_[A-Za-z0-9]{40}" + _END)],
     "MAILGUN_KEY": [re.compile(r"\bkey-[0-9a-f]{32}" + _END)],
     "PLANETSCALE_TOKEN": [re.compile(r"\bpscale_(?:tkn|pw|oauth)_[A-Za-z0-9_.-]{32,}" + _END)],
     "SUPABASE_TOKEN": [re.compile(r"\bsbp_[0-9a-f]{40}" + _END)],
+    "RUBYGEMS_KEY": [re.compile(r"\brubygems_[0-9a-f]{48}" + _END)],
+    "MAPBOX_TOKEN": [re.compile(r"\bsk\.eyJ[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{20,}" + _END)],
+    "GOOGLE_OAUTH_SECRET": [re.compile(r"\bGOCSPX-[A-Za-z0-9_-]{28}" + _END)],
+    "DISCORD_WEBHOOK": [
+        re.compile(
+            r"\bhttps://(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/\d{17,20}/"
+            r"[A-Za-z0-9_-]{60,68}" + _END
+        )
+    ],
 }
 PLATFORM_PREFIX = re.compile(
     r"dckr_pat_|PMAK-|NR(?:AK|II|JS)-|do[opr]_v1_|shp(?:at|ss|ca|pa)_|hv[sbr]\.|gl(?:sa|c)_"
-    r"|ATATT3|dapi[0-9a-f]|sntr[ysu]_|lin_(?:api|oauth)_|key-[0-9a-f]|pscale_|sbp_"
+    r"|ATATT3|dapi[0-9a-f]|sntry[su]_|lin_(?:api|oauth)_|key-[0-9a-f]|pscale_|sbp_|sk\.eyJ"
+    r"|GOCSPX-|/api/webhooks/|rubygems_"
 )
 PROVIDER_KEYS.update(PLATFORM_KEYS)
 PROVIDER_HINTS: dict[str, tuple[str, ...]] = {
@@ -89,9 +100,11 @@ _LOGIN_WORDS = (
     r"|mot_?de_?passe"
 )
 _WORD = (
-    rf"(?i:{_LOGIN_WORDS}|secret|token|api[_-]?key|apikey|hmac(?:[_-]?(?:key|secret))?"
-    r"|(?:access|secret|private|auth|client|account|service|master|signing|encryption|app)"
-    r"[_-]?key)"
+    rf"(?i:{_LOGIN_WORDS}|secret|token|api[_-]?key|apikey|hmac(?:[_-]?(?:key|secret))?|authtok"
+    r"|salt|secret\.key"
+    r"|(?:access|secret|private|auth|client|account|service|master|signing|encryption|app"
+    r"|application|consumer|shared|pre[_-]?shared|storage|license|licence|subscription|ingest"
+    r"|ingestion|integration|admin|session|write|webhook)[_-]?key)"
 )
 # "Sec" ends a camelCase name as an abbreviation (`githubWebhookSec`); as a word of its own it
 # is seconds (`timeout_sec`), so only the hump counts, and only before a token-like value.
@@ -101,20 +114,22 @@ _NAME = rf"(?:(?:(?<![A-Za-z0-9])|(?<=[a-z])(?=[A-Z])){_WORD}|(?<=[a-z])Sec)(?![
 # passes the pair (PHP's `define('DB_PASSWORD', '...')`, `("password", "...")`, `put("apiKey",
 # ...)`): `comma` is set, and only a quoted value counts.
 _ASSIGN = (
-    r"(?:[\"'\]]{0,2}[ \t]{0,24}(?::[ \t]{0,4}&?[A-Za-z_][\w<>\[\]. ]{0,24}?[ \t]{0,4}(?==))?"
-    r"(?P<op>:=|[:=])|[\"'](?P<comma>,))[ \t]{0,16}"
+    r"(?:[\"'\]]{0,2}[ \t]{0,24}(?::[ \t]{0,4}&?[A-Za-z_][\w<>\[\]. ]{0,24}?[ \t]{0,4}(?==)"
+    r"|(?<=[ \t])(?:string|secureString|securestring|String|str)[ \t]{0,4}(?==))?"
+    r"(?P<op>:=|=>|[:=])|[\"'](?P<comma>,))[ \t]{0,16}"
 )
 NAMED_SECRET = re.compile(
     rf"(?P<name>{_NAME}){_ASSIGN}"
     r"(?:(?P<quote>[\"'`])(?P<quoted>[^\s\"'`]{4,200})(?P=quote)"
-    r"|(?<==)\{(?P<braced>[^{}\n]{4,200})\}"  # ODBC's `Pwd={...}` (a value with ";" in it)
+    # ODBC's `Pwd={...}` (a value with ";" in it; "}}" is an escaped "}")
+    r"|(?<=[=\s])\{(?P<braced>(?:[^{}\n]|\}\}){4,200})\}(?!\})"
     r"|(?P<bare>[^\s\"'`,;]{4,200}))"
 )
 # A named secret still being written at the end of a stream: held from its name (a quoted
 # value may hold "," and ";", as a bare one may not).
 OPEN_NAMED_SECRET = re.compile(
     rf"{_NAME}{_ASSIGN}"
-    r"(?:[\"'`][^\s\"'`]{0,200}|[^\s\"'`,;]{0,200}|(?<==)\{[^{}\n]{0,200})\Z"
+    r"(?:[\"'`][^\s\"'`]{0,200}|[^\s\"'`,;]{0,200}|(?<=[=\s])\{(?:[^{}\n]|\}\}){0,200}\}?)\Z"
 )
 _IDENTIFIER_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 # "token" alone is a tokenizer's, a parser's or a paginator's word too (pad_token, bos_token,
@@ -131,11 +146,11 @@ _TOKEN_NOT_SECRET = frozenset((
     "parser", "peek", "expected", "unexpected", "ast", "syntax", "decoder", "vocab", "split",
     "per",
 ))  # fmt: skip
-_SNAKE_CASE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+")
+_SNAKE_CASE = re.compile(r"[a-z][a-z0-9]{0,23}(?:_[a-z0-9]{1,24})+")  # words, not hex runs
 _NAME_PARTS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z0-9]+(?![a-z])")
 # every credential word holds one
 _WORDS = ("pass", "pwd", "psk", "secret", "token", "key", "hmac", "kennwort", "contrase",
-          "senha", "wachtwoord")  # fmt: skip
+          "senha", "wachtwoord", "salt", "authtok")  # fmt: skip
 _OP_REACH = 40  # from such a word to the assignment: the rest of the name, quotes, spaces
 _NAME_BEFORE_WORD = 16  # "encryption_key": the name starts before the word found
 _MATCH_REACH = 300  # from the word to the end of a 200-character value
@@ -145,13 +160,17 @@ _MATCH_REACH = 300  # from the word to the end of a 200-character value
 # are words).
 _PROSE_WORD = (
     r"(?i:\b(?:password|passwd|passphrase|passwort|kennwort|contrase[ñn]a|senha|wachtwoord"
-    r"|mot de passe|pw))"
+    r"|mot de passe|pw|lösenord(?:et)?|passord(?:et)?|adgangskode(?:n)?|salasana|hasło|heslo"
+    r"|jelszó|şifre|пароль))"
 )
-_CONNECTORS = r"(?:[ \t]+(?i:is|was|to|now|set|changed|will|be|es|ist|est|é|era|war))"
+# English, Spanish, German, French, Portuguese, Italian, Swedish, Norwegian / Danish, Finnish,
+# Polish, Czech
+_IS = r"is|was|es|ist|est|é|era|war|è|är|er|on|jest|je"
+_CONNECTORS = rf"(?:[ \t]+(?i:{_IS}|to|now|set|changed|will|be))"
 # "the password for the staging box is ...", "pw on the NAS is ...": what it opens, then "is".
 _PROSE_OF = (
-    r"(?:[ \t]+(?i:for|of|on|to|at|für|para|pour)(?:[ \t]+[\w.@-]{1,30}){1,4}?"
-    r"(?=[ \t]+(?i:is|was|es|ist|est|é|era|war)\b))?"
+    r"(?:[ \t]+(?i:for|of|on|to|at|für|para|pour|per|till|för|til|dla|do|na|pro)"
+    rf"(?:[ \t]+[\w.@-]{{1,30}}){{1,4}}?(?=[ \t]+(?i:{_IS})\b))?"
 )
 PROSE_PASSWORD = re.compile(
     rf"{_PROSE_WORD}{_PROSE_OF}{_CONNECTORS}{{0,3}}[ \t]+(?P<bare>[^\s\"'`,;]{{6,64}})"
@@ -160,10 +179,15 @@ OPEN_PROSE_PASSWORD = re.compile(
     rf"{_PROSE_WORD}(?:[ \t]+[\w.@-]{{1,30}}){{0,5}}?{_CONNECTORS}{{0,3}}"
     r"(?:[ \t]+[^\s\"'`,;]{0,64})?[ \t]*\Z"
 )
-_PROSE_HINTS = ("pass", "pw", "kennwort", "contrase", "senha", "wachtwoord")
+# Looked for only in a text with a letter beyond ASCII (a Danish, Finnish or Czech sentence
+# has one nearly always): each look costs ~0.7 µs a KB here.
+_NON_ASCII_HINTS = ("lösenord", "hasło", "jelszó", "şifre", "пароль", "adgangskode", "salasana",
+                    "heslo")  # fmt: skip
+_PROSE_HINTS = ("pass", "pw", "kennwort", "contrase", "senha", "wachtwoord", *_NON_ASCII_HINTS)
 # Every word either pass looks for holds one of these ("pwd" holds "pw").
+# ("passord" holds "pass"; `_NON_ASCII_HINTS` are looked for apart.)
 _HINTS = ("pass", "pw", "psk", "secret", "token", "key", "hmac", "kennwort", "contrase",
-          "senha", "wachtwoord")  # fmt: skip
+          "senha", "wachtwoord", "salt", "authtok")  # fmt: skip
 _PROSE_VALUE = re.compile(r"(?=.*[^\W\d_])(?=.*[\d!#$%^&*+=?~|@])")
 BEARER = re.compile(r"(?i:\bbearer)[ \t]+(?P<bare>[A-Za-z0-9._~+/-]{20,}=*)")
 OPEN_BEARER = re.compile(r"(?i:\bbearer)[ \t]+[A-Za-z0-9._~+/-]*=*\Z")
@@ -187,7 +211,8 @@ _PLACEHOLDER_STARTS = (
     "insert",
     "replace",
 )
-_IDENTIFIER_PATH = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
+# settings.DB_PASSWORD; a segment longer than a name is a token's (Mapbox's `sk.eyJ1....`)
+_IDENTIFIER_PATH = re.compile(r"[A-Za-z_]\w{0,40}(?:\.[A-Za-z_]\w{0,40})+")
 # "ANTHROPIC_API_KEY", os.environ/OPENAI_API_KEY, env:DB_PASS, process.env.API_KEY: a name or a
 # reference to one, not a key.
 _ENV_NAME = re.compile(r"(?:\S*[/:.])?[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
@@ -235,8 +260,6 @@ def _identifier(text: str, m: re.Match[str]) -> str:
 
 
 def _names_a_credential(ident: str, word: str) -> bool:
-    if ident == "PWD":
-        return False  # the shell's working directory
     if word.lower() != "token" or ident.isupper():
         return True
     parts = _NAME_PARTS.findall(ident[: -len(word)])
@@ -275,19 +298,27 @@ def _named_value_is_secret(text: str, m: re.Match[str]) -> bool:
     ident = _identifier(text, m)
     word = m.group("name")
     if group == "braced":
-        if _TEMPLATE_FIELD.fullmatch(value) or value.startswith(_REFERENCE_START):
+        if (
+            m.group("op") != "="  # `password: {` opens an object
+            or value[0].isspace()  # TOML's inline table: `password = { from_env = "X" }`
+            or '"' in value
+            or _TEMPLATE_FIELD.fullmatch(value)
+            or value.startswith(_REFERENCE_START)
+        ):
             return False
     elif _placeholder(value, quoted=group == "quoted"):
         return False
     if _ENV_NAME.fullmatch(value) or not _names_a_credential(ident, word):
         return False
+    if ident == "PWD" and value.startswith(("/", "~", ".")):
+        return False  # the shell's working directory (ODBC's PWD is a password)
     ident_start = m.end("name") - len(ident)
     if text[max(ident_start - 2, 0) : ident_start] == "${" and value.startswith("?"):
         return False  # ${DB_PASSWORD:?must be set}: the shell's message when it is unset
-    if word.lower() in ("token", "sec") and (
-        not _token_like(value) or (group == "bare" and _SNAKE_CASE.fullmatch(value))
-    ):
-        return False  # best_token = candidate_0: a variable
+    if word.lower() in ("token", "sec", "salt") and not _token_like(value):
+        return False
+    if _SNAKE_CASE.fullmatch(value) and not _LOGIN_WORD.fullmatch(word):
+        return False  # best_token = candidate_0, storage_key = "cond_frame_outputs": names
     if m.group("comma"):
         # ("password", some_variable) names no value; {"key": "apiKey", "value": ...}: the
         # quoted word after the comma is the next field's name (credential_forms reads it).
@@ -360,6 +391,8 @@ def find_named(text: str) -> list[Finding]:
     low = text.lower()
     # Each word checked once (~1 µs a KB each): most texts hold none and stop here.
     present = [w for w in _HINTS if w in low]
+    if not low.isascii():
+        present += [w for w in _NON_ASCII_HINTS if w in low]
     if not present and "bearer" not in low and "Sec" not in text:
         return found
     words = [w for w in _WORDS if w in present or (w == "pwd" and "pw" in present)]

@@ -6,11 +6,12 @@ Nothing readable says such a run holds a secret: the `kind: Secret` line may be 
 beyond what a stream's check reads, and the name beside it (`.dockerconfigjson`, `DB_URL`) is
 no credential word. So each run is decoded and judged by what it says: the caller looks for
 secrets in the decoded text (`SecretsDetector` runs its own patterns on it, a level deep), and
-`login_kind` reads the two encodings of a bare login: SASL PLAIN's `authzid NUL user NUL
-password`, and `user:password` where the run is a Basic credential or an `auth` field. The whole
-run is the finding: masking part of it would leave the rest decodable.
+`login_kind` reads the encodings of a bare login: SASL PLAIN's `authzid NUL user NUL password`,
+`user:password` where the run is a Basic credential or an `auth` field, and the line that
+answers SMTP AUTH LOGIN's base64 "Password:" prompt. The whole run is the finding: masking part
+of it would leave the rest decodable.
 
-Decoding is judged on the run alone (and, for `user:password`, the few characters before it),
+Decoding is judged on the run alone (and the few characters before it),
 and a run is a stream's trailing token until it ends (`secrets.TOKEN_CHARS` holds every base64
 character), so a stream masks it exactly as the whole text does.
 """
@@ -40,7 +41,10 @@ _RUN_BYTES = bytes(
 )
 _RUN_NEEDLE = b"a" * MIN_RUN
 _SASL_PART = re.compile(r"\S{1,256}")
-_LOGIN = re.compile(r"(?P<user>[^\s:]{1,256}):(?P<password>\S{1,256})")
+# an Azure DevOps personal access token is sent with no user (":<token>")
+_LOGIN = re.compile(r"(?P<user>[^\s:]{0,256}):(?P<password>\S{1,256})")
+# SMTP AUTH LOGIN: the server asks "Password:" in base64, the client's next line answers
+_PASSWORD_PROMPT = "UGFzc3dvcmQ6"  # noqa: S105 (a prompt, not a password)
 # `Authorization: Basic <run>`, `"auth": "<run>"` (a docker config), `auth: <run>`.
 _BASIC_BEFORE = re.compile(r"(?i:\bbasic[ \t]+|\bauth[\"']?[ \t]*[:=][ \t]*[\"']?)\Z")
 _CONTEXT = 16
@@ -93,5 +97,7 @@ def login_kind(text: str, start: int, plain: str) -> str | None:
         login = len(parts) == 3 and all(_SASL_PART.fullmatch(p) for p in parts[1:])
         return "PASSWORD" if login and not any(c.isspace() for c in parts[0]) else None
     if _LOGIN.fullmatch(plain) and _BASIC_BEFORE.search(text, max(start - _CONTEXT, 0), start):
+        return "PASSWORD"
+    if _PASSWORD_PROMPT in text[max(start - _CONTEXT - 8, 0) : start]:
         return "PASSWORD"
     return None

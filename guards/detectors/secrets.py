@@ -35,6 +35,7 @@ from detect_secrets.plugins import (
 )
 from detect_secrets.plugins.base import RegexBasedDetector
 
+from guards.detectors.credential_calls import find_calls, open_call_start
 from guards.detectors.credential_forms import find_forms, open_form_start
 from guards.detectors.credentials import (
     NAMED_TYPES,
@@ -71,10 +72,11 @@ PLUGINS: dict[str, type[RegexBasedDetector]] = {
 }
 
 # detect-secrets only matches the PEM header line; the whole block must be masked, and an
-# unterminated block (still streaming) counts to the end of the text.
+# unterminated block (still streaming) counts to the end of the text. Other secrets armoured
+# the same way count too: a NATS NKEY seed, an OpenVPN static (tls-auth / tls-crypt) key.
+_ARMOURED = r"[A-Za-z0-9 ]{0,30} (?:PRIVATE KEY(?: BLOCK)?|NKEY SEED|Static key V1)"
 PRIVATE_KEY = re.compile(
-    r"-----BEGIN[A-Z ]{0,30} PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"
-    r"(?:-----END[A-Z ]{0,30} PRIVATE KEY(?: BLOCK)?-----|\Z)"
+    rf"-----BEGIN{_ARMOURED}-{{5,6}}[\s\S]*?(?:-{{5,6}}END{_ARMOURED}-{{5,6}}|\Z)"
 )
 assert private_key.PrivateKeyDetector.denylist  # the plugin we replace still exists
 
@@ -133,9 +135,9 @@ OPEN_MATCHES: dict[str, tuple[tuple[str, ...], re.Pattern[str], int | None]] = {
     "NPM_TOKEN": (("//",), re.compile(r"//\S*?(?:/:_authToken=\s*\S*)?\Z"), None),
 }
 # A private key is open from its header (or a header still being written) to its END line.
-PRIVATE_KEY_HEADER = re.compile(r"-----BEGIN[A-Z ]{0,30} PRIVATE KEY(?: BLOCK)?-----")
-PRIVATE_KEY_HEADER_PREFIX = re.compile(r"-----BEGIN[A-Z ]{0,50}-{0,5}\Z")
-PRIVATE_KEY_END = re.compile(r"-----END[A-Z ]{0,30} PRIVATE KEY(?: BLOCK)?-----")
+PRIVATE_KEY_HEADER = re.compile(rf"-----BEGIN{_ARMOURED}-{{5,6}}")
+PRIVATE_KEY_HEADER_PREFIX = re.compile(r"-----BEGIN[A-Za-z0-9 ]{0,50}-{0,6}\Z")
+PRIVATE_KEY_END = re.compile(rf"-{{5,6}}END{_ARMOURED}-{{5,6}}")
 
 
 def _open_private_key(text: str) -> int | None:
@@ -167,7 +169,7 @@ HINTS: dict[str, tuple[str, ...]] = {
     "SLACK_TOKEN": ("xox", "hooks.slack.com"),
     "SQUARE_OAUTH_SECRET": ("sq0csp-",),
     "TWILIO_KEY": ("AC", "SK"),
-    "PRIVATE_KEY": ("PRIVATE KEY",),
+    "PRIVATE_KEY": ("PRIVATE KEY", "NKEY SEED", "Static key"),
 }
 for _name, _hints in PROVIDER_HINTS.items():
     HINTS[_name] = (*HINTS.get(_name, ()), *_hints)
@@ -245,9 +247,10 @@ class SecretsDetector:
                         found.append(Finding(name, start, end))
         if self._named:
             # A value a provider's pattern typed already keeps that type.
+            low = text.lower()
             found.extend(
                 f
-                for f in find_named(text) + find_forms(text, text.lower())
+                for f in find_named(text) + find_forms(text, low) + find_calls(text, low)
                 if f.type in self._named
                 and not any(g.start < f.end and f.start < g.end for g in found)
             )
@@ -285,7 +288,7 @@ class SecretsDetector:
             if key is not None:
                 start = min(start, key)
         if self._named:
-            for named in (open_named_start(text), open_form_start(text)):
+            for named in (open_named_start(text), open_form_start(text), open_call_start(text)):
                 if named is not None:
                     start = min(start, named)
         return len(text) - start

@@ -77,6 +77,59 @@ def values(text: str) -> list[str]:
             "the pw for the staging jump box is Mulberry!Kiosk_5530, rotate it",
             "Mulberry!Kiosk_5530",
         ),
+        # ... in Swedish, Polish, Norwegian
+        ("Lösenordet till testkontot i appen är Kanelbulle#77 och", "Kanelbulle#77"),
+        ("Hasło do VPN jest Zx9!kolo-22.", "Zx9!kolo-22"),
+        ("Passordet er Fjord#2026", "Fjord#2026"),
+        # mail relays' credential files (Postfix sasl_passwd, Exim passwd.client)
+        (
+            "[smtp.office365.com]:587    relay@lindgrund.de:Rel@y-Lindgrund-0365\n",
+            "Rel@y-Lindgrund-0365",
+        ),
+        (
+            "*.mailgun.org:postmaster@mg.example.shop:9488f2c51d14fbc6e76d-3e1c8443\n",
+            "9488f2c51d14fbc6e76d-3e1c8443",
+        ),
+        # LDAP tools' -w
+        (
+            "ldapsearch -x -H ldaps://dc01 -D 'CN=svc' -w 'J1ra§Sync-2026' -b 'OU=U'",
+            "J1ra§Sync-2026",
+        ),
+        # records: a named object's "value" (Terraform state, ARM parameters), XML attributes
+        (
+            '"db_password": {\n "sensitive": true,\n "type": "string",\n'
+            ' "value": "Vq3$e_rDk)N9h"\n}',
+            "Vq3$e_rDk)N9h",
+        ),
+        ('"adminPassword": { "value": "Az-St@tic!Portal9" },', "Az-St@tic!Portal9"),
+        (
+            '<add key="ClearTextPassword" value="u6vcjdvag32zjd7djt55wld5" />',
+            "u6vcjdvag32zjd7djt55wld5",
+        ),
+        ('<property name="password" value="Spr1ng!Db"/>', "Spr1ng!Db"),
+        # PHP and Ruby hashes; a Bicep parameter; ODBC's braces with "}}" escaped, spaced
+        ("  'password' => 'Dr00pal_KB-Ursprung',", "Dr00pal_KB-Ursprung"),
+        (':password => "Rub7-Hash!pw",', "Rub7-Hash!pw"),
+        ("param sqlAdminPassword string = 'B1cep-SQL!Adm1n_Lg'", "B1cep-SQL!Adm1n_Lg"),
+        ("UID = r\nPWD         = {R3p0rt;Ro=ERP}}x}\nEncrypt = yes", "R3p0rt;Ro=ERP}}x"),
+        # more names: vendor keys, sssd's authtok, salts, Play's secret.key
+        (
+            "Dd-Application-Key: 435a558eecd0f2053e43bf37a27ddc1d3dc5ef5f",
+            "435a558eecd0f2053e43bf37a27ddc1d3dc5ef5f",
+        ),
+        ("ldap_default_authtok = ss$d_B1nd.Kx7", "ss$d_B1nd.Kx7"),
+        (
+            "$settings['hash_salt'] = 'qTN8BTZzVqKJAJsqrNYhso80y2jEiiSfpa8';",
+            "qTN8BTZzVqKJAJsqrNYhso80y2jEiiSfpa8",
+        ),
+        (
+            'play.http.secret.key = "9yTAuoC0v6eNxU7mbn2ns3SToxisp5Qx"',
+            "9yTAuoC0v6eNxU7mbn2ns3SToxisp5Qx",
+        ),
+        (
+            "PresharedKey = /XwMkTKfL6jElf0/lnHI5WUwc+KDlV4ixIousuunvEE=",
+            "/XwMkTKfL6jElf0/lnHI5WUwc+KDlV4ixIousuunvEE=",
+        ),
     ],
 )
 def test_a_credential_in_a_developer_form_is_masked_value_only(
@@ -101,6 +154,15 @@ def test_a_credential_in_a_developer_form_is_masked_value_only(
         ("dapi" + "0123456789abcdef" * 2, "DATABRICKS_TOKEN"),
         ("lin_api_" + "Zq7Kd2Lm9xWv4Tb8Ns1Rj6Hc3Yp5Fg0AbCdEfGhi", "LINEAR_API_KEY"),
         ("key-" + "0123456789abcdef" * 2, "MAILGUN_KEY"),
+        ("sntryu_" + "3822c9aa6d4d687cbbc8fee5ed26da6d", "SENTRY_TOKEN"),
+        ("sk.eyJ1IjoiZXhhbXBsZSIsImEiOiJjbGZ4In0.k51GRBYkjAcwKJfOqQ5wDD", "MAPBOX_TOKEN"),
+        ("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", "GOOGLE_OAUTH_SECRET"),
+        ("rubygems_" + "0123456789abcdef" * 3, "RUBYGEMS_KEY"),
+        (
+            "https://discord.com/api/webhooks/1518595934635607022/"
+            "5TbAq1jBKRg_qnJ31XpXFQAO-urZloG0mq2c9yub9WR2t2x_a_fm9Sz1x-B9kIDqXMHv",
+            "DISCORD_WEBHOOK",
+        ),
         ("sbp_" + "0123456789abcdef" * 2 + "01234567", "SUPABASE_TOKEN"),
     ],
 )
@@ -126,6 +188,15 @@ def test_developer_platform_tokens_are_found_whole(value: str, kind: str) -> Non
         'conn = f"Driver=x;Pwd={pwd};"',
         "the password for the account is 12 characters long",
         "--max-tokens 512 --temperature 0.2",
+        # a public Mapbox token, a TOML inline table, a shell's PWD, a relay-looking listing
+        "pk.eyJ1IjoiZXhhbXBsZSIsImEiOiJjbGZ4In0.k51GRBYkjAcwKJfOqQ5wDD",
+        'password = { from_env = "DB_PASSWORD" }',
+        "PWD=/home/ann/project",
+        "main.py:42:E501 line too long\nREADME.md  note:draft",
+        # names, not values: a dictionary key's string, a setting's key
+        'storage_key = "cond_frame_outputs" if x else "non_cond_frame_outputs"',
+        '<add key="Username" value="az" />\n"region": {"value": "eu-west-1"}',
+        "'password' => $password,",
     ],
 )
 def test_references_templates_and_look_alikes_in_these_forms_are_not_secrets(text: str) -> None:
@@ -146,6 +217,10 @@ def test_references_templates_and_look_alikes_in_these_forms_are_not_secrets(tex
         "Pwd={Fx9;Etl!nightly};Encrypt=yes",
         "jdbc:oracle:thin:compta/Compta!Nantes44@db ok",
         "&sig=HRHDCm2tajT%2FbukSEmInD097eJ%2Fkh1Kc%2B ok",
+        "[smtp.example.com]:587    relay@example.de:Rel@y-Lind!0365\nnext",
+        '"adminPassword": { "value": "Az-St@tic!Portal9" } ok',
+        '<add key="ClearTextPassword" value="u6vc!jdvag32zjd7" /> ok',
+        "ldapsearch -x -D 'CN=svc' -w 'J1ra§Sync-2026' -b 'OU=U'",
     ],
 )
 def test_a_form_being_streamed_is_held_from_where_it_begins(text: str) -> None:

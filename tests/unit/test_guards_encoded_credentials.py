@@ -72,6 +72,19 @@ PEM = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END P
             "PASSWORD",
         ),
         (f'{{"auth": "{b64("deploy:W1ndmill-9")}"}}', b64("deploy:W1ndmill-9"), "PASSWORD"),
+        # a personal access token with no user (Azure DevOps' extraheader)
+        (
+            f"extraheader = AUTHORIZATION: basic {b64(':zm6kxw5uvswoqdw2bz6emhyovn7qa7do2t6j')}",
+            b64(":zm6kxw5uvswoqdw2bz6emhyovn7qa7do2t6j"),
+            "PASSWORD",
+        ),
+        # SMTP AUTH LOGIN: the line after the base64 "Password:" prompt
+        (
+            "334 VXNlcm5hbWU6\nbm90aWZ5LXN2Yw==\n334 UGFzc3dvcmQ6\n"
+            f"{b64('Kestrel!Notify#88')}\n235",
+            b64("Kestrel!Notify#88"),
+            "PASSWORD",
+        ),
         # a provider key encoded once more (a Secret's data of an env file)
         (
             f"  .env: {b64('OPENAI_API_KEY=sk-proj-' + 'Ab3x' * 10)}",

@@ -292,6 +292,22 @@ PIECES = [
             "Authorization: Basic YWRtaW46UzNjcmV0IXB3",
             "AUTH PLAIN AHBvc3RtYXN0ZXJAbWcuZXhhbXBsZS5kZXYAa2V5LWIzMGFiZjI4NWExOGViOTM=",
             "  DB_URL: cG9zdGdyZXM6Ly9hcHA6S3E5eExtMlB6QGRiOjU0MzIvYXBw",
+            # records, relay files, tools and calls (credential_forms.py, credential_calls.py)
+            "  'password' => 'Dr00pal_KB-Urs!prung',",
+            '<add key="ClearTextPassword" value="u6vc!jdvag32zjd7" />',
+            '"adminPassword": { "value": "Az-St@tic!Portal9" },',
+            "[smtp.example.com]:587    relay@example.de:Rel@y-Lind!0365",
+            "ldapsearch -x -D 'CN=svc' -w 'J1ra§Sync-2026' -b 'OU=U'",
+            'basic_auth=("elastic", "3last!c-0ld-Cl"),',
+            '$c = mysqli_connect("db", "root", "r00t!MySQL-shop", "shop");',
+            "ConvertTo-SecureString 'Willkommen-Porto!' -AsPlainText -Force",
+            "redis:6379> AUTH default Pr0d-R3dis#Fern/2026",
+            ': PSK "v7Rq!Porto-Berlin#IKEv2"',
+            'password "Gr4dle*Fernhill+CI"',
+            "PWD         = {R3p0rt;Ro=ERP}}x}",
+            "-----BEGIN USER NKEY SEED-----\nSUAXQK4I3PBLQWWO2M4G7NAUUMMQ\n"
+            "------END USER NKEY SEED------",
+            "Lösenordet till testkontot är Kanelbulle#77",
         ]
     ),
 ]

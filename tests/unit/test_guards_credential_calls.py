@@ -1,0 +1,95 @@
+"""Passwords handed to calls and commands by position (guards/detectors/credential_calls.py):
+found value only, references and placeholders left alone, held in streams from the call on.
+
+Every value is made up.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from guards.detectors.credential_calls import open_call_start
+from guards.detectors.secrets import SecretsDetector
+
+
+def found(text: str) -> list[tuple[str, str]]:
+    return [(f.type, text[f.start : f.end]) for f in SecretsDetector().find(text)]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        (
+            'es = Elasticsearch("https://es:9200", basic_auth=("elastic", "3last!c-0ld-Cl"))',
+            "3last!c-0ld-Cl",
+        ),
+        ("r = requests.get(url, auth=('svc-report', 'Rep0rt#Feed'))", "Rep0rt#Feed"),
+        ('auth = HTTPBasicAuth("api", "B4sic-Auth!x")', "B4sic-Auth!x"),
+        ('aiohttp.BasicAuth("bot", password="Aio-Http#22")', "Aio-Http#22"),
+        (
+            '$conn = mysqli_connect("db.example.net", "root", "r00t!MySQL-shop", "shop");',
+            "r00t!MySQL-shop",
+        ),
+        ('$db = new mysqli("localhost", "wp", "Wp-Local#9", "wp");', "Wp-Local#9"),
+        ('$pdo = new PDO("mysql:host=db;dbname=x", "app", "Pd0!secret");', "Pd0!secret"),
+        (
+            "$pw = ConvertTo-SecureString 'Willkommen-Porto-2026!' -AsPlainText -Force",
+            "Willkommen-Porto-2026!",
+        ),
+        ('ConvertTo-SecureString -AsPlainText -Force -String "Sec#Str1ng"', "Sec#Str1ng"),
+        (
+            "redis-prod.example.net:6379> AUTH default Pr0d-R3dis#Fern/2026\nOK",
+            "Pr0d-R3dis#Fern/2026",
+        ),
+        ("AUTH Cache-Only-Pw9\n+OK", "Cache-Only-Pw9"),
+        (
+            '203.0.113.10 198.51.100.140 : PSK "v7Rq!Porto-Berlin#IKEv2-2026"',
+            "v7Rq!Porto-Berlin#IKEv2-2026",
+        ),
+        ('jdevries : EAP "rw-Jd3v!"', "rw-Jd3v!"),
+        ('    credentials {\n        password "Gr4dle*Fernhill+CI"\n    }', "Gr4dle*Fernhill+CI"),
+    ],
+)
+def test_a_password_passed_by_position_is_masked_value_only(text: str, value: str) -> None:
+    assert found(text) == [("PASSWORD", value)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'requests.get(url, auth=("user", os.environ["PW"]))',
+        "requests.get(url, auth=(user, password))",
+        'auth=("user", "${API_PASSWORD}")',
+        '$conn = mysqli_connect($host, $user, $pass, "shop");',
+        "$pw = Read-Host -AsSecureString\nConvertTo-SecureString $plain -AsPlainText -Force",
+        "ConvertTo-SecureString 'encrypted-blob-from-file'",  # no -AsPlainText: an encrypted one
+        "AUTH PLAIN\nAUTH LOGIN\n250-AUTH LOGIN PLAIN CRAM-MD5",
+        '%any : PSK "<your-psk>"',
+        'the password "secret" is too short',  # no digit or symbol: a word
+        "password 'changeme'",
+    ],
+)
+def test_references_and_placeholders_passed_by_position_are_not_secrets(text: str) -> None:
+    assert found(text) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'basic_auth=("elastic", "3last!c 0ld") ok',
+        '$conn = mysqli_connect("db", "root", "r00t!My SQL", "shop"); ok',
+        "ConvertTo-SecureString 'Will kommen!26' -AsPlainText -Force",
+        "host:6379> AUTH default Pr0d-R3dis#Fern/2026\nOK",
+        ': PSK "v7Rq!Porto Berlin" ok',
+        'password "Gr4dle*Fernhill+CI" ok',
+    ],
+)
+def test_a_call_being_streamed_is_held_from_where_it_begins(text: str) -> None:
+    """At every split inside the value the detector holds back at least to the value's start
+    (a blank or a symbol inside the value ends the trailing token run)."""
+    [finding] = SecretsDetector().find(text)
+    for cut in range(finding.start, finding.end):
+        held = SecretsDetector().holdback(text[:cut])
+        assert held >= cut - finding.start, text[:cut]
+    start = open_call_start(text)
+    assert start is None or start < finding.start
