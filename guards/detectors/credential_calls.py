@@ -30,6 +30,29 @@ AUTH_PAIR = re.compile(
     rf"(?:password=)?{_VALUE}"
 )
 OPEN_AUTH_PAIR = re.compile(rf"{_AUTH_CALL}[=(][^\n)]{{0,300}}\Z")
+# Wi-Fi and RCON clients: `wlan.connect("ssid", "X")` (MicroPython), `WiFi.begin("ssid", "X")`
+# (Arduino), `wifiMulti.addAP(...)`, `MCRcon("host", "X")`; AWS's Java SDK
+# `AwsBasicCredentials.create("AKIA...", "X")`.
+_PAIR_CALL = (
+    r"\b(?:(?:wlan0?|sta(?:_if)?|wifi|WiFi|network|station|nic|wifiMulti)\.(?:connect|begin|addAP)"
+    r"|MCRcon|AwsBasicCredentials\.create|AwsSessionCredentials\.create"
+    r"|new[ \t]+BasicAWSCredentials)[ \t]*\("
+)
+PAIR_CALL = re.compile(rf"{_PAIR_CALL}[ \t]*{_QUOTED}[ \t]*,[ \t]*{_VALUE}")
+OPEN_PAIR_CALL = re.compile(rf"{_PAIR_CALL}[^\n)]{{0,300}}\Z")
+# Redis: `CONFIG SET requirepass X`, `ACL SETUSER name on >X`
+REDIS_SECRET = re.compile(
+    r"\bCONFIG[ \t]+SET[ \t]+(?:requirepass|masterauth)[ \t]+"
+    r"(?P<quote>[\"']?)(?P<value>[^\s\"']{3,200})(?P=quote)"
+    r"|\bACL[ \t]+SETUSER[ \t][^\n>]{1,200}?[ \t]>(?P<acl>[^\s]{3,200})"
+)
+OPEN_REDIS_SECRET = re.compile(r"\b(?:CONFIG[ \t]+SET|ACL[ \t]+SETUSER)\b[^\n]{0,300}\Z")
+# "admin / X", "root / 'X'" in a note: a well-known login, a slash between blanks, the password
+LOGIN_PAIR = re.compile(
+    r"\b(?i:admin|administrator|root|sa|ubnt)[ \t]+/[ \t]+"
+    r"(?P<quote>[\"'“]?)(?P<value>[^\s\"'”,;]{6,64})"
+)
+OPEN_LOGIN_PAIR = re.compile(r"\b(?i:admin|administrator|root|sa|ubnt)[ \t]+/(?:[ \t]+\S{0,64})?\Z")
 _CONNECT = r"\b(?:mysqli_connect|mysql_connect|mysqli_real_connect|new[ \t]+mysqli)[ \t]*\("
 CONNECT_CALL = re.compile(rf"{_CONNECT}[ \t]*{_QUOTED}[ \t]*,[ \t]*{_QUOTED}[ \t]*,[ \t]*{_VALUE}")
 PDO_CALL = re.compile(
@@ -62,6 +85,7 @@ _FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
     (("auth", "Auth"), AUTH_PAIR),
     (("mysql",), CONNECT_CALL),
     (("PDO",), PDO_CALL),
+    (("connect", "begin", "addAP", "MCRcon", "Credentials"), PAIR_CALL),
 )
 _OPEN_FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
     (("auth", "Auth"), OPEN_AUTH_PAIR),
@@ -70,6 +94,9 @@ _OPEN_FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
     (("AUTH",), OPEN_AUTH_COMMAND),
     (("PSK", "EAP", "AUTH"), OPEN_IPSEC_SECRET),
     (("assw", "ASSW"), OPEN_QUOTED_PASSWORD),
+    (("connect", "begin", "addAP", "MCRcon", "Credentials"), OPEN_PAIR_CALL),
+    (("CONFIG", "ACL"), OPEN_REDIS_SECRET),
+    ((" /",), OPEN_LOGIN_PAIR),
 )
 
 
@@ -84,7 +111,7 @@ def find_calls(text: str, low: str) -> list[Finding]:
         for hints, pattern in _FORMS:
             if any(map(text.__contains__, hints)):
                 found.extend(
-                    Finding("PASSWORD", *m.span("value"))
+                    Finding(_pair_kind(m), *m.span("value"))
                     for m in pattern.finditer(text)
                     if _secret(m.group("value"))
                 )
@@ -101,12 +128,26 @@ def find_calls(text: str, low: str) -> list[Finding]:
         for m in IPSEC_SECRET.finditer(text):
             if _secret(m.group("value")):
                 found.append(Finding("PASSWORD", *m.span("value")))
+    if "CONFIG" in text or "ACL" in text:
+        for m in REDIS_SECRET.finditer(text):
+            group = "value" if m.group("value") else "acl"
+            if _secret(m.group(group)):
+                found.append(Finding("PASSWORD", *m.span(group)))
+    if " / " in text or " /\t" in text:
+        for m in LOGIN_PAIR.finditer(text):
+            value = m.group("value").rstrip(".)")  # a password may end in "!"
+            if _PASSWORD_LIKE.match(value) and _secret(value):
+                found.append(Finding("PASSWORD", m.start("value"), m.start("value") + len(value)))
     if "passw" in low:
         for m in QUOTED_PASSWORD.finditer(text):
             value = m.group("value")
             if _PASSWORD_LIKE.match(value) and _secret(value):
                 found.append(Finding("PASSWORD", *m.span("value")))
     return found
+
+
+def _pair_kind(m: re.Match[str]) -> str:
+    return "AWS_SECRET_KEY" if "Credentials" in m.group() else "PASSWORD"
 
 
 def _line(low: str, at: int) -> str:

@@ -47,6 +47,8 @@ _SHORT = (
     r"(?:\b(?:mysql|mysqldump|mysqladmin|mariadb)\b[^\n|;&]{0,160}?(?<=\s)-p(?=[^\s-])"
     r"|\bsshpass[ \t]+-p[ \t]+"
     r"|\bredis-cli\b[^\n|;&]{0,160}?(?<=\s)-a[ \t]+"
+    r"|\bschtasks\b[^\n|&]{0,300}?(?<=\s)/rp[ \t]+"
+    r"|\bcmdkey\b[^\n|&]{0,200}?(?<=\s)/pass:"
     r"|\bldap(?:search|modify|add|delete|whoami|passwd|compare|modrdn)\b"
     r"[^\n|;&]{0,200}?(?<=\s)-w[ \t]+"
     r"|\b(?:curl|wget)\b[^\n|;&]{0,200}?(?<=\s)(?:-u|--user)[ \t]+[\"']?[^\s:\"']+:"
@@ -58,10 +60,12 @@ SHORT_OPTION = re.compile(
 # The command is the evidence, so a stream holds its line from the command on until the line
 # (or the command: "|", ";", "&") ends.
 OPEN_SHORT_OPTION = re.compile(
-    r"(?:\b(?:mysql|mysqldump|mysqladmin|mariadb|redis-cli|curl|wget|ldap[a-z]{3,7})\b"
+    r"(?:\b(?:mysql|mysqldump|mysqladmin|mariadb|redis-cli|curl|wget|ldap[a-z]{3,7}|schtasks"
+    r"|cmdkey)\b"
     r"|\bsshpass[ \t]|\bhttps?[ \t])[^\n|;&]{0,420}\Z"
 )
-_SHORT_HINTS = ("mysql", "mariadb", "sshpass", "redis-cli", "curl", "wget", "http", "ldap")
+_SHORT_HINTS = ("mysql", "mariadb", "sshpass", "redis-cli", "curl", "wget", "http", "ldap",
+                "schtasks", "cmdkey")  # fmt: skip
 
 # URL credentials: a user (maybe empty), ":", the password up to the "@" before the host.
 URL_PASSWORD = re.compile(
@@ -83,6 +87,71 @@ OPEN_PGPASS_LINE = re.compile(
     rf"^{_PGPASS_FIELD}:(?:\d{{1,5}}|\*):{_PGPASS_FIELD}:{_PGPASS_FIELD}:\S{{0,200}}\Z",
     re.MULTILINE,
 )
+# One dash: Java tools, game servers, PowerShell (`-password "X"`, `-Password X`).
+# (after a blank: "an N-token window" is prose)
+DASH_OPTION = re.compile(
+    r"(?<![^\s])-(?P<name>password|passwd|pass|pw|pwd|secret|token)[ \t]+"
+    r"(?P<quote>[\"']?)(?P<value>[^\s\"']{3,200})(?P=quote)(?![^\s\"'\],;)])",
+    re.IGNORECASE,
+)
+OPEN_DASH_OPTION = re.compile(
+    r"(?<![^\s])-(?:password|passwd|pass|pw|pwd|secret|token)(?:[ \t]+[\"']?[^\s\"']{0,200})?\Z",
+    re.IGNORECASE,
+)
+# Network gear: Cisco IOS `username x password 0 X`, `key 7 X` (0: in clear, 7: a reversible
+# encoding; 5, 8 and 9 are hashes, written after "$": placeholders, never findings), FortiOS
+# `set psksecret X` / `set passwd X`, EdgeOS / VyOS `pre-shared-secret X`, Juniper
+# `pre-shared-key ascii-text "X"`, SNMP communities. Without the type digit the value must look
+# like a password ("the secret sauce" is prose).
+NETWORK_SECRET = re.compile(
+    r"(?:(?P<typed>\b(?:password|secret|key)[ \t]+[07][ \t]+)"
+    r"|\b(?:set[ \t]+)?(?:psksecret|pre-shared-secret|pre-shared-key(?:[ \t]+ascii-text)?|passwd)"
+    r"[ \t]+|\bsnmp-server[ \t]+community[ \t]+)"
+    r"(?P<quote>[\"']?)(?P<value>[^\s\"']{3,200})(?P=quote)(?![^\s])"
+)
+OPEN_NETWORK_SECRET = re.compile(
+    r"(?:\b(?:password|secret|key)[ \t]+[07]?|\b(?:psksecret|pre-shared-secret|passwd"
+    r"|pre-shared-key(?:[ \t]+ascii-text)?)|\bsnmp-server[ \t]+community)"
+    r"(?:[ \t]+[\"']?[^\s\"']{0,200})?\Z"
+)
+_NETWORK_HINTS = ("password", "secret", "key", "passwd", "community")
+# `aws configure` asking for the secret key; `az storage account keys list` printing keys
+AWS_CONFIGURE = re.compile(
+    r"AWS Secret Access Key \[[^\]\n]{0,40}\]:[ \t]*(?P<value>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+])"
+)
+OPEN_AWS_CONFIGURE = re.compile(r"AWS Secret Access Key(?: \[[^\]\n]{0,40}\]?:?[ \t]*\S{0,40})?\Z")
+AZURE_KEY_ROW = re.compile(
+    r"\b(?:key[12]|primaryKey|secondaryKey|primary_key|secondary_key)\b[^\n]{0,60}?"
+    r"(?<![A-Za-z0-9+/])(?P<value>[A-Za-z0-9+/]{86}==)(?![A-Za-z0-9+/=])"
+)
+OPEN_AZURE_KEY_ROW = re.compile(
+    r"\b(?:key[12]|primaryKey|secondaryKey|primary_key|secondary_key)\b[^\n]{0,150}\Z"
+)
+# XML elements named as credentials, their text the value: `<password>X</password>`,
+# `<pre-shared-key>X</pre-shared-key>`, unattend.xml's `<Password><Value>X</Value>`; and
+# KeePass's records, `<Key>Password</Key><Value>X</Value>`, and property lists' (Info.plist),
+# `<key>Password</key><string>X</string>`.
+_XML_NAME = r"(?:[A-Za-z][\w.:-]{0,60}?)?(?i:pass(?:word|wd|phrase)?|pwd|secret|key|token|psk)"
+XML_ELEMENT = re.compile(
+    rf"<(?P<name>{_XML_NAME})(?:[ \t][^<>]{{0,100}})?>[ \t\r\n]*"
+    r"(?:<Value(?:[ \t][^<>]{0,100})?>)?(?P<value>[^<>\s](?:[^<>\n]{0,198}[^<>\s])?)</"
+)
+XML_KEY_VALUE = re.compile(
+    r"<([Kk]ey)>(?P<name>[^<>\n]{1,60})</\1>[ \t\r\n]*<(Value|string)(?:[ \t][^<>]{0,100})?>"
+    r"(?P<value>[^<>\s](?:[^<>\n]{0,198}[^<>\s])?)</\3>"
+)
+OPEN_XML_ELEMENT = re.compile(
+    rf"(?:<{_XML_NAME}(?:[ \t][^<>]{{0,100}})?>[ \t\r\n]*(?:<Value[^<>]{{0,100}}>?)?"
+    r"|<[Kk]ey>[^<>\n]{1,60}</[Kk]ey>[ \t\r\n]*(?:<(?:Value|string)[^<>]{0,100}>?)?)"
+    r"[^<\n]{0,200}(?:</?[\w.:-]{0,60})?\Z"  # until its closing tag is whole
+)
+
+# C's `#define WIFI_PASSWORD "X"` (Arduino, ESP-IDF sketches)
+DEFINE = re.compile(
+    r"#[ \t]*define[ \t]+(?P<name>[A-Za-z_]\w{0,60})[ \t]+(?P<quote>\")(?P<value>[^\"\n]{3,200})\""
+)
+OPEN_DEFINE = re.compile(r"#[ \t]*define[ \t]+[A-Za-z_]\w{0,60}[ \t]+\"[^\"\n]{0,200}\Z")
+
 # Mail relays' credential files: Postfix's sasl_passwd (`[smtp.example.com]:587 user:X`) and
 # Exim's passwd.client (`*.example.org:user@example.org:X`, a wildcard host or an address as
 # the user). The host must be a domain name and the value look like a password (a letter and
@@ -167,6 +236,12 @@ _OPEN_FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
     (("key", "name"), OPEN_JSON_RECORD),
     (("name:",), OPEN_YAML_RECORD),
     (("{",), OPEN_JSON_VALUE_OBJECT),
+    (("-",), OPEN_DASH_OPTION),
+    (_NETWORK_HINTS, OPEN_NETWORK_SECRET),
+    (("AWS Secret",), OPEN_AWS_CONFIGURE),
+    (("key1", "key2", "Key", "_key"), OPEN_AZURE_KEY_ROW),
+    (("<",), OPEN_XML_ELEMENT),
+    (("define",), OPEN_DEFINE),
     (("key", "name"), OPEN_XML_RECORD),
 )
 
@@ -183,7 +258,7 @@ def find_forms(text: str, low: str) -> list[Finding]:
             if kind is not None:
                 found.append(Finding(kind, *m.span("value")))
     # every short option follows a blank: a cheap test before the commands' names (~5 µs a KB)
-    if (" -" in text or "\t-" in text) and any(map(low.__contains__, _SHORT_HINTS)):
+    if (" -" in text or "\t-" in text or " /" in text) and any(map(low.__contains__, _SHORT_HINTS)):
         for m in SHORT_OPTION.finditer(text):
             kind = named_value_kind("password", m.group("value"), quoted=bool(m.group("quote")))
             if kind is not None:
@@ -200,6 +275,34 @@ def find_forms(text: str, low: str) -> list[Finding]:
         for m in PGPASS_LINE.finditer(text):
             if _url_password(m.group("value")):
                 found.append(Finding("PASSWORD", *m.span("value")))
+    if "-" in text:
+        for m in DASH_OPTION.finditer(text):
+            name = m.group("name").lower()
+            kind = named_value_kind(name, m.group("value"), quoted=bool(m.group("quote")))
+            if kind is not None:
+                found.append(Finding(kind, *m.span("value")))
+    if any(map(low.__contains__, _NETWORK_HINTS)):
+        for m in NETWORK_SECRET.finditer(text):
+            value = m.group("value")
+            if (m.group("typed") or _PASSWORD_LIKE.match(value)) and _url_password(value):
+                found.append(Finding("PASSWORD", *m.span("value")))
+    if "Secret Access Key [" in text:
+        found.extend(
+            Finding("AWS_SECRET_KEY", *m.span("value")) for m in AWS_CONFIGURE.finditer(text)
+        )
+    if "==" in text:
+        found.extend(Finding("CREDENTIAL", *m.span("value")) for m in AZURE_KEY_ROW.finditer(text))
+    if "define" in text:
+        for m in DEFINE.finditer(text):
+            kind = named_value_kind(m.group("name"), m.group("value"), quoted=True)
+            if kind is not None:
+                found.append(Finding(kind, *m.span("value")))
+    if "</" in text:
+        for pattern in (XML_ELEMENT, XML_KEY_VALUE):
+            for m in pattern.finditer(text):
+                kind = named_value_kind(m.group("name"), m.group("value"), quoted=True)
+                if kind is not None:
+                    found.append(Finding(kind, *m.span("value")))
     # a relay file's user is an address, or its host is bracketed with a port (Postfix)
     if ":" in text and ("@" in text or "]:" in text):
         for m in RELAY_LINE.finditer(text):

@@ -66,6 +66,7 @@ PLATFORM_KEYS: dict[str, list[re.Pattern[str]]] = {
     "PLANETSCALE_TOKEN": [re.compile(r"\bpscale_(?:tkn|pw|oauth)_[A-Za-z0-9_.-]{32,}" + _END)],
     "SUPABASE_TOKEN": [re.compile(r"\bsbp_[0-9a-f]{40}" + _END)],
     "RUBYGEMS_KEY": [re.compile(r"\brubygems_[0-9a-f]{48}" + _END)],
+    "GOOGLE_OAUTH_TOKEN": [re.compile(r"\bya29\.[0-9A-Za-z_-]{20,}" + _END)],
     "MAPBOX_TOKEN": [re.compile(r"\bsk\.eyJ[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{20,}" + _END)],
     "GOOGLE_OAUTH_SECRET": [re.compile(r"\bGOCSPX-[A-Za-z0-9_-]{28}" + _END)],
     "DISCORD_WEBHOOK": [
@@ -78,7 +79,7 @@ PLATFORM_KEYS: dict[str, list[re.Pattern[str]]] = {
 PLATFORM_PREFIX = re.compile(
     r"dckr_pat_|PMAK-|NR(?:AK|II|JS)-|do[opr]_v1_|shp(?:at|ss|ca|pa)_|hv[sbr]\.|gl(?:sa|c)_"
     r"|ATATT3|dapi[0-9a-f]|sntry[su]_|lin_(?:api|oauth)_|key-[0-9a-f]|pscale_|sbp_|sk\.eyJ"
-    r"|GOCSPX-|/api/webhooks/|rubygems_"
+    r"|GOCSPX-|/api/webhooks/|rubygems_|ya29\."
 )
 PROVIDER_KEYS.update(PLATFORM_KEYS)
 PROVIDER_HINTS: dict[str, tuple[str, ...]] = {
@@ -96,8 +97,16 @@ PROVIDER_HINTS: dict[str, tuple[str, ...]] = {
 # The password in other languages: passwort, kennwort, contraseña, senha, wachtwoord, mot de
 # passe; psk: a Wi-Fi passphrase (wpa_supplicant).
 _LOGIN_WORDS = (
-    r"pass(?:word|wd|phrase|wort)?|pwd|psk|kennwort|contrase[ñn]a|senha|wachtwoord"
+    r"pass(?:word|wd|phrase|wort)?|pwd|pw|psk|kennwort|contrase[ñn]a|senha|wachtwoord"
     r"|mot_?de_?passe"
+)
+# Names written run together in lower case: the long words end a name wherever they stand
+# (`smtppassword`, `Verschlüsselungskennwort`); "pass" only after a service's name
+# (`smtppass`, `dbpass`; never `bypass`, `compass`).
+_RUN_TOGETHER = (
+    r"(?<=[a-zäöü])(?i:password|passwd|passphrase|passwort|kennwort|wachtwoord)"
+    r"|(?<![A-Za-z0-9])(?i:smtp|db|mail|root|admin|user|ftp|sftp|sql|mysql|pg|redis|ldap|proxy"
+    r"|wifi|wlan|vpn|ssh|imap|pop3?|bind|rcon|nas|gpg|sa)_?pass"
 )
 _WORD = (
     rf"(?i:{_LOGIN_WORDS}|secret|token|api[_-]?key|apikey|hmac(?:[_-]?(?:key|secret))?|authtok"
@@ -108,7 +117,13 @@ _WORD = (
 )
 # "Sec" ends a camelCase name as an abbreviation (`githubWebhookSec`); as a word of its own it
 # is seconds (`timeout_sec`), so only the hump counts, and only before a token-like value.
-_NAME = rf"(?:(?:(?<![A-Za-z0-9])|(?<=[a-z])(?=[A-Z])){_WORD}|(?<=[a-z])Sec)(?![A-Za-z0-9_])"
+# A digit or two may follow the word (rclone's `password2`).
+# (a boundary: a name's start, a camelCase hump, or an acronym's end: `APIPassword`)
+_BOUNDARY = r"(?:(?<![A-Za-z0-9])|(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z]))"
+_NAME = (
+    rf"(?:{_BOUNDARY}{_WORD}|{_RUN_TOGETHER}|(?<=[a-z])Sec)"
+    r"\d{0,2}(?![A-Za-z0-9_])"
+)
 # `name = value`, `name: value`, `name := value`; a typed constant (`API_TOKEN: &str = "..."`,
 # `apiKey: string = '...'`); or a quoted name, a comma and a quoted value, as a call or a tuple
 # passes the pair (PHP's `define('DB_PASSWORD', '...')`, `("password", "...")`, `put("apiKey",
@@ -149,8 +164,8 @@ _TOKEN_NOT_SECRET = frozenset((
 _SNAKE_CASE = re.compile(r"[a-z][a-z0-9]{0,23}(?:_[a-z0-9]{1,24})+")  # words, not hex runs
 _NAME_PARTS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z0-9]+(?![a-z])")
 # every credential word holds one
-_WORDS = ("pass", "pwd", "psk", "secret", "token", "key", "hmac", "kennwort", "contrase",
-          "senha", "wachtwoord", "salt", "authtok")  # fmt: skip
+_WORDS = ("pass", "pw", "psk", "secret", "token", "key", "hmac", "kennwort", "contrase",
+          "senha", "wachtwoord", "salt", "authtok", "clave")  # fmt: skip
 _OP_REACH = 40  # from such a word to the assignment: the rest of the name, quotes, spaces
 _NAME_BEFORE_WORD = 16  # "encryption_key": the name starts before the word found
 _MATCH_REACH = 300  # from the word to the end of a 200-character value
@@ -161,7 +176,14 @@ _MATCH_REACH = 300  # from the word to the end of a 200-character value
 _PROSE_WORD = (
     r"(?i:\b(?:password|passwd|passphrase|passwort|kennwort|contrase[ñn]a|senha|wachtwoord"
     r"|mot de passe|pw|lösenord(?:et)?|passord(?:et)?|adgangskode(?:n)?|salasana|hasło|heslo"
-    r"|jelszó|şifre|пароль))"
+    r"|jelszó|şifre|пароль|clave))"
+)
+# Chinese, Japanese and Korean write no blank around the word: its particle or a colon
+# (full width too) and then the value.
+_CJK_WORDS = ("パスワード", "密码", "密碼", "비밀번호")
+CJK_PASSWORD = re.compile(
+    r"(?:パスワード|密码|密碼|비밀번호)(?:は|が|\uff1a|:|是|为|為|는|은|를|[ \t])+"
+    r"(?P<bare>[^\s\"'`,;、。\uff0c\uff1a]{6,64})"
 )
 # English, Spanish, German, French, Portuguese, Italian, Swedish, Norwegian / Danish, Finnish,
 # Polish, Czech
@@ -169,25 +191,29 @@ _IS = r"is|was|es|ist|est|é|era|war|è|är|er|on|jest|je"
 _CONNECTORS = rf"(?:[ \t]+(?i:{_IS}|to|now|set|changed|will|be))"
 # "the password for the staging box is ...", "pw on the NAS is ...": what it opens, then "is".
 _PROSE_OF = (
-    r"(?:[ \t]+(?i:for|of|on|to|at|für|para|pour|per|till|för|til|dla|do|na|pro)"
-    rf"(?:[ \t]+[\w.@-]{{1,30}}){{1,4}}?(?=[ \t]+(?i:{_IS})\b))?"
+    r"(?:[ \t]+(?i:for|of|on|to|at|für|para|pour|per|till|för|til|dla|do|na|pro|de|del|da|di"
+    r"|van|voor)"
+    rf"(?:[ \t]+[\w.@-]{{1,30}}){{1,6}}?(?=[ \t]+(?i:{_IS})\b))?"
 )
 PROSE_PASSWORD = re.compile(
-    rf"{_PROSE_WORD}{_PROSE_OF}{_CONNECTORS}{{0,3}}[ \t]+(?P<bare>[^\s\"'`,;]{{6,64}})"
+    rf"{_PROSE_WORD}{_PROSE_OF}{_CONNECTORS}{{0,3}}:?[ \t]+(?P<bare>[^\s\"'`,;]{{6,64}})"
 )
 OPEN_PROSE_PASSWORD = re.compile(
-    rf"{_PROSE_WORD}(?:[ \t]+[\w.@-]{{1,30}}){{0,5}}?{_CONNECTORS}{{0,3}}"
+    rf"{_PROSE_WORD}(?:[ \t]+[\w.@-]{{1,30}}){{0,7}}?{_CONNECTORS}{{0,3}}:?"
     r"(?:[ \t]+[^\s\"'`,;]{0,64})?[ \t]*\Z"
+    r"|(?:パスワード|密码|密碼|비밀번호)(?:は|が|\uff1a|:|是|为|為|는|은|를|[ \t])*"
+    r"[^\s\"'`,;、。\uff0c\uff1a]{0,64}\Z"
 )
 # Looked for only in a text with a letter beyond ASCII (a Danish, Finnish or Czech sentence
 # has one nearly always): each look costs ~0.7 µs a KB here.
 _NON_ASCII_HINTS = ("lösenord", "hasło", "jelszó", "şifre", "пароль", "adgangskode", "salasana",
-                    "heslo")  # fmt: skip
-_PROSE_HINTS = ("pass", "pw", "kennwort", "contrase", "senha", "wachtwoord", *_NON_ASCII_HINTS)
+                    "heslo", *_CJK_WORDS)  # fmt: skip
+_PROSE_HINTS = ("pass", "pw", "kennwort", "contrase", "senha", "wachtwoord", "clave",
+                *_NON_ASCII_HINTS)  # fmt: skip
 # Every word either pass looks for holds one of these ("pwd" holds "pw").
 # ("passord" holds "pass"; `_NON_ASCII_HINTS` are looked for apart.)
 _HINTS = ("pass", "pw", "psk", "secret", "token", "key", "hmac", "kennwort", "contrase",
-          "senha", "wachtwoord", "salt", "authtok")  # fmt: skip
+          "senha", "wachtwoord", "salt", "authtok", "clave")  # fmt: skip
 _PROSE_VALUE = re.compile(r"(?=.*[^\W\d_])(?=.*[\d!#$%^&*+=?~|@])")
 BEARER = re.compile(r"(?i:\bbearer)[ \t]+(?P<bare>[A-Za-z0-9._~+/-]{20,}=*)")
 OPEN_BEARER = re.compile(r"(?i:\bbearer)[ \t]+[A-Za-z0-9._~+/-]*=*\Z")
@@ -223,7 +249,8 @@ _AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}")
 
 # In a quoted value only a template or a call is code: a random secret may hold any symbol
 # (WordPress's salts hold "{", "(" and ",").
-_TEMPLATE_MARK = re.compile(r"\{\{|\$\{|#\{|%\(|\{%|[A-Za-z_]\w*\(")
+# (a call runs to the value's end: `get_secret("db")`; a random salt may hold "Now(;mc&")
+_TEMPLATE_MARK = re.compile(r"\{\{|\$\{|#\{|%\(|\{%|^[A-Za-z_][\w.]*\(.*\)$")
 
 
 def _placeholder(value: str, quoted: bool = False) -> bool:
@@ -296,7 +323,7 @@ def _named_value_is_secret(text: str, m: re.Match[str]) -> bool:
     group = _value_group(m)
     value = m.group(group)
     ident = _identifier(text, m)
-    word = m.group("name")
+    word = m.group("name").rstrip("0123456789")
     if group == "braced":
         if (
             m.group("op") != "="  # `password: {` opens an object
@@ -317,7 +344,7 @@ def _named_value_is_secret(text: str, m: re.Match[str]) -> bool:
         return False  # ${DB_PASSWORD:?must be set}: the shell's message when it is unset
     if word.lower() in ("token", "sec", "salt") and not _token_like(value):
         return False
-    if _SNAKE_CASE.fullmatch(value) and not _LOGIN_WORD.fullmatch(word):
+    if _SNAKE_CASE.fullmatch(value) and not _is_login_word(word):
         return False  # best_token = candidate_0, storage_key = "cond_frame_outputs": names
     if m.group("comma"):
         # ("password", some_variable) names no value; {"key": "apiKey", "value": ...}: the
@@ -335,7 +362,8 @@ def _named_value_is_secret(text: str, m: re.Match[str]) -> bool:
 
 
 _LOGIN_WORD = re.compile(rf"(?i:{_LOGIN_WORDS})")
-_NAME_AT_END = re.compile(rf"(?:(?<![A-Za-z0-9])|(?<=[a-z])(?=[A-Z])){_WORD}\Z")
+_NAME_AT_END = re.compile(rf"(?:{_BOUNDARY}{_WORD}|{_RUN_TOGETHER})(?=\d{{0,2}}\Z)")
+_RUN_TOGETHER_AT_END = re.compile(rf"(?:{_RUN_TOGETHER})\Z")
 
 
 def named_value_kind(name: str, value: str, *, quoted: bool) -> str | None:
@@ -352,13 +380,18 @@ def named_value_kind(name: str, value: str, *, quoted: bool) -> str | None:
     if word.lower() == "token" and not _token_like(value):
         return None
     looks_secret = _SECRET_LOOKING.search(value) is not None or _token_like(value)
-    if not quoted and not _LOGIN_WORD.fullmatch(word) and not looks_secret:
+    if not quoted and not _is_login_word(word) and not looks_secret:
         return None
     return _named_type(word, value, name)
 
 
+def _is_login_word(word: str) -> bool:
+    """A password's word, alone or run together (`smtppass`, `Verschlüsselungskennwort`)."""
+    return _LOGIN_WORD.fullmatch(word) is not None or _RUN_TOGETHER_AT_END.search(word) is not None
+
+
 def _named_type(word: str, value: str, ident: str) -> str:
-    if _LOGIN_WORD.fullmatch(word):
+    if _is_login_word(word):
         return "PASSWORD"
     if "aws" in ident.lower() and _AWS_SECRET.fullmatch(value):
         return "AWS_SECRET_KEY"
@@ -395,7 +428,7 @@ def find_named(text: str) -> list[Finding]:
         present += [w for w in _NON_ASCII_HINTS if w in low]
     if not present and "bearer" not in low and "Sec" not in text:
         return found
-    words = [w for w in _WORDS if w in present or (w == "pwd" and "pw" in present)]
+    words = [w for w in _WORDS if w in present]
     humps = "Sec" in text
     if (words or humps) and (":" in text or "=" in text or "," in text):
         matches = _named_matches(text, low, words)
@@ -405,14 +438,29 @@ def find_named(text: str) -> list[Finding]:
             if _named_value_is_secret(text, m):
                 group = _value_group(m)
                 value = m.group(group)
-                kind = _named_type(m.group("name"), value, _identifier(text, m))
-                found.append(Finding(kind, *m.span(group)))
+                word = m.group("name").rstrip("0123456789")
+                kind = _named_type(word, value, _identifier(text, m))
+                start, end = m.span(group)
+                if group == "bare" and "</" in value:  # <Value>...: X</Value>
+                    end = start + value.index("</")
+                found.append(Finding(kind, start, end))
     if "bearer" in low:
         found.extend(Finding("CREDENTIAL", *m.span("bare")) for m in BEARER.finditer(text))
     hints = [h for h in _PROSE_HINTS if h in present]
     if hints:
         found.extend(_prose_passwords(text, low, hints, {(f.start, f.end) for f in found}))
     return found
+
+
+# A digit between letters ("HelpD3sk.Rotterdam", "Reg1strar.Pinecrest"): a password's, not a
+# dotted name's (`settings.DB_PASSWORD`), in a sentence.
+_LEET = re.compile(r"[A-Za-z]\d+[A-Za-z]")
+
+
+def _prose_placeholder(value: str) -> bool:
+    if _IDENTIFIER_PATH.fullmatch(value) and _LEET.search(value):
+        return False
+    return _placeholder(value)
 
 
 def _prose_passwords(
@@ -423,13 +471,18 @@ def _prose_passwords(
     for hint in hints:
         j = low.find(hint)
         while j != -1:
+            pattern = CJK_PASSWORD if hint in _CJK_WORDS else PROSE_PASSWORD
             for pos in (j, j - 7) if hint == "pass" else (j,):  # "mot de passe"
-                m = PROSE_PASSWORD.match(text, max(pos, 0), min(j + 160, len(text)))
+                m = pattern.match(text, max(pos, 0), min(j + 200, len(text)))
                 if m is None:
                     continue
                 value = m.group("bare").rstrip(".!?)")
                 span = (m.start("bare"), m.start("bare") + len(value))
-                if span not in taken and _PROSE_VALUE.match(value) and not _placeholder(value):
+                if (
+                    span not in taken
+                    and _PROSE_VALUE.match(value)
+                    and not _prose_placeholder(value)
+                ):
                     taken.add(span)
                     found.append(Finding("PASSWORD", *span))
                 break

@@ -48,6 +48,12 @@ def found(text: str) -> list[tuple[str, str]]:
         ),
         ('jdevries : EAP "rw-Jd3v!"', "rw-Jd3v!"),
         ('    credentials {\n        password "Gr4dle*Fernhill+CI"\n    }', "Gr4dle*Fernhill+CI"),
+        ("wlan.connect('Quintal', 'jabuticaba.2026')", "jabuticaba.2026"),
+        ('WiFi.begin("Vodafone-7A3C", "dN4xqPz7Gh2mKe");', "dN4xqPz7Gh2mKe"),
+        ('with MCRcon("203.0.113.231", "rc0n-for-the-b0t", port=25575) as m:', "rc0n-for-the-b0t"),
+        ('cache-01:6379> CONFIG SET requirepass "R3dis-Cache_Pr0d!"', "R3dis-Cache_Pr0d!"),
+        ("cache-01:6379> ACL SETUSER sessions on >sess-only-9Kq2 ~sess:* +get", "sess-only-9Kq2"),
+        ("Code voor het beheerpaneel: admin / Kop13r-2eVerd! — het scanadres", "Kop13r-2eVerd!"),
     ],
 )
 def test_a_password_passed_by_position_is_masked_value_only(text: str, value: str) -> None:
@@ -67,6 +73,9 @@ def test_a_password_passed_by_position_is_masked_value_only(text: str, value: st
         '%any : PSK "<your-psk>"',
         'the password "secret" is too short',  # no digit or symbol: a word
         "password 'changeme'",
+        "wlan.connect(SSID, PASSWORD)",
+        "return pi / sin(pi*z) / gamma(1.0-z)",
+        "CONFIG SET requirepass $REDIS_PASSWORD",
     ],
 )
 def test_references_and_placeholders_passed_by_position_are_not_secrets(text: str) -> None:
@@ -82,6 +91,9 @@ def test_references_and_placeholders_passed_by_position_are_not_secrets(text: st
         "host:6379> AUTH default Pr0d-R3dis#Fern/2026\nOK",
         ': PSK "v7Rq!Porto Berlin" ok',
         'password "Gr4dle*Fernhill+CI" ok',
+        "wlan.connect('Quintal', 'jabuticaba 2026') ok",
+        'CONFIG SET requirepass "R3dis#Cache!Pr0d" ok',
+        "admin / Kop13r(2eVerd! ok",
     ],
 )
 def test_a_call_being_streamed_is_held_from_where_it_begins(text: str) -> None:
@@ -93,3 +105,8 @@ def test_a_call_being_streamed_is_held_from_where_it_begins(text: str) -> None:
         assert held >= cut - finding.start, text[:cut]
     start = open_call_start(text)
     assert start is None or start < finding.start
+
+
+def test_an_aws_sdk_credentials_pair_is_an_aws_secret() -> None:
+    text = 'AwsBasicCredentials.create("AKIADU2JTM26K5MQ4KV7", "PTDCsHXUpoilZTb4S/DtxP7fo7uzcBZD")'
+    assert ("AWS_SECRET_KEY", "PTDCsHXUpoilZTb4S/DtxP7fo7uzcBZD") in found(text)

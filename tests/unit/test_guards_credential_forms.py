@@ -130,6 +130,57 @@ def values(text: str) -> list[str]:
             "PresharedKey = /XwMkTKfL6jElf0/lnHI5WUwc+KDlV4ixIousuunvEE=",
             "/XwMkTKfL6jElf0/lnHI5WUwc+KDlV4ixIousuunvEE=",
         ),
+        # XML elements named as credentials; KeePass and property-list records
+        ("<pre-shared-key>pfS3nse-to-AWS_tgw</pre-shared-key>", "pfS3nse-to-AWS_tgw"),
+        ("<AutoLogon>\n  <Password>\n    <Value>Kiosk#Lobby7</Value>", "Kiosk#Lobby7"),
+        (
+            '<String><Key>Password</Key><Value ProtectInMemory="True">Sy№logy—Ds920+</Value>',
+            "Sy№logy—Ds920+",
+        ),
+        ("<key>APIPassword</key>\n<string>Pl1st-Secret!x</string>", "Pl1st-Secret!x"),
+        # network gear (Cisco type 0 and 7, FortiOS, EdgeOS, SNMP)
+        ("username netadmin privilege 15 password 0 Tejo#Ponte25!", "Tejo#Ponte25!"),
+        (" key 7 0822455D0A16544541", "0822455D0A16544541"),
+        ("        set psksecret F0rt1-HQ::tunnel#88", "F0rt1-HQ::tunnel#88"),
+        ("                 pre-shared-secret edgeR0uter-s2s-Porto", "edgeR0uter-s2s-Porto"),
+        ("snmp-server community lisb0a-r0-mon RO", "lisb0a-r0-mon"),
+        # a one-dash option, a Windows scheduled task's password, cmdkey
+        ('./valheim_server -name "DK" -password "skål-og-smør1" -public 1', "skål-og-smør1"),
+        (
+            'schtasks /create /tn "Export" /ru CORP\\svc /rp "N1ghtly^Exp0rt" /rl HIGHEST',
+            "N1ghtly^Exp0rt",
+        ),
+        ("cmdkey /add:fs01 /user:CORP\\svc /pass:Fs01-Cmd!key", "Fs01-Cmd!key"),
+        # C's #define, aws configure, Azure's key listing
+        ('#define WIFI_PASSWORD "Şifre.Kapı-77"', "Şifre.Kapı-77"),  # noqa: RUF001
+        (
+            "AWS Secret Access Key [None]: D1W+h8cBq9tSt3DGLho+ylonitWa2EUXamN/Nl5s",
+            "D1W+h8cBq9tSt3DGLho+ylonitWa2EUXamN/Nl5s",
+        ),
+        ("key1       FULL           " + "Ab3+" * 21 + "xY==  2025-03-11", "Ab3+" * 21 + "xY=="),
+        # names run together, "pw", a digit after the word
+        ("    public $smtppass = 'Aufschlag!2026';", "Aufschlag!2026"),
+        (
+            "Verschlüsselungskennwort: HyperBackup-Schlüssel-2024</Value>",
+            "HyperBackup-Schlüssel-2024",
+        ),
+        ("GPG_PW='Copia-Segura_Ñandú26'", "Copia-Segura_Ñandú26"),
+        (
+            "password2 = 76OYmjKOUoqmGsGWUZwT4EML2J-64RkUS5EQ",
+            "76OYmjKOUoqmGsGWUZwT4EML2J-64RkUS5EQ",
+        ),
+        # prose: a dotted password, Spanish, Japanese
+        ("set passwd HelpD3sk.Rotterdam", "HelpD3sk.Rotterdam"),
+        (
+            "la clave del wifi de la oficina nueva es: Oficina_Calle.Mayor-12 (con",
+            "Oficina_Calle.Mayor-12",
+        ),
+        ("ユーザー名：yamada.h\n初期パスワード：Yk7#pQ2m@Lz\n", "Yk7#pQ2m@Lz"),  # noqa: RUF001
+        # a WordPress salt with "Now(" in it is no call
+        (
+            "define( 'AUTH_KEY', 'dGimSb>(Ao<l#J#m{FM}Now(;mc&vOa,cA^q' );",
+            "dGimSb>(Ao<l#J#m{FM}Now(;mc&vOa,cA^q",
+        ),
     ],
 )
 def test_a_credential_in_a_developer_form_is_masked_value_only(
@@ -197,6 +248,15 @@ def test_developer_platform_tokens_are_found_whole(value: str, kind: str) -> Non
         'storage_key = "cond_frame_outputs" if x else "non_cond_frame_outputs"',
         '<add key="Username" value="az" />\n"region": {"value": "eu-west-1"}',
         "'password' => $password,",
+        # hashes after a type digit, prose "key", an N-token window, names that hold "pass"
+        "enable secret 9 $9$PscBv7O4GuJSfh$iILeySkenroRCLwlN/81nc",
+        "the secret sauce is the key 2 success",
+        "outside the target's {window}-token window",
+        "bypass = 'all'\ncompass = 'north1'\nsurpass: 'limit9'",
+        "<PlainText>true</PlainText>\n<password>${DB_PASS}</password>",
+        "<key>CFBundleName</key>\n<string>Demo App 2</string>",
+        "password = get_secret('db')",
+        "AWS Secret Access Key [****************3xYz]: ",
     ],
 )
 def test_references_templates_and_look_alikes_in_these_forms_are_not_secrets(text: str) -> None:
@@ -221,6 +281,10 @@ def test_references_templates_and_look_alikes_in_these_forms_are_not_secrets(tex
         '"adminPassword": { "value": "Az-St@tic!Portal9" } ok',
         '<add key="ClearTextPassword" value="u6vc!jdvag32zjd7" /> ok',
         "ldapsearch -x -D 'CN=svc' -w 'J1ra§Sync-2026' -b 'OU=U'",
+        "<Password>\n  <Value>Kiosk#Lobby 7</Value> ok",
+        "username x password 0 Tejo#Ponte 25 ok",
+        '-password "skål!og-smør" -public 1',
+        '#define WIFI_PASSWORD "Şifre Kapı-77" ok',  # noqa: RUF001
     ],
 )
 def test_a_form_being_streamed_is_held_from_where_it_begins(text: str) -> None:

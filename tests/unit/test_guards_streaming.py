@@ -308,6 +308,19 @@ PIECES = [
             "-----BEGIN USER NKEY SEED-----\nSUAXQK4I3PBLQWWO2M4G7NAUUMMQ\n"
             "------END USER NKEY SEED------",
             "Lösenordet till testkontot är Kanelbulle#77",
+            # XML elements, network gear, one-dash options, #define, calls, CJK prose
+            "<Password>\n    <Value>Kiosk#Lobby7</Value>",
+            "<String><Key>Password</Key><Value>Sy№logy—Ds920+</Value></String>",
+            "username netadmin privilege 15 password 0 Tejo#Ponte25!",
+            "snmp-server community lisb0a-r0-mon RO",
+            '-password "skål!og-smør" -public 1',
+            '#define WIFI_PASSWORD "Şifre.Kapı-77"',  # noqa: RUF001
+            "AWS Secret Access Key [None]: D1W+h8cBq9tSt3DGLho+ylonitWa2EUXamN/Nl5s",
+            "wlan.connect('Quintal', 'jabuticaba.2026')",
+            "cache-01:6379> ACL SETUSER sessions on >sess-only-9Kq2 ~sess:* +get",
+            "admin / Kop13r-2eVerd! for the panel",
+            "初期パスワード：Yk7#pQ2m@Lz",  # noqa: RUF001
+            "set passwd HelpD3sk.Rotterdam",
         ]
     ),
 ]
