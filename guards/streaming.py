@@ -72,6 +72,7 @@ class _Aggregate:
 _SEVERITY = {a: i for i, a in enumerate(Action)}
 _CHANGES_TEXT = (Action.BLOCK, Action.REDACT)
 _CONTEXT_MAX = 64
+_REREAD_MAX = 600  # the reach of a credential form's evidence (secrets.py's open forms)
 # Released text a detector may read before a finding (a phone number's cue word, "Phone:"):
 # the window is checked with at least this much in front.
 _LOOKBEHIND = CUE_LOOKBEHIND_CHARS
@@ -105,6 +106,10 @@ class StreamGuard:
         self._consumed = 0  # raw characters already released
         self._raw_released: list[str] = []
         self._released_tail = ""  # the last raw characters released, for `_context`
+        # Set when held text holds a redaction (another guard's hold kept it back): the next
+        # check then reads the window's line and the one above, where the evidence of a
+        # credential form lies (a `curl` on the line above its `-u user:password`).
+        self._reread_lines = False
         self._released: list[str] = []  # what the client got (masked)
         self._aggregates: dict[str, _Aggregate] = {}
         self.blocked = False
@@ -138,6 +143,7 @@ class StreamGuard:
         for span in reversed(spans):
             if span.start < cut and (span.end > cut or span.end == size):
                 cut = span.start
+        self._reread_lines = any(span.start >= cut for span in spans)
         self._record(result, check.offset, settled=cut + len(context))
         return self._release(cut, [s for s in spans if s.end <= cut])
 
@@ -181,8 +187,9 @@ class StreamGuard:
         `_LOOKBEHIND` characters (a cue word before a number: "Phone: 451 5986"); otherwise
         from the last whitespace only, so a chunk of plain words is not judged twice over.
         Capped: text without spaces gets 64 characters more, and a match that starts before
-        them can only be masked more. A window with a digit in a table's row is read with the
-        table's lines above it, back to its header."""
+        them can only be masked more. After a check that found a redaction in held text, the
+        window's line and the one above are read again (up to 600 characters). A window with a
+        digit in a table's row is read with the table's lines above it, back to its header."""
         tail = self._released_tail
         cue = may_need_cue(self._window)
         i = max(len(tail) - _LOOKBEHIND, 0) if cue else len(tail)
@@ -190,6 +197,10 @@ class StreamGuard:
         while i > floor and not tail[i - 1].isspace():
             i -= 1
         start = i - 1 if i > floor else floor
+        if self._reread_lines:
+            line = tail.rfind("\n")
+            above = tail.rfind("\n", 0, max(line, 0)) + 1 if line > 0 else 0
+            start = min(start, max(above, len(tail) - _REREAD_MAX))
         if cue and "\n" in tail:
             table = table_top(tail, tail.rfind("\n") + 1)
             if table is not None and table[0] < start:

@@ -47,12 +47,21 @@ REDIS_SECRET = re.compile(
     r"|\bACL[ \t]+SETUSER[ \t][^\n>]{1,200}?[ \t]>(?P<acl>[^\s]{3,200})"
 )
 OPEN_REDIS_SECRET = re.compile(r"\b(?:CONFIG[ \t]+SET|ACL[ \t]+SETUSER)\b[^\n]{0,300}\Z")
-# "admin / X", "root / 'X'" in a note: a well-known login, a slash between blanks, the password
+# "admin / X", "root / 'X'", "login jo@example.com / X" in a note: a well-known login or an
+# address, a slash between blanks, the password
+_LOGIN_NAME = r"(?:\b(?i:admin|administrator|root|sa|ubnt)|[\w.+-]+@[\w-]+(?:\.[\w-]+)+)"
 LOGIN_PAIR = re.compile(
-    r"\b(?i:admin|administrator|root|sa|ubnt)[ \t]+/[ \t]+"
+    rf"{_LOGIN_NAME}[ \t]+/[ \t]+"
     r"(?P<quote>[\"'“]?)(?P<value>[^\s\"'”,;]{6,64})"
 )
-OPEN_LOGIN_PAIR = re.compile(r"\b(?i:admin|administrator|root|sa|ubnt)[ \t]+/(?:[ \t]+\S{0,64})?\Z")
+OPEN_LOGIN_PAIR = re.compile(rf"{_LOGIN_NAME}[ \t]+/(?:[ \t]+\S{{0,64}})?\Z")
+# SQL: `CREATE USER ... IDENTIFIED BY 'X'` (MySQL, Oracle, ClickHouse's `IDENTIFIED WITH
+# sha256_password BY 'X'`), `SET PASSWORD FOR u = 'X'`
+SQL_IDENTIFIED = re.compile(
+    r"\b(?i:IDENTIFIED(?:[ \t]+WITH[ \t]+\w+)?[ \t]+BY|SET[ \t]+PASSWORD(?:[ \t]+FOR[ \t]+\S+)?"
+    r"[ \t]*=)[ \t]+(?P<quote>['\"]?)(?P<value>[^\s'\";]{3,200})(?P=quote)"
+)
+OPEN_SQL_IDENTIFIED = re.compile(r"\b(?i:IDENTIFIED|SET[ \t]+PASSWORD)\b[^\n;]{0,260}\Z")
 _CONNECT = r"\b(?:mysqli_connect|mysql_connect|mysqli_real_connect|new[ \t]+mysqli)[ \t]*\("
 CONNECT_CALL = re.compile(rf"{_CONNECT}[ \t]*{_QUOTED}[ \t]*,[ \t]*{_QUOTED}[ \t]*,[ \t]*{_VALUE}")
 PDO_CALL = re.compile(
@@ -97,6 +106,7 @@ _OPEN_FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
     (("connect", "begin", "addAP", "MCRcon", "Credentials"), OPEN_PAIR_CALL),
     (("CONFIG", "ACL"), OPEN_REDIS_SECRET),
     ((" /",), OPEN_LOGIN_PAIR),
+    (("IDENTIFIED", "identified", "PASSWORD", "password"), OPEN_SQL_IDENTIFIED),
 )
 
 
@@ -138,6 +148,11 @@ def find_calls(text: str, low: str) -> list[Finding]:
             value = m.group("value").rstrip(".)")  # a password may end in "!"
             if _PASSWORD_LIKE.match(value) and _secret(value):
                 found.append(Finding("PASSWORD", m.start("value"), m.start("value") + len(value)))
+    if "identified" in low or "set password" in low:
+        for m in SQL_IDENTIFIED.finditer(text):
+            value = m.group("value")  # bare, it must look like one ("identified by the tag")
+            if (m.group("quote") or _PASSWORD_LIKE.match(value)) and _secret(value):
+                found.append(Finding("PASSWORD", *m.span("value")))
     if "passw" in low:
         for m in QUOTED_PASSWORD.finditer(text):
             value = m.group("value")

@@ -51,7 +51,7 @@ _SHORT = (
     r"|\bcmdkey\b[^\n|&]{0,200}?(?<=\s)/pass:"
     r"|\bldap(?:search|modify|add|delete|whoami|passwd|compare|modrdn)\b"
     r"[^\n|;&]{0,200}?(?<=\s)-w[ \t]+"
-    r"|\b(?:curl|wget)\b[^\n|;&]{0,200}?(?<=\s)(?:-u|--user)[ \t]+[\"']?[^\s:\"']+:"
+    r"|\b(?:curl|wget)\b(?:[^\n|;&\\]|\\\n?){0,300}?(?<=\s)(?:-u|--user)[ \t]+[\"']?[^\s:\"']+:"
     r"|\bhttps?[ \t][^\n|;&]{0,200}?(?<=\s)(?:-a|--auth)[ \t]+[\"']?[^\s:\"']+:)"
 )
 SHORT_OPTION = re.compile(
@@ -62,17 +62,18 @@ SHORT_OPTION = re.compile(
 OPEN_SHORT_OPTION = re.compile(
     r"(?:\b(?:mysql|mysqldump|mysqladmin|mariadb|redis-cli|curl|wget|ldap[a-z]{3,7}|schtasks"
     r"|cmdkey)\b"
-    r"|\bsshpass[ \t]|\bhttps?[ \t])[^\n|;&]{0,420}\Z"
+    r"|\bsshpass[ \t]|\bhttps?[ \t])(?:[^\n|;&\\]|\\\n?){0,420}\Z"  # "\" + newline: one line
 )
 _SHORT_HINTS = ("mysql", "mariadb", "sshpass", "redis-cli", "curl", "wget", "http", "ldap",
                 "schtasks", "cmdkey")  # fmt: skip
 
 # URL credentials: a user (maybe empty), ":", the password up to the "@" before the host.
+# ("#" is a fragment's in a URL, but a password pasted into a DSN holds it unescaped)
 URL_PASSWORD = re.compile(
-    r"[A-Za-z][A-Za-z0-9+.-]{1,20}://[^:/?#\[\]@\s\"'<>]*:(?P<value>[^/?#\[\]@\s\"'<>]{1,200})@"
+    r"[A-Za-z][A-Za-z0-9+.-]{1,20}://[^:/?#\[\]@\s\"'<>]*:(?P<value>[^/?\[\]@\s\"'<>]{1,200})@"
     r"(?=[A-Za-z0-9\[])"
 )
-OPEN_URL_PASSWORD = re.compile(r"://[^:/?#\[\]@\s\"'<>]*:[^/?#\[\]@\s\"'<>]{0,200}\Z")
+OPEN_URL_PASSWORD = re.compile(r"://[^:/?#\[\]@\s\"'<>]*:[^/?\[\]@\s\"'<>]{0,200}\Z")
 ORACLE_THIN = re.compile(r"\boracle:thin:[^/\s@:\"']+/(?P<value>[^@\s\"']{1,200})@")
 OPEN_ORACLE_THIN = re.compile(r"\boracle:thin:[^/\s@:\"']*(?:/[^@\s\"']{0,200})?\Z")
 
@@ -149,6 +150,25 @@ OPEN_XML_ELEMENT = re.compile(
     r"|<[Kk]ey>[^<>\n]{1,60}</[Kk]ey>[ \t\r\n]*(?:<(?:Value|string)[^<>]{0,100}>?)?)"
     r"[^<\n]{0,200}(?:</?[\w.:-]{0,60})?\Z"  # until its closing tag is whole
 )
+
+# An AWS access key's secret written after it (a CSV of keys, a sentence, a pasted `aws
+# configure` answer): 40 characters of base64 within a line or two of an `AKIA`/`ASIA` key ID.
+AWS_PAIR = re.compile(
+    r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b[^\n]{0,80}?\n?[^\n]{0,80}?(?<![A-Za-z0-9/+])"
+    r"(?P<value>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
+)
+OPEN_AWS_PAIR = re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b[^\n]{0,80}(?:\n[^\n]{0,80})?\Z")
+
+
+def _aws_secret_like(value: str) -> bool:
+    """Random base64 of 30 bytes: a digit and both cases (not a 40-letter word or hex)."""
+    return (
+        any(c.isdigit() for c in value)
+        and value.lower() != value
+        and value.upper() != value
+        and not all(c in "0123456789abcdefABCDEF" for c in value)
+    )
+
 
 # C's `#define WIFI_PASSWORD "X"` (Arduino, ESP-IDF sketches)
 DEFINE = re.compile(
@@ -242,6 +262,7 @@ _OPEN_FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
     (("{",), OPEN_JSON_VALUE_OBJECT),
     (("<",), OPEN_XML_ELEMENT),
     (("define",), OPEN_DEFINE),
+    (("AKIA", "ASIA"), OPEN_AWS_PAIR),
     (("key", "name"), OPEN_XML_RECORD),
 )
 
@@ -294,6 +315,12 @@ def find_forms(text: str, low: str) -> list[Finding]:
         )
     if "==" in text:
         found.extend(Finding("CREDENTIAL", *m.span("value")) for m in AZURE_KEY_ROW.finditer(text))
+    if "AKIA" in text or "ASIA" in text:
+        found.extend(
+            Finding("AWS_SECRET_KEY", *m.span("value"))
+            for m in AWS_PAIR.finditer(text)
+            if _aws_secret_like(m.group("value"))
+        )
     if "define" in text:
         for m in DEFINE.finditer(text):
             kind = named_value_kind(m.group("name"), m.group("value"), quoted=True)

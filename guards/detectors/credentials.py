@@ -69,12 +69,17 @@ PLATFORM_PREFIX = re.compile(
     r"dckr_pat_|PMAK-|NR(?:AK|II|JS)-|do[opr]_v1_|shp(?:at|ss|ca|pa)_|hv[sbr]\.|gl(?:sa|c)_"
     r"|ATATT3|dapi[0-9a-f]|sntry[su]_|lin_(?:api|oauth)_|key-[0-9a-f]|pscale_|sbp_"
 )
-# Five more, each behind its own hint (PROVIDER_HINTS): in the prefix search above they cost
+# Nine more, each behind its own hint (PROVIDER_HINTS): in the prefix search above they cost
 # ~7 µs a KB more, their hints ~3 µs (measured here). A Mapbox token is a secret only as `sk.`
 # (`pk.` ones are public, served to browsers).
 PROVIDER_KEYS.update(
     {
         "RUBYGEMS_KEY": [re.compile(r"\brubygems_[0-9a-f]{48}" + _END)],
+        "REPLICATE_TOKEN": [re.compile(r"\br8_[A-Za-z0-9]{37}" + _END)],
+        "PERPLEXITY_KEY": [re.compile(r"\bpplx-[A-Za-z0-9]{40,56}" + _END)],
+        "HEROKU_KEY": [re.compile(r"\bHRKU-[A-Za-z0-9_-]{50,70}" + _END)],
+        # a Cloud Storage HMAC key's access ID (a service account's)
+        "GCS_HMAC_KEY": [re.compile(r"\bGOOG1[A-Z0-9]{56}" + _END)],
         "GOOGLE_OAUTH_TOKEN": [re.compile(r"\bya29\.[0-9A-Za-z_-]{20,}" + _END)],
         "MAPBOX_TOKEN": [re.compile(r"\bsk\.eyJ[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{20,}" + _END)],
         "GOOGLE_OAUTH_SECRET": [re.compile(r"\bGOCSPX-[A-Za-z0-9_-]{28}" + _END)],
@@ -96,6 +101,10 @@ PROVIDER_HINTS: dict[str, tuple[str, ...]] = {
     "STRIPE_KEY": ("k_live_", "k_test_"),
     "NPM_TOKEN": ("npm_",),
     "RUBYGEMS_KEY": ("rubygems_",),
+    "REPLICATE_TOKEN": ("r8_",),
+    "PERPLEXITY_KEY": ("pplx-",),
+    "HEROKU_KEY": ("HRKU-",),
+    "GCS_HMAC_KEY": ("GOOG1",),
     "GOOGLE_OAUTH_TOKEN": ("ya29.",),
     "MAPBOX_TOKEN": ("sk.eyJ",),
     "GOOGLE_OAUTH_SECRET": ("GOCSPX-",),
@@ -115,8 +124,15 @@ _LOGIN_WORDS = (
 # (`smtppass`, `dbpass`; never `bypass`, `compass`).
 _RUN_TOGETHER = (
     r"(?<=[a-zäöü])(?i:password|passwd|passphrase|passwort|kennwort|wachtwoord)"
+    r"|(?<=[A-Z])(?<!NO)(?:PASSWORD|PASSWD|PASSPHRASE)"  # PGPASSWORD; not sudoers' NOPASSWD
     r"|(?<![A-Za-z0-9])(?i:smtp|db|mail|root|admin|user|ftp|sftp|sql|mysql|pg|redis|ldap|proxy"
     r"|wifi|wlan|vpn|ssh|imap|pop3?|bind|rcon|nas|gpg|sa)_?pass"
+)
+# ... and keys: `azurestorageaccountkey`, `awssecretkey`; an environment variable's `_KEY` or
+# `_PAT` (`PPLX_KEY`), whose value must then look like a key (`_env_key_value`).
+_RUN_TOGETHER_KEYS = (
+    r"(?<=[a-z])(?:accountkey|accesskey|secretkey|apikey|privatekey|masterkey|signingkey)"
+    r"|(?<=[A-Z0-9]_)(?:KEY|PAT)"  # PAT: a personal access token (`FEED_PAT`, `GITHUB_PAT`)
 )
 _WORD = (
     rf"(?i:{_LOGIN_WORDS}|secret|token|api[_-]?key|apikey|hmac(?:[_-]?(?:key|secret))?|authtok"
@@ -131,7 +147,7 @@ _WORD = (
 # (a boundary: a name's start, a camelCase hump, or an acronym's end: `APIPassword`)
 _BOUNDARY = r"(?:(?<![A-Za-z0-9])|(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z]))"
 _NAME = (
-    rf"(?:{_BOUNDARY}{_WORD}|{_RUN_TOGETHER}|(?<=[a-z])Sec)"
+    rf"(?:{_BOUNDARY}{_WORD}|{_RUN_TOGETHER}|{_RUN_TOGETHER_KEYS}|(?<=[a-z])Sec)"
     r"\d{0,2}(?![A-Za-z0-9_])"
 )
 # `name = value`, `name: value`, `name := value`; a typed constant (`API_TOKEN: &str = "..."`,
@@ -198,7 +214,7 @@ CJK_PASSWORD = re.compile(
 # English, Spanish, German, French, Portuguese, Italian, Swedish, Norwegian / Danish, Finnish,
 # Polish, Czech
 _IS = r"is|was|es|ist|est|é|era|war|è|är|er|on|jest|je"
-_CONNECTORS = rf"(?:[ \t]+(?i:{_IS}|to|now|set|changed|will|be))"
+_CONNECTORS = rf"(?:[ \t]+(?i:{_IS}|to|now|set|changed|will|be|used))"
 # "the password for the staging box is ...", "pw on the NAS is ...": what it opens, then "is".
 _PROSE_OF = (
     r"(?:[ \t]+(?i:for|of|on|to|at|für|para|pour|per|till|för|til|dla|do|na|pro|de|del|da|di"
@@ -303,6 +319,21 @@ def _names_a_credential(ident: str, word: str) -> bool:
     return not parts or parts[-1].lower() not in _TOKEN_NOT_SECRET
 
 
+_NOT_SECRET_KEYS = ("PUBLIC_KEY", "PUB_KEY", "PUBKEY", "GPG_KEY", "PGP_KEY", "SSH_KEY")
+
+
+def _env_key_value(ident: str, value: str) -> bool:
+    """Under a bare `X_KEY` name (a sort key, a cache key, a public key's too) only a value
+    that looks random is a secret: 16 characters or more with a digit, not a key ID (`0x...`)."""
+    return (
+        not ident.upper().endswith(_NOT_SECRET_KEYS)
+        and len(value) >= 16
+        and any(c.isdigit() for c in value)
+        and not value.lower().startswith("0x")
+        and _token_like(value)
+    )
+
+
 def _token_like(value: str) -> bool:
     """A token's value: long, with a digit or both cases (not "_sa_default", "dbapiunicode")."""
     return len(value) >= 8 and (
@@ -354,7 +385,9 @@ def _named_value_is_secret(text: str, m: re.Match[str]) -> bool:
         return False  # ${DB_PASSWORD:?must be set}: the shell's message when it is unset
     if word.lower() in ("token", "sec", "salt") and not _token_like(value):
         return False
-    if _SNAKE_CASE.fullmatch(value) and not _is_login_word(word):
+    if word in ("KEY", "PAT") and not _env_key_value(ident, value):
+        return False
+    if _SNAKE_CASE.fullmatch(value.strip("_")) and not _is_login_word(word):
         return False  # best_token = candidate_0, storage_key = "cond_frame_outputs": names
     if m.group("comma"):
         # ("password", some_variable) names no value; {"key": "apiKey", "value": ...}: the
@@ -436,14 +469,16 @@ def find_named(text: str) -> list[Finding]:
     present = [w for w in _HINTS if w in low]
     if not low.isascii():
         present += [w for w in _NON_ASCII_HINTS if w in low]
-    if not present and "bearer" not in low and "Sec" not in text:
+    if not present and "bearer" not in low and "Sec" not in text and "_PAT" not in text:
         return found
     words = [w for w in _WORDS if w in present]
     humps = "Sec" in text
-    if (words or humps) and (":" in text or "=" in text or "," in text):
+    if (words or humps or "_PAT" in text) and (":" in text or "=" in text or "," in text):
         matches = _named_matches(text, low, words)
         if humps:  # case matters: only a camelCase hump
             matches += _named_matches(text, text, ["Sec"])
+        if "_PAT" in text:  # a personal access token's variable, in upper case only
+            matches += _named_matches(text, text, ["PAT"])
         for m in sorted({m.start(): m for m in matches}.values(), key=lambda m: m.start()):
             if _named_value_is_secret(text, m):
                 group = _value_group(m)

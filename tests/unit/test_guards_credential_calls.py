@@ -54,6 +54,19 @@ def found(text: str) -> list[tuple[str, str]]:
         ('cache-01:6379> CONFIG SET requirepass "R3dis-Cache_Pr0d!"', "R3dis-Cache_Pr0d!"),
         ("cache-01:6379> ACL SETUSER sessions on >sess-only-9Kq2 ~sess:* +get", "sess-only-9Kq2"),
         ("Code voor het beheerpaneel: admin / Kop13r-2eVerd! — het scanadres", "Kop13r-2eVerd!"),
+        (
+            "Payroll: https://portal.example.com, login ops@example.co.uk / Winter#Ledger2026",
+            "Winter#Ledger2026",
+        ),
+        (
+            "CREATE USER 'reporting'@'10.0.%' IDENTIFIED BY 'G1TRtzn_n2keSriyR';",
+            "G1TRtzn_n2keSriyR",
+        ),
+        (
+            "CREATE USER grafana IDENTIFIED WITH sha256_password BY 'ch-Grafana*R3ad' HOST",
+            "ch-Grafana*R3ad",
+        ),
+        ("Password used: Sn0w*Glass#Dec05", "Sn0w*Glass#Dec05"),
     ],
 )
 def test_a_password_passed_by_position_is_masked_value_only(text: str, value: str) -> None:
@@ -76,6 +89,8 @@ def test_a_password_passed_by_position_is_masked_value_only(text: str, value: st
         "wlan.connect(SSID, PASSWORD)",
         "return pi / sin(pi*z) / gamma(1.0-z)",
         "CONFIG SET requirepass $REDIS_PASSWORD",
+        "rows are identified by the tag and the timestamp",
+        "CREATE USER app IDENTIFIED BY :pw",
     ],
 )
 def test_references_and_placeholders_passed_by_position_are_not_secrets(text: str) -> None:
@@ -94,6 +109,7 @@ def test_references_and_placeholders_passed_by_position_are_not_secrets(text: st
         "wlan.connect('Quintal', 'jabuticaba 2026') ok",
         'CONFIG SET requirepass "R3dis#Cache!Pr0d" ok',
         "admin / Kop13r(2eVerd! ok",
+        "CREATE USER g IDENTIFIED BY 'ch-Grafana*R3ad';",
     ],
 )
 def test_a_call_being_streamed_is_held_from_where_it_begins(text: str) -> None:

@@ -176,6 +176,26 @@ def values(text: str) -> list[str]:
             "Oficina_Calle.Mayor-12",
         ),
         ("ユーザー名：yamada.h\n初期パスワード：Yk7#pQ2m@Lz\n", "Yk7#pQ2m@Lz"),  # noqa: RUF001
+        # upper-case names run together, compound key names, X_KEY / X_PAT with a random value
+        ("PGPASSWORD='Tundra-Kettle-58' psql -h db", "Tundra-Kettle-58"),
+        ("  azurestorageaccountkey: " + "oqdl" * 21 + "BA==", "oqdl" * 21 + "BA=="),
+        ('PPLX_KEY = "Xb7FhuqOSqO6mTr2k97B37lYx"', "Xb7FhuqOSqO6mTr2k97B37lYx"),
+        (
+            "  FEED_PAT: 'arlu5npseqxkfl4kniuwhczpvn2qton3pb23r4d7b5pig36ckzf5'",
+            "arlu5npseqxkfl4kniuwhczpvn2qton3pb23r4d7b5pig36ckzf5",
+        ),
+        # an AWS secret written after its key ID; a DSN password holding "#"; curl over lines
+        (
+            "AWSのアクセスキー AKIAXRP5JMQKCWDTC4GV とシークレット "
+            "9GafXL6Ffkzd875aLaaZTm4QvZUPPeXFHv6Jvb3M を",
+            "9GafXL6Ffkzd875aLaaZTm4QvZUPPeXFHv6Jvb3M",
+        ),
+        ("mysql+pymysql://report:R3p0rt$ing#@mysql-legacy.example.com:3306/crm", "R3p0rt$ing#"),
+        (
+            "curl -X POST https://api.example.com/x \\\n"
+            "  -u AC3f9d27b1e04c58a6:ec04db67ea613db02db6",
+            "ec04db67ea613db02db6",
+        ),
         # a WordPress salt with "Now(" in it is no call
         (
             "define( 'AUTH_KEY', 'dGimSb>(Ao<l#J#m{FM}Now(;mc&vOa,cA^q' );",
@@ -257,6 +277,11 @@ def test_developer_platform_tokens_are_found_whole(value: str, kind: str) -> Non
         "<key>CFBundleName</key>\n<string>Demo App 2</string>",
         "password = get_secret('db')",
         "AWS Secret Access Key [****************3xYz]: ",
+        # sudoers' NOPASSWD, keys that name things, public keys and key IDs
+        "deploy ALL=(root) NOPASSWD: /usr/bin/systemctl restart *",
+        'TOOL_MESSAGE_V2_CONTENT_KEY = "_tool_message_v2_content"',
+        'SORT_KEY = "createdAt"\nPUBLIC_KEY = "MCowBQYDK2VwAyEA9x8Kq2Lm3"\n'
+        'GPG_KEY = "0x4AEE18F83AFDEB23"',
     ],
 )
 def test_references_templates_and_look_alikes_in_these_forms_are_not_secrets(text: str) -> None:
@@ -295,3 +320,11 @@ def test_a_form_being_streamed_is_held_from_where_it_begins(text: str) -> None:
         held = SecretsDetector().holdback(text[:cut])
         assert held >= cut - finding.start, text[:cut]
     assert open_form_start(text) is None or open_form_start(text) < finding.start
+
+
+def test_only_random_base64_after_an_aws_key_id_is_its_secret() -> None:
+    """A commit's SHA-1 or a 40-letter word after a key ID is no secret; the key ID itself is
+    the AWS plugin's finding either way."""
+    for after in ("commit 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c", "see " + "a" * 40):
+        kinds = [kind for kind, _ in found(f"AKIAIOSFODNN7EXAMPLE {after}")]
+        assert kinds == ["AWS_ACCESS_KEY"], after

@@ -321,6 +321,15 @@ PIECES = [
             "admin / Kop13r-2eVerd! for the panel",
             "初期パスワード：Yk7#pQ2m@Lz",  # noqa: RUF001
             "set passwd HelpD3sk.Rotterdam",
+            # an AWS pair, SQL, names run together, an address's login, "#" in a DSN, curl on
+            # two lines
+            "AKIAXRP5JMQKCWDTC4GV and its secret 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 ok",
+            "CREATE USER 'r'@'%' IDENTIFIED BY 'G1TR#tzn_n2keSriyR';",
+            "PGPASSWORD='Tundra!Kettle-58' psql -h db",
+            "login ops@example.co.uk / Winter#Ledger2026 (payroll)",
+            "mysql+pymysql://report:R3p0rt$ing#@mysql-legacy.example.com:3306/crm",
+            "curl -X POST https://api.example.com \\\n  -u AC3f9d27b1e04c58a6:ec04db!67ea613db",
+            "  FEED_PAT: 'arlu5npseqxkfl4kniuwhczpvn2qton3pb23r4d7b5pig36ckzf5'",
         ]
     ),
 ]
