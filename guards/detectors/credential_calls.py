@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from guards.detectors.credentials import is_placeholder
+from guards.detectors.credentials import PASSWORD_LIKE, is_placeholder
 from guards.verdict import Finding
 
 _VALUE = r"(?P<quote>[\"'])(?P<value>[^\"'\n]{3,200})(?P=quote)"
@@ -86,7 +86,6 @@ QUOTED_PASSWORD = re.compile(
     r"(?i:\b(?:password|passwd))[ \t]+(?P<quote>[\"'])(?P<value>[^\s\"']{4,200})(?P=quote)"
 )
 OPEN_QUOTED_PASSWORD = re.compile(r"(?i:\b(?:password|passwd))[ \t]+[\"'][^\s\"']{0,200}\Z")
-_PASSWORD_LIKE = re.compile(r"(?=.*[^\W\d_])(?=.*[\d!#$%^&*+=?~|@])")
 
 # (hints one of which the text holds, case as written; the pattern). Each look for a hint costs
 # ~0.7 µs a KB here, so the calls' own spellings are looked for, not a lower-cased text's words.
@@ -146,17 +145,17 @@ def find_calls(text: str, low: str) -> list[Finding]:
     if " / " in text or " /\t" in text:
         for m in LOGIN_PAIR.finditer(text):
             value = m.group("value").rstrip(".)")  # a password may end in "!"
-            if _PASSWORD_LIKE.match(value) and _secret(value):
+            if PASSWORD_LIKE.match(value) and _secret(value):
                 found.append(Finding("PASSWORD", m.start("value"), m.start("value") + len(value)))
     if "identified" in low or "set password" in low:
         for m in SQL_IDENTIFIED.finditer(text):
             value = m.group("value")  # bare, it must look like one ("identified by the tag")
-            if (m.group("quote") or _PASSWORD_LIKE.match(value)) and _secret(value):
+            if (m.group("quote") or PASSWORD_LIKE.match(value)) and _secret(value):
                 found.append(Finding("PASSWORD", *m.span("value")))
     if "passw" in low:
         for m in QUOTED_PASSWORD.finditer(text):
             value = m.group("value")
-            if _PASSWORD_LIKE.match(value) and _secret(value):
+            if PASSWORD_LIKE.match(value) and _secret(value):
                 found.append(Finding("PASSWORD", *m.span("value")))
     return found
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 
-from guards.detectors.credentials import is_placeholder, named_value_kind
+from guards.detectors.credentials import PASSWORD_LIKE, is_placeholder, named_value_kind
 from guards.verdict import Finding
 
 # A long option ending in a credential word; its value after "=" or blanks.
@@ -191,7 +191,6 @@ RELAY_LINE = re.compile(
 OPEN_RELAY_LINE = re.compile(
     rf"^[ \t]*{_RELAY_HOST}(?:[ \t]+|:)(?:[^\s:]+(?::\S{{0,200}})?)?\Z", re.MULTILINE
 )
-_PASSWORD_LIKE = re.compile(r"(?=.*[^\W\d_])(?=.*[\d!#$%^&*+=?~|@])")
 
 
 def _relay_login(m: re.Match[str]) -> bool:
@@ -199,7 +198,7 @@ def _relay_login(m: re.Match[str]) -> bool:
     if exim and not (m.group("host").startswith("*.") or "@" in m.group("user")):
         return False
     value = m.group("value")
-    return _PASSWORD_LIKE.match(value) is not None and _url_password(value)
+    return PASSWORD_LIKE.match(value) is not None and _url_password(value)
 
 
 # A signed URL's signature: whoever holds the URL holds the access (an Azure SAS `sig=`, AWS
@@ -307,7 +306,7 @@ def find_forms(text: str, low: str) -> list[Finding]:
         text, low, _NETWORK_WORDS, NETWORK_SECRET, 16
     ):
         value = m.group("value")
-        if (m.group("typed") or _PASSWORD_LIKE.match(value)) and _url_password(value):
+        if (m.group("typed") or PASSWORD_LIKE.match(value)) and _url_password(value):
             found.append(Finding("PASSWORD", *m.span("value")))
     if "Secret Access Key [" in text:
         found.extend(

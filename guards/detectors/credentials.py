@@ -240,7 +240,9 @@ _PROSE_HINTS = ("pass", "pw", "kennwort", "contrase", "senha", "wachtwoord", "cl
 # ("passord" holds "pass"; `_NON_ASCII_HINTS` are looked for apart.)
 _HINTS = ("pass", "pw", "psk", "secret", "token", "key", "hmac", "kennwort", "contrase",
           "senha", "wachtwoord", "salt", "authtok", "clave")  # fmt: skip
-_PROSE_VALUE = re.compile(r"(?=.*[^\W\d_])(?=.*[\d!#$%^&*+=?~|@])")
+# A password rather than a word: a letter, and a digit or a symbol (forms with no name to go by
+# ask this of their value too: credential_forms.py, credential_calls.py).
+PASSWORD_LIKE = re.compile(r"(?=.*[^\W\d_])(?=.*[\d!#$%^&*+=?~|@])")
 BEARER = re.compile(r"(?i:\bbearer)[ \t]+(?P<bare>[A-Za-z0-9._~+/-]{20,}=*)")
 OPEN_BEARER = re.compile(r"(?i:\bbearer)[ \t]+[A-Za-z0-9._~+/-]*=*\Z")
 
@@ -525,7 +527,7 @@ def _prose_passwords(
                 span = (m.start("bare"), m.start("bare") + len(value))
                 if (
                     span not in taken
-                    and _PROSE_VALUE.match(value)
+                    and PASSWORD_LIKE.match(value)
                     and not _prose_placeholder(value)
                 ):
                     taken.add(span)
