@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from guards.chain import GuardChain
+from guards.detectors.credential_columns import header_above
 from guards.detectors.phone import CUE_LOOKBEHIND_CHARS
 from guards.detectors.pii import may_need_cue
 from guards.detectors.table_column import MAX_CHARS_ABOVE, table_top
@@ -189,7 +190,8 @@ class StreamGuard:
         Capped: text without spaces gets 64 characters more, and a match that starts before
         them can only be masked more. After a check that found a redaction in held text, the
         window's line and the one above are read again (up to 600 characters). A window with a
-        digit in a table's row is read with the table's lines above it, back to its header."""
+        digit in a table's row is read with the table's lines above it, back to its header,
+        and so is any window in a row under a credential column's header."""
         tail = self._released_tail
         cue = may_need_cue(self._window)
         i = max(len(tail) - _LOOKBEHIND, 0) if cue else len(tail)
@@ -201,10 +203,16 @@ class StreamGuard:
             line = tail.rfind("\n")
             above = tail.rfind("\n", 0, max(line, 0)) + 1 if line > 0 else 0
             start = min(start, max(above, len(tail) - _REREAD_MAX))
-        if cue and "\n" in tail:
-            table = table_top(tail, tail.rfind("\n") + 1)
-            if table is not None and table[0] < start:
-                return tail[table[0] :]
+        if "\n" in tail:
+            line = tail.rfind("\n") + 1
+            if cue:
+                table = table_top(tail, line)
+                if table is not None and table[0] < start:
+                    return tail[table[0] :]
+            header = header_above(tail, line)  # a credential column's header
+            if header is not None and header.start < start:
+                # a Confluence header stands right above the table's top
+                return tail[header.start :]
         return tail[start:]
 
     def _release(self, cut: int, spans: list[Finding]) -> StreamStep:

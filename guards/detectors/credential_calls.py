@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from guards.detectors.credentials import PASSWORD_LIKE, is_placeholder
+from guards.detectors.credentials import PASSWORD_LIKE, is_placeholder, key_like
 from guards.verdict import Finding
 
 _VALUE = r"(?P<quote>[\"'])(?P<value>[^\"'\n]{3,200})(?P=quote)"
@@ -86,6 +86,10 @@ QUOTED_PASSWORD = re.compile(
     r"(?i:\b(?:password|passwd))[ \t]+(?P<quote>[\"'])(?P<value>[^\s\"']{4,200})(?P=quote)"
 )
 OPEN_QUOTED_PASSWORD = re.compile(r"(?i:\b(?:password|passwd))[ \t]+[\"'][^\s\"']{0,200}\Z")
+# A client's login with a key argument (`wandb.login(key="...")`, `hub.login(token="...")`):
+# the value must look like a random key.
+LOGIN_KEY_CALL = re.compile(rf"\.login\([ \t]*(?:key|api_key|token)[ \t]*=[ \t]*{_VALUE}")
+OPEN_LOGIN_KEY_CALL = re.compile(r"\.login\([^\n)]{0,260}\Z")
 
 # (hints one of which the text holds, case as written; the pattern). Each look for a hint costs
 # ~0.7 µs a KB here, so the calls' own spellings are looked for, not a lower-cased text's words.
@@ -106,6 +110,7 @@ _OPEN_FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
     (("CONFIG", "ACL"), OPEN_REDIS_SECRET),
     ((" /",), OPEN_LOGIN_PAIR),
     (("IDENTIFIED", "identified", "PASSWORD", "password"), OPEN_SQL_IDENTIFIED),
+    ((".login(",), OPEN_LOGIN_KEY_CALL),
 )
 
 
@@ -124,6 +129,12 @@ def find_calls(text: str, low: str) -> list[Finding]:
                     for m in pattern.finditer(text)
                     if _secret(m.group("value"))
                 )
+    if ".login(" in text:
+        found.extend(
+            Finding("CREDENTIAL", *m.span("value"))
+            for m in LOGIN_KEY_CALL.finditer(text)
+            if key_like(m.group("value")) and _secret(m.group("value"))
+        )
     if "SecureString" in text:
         for m in SECURE_STRING.finditer(text):
             if "-asplaintext" in _line(low, m.start()) and _secret(m.group("value")):

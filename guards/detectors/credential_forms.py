@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 
-from guards.detectors.credentials import PASSWORD_LIKE, is_placeholder, named_value_kind
+from guards.detectors.credentials import PASSWORD_LIKE, is_placeholder, key_like, named_value_kind
 from guards.verdict import Finding
 
 # A long option ending in a credential word; its value after "=" or blanks.
@@ -250,6 +250,38 @@ OPEN_XML_RECORD = re.compile(
 )
 _RECORD_HINT = "value"
 
+# A Wi-Fi network as a QR code holds it (`WIFI:T:WPA;S:Guest;P:X;;`; "\;" escapes a ";").
+WIFI_QR = re.compile(r"\bWIFI:(?:[A-Z]:(?:\\.|[^;\\\n])*;)*?P:(?P<value>(?:\\.|[^;\\\n]){1,200});")
+OPEN_WIFI_QR = re.compile(r"\bWIFI:(?:\\.|[^\\\n])*\Z")
+# Windows' `netsh wlan show profile ... key=clear` prints the passphrase as "Key Content".
+NETSH_KEY = re.compile(r"(?m)^[ \t]*Key Content[ \t]*:[ \t]*(?P<value>[^\n]*?\S)[ \t]*\r?$")
+OPEN_NETSH_KEY = re.compile(r"(?m)^[ \t]*Key Cont?e?n?t?[^\n]*\Z")
+# A Python or IPython prompt that prints a credential's variable (`>>> settings.SECRET_KEY`,
+# `In [3]: os.environ["DB_PASSWORD"]`): its value is the quoted line below.
+REPL_ECHO = re.compile(
+    r"(?m)^(?:>>>|In \[\d+\]:)[ \t]*(?P<name>[\w.\[\]\"'()]{1,80}?)[ \t]*\r?\n"
+    r"(?:Out\[\d+\]:[ \t]*)?(?P<quote>[\"'])(?P<value>[^\"'\n]{4,200})(?P=quote)[ \t]*\r?$"
+)
+OPEN_REPL_ECHO = re.compile(r"(?m)^(?:>>>|In \[\d+\]:)[^\n]{0,90}(?:\n[^\n]{0,220})?\Z")
+_REPL_NAME = re.compile(r"[A-Za-z_]\w*")
+# A bare `key = X` on a config line of its own under an INI section (rclone's `[remote]`): only
+# a value that looks like a random key (`credentials.key_like`; `key = name` is everywhere in
+# configs, and `key = kFp8StaticTensorSym` in a Python class).
+BARE_KEY_LINE = re.compile(r"(?m)^[ \t]*key[ \t]*=[ \t]*(?P<value>[^\s\"'#;]{16,200})[ \t]*\r?$")
+INI_SECTION = re.compile(r"(?m)^[ \t]*\[[^\]\n]{1,80}\][ \t]*\r?$")
+OPEN_BARE_KEY_LINE = re.compile(r"(?m)^[ \t]*key[ \t]*=[ \t]*[^\s\"'#;]{0,200}\Z")
+# Authorization schemes other than Bearer and Basic (credentials.py, encoded_credentials.py):
+# Splunk's HEC, Django REST's "Token", Okta's "SSWS", Opsgenie's "GenieKey", "Api-Key".
+AUTH_SCHEME = re.compile(
+    r"(?i:\bauthorization[\"']?[ \t]*[:=][ \t]*[\"']?"
+    r"(?:splunk|token|ssws|geniekey|api-?key|key|apikey))[ \t]+"
+    r"(?P<value>[A-Za-z0-9._~+/=-]{16,200})"
+)
+OPEN_AUTH_SCHEME = re.compile(
+    r"(?i:\bauthorization[\"']?[ \t]*[:=][ \t]*[\"']?[a-z-]{0,10}"
+    r"(?:[ \t]+[A-Za-z0-9._~+/=-]{0,200})?)\Z"
+)
+
 _OPEN_FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
     (("--",), OPEN_LONG_OPTION),
     (_SHORT_HINTS, OPEN_SHORT_OPTION),
@@ -263,11 +295,17 @@ _OPEN_FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
     (("define",), OPEN_DEFINE),
     (("AKIA", "ASIA"), OPEN_AWS_PAIR),
     (("key", "name"), OPEN_XML_RECORD),
+    (("WIFI:",), OPEN_WIFI_QR),
+    (("Key Cont",), OPEN_NETSH_KEY),
+    ((">>>", "In ["), OPEN_REPL_ECHO),
+    (("key",), OPEN_BARE_KEY_LINE),
+    (("uthorization",), OPEN_AUTH_SCHEME),
 )
 
 
-def find_forms(text: str, low: str) -> list[Finding]:
-    """Values these forms name as credentials (`low` is `text.lower()`)."""
+def find_forms(text: str, low: str, present: list[str]) -> list[Finding]:
+    """Values these forms name as credentials (`low` is `text.lower()`, `present` the
+    credential words it holds: `credentials.credential_words`)."""
     found: list[Finding] = []
     if "--" in text:
         for m in LONG_OPTION.finditer(text):
@@ -338,6 +376,40 @@ def find_forms(text: str, low: str) -> list[Finding]:
                 found.append(Finding("PASSWORD", *m.span("value")))
     if "sig=" in text or "Signature=" in text:
         found.extend(Finding("CREDENTIAL", *m.span("value")) for m in URL_SIGNATURE.finditer(text))
+    if "WIFI:" in text:
+        found.extend(
+            Finding("PASSWORD", *m.span("value"))
+            for m in WIFI_QR.finditer(text)
+            if not is_placeholder(m.group("value"))
+        )
+    keys = "key" in present
+    if keys and "Key Content" in text:
+        found.extend(
+            Finding("PASSWORD", *m.span("value"))
+            for m in NETSH_KEY.finditer(text)
+            if m.group("value") not in ("Absent", "Present")
+            and not is_placeholder(m.group("value"))
+        )
+    if ">>>" in text or "In [" in text:
+        for m in REPL_ECHO.finditer(text):
+            names = _REPL_NAME.findall(m.group("name"))
+            if not names or names[-1] == "pwd":  # IPython's magic: the working directory
+                continue
+            kind = named_value_kind(names[-1], m.group("value"), quoted=True)
+            if kind is not None:
+                found.append(Finding(kind, *m.span("value")))
+    if keys and "key" in text:
+        found.extend(
+            Finding("CREDENTIAL", *m.span("value"))
+            for m in BARE_KEY_LINE.finditer(text)
+            if key_like(m.group("value")) and INI_SECTION.search(text, 0, m.start())
+        )
+    if "uthorization" in low:
+        found.extend(
+            Finding("CREDENTIAL", *m.span("value"))
+            for m in AUTH_SCHEME.finditer(text)
+            if key_like(m.group("value"))
+        )
     if _RECORD_HINT in low:
         for pattern in (JSON_RECORD, YAML_RECORD, JSON_VALUE_OBJECT, XML_RECORD):
             for m in pattern.finditer(text):

@@ -69,7 +69,7 @@ PLATFORM_PREFIX = re.compile(
     r"dckr_pat_|PMAK-|NR(?:AK|II|JS)-|do[opr]_v1_|shp(?:at|ss|ca|pa)_|hv[sbr]\.|gl(?:sa|c)_"
     r"|ATATT3|dapi[0-9a-f]|sntry[su]_|lin_(?:api|oauth)_|key-[0-9a-f]|pscale_|sbp_"
 )
-# Nine more, each behind its own hint (PROVIDER_HINTS): in the prefix search above they cost
+# Thirteen more, each behind its own hint (PROVIDER_HINTS): in the prefix search above they cost
 # ~7 µs a KB more, their hints ~3 µs (measured here). A Mapbox token is a secret only as `sk.`
 # (`pk.` ones are public, served to browsers).
 PROVIDER_KEYS.update(
@@ -83,6 +83,16 @@ PROVIDER_KEYS.update(
         "GOOGLE_OAUTH_TOKEN": [re.compile(r"\bya29\.[0-9A-Za-z_-]{20,}" + _END)],
         "MAPBOX_TOKEN": [re.compile(r"\bsk\.eyJ[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{20,}" + _END)],
         "GOOGLE_OAUTH_SECRET": [re.compile(r"\bGOCSPX-[A-Za-z0-9_-]{28}" + _END)],
+        # Honeycomb's ingest and management keys, Tailscale's auth / API / OAuth keys, an age
+        # identity (Bech32, upper case), a HubSpot private app's token
+        "HONEYCOMB_KEY": [re.compile(r"\bhc[ax][im]k_[0-9a-z]{50,70}" + _END)],
+        "TAILSCALE_KEY": [
+            re.compile(r"\btskey-(?:auth|api|client|webhook|scim)-[A-Za-z0-9]{6,}-[A-Za-z0-9]{16,}")
+        ],
+        "AGE_SECRET_KEY": [re.compile(r"\bAGE-SECRET-KEY-1[02-9AC-HJ-NP-Z]{58}" + _END)],
+        "HUBSPOT_TOKEN": [
+            re.compile(r"\bpat-(?:na|eu|ap)\d-[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}" + _END)
+        ],
         "DISCORD_WEBHOOK": [
             re.compile(
                 r"\bhttps://(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/\d{17,20}/"
@@ -109,6 +119,10 @@ PROVIDER_HINTS: dict[str, tuple[str, ...]] = {
     "MAPBOX_TOKEN": ("sk.eyJ",),
     "GOOGLE_OAUTH_SECRET": ("GOCSPX-",),
     "DISCORD_WEBHOOK": ("/api/webhooks/",),
+    "HONEYCOMB_KEY": ("hcaik_", "hcxik_", "hcamk_", "hcxmk_"),
+    "TAILSCALE_KEY": ("tskey-",),
+    "AGE_SECRET_KEY": ("AGE-SECRET-KEY-",),
+    "HUBSPOT_TOKEN": ("pat-na", "pat-eu", "pat-ap"),
 }
 
 # The name of a secret: its last part is one of these words, at an identifier boundary (start,
@@ -136,7 +150,7 @@ _RUN_TOGETHER_KEYS = (
 )
 _WORD = (
     rf"(?i:{_LOGIN_WORDS}|secret|token|api[_-]?key|apikey|hmac(?:[_-]?(?:key|secret))?|authtok"
-    r"|salt|secret\.key"
+    r"|salt|secret\.key|secret[_-]?id"
     r"|(?:access|secret|private|auth|client|account|service|master|signing|encryption|app"
     r"|application|consumer|shared|pre[_-]?shared|storage|license|licence|subscription|ingest"
     r"|ingestion|integration|admin|session|write|webhook)[_-]?key)"
@@ -202,7 +216,8 @@ _MATCH_REACH = 300  # from the word to the end of a 200-character value
 _PROSE_WORD = (
     r"(?i:\b(?:password|passwd|passphrase|passwort|kennwort|contrase[ñn]a|senha|wachtwoord"
     r"|mot de passe|pw|lösenord(?:et)?|passord(?:et)?|adgangskode(?:n)?|salasana|hasło|heslo"
-    r"|jelszó|şifre|пароль|clave))"
+    r"|jelszó|şifre|пароль|clave|κωδικός(?: πρόσβασης)?|συνθηματικό|mật khẩu"
+    r"|pre-?shared key))"
 )
 # Chinese, Japanese and Korean write no blank around the word: its particle or a colon
 # (full width too) and then the value.
@@ -213,36 +228,72 @@ CJK_PASSWORD = re.compile(
 )
 # English, Spanish, German, French, Portuguese, Italian, Swedish, Norwegian / Danish, Finnish,
 # Polish, Czech
-_IS = r"is|was|es|ist|est|é|era|war|è|är|er|on|jest|je"
-_CONNECTORS = rf"(?:[ \t]+(?i:{_IS}|to|now|set|changed|will|be|used))"
-# "the password for the staging box is ...", "pw on the NAS is ...": what it opens, then "is".
-_PROSE_OF = (
-    r"(?:[ \t]+(?i:for|of|on|to|at|für|para|pour|per|till|för|til|dla|do|na|pro|de|del|da|di"
-    r"|van|voor)"
-    rf"(?:[ \t]+[\w.@-]{{1,30}}){{1,6}}?(?=[ \t]+(?i:{_IS})\b))?"
+# ... Greek, Vietnamese
+_IS = r"is|was|es|ist|est|é|era|war|è|är|er|on|jest|je|είναι|là"
+# "is now", "is tijdelijk" (temporarily), "agora é": a word of time between the name and value
+_WHEN = (
+    r"now|temporarily|currently|still|again|just|tijdelijk|nu|agora|ahora|maintenant|désormais"
+    r"|jetzt|nun|momentan|ora|adesso|teraz|nyt|τώρα|giờ"
 )
-PROSE_PASSWORD = re.compile(
-    rf"{_PROSE_WORD}{_PROSE_OF}{_CONNECTORS}{{0,3}}:?[ \t]+(?P<bare>[^\s\"'`,;]{{6,64}})"
+_CONNECTORS = rf"(?:[ \t]+(?i:{_IS}|{_WHEN}|to|set|changed|will|be|used))"
+# "the password for the staging box is ...", "pw on the NAS is ...", "le mot de passe du
+# compte « deploy » : ...": what it opens, then "is" or a colon. (A word may end in a comma:
+# "a senha do roteador mudou, agora é ...".)
+_OF_WORD = r"[ \t]+[\w.@«»\"'-]{1,30},?"
+_PREPOSITIONS = (
+    r"(?i:for|of|on|to|at|für|para|pour|per|till|för|til|dla|do|na|pro|de|del|da|di"
+    r"|van|voor|du|des|dos|das|della|dello|der|για|του|της|của|cho)"  # noqa: RUF001 (Greek)
 )
+_PROSE_OF = rf"(?:[ \t]+{_PREPOSITIONS}(?:{_OF_WORD}){{1,6}}?(?=[ \t]+(?i:{_IS})\b|[ \t]?:[ \t]))?"
+# The value after blanks, or on the next line after "is" ("the new pre-shared key is" then
+# the key; not after a colon alone: "/etc/mosquitto/passwd:" then the file's lines), in quotes
+# or backticks or none.
+_BEFORE_VALUE = r"(?:[ \t]?:)?(?:[ \t]+|[ \t]*\n[ \t]*)" + "[\"'`\u00ab\u201c\u2018]?"
+_TO_VALUE = (
+    rf"(?:{_CONNECTORS}{{1,3}}(?:[ \t]?:)?[ \t]*\n[ \t]*|{_CONNECTORS}{{0,3}}(?:[ \t]?:)?[ \t]+)"
+    + "[\"'`\u00ab\u201c\u2018]?"
+)
+PROSE_PASSWORD = re.compile(rf"{_PROSE_WORD}{_PROSE_OF}{_TO_VALUE}(?P<bare>[^\s\"'`,;]{{6,64}})")
 OPEN_PROSE_PASSWORD = re.compile(
-    rf"{_PROSE_WORD}(?:[ \t]+[\w.@-]{{1,30}}){{0,7}}?{_CONNECTORS}{{0,3}}:?"
-    r"(?:[ \t]+[^\s\"'`,;]{0,64})?[ \t]*\Z"
+    rf"{_PROSE_WORD}(?:{_OF_WORD}){{0,7}}?{_CONNECTORS}{{0,3}}"
+    rf"(?:{_BEFORE_VALUE}[^\s\"'`,;]{{0,64}})?[ \t]*(?:[ \t]?:)?[ \t]*\n?[ \t]*\Z"
     r"|(?:パスワード|密码|密碼|비밀번호)(?:は|が|\uff1a|:|是|为|為|는|은|를|[ \t])*"
     r"[^\s\"'`,;、。\uff0c\uff1a]{0,64}\Z"
+    # the first words of a word written in several ("mot de" of "mot de passe")
+    r"|(?i:\bmot(?:[ \t]+de?)?(?:[ \t]+p[a-z]{0,4})?|\bpre-?shared(?:[ \t]+k[a-z]{0,2})?"
+    r"|\bmật(?:[ \t]+kh\w{0,3})?)[ \t]*\Z"
 )
 # Looked for only in a text with a letter beyond ASCII (a Danish, Finnish or Czech sentence
 # has one nearly always): each look costs ~0.7 µs a KB here.
 _NON_ASCII_HINTS = ("lösenord", "hasło", "jelszó", "şifre", "пароль", "adgangskode", "salasana",
-                    "heslo", *_CJK_WORDS)  # fmt: skip
-_PROSE_HINTS = ("pass", "pw", "kennwort", "contrase", "senha", "wachtwoord", "clave",
-                *_NON_ASCII_HINTS)  # fmt: skip
+                    "heslo", "κωδικός", "συνθηματικό", "mật khẩu", *_CJK_WORDS)  # fmt: skip
+_PROSE_HINTS = ("pass", "pw", "shared key", "kennwort", "contrase", "senha",
+                "wachtwoord", "clave", *_NON_ASCII_HINTS)  # fmt: skip
 # Every word either pass looks for holds one of these ("pwd" holds "pw").
 # ("passord" holds "pass"; `_NON_ASCII_HINTS` are looked for apart.)
 _HINTS = ("pass", "pw", "psk", "secret", "token", "key", "hmac", "kennwort", "contrase",
-          "senha", "wachtwoord", "salt", "authtok", "clave")  # fmt: skip
+          "senha", "wachtwoord", "salt", "authtok", "clave", "shared key")  # fmt: skip
 # A password rather than a word: a letter, and a digit or a symbol (forms with no name to go by
 # ask this of their value too: credential_forms.py, credential_calls.py).
 PASSWORD_LIKE = re.compile(r"(?=.*[^\W\d_])(?=.*[\d!#$%^&*+=?~|@])")
+# A key's word in a sentence ("our HMAC key is F541E47E...", "API key SK... / secret Nr6n..."):
+# after it a value that looks like a random key (`key_like`), never a word. "key" counts only
+# after a word that makes it a credential's (a cache key, a primary key are not).
+KEY_PROSE = re.compile(
+    rf"(?i:secret|token|key)\b{_PROSE_OF}{_TO_VALUE}"
+    r"(?P<bare>[^\s\"'`,;]{16,200})"
+)
+OPEN_KEY_PROSE = re.compile(
+    rf"(?i:secret|token|key)\b(?:[ \t]+{_PREPOSITIONS}(?:{_OF_WORD}){{0,6}})?{_CONNECTORS}{{0,3}}"
+    rf"(?:{_BEFORE_VALUE}[^\s\"'`,;]{{0,200}}|(?:[ \t]?:)?[ \t]*\n?[ \t]*)\Z"
+)
+_KEY_PROSE_WORDS = ("secret", "token", "key")
+_KEY_QUALIFIERS = frozenset((
+    "hmac", "signing", "secret", "api", "access", "private", "webhook", "encryption", "master",
+    "license", "licence", "app", "integration", "ingest", "shared", "preshared", "pre-shared",
+    "auth", "client", "service", "account", "storage", "subscription", "recovery", "unseal",
+    "root", "enrollment", "enrolment", "deploy", "admin", "bot",
+))  # fmt: skip
 BEARER = re.compile(r"(?i:\bbearer)[ \t]+(?P<bare>[A-Za-z0-9._~+/-]{20,}=*)")
 OPEN_BEARER = re.compile(r"(?i:\bbearer)[ \t]+[A-Za-z0-9._~+/-]*=*\Z")
 
@@ -326,14 +377,33 @@ _NOT_SECRET_KEYS = ("PUBLIC_KEY", "PUB_KEY", "PUBKEY", "GPG_KEY", "PGP_KEY", "SS
 
 def _env_key_value(ident: str, value: str) -> bool:
     """Under a bare `X_KEY` name (a sort key, a cache key, a public key's too) only a value
-    that looks random is a secret: 16 characters or more with a digit, not a key ID (`0x...`)."""
+    that looks random is a secret."""
+    return not ident.upper().endswith(_NOT_SECRET_KEYS) and key_like(value)
+
+
+def key_like(value: str) -> bool:
+    """A value that looks like a random key where the name alone does not say it is one (a
+    bare `X_KEY`, a table's "Key" column): 16 characters or more with a digit, not a key ID
+    (`0x...`)."""
     return (
-        not ident.upper().endswith(_NOT_SECRET_KEYS)
-        and len(value) >= 16
+        len(value) >= 16
         and any(c.isdigit() for c in value)
         and not value.lower().startswith("0x")
         and _token_like(value)
+        and not any(map(_CODE_CHARS.__contains__, value))  # key.to(torch.float32), args[0]
+        and any(map(_random_part, _KEY_PARTS.split(value)))
     )
+
+
+_CODE_CHARS = frozenset("()[]{}<>,\"'")
+
+_KEY_PARTS = re.compile(r"[-_.:/+=]+")
+
+
+def _random_part(part: str) -> bool:
+    """Eight characters or more mixing letters and digits ("3a2784cb", "JE6fOpCPw4"), unlike
+    names made of words and numbers (`primary_cache_key_v2`, `invoice-2026-11-30`)."""
+    return len(part) >= 8 and not part.isdigit() and not part.isalpha()
 
 
 def _token_like(value: str) -> bool:
@@ -389,6 +459,8 @@ def _named_value_is_secret(text: str, m: re.Match[str]) -> bool:
         return False
     if word in ("KEY", "PAT") and not _env_key_value(ident, value):
         return False
+    if word.lower().startswith("secret") and word[-2:].lower() == "id" and not key_like(value):
+        return False  # Vault's / Consul's SecretID is a UUID; Secret Manager's `secret_id` a name
     if _SNAKE_CASE.fullmatch(value.strip("_")) and not _is_login_word(word):
         return False  # best_token = candidate_0, storage_key = "cond_frame_outputs": names
     if m.group("comma"):
@@ -463,14 +535,23 @@ def _named_matches(text: str, low: str, words: list[str]) -> list[re.Match[str]]
     return [matches[k] for k in sorted(matches)]
 
 
-def find_named(text: str) -> list[Finding]:
-    """Values assigned to a secret's name, and bearer tokens; each finding is the value only."""
-    found: list[Finding] = []
-    low = text.lower()
-    # Each word checked once (~1 µs a KB each): most texts hold none and stop here.
+def credential_words(low: str) -> list[str]:
+    """The credential words (lower case) that the lower-cased text holds: each is looked for
+    once (~1 µs a KB each) and the detectors that need one share the answer."""
     present = [w for w in _HINTS if w in low]
     if not low.isascii():
         present += [w for w in _NON_ASCII_HINTS if w in low]
+    return present
+
+
+def find_named(text: str, present: list[str] | None = None) -> list[Finding]:
+    """Values assigned to a secret's name, and bearer tokens; each finding is the value only.
+    `present`: `credential_words(text.lower())`, when the caller has it."""
+    found: list[Finding] = []
+    low = text.lower()
+    # most texts hold no credential word and stop here
+    if present is None:
+        present = credential_words(low)
     if not present and "bearer" not in low and "Sec" not in text and "_PAT" not in text:
         return found
     words = [w for w in _WORDS if w in present]
@@ -494,8 +575,12 @@ def find_named(text: str) -> list[Finding]:
     if "bearer" in low:
         found.extend(Finding("CREDENTIAL", *m.span("bare")) for m in BEARER.finditer(text))
     hints = [h for h in _PROSE_HINTS if h in present]
+    taken = {(f.start, f.end) for f in found}
     if hints:
-        found.extend(_prose_passwords(text, low, hints, {(f.start, f.end) for f in found}))
+        found.extend(_prose_passwords(text, low, hints, taken))
+    keys = [w for w in _KEY_PROSE_WORDS if w in present]
+    if keys:
+        found.extend(_key_prose(text, low, keys, taken))
     return found
 
 
@@ -510,6 +595,10 @@ def _prose_placeholder(value: str) -> bool:
     return _placeholder(value)
 
 
+# Where a prose word can start before the hint found in it: "mot de passe", "pre-shared key".
+_PROSE_STARTS = {"pass": (0, -7), "shared key": (-4, -3)}
+
+
 def _prose_passwords(
     text: str, low: str, hints: list[str], taken: set[tuple[int, int]]
 ) -> list[Finding]:
@@ -519,11 +608,11 @@ def _prose_passwords(
         j = low.find(hint)
         while j != -1:
             pattern = CJK_PASSWORD if hint in _CJK_WORDS else PROSE_PASSWORD
-            for pos in (j, j - 7) if hint == "pass" else (j,):  # "mot de passe"
-                m = pattern.match(text, max(pos, 0), min(j + 200, len(text)))
+            for pos in _PROSE_STARTS.get(hint, (0,)):
+                m = pattern.match(text, max(j + pos, 0), min(j + 260, len(text)))
                 if m is None:
                     continue
-                value = m.group("bare").rstrip(".!?)")
+                value = m.group("bare").rstrip(".!?)\u00bb\u201d\u2019")
                 span = (m.start("bare"), m.start("bare") + len(value))
                 if (
                     span not in taken
@@ -534,6 +623,32 @@ def _prose_passwords(
                     found.append(Finding("PASSWORD", *span))
                 break
             j = low.find(hint, j + 1)
+    return found
+
+
+def _key_prose(text: str, low: str, words: list[str], taken: set[tuple[int, int]]) -> list[Finding]:
+    """Keys, secrets and tokens named in a sentence (KEY_PROSE), matched where the word starts."""
+    found = []
+    for word in words:
+        j = low.find(word)
+        while j != -1:
+            before = low[max(j - 24, 0) : j]
+            if (j == 0 or low[j - 1] not in _IDENTIFIER_CHARS) and (
+                word != "key" or (before.split() or [""])[-1] in _KEY_QUALIFIERS
+            ):
+                m = KEY_PROSE.match(text, j, min(j + 480, len(text)))
+                if m is not None:
+                    value = m.group("bare").rstrip(".!?)\u00bb\u201d\u2019")
+                    span = (m.start("bare"), m.start("bare") + len(value))
+                    if (
+                        span not in taken
+                        and key_like(value)
+                        and not _placeholder(value)
+                        and not _ENV_NAME.fullmatch(value)
+                    ):
+                        taken.add(span)
+                        found.append(Finding("CREDENTIAL", *span))
+            j = low.find(word, j + 1)
     return found
 
 
@@ -556,11 +671,22 @@ def open_named_start(text: str) -> int | None:
         m = OPEN_BEARER.search(text, tail_start)
         if m is not None:
             starts.append(m.start())
-    if any(map(low.__contains__, _PROSE_HINTS)):
-        m = OPEN_PROSE_PASSWORD.search(text, tail_start)
+    # a prose password's word may stand up to seven words before its value's blank
+    prose_start = max(last_space - _PROSE_REACH, 0)
+    prose_low = text[prose_start:].lower()
+    if any(map(prose_low.__contains__, _OPEN_PROSE_HINTS)):
+        m = OPEN_PROSE_PASSWORD.search(text, prose_start)
+        if m is not None:
+            starts.append(m.start())
+    if any(map(prose_low.__contains__, _KEY_PROSE_WORDS)):
+        m = OPEN_KEY_PROSE.search(text, prose_start)
         if m is not None:
             starts.append(m.start())
     return min(starts) if starts else None
+
+
+_PROSE_REACH = 260
+_OPEN_PROSE_HINTS = (*_PROSE_HINTS, "mot", "shared", "mật")
 
 
 NAMED_TYPES = ("PASSWORD", "CREDENTIAL", "AWS_SECRET_KEY")

@@ -36,6 +36,7 @@ from detect_secrets.plugins import (
 from detect_secrets.plugins.base import RegexBasedDetector
 
 from guards.detectors.credential_calls import find_calls, open_call_start
+from guards.detectors.credential_columns import find_columns, open_column_start
 from guards.detectors.credential_forms import find_forms, open_form_start
 from guards.detectors.credentials import (
     NAMED_TYPES,
@@ -43,6 +44,7 @@ from guards.detectors.credentials import (
     PLATFORM_PREFIX,
     PROVIDER_HINTS,
     PROVIDER_KEYS,
+    credential_words,
     find_named,
     open_named_start,
 )
@@ -197,6 +199,18 @@ def _gate(name: str) -> Callable[[str], bool] | None:
     return functools.partial(_contains_any, hints) if hints else None
 
 
+# A value shown masked or as a format's example: a dashboard's `sk_test_••••4Kq9`, a doc's
+# `ghp_XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX` or `AKIA0000000000000000`. Eight identical mask
+# characters in a row never occur in a random key of these lengths in practice (a PEM block's
+# base64 may hold runs of "A", which is not a mask character, and is never judged here).
+_MASK_RUN = re.compile("([Xx0*#.\u2022])\\1{7,}|\u2022\u2022|\u2026|\\*\\*\\*")
+
+
+def masked(value: str) -> bool:
+    """Whether a found value is shown masked or as a placeholder, not a secret."""
+    return _MASK_RUN.search(value) is not None
+
+
 class SecretsDetector:
     """Finds credentials by the detect-secrets pattern plugins' regexes."""
 
@@ -248,16 +262,23 @@ class SecretsDetector:
         if self._named:
             # A value a provider's pattern typed already keeps that type.
             low = text.lower()
+            present = credential_words(low)
             found.extend(
                 f
-                for f in find_named(text) + find_forms(text, low) + find_calls(text, low)
+                for f in find_named(text, present)
+                + find_forms(text, low, present)
+                + find_calls(text, low)
+                + find_columns(text, low, present)
                 if f.type in self._named
                 and not any(g.start < f.end and f.start < g.end for g in found)
             )
         if depth < DECODE_DEPTH:
             found.extend(self._encoded(text, found, depth))
         # One finding per value: two patterns of one type may match the same key.
-        return sorted(set(found), key=lambda f: (f.start, f.end, f.type))
+        return sorted(
+            {f for f in found if f.type == "PRIVATE_KEY" or not masked(text[f.start : f.end])},
+            key=lambda f: (f.start, f.end, f.type),
+        )
 
     def _encoded(self, text: str, found: list[Finding], depth: int) -> list[Finding]:
         """Base64 runs that hold a secret once decoded, each masked whole with the type of what
@@ -288,7 +309,12 @@ class SecretsDetector:
             if key is not None:
                 start = min(start, key)
         if self._named:
-            for named in (open_named_start(text), open_form_start(text), open_call_start(text)):
+            for named in (
+                open_named_start(text),
+                open_form_start(text),
+                open_call_start(text),
+                open_column_start(text),
+            ):
                 if named is not None:
                     start = min(start, named)
         return len(text) - start

@@ -126,3 +126,10 @@ def test_a_call_being_streamed_is_held_from_where_it_begins(text: str) -> None:
 def test_an_aws_sdk_credentials_pair_is_an_aws_secret() -> None:
     text = 'AwsBasicCredentials.create("AKIADU2JTM26K5MQ4KV7", "PTDCsHXUpoilZTb4S/DtxP7fo7uzcBZD")'
     assert ("AWS_SECRET_KEY", "PTDCsHXUpoilZTb4S/DtxP7fo7uzcBZD") in found(text)
+
+
+def test_a_clients_login_with_a_key_argument_is_found_when_the_value_looks_like_a_key() -> None:
+    text = 'import wandb\nwandb.login(key="67fa1849964cbc4eacb8d2ec9e8fa11a5b5ef415")'
+    assert found(text) == [("CREDENTIAL", "67fa1849964cbc4eacb8d2ec9e8fa11a5b5ef415")]
+    assert found('wandb.login(key="my_project_key_name")') == []
+    assert found("wandb.login(key=os.environ['WANDB_API_KEY'])") == []

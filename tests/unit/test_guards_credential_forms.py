@@ -328,3 +328,51 @@ def test_only_random_base64_after_an_aws_key_id_is_its_secret() -> None:
     for after in ("commit 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c", "see " + "a" * 40):
         kinds = [kind for kind, _ in found(f"AKIAIOSFODNN7EXAMPLE {after}")]
         assert kinds == ["AWS_ACCESS_KEY"], after
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("WIFI:T:WPA;S:Hallgren Guest;P:Kanelbulle!2026;H:false;;", "Kanelbulle!2026"),
+        ("WIFI:S:Cafe;T:WPA;P:semi\\;colon-9;;", "semi\\;colon-9"),
+        (
+            "    Security key           : Present\n    Key Content            : bla sylt 1966\n",
+            "bla sylt 1966",
+        ),
+        (
+            ">>> from django.conf import settings\n>>> settings.SECRET_KEY\n"
+            "'t&kednq^)nwtx^lp(7y)#e33b(94vmi)52v%515-s7aha%l!n6'\n>>> settings.DEBUG\nFalse",
+            "t&kednq^)nwtx^lp(7y)#e33b(94vmi)52v%515-s7aha%l!n6",
+        ),
+        ("In [3]: os.environ['DB_PASSWORD']\nOut[3]: 'Pg-Local#2026'", "Pg-Local#2026"),
+        ("# rclone.conf\n[b2-archive]\ntype = b2\nkey"
+            " = XWZBvxaBUvU6OK7moEIvVJZw9jTdWFwY\n", "XWZBvxaBUvU6OK7moEIvVJZw9jTdWFwY"),
+        (
+            '  -H "Authorization: Splunk 66a6e67a-1a86-4068-bb84-7d5b6b63bea1" \\',
+            "66a6e67a-1a86-4068-bb84-7d5b6b63bea1",
+        ),
+        (
+            "Authorization: Token 9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b",
+            "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b",
+        ),
+    ],
+)  # fmt: skip
+def test_more_records_whose_name_stands_apart_are_found_value_only(text: str, value: str) -> None:
+    assert [v for _, v in found(text)] == [value]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "    Security key           : Present\n    Key Content            : Absent",
+        "In [9]: pwd\nOut[9]: '/home/jd/py4science/book'",  # IPython's working directory
+        ">>> settings.DEBUG\n'False-ish-value'",
+        # `key = X` in a Python class is a name; under no INI section it is not read
+        "class Scheme:\n    key = kFp8StaticTensorSym\n",
+        "[cache]\nkey = user_profile_cache_v2\n",  # words, not a random key
+        "Authorization: Token <your-token-here>",
+        "Authorization: Token ${API_TOKEN}",
+    ],
+)
+def test_look_alikes_of_those_records_are_left_alone(text: str) -> None:
+    assert found(text) == []

@@ -170,7 +170,7 @@ def test_pii_entity_selection() -> None:
     [
         ("AKIAIOSFODNN7EXAMPLE", "AWS_ACCESS_KEY"),
         ("ghp_" + "a1B2" * 9, "GITHUB_TOKEN"),
-        ("glpat-" + "x" * 20, "GITLAB_TOKEN"),
+        ("glpat-" + "xK9mQ2vL7pR4tW8zN3bY", "GITLAB_TOKEN"),
         ("xoxb-123456789-abcdefgh", "SLACK_TOKEN"),
         ("sk_live_" + "4" * 24, "STRIPE_KEY"),
         ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N", "JWT"),

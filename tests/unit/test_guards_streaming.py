@@ -330,6 +330,24 @@ PIECES = [
             "mysql+pymysql://report:R3p0rt$ing#@mysql-legacy.example.com:3306/crm",
             "curl -X POST https://api.example.com \\\n  -u AC3f9d27b1e04c58a6:ec04db!67ea613db",
             "  FEED_PAT: 'arlu5npseqxkfl4kniuwhczpvn2qton3pb23r4d7b5pig36ckzf5'",
+            # a table's credential column: the header is lines above the value
+            "| System | Login | Password |\n|---|---|---|\n| Grafana | admin | gr4f-Admin!! |",
+            "|| Env || API key ||\n| staging | aR41RfsMreTC1RS9wmkEjNlZptAXjkQJ |\n"
+            "| prod | cloVKJ7s9AjTUlpiVfaNLGcPMmyjXLMi |",
+            "Account\tPassword\tURL\nCloudflare\torange-cloud-Fennel-81\thttps://x.example",
+            # prose across words and a line, in other languages
+            "het wachtwoord van de gedeelde mailbox is tijdelijk Stroopwafel!88 ok",
+            "le mot de passe du compte « deploy » : Baguette!Runner-12.",
+            "the new pre-shared key for the office is\nkX9v-77Rq-LmT2-Wp04",
+            "our HMAC key is F541E47E896A2246BBE862BA0325D3EAEE04B27E6374C9C7 - why",
+            "the wifi password at the cabin is `Loon-Lake-4th-July` ok",
+            # records whose name is a line above or a field before
+            "[b2]\ntype = b2\nkey = XWZBvxaBUvU6OK7moEIvVJZw9jTdWFwY",
+            "WIFI:T:WPA;S:Guest Net;P:Kanelbulle!2026;H:false;;",
+            "    Key Content            : bla-sylt-1966 two",
+            ">>> settings.SECRET_KEY\n'kednq^)nwtx^lp(7y)#e33b(94vmi)52v'",
+            '-H "Authorization: Splunk 66a6e67a-1a86-4068-bb84-7d5b6b63bea1"',
+            'wandb.login(key="67fa1849964cbc4eacb8d2ec9e8fa11a5b5ef415")',
         ]
     ),
 ]
