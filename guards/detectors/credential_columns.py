@@ -212,11 +212,30 @@ def find_columns(text: str, low: str, present: list[str]) -> list[Finding]:
             end = len(text) if end < 0 else end
             if start not in headers:
                 headers.add(start)
-                header = _header_line(text, start, end)
+                header = (
+                    None if _below_same_shape(text, start, end) else _header_line(text, start, end)
+                )
                 if header is not None:
                     found.extend(_rows(text, *header))
             j = low.find(hint, end)
     return found
+
+
+def _shape(line: str) -> tuple[str, int] | None:
+    delimiter = next((d for d in DELIMITERS if d in line), None)
+    if delimiter is None or line.count('"') % 2:
+        return None
+    return delimiter, line.count(delimiter)
+
+
+def _below_same_shape(text: str, start: int, end: int) -> bool:
+    """Whether the line above has this line's shape: then this line is no table's top, so no
+    header (`header_above` reads a table's top line); a cheap test before splitting it."""
+    if start == 0:
+        return False
+    above = text.rfind("\n", 0, start - 1) + 1
+    shape = _shape(text[above : start - 1].rstrip("\r"))
+    return shape is not None and shape == _shape(text[start:end].rstrip("\r"))
 
 
 def _header_line(text: str, start: int, end: int) -> tuple[Header, str] | None:

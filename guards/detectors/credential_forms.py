@@ -398,11 +398,12 @@ def find_forms(text: str, low: str, present: list[str]) -> list[Finding]:
             kind = named_value_kind(names[-1], m.group("value"), quoted=True)
             if kind is not None:
                 found.append(Finding(kind, *m.span("value")))
-    if keys and "key" in text:
+    section = INI_SECTION.search(text) if keys and "key" in text else None
+    if section is not None:
         found.extend(
             Finding("CREDENTIAL", *m.span("value"))
-            for m in BARE_KEY_LINE.finditer(text)
-            if key_like(m.group("value")) and INI_SECTION.search(text, 0, m.start())
+            for m in BARE_KEY_LINE.finditer(text, section.end())
+            if key_like(m.group("value"))
         )
     if "uthorization" in low:
         found.extend(
