@@ -21,7 +21,13 @@ import re
 from dataclasses import dataclass
 
 from guards.detectors.credentials import PASSWORD_LIKE, is_placeholder, key_like
-from guards.detectors.table_column import DELIMITERS, MAX_CHARS_ABOVE, table_top
+from guards.detectors.table_column import (
+    DELIMITERS,
+    MAX_CHARS_ABOVE,
+    cell_text,
+    line_shape,
+    table_top,
+)
 from guards.verdict import Finding
 
 # A header cell names a credential in at most three words ending in its word: "Password",
@@ -61,10 +67,6 @@ class Header:
     start: int
     columns: tuple[tuple[int, str], ...]
     cells: int
-
-
-def _cell_text(cell: str) -> str:
-    return cell.strip().strip("`\"'*").strip()
 
 
 def _split(line: str, delimiter: str) -> list[tuple[int, int]]:
@@ -111,7 +113,7 @@ def _split(line: str, delimiter: str) -> list[tuple[int, int]]:
 
 
 def _column_kind(cell: str) -> str | None:
-    name = _cell_text(cell)
+    name = cell_text(cell)
     if not name or len(name) > 40 or NOT_SECRET_HEADER.search(name):
         return None
     if LOGIN_HEADER.fullmatch(name):
@@ -125,7 +127,7 @@ def _header(text: str, start: int, delimiter: str) -> Header | None:
     end = text.find("\n", start)
     line = text[start : len(text) if end < 0 else end].rstrip("\r")
     cells = _split(line, delimiter)
-    names = [_cell_text(line[lo:hi]) for lo, hi in cells]
+    names = [cell_text(line[lo:hi]) for lo, hi in cells]
     if sum(1 for name in names if name) < 2 or not all(map(_HEADER_CELL.fullmatch, names)):
         return None
     columns = tuple(
@@ -157,7 +159,7 @@ def header_above(text: str, line_start: int) -> Header | None:
 def _value_finding(row: str, offset: int, span: tuple[int, int], kind: str) -> Finding | None:
     lo, hi = span
     raw = row[lo:hi]
-    value = _cell_text(raw)
+    value = cell_text(raw)
     if not value or any(c.isspace() for c in value) or len(value) > 200:
         return None
     if _MASK.fullmatch(value) or is_placeholder(value):
@@ -221,21 +223,14 @@ def find_columns(text: str, low: str, present: list[str]) -> list[Finding]:
     return found
 
 
-def _shape(line: str) -> tuple[str, int] | None:
-    delimiter = next((d for d in DELIMITERS if d in line), None)
-    if delimiter is None or line.count('"') % 2:
-        return None
-    return delimiter, line.count(delimiter)
-
-
 def _below_same_shape(text: str, start: int, end: int) -> bool:
     """Whether the line above has this line's shape: then this line is no table's top, so no
     header (`header_above` reads a table's top line); a cheap test before splitting it."""
     if start == 0:
         return False
     above = text.rfind("\n", 0, start - 1) + 1
-    shape = _shape(text[above : start - 1].rstrip("\r"))
-    return shape is not None and shape == _shape(text[start:end].rstrip("\r"))
+    shape = line_shape(text[above : start - 1].rstrip("\r"))
+    return shape is not None and shape == line_shape(text[start:end].rstrip("\r"))
 
 
 def _header_line(text: str, start: int, end: int) -> tuple[Header, str] | None:

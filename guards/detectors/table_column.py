@@ -38,6 +38,14 @@ def _whole_record(line: str) -> bool:
 Shape = tuple[str, int] | None  # (delimiter, delimiter count) of a table's line
 
 
+def line_shape(line: str) -> Shape:
+    """A table line's (delimiter, count), or None for a line no table holds."""
+    delimiter = _delimiter(line)
+    if delimiter is None or not _whole_record(line):
+        return None
+    return delimiter, line.count(delimiter)
+
+
 class _Lines:
     """Per text: each line's shape and the top of the block of same-shaped lines it ends, so
     every row of a table costs O(1) however many rows are above it (a scan from each value
@@ -56,11 +64,7 @@ class _Lines:
     def shape(self, start: int) -> Shape:
         if start in self._shapes:
             return self._shapes[start]
-        line = self.line(start)
-        delimiter = _delimiter(line)
-        shape = None
-        if delimiter is not None and _whole_record(line):
-            shape = delimiter, line.count(delimiter)
+        shape = line_shape(self.line(start))
         self._shapes[start] = shape
         return shape
 
@@ -112,7 +116,8 @@ def table_top(text: str, line_start: int) -> tuple[int, str, str] | None:
     return found
 
 
-def _cell(text: str) -> str:
+def cell_text(text: str) -> str:
+    """A cell's value: blanks, quotes, backticks and Markdown's bold stripped."""
     return text.strip().strip("\"'`*").strip()
 
 
@@ -134,7 +139,7 @@ def column_header(text: str, start: int, end: int) -> str | None:
     line_end = text.find("\n", end)
     if cell_end < 0 or 0 <= line_end < cell_end:
         cell_end = len(text) if line_end < 0 else line_end
-    if _cell(text[cell_start:cell_end]) != text[start:end]:
+    if cell_text(text[cell_start:cell_end]) != text[start:end]:
         return None
-    name = _cell(header.split(delimiter)[index])
+    name = cell_text(header.split(delimiter)[index])
     return name if len(name) <= MAX_HEADER_CHARS and name.count(" ") < MAX_HEADER_WORDS else None
