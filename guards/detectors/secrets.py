@@ -200,9 +200,10 @@ def _gate(name: str) -> Callable[[str], bool] | None:
 
 
 # A value shown masked or as a format's example: a dashboard's `sk_test_••••4Kq9`, a doc's
-# `ghp_XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX` or `AKIA0000000000000000`. Eight identical mask
-# characters in a row never occur in a random key of these lengths in practice (a PEM block's
-# base64 may hold runs of "A", which is not a mask character, and is never judged here).
+# GitHub token of 36 capital X after `ghp_`, or an AWS key ID of sixteen zeros after `AKIA`.
+# Eight identical mask characters in a row never occur in a random key of these lengths in
+# practice (a PEM block's base64 may hold runs of "A", which is not a mask character, and is
+# never judged here). tests/unit/test_guards_credentials.py holds such examples.
 _MASK_RUN = re.compile("([Xx0*#.\u2022])\\1{7,}|\u2022\u2022|\u2026|\\*\\*\\*")
 
 
