@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 from guards.chain import GuardChain
 from guards.detectors.credential_columns import header_above
+from guards.detectors.credential_labels import LABEL_REACH, may_need_label
 from guards.detectors.phone import CUE_LOOKBEHIND_CHARS
 from guards.detectors.pii import may_need_cue
 from guards.detectors.table_column import MAX_CHARS_ABOVE, table_top
@@ -191,7 +192,9 @@ class StreamGuard:
         them can only be masked more. After a check that found a redaction in held text, the
         window's line and the one above are read again (up to 600 characters). A window with a
         digit in a table's row is read with the table's lines above it, back to its header,
-        and so is any window in a row under a credential column's header."""
+        and so is any window in a row under a credential column's header. A window holding a
+        run as long as a key is read with its line and the lines above it within LABEL_REACH,
+        where a label naming the key may stand (credential_labels.py)."""
         tail = self._released_tail
         cue = may_need_cue(self._window)
         i = max(len(tail) - _LOOKBEHIND, 0) if cue else len(tail)
@@ -203,6 +206,11 @@ class StreamGuard:
             line = tail.rfind("\n")
             above = tail.rfind("\n", 0, max(line, 0)) + 1 if line > 0 else 0
             start = min(start, max(above, len(tail) - _REREAD_MAX))
+        if may_need_label(self._window):
+            # a key's label: on its line, or on the lines above within LABEL_REACH
+            line = tail.rfind("\n") + 1
+            floor = max(line - LABEL_REACH, 0)
+            start = min(start, tail.rfind("\n", 0, floor) + 1 if floor else 0)
         if "\n" in tail:
             line = tail.rfind("\n") + 1
             if cue:

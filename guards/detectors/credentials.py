@@ -288,7 +288,7 @@ OPEN_KEY_PROSE = re.compile(
     rf"(?:{_BEFORE_VALUE}[^\s\"'`,;]{{0,200}}|(?:[ \t]?:)?[ \t]*\n?[ \t]*)\Z"
 )
 _KEY_PROSE_WORDS = ("secret", "token", "key")
-_KEY_QUALIFIERS = frozenset((
+KEY_QUALIFIERS = frozenset((
     "hmac", "signing", "secret", "api", "access", "private", "webhook", "encryption", "master",
     "license", "licence", "app", "integration", "ingest", "shared", "preshared", "pre-shared",
     "auth", "client", "service", "account", "storage", "subscription", "recovery", "unseal",
@@ -634,7 +634,7 @@ def _key_prose(text: str, low: str, words: list[str], taken: set[tuple[int, int]
         while j != -1:
             before = low[max(j - 24, 0) : j]
             if (j == 0 or low[j - 1] not in _IDENTIFIER_CHARS) and (
-                word != "key" or (before.split() or [""])[-1] in _KEY_QUALIFIERS
+                word != "key" or (before.split() or [""])[-1] in KEY_QUALIFIERS
             ):
                 m = KEY_PROSE.match(text, j, min(j + 480, len(text)))
                 if m is not None:

@@ -38,6 +38,7 @@ from detect_secrets.plugins.base import RegexBasedDetector
 from guards.detectors.credential_calls import find_calls, open_call_start
 from guards.detectors.credential_columns import find_columns, open_column_start
 from guards.detectors.credential_forms import find_forms, open_form_start
+from guards.detectors.credential_labels import find_labelled
 from guards.detectors.credentials import (
     NAMED_TYPES,
     PLATFORM_KEYS,
@@ -274,6 +275,7 @@ class SecretsDetector:
                 + find_forms(text, low, present)
                 + find_calls(text, low)
                 + find_columns(text, low, present)
+                + find_labelled(text, low, present)
             ):
                 if f.type in self._named and taken.find(1, f.start, f.end) < 0:
                     found.append(f)

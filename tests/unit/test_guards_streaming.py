@@ -348,6 +348,20 @@ PIECES = [
             ">>> settings.SECRET_KEY\n'kednq^)nwtx^lp(7y)#e33b(94vmi)52v'",
             '-H "Authorization: Splunk 66a6e67a-1a86-4068-bb84-7d5b6b63bea1"',
             'wandb.login(key="67fa1849964cbc4eacb8d2ec9e8fa11a5b5ef415")',
+            # a key after a label that names it (credential_labels.py): on its line, on the
+            # line after a heading, in a list under one, under a YAML mapping, in a record
+            "    routing-key: 6af1bc25a47ee13a913ae342891dc96a",
+            "> here is your API key for the pilot environment:\n> YUE1CbkfcO03Yjki3PAdHr5K7vM9Qu",
+            # (the list's later keys and the headings' keys need the label's lines read again:
+            # guards/streaming.py _context, may_need_label)
+            "Unseal keys (3 of 5 needed):\n  1: bzqUIlphoX7bn7h3F5oARuDQynPl\n"
+            "  2: RasPcrpH69y9RDkxTCBjE5aqmyuQ\n  3: /HWZUAxE6gyG8l/f4xm2X1WiiQw",
+            "Der API-Schlüssel für die Testumgebung, bitte sicher aufbewahren:\n"
+            "YUE1CbkfcO03Yjki3PAdHr5K7vM9Qu",
+            "La clé d'accès du compte de service, à ne pas partager :\n  9fK2mQ7xLp4sT8vW1zR6nB3c",
+            'api:\n  encryption:\n    key: "CgfOaNgu9CN2TJH6/q1c/hS8FAuYrjt="',
+            '{"username":"mkeller84","key":"8ddff286cfe089d607a327567d3262db"}',
+            "SecretID:         3a2784cb-fd28-4bb4-9f98-ddecff58a3a3",
         ]
     ),
 ]
