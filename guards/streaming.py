@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from guards.chain import GuardChain
+from guards.detectors.credential_codes import code_block_start
 from guards.detectors.credential_columns import header_above
 from guards.detectors.credential_labels import LABEL_REACH, may_need_label
 from guards.detectors.phone import CUE_LOOKBEHIND_CHARS
@@ -194,7 +195,8 @@ class StreamGuard:
         digit in a table's row is read with the table's lines above it, back to its header,
         and so is any window in a row under a credential column's header. A window holding a
         run as long as a key is read with its line and the lines above it within LABEL_REACH,
-        where a label naming the key may stand (credential_labels.py)."""
+        where a label naming the key may stand (credential_labels.py), and a window in a list
+        of backup codes with the lines back to the list's heading (credential_codes.py)."""
         tail = self._released_tail
         cue = may_need_cue(self._window)
         i = max(len(tail) - _LOOKBEHIND, 0) if cue else len(tail)
@@ -206,6 +208,9 @@ class StreamGuard:
             line = tail.rfind("\n")
             above = tail.rfind("\n", 0, max(line, 0)) + 1 if line > 0 else 0
             start = min(start, max(above, len(tail) - _REREAD_MAX))
+        codes = code_block_start(tail[: tail.rfind("\n") + 1])  # a list of backup codes
+        if codes is not None:
+            start = min(start, codes)
         if may_need_label(self._window):
             # a key's label: on its line, or on the lines above within LABEL_REACH
             line = tail.rfind("\n") + 1

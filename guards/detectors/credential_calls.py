@@ -8,7 +8,8 @@
 - a Redis `AUTH [user] X` at a client's prompt;
 - strongSwan's ipsec.secrets (`: PSK "X"`, `user : EAP "X"`, XAUTH);
 - a Groovy / Gradle DSL's `password "X"` (a call without parentheses; in prose too: "the
-  password 'X'"), where the value must look like a password.
+  password 'X'"; a game server's `rcon_password "X"`), where the value must look like a password;
+- Twilio's `Client("AC...", "X")`: the auth token after the account SID.
 
 Each finding is the value only, judged like a named one (placeholders, references and templates
 are never findings). Streams: `open_call_start` says from where a call or a command may still
@@ -36,7 +37,9 @@ OPEN_AUTH_PAIR = re.compile(rf"{_AUTH_CALL}[=(][^\n)]{{0,300}}\Z")
 _PAIR_CALL = (
     r"\b(?:(?:wlan0?|sta(?:_if)?|wifi|WiFi|network|station|nic|wifiMulti)\.(?:connect|begin|addAP)"
     r"|MCRcon|AwsBasicCredentials\.create|AwsSessionCredentials\.create"
-    r"|new[ \t]+BasicAWSCredentials)[ \t]*\("
+    r"|new[ \t]+BasicAWSCredentials"
+    # Twilio's `Client("AC<account SID>", "<auth token>")`: the SID says whose client it is
+    r"|\bClient(?=[ \t]*\([ \t]*[\"']AC[0-9a-fA-F]{32}[\"']))[ \t]*\("
 )
 PAIR_CALL = re.compile(rf"{_PAIR_CALL}[ \t]*{_QUOTED}[ \t]*,[ \t]*{_VALUE}")
 OPEN_PAIR_CALL = re.compile(rf"{_PAIR_CALL}[^\n)]{{0,300}}\Z")
@@ -82,10 +85,12 @@ AUTH_COMMAND = re.compile(
 OPEN_AUTH_COMMAND = re.compile(r"(?:^|>[ \t]*)AUTH[ \t][^\n]{0,280}\Z", re.MULTILINE)
 IPSEC_SECRET = re.compile(rf":[ \t]*(?:PSK|EAP|XAUTH)[ \t]+{_VALUE}")
 OPEN_IPSEC_SECRET = re.compile(r":[ \t]*(?:PSK|EAP|XAUTH)[ \t][^\n]{0,220}\Z")
+# (a snake_case name ending in it too: a game server's `rcon_password "X"`, `sv_password "X"`)
+_QUOTED_NAME = r"(?i:(?<![A-Za-z0-9-])(?:[a-z0-9]{1,20}_){0,3}(?:password|passwd))"
 QUOTED_PASSWORD = re.compile(
-    r"(?i:\b(?:password|passwd))[ \t]+(?P<quote>[\"'])(?P<value>[^\s\"']{4,200})(?P=quote)"
+    rf"{_QUOTED_NAME}[ \t]+(?P<quote>[\"'])(?P<value>[^\s\"']{{4,200}})(?P=quote)"
 )
-OPEN_QUOTED_PASSWORD = re.compile(r"(?i:\b(?:password|passwd))[ \t]+[\"'][^\s\"']{0,200}\Z")
+OPEN_QUOTED_PASSWORD = re.compile(rf"{_QUOTED_NAME}[ \t]+[\"'][^\s\"']{{0,200}}\Z")
 # A client's login with a key argument (`wandb.login(key="...")`, `hub.login(token="...")`):
 # the value must look like a random key.
 LOGIN_KEY_CALL = re.compile(rf"\.login\([ \t]*(?:key|api_key|token)[ \t]*=[ \t]*{_VALUE}")
@@ -97,7 +102,7 @@ _FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
     (("auth", "Auth"), AUTH_PAIR),
     (("mysql",), CONNECT_CALL),
     (("PDO",), PDO_CALL),
-    (("connect", "begin", "addAP", "MCRcon", "Credentials"), PAIR_CALL),
+    (("connect", "begin", "addAP", "MCRcon", "Credentials", "Client"), PAIR_CALL),
 )
 _OPEN_FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
     (("auth", "Auth"), OPEN_AUTH_PAIR),
@@ -106,7 +111,7 @@ _OPEN_FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
     (("AUTH",), OPEN_AUTH_COMMAND),
     (("PSK", "EAP", "AUTH"), OPEN_IPSEC_SECRET),
     (("assw", "ASSW"), OPEN_QUOTED_PASSWORD),
-    (("connect", "begin", "addAP", "MCRcon", "Credentials"), OPEN_PAIR_CALL),
+    (("connect", "begin", "addAP", "MCRcon", "Credentials", "Client"), OPEN_PAIR_CALL),
     (("CONFIG", "ACL"), OPEN_REDIS_SECRET),
     ((" /",), OPEN_LOGIN_PAIR),
     (("IDENTIFIED", "identified", "PASSWORD", "password"), OPEN_SQL_IDENTIFIED),
@@ -172,7 +177,10 @@ def find_calls(text: str, low: str) -> list[Finding]:
 
 
 def _pair_kind(m: re.Match[str]) -> str:
-    return "AWS_SECRET_KEY" if "Credentials" in m.group() else "PASSWORD"
+    call = m.group()
+    if "Credentials" in call:
+        return "AWS_SECRET_KEY"
+    return "CREDENTIAL" if call.startswith("Client") else "PASSWORD"  # Twilio's auth token
 
 
 def _line(low: str, at: int) -> str:

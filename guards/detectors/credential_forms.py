@@ -76,6 +76,18 @@ URL_PASSWORD = re.compile(
 OPEN_URL_PASSWORD = re.compile(r"://[^:/?#\[\]@\s\"'<>]*:[^/?\[\]@\s\"'<>]{0,200}\Z")
 ORACLE_THIN = re.compile(r"\boracle:thin:[^/\s@:\"']+/(?P<value>[^@\s\"']{1,200})@")
 OPEN_ORACLE_THIN = re.compile(r"\boracle:thin:[^/\s@:\"']*(?:/[^@\s\"']{0,200})?\Z")
+# Oracle's command-line logins, `sqlplus user/"pw"@//host:1521/SVC`, `expdp user/pw@db`,
+# `sqlldr userid=user/pw@db`: the password between "/" and "@".
+_ORACLE_HINTS = ("sqlplus", "rman", "expdp", "impdp", "sqlldr", "sqlcl", "exp ", "imp ", "dgmgrl",
+                 "userid=")  # fmt: skip
+_ORACLE_TOOLS = r"\b(?:sqlplus|rman|expdp|impdp|sqlldr|sqlcl|exp|imp|dgmgrl)"
+ORACLE_LOGIN = re.compile(
+    rf"(?:{_ORACLE_TOOLS}(?:[ \t]+-\w+)*[ \t]+|\buserid=)[\w$#.]{{1,64}}/"
+    r"(?:\"(?P<quoted>[^\"\n]{1,200})\"|(?P<value>[^\s@/\"]{1,200}))@"
+)
+OPEN_ORACLE_LOGIN = re.compile(
+    rf"(?:{_ORACLE_TOOLS}(?:[ \t]+-\w+)*[ \t]+|\buserid=)[\w$#.]{{0,64}}(?:/[^\s@\n]{{0,202}})?\Z"
+)
 
 # A .pgpass line, hostname:port:database:username:password (port a number or "*"; "\:" is an
 # escaped colon inside a field).
@@ -92,12 +104,14 @@ OPEN_PGPASS_LINE = re.compile(
 # (after a blank: "an N-token window" is prose). Matched where `_DASH_WORDS` stand: searched
 # for over a text, the pattern cost ~38 µs a KB (measured here).
 DASH_OPTION = re.compile(
-    r"(?<![^\s])-(?P<name>password|passwd|pass|pw|pwd|secret|token)[ \t]+"
+    r"(?<![^\s])-(?P<name>password|passwd|pass|pw|pwd|secret|token"
+    r"|(?:src|dest)?(?:store|key)pass)[ \t]+"
     r"(?P<quote>[\"']?)(?P<value>[^\s\"']{3,200})(?P=quote)(?![^\s\"'\],;)])",
     re.IGNORECASE,
 )
 OPEN_DASH_OPTION = re.compile(
-    r"(?<![^\s])-(?:password|passwd|pass|pw|pwd|secret|token)(?:[ \t]+[\"']?[^\s\"']{0,200})?\Z",
+    r"(?<![^\s])-(?:password|passwd|pass|pw|pwd|secret|token|(?:src|dest)?(?:store|key)pass)"
+    r"(?:[ \t]+[\"']?[^\s\"']{0,200})?\Z",
     re.IGNORECASE,
 )
 # Network gear: Cisco IOS `username x password 0 X`, `key 7 X` (0: in clear, 7: a reversible
@@ -116,7 +130,7 @@ OPEN_NETWORK_SECRET = re.compile(
     r"|pre-shared-key(?:[ \t]+ascii-text)?)|\bsnmp-server[ \t]+community)"
     r"(?:[ \t]+[\"']?[^\s\"']{0,200})?\Z"
 )
-_DASH_WORDS = ("-pass", "-pw", "-secret", "-token")
+_DASH_WORDS = ("-pass", "-pw", "-secret", "-token", "storepass", "keypass")
 # Matched where its words stand (`_NETWORK_WORDS`, the typed form after " 0 " or " 7 "):
 # searched for over a text, the pattern cost ~146 µs a KB (measured here).
 _NETWORK_WORDS = ("psksecret", "pre-shared-", "passwd", "community")
@@ -287,6 +301,21 @@ _OPEN_FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
     (_SHORT_HINTS, OPEN_SHORT_OPTION),
     (("://",), OPEN_URL_PASSWORD),
     (("oracle:thin:",), OPEN_ORACLE_THIN),
+    (
+        (
+            "sqlplus",
+            "rman",
+            "expdp",
+            "impdp",
+            "sqlldr",
+            "sqlcl",
+            "exp ",
+            "imp ",
+            "dgmgrl",
+            "userid=",
+        ),
+        OPEN_ORACLE_LOGIN,
+    ),
     (("sig", "Signature"), OPEN_URL_SIGNATURE),
     (("key", "name"), OPEN_JSON_RECORD),
     (("name:",), OPEN_YAML_RECORD),
@@ -329,12 +358,17 @@ def find_forms(text: str, low: str, present: list[str]) -> list[Finding]:
         for m in ORACLE_THIN.finditer(text):
             if _url_password(m.group("value")):
                 found.append(Finding("PASSWORD", *m.span("value")))
+    if "/" in text and any(map(low.__contains__, _ORACLE_HINTS)):
+        for m in ORACLE_LOGIN.finditer(text):
+            group = "quoted" if m.group("quoted") else "value"
+            if _url_password(m.group(group)):
+                found.append(Finding("PASSWORD", *m.span(group)))
     if text.count(":") >= 4:
         for m in PGPASS_LINE.finditer(text):
             if _url_password(m.group("value")):
                 found.append(Finding("PASSWORD", *m.span("value")))
     if "-" in text:
-        for m in _matches_at(text, low, _DASH_WORDS, DASH_OPTION, 0):
+        for m in _matches_at(text, low, _DASH_WORDS, DASH_OPTION, 5):  # "-deststorepass"
             name = m.group("name").lower()
             kind = named_value_kind(name, m.group("value"), quoted=bool(m.group("quote")))
             if kind is not None:
@@ -453,7 +487,7 @@ _OPEN_REACH = 600  # a command line, or a record's two lines
 # (hints in the lower-case text near the end; the pattern). An Azure key row's name may stand
 # 60 characters before its key; the rest lie closer.
 _NEAR_FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
-    (("-pass", "-pw", "-secret", "-token"), OPEN_DASH_OPTION),
+    (_DASH_WORDS, OPEN_DASH_OPTION),
     (("password", "secret", "key", "passwd", "pre-shared", "community"), OPEN_NETWORK_SECRET),
     (("aws secret",), OPEN_AWS_CONFIGURE),
     (("key1", "key2", "primary", "secondary"), OPEN_AZURE_KEY_ROW),

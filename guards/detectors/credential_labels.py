@@ -54,7 +54,7 @@ _RUN_CHARS = "A-Za-z0-9_\\-+/=.~"
 # A value is a run of key characters (found whole: a run shorter than 16 never matches, and
 # a longer one matches from its first character), 16 to _MAX_VALUE long, that `_starts_value`.
 _RUN = re.compile(rf"[{_RUN_CHARS}]{{16,}}")
-_MAX_VALUE = 256
+_MAX_VALUE = 2048  # an AWS session token runs to ~1,000 characters
 _BEFORE_SLASH = frozenset(" \t\r\n\"'`")
 _LONG_RUN = re.compile(rf"[{_RUN_CHARS}]{{16}}")
 
@@ -62,7 +62,8 @@ _WORD_SPLIT = re.compile(r"[\W_]+")
 _CAMEL_PARTS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z0-9]+(?![a-z])")
 _CREDENTIAL_PARTS = frozenset((
     "token", "tokens", "secret", "secrets", "password", "passwords", "passwd", "passphrase",
-    "pwd", "apikey", "apikeys", "authtoken", "credential", "credentials", "psk", "seed",
+    "pwd", "apikey", "apikeys", "authtoken", "credential", "credentials", "psk", "seed", "salt",
+    "session", "sessionid", "jsessionid", "phpsessid", "authkey", "preauthkey", "preauthkeys",
     # other languages' key, token and password words
     "clé", "cle", "clave", "chiave", "schlüssel", "schluessel", "sleutel", "chave", "klucz",
     "klíč", "kulcs", "anahtar", "kunci", "nyckel", "nøgle", "avain", "ключ", "токен", "пароль",
@@ -78,8 +79,11 @@ _KEY_WORDS_BEFORE = KEY_QUALIFIERS | {
 }  # fmt: skip
 # A run-together name ending in a credential word after a qualifier: apikey, privatekey,
 # accesstoken, clientsecret (never "monkey", "turkey": the part before must be a qualifier).
-_RUN_TOGETHER_ENDS = ("key", "keys", "token", "secret", "password", "passwd")
-_RUN_TOGETHER_STARTS = KEY_QUALIFIERS | {"api", "bot", "access", "auth", "client", "secret"}
+_RUN_TOGETHER_ENDS = ("key", "keys", "token", "secret", "password", "passwd", "salt", "pass")
+_RUN_TOGETHER_STARTS = KEY_QUALIFIERS | {
+    "api", "bot", "access", "auth", "client", "secret", "preauth", "store", "keystore",
+    "truststore", "password", "db", "root", "smtp", "mail",
+}  # fmt: skip
 # Words that make a labelled value an identifier, a digest or a name rather than a secret.
 _VETO_PARTS = frozenset((
     "id", "ids", "uid", "uuid", "guid", "hash", "hashes", "checksum", "digest", "sha", "sha1",
@@ -104,16 +108,22 @@ _SEPARATORS = " \t\"'`:=,([{<>|\u00ab\u00bb\u201c\u201d\u2018\u2019\uff1a"
 _LIST_MARKER = re.compile(r"[ \t]*(?:>[ \t>]*)?(?:[-*\u2022][ \t]+|\d{1,2}[.):][ \t]+)?")
 _FENCE = re.compile(r"[ \t]*(?:```|~~~)[\w-]*[ \t]*")
 _NAME_CHARS = re.compile(r"[\w .-]+")  # matched on the reversed text before a value
+# A value wrapped in a conversion or a call: `NAME = bytes.fromhex(`, `NAME = []byte(`,
+# `NAME: SecretStr(`; the label is NAME.
+_WRAPPED = re.compile(r"(?P<name>[\w.]+)[\"'\]]?[ \t]*(?::=|=|:)[ \t]*[\w.\[\]]+\Z")
+_ASIDE = re.compile(r"[ \t]*\([^()]{0,60}\)\Z")  # a label's closing aside, "(...)"
+# A shell prompt opening a command line: `$ `, `# `, `user@host:~$ `, `PS C:\> `, `> `.
+_PROMPT = re.compile(r"[ \t]*(?:[\w.@-]+(?::[^\s$#>]*)?[ \t]?)?(?:[$#%]|PS [^>\n]{0,80}>)[ \t]+\S")
 _USER_FIELD = re.compile(r"""["']?(?:user(?:name)?|login|email|account)["']?\s*[:=]""", re.I)
 # Keys public by design, whatever their label: Mapbox's and Stripe's publishable keys.
 _PUBLIC_PREFIXES = ("pk.", "pk_")
 # Words a text may name a key with and `present` (credentials.credential_words) misses; each is
 # one scan of the text (~0.7 us a KB), so only the commoner ones open the search by themselves.
-_EXTRA_HINTS = ("credential", "chiave", "chave", "klucz", "kunci", "anahtar")
+_EXTRA_HINTS = ("credential", "session", "sessid", "chiave", "chave", "klucz", "kunci", "anahtar")
 _NON_ASCII_HINTS = ("clé", "schlüssel", "klíč", "nøgle", "ключ", "токен", "пароль", "hasło",
                     "şifre", "lösenord")  # fmt: skip
 # Every label naming a credential holds one of these (lower case) or of _NON_ASCII_HINTS.
-_LABEL_HINTS = ("key", "token", "secret", "pass", "pw", "psk", "seed", "clave", "contrase",
+_LABEL_HINTS = ("key", "token", "secret", "pass", "pw", "psk", "seed", "salt", "clave", "contrase",
                 "senha", "wachtwoord", "sleutel", "nyckel", "avain", "kulcs", "heslo",
                 *_EXTRA_HINTS)  # fmt: skip
 
@@ -232,6 +242,11 @@ def find_labelled(text: str, low: str, present: list[str]) -> list[Finding]:
     found: list[Finding] = []
     for m in _RUN.finditer(text):
         start, end = m.span()
+        # `name=value` run together (a cookie, a query string): the value after the last "="
+        # that base64's padding does not explain
+        eq = m.group().rstrip("=").rfind("=")
+        if eq >= 0:
+            start += eq + 1
         if end - start > _MAX_VALUE or not _starts_value(text, start):
             continue
         value = text[start:end].rstrip(".")
@@ -239,7 +254,7 @@ def find_labelled(text: str, low: str, present: list[str]) -> list[Finding]:
             continue
         if text.startswith(("(", "["), end) or value.startswith(_PUBLIC_PREFIXES):
             continue  # a call or an index: code; a key public by design
-        kind = _label_kind(text, low, start)
+        kind = _label_kind(text, low, start, end)
         if kind is None or code_identifier(value) or not key_like(value) or is_placeholder(value):
             continue
         found.append(Finding(kind, start, start + len(value)))
@@ -255,18 +270,29 @@ def _starts_value(text: str, start: int) -> bool:
     return first in "/+" and (start == 0 or text[start - 1] in _BEFORE_SLASH)
 
 
-def _label_kind(text: str, low: str, start: int) -> str | None:
+def _label_kind(text: str, low: str, start: int, end: int) -> str | None:
     line_start = text.rfind("\n", 0, start) + 1
     near = max(line_start, start - _LABEL_CHARS)
     before = text[near:start]
     if _LIST_MARKER.fullmatch(before):
+        # alone on its line: the line ends right after it (`host.example.com:5432:db:user:pw`
+        # is not); a stream knows that character once the run has ended
+        if end < len(text) and text[end] not in "\r\n":
+            return None
         return _heading_kind(text, line_start)
     if not _holds_hint(low[near:start], _LABEL_HINTS):
         return None
     label = before.rstrip(_SEPARATORS + "-")
     between = before[len(label) :]
-    if "(" in between and not any(map(between.__contains__, "\"'`")):
-        return None  # a name passed to a call, `embed_tokens(ScaledWordEmbedding)`: code
+    if "(" in between:
+        if not any(map(between.__contains__, "\"'`")):
+            return None  # a name passed to a call, `embed_tokens(ScaledWordEmbedding)`: code
+        wrapped = _WRAPPED.search(label)  # `cookie_secret = bytes.fromhex("...")`
+        if wrapped is not None:
+            label = wrapped.group("name")
+    aside = _ASIDE.search(label)  # "RADIUS shared secret (for the branch routers only):"
+    if aside is not None:
+        label = label[: aside.start()]
     tail = _NAME_CHARS.match(label[::-1])
     words = label[len(label) - (tail.end() if tail else 0) :].lstrip(" .-_")
     if not words:
@@ -292,6 +318,8 @@ def _heading_kind(text: str, line_start: int) -> str | None:
         if _FENCE.fullmatch(line) or _lone_value(line):
             end = start - 1
             continue
+        if _PROMPT.match(line):  # a command's output: `$ kubeadm token create`
+            return names_credential(line, heading=True)
         if not line.endswith((":", "\uff1a")):
             return None
         words = line.rstrip(":\uff1a \t").split()[-_HEADING_WORDS:]

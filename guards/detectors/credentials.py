@@ -69,7 +69,7 @@ PLATFORM_PREFIX = re.compile(
     r"dckr_pat_|PMAK-|NR(?:AK|II|JS)-|do[opr]_v1_|shp(?:at|ss|ca|pa)_|hv[sbr]\.|gl(?:sa|c)_"
     r"|ATATT3|dapi[0-9a-f]|sntry[su]_|lin_(?:api|oauth)_|key-[0-9a-f]|pscale_|sbp_"
 )
-# Thirteen more, each behind its own hint (PROVIDER_HINTS): in the prefix search above they cost
+# Fourteen more, each behind its own hint (PROVIDER_HINTS): in the prefix search above they cost
 # ~7 µs a KB more, their hints ~3 µs (measured here). A Mapbox token is a secret only as `sk.`
 # (`pk.` ones are public, served to browsers).
 PROVIDER_KEYS.update(
@@ -99,6 +99,10 @@ PROVIDER_KEYS.update(
                 r"[A-Za-z0-9_-]{60,68}" + _END
             )
         ],
+        # a Zapier "Catch Hook" URL: whoever has it can trigger the Zap
+        "ZAPIER_WEBHOOK": [
+            re.compile(r"\bhttps://hooks\.zapier\.com/hooks/catch/\d{4,12}/[A-Za-z0-9]{5,12}/?")
+        ],
     }
 )
 PROVIDER_KEYS.update(PLATFORM_KEYS)
@@ -119,6 +123,7 @@ PROVIDER_HINTS: dict[str, tuple[str, ...]] = {
     "MAPBOX_TOKEN": ("sk.eyJ",),
     "GOOGLE_OAUTH_SECRET": ("GOCSPX-",),
     "DISCORD_WEBHOOK": ("/api/webhooks/",),
+    "ZAPIER_WEBHOOK": ("hooks.zapier.com",),
     "HONEYCOMB_KEY": ("hcaik_", "hcxik_", "hcamk_", "hcxmk_"),
     "TAILSCALE_KEY": ("tskey-",),
     "AGE_SECRET_KEY": ("AGE-SECRET-KEY-",),
@@ -131,7 +136,7 @@ PROVIDER_HINTS: dict[str, tuple[str, ...]] = {
 # passe; psk: a Wi-Fi passphrase (wpa_supplicant).
 _LOGIN_WORDS = (
     r"pass(?:word|wd|phrase|wort)?|pwd|pw|psk|kennwort|contrase[ñn]a|senha|wachtwoord"
-    r"|mot_?de_?passe"
+    r"|mot_?de_?passe|has[lł]o|heslo|parola|[sş]ifre|lozinka|jelsz[oó]|salasana|l[oö]senord"
 )
 # Names written run together in lower case: the long words end a name wherever they stand
 # (`smtppassword`, `Verschlüsselungskennwort`); "pass" only after a service's name
@@ -140,7 +145,7 @@ _RUN_TOGETHER = (
     r"(?<=[a-zäöü])(?i:password|passwd|passphrase|passwort|kennwort|wachtwoord)"
     r"|(?<=[A-Z])(?<!NO)(?:PASSWORD|PASSWD|PASSPHRASE)"  # PGPASSWORD; not sudoers' NOPASSWD
     r"|(?<![A-Za-z0-9])(?i:smtp|db|mail|root|admin|user|ftp|sftp|sql|mysql|pg|redis|ldap|proxy"
-    r"|wifi|wlan|vpn|ssh|imap|pop3?|bind|rcon|nas|gpg|sa)_?pass"
+    r"|wifi|wlan|vpn|ssh|imap|pop3?|bind|rcon|nas|gpg|sa|(?:key|trust)?store|key)_?pass"
 )
 # ... and keys: `azurestorageaccountkey`, `awssecretkey`; an environment variable's `_KEY` or
 # `_PAT` (`PPLX_KEY`), whose value must then look like a key (`_env_key_value`).
@@ -205,7 +210,8 @@ _SNAKE_CASE = re.compile(r"[a-z][a-z0-9]{0,23}(?:_[a-z0-9]{1,24})+")  # words, n
 _NAME_PARTS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z0-9]+(?![a-z])")
 # every credential word holds one
 _WORDS = ("pass", "pw", "psk", "secret", "token", "key", "hmac", "kennwort", "contrase",
-          "senha", "wachtwoord", "salt", "authtok", "clave")  # fmt: skip
+          "senha", "wachtwoord", "salt", "authtok", "clave", "haslo", "hasło", "heslo", "parola",
+          "sifre", "şifre", "lozinka", "jelsz", "salasana", "losenord", "lösenord")  # fmt: skip
 _OP_REACH = 40  # from such a word to the assignment: the rest of the name, quotes, spaces
 _NAME_BEFORE_WORD = 16  # "encryption_key": the name starts before the word found
 _MATCH_REACH = 300  # from the word to the end of a 200-character value
@@ -229,7 +235,7 @@ CJK_PASSWORD = re.compile(
 # English, Spanish, German, French, Portuguese, Italian, Swedish, Norwegian / Danish, Finnish,
 # Polish, Czech
 # ... Greek, Vietnamese
-_IS = r"is|was|es|ist|est|é|era|war|è|är|er|on|jest|je|είναι|là"
+_IS = r"is|was|es|ist|lautet|est|é|era|war|è|är|er|on|jest|je|είναι|là"
 # "is now", "is tijdelijk" (temporarily), "agora é": a word of time between the name and value
 _WHEN = (
     r"now|temporarily|currently|still|again|just|tijdelijk|nu|agora|ahora|maintenant|désormais"
@@ -272,7 +278,8 @@ _PROSE_HINTS = ("pass", "pw", "shared key", "kennwort", "contrase", "senha",
 # Every word either pass looks for holds one of these ("pwd" holds "pw").
 # ("passord" holds "pass"; `_NON_ASCII_HINTS` are looked for apart.)
 _HINTS = ("pass", "pw", "psk", "secret", "token", "key", "hmac", "kennwort", "contrase",
-          "senha", "wachtwoord", "salt", "authtok", "clave", "shared key")  # fmt: skip
+          "senha", "wachtwoord", "salt", "authtok", "clave", "shared key", "haslo", "heslo",
+          "parola", "sifre", "lozinka", "jelsz", "salasana", "losenord")  # fmt: skip
 # A password rather than a word: a letter, and a digit or a symbol (forms with no name to go by
 # ask this of their value too: credential_forms.py, credential_calls.py).
 PASSWORD_LIKE = re.compile(r"(?=.*[^\W\d_])(?=.*[\d!#$%^&*+=?~|@])")

@@ -36,6 +36,7 @@ from detect_secrets.plugins import (
 from detect_secrets.plugins.base import RegexBasedDetector
 
 from guards.detectors.credential_calls import find_calls, open_call_start
+from guards.detectors.credential_codes import find_codes, open_code_start
 from guards.detectors.credential_columns import find_columns, open_column_start
 from guards.detectors.credential_forms import find_forms, open_form_start
 from guards.detectors.credential_labels import find_labelled
@@ -82,6 +83,10 @@ PRIVATE_KEY = re.compile(
     rf"-----BEGIN{_ARMOURED}-{{5,6}}[\s\S]*?(?:-{{5,6}}END{_ARMOURED}-{{5,6}}|\Z)"
 )
 assert private_key.PrivateKeyDetector.denylist  # the plugin we replace still exists
+# PuTTY's .ppk file: from its first line to the MAC that closes it (to the text's end while the
+# MAC line has not come; it ends at the line's end).
+PUTTY_KEY = re.compile(r"PuTTY-User-Key-File-\d+:[\s\S]*?(?:Private-MAC:[ \t]*[0-9a-fA-F]+|\Z)")
+_PUTTY_END = re.compile(r"Private-MAC:[ \t]*[0-9a-fA-F]+(?=[^0-9a-fA-F])")
 
 # A tighter JWT than the plugin's: three base64url parts, each long enough to be a real token.
 JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
@@ -145,6 +150,9 @@ PRIVATE_KEY_END = re.compile(rf"-{{5,6}}END{_ARMOURED}-{{5,6}}")
 
 def _open_private_key(text: str) -> int | None:
     """Where a private key block that has not ended yet begins (None: there is none)."""
+    putty = text.rfind("PuTTY-User-Key-File-")
+    if putty >= 0 and _PUTTY_END.search(text, putty) is None:
+        return putty
     start = text.rfind("-----BEGIN")
     if start < 0:
         return None
@@ -172,7 +180,7 @@ HINTS: dict[str, tuple[str, ...]] = {
     "SLACK_TOKEN": ("xox", "hooks.slack.com"),
     "SQUARE_OAUTH_SECRET": ("sq0csp-",),
     "TWILIO_KEY": ("AC", "SK"),
-    "PRIVATE_KEY": ("PRIVATE KEY", "NKEY SEED", "Static key"),
+    "PRIVATE_KEY": ("PRIVATE KEY", "NKEY SEED", "Static key", "PuTTY-User-Key-File"),
 }
 for _name, _hints in PROVIDER_HINTS.items():
     HINTS[_name] = (*HINTS.get(_name, ()), *_hints)
@@ -233,7 +241,7 @@ class SecretsDetector:
                 patterns = patterns + EXTRA_PATTERNS.get(name, [])
                 self._groups.append((name, _gate(name), patterns))
         if "PRIVATE_KEY" in selected:
-            self._groups.append(("PRIVATE_KEY", _gate("PRIVATE_KEY"), [PRIVATE_KEY]))
+            self._groups.append(("PRIVATE_KEY", _gate("PRIVATE_KEY"), [PRIVATE_KEY, PUTTY_KEY]))
         for name in NEW_PROVIDERS:
             if name in selected:
                 self._groups.append((name, _gate(name), PROVIDER_KEYS[name]))
@@ -276,6 +284,7 @@ class SecretsDetector:
                 + find_calls(text, low)
                 + find_columns(text, low, present)
                 + find_labelled(text, low, present)
+                + find_codes(text, low)
             ):
                 if f.type in self._named and taken.find(1, f.start, f.end) < 0:
                     found.append(f)
@@ -322,6 +331,7 @@ class SecretsDetector:
                 open_form_start(text),
                 open_call_start(text),
                 open_column_start(text),
+                open_code_start(text),
             ):
                 if named is not None:
                     start = min(start, named)

@@ -133,3 +133,16 @@ def test_a_clients_login_with_a_key_argument_is_found_when_the_value_looks_like_
     assert found(text) == [("CREDENTIAL", "67fa1849964cbc4eacb8d2ec9e8fa11a5b5ef415")]
     assert found('wandb.login(key="my_project_key_name")') == []
     assert found("wandb.login(key=os.environ['WANDB_API_KEY'])") == []
+
+
+def test_twilios_auth_token_after_the_account_sid_is_a_credential() -> None:
+    text = (
+        'client = Client("AC3f9d0e1b27a84c5698e0b1d2c3a4f5e6", "490b90dda3ab5297a456db757e43a41e")'
+    )
+    assert ("CREDENTIAL", "490b90dda3ab5297a456db757e43a41e") in found(text)
+    assert found('mqtt = Client("sensor-7", "a1b2c3d4e5f6a7b8")') == []  # no account SID
+
+
+def test_a_game_servers_quoted_password_setting_is_found() -> None:
+    text = 'hostname "Kebab & Clutch"\nrcon_password "flashbang_4_U"\nsv_password ""'
+    assert found(text) == [("PASSWORD", "flashbang_4_U")]

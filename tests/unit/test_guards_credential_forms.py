@@ -235,6 +235,7 @@ def test_a_credential_in_a_developer_form_is_masked_value_only(
             "DISCORD_WEBHOOK",
         ),
         ("sbp_" + "0123456789abcdef" * 2 + "01234567", "SUPABASE_TOKEN"),
+        ("https://hooks.zapier.com/hooks/catch/14820397/3kq9vzt/", "ZAPIER_WEBHOOK"),
     ],
 )
 def test_developer_platform_tokens_are_found_whole(value: str, kind: str) -> None:
@@ -375,4 +376,35 @@ def test_more_records_whose_name_stands_apart_are_found_value_only(text: str, va
     ],
 )
 def test_look_alikes_of_those_records_are_left_alone(text: str) -> None:
+    assert found(text) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        # Oracle's command-line logins: the password between "/" and "@"
+        ('sqlplus hr_app/"Sol#Lune-2027"@//203.0.113.70:1521/HRPDB1', "Sol#Lune-2027"),
+        ("expdp system/Manag3r_01@orcl directory=DP_DIR dumpfile=x.dmp", "Manag3r_01"),
+        ("sqlldr userid=loader/L0ad#er22@pdb1 control=x.ctl", "L0ad#er22"),
+        # keytool and jarsigner take store and key passwords as one-dash options
+        (
+            "keytool -list -v -keystore upload.jks -storepass 'pr0ton-Marigold-77'",
+            "pr0ton-Marigold-77",
+        ),
+        ("jarsigner -keystore k.jks -keypass Kp-2026-xyz app.apk upload", "Kp-2026-xyz"),
+    ],
+)
+def test_oracle_logins_and_keystore_passwords_are_found_value_only(text: str, value: str) -> None:
+    assert found(text) == [("PASSWORD", value)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sqlplus / as sysdba",
+        "sqlplus hr_app/$HR_PASSWORD@//db:1521/HRPDB1",
+        "keytool -list -keystore upload.jks -storepass:env STOREPASS",
+    ],
+)
+def test_oracle_and_keytool_references_are_no_secrets(text: str) -> None:
     assert found(text) == []

@@ -178,5 +178,75 @@ def found_labelled(text: str) -> list[Finding]:
 
 
 def test_a_run_longer_than_a_key_is_no_value() -> None:
-    assert found_labelled("token: " + "aB3" * 100) == []
+    assert found_labelled("token: " + "aB3" * 700) == []  # over 2,048 characters
     assert len(found_labelled("token: " + "aB3" * 80)) == 1
+
+
+LONG_SESSION_TOKEN = (
+    "IQoJb3JpZ2luX2VjEUckM+hQE6WPlQp0E/diqUMxnIO9wDp8eHGXWFK53UfSfZSfl0KpS2+aNIZtnjG1AMw9La3btc1"
+    "EgeXHfyV3gTFTPTP446QaW9zrmQShxwArGq9nOTOyseLc0XHHcZyO/f6gpmk0lGaIuLdlRUvJ4fXIU6S6Sr3Jpc18Ig"
+    "D/+uWLiCmWLAIp7hzV+NagY69PgySMIuAeu+wbyDy7Y3XwMtYgy12OFJTCtQtAwbwmZEfTGxIpVUW8DS4HojvErYS2"
+) * 3
+
+
+@pytest.mark.parametrize(
+    ("text", "values"),
+    [
+        (  # a command's output: the lone value under a prompt line naming a key or a token
+            "$ headscale preauthkeys create --user homelab --reusable\n"
+            "7b2cd6045771102d822da9419c91d1a0149f50b2a85743ac\n$ tailscale up",
+            ["7b2cd6045771102d822da9419c91d1a0149f50b2a85743ac"],
+        ),
+        (
+            "root@cp1:~# kubeadm token create\nabcdef0123456789abcdef0123\n",
+            ["abcdef0123456789abcdef0123"],
+        ),
+        (  # an aside between the label and its colon
+            "RADIUS shared secret (for the branch routers only): ZIWLAEsAXQbdpZq6AwLuLFsI\nok",
+            ["ZIWLAEsAXQbdpZq6AwLuLFsI"],
+        ),
+        (  # a value wrapped in a conversion: the name before "=" is the label
+            'c.JupyterHub.cookie_secret = bytes.fromhex("13c85f8ab7bc71c4b306b7eb24cdaccbb")',
+            ["13c85f8ab7bc71c4b306b7eb24cdaccbb"],
+        ),
+        (
+            '+var signingKey = []byte("fjGj1AWBQcINvOpjfAa82dxXaVI5QCScQHmw")',
+            ["fjGj1AWBQcINvOpjfAa82dxXaVI5QCScQHmw"],
+        ),
+        (
+            "  'passwordsalt' => 'xUh3OszV6QwxNdmnVJccneCmtIH9QqCT',",
+            ["xUh3OszV6QwxNdmnVJccneCmtIH9QqCT"],
+        ),
+        (  # a session cookie, its name and value run together
+            '"Cookie": "loom_session=bxLynJo22gLmfNnKO21kXuBKj4tkdE6-DTGh; theme=dark"',
+            ["bxLynJo22gLmfNnKO21kXuBKj4tkdE6-DTGh"],
+        ),
+        (
+            "JSESSIONID=8F3A2B9C4D5E6F70A1B2C3D4E5F60718; Path=/",
+            ["8F3A2B9C4D5E6F70A1B2C3D4E5F60718"],
+        ),
+        (  # an AWS session token runs past a thousand characters
+            f'"SessionToken": "{LONG_SESSION_TOKEN}",',
+            [LONG_SESSION_TOKEN],
+        ),
+    ],
+)
+def test_more_labels_and_forms_of_a_labelled_key(text: str, values: list[str]) -> None:
+    assert [v for _, v in found(text)] == values
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # a heading's value must be alone on its line: .pgpass's field list over its line
+        "# hostname:port:database:username:password\n"
+        "pg-reporting.c7xk2ab9qz1e.eu-west-1.rds.amazonaws.com:5432:reporting:analyst:*",
+        # a prompt line naming no credential
+        "$ openssl rand -hex 16\n9f86d081884c7d659a2feaa0c55ad015\n",
+        "$ git rev-parse HEAD\n3f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a\n",
+        # a query string's parameter that names nothing secret
+        "https://x.example/cb?code_challenge_method=S256&state=8F3A2B9C4D5E6F70A1B2",
+    ],
+)
+def test_more_look_alikes_are_left_alone(text: str) -> None:
+    assert found(text) == []

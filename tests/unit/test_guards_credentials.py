@@ -286,3 +286,40 @@ def test_thousands_of_named_values_are_each_found_once() -> None:
     text = "".join(f"password = Pw!{i:05d}x\n" for i in range(5000))
     values = [v for _, v in found(text)]
     assert values == [f"Pw!{i:05d}x" for i in range(5000)]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        # the password's word in other languages, written as a name
+        ("DB_HASLO=Wawel!Smok_1257", "Wawel!Smok_1257"),
+        ("db_parola: Kalem-2026x", "Kalem-2026x"),
+        ("SIFRE=Ankara!34kedi", "Ankara!34kedi"),
+        # a Java keystore's store and key passwords
+        ("keystore.storepass = caIT1meu7u9wV0TOZBIy3xrY", "caIT1meu7u9wV0TOZBIy3xrY"),
+        ("truststorePass=Tr-8812-store", "Tr-8812-store"),
+        # German: "lautet" says what the password is
+        (
+            "Das Passwort für den Service-User lautet Elbphilharmonie#88. Danke",
+            "Elbphilharmonie#88",
+        ),
+    ],
+)
+def test_more_password_names_and_sentences(text: str, value: str) -> None:
+    assert found(text) == [("PASSWORD", value)]
+
+
+PPK = (
+    "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nComment: ed25519-key-20260311\n"
+    "Public-Lines: 2\nAAAAC3NzaC1lZDI1NTE5AAAAICutFYG479qXqZKI3kIqTpp95/GKUsDPPYAC02QE\nCLM0\n"
+    "Private-Lines: 1\nAAAAIBaVaqeUQQ4fFjOnwkLql2wnjS2y5NnGMEN91iGRw6nB\n"
+    "Private-MAC: 9c56415b8acd5314e496474f8ef4495adbda97b6c76e6e783b3b5a7ac89ce2c1"
+)
+
+
+def test_a_putty_key_file_is_a_private_key_whole_and_held_until_its_mac() -> None:
+    text = f"is this ppk new format?\n\n{PPK}\n\nthanks"
+    assert found(text) == [("PRIVATE_KEY", PPK)]
+    detector = SecretsDetector()
+    partial = text[: text.index("Private-MAC") + 20]
+    assert detector.holdback(partial) == len(partial) - text.index("PuTTY")

@@ -241,6 +241,10 @@ PIECES = [
     "Authorization: Bearer ya29.a0Af~H6SM/Bx+3kL9zQ7pR2w",
     "api_key = Zx9!Yw8@Vu7",
     "my password is Tange#rine!44",
+    # a key under a label, codes under a heading: read with the lines above them
+    "routing-key: 6af1bc25a47ee13a913ae342891dc96a",
+    "API key:\nYUE1CbkfcO03Yjki3PAdHr5K7vM9Qu",
+    "backup codes:\n1234 5678\nq7978-nw2am",
     # e-mail addresses in other scripts and with encoded at-signs; dotted cards
     "zo\u00eb@kaffeehaus-zoe.de",
     "ann.lee%40example.com",
@@ -362,6 +366,21 @@ PIECES = [
             'api:\n  encryption:\n    key: "CgfOaNgu9CN2TJH6/q1c/hS8FAuYrjt="',
             '{"username":"mkeller84","key":"8ddff286cfe089d607a327567d3262db"}',
             "SecretID:         3a2784cb-fd28-4bb4-9f98-ddecff58a3a3",
+            "$ headscale preauthkeys create --user lab\n7b2cd6045771102d822da9419c91d1a0149f50b2",
+            "RADIUS shared secret (branch routers only): ZIWLAEsAXQbdpZq6AwLuLFsI",
+            'c.JupyterHub.cookie_secret = bytes.fromhex("13c85f8ab7bc71c4b306b7eb24cdaccbb")',
+            '"Cookie": "loom_session=bxLynJo22gLmfNnKO21kXuBKj4tkdE6-DTGh; theme=dark"',
+            # Oracle logins, keystore options, Twilio's client, a game server's setting
+            'sqlplus hr_app/"Sol#Lune-2027"@//203.0.113.70:1521/HRPDB1',
+            "keytool -list -keystore upload.jks -storepass 'pr0ton-Marigold-77'",
+            'Client("AC3f9d0e1b27a84c5698e0b1d2c3a4f5e6", "490b90dda3ab5297a456db757e43a41e")',
+            'rcon_password "flashbang_4_U"',
+            # a PuTTY key file, held from its first line to its MAC
+            "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nPrivate-Lines: 1\n"
+            "AAAAIBaVaqeUQQ4fFjOnwkLql2wnjS2y5NnGMEN91iGRw6nB\nPrivate-MAC: 9c56415b8acd5314e4",
+            # backup codes under their heading (credential_codes.py)
+            "here are the backup codes:\nq7978-nw2am  8psr0-zcb52\n3dlje-9o884  df46p-iqn4j",
+            "Recovery codes:\n\n- 1234 5678\n- 9012 3456",
         ]
     ),
 ]
