@@ -35,7 +35,8 @@ HEADING = re.compile(
     r"|\b(?:codes?|códigos|codici)[ \t]+(?:de[ \t]+)?(?:secours|respaldo|recuperación|backup"
     r"|recuperação|di[ \t]+backup|ripristino)\b)"
 )
-_HINTS = ("code", "códigos", "codici", "kódy")
+_HINTS = ("code", "codici")  # and, in a text that is not ASCII, _NON_ASCII_HINTS
+_NON_ASCII_HINTS = ("códigos", "kódy")
 _PIECE = re.compile(r"[A-Za-z0-9]{2,12}(?:-[A-Za-z0-9]{2,12}){0,3}")
 _PIECE_PREFIX = re.compile(r"(?:[A-Za-z0-9]{1,12}(?:-[A-Za-z0-9]{0,12}){0,3})?")
 _MARKER = re.compile(r"[ \t]*(?:[-*\u2022>][ \t]+|\d{1,2}[.)][ \t]+)?")
@@ -76,15 +77,20 @@ def _heading_line(line: str) -> bool:
 
 
 def _holds_hint(text: str) -> bool:
-    low = text.lower()
-    return any(map(low.__contains__, _HINTS))
+    return _low_holds_hint(text.lower())
+
+
+def _low_holds_hint(low: str) -> bool:
+    if any(map(low.__contains__, _HINTS)):
+        return True
+    return not low.isascii() and any(map(low.__contains__, _NON_ASCII_HINTS))
 
 
 def find_codes(text: str, low: str) -> list[Finding]:
     """The codes of every list under a heading that names them (`low` is `text.lower()`):
     the lines right below it (blank lines between the heading and the first code line
     allowed) that hold nothing but codes."""
-    if not any(map(low.__contains__, _HINTS)):
+    if not _low_holds_hint(low):
         return []
     found: list[Finding] = []
     for m in HEADING.finditer(text):

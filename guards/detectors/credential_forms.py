@@ -358,7 +358,7 @@ def find_forms(text: str, low: str, present: list[str]) -> list[Finding]:
         for m in ORACLE_THIN.finditer(text):
             if _url_password(m.group("value")):
                 found.append(Finding("PASSWORD", *m.span("value")))
-    if "/" in text and any(map(low.__contains__, _ORACLE_HINTS)):
+    if "@" in text and "/" in text and any(map(low.__contains__, _ORACLE_HINTS)):
         for m in ORACLE_LOGIN.finditer(text):
             group = "quoted" if m.group("quoted") else "value"
             if _url_password(m.group(group)):

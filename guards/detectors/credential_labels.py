@@ -118,14 +118,15 @@ _USER_FIELD = re.compile(r"""["']?(?:user(?:name)?|login|email|account)["']?\s*[
 # Keys public by design, whatever their label: Mapbox's and Stripe's publishable keys.
 _PUBLIC_PREFIXES = ("pk.", "pk_")
 # Words a text may name a key with and `present` (credentials.credential_words) misses; each is
-# one scan of the text (~0.7 us a KB), so only the commoner ones open the search by themselves.
-_EXTRA_HINTS = ("credential", "session", "sessid", "chiave", "chave", "klucz", "kunci", "anahtar")
+# one scan of the text (~0.7 us a KB), so only these two open the search by themselves (a
+# label's other words are looked for within it: _LABEL_HINTS).
+_EXTRA_HINTS = ("credential", "session")
 _NON_ASCII_HINTS = ("clé", "schlüssel", "klíč", "nøgle", "ключ", "токен", "пароль", "hasło",
                     "şifre", "lösenord")  # fmt: skip
 # Every label naming a credential holds one of these (lower case) or of _NON_ASCII_HINTS.
 _LABEL_HINTS = ("key", "token", "secret", "pass", "pw", "psk", "seed", "salt", "clave", "contrase",
-                "senha", "wachtwoord", "sleutel", "nyckel", "avain", "kulcs", "heslo",
-                *_EXTRA_HINTS)  # fmt: skip
+                "senha", "wachtwoord", "sleutel", "nyckel", "avain", "kulcs", "heslo", "sessid",
+                "chiave", "chave", "klucz", "kunci", "anahtar", *_EXTRA_HINTS)  # fmt: skip
 
 
 def _holds_hint(low: str, ascii_hints: tuple[str, ...]) -> bool:
