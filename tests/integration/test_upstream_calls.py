@@ -221,12 +221,18 @@ async def _client_growth_mb(port: int, how: str, calls: int) -> float:
 
 
 async def test_abandoned_unary_calls_leave_no_memory_behind(server_port: int) -> None:
-    """A client process abandons unary calls after as many to warm up. grpc.aio's own way leaks
-    the call (grpcio 1.85.4; measured first, so the test shows that the leak it guards against
-    is real on the grpcio installed): over 8,000 calls +93-98 MB, reliably; over 4,000 it read
-    +5.8 to +42 MB (the eighteenth stop's CI run failed on +12.3), too unsteady to show it.
-    Through upstream_calls the client stayed within +0.6-1.1 MB over 4,000."""
-    grpc_own = await _client_growth_mb(server_port, "grpc", 8_000)
+    """A client process abandons unary calls after as many to warm up; through upstream_calls
+    it stays within +0.6-1.1 MB over 4,000 (measured here). grpc.aio's own way is measured in
+    the same run and printed beside it, not asserted: on this machine it leaks the call
+    (grpcio 1.85.4: +93-98 MB over 8,000 calls, +5.8 to +42 MB over 4,000), but whether a
+    cancel lands while the response is pending depends on timing, and a fresh CI machine read
+    +12.3 MB over 4,000 and +2.2 MB over 8,000. The mechanism itself is asserted
+    deterministically above (test_our_cancellation_never_reaches_the_pending_read), and the
+    router's RSS under abandoned calls in tests/reliability/test_abandoned_unary.py."""
     ours = await _client_growth_mb(server_port, "mesh", 4_000)
-    assert grpc_own > 15, f"grpc.aio's own cancel grew {grpc_own:.1f} MB: leak not reproduced"
+    grpc_own = await _client_growth_mb(server_port, "grpc", 4_000)
+    print(
+        f"abandoned unary calls, 4,000 each: through upstream_calls {ours:+.1f} MB, "
+        f"grpc.aio's own cancel {grpc_own:+.1f} MB"
+    )
     assert ours < 5, f"abandoned through upstream_calls: {ours:+.1f} MB (grpc.aio: {grpc_own:+.1f})"
