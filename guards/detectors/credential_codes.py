@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 
+from guards.detectors.credential_labels import FENCE
 from guards.verdict import Finding
 
 MAX_CODE_LINES = 20
@@ -41,7 +42,6 @@ _PIECE = re.compile(r"[A-Za-z0-9]{2,12}(?:-[A-Za-z0-9]{2,12}){0,3}")
 _PIECE_PREFIX = re.compile(r"(?:[A-Za-z0-9]{1,12}(?:-[A-Za-z0-9]{0,12}){0,3})?")
 _MARKER = re.compile(r"[ \t]*(?:[-*\u2022>][ \t]+|\d{1,2}[.)][ \t]+)?")
 _SEPARATORS = re.compile(r"[ \t,;]+")
-_FENCE = re.compile(r"[ \t]*(?:```|~~~)[\w-]*[ \t]*")
 
 
 def _code(piece: str) -> bool:
@@ -103,7 +103,7 @@ def find_codes(text: str, low: str) -> list[Finding]:
             end = len(text) if end < 0 else end
             line = text[at:end].rstrip("\r")
             lines += 1
-            if _FENCE.fullmatch(line) or (not line.strip() and not codes):
+            if FENCE.fullmatch(line) or (not line.strip() and not codes):
                 at = end + 1
                 continue
             pieces = _code_pieces(line)
@@ -132,7 +132,7 @@ def code_block_start(text: str) -> int | None:
             return above
         if not line.strip():
             blank_below = True
-        elif _FENCE.fullmatch(line):
+        elif FENCE.fullmatch(line):
             pass
         elif blank_below or _code_pieces(line) is None:
             return None  # a blank line ends a list once it has a code line above it

@@ -106,7 +106,7 @@ _VETO_PARTS = frozenset((
 ))  # fmt: skip
 _SEPARATORS = " \t\"'`:=,([{<>|\u00ab\u00bb\u201c\u201d\u2018\u2019\uff1a"
 _LIST_MARKER = re.compile(r"[ \t]*(?:>[ \t>]*)?(?:[-*\u2022][ \t]+|\d{1,2}[.):][ \t]+)?")
-_FENCE = re.compile(r"[ \t]*(?:```|~~~)[\w-]*[ \t]*")
+FENCE = re.compile(r"[ \t]*(?:```|~~~)[\w-]*[ \t]*")  # a Markdown code fence line
 _NAME_CHARS = re.compile(r"[\w .-]+")  # matched on the reversed text before a value
 # A value wrapped in a conversion or a call: `NAME = bytes.fromhex(`, `NAME = []byte(`,
 # `NAME: SecretStr(`; the label is NAME.
@@ -316,7 +316,7 @@ def _heading_kind(text: str, line_start: int) -> str | None:
         if start < floor:
             return None
         line = text[start:end].rstrip("\r \t")
-        if _FENCE.fullmatch(line) or _lone_value(line):
+        if FENCE.fullmatch(line) or _lone_value(line):
             end = start - 1
             continue
         if _PROMPT.match(line):  # a command's output: `$ kubeadm token create`
