@@ -79,8 +79,9 @@ class InjectionParams(_Params):
     threshold: float = Field(0.5, gt=0, lt=1)
     classifier: bool = True
     rules: bool = True
-    # The MiniLM second opinion in the n-gram model's grey zone (injection_semantic.py).
-    semantic: bool = False
+    # A MiniLM opinion beside the n-gram model (injection_semantic.py): `true` / "minilm" in
+    # its grey zone, "tuned" (fine-tuned layers) deciding with it past a low gate.
+    semantic: bool | Literal["minilm", "tuned"] = False
 
     @model_validator(mode="after")
     def _semantic_needs_classifier(self) -> InjectionParams:
@@ -239,11 +240,26 @@ def _injection(p: dict[str, Any], action: Action) -> Guard:
     q = InjectionParams.model_validate(p)
     if q.semantic:
         from guards.detectors.injection_semantic import (
+            TUNED_ENCODER_PATH,
+            TUNED_ENCODER_SHA256,
+            TUNED_MODEL_PATH,
+            TUNED_MODEL_SHA256,
             SemanticInjectionDetector,
             SemanticInjectionGuard,
         )
 
-        detector = SemanticInjectionDetector(q.threshold, q.classifier, q.rules)
+        if q.semantic == "tuned":
+            detector = SemanticInjectionDetector(
+                q.threshold,
+                q.classifier,
+                q.rules,
+                model_path=TUNED_MODEL_PATH,
+                model_sha256=TUNED_MODEL_SHA256,
+                encoder_path=TUNED_ENCODER_PATH,
+                encoder_sha256=TUNED_ENCODER_SHA256,
+            )
+        else:
+            detector = SemanticInjectionDetector(q.threshold, q.classifier, q.rules)
         # Off the event loop: a prompt in the grey zone takes one or two MiniLM runs (2-20
         # ms), which would stall every other call on the loop; the hop costs ~0.1 ms.
         return SemanticInjectionGuard(detector, action, cpu_heavy=True)

@@ -1,4 +1,5 @@
-"""Fine-tune MiniLM's top layers for content safety (content_safety_encoder.safetensors).
+"""Fine-tune MiniLM's top layers for a guard (content_safety_encoder.safetensors, and the
+injection guard's injection_encoder.safetensors through guards.train_injection_tuned).
 
 Why: a logistic regression on the plain all-MiniLM-L6-v2 sentence vector reads a request's
 topic more than its intent ("kill a Python process" sits beside "kill my neighbour"). On two
@@ -40,9 +41,17 @@ def fine_tune(
     layers: int = LAYERS,
     epochs: int = EPOCHS,
     seed: int = 0,
-) -> None:
-    """Train the top `layers` of MiniLM and a linear head on (text, label, weight) rows and
-    write those layers' tensors (the wheel's names, float16) to `out`."""
+    max_tokens: int = MAX_TOKENS,
+    learning_rate: float = LEARNING_RATE,
+    by_length: bool = False,
+) -> tuple[np.ndarray, float]:
+    """Train the top `layers` of MiniLM and a linear head on (text, label, weight) rows, write
+    those layers' tensors (the wheel's names, float16) to `out` and return the head as
+    (weights, bias) on the unit-length vector (HEAD_SCALE folded in).
+
+    `by_length`: batches of rows of like length (shuffled as batches): long rows (jailbreaks
+    of a thousand characters beside one-line questions) then pad only their own batch, about
+    half the time per epoch on the injection guard's rows."""
     import torch
     from safetensors.numpy import save_file
     from transformers import AutoModel, AutoTokenizer
@@ -62,11 +71,11 @@ def fine_tune(
             parameter.requires_grad = True
     head = torch.nn.Linear(encoder.config.hidden_size, 1)
     trainable = [p for p in encoder.parameters() if p.requires_grad] + list(head.parameters())
-    optimiser = torch.optim.AdamW(trainable, lr=LEARNING_RATE, weight_decay=0.01)
+    optimiser = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.01)
 
     def vectors(batch: list[str]) -> Any:
         tokens = tokenizer(
-            batch, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt"
+            batch, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt"
         )
         rows = encoder(**tokens).last_hidden_state
         mask = tokens["attention_mask"].unsqueeze(-1).float()
@@ -75,11 +84,20 @@ def fine_tune(
 
     order = np.random.default_rng(seed)
     encoder.train()
+    if by_length:
+        lengths = [
+            len(tokenizer(t, truncation=True, max_length=max_tokens)["input_ids"]) for t in texts
+        ]
+        ranked = np.argsort(lengths, kind="stable")
+        batches = [ranked[k : k + BATCH] for k in range(0, len(ranked), BATCH)]
     for epoch in range(epochs):
-        perm = order.permutation(len(texts))
+        if by_length:
+            schedule = [batches[k] for k in order.permutation(len(batches))]
+        else:
+            perm = order.permutation(len(texts))
+            schedule = [perm[k : k + BATCH] for k in range(0, len(perm), BATCH)]
         total = 0.0
-        for start in range(0, len(perm), BATCH):
-            idx = perm[start : start + BATCH]
+        for idx in schedule:
             logits = head(vectors([texts[i] for i in idx]) * HEAD_SCALE).squeeze(-1)
             target = torch.tensor([labels[i] for i in idx], dtype=torch.float32)
             weight = torch.tensor([weights[i] for i in idx], dtype=torch.float32)
@@ -91,7 +109,8 @@ def fine_tune(
             loss.backward()  # type: ignore[no-untyped-call]
             optimiser.step()
             total += loss.item() * len(idx)
-        print(f"epoch {epoch + 1}/{epochs}: mean weighted loss {total / len(perm):.4f}", flush=True)
+        mean = total / len(texts)
+        print(f"epoch {epoch + 1}/{epochs}: mean weighted loss {mean:.4f}", flush=True)
 
     first = len(encoder.encoder.layer) - layers
     state = encoder.state_dict()
@@ -103,3 +122,5 @@ def fine_tune(
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out), metadata={"base": "all-MiniLM-L6-v2", "layers": str(layers)})
     print(f"wrote {out} ({len(tensors)} tensors, layers {first}..{first + layers - 1})")
+    head_weights = head.weight.detach().cpu().numpy().reshape(-1).astype(np.float64)
+    return head_weights * HEAD_SCALE, float(head.bias.detach().cpu().numpy()[0])

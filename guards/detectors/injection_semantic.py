@@ -13,6 +13,14 @@ Cost: prompts under the gate (almost every benign one) or already flagged never 
 the band pays one MiniLM run (two for a prompt over WINDOW_CHARS: its head and its tail window,
 MiniLM reading 256 word pieces), a few ms each, on the guards' own embedder worker.
 
+`semantic: tuned` (guards/train_injection_tuned.py) reads the same windows with MiniLM's top
+layers fine-tuned on those rows (TUNED_ENCODER_PATH in place in the kernel's int8 graph) and
+decides more than the grey zone: every prompt whose n-gram score reaches the shipped gate is
+judged by a mix of the two scores (`mix` * n-gram + (1 - `mix`) * tuned) against the shipped
+threshold, so the encoder can also clear a prompt the n-gram model alone would block (a
+developer's prompt quoting instructions). The policy's `threshold` is then the n-gram model's
+verdict where the encoder's cannot be had.
+
 If the embedder or the model file is missing or fails, the n-gram verdict stands; where the
 second opinion was needed and could not be had, the guard says so with a GUARD_ERROR flag (as
 the chain does for a guard that fails under `on_error: open`) and logs a warning.
@@ -46,6 +54,12 @@ MODEL_PATH = Path(__file__).resolve().parent.parent / "data" / "injection_minilm
 # back to the n-gram verdict, flagged), never silently used. `train_injection_minilm` prints it.
 MODEL_SHA256: Final = "130e1df249550af2af67b22c1d57de5ef1aa9fffb502a8d04076bf0baff77ca6"
 EMBEDDING_PRECISION: Final = "int8"  # the router's default precision: the vectors trained on
+# `semantic: tuned`: the head and its gate, mix and threshold, and the fine-tuned layers they
+# read (guards/train_injection_tuned.py prints both digests).
+TUNED_MODEL_PATH = MODEL_PATH.with_name("injection_tuned.npz")
+TUNED_MODEL_SHA256: Final = "46ea0f7390f124a50e80a2a1817961036303fbf3ea0eb13e6d2a67f0bfd199a5"
+TUNED_ENCODER_PATH = MODEL_PATH.with_name("injection_encoder.safetensors")
+TUNED_ENCODER_SHA256: Final = "ec85d5d909c15fd48d00346cdba843b521cb950706e789f4900c87eff90be19b"
 # MiniLM reads 256 word pieces: about 1,000 characters of English.
 WINDOW_CHARS = 1000
 
@@ -54,8 +68,11 @@ WINDOW_CHARS = 1000
 class SemanticModel:
     weights: npt.NDArray[np.float32]
     bias: float
-    threshold: float  # on the MiniLM score
+    threshold: float  # on the MiniLM score (on the mix, when `mix` is set)
     gate: float  # on the n-gram score: below it, no embedding
+    # `tuned`: the n-gram score's share of the mix that decides every prompt past the gate;
+    # None: the MiniLM score decides the grey zone only.
+    mix: float | None = None
 
 
 @functools.cache
@@ -71,7 +88,15 @@ def load_model(path: Path = MODEL_PATH, sha256: str = MODEL_SHA256) -> SemanticM
             float(data["bias"][0]),
             float(data["threshold"][0]),
             float(data["gate"][0]),
+            float(data["mix"][0]) if "mix" in data.files else None,
         )
+
+
+def check_digest(path: Path, sha256: str) -> None:
+    """ValueError unless `path` holds exactly the pinned bytes."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != sha256:
+        raise ValueError(f"{path.name} has sha256 {digest[:12]}..., expected {sha256[:12]}...")
 
 
 def windows(text: str, size: int = WINDOW_CHARS) -> list[str]:
@@ -108,6 +133,8 @@ class SemanticInjectionDetector(InjectionDetector):
         use_rules: bool = True,
         model_path: Path = MODEL_PATH,
         model_sha256: str = MODEL_SHA256,
+        encoder_path: Path | None = None,
+        encoder_sha256: str = "",
     ) -> None:
         super().__init__(threshold, use_classifier, use_rules)
         if not use_classifier:
@@ -115,8 +142,11 @@ class SemanticInjectionDetector(InjectionDetector):
         self.model: SemanticModel | None = None
         self.embedder: Embedder | None = None
         try:
-            self.model = load_model(model_path, model_sha256)
-            self.embedder = _embedder()
+            model = load_model(model_path, model_sha256)
+            if encoder_path is not None:
+                check_digest(encoder_path, encoder_sha256)
+            self.embedder = _embedder(encoder_path)
+            self.model = model
         except Exception as exc:
             # Refused at load, as content_safety is: a policy asking for the opinion must not
             # apply and then flag every request it cannot judge. Failures after a good load
@@ -131,9 +161,11 @@ class SemanticInjectionDetector(InjectionDetector):
         if not has_words(text):
             return [], False
         score = classifier_score(text)
+        model = self.model
+        if model is not None and model.mix is not None:
+            return self._mixed(text, score, model)
         if score >= self.threshold:
             return [Finding("PROMPT_INJECTION", 0, len(text), round(score, 4))], False
-        model = self.model
         if model is None:
             # No model: the gate is unknown, so every prompt the n-gram model allows is unjudged.
             return [], True
@@ -146,6 +178,23 @@ class SemanticInjectionDetector(InjectionDetector):
             return [], True
         if semantic >= model.threshold:
             return [Finding("PROMPT_INJECTION", 0, len(text), round(semantic, 4))], False
+        return [], False
+
+    def _mixed(self, text: str, score: float, model: SemanticModel) -> tuple[list[Finding], bool]:
+        """`tuned`: past the gate, the mix of both scores decides (see the module docstring)."""
+        if score < model.gate:
+            return [], False
+        try:
+            semantic = self._semantic(text, model)
+        except Exception as exc:  # the embedder failed: the n-gram verdict stands, degraded
+            log.warning("injection guard: tuned opinion failed (%s)", type(exc).__name__)
+            if score >= self.threshold:
+                return [Finding("PROMPT_INJECTION", 0, len(text), round(score, 4))], False
+            return [], True
+        mix = model.mix or 0.0
+        mixed = mix * score + (1.0 - mix) * semantic
+        if mixed >= model.threshold:
+            return [Finding("PROMPT_INJECTION", 0, len(text), round(mixed, 4))], False
         return [], False
 
     def find(self, text: str, system_prompt: str = "") -> list[Finding]:
@@ -186,11 +235,12 @@ class SemanticInjectionGuard(DetectorGuard):
         return self._verdict(check.text)
 
 
-def _embedder() -> Embedder:
-    """The guards' MiniLM worker (shared with content safety), loaded and run once now so the
-    first request does not pay the load; raises if the model is missing."""
+def _embedder(overlay: Path | None = None) -> Embedder:
+    """The guards' MiniLM worker (shared with content safety; `overlay`: the tuned layers in
+    place, a worker of its own), loaded and run once now so the first request does not pay the
+    load; raises if the model is missing."""
     from mesh.embeddings.batching import shared_embedder
 
-    embedder = shared_embedder(EMBEDDING_PRECISION, pool="guards")
+    embedder = shared_embedder(EMBEDDING_PRECISION, pool="guards", overlay=overlay)
     embedder.embed(["warm up the injection guard's semantic model"])
     return embedder
