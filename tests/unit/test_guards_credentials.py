@@ -337,3 +337,35 @@ def test_a_random_password_in_capitalised_runs_is_no_type_name() -> None:
             assert [text[f.start : f.end] for f in found] == [value], text
     for name in ("PotentialSecret", "StrPathToken", "Sha256Hmac", "Base64Token"):
         assert find_named(f"secret: {name}") == []
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("[client]\nuser = backup\npassword = zRKZuQOB\n", "zRKZuQOB"),
+        ("db_password = EpVZzAQl", "EpVZzAQl"),
+        ("smtp_pass = hJqWXtRZbN", "hJqWXtRZbN"),
+    ],
+)
+def test_a_password_of_random_letters_after_an_equals_sign_is_no_variable(
+    text: str, value: str
+) -> None:
+    found = SecretsDetector().find(text)
+    assert [(f.type, text[f.start : f.end]) for f in found] == [("PASSWORD", value)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "db_password = userPassword",
+        "password = parseHTMLString",
+        "password = adminUserID",
+        "password = hashedPw",
+        "password = StringField",
+        "password = newPassword",
+        "password = getpass",
+        "PASSWORD = DEFAULTPASSWORD",
+    ],
+)
+def test_a_variable_after_an_equals_sign_stays_a_name(text: str) -> None:
+    assert find_named(text) == []
