@@ -3,7 +3,8 @@ command-line options, URLs, and name/value records.
 
 - Options: `--password X`, `--token=X`, `--requirepass X` (any long option whose name ends in a
   credential word), `curl -u user:X` / `--user`, httpie's `-a user:X`, `mysql -pX`,
-  `sshpass -p X`, `redis-cli -a X`.
+  `sshpass -p X`, `redis-cli -a X`, registry and cluster logins (`docker login -p X`, `oc`/`az
+  login -p X`, `echo X | ... --password-stdin`), `mongosh -p X`, `sqlcmd -P X`.
 - URLs: `scheme://user:X@host` with the symbols detect-secrets' basic-auth pattern stops at
   (`!`, `$`, `&`, `*`, ...) or with no user (`redis://:X@host`), Oracle's thin form
   `jdbc:oracle:thin:user/X@host`, and signed URLs' signatures (`sig=`, `X-Amz-Signature=`).
@@ -52,7 +53,15 @@ _SHORT = (
     r"|\bldap(?:search|modify|add|delete|whoami|passwd|compare|modrdn)\b"
     r"[^\n|;&]{0,200}?(?<=\s)-w[ \t]+"
     r"|\b(?:curl|wget)\b(?:[^\n|;&\\]|\\\n?){0,300}?(?<=\s)(?:-u|--user)[ \t]+[\"']?[^\s:\"']+:"
-    r"|\bhttps?[ \t][^\n|;&]{0,200}?(?<=\s)(?:-a|--auth)[ \t]+[\"']?[^\s:\"']+:)"
+    r"|\bhttps?[ \t][^\n|;&]{0,200}?(?<=\s)(?:-a|--auth)[ \t]+[\"']?[^\s:\"']+:"
+    # registry and cluster logins (`docker login -u bob -p X`, `oc login`, `az login`),
+    # MongoDB's shells and tools, SQL Server's `sqlcmd -P X`, Pi-hole's `pihole -a -p X`
+    r"|\b(?:docker|podman|buildah|skopeo|nerdctl|helm)\b[^\n|;&]{0,160}?\blogin\b"
+    r"[^\n|;&]{0,200}?(?<=\s)-p[ \t]+"
+    r"|\b(?:oc|az)[ \t]+login\b[^\n|;&]{0,200}?(?<=\s)-p[ \t]+"
+    r"|\bmongo(?:sh|dump|restore|export|import|stat|top)?\b[^\n|;&]{0,200}?(?<=\s)-p[ \t]+"
+    r"|\b(?:sqlcmd|bcp|osql)\b[^\n|;&]{0,200}?(?<=\s)-P[ \t]*"
+    r"|\bpihole[ \t]+-a[ \t]+-p[ \t]+)"
 )
 SHORT_OPTION = re.compile(
     rf"{_SHORT}(?P<quote>[\"']?)(?P<value>[^\s\"']{{3,200}})(?![^\s\"'\],;)])"
@@ -61,11 +70,30 @@ SHORT_OPTION = re.compile(
 # (or the command: "|", ";", "&") ends.
 OPEN_SHORT_OPTION = re.compile(
     r"(?:\b(?:mysql|mysqldump|mysqladmin|mariadb|redis-cli|curl|wget|ldap[a-z]{3,7}|schtasks"
-    r"|cmdkey)\b"
+    r"|cmdkey|docker|podman|buildah|skopeo|nerdctl|helm|mongo(?:sh|dump|restore|export|import"
+    r"|stat|top)?|sqlcmd|bcp|osql|pihole)\b"
+    r"|\b(?:oc|az)[ \t]+login\b"
     r"|\bsshpass[ \t]|\bhttps?[ \t])(?:[^\n|;&\\]|\\\n?){0,420}\Z"  # "\" + newline: one line
 )
+# ("login": a text naming one costs one more scan where a short option follows a blank, ~60
+# µs a KB of such prose, measured here)
 _SHORT_HINTS = ("mysql", "mariadb", "sshpass", "redis-cli", "curl", "wget", "http", "ldap",
-                "schtasks", "cmdkey")  # fmt: skip
+                "schtasks", "cmdkey", "login", "mongo", "sqlcmd", "bcp", "osql",
+                "pihole")  # fmt: skip
+_OPEN_SHORT_HINTS = (*_SHORT_HINTS, "docker", "podman", "buildah", "skopeo", "nerdctl", "helm")
+
+# A password echoed into a login that reads it from its input (`echo 'X' | docker login -u bob
+# --password-stdin`): one word, quoted or not, before the pipe.
+ECHO_STDIN = re.compile(
+    r"\b(?:echo|printf)[ \t]+(?:-n[ \t]+|'%s'[ \t]+|\"%s\"[ \t]+)?"
+    r"(?P<quote>[\"']?)(?P<value>[^\s\"'|]{3,200})(?P=quote)[ \t]*\|"
+    r"[^\n|]{0,200}?--password-stdin\b"
+)
+# the stream holds a one-word echo (and what is piped on) until its line ends
+OPEN_ECHO_STDIN = re.compile(
+    r"\b(?:echo|printf)[ \t]+(?:-n[ \t]+|'%s'[ \t]+|\"%s\"[ \t]+)?[\"']?[^\s\"'|]{0,200}[\"']?"
+    r"(?:[ \t]*\|[^\n]{0,260})?\Z"
+)
 
 # URL credentials: a user (maybe empty), ":", the password up to the "@" before the host.
 # ("#" is a fragment's in a URL, but a password pasted into a DSN holds it unescaped)
@@ -298,7 +326,8 @@ OPEN_AUTH_SCHEME = re.compile(
 
 _OPEN_FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
     (("--",), OPEN_LONG_OPTION),
-    (_SHORT_HINTS, OPEN_SHORT_OPTION),
+    (_OPEN_SHORT_HINTS, OPEN_SHORT_OPTION),
+    (("echo", "printf"), OPEN_ECHO_STDIN),
     (("://",), OPEN_URL_PASSWORD),
     (("oracle:thin:",), OPEN_ORACLE_THIN),
     (
@@ -347,6 +376,11 @@ def find_forms(text: str, low: str, present: list[str]) -> list[Finding]:
     # every short option follows a blank: a cheap test before the commands' names (~5 µs a KB)
     if (" -" in text or "\t-" in text or " /" in text) and any(map(low.__contains__, _SHORT_HINTS)):
         for m in SHORT_OPTION.finditer(text):
+            kind = named_value_kind("password", m.group("value"), quoted=bool(m.group("quote")))
+            if kind is not None:
+                found.append(Finding(kind, *m.span("value")))
+    if "password-stdin" in low:
+        for m in ECHO_STDIN.finditer(text):
             kind = named_value_kind("password", m.group("value"), quoted=bool(m.group("quote")))
             if kind is not None:
                 found.append(Finding(kind, *m.span("value")))

@@ -408,3 +408,48 @@ def test_oracle_logins_and_keystore_passwords_are_found_value_only(text: str, va
 )
 def test_oracle_and_keytool_references_are_no_secrets(text: str) -> None:
     assert found(text) == []
+
+
+LOGINS = [
+    ("docker login -u bob -p 'Reg!stry-Pw-31' registry.example.com", "Reg!stry-Pw-31"),
+    ("podman login quay.io -u ci -p Qu4y#Robot-88", "Qu4y#Robot-88"),
+    ("helm registry login ghcr.io -u bob -p Hm-R3g!2026", "Hm-R3g!2026"),
+    ("oc login -u developer -p Dev3lop!2024 https://api.crc.testing:6443", "Dev3lop!2024"),
+    ("az login -u ann@contoso.example -p Qz7!kLm29xW", "Qz7!kLm29xW"),
+    ('mongosh "mongodb://db:27017" -u admin -p Mg0Adm1n!x --quiet', "Mg0Adm1n!x"),
+    ('sqlcmd -S sql01 -U sa -P "Sq1Srv#Adm" -Q "SELECT 1"', "Sq1Srv#Adm"),
+    ("pihole -a -p Tr0ub4dor-Horse9", "Tr0ub4dor-Horse9"),
+    ("echo 'Pipe!d-Pw-77' | docker login -u bob --password-stdin reg.example", "Pipe!d-Pw-77"),
+    ('printf "%s" "Pr1ntf#Pw" | helm registry login ghcr.io --password-stdin', "Pr1ntf#Pw"),
+]
+
+
+@pytest.mark.parametrize(("text", "value"), LOGINS)
+def test_registry_cluster_and_database_logins_are_found_value_only(text: str, value: str) -> None:
+    """A random password in each was left whole before (docker login -p: 0 of 300 simulated)."""
+    assert found(text) == [("PASSWORD", value)]
+
+
+@pytest.mark.parametrize(("text", "value"), LOGINS)
+def test_those_logins_being_streamed_are_held_from_where_they_begin(text: str, value: str) -> None:
+    start = text.index(value)
+    for cut in range(start, start + len(value)):
+        assert SecretsDetector().holdback(text[:cut]) >= cut - start, text[:cut]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "docker run -p 8080:80 nginx",  # a port
+        "docker login registry.example.com",
+        "ssh -p 2222 ann@bastion",
+        "psql -h db -p 5432 -U app",
+        "echo $CI_REGISTRY_PASSWORD | docker login -u $CI_REGISTRY_USER --password-stdin",
+        'docker login -u bob -p "$DOCKER_PASSWORD"',
+        "mongodump -u backup -p $MONGO_PW --db shop",
+        "az login --service-principal -u $APP_ID -p $CERT_PATH --tenant $TENANT",
+        "echo hello world | wc -w",
+    ],
+)
+def test_ports_references_and_plain_echoes_are_no_logins(text: str) -> None:
+    assert found(text) == []
