@@ -330,10 +330,21 @@ _IDENTIFIER_PATH = re.compile(r"[A-Za-z_]\w{0,40}(?:\.[A-Za-z_]\w{0,40})+")
 # "ANTHROPIC_API_KEY", os.environ/OPENAI_API_KEY, env:DB_PASS, process.env.API_KEY: a name or a
 # reference to one, not a key.
 _ENV_NAME = re.compile(r"(?:\S*[/:.])?[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
-# secret: PotentialSecret, Sha256Hmac. Each capital starts letters: with digits allowed there
-# too, 4.2 % of random 8-16 character letters-and-digits passwords (K7v9Lq2Zx) parsed as type
-# names and were passed (0.8 % now; simulated).
+# secret: PotentialSecret, Sha256Hmac: capitalised parts, one of them a word (_type_name)
 _TYPE_NAME = re.compile(r"(?:[A-Z][a-z]+[0-9]*){2,}")
+_TYPE_PART = re.compile(r"[A-Z][a-z]{3,}")
+_THREE_CONSONANTS = re.compile(r"[^aeiouy]{3}")
+# A sigil before a name: a variable or an alias (`$DB_PASS`, `%PASSWORD%`, `!vault`, `*pw`,
+# `&pw`, `@Value`); a template or a placeholder (`${...}`, `$(...)`, `<...>`, `{{...}}`, `[...]`).
+_SIGIL_NAME = re.compile(r"[$%!*&@]+[A-Za-z_][A-Za-z0-9_*]*[%}]?")  # *MASKED*VALUE* too
+# A password's hash in crypt(3)'s form (`$6$salt$...`, bcrypt's `$2b$12$...`, Compose's `$$`
+# escaping): a digest, not the password
+_CRYPT_HASH = re.compile(
+    r"\$\$?(?:1|2[abxy]?|5|6|7|y|gy|argon2(?:id|i|d)|scrypt|pbkdf2(?:-sha\d+)?|apr1|sha1|md5)\$"
+)
+_TEMPLATE_START = tuple("<{([")
+# printf's fields (`'%d.%d.%d' % ver`) and SQL's positional parameters (`$3::text`)
+_FORMAT_OR_PARAMETER = re.compile(r"%[-+ #0]*\d*(?:\.\d+)?[sdiufxXeEgGcr]|\$\d")
 _SECRET_LOOKING = re.compile(r"[0-9!#$%^&*+/=?~|@]")
 _AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}")
 
@@ -346,13 +357,39 @@ _TEMPLATE_MARK = re.compile(r"\{\{|\$\{|#\{|%\(|\{%|^[A-Za-z_][\w.]*\(.*\)$")
 
 def _placeholder(value: str, quoted: bool = False) -> bool:
     return (
-        value.startswith(_REFERENCE_START)
+        _reference(value)
         or value.lower().startswith(_PLACEHOLDER_STARTS)
         or _IDENTIFIER_PATH.fullmatch(value) is not None  # settings.DB_PASSWORD
-        or _TYPE_NAME.fullmatch(value.lstrip("_")) is not None  # token: _StrPathToken
+        or _type_name(value.lstrip("_"))  # token: _StrPathToken
         or (_TEMPLATE_MARK.search(value) is not None if quoted else any(c in value for c in "([{"))
         or value.lower() in _PLACEHOLDERS
         or not value.strip("*xX.#-_")
+    )
+
+
+def _reference(value: str) -> bool:
+    """A reference to a value rather than one. A sigil before symbols is a password's first
+    character (`$Zy&DkOnl*`): 6 % of random 10-16 character passwords with symbols begin with
+    one of these sigils and were passed as references (simulated)."""
+    return (
+        value.startswith(_TEMPLATE_START)
+        or value.startswith(("${", "$(", "%(", "#{"))
+        or _CRYPT_HASH.match(value) is not None
+        or _FORMAT_OR_PARAMETER.match(value) is not None
+        or (value.startswith(_REFERENCE_START) and _SIGIL_NAME.fullmatch(value) is not None)
+    )
+
+
+def _type_name(value: str) -> bool:
+    """A type's name (`PotentialSecret`, `StrPathToken`): capitalised parts, one of them a
+    word. Random letters and digits parse as capitalised parts too: with digits allowed after
+    a capital, 4.2 % of random 8-16 character letters-and-digits passwords (K7v9Lq2Zx) did, and
+    0.8 % still with letters first (Kd5VwJhaDc); these were passed as type names (simulated)."""
+    if _TYPE_NAME.fullmatch(value) is None:
+        return False
+    return any(
+        _THREE_CONSONANTS.search(part.lower()) is None and any(v in part.lower() for v in "aeiou")
+        for part in _TYPE_PART.findall(value)
     )
 
 
@@ -455,7 +492,7 @@ def _named_value_is_secret(text: str, m: re.Match[str]) -> bool:
             or value[0].isspace()  # TOML's inline table: `password = { from_env = "X" }`
             or '"' in value
             or _TEMPLATE_FIELD.fullmatch(value)
-            or value.startswith(_REFERENCE_START)
+            or _reference(value)
         ):
             return False
     elif _placeholder(value, quoted=group == "quoted"):

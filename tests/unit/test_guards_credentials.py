@@ -369,3 +369,45 @@ def test_a_password_of_random_letters_after_an_equals_sign_is_no_variable(
 )
 def test_a_variable_after_an_equals_sign_stays_a_name(text: str) -> None:
     assert find_named(text) == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "$Zy&DkOnl*",
+        "!looRmnK?wg*",
+        "&B_Ev1-GOLnzH2T%",
+        "@_Pg.Ob@fAy-GJM",
+        "Kd5VwJhaDc",
+        "IaEhVmkk2Gp",
+    ],
+)
+def test_random_passwords_that_begin_with_a_sigil_or_parse_as_capitalised_parts_are_found(
+    value: str,
+) -> None:
+    """Each was passed before as a reference (a sigil first) or a type name (capitalised
+    parts): together ~7 % of random 10-16 character passwords with symbols (simulated)."""
+    for text in (f"password: {value}", f'db_password = "{value}"'):
+        found = SecretsDetector().find(text)
+        assert [text[f.start : f.end] for f in found] == [value], text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "password: $DB_PASS",
+        "password: %PASSWORD%",
+        "password: !vault",
+        "password: *db_password",
+        "password: &db_password",
+        "password: @Value",
+        "password: *SENSITIVE*DATA*DELETED*",
+        "password: $6$fvt1ELA44sa8r0Qr$cjEeLcVLje48ThORsVkJjyJ3wSlsbJnMDHSBrZc903S8",
+        "password: $2b$12$CaQYLPVVkNkk55V3cG1qkrCNpPSMk4CaBp2/DYdKLdCe65kBjtfbq",
+        "version_pass = '%d.%d.%d' % ver",
+        "AND ($3::text IS NULL OR api_key = $3::text)",
+        "secret: IoError",
+    ],
+)
+def test_references_hashes_masks_and_formats_stay_no_secrets(text: str) -> None:
+    assert SecretsDetector().find(text) == []
