@@ -522,7 +522,9 @@ def _named_value_is_secret(text: str, m: re.Match[str]) -> bool:
         return False  # max_tokens: 512
     if _SECRET_LOOKING.search(value) or _env_assignment(text, m, ident):
         return True
-    if m.group("op") == "=" and _is_login_word(word) and _random_letters(value):
+    # random letters of both cases are no name: after any name's ":" (`client_secret: X`,
+    # where only "secret" begins the match), after a password's "="
+    if (m.group("op") == ":" or _is_login_word(word)) and _random_letters(value):
         return True
     # A bare word after "=" is a variable (token = DEFAULT_TOKEN); after ":" on a line of its
     # own, a config value (password: hunter), unless it is a type (secret: PotentialSecret).
@@ -544,14 +546,23 @@ def _random_letters(value: str) -> bool:
         and value.isalpha()
         and not value.islower()
         and not value.isupper()
-        and _CASED_NAME.fullmatch(value) is None
+        and not (_CASED_NAME.fullmatch(value) and _has_syllable(value))
         and not code_identifier(value)
+    )
+
+
+def _has_syllable(value: str) -> bool:
+    """Three lower-case letters or more with a vowel among them: a word's part (`user`,
+    `ass` in `myPassWd`), which random letters of both cases seldom hold."""
+    return any(
+        len(run) >= 3 and any(v in run for v in "aeiouy") for run in _LOWER_RUN.findall(value)
     )
 
 
 # camelCase and PascalCase names, acronyms in them followed by a word (`parseHTMLString`,
 # `myPassWd`) or ending them (`userID`)
 _CASED_NAME = re.compile(r"[a-z]*(?:[A-Z]+[a-z]{2,}|[A-Z][a-z])*[A-Z]*")
+_LOWER_RUN = re.compile(r"[a-z]+")
 
 
 _LOGIN_WORD = re.compile(rf"(?i:{_LOGIN_WORDS})")
@@ -572,7 +583,9 @@ def named_value_kind(name: str, value: str, *, quoted: bool) -> str | None:
         return None
     if word.lower() == "token" and not _token_like(value):
         return None
-    looks_secret = _SECRET_LOOKING.search(value) is not None or _token_like(value)
+    looks_secret = (
+        _SECRET_LOOKING.search(value) is not None or _token_like(value) or _random_letters(value)
+    )
     if not quoted and not _is_login_word(word) and not looks_secret:
         return None
     return _named_type(word, value, name)
@@ -692,7 +705,7 @@ def _prose_passwords(
                 span = (m.start("bare"), m.start("bare") + len(value))
                 if (
                     span not in taken
-                    and PASSWORD_LIKE.match(value)
+                    and (PASSWORD_LIKE.match(value) or _random_letters(value))
                     and not _prose_placeholder(value)
                 ):
                     taken.add(span)

@@ -54,6 +54,9 @@ FORMS: dict[str, tuple[float, float, float]] = {
     "echo '{v}' | docker login -u bob --password-stdin": (0.95, 0.9, 0.97),
     "PGPASSWORD={v} psql -h db": (0.95, 0.9, 0.97),
     "AWS_SECRET_ACCESS_KEY={v}": (0.95, 0.9, 0.97),
+    "client_secret: {v}": (0.95, 0.88, 0.97),
+    "My password is {v}": (0.95, 0.88, 0.97),
+    "the wifi password is {v}, ask me again if it fails": (0.95, 0.85, 0.97),
 }
 
 
