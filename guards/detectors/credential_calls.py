@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from guards.detectors.credentials import PASSWORD_LIKE, is_placeholder, key_like
+from guards.detectors.credentials import is_placeholder, key_like, password_shaped
 from guards.verdict import Finding
 
 _VALUE = r"(?P<quote>[\"'])(?P<value>[^\"'\n]{3,200})(?P=quote)"
@@ -161,17 +161,17 @@ def find_calls(text: str, low: str) -> list[Finding]:
     if " / " in text or " /\t" in text:
         for m in LOGIN_PAIR.finditer(text):
             value = m.group("value").rstrip(".)")  # a password may end in "!"
-            if PASSWORD_LIKE.match(value) and _secret(value):
+            if password_shaped(value) and _secret(value):
                 found.append(Finding("PASSWORD", m.start("value"), m.start("value") + len(value)))
     if "identified" in low or "set password" in low:
         for m in SQL_IDENTIFIED.finditer(text):
             value = m.group("value")  # bare, it must look like one ("identified by the tag")
-            if (m.group("quote") or PASSWORD_LIKE.match(value)) and _secret(value):
+            if (m.group("quote") or password_shaped(value)) and _secret(value):
                 found.append(Finding("PASSWORD", *m.span("value")))
     if "passw" in low:
         for m in QUOTED_PASSWORD.finditer(text):
             value = m.group("value")
-            if PASSWORD_LIKE.match(value) and _secret(value):
+            if password_shaped(value) and _secret(value):
                 found.append(Finding("PASSWORD", *m.span("value")))
     return found
 

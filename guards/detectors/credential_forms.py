@@ -24,7 +24,12 @@ from __future__ import annotations
 
 import re
 
-from guards.detectors.credentials import PASSWORD_LIKE, is_placeholder, key_like, named_value_kind
+from guards.detectors.credentials import (
+    is_placeholder,
+    key_like,
+    named_value_kind,
+    password_shaped,
+)
 from guards.verdict import Finding
 
 # A long option ending in a credential word; its value after "=" or blanks.
@@ -240,7 +245,7 @@ def _relay_login(m: re.Match[str]) -> bool:
     if exim and not (m.group("host").startswith("*.") or "@" in m.group("user")):
         return False
     value = m.group("value")
-    return PASSWORD_LIKE.match(value) is not None and _url_password(value)
+    return password_shaped(value) and _url_password(value)
 
 
 # A signed URL's signature: whoever holds the URL holds the access (an Azure SAS `sig=`, AWS
@@ -412,7 +417,7 @@ def find_forms(text: str, low: str, present: list[str]) -> list[Finding]:
         text, low, _NETWORK_WORDS, NETWORK_SECRET, 16
     ):
         value = m.group("value")
-        if (m.group("typed") or PASSWORD_LIKE.match(value)) and _url_password(value):
+        if (m.group("typed") or password_shaped(value)) and _url_password(value):
             found.append(Finding("PASSWORD", *m.span("value")))
     if "Secret Access Key [" in text:
         found.extend(

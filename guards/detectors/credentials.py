@@ -551,6 +551,12 @@ def _random_letters(value: str) -> bool:
     )
 
 
+def password_shaped(value: str) -> bool:
+    """A bare value a password could be: a letter with a digit or a symbol, or random letters
+    of both cases (`_random_letters`)."""
+    return PASSWORD_LIKE.match(value) is not None or _random_letters(value)
+
+
 def _has_syllable(value: str) -> bool:
     """Three lower-case letters or more with a vowel among them: a word's part (`user`,
     `ass` in `myPassWd`), which random letters of both cases seldom hold."""
@@ -703,11 +709,7 @@ def _prose_passwords(
                     continue
                 value = m.group("bare").rstrip(".!?)\u00bb\u201d\u2019")
                 span = (m.start("bare"), m.start("bare") + len(value))
-                if (
-                    span not in taken
-                    and (PASSWORD_LIKE.match(value) or _random_letters(value))
-                    and not _prose_placeholder(value)
-                ):
+                if span not in taken and password_shaped(value) and not _prose_placeholder(value):
                     taken.add(span)
                     found.append(Finding("PASSWORD", *span))
                 break

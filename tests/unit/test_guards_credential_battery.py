@@ -57,6 +57,7 @@ FORMS: dict[str, tuple[float, float, float]] = {
     "client_secret: {v}": (0.95, 0.88, 0.97),
     "My password is {v}": (0.95, 0.88, 0.97),
     "the wifi password is {v}, ask me again if it fails": (0.95, 0.85, 0.97),
+    "login: admin / {v}": (0.95, 0.88, 0.97),
 }
 
 
