@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 
+from guards.detectors.identifiers import code_identifier, wordlike
 from guards.verdict import Finding
 
 # Provider keys: (type, pattern). Each ends where the token does (no token character after it).
@@ -333,7 +334,6 @@ _ENV_NAME = re.compile(r"(?:\S*[/:.])?[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
 # secret: PotentialSecret, Sha256Hmac: capitalised parts, one of them a word (_type_name)
 _TYPE_NAME = re.compile(r"(?:[A-Z][a-z]+[0-9]*){2,}")
 _TYPE_PART = re.compile(r"[A-Z][a-z]{3,}")
-_THREE_CONSONANTS = re.compile(r"[^aeiouy]{3}")
 # A sigil before a name: a variable or an alias (`$DB_PASS`, `%PASSWORD%`, `!vault`, `*pw`,
 # `&pw`, `@Value`); a template or a placeholder (`${...}`, `$(...)`, `<...>`, `{{...}}`, `[...]`).
 _SIGIL_NAME = re.compile(r"[$%!*&@]+[A-Za-z_][A-Za-z0-9_*]*[%}]?")  # *MASKED*VALUE* too
@@ -387,10 +387,7 @@ def _type_name(value: str) -> bool:
     0.8 % still with letters first (Kd5VwJhaDc); these were passed as type names (simulated)."""
     if _TYPE_NAME.fullmatch(value) is None:
         return False
-    return any(
-        _THREE_CONSONANTS.search(part.lower()) is None and any(v in part.lower() for v in "aeiou")
-        for part in _TYPE_PART.findall(value)
-    )
+    return any(wordlike(part) for part in _TYPE_PART.findall(value))
 
 
 def is_placeholder(value: str) -> bool:
@@ -537,9 +534,6 @@ def _random_letters(value: str) -> bool:
     12.7 % of random 8-16 character letters-and-digits passwords under `db_password = ` were
     passed as variables (those without a digit); 6.8 % now, random letters that happen to take
     a camelCase shape (`QlmRtXvB`; simulated)."""
-    # credential_labels imports this module: its name test is imported where it is needed
-    from guards.detectors.credential_labels import code_identifier
-
     return (
         len(value) >= 8
         and value.isascii()
