@@ -17,6 +17,12 @@ FROZEN_AFTER_MISSES probes in a row those calls are cancelled and marked given u
 commit point the router tries the next candidate, after it the stream ends UNAVAILABLE. A unary
 call commits only with its reply, so this, not a time limit on the whole generation, is what
 rescues it.
+
+A busy node is not a frozen one: a probe that times out while a call to the same node got its
+reply or an event leaves the node's health as it was and counts no miss. Without this, a node
+whose event loop lagged past the probe timeout under load (32 streams at once on CI's two cores)
+was marked down while it was streaming, and with both nodes so marked the router refused every
+request UNAVAILABLE for a probe interval.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -76,6 +83,7 @@ class UpstreamPool:
         self._pending: dict[str, set[Any]] = {}  # node id -> calls not yet committed
         self._abandoned: set[Any] = set()
         self._misses: dict[str, int] = {}
+        self._heard: dict[str, float] = {}  # node id -> when a call last got something from it
 
     def add_static(self, node_id: str, address: str) -> None:
         """A node from config (or a test); its cards arrive with the first probe."""
@@ -126,6 +134,11 @@ class UpstreamPool:
             log.warning("upstream %s (%s) marked unhealthy", node_id, entry.address)
         self.catalog.set_health(node_id, False)
 
+    def heard_from(self, node_id: str) -> None:
+        """A call to the node just got its reply or an event: the node is alive, however late
+        its probe answers."""
+        self._heard[node_id] = time.monotonic()
+
     # -- calls not yet committed -------------------------------------------------------------
     def track(self, node_id: str, call: Any) -> None:
         """A call sent to `node_id` that is waiting on it (a reply, a first or next event)."""
@@ -153,11 +166,17 @@ class UpstreamPool:
     async def probe(self, entry: NodeEntry) -> bool:
         """Refresh one node's load (and cards, for static nodes); returns its health."""
         stub = self.stub(entry.node_id, entry.address)
+        started = time.monotonic()
         try:
             reply: inference_pb2.ListModelsResponse = await stub.ListModels(
                 inference_pb2.ListModelsRequest(), timeout=self._probe_timeout_s
             )
         except grpc.aio.AioRpcError as err:
+            late = err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            if late and self._heard.get(entry.node_id, -1.0) >= started:  # busy, not frozen
+                log.debug("upstream %s probe late while it answers calls", entry.node_id)
+                self._misses.pop(entry.node_id, None)
+                return entry.healthy
             if entry.healthy:
                 log.warning("upstream %s probe failed: %s", entry.node_id, err.code().name)
             self.catalog.set_health(entry.node_id, False)
@@ -182,6 +201,9 @@ class UpstreamPool:
         for node_id in [n for n in self._channels if n not in live]:  # expired or deregistered
             self._stubs.pop(node_id, None)
             self._close_later(self._channels.pop(node_id)[2])
+        for seen in (self._heard, self._misses):
+            for node_id in [n for n in seen if n not in live]:
+                del seen[node_id]
         for listener in self.after_probe:
             listener(self.catalog)
 

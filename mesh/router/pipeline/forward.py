@@ -213,7 +213,7 @@ class Forwarder:
         timeout."""
         self.pool.track(cand.node_id, call)
         try:
-            return await first
+            got = await first
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if self.pool.untrack(cand.node_id, call) and not (task and task.cancelling()):
@@ -221,6 +221,8 @@ class Forwarder:
             raise
         finally:
             self.pool.untrack(cand.node_id, call)
+        self.pool.heard_from(cand.node_id)
+        return got
 
     # -- after the commit point -------------------------------------------------------------
     async def next_event(
