@@ -120,7 +120,8 @@ _OPEN_FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
 
 
 def _secret(value: str) -> bool:
-    return not (value.startswith(("$", "{", "<", "%")) or is_placeholder(value))
+    """No placeholder or reference (`is_placeholder` reads `$VAR`, `{{ var }}`, `%VAR%`)."""
+    return not is_placeholder(value)
 
 
 def find_calls(text: str, low: str) -> list[Finding]:

@@ -244,7 +244,10 @@ _WHEN = (
     r"now|temporarily|currently|still|again|just|tijdelijk|nu|agora|ahora|maintenant|désormais"
     r"|jetzt|nun|momentan|ora|adesso|teraz|nyt|τώρα|giờ"
 )
-_CONNECTORS = rf"(?:[ \t]+(?i:{_IS}|{_WHEN}|to|set|changed|will|be|used))"
+_CONNECTORS = (
+    rf"(?:[ \t]+(?i:{_IS}|{_WHEN}|to|set|changed|will|be|used|reset|updated|rotated)"
+    r"|[ \t]*(?:->|=>|\u2192))"  # "password was reset to X", "password -> X"
+)
 # "the password for the staging box is ...", "pw on the NAS is ...", "le mot de passe du
 # compte « deploy » : ...": what it opens, then "is" or a colon. (A word may end in a comma:
 # "a senha do roteador mudou, agora é ...".)
@@ -272,6 +275,26 @@ OPEN_PROSE_PASSWORD = re.compile(
     r"|(?i:\bmot(?:[ \t]+de?)?(?:[ \t]+p[a-z]{0,4})?|\bpre-?shared(?:[ \t]+k[a-z]{0,2})?"
     r"|\bmật(?:[ \t]+kh\w{0,3})?)[ \t]*\Z"
 )
+# The value before its name: "use X as the password", "enter X as your new wifi password".
+# A name that goes on to another noun is no password ("use argon2id as the password hash").
+_VALUE_FIRST_VERB = r"(?i:\b(?:use|enter|type|try|set|pick|choose|put in))"
+_NOUNS_AFTER_THE_WORD = (
+    r"hash|hashing|field|policy|policies|manager|prompt|column|parameter|argument|salt|length"
+    r"|reset|input|validator|validation|algorithm|generator|check|strength|rule|rules|hint"
+)
+VALUE_FIRST_PASSWORD = re.compile(
+    rf"{_VALUE_FIRST_VERB}[ \t]+[\"'`]?(?P<bare>[^\s\"'`,;]{{6,64}}?)[\"'`]?[ \t]+(?i:as)[ \t]+"
+    r"(?i:(?:the|my|your|our|a|an|his|her|their)[ \t]+)?"
+    r"(?i:(?:new|admin|root|login|wifi|wi-fi|account|temporary|initial|default)[ \t]+){0,2}"
+    rf"{_PROSE_WORD}(?![\w-])(?![ \t]+(?i:{_NOUNS_AFTER_THE_WORD})\b)"
+)
+# a stream holds the verb and its word while what follows may still become " as the password"
+OPEN_VALUE_FIRST = re.compile(
+    rf"{_VALUE_FIRST_VERB}[ \t]+[\"'`]?[^\s\"'`,;]{{0,64}}"
+    r"(?:[\"'`]?[ \t]+(?:(?i:a|as)(?:[ \t]+[\w-]{0,12}){0,4})?)?[ \t]*\Z"
+)
+_VALUE_FIRST_HINTS = ("use ", "enter ", "type ", "try ", "set ", "pick ", "choose ", "put in ")
+
 # Looked for only in a text with a letter beyond ASCII (a Danish, Finnish or Czech sentence
 # has one nearly always): each look costs ~0.7 µs a KB here.
 _NON_ASCII_HINTS = ("lösenord", "hasło", "jelszó", "şifre", "пароль", "adgangskode", "salasana",
@@ -305,6 +328,15 @@ KEY_QUALIFIERS = frozenset((
     "root", "enrollment", "enrolment", "deploy", "admin", "bot",
 ))  # fmt: skip
 BEARER = re.compile(r"(?i:\bbearer)[ \t]+(?P<bare>[A-Za-z0-9._~+/-]{20,}=*)")
+# A shorter token is one only where a header sends it: after `Authorization:` on its line, or
+# opening a quoted header value (`{"Authorization": "Bearer X"}`, `-H 'Authorization: Bearer
+# X'`). In prose "bearer" is a word ("bearer bonds"); a header's token of 6-19 characters is a
+# static API token (simulated: 8-16 character random tokens after `Authorization: Bearer` were
+# never found, 0 of 60).
+SHORT_BEARER = re.compile(
+    r"(?:(?i:\bauthorization)[\"']?[ \t]*[:=,][ \t]*[\"']?|(?<![\w{])[\"'])"
+    r"(?i:bearer)[ \t]+(?P<bare>[A-Za-z0-9._~+/-]{6,19}=*)(?![A-Za-z0-9._~+/=-])"
+)
 OPEN_BEARER = re.compile(r"(?i:\bbearer)[ \t]+[A-Za-z0-9._~+/-]*=*\Z")
 
 _REFERENCE_START = tuple("$<{%!([*&@")
@@ -545,6 +577,22 @@ def _random_letters(value: str) -> bool:
     )
 
 
+def _short_bearer(value: str) -> bool:
+    """A header's short token: shaped like a password (letters with a digit or a symbol, or
+    random letters), no placeholder (`Bearer xxxxxx`) and no documentation's example (words
+    and a counter: `token123`, `my-api-key-1`)."""
+    if not password_shaped(value) or _placeholder(value, quoted=True):
+        return False
+    m = _WORDS_AND_COUNTER.fullmatch(value)
+    if m is None:
+        return True
+    parts = [p for p in re.split(r"[-_.]", m.group("words")) if p]
+    return not all(len(p) <= 3 or wordlike(p) for p in parts)
+
+
+_WORDS_AND_COUNTER = re.compile(r"(?P<words>[A-Za-z]+(?:[-_.][A-Za-z]+)*)[-_.]?\d{0,4}")
+
+
 def password_shaped(value: str) -> bool:
     """A bare value a password could be: a letter with a digit or a symbol, or random letters
     of both cases (`_random_letters`)."""
@@ -663,10 +711,17 @@ def find_named(text: str, present: list[str] | None = None) -> list[Finding]:
                 found.append(Finding(kind, start, end))
     if "bearer" in low:
         found.extend(Finding("CREDENTIAL", *m.span("bare")) for m in BEARER.finditer(text))
+        found.extend(
+            Finding("CREDENTIAL", *m.span("bare"))
+            for m in SHORT_BEARER.finditer(text)
+            if _short_bearer(m.group("bare"))
+        )
     hints = [h for h in _PROSE_HINTS if h in present]
     taken = {(f.start, f.end) for f in found}
     if hints:
         found.extend(_prose_passwords(text, low, hints, taken))
+        if " as " in low and any(map(low.__contains__, _VALUE_FIRST_HINTS)):
+            found.extend(_value_first_passwords(text, taken))
     keys = [w for w in _KEY_PROSE_WORDS if w in present]
     if keys:
         found.extend(_key_prose(text, low, keys, taken))
@@ -708,6 +763,18 @@ def _prose_passwords(
                     found.append(Finding("PASSWORD", *span))
                 break
             j = low.find(hint, j + 1)
+    return found
+
+
+def _value_first_passwords(text: str, taken: set[tuple[int, int]]) -> list[Finding]:
+    """Passwords written before their name ("use X as the password")."""
+    found = []
+    for m in VALUE_FIRST_PASSWORD.finditer(text):
+        value = m.group("bare")
+        span = m.span("bare")
+        if span not in taken and password_shaped(value) and not _prose_placeholder(value):
+            taken.add(span)
+            found.append(Finding("PASSWORD", *span))
     return found
 
 
@@ -765,6 +832,10 @@ def open_named_start(text: str) -> int | None:
             starts.append(m.start())
     if any(map(prose_low.__contains__, _KEY_PROSE_WORDS)):
         m = OPEN_KEY_PROSE.search(text, prose_start)
+        if m is not None:
+            starts.append(m.start())
+    if any(map(prose_low.__contains__, _VALUE_FIRST_HINTS)):
+        m = OPEN_VALUE_FIRST.search(text, prose_start)
         if m is not None:
             starts.append(m.start())
     return min(starts) if starts else None

@@ -48,6 +48,11 @@ _PASSWORD_PROMPT = "UGFzc3dvcmQ6"  # noqa: S105 (a prompt, not a password)
 # `Authorization: Basic <run>`, `"auth": "<run>"` (a docker config), `auth: <run>`.
 _BASIC_BEFORE = re.compile(r"(?i:\bbasic[ \t]+|\bauth[\"']?[ \t]*[:=][ \t]*[\"']?)\Z")
 _CONTEXT = 16
+# After `Basic` a shorter run is still a login: `bob:Zx81!qq` encodes to 16 characters with its
+# "=", under MIN_RUN's 16 before it (logins of 6-11 bytes were never read).
+SHORT_BASIC = re.compile(
+    r"(?i:\bbasic)[ \t]+(?P<run>[A-Za-z0-9+/]{8,15}={0,2})(?![A-Za-z0-9+/=_-]|\.\w)"
+)
 
 
 def decoded_runs(text: str) -> Iterator[tuple[int, int, str]]:
@@ -56,6 +61,12 @@ def decoded_runs(text: str) -> Iterator[tuple[int, int, str]]:
     The pattern is run only over the long words of a text that holds a long run: over the
     whole text it cost ~30 µs a KB of prose that has none, splitting the words ~13 µs, the
     byte test ~2 µs (measured here)."""
+    if "asic" in text or "ASIC" in text:
+        for m in SHORT_BASIC.finditer(text):
+            run = m.group("run")
+            plain = _decode(run) if len(run.rstrip("=")) % 4 != 1 else None
+            if plain is not None:
+                yield m.start("run"), m.end("run"), plain
     if _RUN_NEEDLE not in text.encode("utf-8", "surrogatepass").translate(_RUN_BYTES):
         return
     words = text.split()

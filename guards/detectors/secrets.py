@@ -278,6 +278,9 @@ class SecretsDetector:
             taken = bytearray(len(text))
             for g in found:
                 taken[g.start : g.end] = b"\x01" * (g.end - g.start)
+            # The basic-auth plugin ends a URL's password at its first "@"; the URL form reads
+            # one that holds "@" whole and takes its place (`cut_short`).
+            cut_short = {g.start: g for g in found if g.type == "BASIC_AUTH_CREDENTIALS"}
             for f in (
                 find_named(text, present)
                 + find_forms(text, low, present)
@@ -286,9 +289,22 @@ class SecretsDetector:
                 + find_labelled(text, low, present)
                 + find_codes(text, low)
             ):
-                if f.type in self._named and taken.find(1, f.start, f.end) < 0:
-                    found.append(f)
-                    taken[f.start : f.end] = b"\x01" * (f.end - f.start)
+                if f.type not in self._named:
+                    continue
+                plugin = cut_short.get(f.start)
+                if (
+                    plugin is not None
+                    and f.type == "PASSWORD"
+                    and plugin.end < f.end
+                    and text.startswith("@", f.end)
+                    and taken.find(1, plugin.end, f.end) < 0
+                ):
+                    found.remove(plugin)
+                    del cut_short[f.start]
+                elif taken.find(1, f.start, f.end) >= 0:
+                    continue
+                found.append(f)
+                taken[f.start : f.end] = b"\x01" * (f.end - f.start)
         if depth < DECODE_DEPTH:
             found.extend(self._encoded(text, found, depth))
         # One finding per value: two patterns of one type may match the same key.

@@ -58,6 +58,17 @@ FORMS: dict[str, tuple[float, float, float]] = {
     "My password is {v}": (0.95, 0.88, 0.97),
     "the wifi password is {v}, ask me again if it fails": (0.95, 0.85, 0.97),
     "login: admin / {v}": (0.95, 0.88, 0.97),
+    # 2026-12-07 (twenty-first stop): before, a URL password lost at "@", "?" or "#" (0.68 with
+    # symbols), header tokens under 20 characters (0.0), the value before its name (0.0)
+    "postgres://app:{v}@db.internal:5432/app": (0.95, 0.88, 0.97),
+    "use {v} as the password": (0.95, 0.9, 0.97),
+    "the password was reset to {v}": (0.95, 0.85, 0.97),
+    "password -> {v}": (0.95, 0.85, 0.97),
+}
+# Forms whose values hold no symbols: a bearer token's alphabet is base64url's.
+TOKEN_FORMS: dict[str, tuple[float, float]] = {
+    "Authorization: Bearer {v}": (0.95, 0.97),
+    "curl -H 'Authorization: Bearer {v}' https://api.example": (0.95, 0.97),
 }
 
 
@@ -70,4 +81,16 @@ def test_random_credentials_in_each_form_are_found(form: str) -> None:
             text = form.format(v=value)
             spans = [text[f.start : f.end] for f in detector.find(text)]
             found += any(value in span for span in spans)
+        assert found / PER_FORM >= floor, f"{form} / {name}: {found} of {PER_FORM}"
+
+
+@pytest.mark.parametrize("form", sorted(TOKEN_FORMS))
+def test_random_tokens_in_each_header_form_are_found(form: str) -> None:
+    detector = SecretsDetector()
+    generators = {k: GENERATORS[k] for k in ("letters and digits, 8-16", "token, 24-40")}
+    for (name, values), floor in zip(generators.items(), TOKEN_FORMS[form], strict=True):
+        found = 0
+        for value in values():
+            text = form.format(v=value)
+            found += any(value in text[f.start : f.end] for f in detector.find(text))
         assert found / PER_FORM >= floor, f"{form} / {name}: {found} of {PER_FORM}"
