@@ -58,6 +58,24 @@ LOGIN_PAIR = re.compile(
     r"(?P<quote>[\"'“]?)(?P<value>[^\s\"'”,;]{6,64})"
 )
 OPEN_LOGIN_PAIR = re.compile(rf"{_LOGIN_NAME}[ \t]+/(?:[ \t]+\S{{0,64}})?\Z")
+# "credentials: admin/X", "login with root/X", "creds ann@example.com/X": a login's label, then
+# user/password with no blank around the slash (random passwords there: 8 % with symbols,
+# 77 % letters and digits found before, by the named-value pattern reading "admin/X" as a key;
+# simulated). A path goes on with another "/" and is no login.
+_LOGIN_LABEL = (
+    r"\b(?i:credentials?|creds|logins?|log[ \t]?in[ \t]+(?:with|as)|sign[ \t]?in[ \t]+with"
+    r"|default[ \t]+login)"
+)
+LABELLED_LOGIN = re.compile(
+    rf"{_LOGIN_LABEL}[ \t]*[:=]?[ \t]*[\w.+-]{{1,64}}(?:@[\w-]+(?:\.[\w-]+)+)?/"
+    r"(?![^\s/\"']*/)(?P<value>[^\s\"'/,;]{6,64})"
+)
+OPEN_LABELLED_LOGIN = re.compile(
+    rf"{_LOGIN_LABEL}[ \t]*[:=]?[ \t]*[\w.+@-]{{0,64}}(?:/[^\s\"',;]{{0,64}})?\Z"
+)
+# the labels' spellings in a stream's tail (as written: _OPEN_FORMS reads no lower-cased text)
+_LOGIN_LABEL_HINTS = ("cred", "Cred", "CRED", "login", "Login", "LOGIN", "log in", "Log in",
+                      "sign in", "Sign in")  # fmt: skip
 # SQL: `CREATE USER ... IDENTIFIED BY 'X'` (MySQL, Oracle, ClickHouse's `IDENTIFIED WITH
 # sha256_password BY 'X'`), `SET PASSWORD FOR u = 'X'`
 SQL_IDENTIFIED = re.compile(
@@ -114,6 +132,7 @@ _OPEN_FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
     (("connect", "begin", "addAP", "MCRcon", "Credentials", "Client"), OPEN_PAIR_CALL),
     (("CONFIG", "ACL"), OPEN_REDIS_SECRET),
     ((" /",), OPEN_LOGIN_PAIR),
+    (_LOGIN_LABEL_HINTS, OPEN_LABELLED_LOGIN),
     (("IDENTIFIED", "identified", "PASSWORD", "password"), OPEN_SQL_IDENTIFIED),
     ((".login(",), OPEN_LOGIN_KEY_CALL),
 )
@@ -159,6 +178,11 @@ def find_calls(text: str, low: str) -> list[Finding]:
             group = "value" if m.group("value") else "acl"
             if _secret(m.group(group)):
                 found.append(Finding("PASSWORD", *m.span(group)))
+    if "/" in text and any(map(low.__contains__, ("cred", "login", "log in", "sign in"))):
+        for m in LABELLED_LOGIN.finditer(text):
+            value = m.group("value").rstrip(".)")
+            if password_shaped(value) and _secret(value):
+                found.append(Finding("PASSWORD", m.start("value"), m.start("value") + len(value)))
     if " / " in text or " /\t" in text:
         for m in LOGIN_PAIR.finditer(text):
             value = m.group("value").rstrip(".)")  # a password may end in "!"

@@ -64,6 +64,7 @@ FORMS: dict[str, tuple[float, float, float]] = {
     "use {v} as the password": (0.95, 0.9, 0.97),
     "the password was reset to {v}": (0.95, 0.85, 0.97),
     "password -> {v}": (0.95, 0.85, 0.97),
+    "credentials: admin/{v}": (0.95, 0.9, 0.97),  # was 0.77, 0.12
 }
 # Forms whose values hold no symbols: a bearer token's alphabet is base64url's.
 TOKEN_FORMS: dict[str, tuple[float, float]] = {

@@ -178,3 +178,41 @@ def test_those_passwords_being_streamed_are_held(text: str, value: str) -> None:
 )
 def test_names_tools_and_references_before_a_password_word_are_left_alone(text: str) -> None:
     assert found(text) == []
+
+
+LABELLED_LOGINS = [
+    ("credentials: admin/Zx81!qq#We", "Zx81!qq#We"),
+    ("login with root/Kd5VwJhaDc7 on the console", "Kd5VwJhaDc7"),
+    ("Creds ann@corp.example/hlkUvNGBe?u3Y then", "hlkUvNGBe?u3Y"),
+    ("default login root/calvin42.", "calvin42"),
+]
+
+
+@pytest.mark.parametrize(("text", "value"), LABELLED_LOGINS)
+def test_a_labelled_login_with_no_blank_around_its_slash_is_found(text: str, value: str) -> None:
+    """Before, only where the named-value pattern took "admin/X" for a key (8 % of random
+    passwords with symbols)."""
+    assert found(text) == [("PASSWORD", value)]
+
+
+@pytest.mark.parametrize(("text", "value"), LABELLED_LOGINS)
+def test_a_labelled_login_being_streamed_is_held(text: str, value: str) -> None:
+    _held_from_the_value(text + " next", value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "login: admin/dashboard",
+        "see credentials/aws.json",
+        "login with google/github",
+        "creds: aws/credentials.json",
+        "log in as admin/settings/users2",  # a path goes on
+        "the login/logout flow uses api/v2",
+        "login with root/${ROOT_PASS}",
+        "credentials: admin/<password>",
+        "Login/Signup page v2",
+    ],
+)
+def test_paths_and_references_after_a_login_label_are_left_alone(text: str) -> None:
+    assert found(text) == []
