@@ -67,7 +67,7 @@ _LOGIN_LABEL = (
     r"|default[ \t]+login)"
 )
 LABELLED_LOGIN = re.compile(
-    rf"{_LOGIN_LABEL}[ \t]*[:=]?[ \t]*[\w.+-]{{1,64}}(?:@[\w-]+(?:\.[\w-]+)+)?/"
+    rf"{_LOGIN_LABEL}[ \t]*+[:=]?[ \t]*+[\w.+-]{{1,64}}+(?:@[\w-]+(?:\.[\w-]+)+)?/"
     r"(?![^\s/\"']*/)(?P<value>[^\s\"'/,;]{6,64})"
 )
 OPEN_LABELLED_LOGIN = re.compile(

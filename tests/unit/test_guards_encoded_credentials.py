@@ -140,6 +140,13 @@ def test_runs_are_decoded_only_in_long_words_and_at_most_max_runs() -> None:
     assert time.perf_counter() - started < 5  # bounded, not a speed target
 
 
+def test_short_basic_runs_count_toward_max_runs() -> None:
+    """`Basic` before many short runs (each decoded and searched a level deeper) was a hostile
+    text's lever: 10,000 of them took 425 ms before they counted."""
+    text = " ".join([f"Basic {b64('bob:Zx81!qq')}"] * (MAX_RUNS * 20))
+    assert len(list(decoded_runs(text))) == MAX_RUNS
+
+
 def test_nesting_is_followed_two_levels_deep_and_no_further() -> None:
     secret = f"password = {GITHUB}"
     twice = b64(b64(secret))
