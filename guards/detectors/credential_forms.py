@@ -268,19 +268,23 @@ OPEN_URL_SIGNATURE = re.compile(
 
 # Name/value records. The name is a credential's name as in an assignment (checked with the
 # same words: `credentials.named_value_kind`).
-_FIELD_NAME = r"[\"'](?:key|name)[\"'][ \t]*:[ \t]*"
+# The field names may carry a prefix: CloudFormation's `{"ParameterKey": "DBMasterPassword",
+# "ParameterValue": "X"}`, `OptionName` / `OptionValue`, `Name` / `Value`.
+_FIELD_NAME = r"[\"'](?i:[a-z]{0,20}(?:key|name))[\"'][ \t]*:[ \t]*"
 JSON_RECORD = re.compile(
     rf"{_FIELD_NAME}[\"'](?P<name>[A-Za-z0-9_.-]{{1,60}})[\"'][ \t]*,[ \t]*\r?\n?[ \t]*"
-    r"[\"']value[\"'][ \t]*:[ \t]*(?P<quote>[\"'])(?P<value>[^\s\"']{4,200})(?P=quote)"
+    r"[\"'](?i:[a-z]{0,20}value)[\"'][ \t]*:[ \t]*(?P<quote>[\"'])(?P<value>[^\s\"']{4,200})"
+    r"(?P=quote)"
 )
 # The record's name field is the evidence: a stream holds from it while its object is open.
 OPEN_JSON_RECORD = re.compile(rf"{_FIELD_NAME}[^{{}}]{{0,300}}\Z")
 YAML_RECORD = re.compile(
-    r"\bname:[ \t]*[\"']?(?P<name>[A-Za-z0-9_.-]{1,60})[\"']?[ \t]*\r?\n[ \t]*value:[ \t]*"
+    r"\b(?:name|Name|ParameterKey):[ \t]*[\"']?(?P<name>[A-Za-z0-9_.-]{1,60})[\"']?[ \t]*\r?\n"
+    r"[ \t]*(?:value|Value|ParameterValue):[ \t]*"
     r"(?P<quote>[\"']?)(?P<value>[^\s\"']{4,200})(?P=quote)(?![^\s\"'])"
 )
 # ... and from a YAML `name:` while its line or the next one is being written.
-OPEN_YAML_RECORD = re.compile(r"\bname:[^\n]{0,80}(?:\n[^\n]{0,220})?\Z")
+OPEN_YAML_RECORD = re.compile(r"\b(?:name|Name|ParameterKey):[^\n]{0,80}(?:\n[^\n]{0,220})?\Z")
 # JSON objects that hold a named value's "value" field: Terraform state and plan output
 # (`"db_password": {"sensitive": true, "type": "string", "value": "X"}`), ARM parameter files
 # (`"adminPassword": { "value": "X" }`).
@@ -360,8 +364,8 @@ _OPEN_FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
         OPEN_ORACLE_LOGIN,
     ),
     (("sig", "Signature"), OPEN_URL_SIGNATURE),
-    (("key", "name"), OPEN_JSON_RECORD),
-    (("name:",), OPEN_YAML_RECORD),
+    (("key", "name", "Key", "Name"), OPEN_JSON_RECORD),
+    (("name:", "Name:", "ParameterKey:"), OPEN_YAML_RECORD),
     (("{",), OPEN_JSON_VALUE_OBJECT),
     (("<",), OPEN_XML_ELEMENT),
     (("define",), OPEN_DEFINE),

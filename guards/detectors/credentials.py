@@ -188,9 +188,13 @@ NAMED_SECRET = re.compile(
 )
 # A named secret still being written at the end of a stream: held from its name (a quoted
 # value may hold "," and ";", as a bare one may not).
+# ... and a name followed by blanks only: its "=" may come next (`db_password       = "X"`,
+# aligned assignments: the name left with the blanks, and the value after it was read without
+# it; found by a new writer's probe, r14's train half)
 OPEN_NAMED_SECRET = re.compile(
-    rf"{_NAME}{_ASSIGN}"
-    r"(?:[\"'`][^\s\"'`]{0,200}|[^\s\"'`,;]{0,200}|(?<=[=\s])\{(?:[^{}\n]|\}\}){0,200}\}?)\Z"
+    rf"{_NAME}(?:{_ASSIGN}"
+    r"(?:[\"'`][^\s\"'`]{0,200}|[^\s\"'`,;]{0,200}|(?<=[=\s])\{(?:[^{}\n]|\}\}){0,200}\}?)"
+    r"|[\"'\]]{0,2}[ \t]{1,24})\Z"
 )
 _IDENTIFIER_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 # "token" alone is a tokenizer's, a parser's or a paginator's word too (pad_token, bos_token,
@@ -226,19 +230,27 @@ _PROSE_WORD = (
     r"(?i:\b(?:password|passwd|passphrase|passwort|kennwort|contrase[ñn]a|senha|wachtwoord"
     r"|mot de passe|pw|lösenord(?:et)?|passord(?:et)?|adgangskode(?:n)?|salasana|hasło|heslo"
     r"|jelszó|şifre|пароль|clave|κωδικός(?: πρόσβασης)?|συνθηματικό|mật khẩu"
-    r"|pre-?shared key))"
+    r"|pre-?shared key|parola|parolă|ה?סיסמ[הא]|كلمة (?:المرور|السر)|पासवर्ड))"
+    # a word for "new", "old", "current" or "temporary" after it, as Vietnamese, the Romance
+    # languages and Russian put one ("mật khẩu cũ là ...", "la contraseña nueva es ...")
+    r"(?:[ \t]+(?i:cũ|mới|hiện tại|tạm thời|nuevo|nueva|antiguo|antigua|actual|nouveau|nouvel"
+    r"|nouvelle|ancien|ancienne|actuel|actuelle|provisoire|nuovo|nuova|vecchio|vecchia"
+    r"|attuale|novo|nova|antigo|antiga|atual|temporária|temporário|новый|старый|текущий"
+    r"|временный|nouă|veche|actuală|yeni|eski|mevcut|baru|lama|sementara|ใหม่|เก่า))?"
 )
 # Chinese, Japanese and Korean write no blank around the word: its particle or a colon
 # (full width too) and then the value.
-_CJK_WORDS = ("パスワード", "密码", "密碼", "비밀번호")
+_CJK_WORDS = ("パスワード", "密码", "密碼", "비밀번호", "รหัสผ่าน")  # and Thai's
+_CJK_WORD = r"(?:パスワード|密码|密碼|비밀번호|รหัสผ่าน)"
+_CJK_JOINER = r"(?:は|が|\uff1a|:|是|为|為|는|은|를|คือ|=|\uff1d|[ \t])"
 CJK_PASSWORD = re.compile(
-    r"(?:パスワード|密码|密碼|비밀번호)(?:は|が|\uff1a|:|是|为|為|는|은|를|[ \t])+"
+    rf"{_CJK_WORD}{_CJK_JOINER}+"
     r"(?P<bare>[^\s\"'`,;、。\uff0c\uff1a]{6,64})"
 )
 # English, Spanish, German, French, Portuguese, Italian, Swedish, Norwegian / Danish, Finnish,
 # Polish, Czech
 # ... Greek, Vietnamese
-_IS = r"is|was|es|ist|lautet|est|é|era|war|è|är|er|on|jest|je|είναι|là"
+_IS = r"is|was|es|ist|lautet|est|é|era|war|è|är|er|on|jest|je|είναι|là|este|है|هي|הוא|היא"
 # "is now", "is tijdelijk" (temporarily), "agora é": a word of time between the name and value
 _WHEN = (
     r"now|temporarily|currently|still|again|just|tijdelijk|nu|agora|ahora|maintenant|désormais"
@@ -254,22 +266,22 @@ _CONNECTORS = (
 _OF_WORD = r"[ \t]+[\w.@«»\"'-]{1,30},?"
 _PREPOSITIONS = (
     r"(?i:for|of|on|to|at|für|para|pour|per|till|för|til|dla|do|na|pro|de|del|da|di"
-    r"|van|voor|du|des|dos|das|della|dello|der|για|του|της|của|cho)"  # noqa: RUF001 (Greek)
+    r"|van|voor|du|des|dos|das|della|dello|der|για|του|της|của|cho|от|для|к|у|від|до)"  # noqa: RUF001 (Greek)
 )
 _PROSE_OF = rf"(?:[ \t]+{_PREPOSITIONS}(?:{_OF_WORD}){{1,6}}?(?=[ \t]+(?i:{_IS})\b|[ \t]?:[ \t]))?"
 # The value after blanks, or on the next line after "is" ("the new pre-shared key is" then
 # the key; not after a colon alone: "/etc/mosquitto/passwd:" then the file's lines), in quotes
 # or backticks or none.
-_BEFORE_VALUE = r"(?:[ \t]?:)?(?:[ \t]+|[ \t]*\n[ \t]*)" + "[\"'`\u00ab\u201c\u2018]?"
+_BEFORE_VALUE = r"(?:[ \t]?[:=])?(?:[ \t]+|[ \t]*\n[ \t]*)" + "[\"'`\u00ab\u201c\u2018]?"
 _TO_VALUE = (
-    rf"(?:{_CONNECTORS}{{1,3}}(?:[ \t]?:)?[ \t]*\n[ \t]*|{_CONNECTORS}{{0,3}}(?:[ \t]?:)?[ \t]+)"
-    + "[\"'`\u00ab\u201c\u2018]?"
+    rf"(?:{_CONNECTORS}{{1,3}}(?:[ \t]?[:=])?[ \t]*\n[ \t]*"
+    rf"|{_CONNECTORS}{{0,3}}(?:[ \t]?[:=])?[ \t]+)" + "[\"'`\u00ab\u201c\u2018]?"
 )
 PROSE_PASSWORD = re.compile(rf"{_PROSE_WORD}{_PROSE_OF}{_TO_VALUE}(?P<bare>[^\s\"'`,;]{{6,64}})")
 OPEN_PROSE_PASSWORD = re.compile(
     rf"{_PROSE_WORD}(?:{_OF_WORD}){{0,7}}?{_CONNECTORS}{{0,3}}"
     rf"(?:{_BEFORE_VALUE}[^\s\"'`,;]{{0,64}})?[ \t]*(?:[ \t]?:)?[ \t]*\n?[ \t]*\Z"
-    r"|(?:パスワード|密码|密碼|비밀번호)(?:は|が|\uff1a|:|是|为|為|는|은|를|[ \t])*"
+    rf"|{_CJK_WORD}{_CJK_JOINER}*"
     r"[^\s\"'`,;、。\uff0c\uff1a]{0,64}\Z"
     # the first words of a word written in several ("mot de" of "mot de passe")
     r"|(?i:\bmot(?:[ \t]+de?)?(?:[ \t]+p[a-z]{0,4})?|\bpre-?shared(?:[ \t]+k[a-z]{0,2})?"
@@ -298,9 +310,10 @@ _VALUE_FIRST_HINTS = ("use ", "enter ", "type ", "try ", "set ", "pick ", "choos
 # Looked for only in a text with a letter beyond ASCII (a Danish, Finnish or Czech sentence
 # has one nearly always): each look costs ~0.7 µs a KB here.
 _NON_ASCII_HINTS = ("lösenord", "hasło", "jelszó", "şifre", "пароль", "adgangskode", "salasana",
-                    "heslo", "κωδικός", "συνθηματικό", "mật khẩu", *_CJK_WORDS)  # fmt: skip
+                    "heslo", "κωδικός", "συνθηματικό", "mật khẩu", "parolă", "סיסמ", "كلمة",
+                    "पासवर्ड", *_CJK_WORDS)  # fmt: skip
 _PROSE_HINTS = ("pass", "pw", "shared key", "kennwort", "contrase", "senha",
-                "wachtwoord", "clave", *_NON_ASCII_HINTS)  # fmt: skip
+                "wachtwoord", "clave", "parola", *_NON_ASCII_HINTS)  # fmt: skip
 # Every word either pass looks for holds one of these ("pwd" holds "pw").
 # ("passord" holds "pass"; `_NON_ASCII_HINTS` are looked for apart.)
 _HINTS = ("pass", "pw", "psk", "secret", "token", "key", "hmac", "kennwort", "contrase",
@@ -740,7 +753,7 @@ def _prose_placeholder(value: str) -> bool:
 
 
 # Where a prose word can start before the hint found in it: "mot de passe", "pre-shared key".
-_PROSE_STARTS = {"pass": (0, -7), "shared key": (-4, -3)}
+_PROSE_STARTS = {"pass": (0, -7), "shared key": (-4, -3), "סיסמ": (0, -1)}  # ה: Hebrew's "the"
 
 
 def _prose_passwords(
@@ -814,7 +827,7 @@ def open_named_start(text: str) -> int | None:
     low = text[tail_start:].lower()
     starts = []
     if (any(map(low.__contains__, _WORDS)) or "Sec" in text[tail_start:]) and (
-        ":" in low or "=" in low or "," in low
+        ":" in low or "=" in low or "," in low or low.endswith((" ", "\t"))  # "=" may follow
     ):
         m = OPEN_NAMED_SECRET.search(text, tail_start)
         if m is not None:

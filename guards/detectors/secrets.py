@@ -50,6 +50,7 @@ from guards.detectors.credentials import (
     open_named_start,
 )
 from guards.detectors.encoded_credentials import decoded_runs, login_kind
+from guards.detectors.escaped_json import ESCAPED_QUOTE, unescaped_view
 from guards.detectors.stream_tail import IGNORECASE_EXTRAS, trailing_run_start
 from guards.verdict import Finding
 
@@ -314,6 +315,11 @@ class SecretsDetector:
                     continue
                 found.append(f)
                 taken[f.start : f.end] = b"\x01" * (f.end - f.start)
+            if ESCAPED_QUOTE in text:
+                for f in _escaped_named(text):
+                    if f.type in self._named and taken.find(1, f.start, f.end) < 0:
+                        found.append(f)
+                        taken[f.start : f.end] = b"\x01" * (f.end - f.start)
         if depth < DECODE_DEPTH:
             found.extend(self._encoded(text, found, depth))
         # One finding per value: two patterns of one type may match the same key.
@@ -357,7 +363,30 @@ class SecretsDetector:
                 open_call_start(text),
                 open_column_start(text),
                 open_code_start(text),
+                _escaped_open_start(text),
             ):
                 if named is not None:
                     start = min(start, named)
         return len(text) - start
+
+
+def _escaped_named(text: str) -> list[Finding]:
+    """Named values and forms of a JSON document inside a JSON string (escaped_json.py), at
+    the text's own positions."""
+    view = unescaped_view(text)
+    low = view.text.lower()
+    present = credential_words(low)
+    found = []
+    for f in find_named(view.text, present) + find_forms(view.text, low, present):
+        found.append(Finding(f.type, *view.span_to_original(f.start, f.end)))
+    return found
+
+
+def _escaped_open_start(text: str) -> int | None:
+    """Where a named value of an escaped document may still be growing (None: none is)."""
+    last_line = text.rfind("\n") + 1
+    if ESCAPED_QUOTE not in text[last_line:]:
+        return None
+    view = unescaped_view(text[last_line:])
+    start = open_named_start(view.text)
+    return None if start is None else last_line + max(view.to_original(start) - 1, 0)

@@ -417,6 +417,27 @@ async def test_a_credential_form_split_at_every_position_streams_as_the_whole_te
     assert one_by_one == expected
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        'db_username       = "ledger_ro"\ndb_password       = "Orchard%Mill$42"\nregion = "eu"',
+        "SMTP_PASSWORD\t\t= Quay!Side-2290\nSMTP_PORT = 587",
+        'api_token   :   "Zq7Kd2Lm9xWv4Tb8Ns1Rj6H"\n',
+    ],
+)
+async def test_an_aligned_assignment_never_leaks_at_any_split(text: str) -> None:
+    """A name followed by blanks (aligned `=` signs) was released before its "=" came, and
+    the value was then read without its name: a new writer's Terraform file (r14's train half)
+    leaked "Vineyard%Ledger$" of its password one character at a time."""
+    expected = await unary(text)
+    assert "[" in expected, expected
+    one_by_one, _, _ = await stream(list(text))
+    assert one_by_one == expected
+    for cut in range(1, len(text)):
+        released, _, _ = await stream([text[:cut], text[cut:]])
+        assert released == expected, cut
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_any_text_under_any_chunking_is_masked_as_the_whole_text(data: st.DataObject) -> None:
@@ -608,6 +629,7 @@ PROBES = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "guards"
         ("pii_probe_r5.jsonl", "all"),
         ("pii_probe_r6.jsonl", "all"),
         ("pii_secrets_probe_r7.jsonl", "train"),  # its held-out half is never read
+        ("pii_secrets_probe_r14.jsonl", "train"),  # likewise
     ],
 )
 async def test_every_pii_probe_row_streams_as_the_whole_text_is_masked(
