@@ -31,8 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from mesh.embeddings.batching import BatchingEmbedder, Embedder, Vector, embedding_text
+from mesh.embeddings.batching import BatchingEmbedder, Embedder, Vector
 from mesh.embeddings.minilm_assets import minilm_path
+from mesh.embeddings.text import embedding_text
 
 EVAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "eval"
 SHORT = "Can you explain briefly why the sky looks blue during the day?"  # 15 tokens

@@ -5,7 +5,7 @@ file exactly as in the repository at the commit named here, checked by sha256), 
 `--corpora` or MESH_CORPORA. guards/data/ATTRIBUTION.md lists the same files, their licences
 and what each was used for. Rows come out as {"text", "label", "category", "source"}:
 label `attack` / `harmful` / `benign`; category for harmful rows is one of
-guards.detectors.content_safety.CATEGORIES (or "" when the source gives none we can map).
+guards.detectors.content_safety_settings.CATEGORIES (or "" when the source gives none we can map).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from guards.detectors.banned import (
 )
 from guards.detectors.base import DetectorGuard
 from guards.detectors.code_scan import DEFAULT_SKIP
-from guards.detectors.content_safety import CATEGORIES, MAX_WINDOWS, ContentSafetyDetector
+from guards.detectors.content_safety_settings import CATEGORIES, MAX_WINDOWS
 from guards.detectors.injection import InjectionDetector
 from guards.detectors.json_schema import JsonSchemaDetector
 from guards.detectors.leakage import SystemPromptLeakageDetector
@@ -304,6 +304,8 @@ def _code_scan(p: dict[str, Any], action: Action) -> Guard:
 
 
 def _content_safety(p: dict[str, Any], action: Action) -> Guard:
+    from guards.detectors.content_safety import ContentSafetyDetector  # numpy: only when used
+
     q = ContentSafetyParams.model_validate(p)
     detector = ContentSafetyDetector(
         q.threshold, q.categories, q.stream_hold, q.model, q.max_windows, q.static_first

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from guards.detectors.injection_features import DIMENSIONS, feature_indices
+from guards.detectors.injection_features import DIMENSIONS, sorted_features
 
 # The guards' development set, beside the project folder (../shared), as every trainer reads it.
 SHARED_EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
@@ -57,7 +57,7 @@ def fit(
 ) -> tuple[npt.NDArray[np.float32], float]:
     """L2-regularised logistic regression on binary hashed uni+bigrams, class-balanced,
     full-batch gradient descent in numpy (a few seconds for thousands of rows)."""
-    rows_idx = [feature_indices(t) % dimensions for t in texts]
+    rows_idx = [np.array(sorted_features(t), dtype=np.int64) % dimensions for t in texts]
     row_of = np.concatenate([np.full(len(ix), i) for i, ix in enumerate(rows_idx)])
     cols = np.concatenate(rows_idx)
     y = np.asarray(labels, dtype=np.float64)
@@ -79,7 +79,7 @@ def fit(
 
 
 def scores(w: npt.NDArray[np.float32], b: float, texts: Iterable[str]) -> npt.NDArray[np.float64]:
-    z = np.array([float(w[feature_indices(t) % len(w)].sum()) + b for t in texts])
+    z = np.array([float(w[np.array(sorted_features(t)) % len(w)].sum()) + b for t in texts])
     out: npt.NDArray[np.float64] = 1 / (1 + np.exp(-np.clip(z, -30, 30)))
     return out
 

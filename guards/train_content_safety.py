@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from guards import public_corpora
-from guards.detectors.content_safety import CATEGORIES, CATEGORY_DIMENSIONS, MODEL_PATH
+from guards.detectors.content_safety import CATEGORY_DIMENSIONS, MODEL_PATH
+from guards.detectors.content_safety_settings import CATEGORIES
 from guards.dev_split import rows_in
 from guards.train_common import (
     Row,

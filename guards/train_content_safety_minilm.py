@@ -27,12 +27,12 @@ import numpy.typing as npt
 
 from guards import public_corpora
 from guards.detectors.content_safety import (
-    CATEGORIES,
     EMBEDDING_PRECISION,
     MINILM_MODEL_PATH,
     WINDOW_CHARS,
     windows,
 )
+from guards.detectors.content_safety_settings import CATEGORIES
 from guards.dev_split import rows_in
 from guards.train_common import (
     Row,
@@ -134,7 +134,8 @@ def choose_threshold(rows: list[Row], oof: Matrix) -> float:
 def embed(texts: Sequence[str], encoder: Path | None = None) -> Matrix:
     """Each text's vector as the guard computes it (one text per int8 run); `encoder`: the
     `tuned` model's layers in place (content_safety.ENCODER_PATH)."""
-    from mesh.embeddings.batching import embedding_text, shared_embedder
+    from mesh.embeddings.batching import shared_embedder
+    from mesh.embeddings.text import embedding_text
 
     embedder = shared_embedder(EMBEDDING_PRECISION, overlay=encoder)
     return np.stack([embedder.embed([embedding_text(t)])[0] for t in texts]).astype(np.float64)

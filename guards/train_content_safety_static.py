@@ -51,8 +51,8 @@ FOLDS = 5
 
 def static_embed(texts: Sequence[str]) -> Matrix:
     """Each window's static mean+max vector, as the guard computes it."""
-    from mesh.embeddings.batching import embedding_text
     from mesh.embeddings.static import shared_static_embedder
+    from mesh.embeddings.text import embedding_text
 
     embedder = shared_static_embedder("mean+max")
     return embedder.embed([embedding_text(t) for t in texts]).astype(np.float64)

@@ -15,10 +15,6 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable
 
-import numpy as np
-from rapidfuzz import fuzz, process
-from rapidfuzz.distance import Indel
-
 from guards.verdict import Finding
 
 WORD = re.compile(r"\w+")
@@ -46,8 +42,6 @@ INLINE_MAX_PHRASES = 200
 MIN_FUZZY_CHARS = 5
 # A fuzzy match differs in length from its phrase by this many characters at most.
 LENGTH_SLACK = 2
-# Cells per cdist call: 1M distances (4 MB), whatever the text and list.
-_CELLS_PER_BATCH = 1 << 20
 
 
 def normalise(phrase: str) -> str:
@@ -81,6 +75,10 @@ class BannedWordsDetector:
                 self._fuzzy[n] = _by_length(phrases)
         self._longest = max(by_count)
         self.phrase_count = len(targets)
+        if self._fuzzy:  # numpy and rapidfuzz load only for a list that needs them
+            from guards.detectors.banned_fuzzy import nearest
+
+            self._nearest = nearest
 
     def find(self, text: str, system_prompt: str = "") -> list[Finding]:
         matches = list(WORD.finditer(text))
@@ -128,33 +126,10 @@ class BannedWordsDetector:
             for phrase_length in range(length - LENGTH_SLACK, length + LENGTH_SLACK + 1):
                 queries = phrases_by_length.get(phrase_length)
                 if queries:
-                    for window, ratio in self._nearest(queries, choices):
+                    for window, ratio in self._nearest(queries, choices, self.threshold):
                         if ratio > best.get(window, -1.0):
                             best[window] = ratio
         return ((window, ratio / 100) for window, ratio in best.items())
-
-    def _nearest(self, queries: list[str], choices: list[str]) -> Iterable[tuple[str, float]]:
-        """(window, ratio) of each window (`choices`, all of one length) and its nearest phrase
-        of `queries` (all of one length), where that ratio reaches the threshold."""
-        # Phrases as the queries: rapidfuzz packs queries of up to 64 characters into SIMD
-        # lanes (~3-15 ns a pair); a longer query, such as a window, costs 90 ns or more.
-        total = len(queries[0]) + len(choices[0])
-        # ratio >= threshold  <=>  d <= (1 - threshold / 100) * total; one more so that no
-        # rounding loses a match (fuzz.ratio decides below).
-        most = int((1 - self.threshold / 100) * total) + 1
-        dtype = np.uint8 if most < 255 else np.int32  # past the cutoff, cdist gives most + 1
-        columns = max(1, _CELLS_PER_BATCH // len(queries))
-        for at in range(0, len(choices), columns):
-            batch = choices[at : at + columns]
-            distances = process.cdist(
-                queries, batch, scorer=Indel.distance, score_cutoff=most, dtype=dtype
-            )
-            nearest = distances.argmin(axis=0)
-            near = distances[nearest, np.arange(len(batch))] <= most
-            for column in np.flatnonzero(near):
-                ratio = fuzz.ratio(batch[column], queries[nearest[column]])
-                if ratio >= self.threshold:
-                    yield batch[column], ratio
 
     def holdback(self, text: str, system_prompt: str = "") -> int:
         """The words a phrase still being written could include: an unfinished last word and

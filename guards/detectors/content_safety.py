@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING, Final
 import numpy as np
 import numpy.typing as npt
 
-from guards.detectors.injection_features import feature_indices
+from guards.detectors.content_safety_settings import CATEGORIES, MAX_WINDOWS
+from guards.detectors.injection_features import sorted_features
 from guards.verdict import Finding
 
 if TYPE_CHECKING:
@@ -53,9 +54,7 @@ ENCODER_PATH = MODEL_PATH.with_name("content_safety_encoder.safetensors")
 MODELS = ("minilm", "tuned", "ngram")
 # MiniLM reads 256 word pieces; 800 characters of English are ~200 of them.
 WINDOW_CHARS = 800
-MAX_WINDOWS = 64  # ~10 KB of prose judged sentence by sentence; past it, sampled
 EMBEDDING_PRECISION: Final = "int8"  # the router's default precision: the same vectors
-CATEGORIES = ("violence", "weapons", "self_harm", "sexual_minors", "hate", "illegal_activity")
 CATEGORY_DIMENSIONS = 1 << 16
 CATEGORY_MIN_SHARE = 0.5
 STREAM_HOLDS = ("all", "window")
@@ -137,14 +136,14 @@ def _sigmoid(z: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 def harm_score(text: str, model: ContentSafetyModel | None = None) -> float:
     """Probability-like score in [0, 1] that the text is a harmful request or content."""
     m = model or load_model()
-    z = float(m.weights[feature_indices(text)].sum()) + m.bias
+    z = float(m.weights[sorted_features(text)].sum()) + m.bias
     return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
 
 def category_scores(text: str, model: ContentSafetyModel | None = None) -> dict[str, float]:
     """Each category's one-vs-rest score for a text already judged harmful."""
     m = model or load_model()
-    idx = feature_indices(text) % CATEGORY_DIMENSIONS
+    idx = np.array(sorted_features(text), dtype=np.int64) % CATEGORY_DIMENSIONS
     z = m.category_weights[:, idx].sum(axis=1) + m.category_bias
     p = 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
     return {c: float(v) for c, v in zip(CATEGORIES, p, strict=True)}
@@ -221,7 +220,7 @@ class ContentSafetyDetector:
 
     def _minilm_scores(self, text: str, m: ContentSafetyModel) -> tuple[float, dict[str, float]]:
         """The highest window score, and the category scores of that window."""
-        from mesh.embeddings.batching import embedding_text
+        from mesh.embeddings.text import embedding_text
 
         assert self._embedder is not None
         judged = [embedding_text(w) for w in windows(text, most=self.max_windows)]

@@ -7,15 +7,15 @@ jailbreaks the rules miss. Weights live in guards/data/injection_model.npz.
 
 from __future__ import annotations
 
+import array
 import functools
 import math
+import operator
 import re
 from pathlib import Path
 
-import numpy as np
-import numpy.typing as npt
-
-from guards.detectors.injection_features import feature_indices
+from guards.detectors.injection_features import feature_set
+from guards.detectors.npz_vector import read_vector
 from guards.verdict import Finding
 
 MODEL_PATH = Path(__file__).resolve().parent.parent / "data" / "injection_model.npz"
@@ -235,16 +235,24 @@ def rules_match(text: str) -> bool:
 
 
 @functools.cache
-def load_model(path: Path = MODEL_PATH) -> tuple[npt.NDArray[np.float32], float]:
-    """The shipped weights (loaded once per process)."""
-    with np.load(path) as data:
-        return data["weights"].astype(np.float32), float(data["bias"][0])
+def load_model(path: Path = MODEL_PATH) -> tuple[array.array[float], float]:
+    """The shipped weights (loaded once per process, without numpy: npz_vector.py says why)."""
+    weights = read_vector(path, "weights")
+    (bias,) = read_vector(path, "bias")
+    return weights, bias
+
+
+def weighted_sum(weights: array.array[float], indices: set[int]) -> float:
+    """The weights at `indices`, summed (one C call fetches them: half the time of a map)."""
+    if len(indices) < 2:  # itemgetter of one index returns the item, not a tuple
+        return sum(map(weights.__getitem__, indices))
+    return float(sum(operator.itemgetter(*indices)(weights)))
 
 
 def classifier_score(text: str, path: Path = MODEL_PATH) -> float:
     """Probability that the text is an injection/jailbreak, in [0, 1]."""
     weights, bias = load_model(path)
-    z = float(weights[feature_indices(text)].sum()) + bias
+    z = bias + weighted_sum(weights, feature_set(text))
     return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
 

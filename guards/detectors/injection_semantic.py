@@ -201,7 +201,7 @@ class SemanticInjectionDetector(InjectionDetector):
         return self.judge(text)[0]
 
     def _semantic(self, text: str, model: SemanticModel) -> float:
-        from mesh.embeddings.batching import embedding_text
+        from mesh.embeddings.text import embedding_text
 
         if self.embedder is None:
             raise RuntimeError("no embedder")

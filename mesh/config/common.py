@@ -24,7 +24,7 @@ class ConfigError(ValueError):
 class StrictModel(BaseModel):
     """Base of every config section: unknown keys fail (a typo is never ignored), immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def field_default(model: type[BaseModel], name: str) -> Any:

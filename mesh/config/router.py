@@ -554,6 +554,13 @@ class RouterConfig(StrictModel):
     upstreams: list[UpstreamConfig] = Field(default_factory=list)
     default_timeout_s: float = Field(120.0, gt=0, description="deadline for calls that carry none")
     health_interval_s: float = Field(2.0, gt=0, description="how often upstream health is probed")
+    health_timeout_s: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="how long a health probe waits for a node's answer; a node farther away "
+        "than the default allows (another region) needs more",
+    )
     max_prompt_chars: int = Field(
         262_144,
         ge=1,

@@ -16,9 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import queue
-import re
 import threading
-import unicodedata
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,10 +29,6 @@ from mesh.embeddings.minilm_assets import Precision
 from mesh.embeddings.minilm_onnx import MiniLMEmbedder
 
 Vector = npt.NDArray[np.float32]
-_WS = re.compile(r"\s+")
-# The estimator reads the end of a long task (the question usually comes last); MiniLM itself
-# sees the first 256 tokens of what it is given.
-MAX_EMBEDDED_CHARS = 2000
 
 
 class Embedder(Protocol):
@@ -43,21 +37,6 @@ class Embedder(Protocol):
     dim: int
 
     def embed(self, texts: Sequence[str]) -> Vector: ...  # pragma: no cover
-
-
-def normalise(text: str) -> str:
-    """Unicode NFC, whitespace collapsed, trimmed: formatting noise must not change a key."""
-    return _WS.sub(" ", unicodedata.normalize("NFC", text)).strip()
-
-
-def embedding_text(task: str) -> str:
-    """The text embedded for a task, the same for every user so the memo can answer.
-
-    Only the task's tail is normalised (4x what is kept, so collapsed whitespace still leaves
-    enough): a megabyte prompt costs no more than a short one.
-    """
-    text = normalise(task[-4 * MAX_EMBEDDED_CHARS :])
-    return text[-MAX_EMBEDDED_CHARS:] if len(text) > MAX_EMBEDDED_CHARS else text
 
 
 async def aembed(embedder: Embedder, texts: Sequence[str]) -> Vector:

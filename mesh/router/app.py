@@ -14,8 +14,6 @@ from guards.policy_store import PolicyStore
 from mesh.config import RouterConfig, is_loopback
 from mesh.contract.serving import BoundServer, bound_address, create_server
 from mesh.contract.tls import ChannelCredentialsSource
-from mesh.embeddings.batching import shared_embedder
-from mesh.embeddings.static import shared_static_embedder
 from mesh.router.accounting import Accounting
 from mesh.router.admin_auth import policy_servicer
 from mesh.router.auth import ApiKeyAuth
@@ -23,7 +21,9 @@ from mesh.router.breaker import STATE_NAMES, BreakerBoard
 from mesh.router.budget import BudgetTracker
 from mesh.router.cache import ResponseCache
 from mesh.router.catalog import Catalog
+from mesh.router.decision import routes_alike
 from mesh.router.edge import EdgeInterceptor, EdgeLimits
+from mesh.router.estimator_loader import EstimatorLoader, check_model_files
 from mesh.router.exposure import refuse_plaintext_router
 from mesh.router.ledger import Ledger
 from mesh.router.pipeline.cache_lookup import CacheLookup
@@ -37,7 +37,6 @@ from mesh.router.registry import RegistryServicer, add_registry_service
 from mesh.router.registry_auth import refuse_open_registration_off_loopback
 from mesh.router.servicer import RouterServicer
 from mesh.router.shared_state import SharedState
-from mesh.router.tier_estimator import TierEstimator
 from mesh.router.upstream import UpstreamPool
 from mesh.telemetry.setup import Telemetry
 from mesh.v1 import (
@@ -49,7 +48,9 @@ from mesh.v1 import (
 )
 
 if TYPE_CHECKING:
+    from mesh.embeddings.batching import Embedder
     from mesh.router.http import HttpFront
+    from mesh.router.tier_estimator import TierEstimator
 
 log = logging.getLogger(__name__)
 INFERENCE_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
@@ -81,6 +82,7 @@ class RouterRuntime:
         self.pool = UpstreamPool(
             self.catalog,
             probe_interval_s=config.health_interval_s,
+            probe_timeout_s=config.health_timeout_s,
             max_message_bytes=config.max_message_bytes,
             credentials=(
                 ChannelCredentialsSource(config.upstream_tls, "router channels to nodes")
@@ -92,17 +94,12 @@ class RouterRuntime:
             self.pool.add_static(upstream.id, upstream.address)
         self.breakers = BreakerBoard(config.breaker)
         self.policies = PolicySet(config.routing)
-        embedder = shared_embedder(config.embeddings.precision)
-        static = shared_static_embedder() if config.embeddings.static else None
-        self.estimator = TierEstimator(
-            config.routing.estimator,
-            embedder=embedder,
-            fast_embedder=shared_static_embedder("mean+max") if static else None,
-        )
-        self.planner = Planner(self.catalog, self.breakers, self.policies, self.estimator)
+        # Built when the catalogue first lets an estimate matter (estimator_loader.py says why).
+        self.estimates = EstimatorLoader(lambda: _build_estimator(config))
+        self.planner = Planner(self.catalog, self.breakers, self.policies, self.estimates)
         self.cache: ResponseCache | None = None
         self._cache_embedder = (
-            (static or embedder) if config.cache.enabled and config.cache.semantic else None
+            _cache_embedder(config) if config.cache.enabled and config.cache.semantic else None
         )
         if config.cache.enabled:
             self.cache = ResponseCache(config.cache, embedder=self._cache_embedder)
@@ -227,6 +224,19 @@ class RouterRuntime:
                 await self.ledger.spent_since(tenant, month),
             )
 
+    @property
+    def estimator(self) -> TierEstimator | None:
+        """The tier estimator once built (None until the catalogue first needs it)."""
+        return self.estimates.loaded
+
+    def _tiers_changed(self, loop: asyncio.AbstractEventLoop, tiers: frozenset[int]) -> None:
+        """The catalogue's cards changed (any thread): build the estimator in the background
+        once its tiers can be told apart, before a request has to wait for it."""
+        if self.estimates.loaded is not None:
+            self.catalog.watch_tiers(None)
+        elif not routes_alike(tiers, 0):
+            loop.call_soon_threadsafe(self.estimates.warm_soon)
+
     async def start(self, listen: str | None = None) -> str:
         listen = listen or self.config.listen
         refuse_open_registration_off_loopback(listen, self.config.registry)
@@ -246,11 +256,17 @@ class RouterRuntime:
             and self.config.guards.watch
         ):
             self.policy_store.watch(self.config.guards.policy_file, audit=self.audit)
-        # The embedding model loads once per process; do it now, not on the first request.
-        await asyncio.to_thread(self.estimator.warm_up)
+        # The embedding models load once per process; do it now, not on the first request.
         if self._cache_embedder is not None:
             await asyncio.to_thread(self._cache_embedder.embed, ["warm up"])
+        loop = asyncio.get_running_loop()
+        self.catalog.watch_tiers(lambda tiers: self._tiers_changed(loop, tiers))
         await self.pool.probe_all()
+        if not routes_alike(self.catalog.tiers(), 0):
+            await self.estimates.get()
+        else:
+            check_model_files(self.config.routing.estimator)
+            log.info("tier estimator not loaded: every tier routes alike in this catalogue")
         self.pool.start()
         interceptors: list[grpc.aio.ServerInterceptor] = list(
             self.telemetry.server_interceptors() if self.telemetry else []
@@ -296,3 +312,27 @@ class RouterRuntime:
             await self.audit.close()
         if self.ledger is not None:
             await self.ledger.close()
+
+
+def _build_estimator(config: RouterConfig) -> TierEstimator:
+    """The tier estimator `config` asks for (imports numpy and the embedders: call when needed)."""
+    from mesh.embeddings.batching import shared_embedder
+    from mesh.embeddings.static import shared_static_embedder
+    from mesh.router.tier_estimator import TierEstimator
+
+    return TierEstimator(
+        config.routing.estimator,
+        embedder=shared_embedder(config.embeddings.precision),
+        fast_embedder=shared_static_embedder("mean+max") if config.embeddings.static else None,
+    )
+
+
+def _cache_embedder(config: RouterConfig) -> Embedder:
+    """The semantic tier's embedder: the static table by default, MiniLM when it is off."""
+    if config.embeddings.static:
+        from mesh.embeddings.static import shared_static_embedder
+
+        return shared_static_embedder()
+    from mesh.embeddings.batching import shared_embedder
+
+    return shared_embedder(config.embeddings.precision)

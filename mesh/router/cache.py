@@ -14,7 +14,8 @@ longer than MiniLM can see (256 tokens) use only the exact tier.
 
 Only complete answers are stored; `put` takes an explicit outcome so blocked, failed and
 truncated-by-abort responses cannot slip in. The vector index is a preallocated numpy matrix,
-one brute-force matrix-vector product per lookup (cache_index.py), with LRU eviction.
+one brute-force matrix-vector product per lookup (cache_index.py), with LRU eviction; it and
+the verifier are imported only when the semantic tier is on.
 """
 
 from __future__ import annotations
@@ -25,12 +26,10 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from mesh.config import CacheSettings
-from mesh.embeddings.batching import Embedder, Vector, aembed, embedding_text, normalise
-from mesh.router.cache_index import VectorIndex, as_vector
+from mesh.embeddings.text import embedding_text, normalise
 from mesh.router.cache_keys import (
     CacheEntry,
     CacheHit,
@@ -40,8 +39,12 @@ from mesh.router.cache_keys import (
     Outcome,
     sampling_key,
 )
-from mesh.router.cache_verify import QuestionVerifier, minilm_vocabulary
 from mesh.v1 import types_pb2
+
+if TYPE_CHECKING:
+    from mesh.embeddings.batching import Embedder, Vector
+    from mesh.router.cache_index import VectorIndex
+    from mesh.router.cache_verify import QuestionVerifier
 
 # The key and hit types live in cache_keys.py; they are part of this module's API too.
 __all__ = [
@@ -50,7 +53,6 @@ __all__ = [
     "CacheScope",
     "Outcome",
     "ResponseCache",
-    "as_vector",
     "sampling_key",
 ]
 Clock = Callable[[], float]
@@ -85,8 +87,17 @@ class ResponseCache:
         self.settings = settings or CacheSettings()
         self._embedder = embedder if self.settings.semantic else None
         self._verifier: QuestionVerifier | None = None
-        if self._embedder is not None and self.settings.verify:
-            self._verifier = verifier or QuestionVerifier(minilm_vocabulary())
+        # The semantic tier's parts (numpy, rapidfuzz, word lists) load only when it is on: an
+        # exact-only cache keys and serves without them.
+        self._index: VectorIndex | None = None
+        if self._embedder is not None:
+            from mesh.router.cache_index import VectorIndex
+
+            self._index = VectorIndex(self.settings.max_entries, self._embedder.dim)
+            if self.settings.verify:
+                from mesh.router.cache_verify import QuestionVerifier, minilm_vocabulary
+
+                self._verifier = verifier or QuestionVerifier(minilm_vocabulary())
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: OrderedDict[int, CacheEntry] = OrderedDict()  # LRU order
@@ -94,8 +105,6 @@ class ResponseCache:
         self._by_form: dict[str, int] = {}  # scope + canonical words -> entry (verified tier)
         self._next_id = 0
         self.stats = CacheStats()
-        dim = self._embedder.dim if self._embedder else 0
-        self._index = VectorIndex(self.settings.max_entries, dim)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -129,7 +138,7 @@ class ResponseCache:
 
     @staticmethod
     def _pair(rows: Vector) -> tuple[Vector, Vector]:
-        return (rows[0], rows[1]) if len(rows) > 1 else (rows[0], np.zeros_like(rows[0]))
+        return (rows[0], rows[1]) if len(rows) > 1 else (rows[0], rows[0] * 0.0)
 
     def _vectors(self, key: CacheKey) -> tuple[Vector, Vector]:
         if key.vectors is None:
@@ -140,6 +149,8 @@ class ResponseCache:
     async def _avectors(self, key: CacheKey) -> tuple[Vector, Vector]:
         if key.vectors is None:
             assert self._embedder is not None
+            from mesh.embeddings.batching import aembed
+
             key.vectors = self._pair(await aembed(self._embedder, self._texts(key)))
         return key.vectors
 
@@ -197,6 +208,7 @@ class ResponseCache:
         hit = None
         if key.semantic_ok and self._entries:
             vectors = await self._avectors(key)
+            assert self._index is not None  # semantic_ok: there is an embedder, so an index
             if self._index.high <= INLINE_SEARCH_ROWS and self._reduced_inline(key):
                 hit = self._get_semantic(key, vectors)
             else:
@@ -211,6 +223,8 @@ class ResponseCache:
         takes the same lock for every exact lookup and every store (held throughout, it made
         those wait ~2 ms each, measured)."""
         task_vec, ctx_vec = vectors
+        index = self._index
+        assert index is not None
         threshold = self.threshold
         form_key = self._form_key(key)  # canonical words (inline only when cheap)
         scope = self._semantic_scope(key)
@@ -221,18 +235,18 @@ class ResponseCache:
             if same_form is not None:
                 entry = self._entries[same_form]
                 if not self._expired(entry):
-                    similarity = self._index.task_similarity(entry.slot, task_vec)
+                    similarity = index.task_similarity(entry.slot, task_vec)
                     return self._semantic_hit(same_form, similarity, VERIFIED_SAME_FORM, key)
                 self._remove(same_form)
-            high = self._index.high
+            high = index.high
         # Scored without the lock; each slot is re-checked under it (and verified).
-        sims = self._index.scores(task_vec, high)
+        sims = index.scores(task_vec, high)
         with self._lock:
             candidates = []
-            for slot in map(int, self._index.ranked(sims, scope, threshold)):
-                if key.context and self._index.context_similarity(slot, ctx_vec) < threshold:
+            for slot in map(int, index.ranked(sims, scope, threshold)):
+                if key.context and index.context_similarity(slot, ctx_vec) < threshold:
                     continue
-                entry_id = self._index.entry(slot)
+                entry_id = index.entry(slot)
                 entry = self._entries[entry_id]
                 if self._expired(entry):
                     self._remove(entry_id)
@@ -330,6 +344,7 @@ class ResponseCache:
         form_key: str,
     ) -> None:
         """Give a stored entry its place in the semantic index (lock held)."""
+        assert self._index is not None
         entry.slot = self._index.add(entry_id, vectors, self._semantic_scope(key))
         if self._verifier is not None:
             entry.forms = key.forms
@@ -404,7 +419,7 @@ class ResponseCache:
             del self._by_exact[entry.exact]
         if entry.form_key and self._by_form.get(entry.form_key) == entry_id:
             del self._by_form[entry.form_key]
-        if entry.slot >= 0:
+        if entry.slot >= 0 and self._index is not None:
             self._index.release(entry.slot)
 
     def _hit(

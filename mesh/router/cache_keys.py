@@ -12,10 +12,13 @@ from __future__ import annotations
 import enum
 import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from mesh.embeddings.batching import Vector
 from mesh.router.question_form import QuestionForm, question_form
 from mesh.v1 import types_pb2
+
+if TYPE_CHECKING:
+    from mesh.embeddings.batching import Vector
 
 
 class Outcome(enum.Enum):

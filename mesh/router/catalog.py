@@ -95,6 +95,16 @@ class Catalog:
         self._clock = clock
         self._wall = wall_clock
         self._nodes: dict[str, NodeEntry] = {}
+        self._on_cards: Callable[[frozenset[int]], None] | None = None
+
+    def watch_tiers(self, callback: Callable[[frozenset[int]], None] | None) -> None:
+        """Call `callback` with the table's tiers after each change of a node's cards (the
+        router builds its tier estimator when they first differ); None stops it."""
+        self._on_cards = callback
+
+    def _cards_changed(self) -> None:
+        if self._on_cards is not None:
+            self._on_cards(self.tiers())
 
     # -- membership -------------------------------------------------------------------------
     def add_static(
@@ -114,6 +124,7 @@ class Catalog:
             self._clock(),
             self._wall(),
         )
+        self._cards_changed()
 
     def register(
         self,
@@ -140,6 +151,7 @@ class Catalog:
             healthy=True,
             lease_digest=lease_digest,
         )
+        self._cards_changed()
 
     def heartbeat(self, node_id: str, load: types_pb2.NodeLoad) -> bool:
         """Record load; False when the node is unknown (it should register again)."""
@@ -174,10 +186,11 @@ class Catalog:
             old.cards, old.load = list(cards), load
             if seen > old.last_seen:
                 old.last_seen, old.last_seen_wall = seen, wall
-            return True
-        self._nodes[node_id] = NodeEntry(
-            node_id, address, list(cards), load, False, seen, wall, lease_digest=lease_digest
-        )
+        else:
+            self._nodes[node_id] = NodeEntry(
+                node_id, address, list(cards), load, False, seen, wall, lease_digest=lease_digest
+            )
+        self._cards_changed()
         return True
 
     def forget_registered(self, keep: Iterable[str], seen_before: float) -> list[str]:
@@ -210,6 +223,7 @@ class Catalog:
         """Cards learnt from a node's ListModels (static nodes)."""
         if node_id in self._nodes:
             self._nodes[node_id].cards = list(cards)
+            self._cards_changed()
 
     def set_load(self, node_id: str, load: types_pb2.NodeLoad) -> None:
         """Load learnt outside heartbeats (e.g. a ListModels probe)."""

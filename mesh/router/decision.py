@@ -15,7 +15,7 @@ from mesh.config import tier_name
 from mesh.contract.errors import Code, MeshError, echo
 from mesh.router.catalog import Candidate
 from mesh.router.costs import estimate_cost, estimate_prompt_tokens
-from mesh.router.tier_estimator import ESTIMATED_TIERS, TierEstimate
+from mesh.router.tier_estimate import ESTIMATED_TIERS, TierEstimate
 from mesh.v1 import types_pb2
 
 

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from mesh.embeddings.batching import embedding_text
+from mesh.embeddings.text import embedding_text
+from mesh.router.tier_estimate import TIERS
 
 FEATURE_CHARS = 8000  # the structural features read at most this much of a task (head + tail)
-TIERS = ("small", "medium", "frontier")  # the classes the model tells apart, cheapest first
 
 F64 = npt.NDArray[np.float64]
 

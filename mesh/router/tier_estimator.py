@@ -30,17 +30,17 @@ from pathlib import Path
 
 import numpy as np
 
-from mesh.config import EstimatorSettings, Tier, tier_name
+from mesh.config import EstimatorSettings, tier_name
 from mesh.embeddings.batching import Embedder, Vector, aembed, shared_embedder
 from mesh.router.estimator_model import (
     FEATURE_CHARS,
     STRUCT_NAMES,
     STRUCT_WORDS,
-    TIERS,
     TierModel,
     model_text,
     structural,
 )
+from mesh.router.tier_estimate import ESTIMATED_TIERS, TIER_VALUES, TIERS, TierEstimate
 from mesh.v1 import types_pb2
 
 __all__ = ["ESTIMATED_TIERS", "FEATURE_CHARS", "TierEstimate", "TierEstimator", "load_model"]
@@ -52,11 +52,6 @@ DEFAULT_FAST_MODEL = DATA / "tier_model_static.npz"
 # The static table's recipe (static_table.TABLE_VERSION) and pooling the static model reads.
 STATIC_EMBEDDING = "minilm-static-v1-mean+max"
 
-# The model's classes as ModelTier values; `large` has no class of its own (no public data
-# labels it apart): the policy serves a medium estimate from a large card when it is cheapest.
-_PROTO = {name: Tier.named(name).proto for name in TIERS}  # type: ignore[union-attr]
-# Every tier an estimate can name, lowest first.
-ESTIMATED_TIERS: tuple[int, ...] = tuple(sorted(_PROTO.values()))
 _MIN_CUE = 0.4  # a structural feature is named only when it moved the log-odds this much
 
 _models: dict[Path, TierModel] = {}
@@ -70,22 +65,6 @@ def load_model(path: Path) -> TierModel:
         if model is None:
             model = _models[path] = TierModel.load(path)
         return model
-
-
-@dataclass(frozen=True)
-class TierEstimate:
-    """The tier a request needs, how sure the estimator is, and the evidence in a few words."""
-
-    tier: int  # types_pb2.ModelTier value
-    confidence: float
-    reason: str
-    probabilities: tuple[float, float, float, float]  # small, medium, large, frontier
-    # The model that decided: "static" (clear of its bounds), "MiniLM", or "structure".
-    decided_by: str = ""
-
-    @property
-    def name(self) -> str:
-        return tier_name(self.tier)
 
 
 def _task(messages: Sequence[types_pb2.ChatMessage]) -> str:
@@ -245,7 +224,7 @@ class TierEstimator:
             index = 2
         elif above[1] > stage.risk:
             index = 1
-        estimated = _PROTO[TIERS[index]]
+        estimated = TIER_VALUES[TIERS[index]]
         tier = max(estimated, int(min_tier))
         probs = (float(p[0]), float(p[1]), 0.0, float(p[2]))
         confidence = float(p[index]) if index == len(TIERS) - 1 else 1.0 - float(above[index + 1])

@@ -33,11 +33,11 @@ import numpy.typing as npt
 from mesh.config import field_default
 from mesh.config.router import EmbeddingSettings
 from mesh.router.estimator_model import (
-    TIERS,
     TierModel,
     model_text,
     structural,
 )
+from mesh.router.tier_estimate import TIERS
 
 F64 = npt.NDArray[np.float64]
 VALID_SHARE = 0.15

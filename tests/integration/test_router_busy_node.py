@@ -12,6 +12,7 @@ answered, probes late) is tests/integration/test_router_frozen_node.py's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -44,8 +45,10 @@ class SlowProbes:
     asked: int = 0
 
 
-@pytest.fixture
-async def busy_mesh() -> AsyncIterator[tuple[RouterRuntime, grpc.aio.Channel, SlowProbes]]:
+@contextlib.asynccontextmanager
+async def _mesh(
+    health_timeout_s: float = 1.0,
+) -> AsyncIterator[tuple[RouterRuntime, grpc.aio.Channel, SlowProbes]]:
     engine = FakeEngine(model_id="fake-model")
     engine.script.delay_between_s = 0.05
     engine.script.words_per_answer = 80  # a stream of ~4 s
@@ -67,6 +70,7 @@ async def busy_mesh() -> AsyncIterator[tuple[RouterRuntime, grpc.aio.Channel, Sl
         RouterConfig(
             listen="127.0.0.1:0",
             health_interval_s=0.2,
+            health_timeout_s=health_timeout_s,
             guards=GuardSettings(enabled=False),
             cache=CacheSettings(enabled=False),
             ledger=LedgerSettings(enabled=False),
@@ -81,6 +85,12 @@ async def busy_mesh() -> AsyncIterator[tuple[RouterRuntime, grpc.aio.Channel, Sl
     finally:
         await runtime.stop(0)
         await node.stop(0)
+
+
+@pytest.fixture
+async def busy_mesh() -> AsyncIterator[tuple[RouterRuntime, grpc.aio.Channel, SlowProbes]]:
+    async with _mesh() as mesh:
+        yield mesh
 
 
 def _healthy(runtime: RouterRuntime) -> bool:
@@ -118,3 +128,17 @@ async def test_a_node_streaming_while_its_probes_are_late_stays_in_the_table(
     assert await wait_until(lambda: not _healthy(runtime), 10)
     probes.late = False
     assert await wait_until(lambda: _healthy(runtime), 10)
+
+
+async def test_a_probe_waits_as_long_as_health_timeout_s_says() -> None:
+    """A node farther away than the default 1 s allows (answers 1.5 s late) stays in the table
+    when the operator sets `health_timeout_s` above that; by default it is taken out (above)."""
+    async with _mesh(health_timeout_s=PROBE_LATE_BY_S + 2.0) as (runtime, channel, probes):
+        assert await wait_until(lambda: _healthy(runtime), 10)
+        probes.late = True
+        asked = probes.asked
+        assert await wait_until(lambda: probes.asked >= asked + 2, 15)
+        assert _healthy(runtime), "a probe answered within health_timeout_s marked the node down"
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        reply = await stub.Generate(request("still here?", max_tokens=4), timeout=30)
+        assert reply.route.node_id == "busy"

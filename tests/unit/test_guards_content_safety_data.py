@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from guards.detectors.content_safety import CATEGORIES
+from guards.detectors.content_safety_settings import CATEGORIES
 from guards.train_common import drop_rewordings, read_jsonl
 from guards.train_content_safety_tuned import CONTRAST_SETS, CONTRAST_TRAINING
 

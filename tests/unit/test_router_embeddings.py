@@ -18,7 +18,7 @@ import pytest
 
 from mesh.config import CacheSettings, EstimatorSettings
 from mesh.embeddings import minilm_assets
-from mesh.embeddings.batching import BatchingEmbedder, Vector, embedding_text, shared_embedder
+from mesh.embeddings.batching import BatchingEmbedder, Vector, shared_embedder
 from mesh.embeddings.minilm_assets import (
     CACHE_ENV,
     EmbeddingModelMissing,
@@ -27,7 +27,9 @@ from mesh.embeddings.minilm_assets import (
     is_converted,
 )
 from mesh.embeddings.minilm_onnx import MiniLMEmbedder
-from mesh.router.cache import CacheScope, ResponseCache, as_vector
+from mesh.embeddings.text import embedding_text
+from mesh.router.cache import CacheScope, ResponseCache
+from mesh.router.cache_index import as_vector
 from mesh.router.tier_estimator import TierEstimator
 from mesh.v1 import types_pb2 as t
 

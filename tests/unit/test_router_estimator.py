@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from mesh.config import EstimatorSettings
-from mesh.embeddings.batching import MAX_EMBEDDED_CHARS, BatchingEmbedder
+from mesh.embeddings.batching import BatchingEmbedder
+from mesh.embeddings.text import MAX_EMBEDDED_CHARS
 from mesh.router.estimator_model import FEATURE_CHARS, bounded, model_text, structural
 from mesh.router.tier_estimator import TierEstimator
 from mesh.v1 import types_pb2 as t

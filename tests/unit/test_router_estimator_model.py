@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mesh.router.estimator_model import STRUCT_NAMES, TIERS, TierModel, structural
+from mesh.router.estimator_model import STRUCT_NAMES, TierModel, structural
+from mesh.router.tier_estimate import TIERS
 from mesh.router.tier_estimator import DATA, DEFAULT_MODEL, DEFAULT_STRUCT_MODEL
 from mesh.router.train_estimator import (
     FRONTIER_RISK_GRID,

@@ -32,6 +32,7 @@ from mesh.router.cache import Outcome, ResponseCache
 from mesh.router.catalog import Catalog
 from mesh.router.decision import RouteRequest
 from mesh.router.edge import EdgeLimits, begin
+from mesh.router.estimator_loader import EstimatorLoader
 from mesh.router.pipeline.attempts import Attempts
 from mesh.router.pipeline.cache_lookup import CacheLookup
 from mesh.router.pipeline.context import RequestContext
@@ -85,7 +86,7 @@ def planner(**estimator: object) -> Planner:
     # small: these tests are about the pipeline, tests/unit/test_router_estimator.py about tiers.
     settings = {"embeddings": False, "underroute_risk": 0.45, **estimator}
     estimate = TierEstimator(EstimatorSettings(**settings))  # type: ignore[arg-type]
-    return Planner(catalog, BreakerBoard(), PolicySet(), estimate)
+    return Planner(catalog, BreakerBoard(), PolicySet(), EstimatorLoader.of(estimate))
 
 
 # -- edge ------------------------------------------------------------------------------------
@@ -243,8 +244,8 @@ async def test_no_estimate_where_the_catalogue_routes_every_tier_alike(
     async def never(*_: object) -> None:
         raise AssertionError("the estimator was asked")
 
-    assert plans.estimator is not None
-    monkeypatch.setattr(plans.estimator, "aestimate", never)
+    assert plans.estimator is not None and plans.estimator.loaded is not None
+    monkeypatch.setattr(plans.estimator.loaded, "aestimate", never)
     top = t.RoutingHints(min_tier=t.MODEL_TIER_FRONTIER)
     floored = await plans.plan("alice", cheapest, request.messages, request.sampling, top)
     assert floored.route_request.estimate is None

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from mesh.config import EstimatorSettings, Tier
-from mesh.router.estimator_model import STRUCT_NAMES, TIERS, TierModel
+from mesh.router.estimator_model import STRUCT_NAMES, TierModel
 from mesh.router.route_eval import demo_cards, evaluate, load_labelled
+from mesh.router.tier_estimate import TIERS
 from mesh.router.tier_estimator import TierEstimator
 
 ROWS = [

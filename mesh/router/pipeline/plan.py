@@ -4,9 +4,10 @@
 estimate change the decision (`routes_alike`), estimates the tier (a model learned
 from public data: a static model first, on the loop in ~0.1 ms, and MiniLM's where the static
 estimate is near a bound, its embedding on the shared embedder's worker thread so the event
-loop never waits on it). `decide` orders the
-routing table's candidates. They are apart because the exact cache tier is consulted between
-them: a repeated prompt is served before any estimate.
+loop never waits on it; the estimator itself is built the first time an estimate can matter,
+estimator_loader.py). `decide` orders the routing table's candidates. They are apart because
+the exact cache tier is consulted between them: a repeated prompt is served before any
+estimate.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from mesh.contract.errors import FieldViolation, InvalidRequest, UpstreamUnavail
 from mesh.router.breaker import BreakerBoard
 from mesh.router.catalog import Candidate, Catalog
 from mesh.router.decision import RouteDecision, RouteRequest, routes_alike
+from mesh.router.estimator_loader import EstimatorLoader
 from mesh.router.policies import PolicySet, RoutingPolicy
-from mesh.router.tier_estimator import TierEstimate, TierEstimator
+from mesh.router.tier_estimate import TierEstimate
 from mesh.v1 import types_pb2
 
 _KNOWN_TIERS = frozenset(types_pb2.ModelTier.values())
@@ -55,7 +57,7 @@ class Planner:
         catalog: Catalog,
         breakers: BreakerBoard,
         policies: PolicySet,
-        estimator: TierEstimator | None,
+        estimator: EstimatorLoader | None,
     ) -> None:
         self.catalog = catalog
         self.breakers = breakers
@@ -98,7 +100,8 @@ class Planner:
                     + (f"; min_tier {tier_name(min_tier)})" if min_tier else ")")
                 )
             else:
-                estimate = await self.estimator.aestimate(messages, min_tier)  # type: ignore[arg-type]
+                estimator = self.estimator.loaded or await self.estimator.get()
+                estimate = await estimator.aestimate(messages, min_tier)  # type: ignore[arg-type]
         route_hints = hints
         if min_tier != int(hints.min_tier):
             route_hints = types_pb2.RoutingHints()
