@@ -15,14 +15,9 @@ import pytest
 from guards.detectors.injection import MODEL_PATH, classifier_score, load_model, weighted_sum
 from guards.detectors.injection_features import sorted_features
 from guards.detectors.npz_vector import NpzFormatError, read_vector
+from tests.fixtures.guards import EVAL_DIR
 
-DEV = (
-    Path(__file__).resolve().parents[2].parent
-    / "shared"
-    / "eval"
-    / "guards"
-    / "injection_dev.jsonl"
-)
+DEV = EVAL_DIR / "injection_dev.jsonl"
 
 
 @pytest.mark.parametrize("dtype", ["<f2", "<f4", "<f8"])
