@@ -11,7 +11,7 @@ import grpc
 
 from guards.audit import AuditLog
 from guards.policy_store import PolicyStore
-from mesh.config import RouterConfig, is_loopback
+from mesh.config import ConfigError, RouterConfig, is_loopback
 from mesh.contract.serving import BoundServer, bound_address, create_server
 from mesh.contract.tls import ChannelCredentialsSource
 from mesh.router.accounting import Accounting
@@ -263,7 +263,10 @@ class RouterRuntime:
         self.catalog.watch_tiers(lambda tiers: self._tiers_changed(loop, tiers))
         await self.pool.probe_all()
         if not routes_alike(self.catalog.tiers(), 0):
-            await self.estimates.get()
+            try:
+                await asyncio.to_thread(self.estimates.build)
+            except (OSError, ValueError) as exc:  # a model file that is there but unreadable
+                raise ConfigError(f"routing.estimator: {exc}") from exc
         else:
             check_model_files(self.config.routing.estimator)
             log.info("tier estimator not loaded: every tier routes alike in this catalogue")

@@ -18,11 +18,32 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from mesh.config import ConfigError, EstimatorSettings
+from mesh.contract.errors import Code, MeshError
 
 if TYPE_CHECKING:
     from mesh.router.tier_estimator import TierEstimator
 
 log = logging.getLogger(__name__)
+
+# A failed build is retried by the next request that needs an estimate, not at once.
+RETRY_AFTER_S = 1.0
+
+
+class EstimatorUnavailable(MeshError):
+    """The tier estimator could not be built; a request that pins its model, or a policy that
+    needs no estimate, is still served. The cause is in the router's log, not in the message:
+    it names the router's files."""
+
+    code = Code.UNAVAILABLE
+    reason = "ESTIMATOR_UNAVAILABLE"
+    retryable = True
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the router could not load its tier estimator; pin a model to be served "
+            "without an estimate, or retry",
+            retry_after_s=RETRY_AFTER_S,
+        )
 
 
 class EstimatorLoader:
@@ -50,28 +71,37 @@ class EstimatorLoader:
         """The estimator, built and warmed on this thread if no one has yet (blocking)."""
         with self._lock:
             if self._estimator is None:
-                estimator = self._factory()
-                estimator.warm_up()
+                try:
+                    estimator = self._factory()
+                    estimator.warm_up()
+                except Exception as exc:
+                    log.error("tier estimator failed to load: %s: %s", type(exc).__name__, exc)
+                    raise
                 self._estimator = estimator
                 log.info("tier estimator loaded (embeddings: %s)", estimator.uses_embeddings)
             return self._estimator
 
     async def get(self) -> TierEstimator:
-        """The estimator; the first callers wait for one build in a worker thread."""
+        """The estimator; the first callers wait for one build in a worker thread. A failed
+        build raises EstimatorUnavailable to its waiters (logged once with its cause) and the
+        next call builds again."""
         if self._estimator is not None:
             return self._estimator
         if self._pending is None or _failed(self._pending):
             self._pending = asyncio.ensure_future(asyncio.to_thread(self.build))
-        # Shielded: a caller that gives up (deadline, cancelled stream) leaves the build going.
-        return await asyncio.shield(self._pending)
+        try:
+            # Shielded: a caller that gives up (deadline, cancelled stream) leaves it going.
+            return await asyncio.shield(self._pending)
+        except Exception as exc:
+            raise EstimatorUnavailable() from exc
 
     def warm_soon(self) -> None:
         """Start the build in the background (the caller's loop) unless it is built or under
-        way; a failure is logged here and raised again to the request that next needs it."""
+        way; a failure is logged by `build`, and the request that next needs it builds again."""
         if self._estimator is not None or (self._pending is not None and not self._pending.done()):
             return
         self._pending = asyncio.ensure_future(asyncio.to_thread(self.build))
-        self._pending.add_done_callback(_log_failure)
+        self._pending.add_done_callback(_retrieve_failure)
 
 
 def check_model_files(settings: EstimatorSettings) -> None:
@@ -87,6 +117,7 @@ def _failed(task: asyncio.Task[TierEstimator]) -> bool:
     return task.done() and (task.cancelled() or task.exception() is not None)
 
 
-def _log_failure(task: asyncio.Task[TierEstimator]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("tier estimator failed to load: %s", task.exception())
+def _retrieve_failure(task: asyncio.Task[TierEstimator]) -> None:
+    """`build` logged the failure; retrieving it keeps asyncio from logging it again."""
+    if not task.cancelled():
+        task.exception()

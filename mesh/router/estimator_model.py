@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -226,12 +227,17 @@ class TierModel:
     @classmethod
     def load(cls, path: Path) -> TierModel:
         """Read and check a saved model: the arrays must hash to the digest written with them."""
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files if k != "meta"}
-            meta = json.loads(str(data["meta"]))
-        if tuple(str(s) for s in arrays["struct_names"]) != STRUCT_NAMES:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files if k != "meta"}
+                meta = json.loads(str(data["meta"]))
+            names, tiers = arrays["struct_names"], arrays["tiers"]
+        except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+            # numpy's own words for a file that is not an npz ("pickled data") name no file
+            raise ValueError(f"{path}: not a tier model file ({type(exc).__name__})") from exc
+        if tuple(str(s) for s in names) != STRUCT_NAMES:
             raise ValueError(f"{path}: structural features differ from this version's")
-        if tuple(str(s) for s in arrays["tiers"]) != TIERS:
+        if tuple(str(s) for s in tiers) != TIERS:
             raise ValueError(f"{path}: tiers differ from {TIERS}")
         if _digest(arrays) != meta.get("sha256"):
             raise ValueError(f"{path}: weights do not match their recorded sha256 (corrupt?)")

@@ -13,12 +13,14 @@ import asyncio
 import sys
 import textwrap
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc.aio
 import pytest
 
 from mesh.config import (
     CacheSettings,
+    ConfigError,
     EstimatorSettings,
     LedgerSettings,
     NodeConfig,
@@ -26,7 +28,9 @@ from mesh.config import (
     RoutingSettings,
     Tier,
 )
+from mesh.contract.status import error_details
 from mesh.router.app import RouterRuntime
+from mesh.router.tier_estimator import DEFAULT_STRUCT_MODEL
 from mesh.v1 import inference_pb2_grpc
 from nodes.engines.fake import FakeEngine
 from nodes.runtime import NodeRuntime
@@ -150,4 +154,84 @@ async def test_a_second_tier_joining_builds_the_estimator_in_the_background(
         assert after.route.reason.startswith("tier small"), after.route.reason
         assert after.route.node_id == "small"
     finally:
+        await small.stop(0)
+
+
+async def test_an_estimator_that_cannot_load_is_unavailable_and_the_next_request_retries(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A model file that exists but is not an npz passes the start-up check (the build is
+    deferred); when a second tier makes the estimate matter, a routed request gets
+    UNAVAILABLE / ESTIMATOR_UNAVAILABLE with RetryInfo (not INTERNAL), a pinned one is still
+    served, and once the file is mended the next request builds it and is routed."""
+    model_file = tmp_path / "struct.npz"
+    model_file.write_bytes(b"not an npz archive")
+    big, small = await _node("big", Tier.FRONTIER), await _node("small", Tier.SMALL)
+    runtime = RouterRuntime(
+        RouterConfig(
+            listen="127.0.0.1:0",
+            health_interval_s=0.2,
+            cache=CacheSettings(enabled=False),
+            ledger=LedgerSettings(enabled=False),
+            routing=RoutingSettings(
+                estimator=EstimatorSettings(
+                    embeddings=False, underroute_risk=0.45, struct_model_path=model_file
+                )
+            ),
+        )
+    )
+    runtime.add_upstream("big", big.address)
+    try:
+        await runtime.start()
+        runtime.add_upstream("small", small.address)
+        assert await wait_until(lambda: len(runtime.catalog.tiers()) == 2, 20)
+        async with grpc.aio.insecure_channel(runtime.address) as channel:
+            stub = inference_pb2_grpc.InferenceServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.Generate(request("What is 2 + 2?"), timeout=30)
+            details = error_details(caught.value)
+            assert details.code == "UNAVAILABLE" and details.reason == "ESTIMATOR_UNAVAILABLE"
+            assert details.retryable and details.retry_after_s == 1.0
+            assert str(model_file) not in details.message  # the cause is in the log only
+            assert "tier estimator failed to load" in caplog.text and str(model_file) in caplog.text
+
+            pinned = await stub.Generate(request("What is 2 + 2?", model="small-model"), timeout=30)
+            assert pinned.route.node_id == "small"
+
+            model_file.write_bytes(DEFAULT_STRUCT_MODEL.read_bytes())
+            routed = await stub.Generate(request("What is 2 + 2?"), timeout=30)
+            assert routed.route.reason.startswith("tier small"), routed.route.reason
+            assert runtime.estimator is not None
+    finally:
+        await runtime.stop(0)
+        await big.stop(0)
+        await small.stop(0)
+
+
+async def test_a_model_file_that_is_not_a_model_stops_a_start_that_needs_the_estimator(
+    tmp_path: Path,
+) -> None:
+    """Two tiers at start-up: the estimator is built then, and an unreadable model file is a
+    configuration error naming the setting and the file (the CLI prints it as one line)."""
+    model_file = tmp_path / "struct.npz"
+    model_file.write_bytes(b"PK\x03\x04 truncated")
+    big, small = await _node("big", Tier.FRONTIER), await _node("small", Tier.SMALL)
+    runtime = RouterRuntime(
+        RouterConfig(
+            listen="127.0.0.1:0",
+            cache=CacheSettings(enabled=False),
+            ledger=LedgerSettings(enabled=False),
+            routing=RoutingSettings(
+                estimator=EstimatorSettings(embeddings=False, struct_model_path=model_file)
+            ),
+        )
+    )
+    runtime.add_upstream("big", big.address)
+    runtime.add_upstream("small", small.address)
+    try:
+        with pytest.raises(ConfigError, match=r"routing\.estimator: .*struct\.npz: not a tier"):
+            await runtime.start()
+    finally:
+        await runtime.stop(0)
+        await big.stop(0)
         await small.stop(0)

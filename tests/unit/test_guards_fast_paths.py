@@ -8,6 +8,7 @@ import itertools
 import re
 import zlib
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,10 +16,12 @@ from guards.detectors import phone, pii
 from guards.detectors.injection import InjectionDetector, rules_match
 from guards.detectors.injection_features import (
     DIMENSIONS,
+    encoded_tokens,
     feature_set,
     sorted_features,
     tokens,
 )
+from guards.detectors.literal_scan import LiteralScan
 from guards.detectors.secrets import SecretsDetector
 from guards.detectors.token_limit import approximate_tokens
 
@@ -131,6 +134,48 @@ def reference_feature_indices(text: str) -> list[int]:
 def test_feature_indices_equal_crc32_of_each_gram(text: str) -> None:
     assert sorted_features(text) == reference_feature_indices(text)
     assert feature_set(text) == set(reference_feature_indices(text))
+
+
+# Mostly ASCII: an ASCII text is tokenised over its UTF-8 bytes, whose `\s` differs from a str
+# pattern's (\x1c-\x1f), and a non-ASCII letter that lowers to ASCII (Kelvin sign) is edge.
+ASCII_TEXT = st.text(
+    alphabet=st.sampled_from([chr(c) for c in range(128)] + ["\u212a", "\xe9"]), max_size=200
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ASCII_TEXT)
+def test_ascii_texts_get_the_same_tokens_and_indices_as_the_str_pattern(text: str) -> None:
+    assert encoded_tokens(text) == [t.encode() for t in tokens(text)]
+    assert feature_set(text) == set(reference_feature_indices(text))
+
+
+def test_every_ascii_character_tokenises_as_the_str_pattern_does() -> None:
+    every = "".join(map(chr, range(128)))
+    for text in (every, every[::-1], " ".join(every), every * 40):  # * 40: past MAX_CHARS
+        assert encoded_tokens(text) == [t.encode() for t in tokens(text)]
+        assert feature_set(text) == set(reference_feature_indices(text))
+
+
+LITERALS = ["AKIA", "ghp_", "sk-", "sk-ant-", "xox", "eyJ", "://", "AC", "ACCA", "\u00e9t\u00e9"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(LITERALS), st.text(alphabet="AKICsk-_:/xoeyJ\u00e9t ", max_size=6)
+        ),
+        max_size=8,
+    ).map("".join)
+)
+def test_literal_scan_finds_what_one_in_per_literal_finds(text: str) -> None:
+    assert LiteralScan(LITERALS).present(text) == {lit for lit in LITERALS if lit in text}
+
+
+def test_literal_scan_refuses_an_empty_literal() -> None:
+    with pytest.raises(ValueError, match="empty literal"):
+        LiteralScan(["AKIA", ""])
 
 
 @given(st.text(alphabet=" \t\n\x1c\u2003\u00a0ab", max_size=50))

@@ -10,9 +10,15 @@ from pathlib import Path
 import pytest
 
 from mesh.config import ConfigError, EstimatorSettings
+from mesh.contract.errors import Code
 from mesh.router.breaker import BreakerBoard
 from mesh.router.catalog import Catalog
-from mesh.router.estimator_loader import EstimatorLoader, check_model_files
+from mesh.router.estimator_loader import (
+    RETRY_AFTER_S,
+    EstimatorLoader,
+    EstimatorUnavailable,
+    check_model_files,
+)
 from mesh.router.pipeline.plan import Planner
 from mesh.router.policies import PolicySet
 from mesh.router.tier_estimator import TierEstimator
@@ -54,11 +60,19 @@ async def test_concurrent_callers_share_one_build() -> None:
     assert loader.loaded is built[0] and await loader.get() is built[0]
 
 
-async def test_a_failed_build_reaches_the_caller_and_the_next_call_tries_again() -> None:
+async def test_a_failed_build_reaches_the_caller_and_the_next_call_tries_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     factory = CountingFactory(fail=1)
     loader = EstimatorLoader(factory)
-    with pytest.raises(ValueError, match="unreadable"):
+    with pytest.raises(EstimatorUnavailable) as caught:
         await loader.get()
+    # UNAVAILABLE with RetryInfo, the cause chained and logged once, never in the message
+    error = caught.value
+    assert error.code is Code.UNAVAILABLE and error.reason == "ESTIMATOR_UNAVAILABLE"
+    assert error.retryable and error.retry_after_s == RETRY_AFTER_S
+    assert isinstance(error.__cause__, ValueError) and "unreadable" not in error.message
+    assert caplog.text.count("failed to load: ValueError: model file unreadable") == 1
     assert loader.loaded is None
     assert await loader.get() is loader.loaded is not None
     assert factory.builds == 2
