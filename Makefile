@@ -12,7 +12,7 @@ VLLM_GPU_VERSION := 0.32.0
 BUF := npx --yes @bufbuild/buf@1.75.0
 PROTOS := $(wildcard protos/mesh/v1/*.proto)
 
-.PHONY: install demo test test-fast lint proto proto-check bench clean
+.PHONY: install demo test test-fast lint proto proto-check secret-patterns bench clean
 
 install: $(STAMP)
 
@@ -60,6 +60,9 @@ lint: $(STAMP)
 
 proto: $(STAMP)
 	$(BIN)/python -m mesh.tools.genproto --out mesh/v1
+
+secret-patterns: $(STAMP)
+	$(BIN)/python -m guards.gen_secret_patterns
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -3,36 +3,16 @@
 STACK.md: with its default plugins detect-secrets flags every benign prompt (entropy plugins fire
 on ordinary words); its pattern plugins flagged none of 2,001 benign prompts. Calling the plugins'
 `analyze_line` per line costs ~25 µs per plugin per line and gives no character spans, so we
-reuse the plugins' own compiled `denylist` regexes with `finditer`, which yields spans for
-redaction. Measured here on a 1 KB prompt: ~0.06 ms for the default plugin set.
+reuse the plugins' own `denylist` regexes (secret_plugin_patterns.py, copied out of the
+installed detect-secrets by `make secret-patterns` and checked against it by the tests) with
+`finditer`, which yields spans for redaction. Measured here on a 1 KB prompt: ~0.06 ms for
+the default plugin set.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-
-from detect_secrets.plugins import (
-    aws,
-    azure_storage_key,
-    basic_auth,
-    discord,
-    github_token,
-    gitlab_token,
-    jwt,
-    mailchimp,
-    npm,
-    openai,
-    private_key,
-    pypi_token,
-    sendgrid,
-    slack,
-    square_oauth,
-    stripe,
-    telegram_token,
-    twilio,
-)
-from detect_secrets.plugins.base import RegexBasedDetector
 
 from guards.detectors.credential_calls import find_calls, open_call_start
 from guards.detectors.credential_codes import find_codes, open_code_start
@@ -52,28 +32,17 @@ from guards.detectors.credentials import (
 from guards.detectors.encoded_credentials import decoded_runs, login_kind
 from guards.detectors.escaped_json import ESCAPED_QUOTE, unescaped_view
 from guards.detectors.literal_scan import LiteralScan
+from guards.detectors.secret_plugin_patterns import PLUGIN_PATTERNS
 from guards.detectors.stream_tail import IGNORECASE_EXTRAS, trailing_run_start
 from guards.verdict import Finding
 
-# Finding type per plugin; the plugin supplies the regexes.
-PLUGINS: dict[str, type[RegexBasedDetector]] = {
-    "AWS_ACCESS_KEY": aws.AWSKeyDetector,
-    "AZURE_STORAGE_KEY": azure_storage_key.AzureStorageKeyDetector,
-    "BASIC_AUTH_CREDENTIALS": basic_auth.BasicAuthDetector,
-    "DISCORD_BOT_TOKEN": discord.DiscordBotTokenDetector,
-    "GITHUB_TOKEN": github_token.GitHubTokenDetector,
-    "GITLAB_TOKEN": gitlab_token.GitLabTokenDetector,
-    "JWT": jwt.JwtTokenDetector,
-    "MAILCHIMP_KEY": mailchimp.MailchimpDetector,
-    "NPM_TOKEN": npm.NpmDetector,
-    "OPENAI_API_KEY": openai.OpenAIDetector,
-    "PYPI_TOKEN": pypi_token.PypiTokenDetector,
-    "SENDGRID_KEY": sendgrid.SendGridDetector,
-    "SLACK_TOKEN": slack.SlackDetector,
-    "SQUARE_OAUTH_SECRET": square_oauth.SquareOAuthDetector,
-    "STRIPE_KEY": stripe.StripeDetector,
-    "TELEGRAM_BOT_TOKEN": telegram_token.TelegramBotTokenDetector,
-    "TWILIO_KEY": twilio.TwilioKeyDetector,
+# Finding type -> the detect-secrets plugin's regexes (its denylist, copied out by `make
+# secret-patterns`: importing the plugins imports requests, guards/gen_secret_patterns.py says
+# what that costs). PRIVATE_KEY's plugin is replaced below, as JWT, NPM and Stripe's are.
+PLUGINS: dict[str, list[re.Pattern[str]]] = {
+    kind: [re.compile(pattern, flags) for pattern, flags in patterns]
+    for kind, (_, patterns) in PLUGIN_PATTERNS.items()
+    if kind != "PRIVATE_KEY"
 }
 
 # detect-secrets only matches the PEM header line; the whole block must be masked, and an
@@ -83,7 +52,6 @@ _ARMOURED = r"[A-Za-z0-9 ]{0,30} (?:PRIVATE KEY(?: BLOCK)?|NKEY SEED|Static key 
 PRIVATE_KEY = re.compile(
     rf"-----BEGIN{_ARMOURED}-{{5,6}}[\s\S]*?(?:-{{5,6}}END{_ARMOURED}-{{5,6}}|\Z)"
 )
-assert private_key.PrivateKeyDetector.denylist  # the plugin we replace still exists
 # PuTTY's .ppk file: from its first line to the MAC that closes it (to the text's end while the
 # MAC line has not come; it ends at the line's end).
 PUTTY_KEY = re.compile(r"PuTTY-User-Key-File-\d+:[\s\S]*?(?:Private-MAC:[ \t]*[0-9a-fA-F]+|\Z)")
@@ -97,7 +65,6 @@ JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8
 # holding every line with a URL until it ends. This one stays inside the .npmrc entry (no
 # whitespace before the token), which is what an .npmrc line is, and masks the same token.
 NPM = re.compile(r"//\S+?/:_authToken=\s*(?:npm_\S+|[A-Fa-f0-9-]{36})\S*")
-assert npm.NpmDetector.denylist  # the plugin we replace still exists
 
 # Stripe's plugin pattern stops after 24 characters of the key: ours masks all of it.
 OWN_PATTERNS: dict[str, list[re.Pattern[str]]] = {
@@ -235,12 +202,9 @@ class SecretsDetector:
             )
         # One gate per type, then that type's patterns (GitLab alone has seven).
         self._groups: list[tuple[str, Gate, list[re.Pattern[str]]]] = []
-        for name, plugin in PLUGINS.items():
+        for name, denylist in PLUGINS.items():
             if name in selected:
-                # `denylist` is a class attribute that detect-secrets types as a property.
-                denylist: Iterable[re.Pattern[str]] = plugin.denylist  # type: ignore[assignment]
-                patterns = OWN_PATTERNS[name] if name in OWN_PATTERNS else list(denylist)
-                patterns = patterns + EXTRA_PATTERNS.get(name, [])
+                patterns = OWN_PATTERNS.get(name, denylist) + EXTRA_PATTERNS.get(name, [])
                 self._groups.append((name, _gate(name), patterns))
         if "PRIVATE_KEY" in selected:
             self._groups.append(("PRIVATE_KEY", _gate("PRIVATE_KEY"), [PRIVATE_KEY, PUTTY_KEY]))

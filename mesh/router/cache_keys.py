@@ -14,11 +14,11 @@ import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mesh.router.question_form import QuestionForm, question_form
 from mesh.v1 import types_pb2
 
 if TYPE_CHECKING:
     from mesh.embeddings.batching import Vector
+    from mesh.router.question_form import QuestionForm
 
 
 class Outcome(enum.Enum):
@@ -110,7 +110,11 @@ class CacheKey:
     @functools.cached_property
     def forms(self) -> tuple[QuestionForm, ...]:
         """Every message reduced to the words that decide its answer (question_form.py): tens
-        of microseconds each, so computed in the lookup thread, never on the event loop."""
+        of microseconds each, so computed in the lookup thread, never on the event loop. Only
+        the semantic tier reads them: an exact-only cache never imports their lexicons
+        (1.5 MB of a lean router's idle RSS)."""
+        from mesh.router.question_form import question_form
+
         return tuple(question_form(c) for _, c in self.norm)
 
     @property

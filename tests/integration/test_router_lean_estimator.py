@@ -36,7 +36,7 @@ from nodes.engines.fake import FakeEngine
 from nodes.runtime import NodeRuntime
 from tests.helpers import request, wait_until
 
-HEAVY = ("numpy", "rapidfuzz", "filelock", "onnxruntime", "torch")
+HEAVY = ("numpy", "rapidfuzz", "filelock", "onnxruntime", "torch", "detect_secrets", "requests")
 
 LEAN_ROUTER = textwrap.dedent(
     """
