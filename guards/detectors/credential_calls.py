@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 
 from guards.detectors.credentials import is_placeholder, key_like, password_shaped
+from guards.detectors.literal_scan import HintGroups
 from guards.verdict import Finding
 
 _VALUE = r"(?P<quote>[\"'])(?P<value>[^\"'\n]{3,200})(?P=quote)"
@@ -214,6 +215,7 @@ def _line(low: str, at: int) -> str:
 
 
 _OPEN_REACH = 420
+_OPEN_FORM_HINTS = HintGroups(hints for hints, _ in _OPEN_FORMS)
 
 
 def open_call_start(text: str) -> int | None:
@@ -223,8 +225,8 @@ def open_call_start(text: str) -> int | None:
     tail = text[tail_start:]
     starts = [
         tail_start + m.start()
-        for hints, pattern in _OPEN_FORMS
-        if any(map(tail.__contains__, hints))
+        for hit, (_, pattern) in zip(_OPEN_FORM_HINTS.matched(tail), _OPEN_FORMS, strict=True)
+        if hit
         for m in [pattern.search(tail)]
         if m is not None
     ]

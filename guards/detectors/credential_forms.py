@@ -30,6 +30,7 @@ from guards.detectors.credentials import (
     named_value_kind,
     password_shaped,
 )
+from guards.detectors.literal_scan import HintGroups
 from guards.verdict import Finding
 
 # A long option ending in a credential word; its value after "=" or blanks.
@@ -546,6 +547,8 @@ _NEAR_FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
     (("key1", "key2", "primary", "secondary"), OPEN_AZURE_KEY_ROW),
 )
 _NEAR_REACH = 90
+_OPEN_FORM_HINTS = HintGroups(hints for hints, _ in _OPEN_FORMS)
+_NEAR_FORM_HINTS = HintGroups(hints for hints, _ in _NEAR_FORMS)
 
 
 def open_form_start(text: str) -> int | None:
@@ -556,8 +559,8 @@ def open_form_start(text: str) -> int | None:
     tail = text[tail_start:]
     starts = [
         tail_start + m.start()
-        for hints, pattern in _OPEN_FORMS
-        if any(map(tail.__contains__, hints))
+        for hit, (_, pattern) in zip(_OPEN_FORM_HINTS.matched(tail), _OPEN_FORMS, strict=True)
+        if hit
         for m in [pattern.search(tail)]
         if m is not None
     ]
@@ -569,8 +572,8 @@ def open_form_start(text: str) -> int | None:
     near_low = near.lower()
     starts.extend(
         near_start + m.start()
-        for hints, pattern in _NEAR_FORMS
-        if any(map(near_low.__contains__, hints))
+        for hit, (_, pattern) in zip(_NEAR_FORM_HINTS.matched(near_low), _NEAR_FORMS, strict=True)
+        if hit
         for m in [pattern.search(near)]
         if m is not None
     )

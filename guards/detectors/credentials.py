@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 
 from guards.detectors.identifiers import code_identifier, wordlike
+from guards.detectors.literal_scan import HintGroups, LiteralScan
 from guards.verdict import Finding
 
 # Provider keys: (type, pattern). Each ends where the token does (no token character after it).
@@ -826,7 +827,7 @@ def open_named_start(text: str) -> int | None:
     tail_start = max(last_space - 80, 0)
     low = text[tail_start:].lower()
     starts = []
-    if (any(map(low.__contains__, _WORDS)) or "Sec" in text[tail_start:]) and (
+    if (_WORD_SCAN.present(low) or "Sec" in text[tail_start:]) and (
         ":" in low or "=" in low or "," in low or low.endswith((" ", "\t"))  # "=" may follow
     ):
         m = OPEN_NAMED_SECRET.search(text, tail_start)
@@ -839,23 +840,22 @@ def open_named_start(text: str) -> int | None:
     # a prose password's word may stand up to seven words before its value's blank
     prose_start = max(last_space - _PROSE_REACH, 0)
     prose_low = text[prose_start:].lower()
-    if any(map(prose_low.__contains__, _OPEN_PROSE_HINTS)):
-        m = OPEN_PROSE_PASSWORD.search(text, prose_start)
-        if m is not None:
-            starts.append(m.start())
-    if any(map(prose_low.__contains__, _KEY_PROSE_WORDS)):
-        m = OPEN_KEY_PROSE.search(text, prose_start)
-        if m is not None:
-            starts.append(m.start())
-    if any(map(prose_low.__contains__, _VALUE_FIRST_HINTS)):
-        m = OPEN_VALUE_FIRST.search(text, prose_start)
-        if m is not None:
-            starts.append(m.start())
+    for hit, pattern in zip(
+        _OPEN_PROSE_GROUPS.matched(prose_low),
+        (OPEN_PROSE_PASSWORD, OPEN_KEY_PROSE, OPEN_VALUE_FIRST),
+        strict=True,
+    ):
+        if hit:
+            m = pattern.search(text, prose_start)
+            if m is not None:
+                starts.append(m.start())
     return min(starts) if starts else None
 
 
 _PROSE_REACH = 260
 _OPEN_PROSE_HINTS = (*_PROSE_HINTS, "mot", "shared", "mật")
+_WORD_SCAN = LiteralScan(_WORDS)
+_OPEN_PROSE_GROUPS = HintGroups((_OPEN_PROSE_HINTS, _KEY_PROSE_WORDS, _VALUE_FIRST_HINTS))
 
 
 NAMED_TYPES = ("PASSWORD", "CREDENTIAL", "AWS_SECRET_KEY")

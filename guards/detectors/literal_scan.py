@@ -18,6 +18,11 @@ from collections.abc import Iterable
 _COMMONNESS = " etaoinsrhldcumfpgwyb,.vkTSAICxMBjHWPqDRLNEFGOz0U1K2Y-3V4:J5Q6X7Z8/9"
 
 
+# Up to this length the text's characters are intersected with the gates in one pass; longer
+# texts are asked for each gate (a stream's tail is short, a prompt long).
+SHORT_TEXT = 256
+
+
 def _rarity(char: str) -> int:
     rank = _COMMONNESS.find(char)
     return len(_COMMONNESS) if rank < 0 else rank
@@ -32,14 +37,33 @@ class LiteralScan:
             if not literal:
                 raise ValueError("an empty literal is in every text: leave it out")
             groups.setdefault(max(literal, key=_rarity), []).append(literal)
-        self._groups = tuple((gate, tuple(members)) for gate, members in groups.items())
+        self._members = {gate: tuple(members) for gate, members in groups.items()}
+        self._gates = frozenset(groups)
 
     def present(self, text: str) -> frozenset[str]:
+        if len(text) <= SHORT_TEXT:
+            gates: Iterable[str] = self._gates.intersection(text)  # one pass over the text
+        else:
+            gates = [gate for gate in self._members if gate in text]  # one memchr per gate
         contains = text.__contains__
         return frozenset(
-            literal
-            for gate, members in self._groups
-            if gate in text
-            for literal in members
-            if contains(literal)
+            literal for gate in gates for literal in self._members[gate] if contains(literal)
         )
+
+
+class HintGroups:
+    """Which of a fixed list of literal groups a text holds a literal of, one `LiteralScan`
+    for all of them: a stream chunk's hold tests ~40 groups of ~180 literals on a short tail,
+    where one `any(map(tail.__contains__, group))` per group cost more than the regexes it
+    gates (measured here)."""
+
+    def __init__(self, groups: Iterable[Iterable[str]]) -> None:
+        self._groups = tuple(frozenset(group) for group in groups)
+        self._scan = LiteralScan(literal for group in self._groups for literal in group)
+
+    def matched(self, text: str) -> list[bool]:
+        """Per group, in order: whether the text holds one of its literals."""
+        present = self._scan.present(text)
+        if not present:
+            return [False] * len(self._groups)
+        return [not present.isdisjoint(group) for group in self._groups]

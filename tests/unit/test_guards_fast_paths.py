@@ -21,7 +21,7 @@ from guards.detectors.injection_features import (
     sorted_features,
     tokens,
 )
-from guards.detectors.literal_scan import LiteralScan
+from guards.detectors.literal_scan import SHORT_TEXT, HintGroups, LiteralScan
 from guards.detectors.secrets import SecretsDetector
 from guards.detectors.token_limit import approximate_tokens
 
@@ -170,7 +170,13 @@ LITERALS = ["AKIA", "ghp_", "sk-", "sk-ant-", "xox", "eyJ", "://", "AC", "ACCA",
     ).map("".join)
 )
 def test_literal_scan_finds_what_one_in_per_literal_finds(text: str) -> None:
-    assert LiteralScan(LITERALS).present(text) == {lit for lit in LITERALS if lit in text}
+    scan = LiteralScan(LITERALS)
+    for seen in (text, "." * SHORT_TEXT + text):  # a stream's tail, a prompt: two strategies
+        assert scan.present(seen) == {lit for lit in LITERALS if lit in seen}
+    groups = [LITERALS[:3], LITERALS[3:4], LITERALS[4:], ["zzz", "AKIA"]]
+    assert HintGroups(groups).matched(text) == [
+        any(map(text.__contains__, group)) for group in groups
+    ]
 
 
 def test_literal_scan_refuses_an_empty_literal() -> None:
