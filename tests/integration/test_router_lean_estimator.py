@@ -111,21 +111,26 @@ async def test_a_lean_router_process_never_imports_numpy() -> None:
     assert "heavy: []" in text, text
 
 
-@pytest.fixture
-async def one_tier_router() -> AsyncIterator[tuple[RouterRuntime, grpc.aio.Channel]]:
-    node = await _node("big", Tier.FRONTIER)
-    runtime = RouterRuntime(
+def _estimating_router(**estimator: object) -> RouterRuntime:
+    """A router without cache or ledger whose estimator is the structure-only model at a loose
+    bound (a short sum is small work); `estimator` adds settings."""
+    return RouterRuntime(
         RouterConfig(
             listen="127.0.0.1:0",
             health_interval_s=0.2,
             cache=CacheSettings(enabled=False),
             ledger=LedgerSettings(enabled=False),
-            # The structure-only model at a loose bound, so that a short sum is small work.
             routing=RoutingSettings(
-                estimator=EstimatorSettings(embeddings=False, underroute_risk=0.45)
+                estimator=EstimatorSettings(embeddings=False, underroute_risk=0.45, **estimator)
             ),
         )
     )
+
+
+@pytest.fixture
+async def one_tier_router() -> AsyncIterator[tuple[RouterRuntime, grpc.aio.Channel]]:
+    node = await _node("big", Tier.FRONTIER)
+    runtime = _estimating_router()
     runtime.add_upstream("big", node.address)
     await runtime.start()
     try:
@@ -167,19 +172,7 @@ async def test_an_estimator_that_cannot_load_is_unavailable_and_the_next_request
     model_file = tmp_path / "struct.npz"
     model_file.write_bytes(b"not an npz archive")
     big, small = await _node("big", Tier.FRONTIER), await _node("small", Tier.SMALL)
-    runtime = RouterRuntime(
-        RouterConfig(
-            listen="127.0.0.1:0",
-            health_interval_s=0.2,
-            cache=CacheSettings(enabled=False),
-            ledger=LedgerSettings(enabled=False),
-            routing=RoutingSettings(
-                estimator=EstimatorSettings(
-                    embeddings=False, underroute_risk=0.45, struct_model_path=model_file
-                )
-            ),
-        )
-    )
+    runtime = _estimating_router(struct_model_path=model_file)
     runtime.add_upstream("big", big.address)
     try:
         await runtime.start()
@@ -216,16 +209,7 @@ async def test_a_model_file_that_is_not_a_model_stops_a_start_that_needs_the_est
     model_file = tmp_path / "struct.npz"
     model_file.write_bytes(b"PK\x03\x04 truncated")
     big, small = await _node("big", Tier.FRONTIER), await _node("small", Tier.SMALL)
-    runtime = RouterRuntime(
-        RouterConfig(
-            listen="127.0.0.1:0",
-            cache=CacheSettings(enabled=False),
-            ledger=LedgerSettings(enabled=False),
-            routing=RoutingSettings(
-                estimator=EstimatorSettings(embeddings=False, struct_model_path=model_file)
-            ),
-        )
-    )
+    runtime = _estimating_router(struct_model_path=model_file)
     runtime.add_upstream("big", big.address)
     runtime.add_upstream("small", small.address)
     try:
