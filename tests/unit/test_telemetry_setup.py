@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,6 +89,44 @@ def test_disabled_telemetry_records_nothing(tmp_path: Path) -> None:
         assert not span.is_recording()
     assert tel.metrics_address is None and not (tmp_path / "t.db").exists()
     tel.shutdown()
+
+
+def test_with_no_metric_reader_the_meter_is_a_no_op_and_the_sdk_metrics_never_load(
+    tmp_path: Path,
+) -> None:
+    """Metrics nobody reads (no Prometheus endpoint, no OTLP, no reader given) are not
+    recorded: the API's no-op provider, and the SDK's metrics package stays unimported (a
+    lean router's memory); with a reader the SDK's provider records and flushes."""
+    code = (
+        "import sys\n"
+        "from mesh.config import TelemetrySettings\n"
+        "from mesh.telemetry.setup import setup_telemetry\n"
+        f"settings = TelemetrySettings(span_store_path={str(tmp_path / 't.db')!r},"
+        " prometheus_listen=None)\n"
+        "t = setup_telemetry('svc', settings, install_global=False)\n"
+        "t.metrics.count_cache_lookup(hit=True, saved_usd=0.5)\n"
+        "assert t.force_flush(1000)\n"
+        "t.shutdown()\n"
+        "print(type(t.meter_provider).__name__, 'opentelemetry.sdk.metrics' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.split() == ["NoOpMeterProvider", "False"], out.stdout + out.stderr
+
+    reader = InMemoryMetricReader()
+    settings = TelemetrySettings(span_store_path=tmp_path / "u.db", prometheus_listen=None)
+    telemetry = setup_telemetry("svc", settings, install_global=False, metric_readers=[reader])
+    try:
+        telemetry.metrics.count_cache_lookup(hit=True, saved_usd=0.5)
+        assert telemetry.force_flush(1000)
+        data = reader.get_metrics_data()
+        names = {
+            m.name for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+        }
+        assert "mesh.cache.lookups" in names, names
+    finally:
+        telemetry.shutdown()
 
 
 def test_json_logs_carry_trace_and_span_ids() -> None:
