@@ -128,6 +128,12 @@ async def _lose_the_cheap_node(
     task = load.start()
     try:
         await asyncio.sleep(BEFORE_SIGNAL_S)
+        # Every call on the node before the signal, as its probes report it: on a slow machine
+        # half of them were once still in the router's input stage at BEFORE_SIGNAL_S, and were
+        # sent to the other node once a probe had seen this one die (neither fell back nor cut).
+        on_node = streams + unary
+        await wait_until(lambda: entry.load.running >= on_node or load.completed > 0, 5)
+        assert entry.load.running >= on_node, f"{entry.load.running} of {on_node} on the node"
         assert load.completed == 0, "the calls must still be running on the cheap node"
         signalled_at = time.monotonic()
         os.kill(mesh.cheap.pid, sig)
