@@ -27,6 +27,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, Tracer
@@ -42,6 +43,7 @@ from guards.hooks import (
 )
 from guards.policy_loader import BuiltGuard
 from guards.verdict import (
+    ALLOWED,
     GUARD_ERROR,
     Action,
     ChainResult,
@@ -67,6 +69,16 @@ OFF_LOOP_CHARS = 8192
 # never a block, redaction, flag, monitor-mode finding or failure: those run, and are recorded
 # and audited, every time. A new policy builds new chains, so nothing outlives its policy.
 ALLOWED_MEMO_ENTRIES = 1024
+
+
+def _call(built: BuiltGuard, check: Check) -> Verdict:
+    """The guard's hook for this kind of check, called now."""
+    guard = built.guard
+    if isinstance(check, OutputChunkCheck):
+        return guard.check_output_chunk(check)
+    if isinstance(check, InputCheck):
+        return guard.check_input(check.view(built.roles))
+    return guard.check_output_final(check)
 
 
 def _hook(built: BuiltGuard, check: Check) -> Callable[[], Verdict]:
@@ -110,41 +122,60 @@ async def _run_one(built: BuiltGuard, check: Check) -> Verdict:
         if time.perf_counter() - started > timeout:
             log.warning("inline guard %s overran its %d ms timeout", built.spec.name, deadline_ms)
         return verdict
-    except TimeoutError:
-        raise GuardFailure(f"timed out after {deadline_ms} ms", "timeout") from None
-    except GuardFailure:
-        raise  # says what failed already (a sandboxed validator that raised, a worker that died)
     except Exception as exc:
-        raise GuardFailure(f"{type(exc).__name__}: {exc}", type(exc).__qualname__) from exc
+        raise _failure(exc, deadline_ms) from exc
+
+
+def _failure(exc: Exception, deadline_ms: int) -> GuardFailure:
+    """What a guard's exception says in its outcome: a timeout, or the exception's type."""
+    if isinstance(exc, GuardFailure):
+        return exc  # says what failed already (a sandboxed validator that raised, a worker died)
+    if isinstance(exc, TimeoutError):
+        return GuardFailure(f"timed out after {deadline_ms} ms", "timeout")
+    return GuardFailure(f"{type(exc).__name__}: {exc}", type(exc).__qualname__)
+
+
+def _failed(built: BuiltGuard, stage: Stage, failure: GuardFailure) -> GuardOutcome:
+    spec = built.spec
+    # The type only: a validator's message can quote the checked text.
+    log.warning("guard %s failed (%s); on_error=%s", spec.name, failure.error_type, spec.on_error)
+    # on_error closed blocks; open lets the text pass, flagged: an allow here would read, in the
+    # verdicts and the audit log, as if the guard had checked the text and found nothing (a
+    # validator raising on every call then allowed every request unseen).
+    error = [Finding(GUARD_ERROR, 0, 0, 1.0)]
+    failed = Verdict.block(error) if spec.on_error == "closed" else Verdict.flag(error)
+    return GuardOutcome(
+        spec.name, stage, spec.mode_enum, failed, error=str(failure), error_type=failure.error_type
+    )
 
 
 async def _outcome(built: BuiltGuard, stage: Stage, check: Check) -> GuardOutcome:
-    spec = built.spec
     try:
         verdict = await _run_one(built, check)
     except GuardFailure as failure:
-        # The type only: a validator's message can quote the checked text.
-        log.warning(
-            "guard %s failed (%s); on_error=%s", spec.name, failure.error_type, spec.on_error
-        )
-        # on_error closed blocks; open lets the text pass, flagged: an allow here would read,
-        # in the verdicts and the audit log, as if the guard had checked the text and found
-        # nothing (a validator raising on every call then allowed every request unseen).
-        error = [Finding(GUARD_ERROR, 0, 0, 1.0)]
-        failed = Verdict.block(error) if spec.on_error == "closed" else Verdict.flag(error)
-        return GuardOutcome(
-            spec.name,
-            stage,
-            spec.mode_enum,
-            failed,
-            error=str(failure),
-            error_type=failure.error_type,
-        )
-    return GuardOutcome(spec.name, stage, spec.mode_enum, verdict)
+        return _failed(built, stage, failure)
+    return GuardOutcome(built.spec.name, stage, built.spec.mode_enum, verdict)
+
+
+@dataclass(frozen=True)
+class _Inline:
+    """A fast guard's settings read once per chain, for `GuardChain._inline_runs`; `allowed`
+    is its outcome whenever it allows with nothing found (outcomes are immutable)."""
+
+    built: BuiltGuard
+    mode: Mode
+    deadline_ms: int
+    allowed: GuardOutcome
+
+
+def _allowed(built: BuiltGuard, stage: Stage) -> GuardOutcome:
+    return GuardOutcome(built.spec.name, stage, built.spec.mode_enum, ALLOWED)
 
 
 def combine(text: str, outcomes: Sequence[GuardOutcome], policy_version: str) -> ChainResult:
     """Any enforced block blocks; enforced redactions are applied in policy order; flags pass."""
+    if all(o.verdict is ALLOWED for o in outcomes):  # the common case, answered at once
+        return ChainResult(Action.ALLOW, text, tuple(outcomes), policy_version)
     enforced = [o for o in outcomes if o.enforced]
     if any(o.verdict.action is Action.BLOCK for o in enforced):
         return ChainResult(Action.BLOCK, text, tuple(outcomes), policy_version)
@@ -181,9 +212,9 @@ def _decision(outcome: GuardOutcome) -> str | None:
     return "allow" if outcome.mode is Mode.MONITOR else None
 
 
-@dataclass(frozen=True)
-class _Timed:
-    """A guard's outcome with when its run ended and how long it took (epoch / ns)."""
+class _Timed(NamedTuple):
+    """A guard's outcome with when its run ended and how long it took (epoch / ns). A tuple:
+    one is made per guard per check, and a frozen dataclass cost ~1 us more each."""
 
     outcome: GuardOutcome
     end_ns: int
@@ -219,6 +250,16 @@ class GuardChain:
         self.policy_id = policy_id
         self.tracer = tracer  # None: the process's global tracer provider
         self._cpu_heavy = any(g.guard.cpu_heavy for g in self.guards)
+        # Every guard a fast detector called in place: such a chain runs them in one loop
+        # (`_inline_runs`), not a coroutine, a closure and the spec's settings read per guard
+        # per call: 20 -> ~4 us of the default output chain's ~37 us per stream chunk.
+        self._inline: list[_Inline] | None = None
+        if not any(
+            g.guard.cpu_heavy or getattr(g.guard, "check_isolated", None) for g in self.guards
+        ):
+            self._inline = [
+                _Inline(g, g.spec.mode_enum, timeout_ms(g), _allowed(g, stage)) for g in self.guards
+            ]
         # All inline: gather would only add task overhead, the result is the same.
         self._sequential = len(self.guards) == 1 or not self._cpu_heavy
         deterministic = all(getattr(g.guard, "deterministic", False) for g in self.guards)
@@ -226,12 +267,44 @@ class GuardChain:
             OrderedDict() if self.guards and deterministic else None
         )
 
+    def _inline_runs(self, check: Check) -> list[_Timed]:
+        """Every guard of an all-fast chain on a short text, in policy order; what `_timed`
+        gives for each, without awaiting (nothing here ever suspends)."""
+        assert self._inline is not None
+        stage, runs = self.stage, []
+        for plan in self._inline:
+            built = plan.built
+            start_ns = time.time_ns()
+            try:
+                verdict = _call(built, check)
+            except Exception as exc:
+                outcome = _failed(built, stage, _failure(exc, plan.deadline_ms))
+            else:
+                if verdict is ALLOWED:
+                    outcome = plan.allowed
+                else:
+                    outcome = GuardOutcome(built.spec.name, stage, plan.mode, verdict)
+            end_ns = time.time_ns()
+            if end_ns - start_ns > plan.deadline_ms * 1_000_000:
+                log.warning(
+                    "inline guard %s overran its %d ms timeout", built.spec.name, plan.deadline_ms
+                )
+            runs.append(_Timed(outcome, end_ns, end_ns - start_ns))
+        return runs
+
+    def _in_place(self, check: Check) -> bool:
+        return self._inline is not None and len(check.text) <= OFF_LOOP_CHARS
+
     async def _outcomes(self, check: Check) -> list[GuardOutcome]:
+        if self._in_place(check):
+            return [run.outcome for run in self._inline_runs(check)]
         if self._sequential:
             return [await _outcome(g, self.stage, check) for g in self.guards]
         return list(await asyncio.gather(*(_outcome(g, self.stage, check) for g in self.guards)))
 
     async def _timed_outcomes(self, check: Check) -> list[_Timed]:
+        if self._in_place(check):
+            return self._inline_runs(check)
         if self._sequential:
             return [await _timed(g, self.stage, check) for g in self.guards]
         return list(await asyncio.gather(*(_timed(g, self.stage, check) for g in self.guards)))

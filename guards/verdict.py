@@ -54,7 +54,7 @@ class Verdict:
 
     @staticmethod
     def allow() -> Verdict:
-        return _ALLOW
+        return ALLOWED
 
     @staticmethod
     def block(findings: Iterable[Finding]) -> Verdict:
@@ -73,13 +73,13 @@ class Verdict:
     def decide(action: Action, text: str, findings: Sequence[Finding]) -> Verdict:
         """The verdict a guard configured with `action` gives for these findings."""
         if not findings or action is Action.ALLOW:
-            return _ALLOW
+            return ALLOWED
         if action is Action.REDACT:
             return Verdict.redact(text, findings)
         return Verdict(action, tuple(findings))
 
 
-_ALLOW = Verdict(Action.ALLOW)
+ALLOWED = Verdict(Action.ALLOW)  # the one allow-with-nothing-found verdict; compare with `is`
 
 
 def merge_spans(findings: Iterable[Finding]) -> list[Finding]:

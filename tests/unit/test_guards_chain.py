@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+
+import pytest
 
 from guards.chain import GuardChain
 from guards.hooks import InputCheck
@@ -156,3 +159,63 @@ def test_a_view_blanks_other_roles_and_keeps_every_offset() -> None:
         check.view(frozenset(["user"])) is user_only
     )  # one view per role set, reused by every guard
     assert InputCheck("untyped").view(frozenset(["user"])).text == "untyped"
+
+
+async def test_an_all_fast_chain_runs_in_place_with_the_general_paths_outcomes() -> None:
+    """A chain of fast guards runs them in one loop (`_inline_runs`), not a coroutine each: the
+    same outcomes as `_outcome` per guard for every kind of check, verdict, mode and failure;
+    an allow with nothing found is one shared outcome per guard."""
+    from guards.chain import OFF_LOOP_CHARS, _outcome
+    from guards.hooks import OutputChunkCheck, OutputFinalCheck
+
+    r: list[str] = []
+    both = {"stage": "both"}
+    guards = [
+        built(RecordingGuard("allow", r), **both),
+        built(RecordingGuard("flag", r, Verdict.flag([EMAIL])), **both),
+        built(RecordingGuard("redact", r, Verdict.redact("hello a@b.com", [EMAIL])), **both),
+        built(RecordingGuard("monitored", r, Verdict.block([EMAIL])), mode="monitor", **both),
+        built(RecordingGuard("open", r, fail=True), on_error="open", **both),
+        built(RecordingGuard("closed", r, fail=True), on_error="closed", **both),
+    ]
+    text = "hello a@b.com"
+    checks = [
+        (Stage.INPUT, InputCheck(text)),
+        (Stage.OUTPUT, OutputChunkCheck(text, offset=0)),
+        (Stage.OUTPUT, OutputFinalCheck(text)),
+    ]
+    for stage, check in checks:
+        chain = GuardChain(guards, stage, "v1")
+        runs = chain._inline_runs(check)
+        expected = [await _outcome(g, stage, check) for g in chain.guards]
+        assert len(runs) == 6 and [run.outcome for run in runs] == expected
+        assert all(run.duration_ns >= 0 and run.end_ns > 0 for run in runs)
+        assert chain._inline_runs(check)[0].outcome is runs[0].outcome  # the shared allow
+        result = await chain.run(check)
+        assert result.action is Action.BLOCK
+        assert [o.error_type for o in result.outcomes][-2:] == ["RuntimeError", "RuntimeError"]
+    # a long text leaves the loop (a worker thread) and gets the same outcomes
+    long = InputCheck("x" * (OFF_LOOP_CHARS + 1))
+    chain = GuardChain(guards, Stage.INPUT, "v1")
+    assert not chain._in_place(long)
+    assert (await chain.run(long)).outcomes == tuple(r.outcome for r in chain._inline_runs(long))
+
+
+async def test_a_chain_with_a_guard_in_a_thread_does_not_run_in_place() -> None:
+    r: list[str] = []
+    mixed = [built(RecordingGuard("fast", r)), built(RecordingGuard("heavy", r, cpu_heavy=True))]
+    chain = GuardChain(mixed, Stage.INPUT, "v1")
+    assert not chain._in_place(InputCheck("x"))
+    assert (await chain.run(InputCheck("x"))).action is Action.ALLOW
+    assert sorted(r) == ["fast", "heavy"]
+
+
+async def test_an_inline_guard_past_its_timeout_is_logged_not_failed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    r: list[str] = []
+    slow = built(RecordingGuard("slow", r, sleep_s=0.03), timeout_ms=5, on_error="closed")
+    with caplog.at_level(logging.WARNING, logger="guards.chain"):
+        result = await GuardChain([slow], Stage.INPUT, "v1").run(InputCheck("x"))
+    assert result.action is Action.ALLOW
+    assert "inline guard slow overran its 5 ms timeout" in caplog.text
