@@ -11,6 +11,7 @@ Router configs:
 - "lean": the minimum a router does: guards and tracing on, exact cache tier only, a
   features-only tier estimate (MiniLM never loads), no metrics endpoint; requests pin the model.
 - "lean-untraced": lean with telemetry off, the baseline for the cost of tracing.
+- "lean-unguarded": lean with no guards: what the guards' checks cost on a path.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ ROUTER_CONFIGS = {
         "telemetry: {enabled: false, prometheus_listen: null}\n",
         {"semantic": "false"},
         _LEAN_ROUTING,
+    ),
+    "lean-unguarded": (
+        "telemetry: {prometheus_listen: null}\n",
+        {"semantic": "false"},
+        _LEAN_ROUTING + "  guards: {enabled: false}\n",
     ),
 }
 

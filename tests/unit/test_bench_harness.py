@@ -165,6 +165,7 @@ def test_bench_router_configs_parse_and_bound_the_cache_only_when_asked(kind: st
     assert shipped.cache.max_entries == type(shipped.cache)().max_entries  # the shipped bound
     # The bound joins the kind's own cache settings (lean: no semantic tier), never replaces them.
     assert bounded.cache.semantic == shipped.cache.semantic == (kind == "default")
+    assert shipped.guards.enabled == (kind != "lean-unguarded")  # its path: what guards cost
 
 
 def test_the_soak_prompts_never_repeat_past_the_distinct_ones() -> None:
