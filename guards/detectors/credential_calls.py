@@ -44,13 +44,29 @@ _PAIR_CALL = (
 )
 PAIR_CALL = re.compile(rf"{_PAIR_CALL}[ \t]*{_QUOTED}[ \t]*,[ \t]*{_VALUE}")
 OPEN_PAIR_CALL = re.compile(rf"{_PAIR_CALL}[^\n)]{{0,300}}\Z")
-# Redis: `CONFIG SET requirepass X`, `ACL SETUSER name on >X`
+# Redis: `CONFIG SET requirepass X`, `ACL SETUSER name on >X`, and an ACL file's lines
+# (`user name on >X ~* +@all`: a rule list saying "on" or "off"; `#<sha256>` is a hash)
 REDIS_SECRET = re.compile(
     r"\bCONFIG[ \t]+SET[ \t]+(?:requirepass|masterauth)[ \t]+"
     r"(?P<quote>[\"']?)(?P<value>[^\s\"']{3,200})(?P=quote)"
     r"|\bACL[ \t]+SETUSER[ \t][^\n>]{1,200}?[ \t]>(?P<acl>[^\s]{3,200})"
+    r"|^[ \t]*user[ \t]+[^\s>:]+(?=[^\n]*[ \t](?:on|off)(?:[ \t]|$))[ \t][^\n>]{0,200}?"
+    r"(?<=[ \t])>(?P<file>[^\s]{3,200})",
+    re.MULTILINE,
 )
-OPEN_REDIS_SECRET = re.compile(r"\b(?:CONFIG[ \t]+SET|ACL[ \t]+SETUSER)\b[^\n]{0,300}\Z")
+OPEN_REDIS_SECRET = re.compile(
+    r"\b(?:CONFIG[ \t]+SET|ACL[ \t]+SETUSER)\b[^\n]{0,300}\Z"
+    r"|\A[ \t]*user[ \t]+[^\s>:]+[ \t][^\n]{0,300}?[ \t](?:on|off|>)[^\n]{0,300}\Z"
+)
+# A mail server's or a directory's password in clear after its scheme: Dovecot's passwd-file
+# (`jo@shop.example:{PLAIN}X::::`), OpenLDAP's `userPassword: {CLEARTEXT}X`
+CLEAR_SCHEME = re.compile(
+    r"\{(?:PLAIN|CLEAR|CLEARTEXT|PLAINTEXT)\}(?P<value>[^\s:]{3,200})", re.IGNORECASE
+)
+OPEN_CLEAR_SCHEME = re.compile(
+    r"\{(?:PLAIN|CLEAR|CLEARTEXT|PLAINTEXT)\}[^\s:]{0,200}\Z", re.IGNORECASE
+)
+_CLEAR_HINTS = ("{PLAIN}", "{CLEAR", "{PLAINTEXT}", "{plain}", "{clear", "{plaintext}")
 # "admin / X", "root / 'X'", "login jo@example.com / X" in a note: a well-known login or an
 # address, a slash between blanks, the password
 _LOGIN_NAME = r"(?:\b(?i:admin|administrator|root|sa|ubnt)|[\w.+-]+@[\w-]+(?:\.[\w-]+)+)"
@@ -131,7 +147,8 @@ _OPEN_FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
     (("PSK", "EAP", "AUTH"), OPEN_IPSEC_SECRET),
     (("assw", "ASSW"), OPEN_QUOTED_PASSWORD),
     (("connect", "begin", "addAP", "MCRcon", "Credentials", "Client"), OPEN_PAIR_CALL),
-    (("CONFIG", "ACL"), OPEN_REDIS_SECRET),
+    (("CONFIG", "ACL", "user "), OPEN_REDIS_SECRET),
+    (_CLEAR_HINTS, OPEN_CLEAR_SCHEME),
     ((" /",), OPEN_LOGIN_PAIR),
     (_LOGIN_LABEL_HINTS, OPEN_LABELLED_LOGIN),
     (("IDENTIFIED", "identified", "PASSWORD", "password"), OPEN_SQL_IDENTIFIED),
@@ -174,11 +191,15 @@ def find_calls(text: str, low: str) -> list[Finding]:
         for m in IPSEC_SECRET.finditer(text):
             if _secret(m.group("value")):
                 found.append(Finding("PASSWORD", *m.span("value")))
-    if "CONFIG" in text or "ACL" in text:
+    if "CONFIG" in text or "ACL" in text or ("user " in text and " >" in text):
         for m in REDIS_SECRET.finditer(text):
-            group = "value" if m.group("value") else "acl"
+            group = next(g for g in ("value", "acl", "file") if m.group(g))
             if _secret(m.group(group)):
                 found.append(Finding("PASSWORD", *m.span(group)))
+    if "}" in text and any(map(text.__contains__, _CLEAR_HINTS)):
+        for m in CLEAR_SCHEME.finditer(text):
+            if _secret(m.group("value")):
+                found.append(Finding("PASSWORD", *m.span("value")))
     if "/" in text and any(map(low.__contains__, ("cred", "login", "log in", "sign in"))):
         for m in LABELLED_LOGIN.finditer(text):
             value = m.group("value").rstrip(".)")

@@ -67,7 +67,11 @@ _SHORT = (
     r"|\b(?:oc|az)[ \t]+login\b[^\n|;&]{0,200}?(?<=\s)-p[ \t]+"
     r"|\bmongo(?:sh|dump|restore|export|import|stat|top)?\b[^\n|;&]{0,200}?(?<=\s)-p[ \t]+"
     r"|\b(?:sqlcmd|bcp|osql)\b[^\n|;&]{0,200}?(?<=\s)-P[ \t]*"
-    r"|\bpihole[ \t]+-a[ \t]+-p[ \t]+)"
+    r"|\bpihole[ \t]+-a[ \t]+-p[ \t]+"
+    # Cassandra's cqlsh, MySQL Shell and Minecraft's mcrcon take `-p X`, Mosquitto's
+    # clients `-P X` (their `-p` is a port)
+    r"|\b(?:cqlsh|mysqlsh|mcrcon)\b[^\n|;&]{0,200}?(?<=\s)-p[ \t]+"
+    r"|\bmosquitto_(?:pub|sub|rr)\b[^\n|;&]{0,200}?(?<=\s)-P[ \t]+)"
 )
 SHORT_OPTION = re.compile(
     rf"{_SHORT}(?P<quote>[\"']?)(?P<value>[^\s\"']{{3,200}})(?![^\s\"'\],;)])"
@@ -77,7 +81,7 @@ SHORT_OPTION = re.compile(
 OPEN_SHORT_OPTION = re.compile(
     r"(?:\b(?:mysql|mysqldump|mysqladmin|mariadb|redis-cli|curl|wget|ldap[a-z]{3,7}|schtasks"
     r"|cmdkey|docker|podman|buildah|skopeo|nerdctl|helm|mongo(?:sh|dump|restore|export|import"
-    r"|stat|top)?|sqlcmd|bcp|osql|pihole)\b"
+    r"|stat|top)?|sqlcmd|bcp|osql|pihole|cqlsh|mysqlsh|mcrcon|mosquitto_(?:pub|sub|rr))\b"
     r"|\b(?:oc|az)[ \t]+login\b"
     r"|\bsshpass[ \t]|\bhttps?[ \t])(?:[^\n|;&\\]|\\\n?){0,420}\Z"  # "\" + newline: one line
 )
@@ -85,7 +89,7 @@ OPEN_SHORT_OPTION = re.compile(
 # µs a KB of such prose, measured here)
 _SHORT_HINTS = ("mysql", "mariadb", "sshpass", "redis-cli", "curl", "wget", "http", "ldap",
                 "schtasks", "cmdkey", "login", "mongo", "sqlcmd", "bcp", "osql",
-                "pihole")  # fmt: skip
+                "pihole", "cqlsh", "mcrcon", "mosquitto_")  # fmt: skip
 _OPEN_SHORT_HINTS = (*_SHORT_HINTS, "docker", "podman", "buildah", "skopeo", "nerdctl", "helm")
 
 # A password echoed into a login that reads it from its input (`echo 'X' | docker login -u bob
@@ -111,12 +115,19 @@ _URL_HOST = (
     r"(?:\[[0-9A-Fa-f:.]{2,45}\]|(?:[0-9A-Fa-f]{0,4}:){2,8}[0-9A-Fa-f]{0,4}"
     r"|[A-Za-z0-9](?:[A-Za-z0-9_-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9_-]+)*)"
 )
+# The user may be a mail address written unescaped (`smtp://alerts@corp.example:X@smtp.corp.
+# example:587`): once the old e-mail pattern masked `X@smtp.corp.example` by chance; read
+# right, the password was left (a row of r15's never-read half got worse, found by offsets).
+_URL_USER = (
+    r"(?:[^:/?#\[\]@\s\"'<>]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}"
+    r"|[^:/?#\[\]@\s\"'<>]*)"
+)
 URL_PASSWORD = re.compile(
-    r"[A-Za-z][A-Za-z0-9+.-]{1,20}://[^:/?#\[\]@\s\"'<>]*:(?P<value>[^/\s\"'<>]{1,200}?)@"
+    rf"[A-Za-z][A-Za-z0-9+.-]{{1,20}}://{_URL_USER}:(?P<value>[^/\s\"'<>]{{1,200}}?)@"
     rf"(?={_URL_HOST}(?::\d{{1,5}})?\.?(?:[/?#\s\"'<>,;)\]}}]|\Z))"
 )
 # held until the authority can no longer grow: a "/" or a blank after the password
-OPEN_URL_PASSWORD = re.compile(r"://[^:/?#\[\]@\s\"'<>]*:[^/\s\"'<>]{0,200}\Z")
+OPEN_URL_PASSWORD = re.compile(r"://[^:/?#\[\]@\s\"'<>]*(?:@[A-Za-z0-9.-]*)?:[^/\s\"'<>]{0,200}\Z")
 ORACLE_THIN = re.compile(r"\boracle:thin:[^/\s@:\"']+/(?P<value>[^@\s\"']{1,200})@")
 OPEN_ORACLE_THIN = re.compile(r"\boracle:thin:[^/\s@:\"']*(?:/[^@\s\"']{0,200})?\Z")
 # Oracle's command-line logins, `sqlplus user/"pw"@//host:1521/SVC`, `expdp user/pw@db`,
@@ -163,20 +174,22 @@ OPEN_DASH_OPTION = re.compile(
 # `pre-shared-key ascii-text "X"`, SNMP communities. Without the type digit the value must look
 # like a password ("the secret sauce" is prose).
 NETWORK_SECRET = re.compile(
-    r"(?:(?P<typed>\b(?:password|secret|key)[ \t]+[07][ \t]+)"
+    r"(?:(?P<typed>\b(?:password|secret|key)[ \t]+[07][ \t]+"
+    r"|\bset-key[ \t]+(?:ascii|hex)[ \t]+[07][ \t]+)"  # a Cisco WLAN's PSK
     r"|\b(?:set[ \t]+)?(?:psksecret|pre-shared-secret|pre-shared-key(?:[ \t]+ascii-text)?|passwd)"
-    r"[ \t]+|\bsnmp-server[ \t]+community[ \t]+)"
+    r"[ \t]+|\b(?:snmp-server|snmp)[ \t]+community[ \t]+)"  # IOS; Junos `set snmp community`
     r"(?P<quote>[\"']?)(?P<value>[^\s\"']{3,200})(?P=quote)(?![^\s])"
 )
 OPEN_NETWORK_SECRET = re.compile(
     r"(?:\b(?:password|secret|key)[ \t]+[07]?|\b(?:psksecret|pre-shared-secret|passwd"
-    r"|pre-shared-key(?:[ \t]+ascii-text)?)|\bsnmp-server[ \t]+community)"
+    r"|pre-shared-key(?:[ \t]+ascii-text)?)|\b(?:snmp-server|snmp)[ \t]+community"
+    r"|\bset-key(?:[ \t]+(?:ascii|hex))?(?:[ \t]+[07])?)"
     r"(?:[ \t]+[\"']?[^\s\"']{0,200})?\Z"
 )
 _DASH_WORDS = ("-pass", "-pw", "-secret", "-token", "storepass", "keypass")
 # Matched where its words stand (`_NETWORK_WORDS`, the typed form after " 0 " or " 7 "):
 # searched for over a text, the pattern cost ~146 µs a KB (measured here).
-_NETWORK_WORDS = ("psksecret", "pre-shared-", "passwd", "community")
+_NETWORK_WORDS = ("psksecret", "pre-shared-", "passwd", "community", "set-key")
 # `aws configure` asking for the secret key; `az storage account keys list` printing keys
 AWS_CONFIGURE = re.compile(
     r"AWS Secret Access Key \[[^\]\n]{0,40}\]:[ \t]*(?P<value>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+])"
@@ -270,8 +283,9 @@ OPEN_URL_SIGNATURE = re.compile(
 # Name/value records. The name is a credential's name as in an assignment (checked with the
 # same words: `credentials.named_value_kind`).
 # The field names may carry a prefix: CloudFormation's `{"ParameterKey": "DBMasterPassword",
-# "ParameterValue": "X"}`, `OptionName` / `OptionValue`, `Name` / `Value`.
-_FIELD_NAME = r"[\"'](?i:[a-z]{0,20}(?:key|name))[\"'][ \t]*:[ \t]*"
+# "ParameterValue": "X"}`, `OptionName` / `OptionValue`, `Name` / `Value`; or be a label or an
+# id (1Password's CLI: `{"id": "password", "label": "password", "value": "X"}`).
+_FIELD_NAME = r"[\"'](?i:[a-z]{0,20}(?:key|name|label|id|field))[\"'][ \t]*:[ \t]*"
 JSON_RECORD = re.compile(
     rf"{_FIELD_NAME}[\"'](?P<name>[A-Za-z0-9_.-]{{1,60}})[\"'][ \t]*,[ \t]*\r?\n?[ \t]*"
     r"[\"'](?i:[a-z]{0,20}value)[\"'][ \t]*:[ \t]*(?P<quote>[\"'])(?P<value>[^\s\"']{4,200})"
@@ -365,7 +379,10 @@ _OPEN_FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
         OPEN_ORACLE_LOGIN,
     ),
     (("sig", "Signature"), OPEN_URL_SIGNATURE),
-    (("key", "name", "Key", "Name"), OPEN_JSON_RECORD),
+    (
+        ("key", "name", "Key", "Name", "label", "Label", "id", "Id", "ID", "field", "Field"),
+        OPEN_JSON_RECORD,
+    ),
     (("name:", "Name:", "ParameterKey:"), OPEN_YAML_RECORD),
     (("{",), OPEN_JSON_VALUE_OBJECT),
     (("<",), OPEN_XML_ELEMENT),

@@ -77,6 +77,9 @@ _KEY_WORDS_BEFORE = KEY_QUALIFIERS | {
     "device", "consumer", "partner", "merchant", "terminal", "gateway", "sdk", "live", "prod",
     "production", "your", "our", "personal", "team", "org", "organization", "unseal", "cluster",
     "node", "agent", "tenant", "instance", "workspace", "bootstrap",
+    # symmetric and one-time-code keys: Airflow's `fernet_key`, `aes_key`, a TOTP key
+    "fernet", "aes", "cipher", "symmetric", "jwt", "totp", "otp", "mfa", "crypt", "crypto",
+    "decryption", "wrapping", "kek", "dek",
 }  # fmt: skip
 # A run-together name ending in a credential word after a qualifier: apikey, privatekey,
 # accesstoken, clientsecret (never "monkey", "turkey": the part before must be a qualifier).
@@ -112,6 +115,12 @@ _NAME_CHARS = re.compile(r"[\w .-]+")  # matched on the reversed text before a v
 # A value wrapped in a conversion or a call: `NAME = bytes.fromhex(`, `NAME = []byte(`,
 # `NAME: SecretStr(`; the label is NAME.
 _WRAPPED = re.compile(r"(?P<name>[\w.]+)[\"'\]]?[ \t]*(?::=|=|:)[ \t]*[\w.\[\]]+\Z")
+# A name and the values of its list before the one being labelled: `NAME=v1,v2` (the last
+# value's base64 padding already stripped with the separators).
+_LISTED = re.compile(
+    rf"(?P<name>[A-Za-z][\w.-]*)[ \t]*[:=][ \t]*[\"']?(?:[{_RUN_CHARS}]+[\"']?[ \t]*,[ \t]*[\"']?)*"
+    rf"[{_RUN_CHARS}]+\Z"
+)
 _ASIDE = re.compile(r"[ \t]*\([^()]{0,60}\)\Z")  # a label's closing aside, "(...)"
 # A shell prompt opening a command line: `$ `, `# `, `user@host:~$ `, `PS C:\> `, `> `.
 _PROMPT = re.compile(r"[ \t]*(?:[\w.@-]+(?::[^\s$#>]*)?[ \t]?)?(?:[$#%]|PS [^>\n]{0,80}>)[ \t]+\S")
@@ -259,6 +268,10 @@ def _label_kind(text: str, low: str, start: int, end: int) -> str | None:
         return None
     label = before.rstrip(_SEPARATORS + "-")
     between = before[len(label) :]
+    if "," in between:  # a list's next value (`APP_KEYS=k1==,k2==`): the list's name labels it
+        listed = _LISTED.search(label)
+        if listed is not None:
+            label = listed.group("name")
     if "(" in between:
         if not any(map(between.__contains__, "\"'`")):
             return None  # a name passed to a call, `embed_tokens(ScaledWordEmbedding)`: code

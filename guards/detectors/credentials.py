@@ -191,10 +191,13 @@ NAMED_SECRET = re.compile(
 # value may hold "," and ";", as a bare one may not).
 # ... and a name followed by blanks only: its "=" may come next (`db_password       = "X"`,
 # aligned assignments: the name left with the blanks, and the value after it was read without
-# it; found by a new writer's probe, r14's train half)
+# it; found by a new writer's probe, r14's train half); a quoted value just closed is held for
+# the character after it: after a comma-pair's name (`"password", "label": ...`) a ":" makes it
+# a key, not the value (r15's read half: a 1Password CLI record masked its keys and kept the
+# value, one character per chunk)
 OPEN_NAMED_SECRET = re.compile(
     rf"{_NAME}(?:{_ASSIGN}"
-    r"(?:[\"'`][^\s\"'`]{0,200}|[^\s\"'`,;]{0,200}|(?<=[=\s])\{(?:[^{}\n]|\}\}){0,200}\}?)"
+    r"(?:[\"'`][^\s\"'`]{0,200}[\"'`]?|[^\s\"'`,;]{0,200}|(?<=[=\s])\{(?:[^{}\n]|\}\}){0,200}\}?)"
     r"|[\"'\]]{0,2}[ \t]{1,24})\Z"
 )
 _IDENTIFIER_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
@@ -228,7 +231,10 @@ _MATCH_REACH = 300  # from the word to the end of a 200-character value
 # like a password (a letter with a digit or a symbol; "password manager", "password reset-link"
 # are words).
 _PROSE_WORD = (
-    r"(?i:\b(?:password|passwd|passphrase|passwort|kennwort|contrase[ñn]a|senha|wachtwoord"
+    # German and Dutch compounds end in the word ("Einmalpasswort", "Startkennwort",
+    # "toegangswachtwoord")
+    r"(?i:(?<=[a-zäöüß])(?:passwort|kennwort|wachtwoord)"
+    r"|\b(?:password|passwd|passphrase|passwort|kennwort|contrase[ñn]a|senha|wachtwoord"
     r"|mot de passe|pw|lösenord(?:et)?|passord(?:et)?|adgangskode(?:n)?|salasana|hasło|heslo"
     r"|jelszó|şifre|пароль|clave|κωδικός(?: πρόσβασης)?|συνθηματικό|mật khẩu"
     r"|pre-?shared key|parola|parolă|ה?סיסמ[הא]|كلمة (?:المرور|السر)|पासवर्ड))"

@@ -235,10 +235,21 @@ def _in_phone_column(text: str, start: int, end: int) -> bool:
 
 
 def _not_a_phone(text: str, start: int, value: str) -> bool:
-    """One digit repeated ("(555) 555-5555", "0000 0000 00": placeholders), or the tail of a
-    code that letters and a hyphen open ("model HX-415-5550")."""
+    """One digit repeated ("(555) 555-5555", "0000 0000 00": placeholders), the tail of a
+    code that letters and a hyphen open ("model HX-415-5550"), or a host name's label
+    (`ec2-34-250-11-87.eu-west-1.compute.amazonaws.com`: an address spelled with hyphens)."""
     digits = {c for c in value if c.isdigit()}
-    return len(digits) == 1 or (start >= 2 and text[start - 1] == "-" and text[start - 2].isalpha())
+    if len(digits) == 1:
+        return True
+    if start < 2 or text[start - 1] != "-":
+        return False
+    before = text[start - 2]
+    return before.isalpha() or (
+        before.isalnum() and _HOST_GOES_ON.match(text, start + len(value)) is not None
+    )
+
+
+_HOST_GOES_ON = re.compile(r"\.[A-Za-z]")
 
 
 def _named_as_identifier(text: str, start: int, value: str) -> bool:

@@ -22,12 +22,18 @@ from guards.verdict import Finding
 # or "-"), so re skips to candidate characters in C: same matches, 3-5x faster.
 # Letters of any script (zoë@kaffeehaus-zoe.de, info@bäckerei-schmitt.de) and the at-sign as
 # pages and tools encode it: %40 in a URL, &#64; in HTML source, the full-width at-sign (U+FF20)
-# of a PDF. A user@host followed by ":path" is an SSH/SCP remote (git@github.com:org/repo.git),
-# not a mailbox.
+# of a PDF. A user@host followed by ":path" (a "/" or "~" in it) is an SSH/SCP remote
+# (git@github.com:org/repo.git), by ":port" a URL's password and host, by "::module" rsync's:
+# no mailbox. Followed by ":" and anything else - a password scheme, a crypt hash, empty fields,
+# a password - it is one: a passwd-file's or a credentials file's login
+# (`jo@shop.example:{SHA512-CRYPT}$6$...`, `smtp.example:jo@shop.example:Pa55word`). A domain is
+# never cut short where a hyphen or a label goes on (once `nas.familie` of
+# `backup@nas.familie-ortiz.es::fotos`, and the `pass@db.svc` of `pass@db.svc.cluster:5432`).
 AT_SIGNS = ("@", "%40", "\uff20", "&#64;", "&#x40;")
 EMAIL = re.compile(
     r"(?<![\w.+-])[\w.%+-]{1,64}(?:@|%40|\uff20|&#64;|&#x40;)[^\W_](?:[\w-]*[^\W_])?"
-    r"(?:\.[\w-]+)*\.[^\W\d_]{2,24}\b(?!:\S)"
+    r"(?:\.[\w-]+)*\.[^\W\d_]{2,24}\b"
+    r"(?![-.][^\W_]|:(?![{$])(?:[^\s:]*[/~]|\d{1,5}(?![\w-]))|::[^\s:])"
 )
 # An apostrophe between letters belongs to the local part (o'brien.sean@kilkennycrafts.ie):
 # read backwards from where EMAIL's match starts (an alternation in EMAIL cost ~70 % more).
@@ -427,11 +433,25 @@ def _never(_: str) -> bool:
     return False
 
 
+# An address followed by ":" is one or not by what follows up to the next blank (a path, a port
+# or rsync's module say it is not: EMAIL's lookahead), so a stream holds that run, from the
+# address on, until a blank ends it.
+_AT_COLON_TAIL = re.compile(r"[^\s@]{0,64}@[^\s@]*:[^\s]*\Z")
+_AT_COLON_REACH = 320
+
+
 def _email_hold(text: str) -> int:
     start = trailing_run_start(text, EMAIL_CHARS, str.isalnum)
     at = text.rfind("@", start)
     # The local part is at most 64 characters and ends at the match's "@" (the domain has none).
-    return len(text) - max(start, (at if at >= 0 else len(text)) - LOCAL_PART_MAX)
+    hold = len(text) - max(start, (at if at >= 0 else len(text)) - LOCAL_PART_MAX)
+    reach = max(len(text) - _AT_COLON_REACH, 0)
+    last_at = text.rfind("@", reach)
+    if last_at >= 0 and ":" in text[last_at:]:
+        m = _AT_COLON_TAIL.search(text, max(reach, last_at - LOCAL_PART_MAX - 1))
+        if m is not None:
+            hold = max(hold, len(text) - m.start())
+    return hold
 
 
 def _number_hold(text: str) -> int:

@@ -9,6 +9,7 @@ one character per chunk, which splits at every position at once) and with genera
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
 from collections.abc import Sequence
@@ -325,6 +326,19 @@ PIECES = [
             "admin / Kop13r-2eVerd! for the panel",
             "初期パスワード：Yk7#pQ2m@Lz",  # noqa: RUF001
             "set passwd HelpD3sk.Rotterdam",
+            # forms of r15's read half: a Redis ACL file, clients' -p / -P, a password after its
+            # scheme, Junos' community, a Cisco WLAN's PSK, keys named for a cipher, a list
+            "user cache_writer on >Gr4nite-Harbor-17 ~cache:* +@write",
+            "cqlsh 10.33.7.14 9042 -u cass_admin -p 'Brückenbau#2026'",
+            "mcrcon -H 51.77.140.212 -P 25575 -p 'creeper_aww_man!' list",
+            "mosquitto_pub -h broker -p 8883 -u dev -P Fj3kd!92x -t a/b",
+            "orders@copperleaf.shop:{PLAIN}Kumquat&Cinnamon3::::",
+            "set snmp community n0c-m0nitor-88 authorization read-only",
+            " security wpa psk set-key ascii 0 Welcome2Copperleaf!",
+            "fernet_key = K-pPCjL5SDcy2KvDaQC0ox7R453DYBj3EykYmB9WddU=",
+            "APP_KEYS=uUWJtWuAHoQRWzP4sUzO6j==,OFZEwfIMpD9dnUu2wMCbnB==",
+            "Das neue Einmalpasswort lautet Kf7-wq2-Zm9. Bitte ändern",
+            "smtp://alerts@corp.example:Sm7p-Pass!x@smtp.corp.example:587/",
             # an AWS pair, SQL, names run together, an address's login, "#" in a DSN, curl on
             # two lines
             "AKIAXRP5JMQKCWDTC4GV and its secret 9GafXL6Ffkzd875aLaaZTm4QvZUPPeXFHv6Jvb3M ok",
@@ -630,6 +644,7 @@ PROBES = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "guards"
         ("pii_probe_r6.jsonl", "all"),
         ("pii_secrets_probe_r7.jsonl", "train"),  # its held-out half is never read
         ("pii_secrets_probe_r14.jsonl", "train"),  # likewise
+        ("pii_secrets_probe_r15.jsonl", "read"),  # the half its card's hash gives 1: read
     ],
 )
 async def test_every_pii_probe_row_streams_as_the_whole_text_is_masked(
@@ -640,7 +655,12 @@ async def test_every_pii_probe_row_streams_as_the_whole_text_is_masked(
     connection strings full of credentials), one character per chunk: what a client receives
     equals the whole-text masking, so no value is ever released in part."""
     lines = (PROBES / probe).read_text(encoding="utf-8").splitlines()
-    for row in rows_in([json.loads(line) for line in lines], split):
+    rows = [json.loads(line) for line in lines]
+    if split == "read":  # r15's card splits by sha256(id) % 2; half 1 was read, 0 never is
+        chosen = [r for r in rows if int(hashlib.sha256(r["id"].encode()).hexdigest(), 16) % 2]
+    else:
+        chosen = rows_in(rows, split)
+    for row in chosen:
         text = row["text"]
         released, blocked, _ = await stream(list(text))
         assert not blocked and released == await unary(text), row["id"]
