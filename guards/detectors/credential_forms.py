@@ -279,6 +279,13 @@ URL_SIGNATURE = re.compile(
 OPEN_URL_SIGNATURE = re.compile(
     r"[?&](?:sig|X-Amz-Signature|X-Goog-Signature)(?:=[A-Za-z0-9%+/=_-]{0,600})?\Z"
 )
+# An API's key in a URL's query, `?key=` alone (Steam's Web API, Google's, many REST APIs),
+# when the value looks random (`key_like`: an object's key, `?key=uploads/a.png`, does not)
+URL_QUERY_KEY = re.compile(r"[?&](?:key|Key|KEY)=(?P<value>[A-Za-z0-9_~.-]{16,200})(?![\w%+/=])")
+OPEN_URL_QUERY_KEY = re.compile(r"[?&](?:key|Key|KEY)(?:=[A-Za-z0-9_~.-]{0,200})?\Z")
+# A conda channel's token in its path (anaconda.org's and private channels' `/t/<token>/`)
+CONDA_TOKEN = re.compile(r"://[^/\s]*conda[^/\s]*/t/(?P<value>[A-Za-z0-9_-]{16,200})(?=/)")
+OPEN_CONDA_TOKEN = re.compile(r"://[^/\s]*conda[^/\s]*(?:/t(?:/[A-Za-z0-9_-]{0,200})?)?\Z")
 
 # Name/value records. The name is a credential's name as in an assignment (checked with the
 # same words: `credentials.named_value_kind`).
@@ -379,6 +386,8 @@ _OPEN_FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
         OPEN_ORACLE_LOGIN,
     ),
     (("sig", "Signature"), OPEN_URL_SIGNATURE),
+    (("?key", "&key", "?Key", "&Key", "?KEY", "&KEY"), OPEN_URL_QUERY_KEY),
+    (("conda",), OPEN_CONDA_TOKEN),
     (
         ("key", "name", "Key", "Name", "label", "Label", "id", "Id", "ID", "field", "Field"),
         OPEN_JSON_RECORD,
@@ -480,6 +489,18 @@ def find_forms(text: str, low: str, present: list[str]) -> list[Finding]:
                 found.append(Finding("PASSWORD", *m.span("value")))
     if "sig=" in text or "Signature=" in text:
         found.extend(Finding("CREDENTIAL", *m.span("value")) for m in URL_SIGNATURE.finditer(text))
+    if "conda" in low and "/t/" in text:
+        found.extend(
+            Finding("CREDENTIAL", *m.span("value"))
+            for m in CONDA_TOKEN.finditer(text)
+            if key_like(m.group("value"))
+        )
+    if "key=" in low:
+        found.extend(
+            Finding("CREDENTIAL", *m.span("value"))
+            for m in URL_QUERY_KEY.finditer(text)
+            if key_like(m.group("value")) and not is_placeholder(m.group("value"))
+        )
     if "WIFI:" in text:
         found.extend(
             Finding("PASSWORD", *m.span("value"))

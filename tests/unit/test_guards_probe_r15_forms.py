@@ -154,3 +154,27 @@ def test_an_address_spelled_with_hyphens_in_a_host_name_is_no_phone(
     URL (r12's rows, whose every finding is compared before and after a change)."""
     phones = [text[f.start : f.end] for f in PiiDetector().find(text) if f.type == "PHONE_NUMBER"]
     assert phones == found
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        (
+            "curl 'https://api.steampowered.com/ISteamUser/GetPlayerSummaries/v2/"
+            "?key=8a835754e05beae71de35957a68c99d3&steamids=76561198044219873'",
+            ["8a835754e05beae71de35957a68c99d3"],
+        ),
+        (
+            "channels:\n  - https://conda.halvorsen-lab.org/t/8i8hn2x825hXT22Y2FV9tn4ymJYCV6Fr/internal",
+            ["8i8hn2x825hXT22Y2FV9tn4ymJYCV6Fr"],
+        ),
+        # an object's key, a placeholder, a short key, a forum topic, a public channel
+        ("https://s3.example.com/bucket?key=uploads/2024/a.png", []),
+        ("https://maps.example.com/api?key=YOUR_API_KEY", []),
+        ("GET /api/items?key=abc&limit=10", []),
+        ("https://discourse.example.org/t/how-to-install-conda-envs/1234", []),
+        ("https://conda.anaconda.org/conda-forge/linux-64/", []),
+    ],
+)
+def test_an_api_key_in_a_url_query_or_a_conda_channel_path(text: str, found: list[str]) -> None:
+    assert [value for _, value in secrets(text)] == found

@@ -339,6 +339,8 @@ PIECES = [
             "APP_KEYS=uUWJtWuAHoQRWzP4sUzO6j==,OFZEwfIMpD9dnUu2wMCbnB==",
             "Das neue Einmalpasswort lautet Kf7-wq2-Zm9. Bitte ändern",
             "smtp://alerts@corp.example:Sm7p-Pass!x@smtp.corp.example:587/",
+            "GET /v2/?key=8a835754e05beae71de35957a68c99d3&steamids=7656119",
+            "https://conda.halvorsen-lab.org/t/8i8hn2x825hXT22Y2FV9tn4ymJYCV6Fr/internal",
             # an AWS pair, SQL, names run together, an address's login, "#" in a DSN, curl on
             # two lines
             "AKIAXRP5JMQKCWDTC4GV and its secret 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 ok",
