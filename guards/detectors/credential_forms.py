@@ -489,18 +489,12 @@ def find_forms(text: str, low: str, present: list[str]) -> list[Finding]:
                 found.append(Finding("PASSWORD", *m.span("value")))
     if "sig=" in text or "Signature=" in text:
         found.extend(Finding("CREDENTIAL", *m.span("value")) for m in URL_SIGNATURE.finditer(text))
-    if "conda" in low and "/t/" in text:
-        found.extend(
-            Finding("CREDENTIAL", *m.span("value"))
-            for m in CONDA_TOKEN.finditer(text)
-            if key_like(m.group("value"))
-        )
-    if "key=" in low:
-        found.extend(
-            Finding("CREDENTIAL", *m.span("value"))
-            for m in URL_QUERY_KEY.finditer(text)
-            if key_like(m.group("value")) and not is_placeholder(m.group("value"))
-        )
+    for key_pattern, gate in (
+        (CONDA_TOKEN, "conda" in low and "/t/" in text),
+        (URL_QUERY_KEY, "key=" in low),
+    ):
+        if gate:
+            found.extend(_random_values(key_pattern, text))
     if "WIFI:" in text:
         found.extend(
             Finding("PASSWORD", *m.span("value"))
@@ -562,6 +556,15 @@ def _matches_at(
                     break
             j = low.find(word, j + 1)
     return [matches[k] for k in sorted(matches)]
+
+
+def _random_values(pattern: re.Pattern[str], text: str) -> list[Finding]:
+    """`pattern`'s values that look like random keys (no word, path or placeholder)."""
+    return [
+        Finding("CREDENTIAL", *m.span("value"))
+        for m in pattern.finditer(text)
+        if key_like(m.group("value")) and not is_placeholder(m.group("value"))
+    ]
 
 
 def _url_password(value: str) -> bool:
