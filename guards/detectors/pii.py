@@ -88,9 +88,14 @@ IPV4 = re.compile(rf"\d(?<![\d.].)\d{{0,2}}{_DOT}(?:\d{{1,3}}{_DOT}){{2}}\d{{1,3
 # A dotted quad named as a version ("version 2.10.3.4", "v10.0.0.1", "build 6.1.7601.1" has a
 # part over 255 anyway) is not an address, nor is the next one of a range ("... to 2.11.0.1"):
 # both were redacted as IP_ADDRESS in ordinary upgrade questions.
+# Also in other languages ("versión", "バージョンは", "版本是", "버전은", "версия") and for the
+# software that carries one ("bootloader is 2.14.0.1", "kernel 5.15.0.91").
 VERSION_CUE = re.compile(
-    r"(?:\b(?:version|ver|build|release|rev|revision|firmware|fw)\.?(?:\s*(?:no\.?|number|:))?"
-    r"(?:\s+(?:is|was|now))?\s*"
+    r"(?:\b(?:version|ver|build|release|rev|revision|firmware|fw|bootloader|bios|kernel|patch"
+    r"|sdk|versi[oó]n|vers[aã]o|versione|wersja|verze|verzi[oó]|s[uü]r[uü]m|versiyon|версия"
+    r"|версії|версія)\.?(?:\s*(?:no\.?|number|:))?"
+    r"(?:\s+(?:is|was|now|ist|est|es|é|è|je|jest|är|er|on))?\s*"
+    r"|(?:バージョン|版本|버전)\s*(?:は|是|为|為|은|는|:|\uff1a)?\s*"
     r"|\bv\s?)$",
     re.IGNORECASE,
 )

@@ -178,3 +178,21 @@ def test_an_address_spelled_with_hyphens_in_a_host_name_is_no_phone(
 )
 def test_an_api_key_in_a_url_query_or_a_conda_channel_path(text: str, found: list[str]) -> None:
     assert [value for _, value in secrets(text)] == found
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("Also our firmware is 7.16.2.3 and the bootloader is 2.14.0.1 if that matters", []),
+        ("バージョンは 3.12.0.118 です。", []),
+        ("La versión 10.2.0.4 falla al arrancar", []),
+        ("ho aggiornato l'app alla versione 3.14.2.8 ieri", []),
+        ("kernel 5.15.0.91 on host 10.0.4.7", ["10.0.4.7"]),
+        ("server 10.2.0.4 is down since the patch", ["10.2.0.4"]),
+    ],
+)
+def test_a_dotted_quad_named_as_a_version_in_any_language_is_no_address(
+    text: str, found: list[str]
+) -> None:
+    ips = [text[f.start : f.end] for f in PiiDetector().find(text) if f.type == "IP_ADDRESS"]
+    assert ips == found
