@@ -21,6 +21,7 @@ would flood the trace. Outside a recorded trace nothing is recorded at all.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import time
@@ -82,13 +83,8 @@ def _call(built: BuiltGuard, check: Check) -> Verdict:
 
 
 def _hook(built: BuiltGuard, check: Check) -> Callable[[], Verdict]:
-    guard = built.guard
-    if isinstance(check, InputCheck):
-        seen = check.view(built.roles)  # only the turns this guard reads
-        return lambda: guard.check_input(seen)
-    if isinstance(check, OutputChunkCheck):
-        return lambda: guard.check_output_chunk(check)
-    return lambda: guard.check_output_final(check)
+    """`_call` for a worker thread to run."""
+    return functools.partial(_call, built, check)
 
 
 def timeout_ms(built: BuiltGuard) -> int:

@@ -290,9 +290,10 @@ OPEN_CONDA_TOKEN = re.compile(r"://[^/\s]*conda[^/\s]*(?:/t(?:/[A-Za-z0-9_-]{0,2
 # Name/value records. The name is a credential's name as in an assignment (checked with the
 # same words: `credentials.named_value_kind`).
 # The field names may carry a prefix: CloudFormation's `{"ParameterKey": "DBMasterPassword",
-# "ParameterValue": "X"}`, `OptionName` / `OptionValue`, `Name` / `Value`; or be a label or an
-# id (1Password's CLI: `{"id": "password", "label": "password", "value": "X"}`).
-_FIELD_NAME = r"[\"'](?i:[a-z]{0,20}(?:key|name|label|id|field))[\"'][ \t]*:[ \t]*"
+# "ParameterValue": "X"}`, `OptionName` / `OptionValue`, `Name` / `Value`; or be a label or a
+# field (1Password's CLI: `{"id": "password", "label": "password", "value": "X"}`). Not "id":
+# a stream holds every object from its name field on, and LLM output is full of "id" fields.
+_FIELD_NAME = r"[\"'](?i:[a-z]{0,20}(?:key|name|label|field))[\"'][ \t]*:[ \t]*"
 JSON_RECORD = re.compile(
     rf"{_FIELD_NAME}[\"'](?P<name>[A-Za-z0-9_.-]{{1,60}})[\"'][ \t]*,[ \t]*\r?\n?[ \t]*"
     r"[\"'](?i:[a-z]{0,20}value)[\"'][ \t]*:[ \t]*(?P<quote>[\"'])(?P<value>[^\s\"']{4,200})"
@@ -389,7 +390,7 @@ _OPEN_FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
     (("?key", "&key", "?Key", "&Key", "?KEY", "&KEY"), OPEN_URL_QUERY_KEY),
     (("conda",), OPEN_CONDA_TOKEN),
     (
-        ("key", "name", "Key", "Name", "label", "Label", "id", "Id", "ID", "field", "Field"),
+        ("key", "name", "Key", "Name", "label", "Label", "field", "Field"),
         OPEN_JSON_RECORD,
     ),
     (("name:", "Name:", "ParameterKey:"), OPEN_YAML_RECORD),
