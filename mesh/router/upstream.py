@@ -22,7 +22,12 @@ A busy node is not a frozen one: a probe that times out while a call to the same
 reply or an event leaves the node's health as it was and counts no miss. Without this, a node
 whose event loop lagged past the probe timeout under load (32 streams at once on CI's two cores)
 was marked down while it was streaming, and with both nodes so marked the router refused every
-request UNAVAILABLE for a probe interval.
+request UNAVAILABLE for a probe interval. Nor is one late probe a frozen node: the host of the
+nodes (or of the router) can stall a second and more with no call in flight to vouch for them
+(CI saw 1.8 s with 32 callers abandoning streams on two cores: both nodes went down at once and a
+request was refused). So a late probe takes a node out of the table only when it is the
+FROZEN_AFTER_MISSES-th in a row, together with the give-up above; a refused connection or any
+other probe error takes it out at once, as a failed call does.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from mesh.v1 import inference_pb2, inference_pb2_grpc
 log = logging.getLogger(__name__)
 
 ProbeListener = Callable[[Catalog], None]
-FROZEN_AFTER_MISSES = 2  # probe timeouts in a row before a node's uncommitted calls are given up
+FROZEN_AFTER_MISSES = 2  # probe timeouts in a row before a node is out and its calls given up
 # How long calls on a channel replaced by rotated credentials may still run (a long stream).
 RETIRE_GRACE_S = 3600.0
 
@@ -177,13 +182,16 @@ class UpstreamPool:
                 log.debug("upstream %s probe late while it answers calls", entry.node_id)
                 self._misses.pop(entry.node_id, None)
                 return entry.healthy
+            if late:  # connected, silent: frozen, or a stalled host?
+                misses = self._misses[entry.node_id] = self._misses.get(entry.node_id, 0) + 1
+                if misses < FROZEN_AFTER_MISSES:
+                    log.info("upstream %s probe late (%d in a row)", entry.node_id, misses)
+                    return entry.healthy
             if entry.healthy:
                 log.warning("upstream %s probe failed: %s", entry.node_id, err.code().name)
             self.catalog.set_health(entry.node_id, False)
-            if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:  # connected, silent: frozen?
-                misses = self._misses[entry.node_id] = self._misses.get(entry.node_id, 0) + 1
-                if misses >= FROZEN_AFTER_MISSES:
-                    self._give_up(entry.node_id)
+            if late:
+                self._give_up(entry.node_id)
             return False
         self._misses.pop(entry.node_id, None)
         if entry.static or not entry.cards:
