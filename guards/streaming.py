@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from guards.chain import GuardChain
 from guards.detectors.credential_codes import code_block_start
 from guards.detectors.credential_columns import header_above
+from guards.detectors.credential_contexts import context_reach
 from guards.detectors.credential_labels import LABEL_REACH, may_need_label
 from guards.detectors.phone import CUE_LOOKBEHIND_CHARS
 from guards.detectors.pii import may_need_cue
@@ -195,8 +196,10 @@ class StreamGuard:
         digit in a table's row is read with the table's lines above it, back to its header,
         and so is any window in a row under a credential column's header. A window holding a
         run as long as a key is read with its line and the lines above it within LABEL_REACH,
-        where a label naming the key may stand (credential_labels.py), and a window in a list
-        of backup codes with the lines back to the list's heading (credential_codes.py)."""
+        where a label naming the key may stand (credential_labels.py), a window in a list
+        of backup codes with the lines back to the list's heading (credential_codes.py), and a
+        window whose line holds a `key`, a hex run or " one" with the lines where its evidence
+        may stand (credential_contexts.py)."""
         tail = self._released_tail
         cue = may_need_cue(self._window)
         i = max(len(tail) - _LOOKBEHIND, 0) if cue else len(tail)
@@ -211,6 +214,12 @@ class StreamGuard:
         codes = code_block_start(tail[: tail.rfind("\n") + 1])  # a list of backup codes
         if codes is not None:
             start = min(start, codes)
+        # a block's name, a PSK's cue (credential_contexts): the window's line decides, as the
+        # form's value may be all that is held of it
+        reach = context_reach(tail[tail.rfind("\n") + 1 :] + self._window)
+        if reach:
+            floor = max(len(tail) - reach, 0)
+            start = min(start, tail.rfind("\n", 0, floor) + 1 if floor else 0)
         if may_need_label(self._window):
             # a key's label: on its line, or on the lines above within LABEL_REACH
             line = tail.rfind("\n") + 1

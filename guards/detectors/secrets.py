@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from guards.detectors.credential_calls import find_calls, open_call_start
 from guards.detectors.credential_codes import find_codes, open_code_start
 from guards.detectors.credential_columns import find_columns, open_column_start
+from guards.detectors.credential_contexts import find_contexts, open_context_start
 from guards.detectors.credential_forms import find_forms, open_form_start
 from guards.detectors.credential_labels import find_labelled
 from guards.detectors.credentials import (
@@ -274,6 +275,7 @@ class SecretsDetector:
                 + find_columns(text, low, present)
                 + find_labelled(text, low, present)
                 + find_codes(text, low)
+                + find_contexts(text, low)
             ):
                 if f.type not in self._named:
                     continue
@@ -339,6 +341,7 @@ class SecretsDetector:
                 open_call_start(text),
                 open_column_start(text),
                 open_code_start(text),
+                open_context_start(text),
                 _escaped_open_start(text),
             ):
                 if named is not None:

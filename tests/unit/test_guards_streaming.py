@@ -397,6 +397,15 @@ PIECES = [
             # backup codes under their heading (credential_codes.py)
             "here are the backup codes:\nq7978-nw2am  8psr0-zcb52\n3dlje-9o884  df46p-iqn4j",
             "Recovery codes:\n\n- 1234 5678\n- 9012 3456",
+            # a value named by its context (credential_contexts.py)
+            "'crypt' => ['key' => 'a3f09c1e77b24d58e6c0b19f2d4a7e31'],",
+            "radius server ISE2\n address ipv4 10.9.0.4 auth-port 1812\n key Rad!us#Sh4red-9",
+            "TLSPSKFile=/etc/zabbix/web.psk; the file holds:\n\n"
+            "9f2c41e07b3d58a6c1e0f4b27d9a83c5e6f1027b4d8c9a3e5f60b71c2d4e8a9f",
+            "the VPN password changed, the old one was Wint3r;Gate!",
+            "my app password is Zk4q R7mW p2Lx 9vTb Qe3N h8Jd for the REST API",
+            'with MPRester("Qm3xv7Lp2Nw9Rt4Ks8Zd1Hc6Jb5") as mpr:',
+            "client_send = : relay-user : Cedar#Ridge;88",
         ]
     ),
 ]

@@ -1,0 +1,268 @@
+"""Credentials whose name is not beside them but in their context:
+
+- a `key` inside a block named for a cipher or a credential (Magento's `'crypt' => ['key' =>
+  'X']`, `"encryption": {"key": "X"}`, YAML's `api:` then `  key: X`), where the value must look
+  like a random key (a bare `key` is everywhere: an object's, a sort's, a cache's);
+- the `key` line of a RADIUS or TACACS+ server block (Cisco IOS-XE: `radius server ISE1` then
+  ` key X`; a type-7 `key 7 X` is reversible, so it counts too);
+- a pre-shared key file's content: a line of 32 hex digits or more after a PSK is named
+  (Zabbix's `TLSPSKFile`, "the .psk file contains:"), unless a digest is named closer to it;
+- a password named earlier and referred to as "the old one was X" / "the new one is X";
+- a WordPress application password, six groups of four random letters and digits
+  (`Xq7R 4mTz Lp9W b2Kd Vn8s Hc3F`: the docs' `abcd EFGH 1234 ijkl MNOP 5678` has no group that
+  mixes, and stays);
+- an API client handed its key by position: `MPRester("X")`, `tweepy.Client("X")`,
+  `SomeApi("X")` (the callee's name says it is a client; the value must look like a key);
+- Exim's `client_send = : user : X` / `^user^X` (the last field of a plaintext login).
+
+Each finding is the value only; placeholders and references are never findings. Streams:
+`open_context_start` says from where a form whose value may hold symbols may still be growing
+(a value of letters and digits only lies in the trailing token run `secrets.py` holds anyway),
+and `context_reach` how much released text before the held window its evidence may need.
+"""
+
+from __future__ import annotations
+
+import re
+
+from guards.detectors.credentials import (
+    is_placeholder,
+    key_like,
+    named_value_kind,
+    password_shaped,
+)
+from guards.verdict import Finding
+
+_SEP = r"(?:=>|:|=)"
+_CIPHER_PARENTS = frozenset(("crypt", "crypto", "cipher", "encrypt", "fernet", "aes"))
+PARENT_KEY = re.compile(
+    rf"(?P<parent>[A-Za-z_][\w-]{{0,40}})[\"']?[ \t]*{_SEP}[ \t]*(?:array[ \t]*\()?[\[{{(]?\s*"
+    rf"[\"']?key[\"']?[ \t]*{_SEP}[ \t]*(?P<quote>[\"']?)(?P<value>[^\s\"',\]}});]{{16,200}})"
+    r"(?P=quote)"
+)
+OPEN_PARENT_KEY = re.compile(rf"[\"']?key[\"']?[ \t]*{_SEP}[ \t]*[\"']?[^\s\"',\]}});]{{0,200}}\Z")
+
+SERVER_BLOCK_KEY = re.compile(
+    r"(?m)^[ \t]*(?:radius|tacacs\+?)[ -]server\b[^\n]*\n(?:[ \t]+[^\n]*\n){0,12}?"
+    r"[ \t]+key[ \t]+(?:[07][ \t]+)?(?P<value>\S{3,200})[ \t]*\r?$"
+)
+OPEN_SERVER_BLOCK_KEY = re.compile(r"(?m)^[ \t]+key(?:[ \t]+\S{0,200})?\Z")
+
+_PSK_CUE = re.compile(r"(?i:psk|pre-?shared[ \t]+key)")
+_DIGEST_CUE = re.compile(r"(?i:sha\d*|md5|digest|checksum|hash|fingerprint|commit)")
+HEX_LINE = re.compile(r"(?m)^[ \t]*(?P<value>[0-9a-fA-F]{32,512})[ \t]*\r?$")
+_PSK_REACH = 300  # the PSK is named within this many characters before its file's line
+_DIGEST_REACH = 80
+
+_PASSWORD_CUE = re.compile(
+    r"(?i:password|passphrase|passwd|\bpwd\b|\bpass\b|\bpin\b|kennwort|passwort|contrase|"
+    r"senha|mot de passe|wachtwoord|hasło|heslo|lösenord|adgangskode|salasana)"
+)
+_QUALIFIER = r"\b(?:old|new|previous|current|former|temporary|temp|default|initial|other|backup)"
+_OPENING_QUOTES = "\"'\u201c\u2018"
+_QUOTES = "\"'\u201c\u201d\u2018\u2019"
+REFERRED = re.compile(
+    rf"(?i:{_QUALIFIER}[ \t]+one[ \t]+(?:is|was|will[ \t]+be|used[ \t]+to[ \t]+be)[ \t]*:?[ \t]+)"
+    rf"(?P<quote>[{_OPENING_QUOTES}]?)(?P<value>[^\s{_QUOTES},;]{{6,64}})"
+)
+# held from the qualifier on: "the old one was" is released word by word before the value
+# otherwise, and the window checked then would not hold the words that make it a form
+OPEN_REFERRED = re.compile(
+    rf"(?i:{_QUALIFIER}(?:[ \t]+(?:on?|one(?:[ \t]+[a-z]{{0,4}}){{0,3}}[ \t]*:?[ \t]*"
+    rf"[{_OPENING_QUOTES}]?\S{{0,64}}))?[ \t]*)\Z"
+)
+_REFERRED_REACH = 300  # the password is named within this many characters before "one"
+_QUALIFIER_HINTS = (
+    "old",
+    "new",
+    "previous",
+    "current",
+    "former",
+    "temp",
+    "default",
+    "initial",
+    "other",
+    "backup",
+)
+
+# a run of six groups of four or more ("looks like Xq7R ..." starts a run a group early)
+APP_PASSWORD_RUN = re.compile(r"(?<![\w-])(?:[A-Za-z0-9]{4} ){5,}[A-Za-z0-9]{4}(?![\w-])")
+_GROUPS = 6
+_MIX_HINT = re.compile(r"[0-9]|[a-z][A-Z]")
+OPEN_APP_PASSWORD = re.compile(r"(?<![\w-])(?:[A-Za-z0-9]{4} ){0,5}[A-Za-z0-9]{0,4}\Z")
+_MIXED_GROUPS = 4  # of six: a digit beside a letter, or both cases past the first letter
+
+_CLIENT = r"(?:(?<![\w.])|(?<=\.))(?:\w{0,40}(?:Client|Rester|API|Api|SDK|Sdk)|OWM|Mixpanel)"
+_ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")  # Twilio's `Client(SID, token)`: an id
+CLIENT_KEY = re.compile(
+    rf"{_CLIENT}[ \t]*\([ \t]*(?P<quote>[\"'])(?P<value>[A-Za-z0-9_.-]{{16,200}})(?P=quote)"
+)
+
+EXIM_SEND = re.compile(
+    r"(?m)^[ \t]*client_send[ \t]*=[ \t]*(?P<sep>[:^])[^\n]*?(?P=sep)[ \t]*"
+    r"(?P<value>[^\s:^][^\n:^]{0,200}?)[ \t]*\r?$"
+)
+OPEN_EXIM_SEND = re.compile(r"(?m)^[ \t]*client_send\b[^\n]{0,220}\Z")
+
+
+def find_contexts(text: str, low: str) -> list[Finding]:
+    """Values these contexts name as credentials (`low` is `text.lower()`)."""
+    found: list[Finding] = []
+    if "key" in low:
+        found.extend(_parent_keys(text))
+        if "server" in low and ("radius" in low or "tacacs" in low):
+            found.extend(
+                Finding("PASSWORD", *m.span("value"))
+                for m in SERVER_BLOCK_KEY.finditer(text)
+                if not is_placeholder(m.group("value"))
+            )
+    if "psk" in low or "shared" in low:
+        found.extend(_psk_lines(text))
+    if " one " in low:
+        found.extend(_referred(text))
+    if text.count(" ") >= 5:
+        for m in APP_PASSWORD_RUN.finditer(text):
+            found.extend(_app_passwords(m.group(), m.start()))
+    if "(" in text:
+        found.extend(
+            Finding("CREDENTIAL", *m.span("value"))
+            for m in CLIENT_KEY.finditer(text)
+            if key_like(m.group("value"))
+            and not is_placeholder(m.group("value"))
+            and not _ACCOUNT_SID.fullmatch(m.group("value"))
+        )
+    if "client_send" in text:
+        found.extend(
+            Finding("PASSWORD", *m.span("value"))
+            for m in EXIM_SEND.finditer(text)
+            if not is_placeholder(m.group("value")) and "$" not in m.group("value")
+        )
+    return found
+
+
+def _parent_keys(text: str) -> list[Finding]:
+    found = []
+    for m in PARENT_KEY.finditer(text):
+        value, parent = m.group("value"), m.group("parent")
+        if not key_like(value) or is_placeholder(value):
+            continue
+        cipher = parent.lower().strip("_-") in _CIPHER_PARENTS
+        if cipher or named_value_kind(f"{parent}_key", value, quoted=True) is not None:
+            found.append(Finding("CREDENTIAL", *m.span("value")))
+    return found
+
+
+def _psk_lines(text: str) -> list[Finding]:
+    found = []
+    for m in HEX_LINE.finditer(text):
+        start = m.start("value")
+        if _PSK_CUE.search(text, max(start - _PSK_REACH, 0), start) is None:
+            continue
+        if _DIGEST_CUE.search(text, max(start - _DIGEST_REACH, 0), start) is not None:
+            continue
+        found.append(Finding("PASSWORD", *m.span("value")))
+    return found
+
+
+def _referred(text: str) -> list[Finding]:
+    found = []
+    for m in REFERRED.finditer(text):
+        cue = _PASSWORD_CUE.search(text, max(m.start() - _REFERRED_REACH, 0), m.start())
+        value = m.group("value").rstrip(".)")
+        if cue is None or not password_shaped(value) or is_placeholder(value):
+            continue
+        start = m.start("value")
+        found.append(Finding("PASSWORD", start, start + len(value)))
+    return found
+
+
+def _mixed(group: str) -> bool:
+    digits = any(c.isdigit() for c in group)
+    letters = any(c.isalpha() for c in group)
+    cases = any(c.isupper() for c in group[1:]) and any(c.islower() for c in group)
+    return (digits and letters) or cases
+
+
+def _app_passwords(run: str, at: int) -> list[Finding]:
+    """The application passwords in a run of four-character groups: six groups of which most
+    mix, moved on past a leading word while the next six mix as much ("like Xq7R 4mTz ...")."""
+    mixed = [_mixed(g) for g in run.split(" ")]
+    found = []
+    j = 0
+    while j + _GROUPS <= len(mixed):
+        score = sum(mixed[j : j + _GROUPS])
+        later = sum(mixed[j + 1 : j + 1 + _GROUPS]) if j + 1 + _GROUPS <= len(mixed) else -1
+        if score < _MIXED_GROUPS or (not mixed[j] and later >= score):
+            j += 1
+        else:
+            start = at + 5 * j
+            found.append(Finding("PASSWORD", start, start + 5 * _GROUPS - 1))
+            j += _GROUPS
+    return found
+
+
+_KEY_OPEN_REACH = 240  # `"key" => "` and a value of up to 200 characters; Exim's line
+_REFERRED_OPEN_REACH = 110  # "previous one used to be: '" and 64 characters
+# Streams: the evidence of a `key` line (a block's name up to 12 lines above) and of a PSK's
+# or a referred password's line (their cue) stands in text already released.
+_KEY_EVIDENCE_REACH = 600
+_CUE_EVIDENCE_REACH = _PSK_REACH
+_HEX_RUN = re.compile(r"[0-9a-fA-F]{32}")
+
+
+def context_reach(line: str) -> int:
+    """How many characters of released text before a stream's held window the forms of this
+    module may need to read (0: none), so the window is checked with its evidence; `line` is
+    the window with the released part of its line in front."""
+    low = line.lower()
+    if "key" in low:
+        return _KEY_EVIDENCE_REACH
+    if " one" in low or (len(line) >= 32 and _HEX_RUN.search(line) is not None):
+        return _CUE_EVIDENCE_REACH
+    return 0
+
+
+def open_context_start(text: str) -> int | None:
+    """Where a form of this module that may still be growing at the end of `text` begins
+    (None: none is); each lies within the last few hundred characters."""
+    starts: list[int] = []
+    at = max(len(text) - _KEY_OPEN_REACH, 0)
+    low = text[at:].lower()
+    if "key" in low:
+        for pattern in (OPEN_PARENT_KEY, OPEN_SERVER_BLOCK_KEY):
+            if pattern is OPEN_SERVER_BLOCK_KEY and "radius" not in text and "tacacs" not in text:
+                continue
+            m = pattern.search(text, at)
+            if m is not None:
+                starts.append(m.start())
+    if "client_send" in low:
+        m = OPEN_EXIM_SEND.search(text, at)
+        if m is not None:
+            starts.append(m.start())
+    at = max(len(text) - _REFERRED_OPEN_REACH, 0)
+    referred = _open_referred(text, at)
+    if referred is not None:
+        starts.append(referred)
+    # six groups of four and their blanks: 29 characters, with a digit or a case change
+    at = max(len(text) - 29, 0)
+    if _MIX_HINT.search(text, at) is not None:
+        m = OPEN_APP_PASSWORD.search(text, at)
+        if m is not None and m.end() > m.start() and any(map(_mixed, m.group().split(" "))):
+            starts.append(m.start())
+    return min(starts) if starts else None
+
+
+def _open_referred(text: str, at: int) -> int | None:
+    """Where "the old one was X" may be growing: matched at each qualifier word from `at` on
+    (a search over the tail tried every position: ~5 µs a chunk)."""
+    low = text[at:].lower()
+    first = None
+    for hint in _QUALIFIER_HINTS:
+        j = low.find(hint)
+        while j != -1:
+            if first is None or at + j < first:
+                m = OPEN_REFERRED.match(text, at + j)
+                if m is not None:
+                    first = at + j
+            j = low.find(hint, j + 1)
+    return first
