@@ -5,7 +5,8 @@
 - PHP's connections: `mysqli_connect("host", "user", "X", "db")`, `new mysqli(...)`,
   `new PDO($dsn, "user", "X")`;
 - PowerShell's `ConvertTo-SecureString "X" -AsPlainText`;
-- a Redis `AUTH [user] X` at a client's prompt;
+- a Redis `AUTH [user] X` at a client's prompt; Apache's `htpasswd -b FILE USER X`; BIND's
+  `nsupdate -y [alg:]name:X` (a TSIG key);
 - strongSwan's ipsec.secrets (`: PSK "X"`, `user : EAP "X"`, XAUTH);
 - a Groovy / Gradle DSL's `password "X"` (a call without parentheses; in prose too: "the
   password 'X'"; a game server's `rcon_password "X"`), where the value must look like a password;
@@ -131,6 +132,20 @@ OPEN_QUOTED_PASSWORD = re.compile(rf"{_QUOTED_NAME}[ \t]+[\"'][^\s\"']{{0,200}}\
 LOGIN_KEY_CALL = re.compile(rf"\.login\([ \t]*(?:key|api_key|token)[ \t]*=[ \t]*{_VALUE}")
 OPEN_LOGIN_KEY_CALL = re.compile(r"\.login\([^\n)]{0,260}\Z")
 
+# Apache's `htpasswd -b [-c ...] FILE USER X` (batch mode takes the password by position;
+# with -n there is no file): the last of the arguments
+HTPASSWD = re.compile(
+    r"\bhtpasswd(?P<flags>(?:[ \t]+-[A-Za-z]+)+)[ \t]+(?:(?P<file>[^\s\"'|;&]+)[ \t]+)?"
+    r"(?P<user>[^\s\"'|;&]+)[ \t]+(?P<quote>[\"']?)(?P<value>[^\s\"']{3,200})(?P=quote)"
+)
+OPEN_HTPASSWD = re.compile(r"\bhtpasswd[ \t]+-[^\n|;&]{0,300}\Z")
+# BIND's tools take a TSIG key on the command line: `nsupdate -y [alg:]name:X`, `dig -y ...`
+TSIG_OPTION = re.compile(
+    r"\b(?:nsupdate|dig)\b[^\n|;&]{0,200}?[ \t]-y[ \t]+(?:hmac-[\w-]+:)?[^\s:]{1,200}:"
+    r"(?P<value>[A-Za-z0-9+/]{16,200}={0,2})"
+)
+OPEN_TSIG_OPTION = re.compile(r"\b(?:nsupdate|dig)\b[^\n|;&]{0,200}?[ \t]-y[^\n|;&]{0,300}\Z")
+
 # (hints one of which the text holds, case as written; the pattern). Each look for a hint costs
 # ~0.7 µs a KB here, so the calls' own spellings are looked for, not a lower-cased text's words.
 _FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
@@ -153,6 +168,8 @@ _OPEN_FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
     (_LOGIN_LABEL_HINTS, OPEN_LABELLED_LOGIN),
     (("IDENTIFIED", "identified", "PASSWORD", "password"), OPEN_SQL_IDENTIFIED),
     ((".login(",), OPEN_LOGIN_KEY_CALL),
+    (("htpasswd",), OPEN_HTPASSWD),
+    ((" -y",), OPEN_TSIG_OPTION),
 )
 
 
@@ -215,11 +232,30 @@ def find_calls(text: str, low: str) -> list[Finding]:
             value = m.group("value")  # bare, it must look like one ("identified by the tag")
             if (m.group("quote") or password_shaped(value)) and _secret(value):
                 found.append(Finding("PASSWORD", *m.span("value")))
+    if "htpasswd" in text:
+        found.extend(_htpasswd(text))
+    if " -y" in text and ("nsupdate" in text or "dig" in text):
+        found.extend(
+            Finding("PASSWORD", *m.span("value"))
+            for m in TSIG_OPTION.finditer(text)
+            if key_like(m.group("value"))
+        )
     if "passw" in low:
         for m in QUOTED_PASSWORD.finditer(text):
             value = m.group("value")
             if password_shaped(value) and _secret(value):
                 found.append(Finding("PASSWORD", *m.span("value")))
+    return found
+
+
+def _htpasswd(text: str) -> list[Finding]:
+    found = []
+    for m in HTPASSWD.finditer(text):
+        flags = m.group("flags")
+        if "b" not in flags or ("n" in flags) != (m.group("file") is None):
+            continue  # not batch mode (htpasswd asks), or the arguments do not add up
+        if _secret(m.group("value")):
+            found.append(Finding("PASSWORD", *m.span("value")))
     return found
 
 

@@ -8,7 +8,8 @@ command-line options, URLs, and name/value records.
 - URLs: `scheme://user:X@host` with the symbols detect-secrets' basic-auth pattern stops at
   (`!`, `$`, `&`, `*`, ...) or with no user (`redis://:X@host`), Oracle's thin form
   `jdbc:oracle:thin:user/X@host`, and signed URLs' signatures (`sig=`, `X-Amz-Signature=`).
-- A .pgpass line: `host:port:database:user:X`.
+- A .pgpass line: `host:port:database:user:X`; a passphrase, a quoted value with blanks under a
+  password's name.
 - Records that carry the name in one field and the value in another: JSON (`{"key": "apiKey",
   "value": "X"}`, a HAR or Postman export; `{"name": "DB_PASSWORD", "value": "X"}`, an ECS task
   or a Kubernetes env entry as JSON) and YAML (`- name: AWS_SECRET_ACCESS_KEY` then
@@ -328,9 +329,10 @@ XML_RECORD = re.compile(
     r"(?P<name>[A-Za-z0-9_.:-]{1,60})[\"'][^<>]{0,200}?\bvalue[ \t]*=[ \t]*"
     r"(?P<quote>[\"'])(?P<value>[^\s\"'<>]{4,200})(?P=quote)"
 )
-OPEN_XML_RECORD = re.compile(
-    r"<[A-Za-z][\w:.-]{0,40}[ \t\n][^<>]{0,200}?\b(?:key|name)[ \t]*=[^<>]{0,420}\Z"
-)
+# held from its "<" while the element is open: its `name="password"` arrives in pieces, and a
+# stream that released `<param ` before "name" came never saw the element again (r16's read
+# half, one character per chunk: `value="Ridge!` left before its value ended)
+OPEN_XML_RECORD = re.compile(r"<[A-Za-z][\w:.-]{0,40}(?:[ \t\n][^<>]{0,420})?\Z")
 _RECORD_HINT = "value"
 
 # A Wi-Fi network as a QR code holds it (`WIFI:T:WPA;S:Guest;P:X;;`; "\;" escapes a ";").
@@ -357,12 +359,31 @@ OPEN_BARE_KEY_LINE = re.compile(r"(?m)^[ \t]*key[ \t]*=[ \t]*[^\s\"'#;]{0,200}\Z
 # Splunk's HEC, Django REST's "Token", Okta's "SSWS", Opsgenie's "GenieKey", "Api-Key".
 AUTH_SCHEME = re.compile(
     r"(?i:\bauthorization[\"']?[ \t]*[:=][ \t]*[\"']?"
-    r"(?:splunk|token|ssws|geniekey|api-?key|key|apikey))[ \t]+"
-    r"(?P<value>[A-Za-z0-9._~+/=-]{16,200})"
+    # a vendor's own scheme: Klaviyo's "Klaviyo-API-Key pk_..."
+    r"(?:[a-z0-9]{1,20}-)?(?:splunk|token|ssws|geniekey|api-?key|key|apikey))[ \t]+"
+    r"(?P<value>[\w.~+/=-]{16,200})"
 )
 OPEN_AUTH_SCHEME = re.compile(
-    r"(?i:\bauthorization[\"']?[ \t]*[:=][ \t]*[\"']?[a-z-]{0,10}"
-    r"(?:[ \t]+[A-Za-z0-9._~+/=-]{0,200})?)\Z"
+    r"(?i:\bauthorization[\"']?[ \t]*[:=][ \t]*[\"']?[a-z0-9-]{0,30}"
+    r"(?:[ \t]+[\w.~+/=-]{0,200})?)\Z"
+)
+
+# Asterisk's SIP registration: `register => user:X@host/ext` (no "://": the URL form misses it)
+SIP_REGISTER = re.compile(
+    r"\bregister[ \t]*=>[ \t]*[^:\s@]{1,64}:(?P<value>[^\s@:]{3,200})(?::[^\s@:]{1,64})?@"
+)
+OPEN_SIP_REGISTER = re.compile(r"\bregister[ \t]*=>[^\n]{0,300}\Z")
+
+# A passphrase: a quoted value with blanks under a password's name (`RESTIC_PASSWORD='cobalt
+# tram ledger $unrise 71'`, `wifi_password: "fern gully 1987 kettle"`), which the named form
+# (no blank in a value) leaves; two to eight words, judged like a named value.
+_PHRASE_NAME = r"(?P<name>[A-Za-z_][\w.-]{0,60}?(?i:pass(?:word|wd|phrase)?|pwd|psk)\d{0,2})"
+PASSPHRASE = re.compile(
+    rf"{_PHRASE_NAME}[\"']?[ \t]*(?:=|:)[ \t]*(?P<quote>[\"'])"
+    r"(?P<value>[^\s\"']{1,64}(?:[ \t][^\s\"']{1,64}){1,7})(?P=quote)"
+)
+OPEN_PASSPHRASE = re.compile(
+    r"(?i:pass(?:word|wd|phrase)?|pwd|psk)\d{0,2}[\"']?[ \t]*(?:=|:)[ \t]*[\"'][^\"'\n]{0,200}\Z"
 )
 
 _OPEN_FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
@@ -398,12 +419,14 @@ _OPEN_FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
     (("<",), OPEN_XML_ELEMENT),
     (("define",), OPEN_DEFINE),
     (("AKIA", "ASIA"), OPEN_AWS_PAIR),
-    (("key", "name"), OPEN_XML_RECORD),
+    (("<",), OPEN_XML_RECORD),
     (("WIFI:",), OPEN_WIFI_QR),
     (("Key Cont",), OPEN_NETSH_KEY),
     ((">>>", "In ["), OPEN_REPL_ECHO),
     (("key",), OPEN_BARE_KEY_LINE),
     (("uthorization",), OPEN_AUTH_SCHEME),
+    (("ass", "ASS", "pwd", "PWD", "psk", "PSK"), OPEN_PASSPHRASE),
+    (("register",), OPEN_SIP_REGISTER),
 )
 
 
@@ -531,6 +554,17 @@ def find_forms(text: str, low: str, present: list[str]) -> list[Finding]:
             for m in AUTH_SCHEME.finditer(text)
             if key_like(m.group("value"))
         )
+    if "register" in text and "=>" in text:
+        found.extend(
+            Finding("PASSWORD", *m.span("value"))
+            for m in SIP_REGISTER.finditer(text)
+            if _url_password(m.group("value"))
+        )
+    if "pass" in low or "pwd" in low or "psk" in low:
+        for m in PASSPHRASE.finditer(text):
+            kind = named_value_kind(m.group("name"), m.group("value"), quoted=True)
+            if kind is not None and _passphrase(m.group("value")):
+                found.append(Finding(kind, *m.span("value")))
     if _RECORD_HINT in low:
         for pattern in (JSON_RECORD, YAML_RECORD, JSON_VALUE_OBJECT, XML_RECORD):
             for m in pattern.finditer(text):
@@ -557,6 +591,23 @@ def _matches_at(
                     break
             j = low.find(word, j + 1)
     return [matches[k] for k in sorted(matches)]
+
+
+# Words a note in a password's place holds ("see the vault", "stored in 1Password") and a
+# diceware passphrase seldom does.
+_NOTE_WORDS = frozenset((
+    "the", "a", "an", "in", "on", "of", "to", "is", "see", "for", "from", "with", "and", "or",
+    "your", "my", "our", "ask", "set", "use", "same",
+))  # fmt: skip
+_PHRASE_SYMBOLS = re.compile(r"[\d!#$%&*+/=?@^~;:.,_-]")
+
+
+def _passphrase(value: str) -> bool:
+    """A digit or a symbol among its words, or four words or more with no note's word."""
+    words = value.lower().split()
+    if _NOTE_WORDS.intersection(words):
+        return False
+    return _PHRASE_SYMBOLS.search(value) is not None or len(words) >= 4
 
 
 def _random_values(pattern: re.Pattern[str], text: str) -> list[Finding]:

@@ -111,7 +111,8 @@ _VETO_PARTS = frozenset((
 _SEPARATORS = " \t\"'`:=,([{<>|\u00ab\u00bb\u201c\u201d\u2018\u2019\uff1a"
 _LIST_MARKER = re.compile(r"[ \t]*(?:>[ \t>]*)?(?:[-*\u2022][ \t]+|\d{1,2}[.):][ \t]+)?")
 FENCE = re.compile(r"[ \t]*(?:```|~~~)[\w-]*[ \t]*")  # a Markdown code fence line
-_NAME_CHARS = re.compile(r"[\w .-]+")  # matched on the reversed text before a value
+# matched on the reversed text before a value; Indic scripts' vowel signs are marks, not \w
+_NAME_CHARS = re.compile(r"[\w .\u0900-\u0dff-]+")
 # A value wrapped in a conversion or a call: `NAME = bytes.fromhex(`, `NAME = []byte(`,
 # `NAME: SecretStr(`; the label is NAME.
 _WRAPPED = re.compile(r"(?P<name>[\w.]+)[\"'\]]?[ \t]*(?::=|=|:)[ \t]*[\w.\[\]]+\Z")
@@ -288,6 +289,13 @@ def _label_kind(text: str, low: str, start: int, end: int) -> str | None:
     kind = names_credential(words)
     if kind is None and _parts(words) == ["key"]:
         kind = _bare_key_kind(text, line_start, before)
+    if kind is None and ":" in between:
+        # a clause that ends in a colon on the value's own line reads as a heading does: "Dit
+        # is het token dat ik in Moneybird heb aangemaakt: X", "key secret यह है: X"; no word
+        # of it may make the value an identifier or a digest ("...the file's sha256:")
+        clause = " ".join(words.split()[-_HEADING_WORDS:])
+        if _VETO_PARTS.isdisjoint(_parts(clause)):
+            kind = names_credential(clause, heading=True)
     return kind
 
 

@@ -182,13 +182,14 @@ _ASSIGN = (
 )
 NAMED_SECRET = re.compile(
     rf"(?P<name>{_NAME}){_ASSIGN}"
-    r"(?:(?P<quote>[\"'`])(?P<quoted>[^\s\"'`]{4,200})(?P=quote)"
+    r"(?:(?P<quote>[\"'`])(?P<quoted>[^\s\"'`]{4,2048})(?P=quote)"
     # ODBC's `Pwd={...}` (a value with ";" in it; "}}" is an escaped "}")
     r"|(?<=[=\s])\{(?P<braced>(?:[^{}\n]|\}\}){4,200})\}(?!\})"
-    r"|(?P<bare>[^\s\"'`,;]{4,200}))"
+    r"|(?P<bare>[^\s\"'`,;]{4,2048}))"
 )
 # A named secret still being written at the end of a stream: held from its name (a quoted
-# value may hold "," and ";", as a bare one may not).
+# value may hold "," and ";"; a bare one is held past them too, as its line may make them part
+# of it: `_line_value_end`).
 # ... and a name followed by blanks only: its "=" may come next (`db_password       = "X"`,
 # aligned assignments: the name left with the blanks, and the value after it was read without
 # it; found by a new writer's probe, r14's train half); a quoted value just closed is held for
@@ -197,7 +198,7 @@ NAMED_SECRET = re.compile(
 # value, one character per chunk)
 OPEN_NAMED_SECRET = re.compile(
     rf"{_NAME}(?:{_ASSIGN}"
-    r"(?:[\"'`][^\s\"'`]{0,200}[\"'`]?|[^\s\"'`,;]{0,200}|(?<=[=\s])\{(?:[^{}\n]|\}\}){0,200}\}?)"
+    r"(?:[\"'`][^\s\"'`]{0,2048}[\"'`]?|[^\s\"'`]{0,2048}|(?<=[=\s])\{(?:[^{}\n]|\}\}){0,200}\}?)"
     r"|[\"'\]]{0,2}[ \t]{1,24})\Z"
 )
 _IDENTIFIER_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
@@ -225,7 +226,11 @@ _WORDS = ("pass", "pw", "psk", "secret", "token", "key", "hmac", "kennwort", "co
 # only: each look is one scan of the text, ~0.6 µs a KB)
 _OP_REACH = 40  # from such a word to the assignment: the rest of the name, quotes, spaces
 _NAME_BEFORE_WORD = 16  # "encryption_key": the name starts before the word found
-_MATCH_REACH = 300  # from the word to the end of a 200-character value
+# from the word to the end of a 2,048-character value (an AWS session token runs to ~1,000: a
+# value cut at 200 left the rest of it readable; a longer one is masked to its end by
+# secrets.py, `whole_runs`)
+_MAX_NAMED_VALUE = 2048
+_MATCH_REACH = _MAX_NAMED_VALUE + 100
 # Prose and .netrc: "password Tangerine#Lamp44", "reset her password to Sakura-Teal-2026",
 # "login ci-bot password Lx4!rT9z", "Passwort ist ...": no ":" or "=", so the value must look
 # like a password (a letter with a digit or a symbol; "password manager", "password reset-link"
@@ -237,7 +242,9 @@ _PROSE_WORD = (
     r"|\b(?:password|passwd|passphrase|passwort|kennwort|contrase[ñn]a|senha|wachtwoord"
     r"|mot de passe|pw|lösenord(?:et)?|passord(?:et)?|adgangskode(?:n)?|salasana|hasło|heslo"
     r"|jelszó|şifre|пароль|clave|κωδικός(?: πρόσβασης)?|συνθηματικό|mật khẩu"
-    r"|pre-?shared key|parola|parolă|ה?סיסמ[הא]|كلمة (?:المرور|السر)|पासवर्ड))"
+    r"|pre-?shared key|parola|parolă|ה?סיסמ[הא]|كلمة (?:المرور|السر)|पासवर्ड)"
+    # Arabic writes "and", "with" ... on the word: "وكلمة المرور" (and the password)
+    r"|(?<=[وفبل])كلمة (?:المرور|السر))"
     # a word for "new", "old", "current" or "temporary" after it, as Vietnamese, the Romance
     # languages and Russian put one ("mật khẩu cũ là ...", "la contraseña nueva es ...")
     r"(?:[ \t]+(?i:cũ|mới|hiện tại|tạm thời|nuevo|nueva|antiguo|antigua|actual|nouveau|nouvel"
@@ -275,7 +282,13 @@ _PREPOSITIONS = (
     r"(?i:for|of|on|to|at|für|para|pour|per|till|för|til|dla|do|na|pro|de|del|da|di"
     r"|van|voor|du|des|dos|das|della|dello|der|για|του|της|của|cho|от|для|к|у|від|до)"  # noqa: RUF001 (Greek)
 )
-_PROSE_OF = rf"(?:[ \t]+{_PREPOSITIONS}(?:{_OF_WORD}){{1,6}}?(?=[ \t]+(?i:{_IS})\b|[ \t]?:[ \t]))?"
+# ... or a relative clause: "the password I always use is ...", "la password che uso da sempre
+# è ...", "la contraseña que me diste es ..." (its verb "is" or a colon closes it)
+_RELATIVE = r"(?i:that|which|I|we|you|he|she|they|che|que|qui|die|dat|som|który|która|které)"
+_PROSE_OF = (
+    rf"(?:[ \t]+(?:{_PREPOSITIONS}|{_RELATIVE})(?:{_OF_WORD}){{1,6}}?"
+    rf"(?=[ \t]+(?i:{_IS})\b|[ \t]?:[ \t]))?"
+)
 # The value after blanks, or on the next line after "is" ("the new pre-shared key is" then
 # the key; not after a colon alone: "/etc/mosquitto/passwd:" then the file's lines), in quotes
 # or backticks or none.
@@ -334,11 +347,11 @@ PASSWORD_LIKE = re.compile(r"(?=.*[^\W\d_])(?=.*[\d!#$%^&*+=?~|@])")
 # after a word that makes it a credential's (a cache key, a primary key are not).
 KEY_PROSE = re.compile(
     rf"(?i:secret|token|key)\b{_PROSE_OF}{_TO_VALUE}"
-    r"(?P<bare>[^\s\"'`,;]{16,200})"
+    r"(?P<bare>[^\s\"'`,;]{16,2048})"
 )
 OPEN_KEY_PROSE = re.compile(
     rf"(?i:secret|token|key)\b(?:[ \t]+{_PREPOSITIONS}(?:{_OF_WORD}){{0,6}})?{_CONNECTORS}{{0,3}}"
-    rf"(?:{_BEFORE_VALUE}[^\s\"'`,;]{{0,200}}|(?:[ \t]?:)?[ \t]*\n?[ \t]*)\Z"
+    rf"(?:{_BEFORE_VALUE}[^\s\"'`,;]{{0,2048}}|(?:[ \t]?:)?[ \t]*\n?[ \t]*)\Z"
 )
 _KEY_PROSE_WORDS = ("secret", "token", "key")
 KEY_QUALIFIERS = frozenset((
@@ -568,7 +581,9 @@ def _named_value_is_secret(text: str, m: re.Match[str]) -> bool:
     if group != "bare":
         return True
     if value.isdecimal():
-        return False  # max_tokens: 512
+        # max_tokens: 512; a password's name with six digits or more is a numeric password
+        # (a SIP or voicemail one: FreeSWITCH's `default_password=7730165`)
+        return len(value) >= 6 and word.lower().startswith(("passw", "pwd"))
     if _SECRET_LOOKING.search(value) or _env_assignment(text, m, ident):
         return True
     # random letters of both cases are no name: after any name's ":" (`client_secret: X`,
@@ -672,6 +687,18 @@ def _named_type(word: str, value: str, ident: str) -> str:
     return "CREDENTIAL"
 
 
+def _line_value_end(text: str, at: int) -> int:
+    """A bare value stops at ";" and "," (`Pwd=x;Server=y`); where the rest of its line is one
+    more run with no "=" in it (`spring.datasource.password=p@y0uts;Weekly!`, a properties
+    file's value), the value runs to the line's end."""
+    line_end = text.find("\n", at)
+    line_end = len(text) if line_end < 0 else line_end
+    rest = text[at:line_end].rstrip("\r")
+    if len(rest) < 2 or "=" in rest or any(c.isspace() for c in rest) or len(rest) > 200:
+        return at
+    return at + len(rest)
+
+
 def _named_matches(text: str, low: str, words: list[str]) -> list[re.Match[str]]:
     """Each credential word that an assignment follows closely (str.find, C speed), matched
     where its name can start: running the pattern over the text instead cost ~150 µs a KB of
@@ -728,6 +755,8 @@ def find_named(text: str, present: list[str] | None = None) -> list[Finding]:
                 start, end = m.span(group)
                 if group == "bare" and "</" in value:  # <Value>...: X</Value>
                     end = start + value.index("</")
+                elif group == "bare" and text.startswith((";", ","), end):
+                    end = _line_value_end(text, end)
                 found.append(Finding(kind, start, end))
     if "bearer" in low:
         found.extend(Finding("CREDENTIAL", *m.span("bare")) for m in BEARER.finditer(text))
@@ -776,8 +805,11 @@ def _prose_passwords(
                 m = pattern.match(text, max(j + pos, 0), min(j + 260, len(text)))
                 if m is None:
                     continue
-                value = m.group("bare").rstrip(".!?)\u00bb\u201d\u2019")
-                span = (m.start("bare"), m.start("bare") + len(value))
+                # a "!" that ends it is masked with it (the password's, or the sentence's: both
+                # may be); the value is judged without it ("password reset!" is no password)
+                masked = m.group("bare").rstrip(".?)\u00bb\u201d\u2019")
+                value = masked.rstrip("!")
+                span = (m.start("bare"), m.start("bare") + len(masked))
                 if span not in taken and password_shaped(value) and not _prose_placeholder(value):
                     taken.add(span)
                     found.append(Finding("PASSWORD", *span))
@@ -808,7 +840,7 @@ def _key_prose(text: str, low: str, words: list[str], taken: set[tuple[int, int]
             if (j == 0 or low[j - 1] not in _IDENTIFIER_CHARS) and (
                 word != "key" or (before.split() or [""])[-1] in KEY_QUALIFIERS
             ):
-                m = KEY_PROSE.match(text, j, min(j + 480, len(text)))
+                m = KEY_PROSE.match(text, j, min(j + _MATCH_REACH + 180, len(text)))
                 if m is not None:
                     value = m.group("bare").rstrip(".!?)\u00bb\u201d\u2019")
                     span = (m.start("bare"), m.start("bare") + len(value))

@@ -20,6 +20,7 @@ from guards.detectors.credential_columns import find_columns, open_column_start
 from guards.detectors.credential_contexts import find_contexts, open_context_start
 from guards.detectors.credential_forms import find_forms, open_form_start
 from guards.detectors.credential_labels import find_labelled
+from guards.detectors.credential_values import find_values, open_value_start
 from guards.detectors.credentials import (
     NAMED_TYPES,
     PLATFORM_KEYS,
@@ -67,10 +68,16 @@ JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8
 # whitespace before the token), which is what an .npmrc line is, and masks the same token.
 NPM = re.compile(r"//\S+?/:_authToken=\s*(?:npm_\S+|[A-Fa-f0-9-]{36})\S*")
 
+# Discord's plugin pattern reads 27 characters of a token's last part; tokens issued since
+# 2023 carry 38 there, and the last 11 were left readable in every Discord token of every
+# probe (r7-r16). Ours reads the part whole, either length.
+DISCORD_BOT_TOKEN = re.compile(r"[MNO][a-zA-Z\d_-]{23,25}\.[a-zA-Z\d_-]{6}\.[a-zA-Z\d_-]{27,64}")
+
 # Stripe's plugin pattern stops after 24 characters of the key: ours masks all of it.
 OWN_PATTERNS: dict[str, list[re.Pattern[str]]] = {
     "JWT": [JWT],
     "NPM_TOKEN": [NPM],
+    "DISCORD_BOT_TOKEN": [DISCORD_BOT_TOKEN],
     "STRIPE_KEY": PROVIDER_KEYS["STRIPE_KEY"],
 }
 # Formats a plugin's type also has that its regexes miss (credentials.py says which).
@@ -276,6 +283,7 @@ class SecretsDetector:
                 + find_labelled(text, low, present)
                 + find_codes(text, low)
                 + find_contexts(text, low)
+                + find_values(text, low)
             ):
                 if f.type not in self._named:
                     continue
@@ -290,7 +298,13 @@ class SecretsDetector:
                     found.remove(plugin)
                     del cut_short[f.start]
                 elif taken.find(1, f.start, f.end) >= 0:
-                    continue
+                    # a longer reading of a value a form cut short (`curl --user "u:xR7k Lp2q
+                    # ..."`: the option's value ends at its first blank) takes its place
+                    inside = _within(text, found, f)
+                    if inside is None:
+                        continue
+                    for g in inside:
+                        found.remove(g)
                 found.append(f)
                 taken[f.start : f.end] = b"\x01" * (f.end - f.start)
             if ESCAPED_QUOTE in text:
@@ -300,6 +314,7 @@ class SecretsDetector:
                         taken[f.start : f.end] = b"\x01" * (f.end - f.start)
         if depth < DECODE_DEPTH:
             found.extend(self._encoded(text, found, depth))
+        found = whole_runs(text, found)
         # One finding per value: two patterns of one type may match the same key.
         return sorted(
             {f for f in found if f.type == "PRIVATE_KEY" or not masked(text[f.start : f.end])},
@@ -311,13 +326,23 @@ class SecretsDetector:
         it holds (encoded_credentials.py says why)."""
         encoded = []
         for start, end, plain in decoded_runs(text):
-            if any(f.start < end and start < f.end for f in found):
+            overlaps = [f for f in found if f.start < end and start < f.end]
+            # a run a label found as a key ("the deploy key I pasted: LS0t...") takes the type
+            # of what it decodes to (a private key), not the label's generic one
+            generic = overlaps and all(
+                f.type in _GENERIC and f.start <= start and end <= f.end + 2 for f in overlaps
+            )
+            if overlaps and not generic:
                 continue
             kind = login_kind(text, start, plain) if "PASSWORD" in self._named else None
             if kind is None:
                 inner = self._find(plain, depth + 1)
                 kind = inner[0].type if inner else None
-            if kind is not None:
+            if generic and kind not in (None, *_GENERIC):
+                for f in overlaps:
+                    found.remove(f)
+                encoded.append(Finding(kind, *(overlaps[0].start, overlaps[0].end)))
+            elif not generic and kind is not None:
                 encoded.append(Finding(kind, start, end))
         return encoded
 
@@ -342,11 +367,52 @@ class SecretsDetector:
                 open_column_start(text),
                 open_code_start(text),
                 open_context_start(text),
+                open_value_start(text),
                 _escaped_open_start(text),
             ):
                 if named is not None:
                     start = min(start, named)
         return len(text) - start
+
+
+_GENERIC = ("CREDENTIAL", "PASSWORD")  # the types a name or a label gives
+
+
+def _within(text: str, found: list[Finding], f: Finding) -> list[Finding] | None:
+    """The findings `f` overlaps, when it is a generic finding that holds each of them whole
+    and they are generic too (then `f` reads more of the same value); else None. A reading
+    that runs into markup (`X</Value>`) reads too far."""
+    if f.type not in _GENERIC or "</" in text[f.start : f.end]:
+        return None
+    inside = [g for g in found if g.start < f.end and f.start < g.end]
+    if not inside or any(
+        g.type not in _GENERIC
+        or g.start < f.start
+        or g.end > f.end
+        or g.end - g.start == f.end - f.start
+        for g in inside
+    ):
+        return None
+    return inside
+
+
+_LONG_VALUE = 2048  # the longest value a pattern reads whole (credentials.py)
+_RUN_STOPS = "\"'`,;<>"
+
+
+def whole_runs(text: str, found: list[Finding]) -> list[Finding]:
+    """Findings the patterns cut at their length limit, masked to the end of their run: a
+    value padded past the limit must not leave its tail readable."""
+    if not any(f.end - f.start >= _LONG_VALUE for f in found):
+        return found
+    out = []
+    for f in found:
+        end = f.end
+        if end - f.start >= _LONG_VALUE and f.type != "PRIVATE_KEY":
+            while end < len(text) and not text[end].isspace() and text[end] not in _RUN_STOPS:
+                end += 1
+        out.append(f if end == f.end else Finding(f.type, f.start, end, f.score))
+    return out
 
 
 def _escaped_named(text: str) -> list[Finding]:

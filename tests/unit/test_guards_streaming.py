@@ -406,6 +406,15 @@ PIECES = [
             "my app password is Zk4q R7mW p2Lx 9vTb Qe3N h8Jd for the REST API",
             'with MPRester("Qm3xv7Lp2Nw9Rt4Ks8Zd1Hc6Jb5") as mpr:',
             "client_send = : relay-user : Cedar#Ridge;88",
+            # a tenth writer's forms (r16's read half)
+            "export RESTIC_PASSWORD='cobalt tram ledger $unrise 71'",
+            "  network_key: [61, 7, 198, 42, 250, 13, 88, 171, 5, 219, 146, 33, 77, 120, 164, 9]",
+            "htpasswd -b /etc/nginx/.htpasswd staging 'st4g!ng-view-only'",
+            "nsupdate -y hmac-sha256:acme-update.:mvpEBOpmbVyXxzdvl1vXqylE9L6X0nI1BsevJm4odjI=",
+            "la password che uso da sempre è Ferr@ndi_1978!pec. Grazie",
+            "وكلمة المرور Nakheel@Dubai77 شكراً",
+            "--header 'Authorization: Klaviyo-API-Key pk_32ad427e3b606aa5664bbbd22185b93080'",
+            'data="default_password=7730165"',
         ]
     ),
 ]
@@ -656,6 +665,7 @@ PROBES = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "guards"
         ("pii_secrets_probe_r7.jsonl", "train"),  # its held-out half is never read
         ("pii_secrets_probe_r14.jsonl", "train"),  # likewise
         ("pii_secrets_probe_r15.jsonl", "read"),  # the half its card's hash gives 1: read
+        ("pii_secrets_probe_r16.jsonl", "read"),  # likewise
     ],
 )
 async def test_every_pii_probe_row_streams_as_the_whole_text_is_masked(
@@ -667,7 +677,7 @@ async def test_every_pii_probe_row_streams_as_the_whole_text_is_masked(
     equals the whole-text masking, so no value is ever released in part."""
     lines = (PROBES / probe).read_text(encoding="utf-8").splitlines()
     rows = [json.loads(line) for line in lines]
-    if split == "read":  # r15's card splits by sha256(id) % 2; half 1 was read, 0 never is
+    if split == "read":  # r15's and r16's cards split by sha256(id) % 2; half 1 was read
         chosen = [r for r in rows if int(hashlib.sha256(r["id"].encode()).hexdigest(), 16) % 2]
     else:
         chosen = rows_in(rows, split)
