@@ -42,6 +42,7 @@ from guards.detectors.credential_contexts import context_reach
 from guards.detectors.credential_labels import LABEL_REACH, may_need_label
 from guards.detectors.phone import CUE_LOOKBEHIND_CHARS
 from guards.detectors.pii import may_need_cue
+from guards.detectors.seed_phrase import phrase_reach
 from guards.detectors.table_column import MAX_CHARS_ABOVE, table_top
 from guards.hooks import OutputChunkCheck, OutputFinalCheck
 from guards.verdict import (
@@ -216,7 +217,9 @@ class StreamGuard:
             start = min(start, codes)
         # a block's name, a PSK's cue (credential_contexts): the window's line decides, as the
         # form's value may be all that is held of it
-        reach = context_reach(tail[tail.rfind("\n") + 1 :] + self._window)
+        window_line = tail[tail.rfind("\n") + 1 :] + self._window
+        # ... and a recovery phrase's first words (seed_phrase)
+        reach = max(context_reach(window_line), phrase_reach(window_line))
         if reach:
             floor = max(len(tail) - reach, 0)
             start = min(start, tail.rfind("\n", 0, floor) + 1 if floor else 0)

@@ -6,7 +6,7 @@
   `new PDO($dsn, "user", "X")`;
 - PowerShell's `ConvertTo-SecureString "X" -AsPlainText`;
 - a Redis `AUTH [user] X` at a client's prompt; Apache's `htpasswd -b FILE USER X`; BIND's
-  `nsupdate -y [alg:]name:X` (a TSIG key);
+  `nsupdate -y [alg:]name:X` (a TSIG key); Tasmota's `Password1 X;` / `MqttPassword X;`;
 - strongSwan's ipsec.secrets (`: PSK "X"`, `user : EAP "X"`, XAUTH);
 - a Groovy / Gradle DSL's `password "X"` (a call without parentheses; in prose too: "the
   password 'X'"; a game server's `rcon_password "X"`), where the value must look like a password;
@@ -139,6 +139,17 @@ HTPASSWD = re.compile(
     r"(?P<user>[^\s\"'|;&]+)[ \t]+(?P<quote>[\"']?)(?P<value>[^\s\"']{3,200})(?P=quote)"
 )
 OPEN_HTPASSWD = re.compile(r"\bhtpasswd[ \t]+-[^\n|;&]{0,300}\Z")
+# Tasmota's console commands (`Backlog SSID1 x; Password1 X; MqttPassword X; ...`): the value
+# runs to the ";" that ends the command (a Wi-Fi passphrase may hold blanks)
+TASMOTA_PASSWORD = re.compile(
+    r"(?<![\w])(?:Password[1-4]|MqttPassword|WebPassword)[ \t]+"
+    r"(?P<value>[^;\n]{1,64}?)[ \t]*(?=;|\n|$)",
+    re.MULTILINE,
+)
+OPEN_TASMOTA_PASSWORD = re.compile(
+    r"(?<![\w])(?:Password[1-4]|MqttPassword|WebPassword)[ \t]+[^;\n]{0,64}\Z"
+)
+
 # BIND's tools take a TSIG key on the command line: `nsupdate -y [alg:]name:X`, `dig -y ...`
 TSIG_OPTION = re.compile(
     r"\b(?:nsupdate|dig)\b[^\n|;&]{0,200}?[ \t]-y[ \t]+(?:hmac-[\w-]+:)?[^\s:]{1,200}:"
@@ -170,6 +181,7 @@ _OPEN_FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
     ((".login(",), OPEN_LOGIN_KEY_CALL),
     (("htpasswd",), OPEN_HTPASSWD),
     ((" -y",), OPEN_TSIG_OPTION),
+    (("Password1", "Password2", "MqttPassword", "WebPassword"), OPEN_TASMOTA_PASSWORD),
 )
 
 
@@ -234,6 +246,12 @@ def find_calls(text: str, low: str) -> list[Finding]:
                 found.append(Finding("PASSWORD", *m.span("value")))
     if "htpasswd" in text:
         found.extend(_htpasswd(text))
+    if ("Backlog" in text or "MqttPassword" in text or "WebPassword" in text) and "assword" in text:
+        found.extend(
+            Finding("PASSWORD", *m.span("value"))
+            for m in TASMOTA_PASSWORD.finditer(text)
+            if _secret(m.group("value"))
+        )
     if " -y" in text and ("nsupdate" in text or "dig" in text):
         found.extend(
             Finding("PASSWORD", *m.span("value"))

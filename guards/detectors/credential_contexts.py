@@ -13,7 +13,8 @@
   mixes, and stays);
 - an API client handed its key by position: `MPRester("X")`, `tweepy.Client("X")`,
   `SomeApi("X")` (the callee's name says it is a client; the value must look like a key);
-- Exim's `client_send = : user : X` / `^user^X` (the last field of a plaintext login).
+- Exim's `client_send = : user : X` / `^user^X` (the last field of a plaintext login);
+- a key named in Chinese, Japanese or Korean prose ("API 키는 X", "密钥是 X").
 
 Each finding is the value only; placeholders and references are never findings. Streams:
 `open_context_start` says from where a form whose value may hold symbols may still be growing
@@ -88,6 +89,15 @@ CLIENT_KEY = re.compile(
     rf"{_CLIENT}[ \t]*\([ \t]*(?P<quote>[\"'])(?P<value>[A-Za-z0-9_.-]{{16,200}})(?P=quote)"
 )
 
+# A key named in Chinese, Japanese or Korean prose, which writes no blank around the word:
+# "API 키는 X 이고", "APIキーは X です", "密钥是 X"
+CJK_KEY = re.compile(
+    r"(?:키|キー|密钥|秘钥|密鑰|토큰|トークン|令牌)"
+    r"(?:는|은|가|이|が|は|を|是|为|為|\uff1a|:|=|[ \t])+"
+    r"(?P<value>[A-Za-z0-9_+/=.-]{16,200})"
+)
+_CJK_KEY_HINTS = ("키", "キー", "密钥", "秘钥", "密鑰", "토큰", "トークン", "令牌")
+
 EXIM_SEND = re.compile(
     r"(?m)^[ \t]*client_send[ \t]*=[ \t]*(?P<sep>[:^])[^\n]*?(?P=sep)[ \t]*"
     r"(?P<value>[^\s:^][^\n:^]{0,200}?)[ \t]*\r?$"
@@ -120,6 +130,12 @@ def find_contexts(text: str, low: str) -> list[Finding]:
             if key_like(m.group("value"))
             and not is_placeholder(m.group("value"))
             and not _ACCOUNT_SID.fullmatch(m.group("value"))
+        )
+    if not text.isascii() and any(map(text.__contains__, _CJK_KEY_HINTS)):
+        found.extend(
+            Finding("CREDENTIAL", *m.span("value"))
+            for m in CJK_KEY.finditer(text)
+            if key_like(m.group("value")) and not is_placeholder(m.group("value"))
         )
     if "client_send" in text:
         found.extend(

@@ -368,6 +368,20 @@ OPEN_AUTH_SCHEME = re.compile(
     r"(?:[ \t]+[\w.~+/=-]{0,200})?)\Z"
 )
 
+# Web3 tooling: an RPC provider's key in its URL's path (Alchemy's `/v2/X`, Infura's `/v3/X`,
+# QuickNode's `/X/`), and a wallet's private key in a Hardhat or Foundry config's `accounts:
+# ["0x..."]` (64 hex digits; a bare one is a transaction's or a block's hash, and stays)
+RPC_KEY_URL = re.compile(
+    r"://[\w.-]*(?:alchemy\.com|alchemyapi\.io)/v2/(?P<alchemy>[A-Za-z0-9_-]{16,200})"
+    r"|://[\w.-]*infura\.io/v3/(?P<infura>[0-9a-fA-F]{32})"
+    r"|://[\w.-]*quiknode\.pro/(?P<quicknode>[0-9a-fA-F]{32,64})"
+)
+WALLET_ACCOUNTS = re.compile(
+    r"\baccounts[\"']?[ \t]*[:=][ \t]*\[[ \t\n]*(?P<quote>[\"'`])(?P<value>(?:0x)?[0-9a-fA-F]{64})"
+    r"(?P=quote)"
+)
+OPEN_WALLET_ACCOUNTS = re.compile(r"\baccounts[\"']?[ \t]*[:=][ \t]*\[[^\]]{0,200}\Z")
+
 # Asterisk's SIP registration: `register => user:X@host/ext` (no "://": the URL form misses it)
 SIP_REGISTER = re.compile(
     r"\bregister[ \t]*=>[ \t]*[^:\s@]{1,64}:(?P<value>[^\s@:]{3,200})(?::[^\s@:]{1,64})?@"
@@ -427,6 +441,7 @@ _OPEN_FORMS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
     (("uthorization",), OPEN_AUTH_SCHEME),
     (("ass", "ASS", "pwd", "PWD", "psk", "PSK"), OPEN_PASSPHRASE),
     (("register",), OPEN_SIP_REGISTER),
+    (("accounts",), OPEN_WALLET_ACCOUNTS),
 )
 
 
@@ -553,6 +568,15 @@ def find_forms(text: str, low: str, present: list[str]) -> list[Finding]:
             Finding("CREDENTIAL", *m.span("value"))
             for m in AUTH_SCHEME.finditer(text)
             if key_like(m.group("value"))
+        )
+    if "://" in text and ("alchemy" in low or "infura.io" in low or "quiknode" in low):
+        for m in RPC_KEY_URL.finditer(text):
+            group = next(g for g in ("alchemy", "infura", "quicknode") if m.group(g))
+            if key_like(m.group(group)) or group != "alchemy":
+                found.append(Finding("CREDENTIAL", *m.span(group)))
+    if "accounts" in text:
+        found.extend(
+            Finding("CREDENTIAL", *m.span("value")) for m in WALLET_ACCOUNTS.finditer(text)
         )
     if "register" in text and "=>" in text:
         found.extend(

@@ -35,6 +35,7 @@ from guards.detectors.encoded_credentials import decoded_runs, login_kind
 from guards.detectors.escaped_json import ESCAPED_QUOTE, unescaped_view
 from guards.detectors.literal_scan import LiteralScan
 from guards.detectors.secret_plugin_patterns import PLUGIN_PATTERNS
+from guards.detectors.seed_phrase import find_phrases, open_phrase_start
 from guards.detectors.stream_tail import IGNORECASE_EXTRAS, trailing_run_start
 from guards.verdict import Finding
 
@@ -284,6 +285,7 @@ class SecretsDetector:
                 + find_codes(text, low)
                 + find_contexts(text, low)
                 + find_values(text, low)
+                + find_phrases(text)
             ):
                 if f.type not in self._named:
                     continue
@@ -368,6 +370,7 @@ class SecretsDetector:
                 open_code_start(text),
                 open_context_start(text),
                 open_value_start(text),
+                open_phrase_start(text),
                 _escaped_open_start(text),
             ):
                 if named is not None:

@@ -61,6 +61,24 @@ def secrets(text: str) -> list[tuple[str, str]]:
             "Razorpay का key secret यह है: qPrrB7jbIlyKcXAZBWygUMpN । कृपया",
             "qPrrB7jbIlyKcXAZBWygUMpN",
         ),
+        (
+            '  url: "https://eth-sepolia.g.alchemy.com/v2/-kjqUqHnuii0ioVl8CkKWVILXtt5Wfvy",',
+            "-kjqUqHnuii0ioVl8CkKWVILXtt5Wfvy",
+        ),
+        (
+            "https://mainnet.infura.io/v3/9aa3d95b3bc440fa88ea12eaa4456161",
+            "9aa3d95b3bc440fa88ea12eaa4456161",
+        ),
+        (
+            '  accounts: ["0x2ca4c230adbb72f6dfd6571408ae28ac56a684a992524fdd1fe672d2485e35d5"],',
+            "0x2ca4c230adbb72f6dfd6571408ae28ac56a684a992524fdd1fe672d2485e35d5",
+        ),
+        ("Backlog SSID1 Home; MqttPassword t4sm0ta/Plug$22; Topic plug", "t4sm0ta/Plug$22"),
+        (
+            "업체에서 받은 API 키는 2TA1pvPQqXvhTTImiXCcMZWuCJ73mLHm 이고",
+            "2TA1pvPQqXvhTTImiXCcMZWuCJ73mLHm",
+        ),
+        ("APIキーは sk9Xq2LmW0pXc4Rt7Ns2Kd9Vb3 です", "sk9Xq2LmW0pXc4Rt7Ns2Kd9Vb3"),
     ],
 )
 def test_a_value_in_these_forms_is_masked_value_only(text: str, value: str) -> None:
@@ -84,6 +102,9 @@ def test_a_value_in_these_forms_is_masked_value_only(text: str, value: str) -> N
         "the password I use is too short",
         "a password which is hard to guess is better",
         "SHA256 of the key file I downloaded: 3c7ddcdb64bb7091905c9806f77b1d0db093efb7aa",
+        "tx 0x2ca4c230adbb72f6dfd6571408ae28ac56a684a992524fdd1fe672d2485e35d5 confirmed",
+        "see https://docs.alchemy.com/v2/reference-guide for the API",
+        "Password1 is the first field of the form",
         # an IBAN grouped in fours is no application password (the PII detector's)
         "- Marco Benedetti \u2013 IT73 N313 1860 2233 O7ST 1KTM WLW \u2013 860,50 EUR",
     ],

@@ -415,6 +415,11 @@ PIECES = [
             "وكلمة المرور Nakheel@Dubai77 شكراً",
             "--header 'Authorization: Klaviyo-API-Key pk_32ad427e3b606aa5664bbbd22185b93080'",
             'data="default_password=7730165"',
+            # a wallet's recovery phrase (seed_phrase.py), word by word
+            "my seed phrase: velvet orbit canyon muffin tribe wagon echo hazard lyrics pilot sauce"
+            " fossil",
+            "Backlog SSID1 Home; Password1 fern gully 1987 kettle; MqttPassword t4sm0ta/Plug$22",
+            '  accounts: ["0x2ca4c230adbb72f6dfd6571408ae28ac56a684a992524fdd1fe672d2485e35d5"],',
         ]
     ),
 ]
