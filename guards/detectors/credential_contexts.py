@@ -36,11 +36,16 @@ from guards.verdict import Finding
 
 _SEP = r"(?:=>|:|=)"
 _CIPHER_PARENTS = frozenset(("crypt", "crypto", "cipher", "encrypt", "fernet", "aes"))
-PARENT_KEY = re.compile(
-    rf"(?P<parent>[A-Za-z_][\w-]{{0,40}})[\"']?[ \t]*{_SEP}[ \t]*(?:array[ \t]*\()?[\[{{(]?\s*"
-    rf"[\"']?key[\"']?[ \t]*{_SEP}[ \t]*(?P<quote>[\"']?)(?P<value>[^\s\"',\]}});]{{16,200}})"
-    r"(?P=quote)"
+# found from the literal "key" on (a pattern that starts at the parent's name tried every
+# position of a text: ~150 µs a KB of code), the parent then read before it
+KEY_VALUE = re.compile(
+    rf"key[\"']?[ \t]*{_SEP}[ \t]*(?P<quote>[\"']?)(?P<value>[^\s\"',\]}});]{{16,200}})(?P=quote)"
 )
+PARENT_BEFORE = re.compile(
+    rf"(?P<parent>[A-Za-z_][\w-]{{0,40}})[\"']?[ \t]*{_SEP}[ \t]*(?:array[ \t]*\()?[\[{{(]?\s*"
+    r"[\"']?\Z"
+)
+_PARENT_REACH = 120
 OPEN_PARENT_KEY = re.compile(rf"[\"']?key[\"']?[ \t]*{_SEP}[ \t]*[\"']?[^\s\"',\]}});]{{0,200}}\Z")
 
 SERVER_BLOCK_KEY = re.compile(
@@ -74,10 +79,18 @@ OPEN_REFERRED = re.compile(
     rf"[ \t]*[{_OPENING_QUOTES}]?\S{{0,64}}\Z"
 )
 _REFERRED_REACH = 300  # the password is named within this many characters before "one"
+_QUALIFIER_BEFORE = re.compile(rf"{_QUALIFIER}\Z")
+_QUALIFIER_LENGTH = len("temporary")
 
 # a run of six groups of four or more ("looks like Xq7R ..." starts a run a group early)
 APP_PASSWORD_RUN = re.compile(r"(?<![\w-])(?:[A-Za-z0-9]{4} ){5,}[A-Za-z0-9]{4}(?![\w-])")
 _GROUPS = 6
+# four groups of four after a blank, found from the literal blank on: the run's own pattern
+# tries every position (~30 µs a KB), this one ~4, and prose seldom has four four-letter words
+# (six groups hold four after a blank, whatever stands before the first)
+APP_PASSWORD_GATE = re.compile(
+    r" [A-Za-z0-9]{4} [A-Za-z0-9]{4} [A-Za-z0-9]{4} [A-Za-z0-9]{4}(?![\w-])"
+)
 _MIX_HINT = re.compile(r"[0-9]|[a-z][A-Z]")
 _IBAN_START = re.compile(r"[A-Z]{2}[0-9]{2}")
 OPEN_APP_PASSWORD = re.compile(r"(?<![\w-])(?:[A-Za-z0-9]{4} ){0,5}[A-Za-z0-9]{0,4}\Z")
@@ -85,9 +98,10 @@ _MIXED_GROUPS = 4  # of six: a digit beside a letter, or both cases past the fir
 
 _CLIENT = r"(?:(?<![\w.])|(?<=\.))(?:\w{0,40}(?:Client|Rester|API|Api|SDK|Sdk)|OWM|Mixpanel)"
 _ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")  # Twilio's `Client(SID, token)`: an id
-CLIENT_KEY = re.compile(
-    rf"{_CLIENT}[ \t]*\([ \t]*(?P<quote>[\"'])(?P<value>[A-Za-z0-9_.-]{{16,200}})(?P=quote)"
-)
+# a quoted run opening a call's arguments, found from the literal "(" on; the callee's name is
+# then read before it (a pattern starting at the name tried every position: ~60 µs a KB of code)
+CALL_STRING = re.compile(r"\([ \t]*(?P<quote>[\"'])(?P<value>[A-Za-z0-9_.-]{16,200})(?P=quote)")
+CALLEE_BEFORE = re.compile(rf"{_CLIENT}[ \t]*\Z")
 
 # A key named in Chinese, Japanese or Korean prose, which writes no blank around the word:
 # "API 키는 X 이고", "APIキーは X です", "密钥是 X"
@@ -119,17 +133,18 @@ def find_contexts(text: str, low: str) -> list[Finding]:
     if "psk" in low or "shared" in low:
         found.extend(_psk_lines(text))
     if " one " in low:
-        found.extend(_referred(text))
-    if text.count(" ") >= 5:
+        found.extend(_referred(text, low))
+    if text.count(" ") >= 5 and APP_PASSWORD_GATE.search(text) is not None:
         for m in APP_PASSWORD_RUN.finditer(text):
             found.extend(_app_passwords(m.group(), m.start()))
     if "(" in text:
         found.extend(
             Finding("CREDENTIAL", *m.span("value"))
-            for m in CLIENT_KEY.finditer(text)
+            for m in CALL_STRING.finditer(text)
             if key_like(m.group("value"))
             and not is_placeholder(m.group("value"))
             and not _ACCOUNT_SID.fullmatch(m.group("value"))
+            and CALLEE_BEFORE.search(text, max(m.start() - 60, 0), m.start()) is not None
         )
     if not text.isascii() and any(map(text.__contains__, _CJK_KEY_HINTS)):
         found.extend(
@@ -148,10 +163,16 @@ def find_contexts(text: str, low: str) -> list[Finding]:
 
 def _parent_keys(text: str) -> list[Finding]:
     found = []
-    for m in PARENT_KEY.finditer(text):
-        value, parent = m.group("value"), m.group("parent")
+    for m in KEY_VALUE.finditer(text):
+        value = m.group("value")
         if not key_like(value) or is_placeholder(value):
             continue
+        if m.start() and (text[m.start() - 1].isalnum() or text[m.start() - 1] == "_"):
+            continue  # "monkey", "api_key": a longer name (the named form's)
+        before = PARENT_BEFORE.search(text, max(m.start() - _PARENT_REACH, 0), m.start())
+        if before is None:
+            continue
+        parent = before.group("parent")
         cipher = parent.lower().strip("_-") in _CIPHER_PARENTS
         if cipher or named_value_kind(f"{parent}_key", value, quoted=True) is not None:
             found.append(Finding("CREDENTIAL", *m.span("value")))
@@ -170,9 +191,20 @@ def _psk_lines(text: str) -> list[Finding]:
     return found
 
 
-def _referred(text: str) -> list[Finding]:
+def _referred(text: str, low: str) -> list[Finding]:
+    """Matched at each " one " (found in C): a search for the qualifiers tried every position
+    of a text (~45 µs a KB of code)."""
     found = []
-    for m in REFERRED.finditer(text):
+    j = low.find(" one ")
+    while j != -1:
+        at = max(j - _QUALIFIER_LENGTH, 0)
+        m = _QUALIFIER_BEFORE.search(low, at, j)
+        j = low.find(" one ", j + 1)
+        if m is None:
+            continue
+        m = REFERRED.match(text, m.start())
+        if m is None:
+            continue
         cue = _PASSWORD_CUE.search(text, max(m.start() - _REFERRED_REACH, 0), m.start())
         value = m.group("value").rstrip(".)")
         if cue is None or not password_shaped(value) or is_placeholder(value):

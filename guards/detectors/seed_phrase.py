@@ -60,6 +60,8 @@ _AS_BLANKS = ",=:\"'`"
 # MIN_WORDS "1"s with markers between (the text is split in C and each token looked up once:
 # ~10 µs a KB; a regex over the text's words cost ~100)
 _RUN = re.compile(rf"1(?:m?1){{{MIN_WORDS - 1},}}")
+_BARE_RUN = "1" * MIN_WORDS
+_LISTED_RUN = "1m1m1m"  # a numbered list's phrase holds this, whatever else it holds
 _OPEN_WORDS = 24  # a trailing run is looked at back to this many words
 _OPEN_REACH = 24 * 14  # characters: 24 words and their list markers
 _MARKS = " \t\r\n0123456789.)-*\u2022"
@@ -103,6 +105,8 @@ def find_phrases(text: str) -> list[Finding]:
     if len(tokens) < MIN_WORDS:
         return []
     flags = "".join(map(_flags().get, tokens, repeat("0")))
+    if _BARE_RUN not in flags and _LISTED_RUN not in flags:  # (C speed; the regex ~7 µs)
+        return []
     runs = [m.span() for m in _RUN.finditer(flags)]
     if not runs:
         return []
