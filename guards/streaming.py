@@ -217,9 +217,11 @@ class StreamGuard:
             start = min(start, codes)
         # a block's name, a PSK's cue (credential_contexts): the window's line decides, as the
         # form's value may be all that is held of it
-        window_line = tail[tail.rfind("\n") + 1 :] + self._window
         # ... and a recovery phrase's first words (seed_phrase)
-        reach = max(context_reach(window_line), phrase_reach(window_line))
+        reach = max(
+            context_reach(tail[tail.rfind("\n") + 1 :] + self._window),
+            phrase_reach(tail, self._window),
+        )
         if reach:
             floor = max(len(tail) - reach, 0)
             start = min(start, tail.rfind("\n", 0, floor) + 1 if floor else 0)

@@ -140,6 +140,14 @@ def open_phrase_start(text: str) -> int | None:
     growing = len(stripped) == len(tail)
     words = wordlist()
     pos = len(stripped)
+    if growing:
+        # a word still growing is held by the trailing token run anyway: only a list word
+        # before it can start a run worth holding (most chunks of prose end here)
+        blank = max(stripped.rfind(" "), stripped.rfind("\n"), stripped.rfind("\t"))
+        before = stripped[: max(blank, 0)].rstrip(_MARKS)
+        cut = max(before.rfind(" "), before.rfind("\n"), before.rfind("\t"))
+        if blank < 0 or before[cut + 1 :] not in words:
+            return None
     start = None
     count = 0
     for i in range(_OPEN_WORDS):
@@ -167,11 +175,18 @@ def _announced(text: str, start: int) -> bool:
     return _CUE.search(text, max(start - CUE_REACH, 0), start) is not None
 
 
-def phrase_reach(line: str) -> int:
-    """How much released text a stream reads before a held window whose line (`line`: the
-    window with the released part of its line in front) ends in a run of list words, or
-    announces one: the run's words already released, and the announcing word, are judged
-    with it."""
-    if open_phrase_start(line) is not None or _CUE.search(line) is not None:
+def phrase_reach(released: str, window: str) -> int:
+    """How much released text a stream reads before a held `window` (`released`: the text
+    released before it) that goes on a run of list words released before it, or that follows a
+    word announcing a phrase: the run's first words, and the announcing word, are judged with
+    it."""
+    words = wordlist()
+    first = window.split(None, 1)[0] if window.strip() else ""
+    if first not in words and not (first and first in _prefixes()):
+        return 0
+    recent = released[-CUE_REACH:]
+    last = recent.rstrip(_MARKS)
+    last = last[max(last.rfind(" "), last.rfind("\n"), last.rfind("\t")) + 1 :]
+    if last in words or _CUE.search(recent) is not None:
         return _OPEN_REACH + CUE_REACH
     return 0

@@ -81,3 +81,12 @@ async def test_without_a_cue_a_stream_releases_at_most_a_phrases_first_word() ->
         ("Is this in the right order? [PASSWORD]", "Is this in the right order? velvet [PASSWORD]")
     )
     assert "[PASSWORD]" in await unary(text)
+
+
+async def test_a_phrase_one_word_a_line_streams_masked() -> None:
+    from tests.unit.test_guards_streaming import stream, unary
+
+    text = "Recovery words:\n" + PHRASE.replace(" ", "\n") + "\nthanks"
+    released, blocked, _ = await stream(list(text))
+    assert not blocked and released == await unary(text)
+    assert "orbit" not in released
