@@ -113,12 +113,13 @@ def find_phrases(text: str) -> list[Finding]:
     spans = [m.span() for m in _TOKEN.finditer(spaced)]  # the tokens' places, as split gave them
     found = []
     for i, j in runs:
-        # list words that name the phrase ("seed phrase: ...", `words=...`) are its label
-        for k in range(i, min(i + 3, j - MIN_WORDS)):
+        # list words that name the phrase ("seed phrase: ...", `words=...`) are its label, and
+        # what follows them must be a phrase on its own
+        for k in range(i, min(i + 3, j)):
             if text.startswith((":", "="), spans[k][1]):
                 i = k + 1
                 break
-        if len(set(tokens[i:j])) > _PLACEHOLDER_WORDS:
+        if j - i >= MIN_WORDS and len(set(tokens[i:j])) > _PLACEHOLDER_WORDS:
             found.append(Finding("PASSWORD", spans[i][0], spans[j - 1][1]))
     return found
 

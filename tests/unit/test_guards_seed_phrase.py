@@ -90,3 +90,12 @@ async def test_a_phrase_one_word_a_line_streams_masked() -> None:
     released, blocked, _ = await stream(list(text))
     assert not blocked and released == await unary(text)
     assert "orbit" not in released
+
+
+def test_a_label_of_list_words_never_completes_a_phrase() -> None:
+    """Found by the run-together property test: "seed phrase:" and eleven words made thirteen
+    list words in a row, and the whole text masked the label with them."""
+    eleven = " ".join(PHRASE.split()[:11])
+    assert find_phrases(f"my seed phrase: {eleven} fossilAKIA") == []
+    text = f"my seed phrase: {PHRASE}"
+    assert [text[f.start : f.end] for f in find_phrases(text)] == [PHRASE]
