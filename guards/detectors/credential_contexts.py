@@ -91,7 +91,6 @@ _GROUPS = 6
 APP_PASSWORD_GATE = re.compile(
     r" [A-Za-z0-9]{4} [A-Za-z0-9]{4} [A-Za-z0-9]{4} [A-Za-z0-9]{4}(?![\w-])"
 )
-_MIX_HINT = re.compile(r"[0-9]|[a-z][A-Z]")
 _IBAN_START = re.compile(r"[A-Z]{2}[0-9]{2}")
 OPEN_APP_PASSWORD = re.compile(r"(?<![\w-])(?:[A-Za-z0-9]{4} ){0,5}[A-Za-z0-9]{0,4}\Z")
 _MIXED_GROUPS = 4  # of six: a digit beside a letter, or both cases past the first letter

@@ -53,7 +53,6 @@ _CUE = re.compile(
 # and Foundry's; "abandon ... about", BIP-39's own test vector): no wallet's, and left alone.
 _PLACEHOLDER_WORDS = 3
 _SEP = r"(?:[ \t]+|[ \t]*\r?\n[ \t]*)(?:(?:\d{1,2}[.)]|[-*\u2022])[ \t]+)?"
-_WORD = re.compile(r"[a-z]{3,8}")
 _TOKEN = re.compile(r"\S+")
 _AS_BLANKS = ",=:\"'`"
 # tokens as flags: "1" a list word, "m" a list marker, "0" anything else; a phrase is a run of
